@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   venv + install + Graphviz's dot if missing, then AlexNet's table and a diagram
+#   make test   the same set-up, then the test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup dot demo test test-fast torch gallery bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+# Graphviz's `dot` program: Debian's package when missing (root, or sudo where available).
+dot:
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "installing Graphviz (dot)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+	@dot -V
+
+setup: $(STAMP) dot
+
+demo: setup
+	$(VENV)/bin/cnngraph table alexnet
+	$(VENV)/bin/cnngraph render alexnet -o alexnet.svg
+	@echo "wrote alexnet.svg"
+
+# PyTorch is an optional cross-check (a large download on most machines).
+torch: $(STAMP)
+	$(PIP) install -q 'torch==2.13.0'
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+gallery: setup
+	$(VENV)/bin/cnngraph gallery
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

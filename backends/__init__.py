@@ -1,0 +1,1 @@
+"""Execution backends: the compiler's plan run with Numba (CPU) or CuPy (GPU)."""

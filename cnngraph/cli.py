@@ -1,0 +1,188 @@
+"""The ``cnngraph`` command-line tool.
+
+Core commands live here (``zoo``, ``table``, ``ops``); other modules add theirs through an
+``add_cli(subparsers)`` function listed in :data:`PLUGINS`, importing heavy dependencies only
+inside their handlers so ``cnngraph --help`` stays fast.
+
+A MODEL argument is a zoo name (``resnet50``), an ONNX file (``model.onnx``) or a Python
+function building a graph (``mynet.py:build`` or ``package.module:build``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import sympy
+
+from .errors import CnnGraphError
+from .symbols import sym
+
+# Modules that add sub-commands: each defines add_cli(subparsers).
+PLUGINS: list[str] = []
+
+
+def parse_input(text: str | None):
+    """``"3,227,227"`` or ``"3,32*h,32*w"`` -> a shape tuple (symbols are positive integers)."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        e = sympy.sympify(part.strip())
+        e = e.subs({s: sym(s.name) for s in e.free_symbols})
+        out.append(int(e) if e.is_Integer else e)
+    return tuple(out)
+
+
+def parse_options(items) -> dict:
+    """``["depth=50", "variant=paper"]`` -> dict with ints, floats and booleans converted."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CnnGraphError(f"model option {item!r} must look like name=value")
+        k, v = item.split("=", 1)
+        low = v.lower()
+        if low in ("true", "false"):
+            out[k] = low == "true"
+        else:
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+    return out
+
+
+def load_model(spec: str, input=None, options=None):
+    """A graph from a zoo name, an ONNX file or ``file.py:function``."""
+    from . import zoo
+    from .graph import with_input
+
+    options = options or {}
+    if spec.endswith(".onnx"):
+        from . import onnx as cg_onnx
+
+        g = cg_onnx.load(spec)
+        return with_input(g, input) if input is not None else g
+    if ":" in spec:
+        path, fn_name = spec.rsplit(":", 1)
+        if path.endswith(".py"):
+            s = importlib.util.spec_from_file_location(Path(path).stem, path)
+            if s is None or not Path(path).exists():
+                raise CnnGraphError(f"no such file: {path}")
+            mod = importlib.util.module_from_spec(s)
+            s.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(path)
+        fn = getattr(mod, fn_name)
+        kwargs = dict(options)
+        if input is not None:
+            kwargs["input"] = input
+        return fn(**kwargs)
+    return zoo.build(spec, input=input, **options)
+
+
+def add_model_args(p, input_help="input shape C,H,W (symbols allowed: 3,H,W or 3,32*h,32*w)"):
+    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function")
+    p.add_argument("--input", help=input_help)
+    p.add_argument("-O", "--option", action="append", metavar="NAME=VALUE", help="model option, e.g. -O variant=paper")
+
+
+def add_convention_args(p):
+    g = p.add_argument_group("counting convention (defaults follow the slides)")
+    g.add_argument("--flops-per-mac", type=int, choices=(1, 2), default=1, help="FLOPs per multiply-add (default 1)")
+    g.add_argument("--count", default="pool",
+                   help="kinds whose other operations add to flop: comma list of pool,act,norm,merge or 'none' (default pool)")
+    g.add_argument("--bytes", type=int, default=4, help="bytes per element: 4 fp32, 2 fp16, 1 int8")
+    g.add_argument("--batch", default="1", help="batch size (int or symbol such as N)")
+    g.add_argument("--strict", action="store_true", help="a stride that does not fit exactly is an error")
+
+
+def convention_from(args):
+    from .cost import Convention
+
+    count = () if args.count in ("none", "") else tuple(c.strip() for c in args.count.split(","))
+    batch = parse_input(args.batch)[0]
+    return Convention(flops_per_mac=args.flops_per_mac, count=count, bytes_per_element=args.bytes, batch=batch)
+
+
+def cmd_zoo(args):
+    from . import zoo
+
+    names = zoo.names()
+    if args.names:
+        print("\n".join(names))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"cnngraph zoo: {len(names)} models")
+    for col in ("model", "family", "input", "description"):
+        t.add_column(col)
+    for n in names:
+        m = zoo.info(n)
+        t.add_row(n, m.family, "×".join(map(str, m.input)), m.summary)
+    Console().print(t)
+    return 0
+
+
+def cmd_table(args):
+    from .cost import analyze
+    from .tables import HIDDEN_BY_DEFAULT
+
+    g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+    report = analyze(g, convention=convention_from(args), strict=args.strict,
+                     input=None if args.input is None else parse_input(args.input))
+    hide = () if args.all else HIDDEN_BY_DEFAULT
+    print(report.to(args.format, style=args.style, hide=hide), end="")
+    return 0
+
+
+def cmd_ops(args):
+    from .ops import describe
+
+    for name, kind, doc in describe():
+        print(f"{name:20s} {kind:8s} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cnngraph", description="Symbolic graph compiler and visualizer for CNNs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    z = sub.add_parser("zoo", help="list the models of the zoo")
+    z.add_argument("--names", action="store_true", help="names only, one per line")
+    z.set_defaults(func=cmd_zoo)
+
+    t = sub.add_parser("table", help="per-layer table: shapes, memory, params, flop")
+    add_model_args(t)
+    t.add_argument("--format", choices=("text", "markdown", "csv", "latex", "json"), default="text")
+    t.add_argument("--style", choices=("slides", "exact"), default="slides",
+                   help="slides: KB / thousands / millions as in the lectures; exact: full integers")
+    t.add_argument("--all", action="store_true", help="also list activations and dropout")
+    add_convention_args(t)
+    t.set_defaults(func=cmd_table)
+
+    o = sub.add_parser("ops", help="list the ops of the registry")
+    o.set_defaults(func=cmd_ops)
+
+    for mod in PLUGINS:
+        importlib.import_module(mod).add_cli(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CnnGraphError as e:
+        print(f"cnngraph: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Per-layer tables of a :class:`~cnngraph.cost.Report`: text, Markdown, CSV, LaTeX, JSON.
+
+Two unit styles: ``slides`` (memory in KB, params in thousands, flop in millions, rounded
+like the lecture tables) and ``exact`` (bytes, params, MACs, flops as full integers).
+
+>>> from cnngraph import zoo, analyze
+>>> md = analyze(zoo.build("alexnet")).to("markdown")
+>>> "| conv1 | 3 | 227 | 64 | 11 | 4 | 2 | 64 | 56 | 784 | 23 | 73 |" in md
+True
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import sympy
+
+from . import ops
+
+HIDDEN_BY_DEFAULT = ("act", "dropout", "input")
+
+SLIDE_HEAD = ["Layer", "C in", "H/W in", "filters", "kernel", "stride", "pad", "C out", "H/W out",
+              "memory (KB)", "params (k)", "flop (M)"]
+EXACT_HEAD = ["Layer", "op", "input", "output", "params", "buffers", "MACs", "other ops", "flops", "memory (B)", "share"]
+
+
+def _expr(v):
+    if isinstance(v, sympy.Basic) and not v.is_Number:
+        return str(sympy.factor_terms(v)).replace("**", "^").replace("*", "·")
+    return v
+
+
+def _round(v, unit):
+    """Value in ``unit`` rounded to an integer the way the slides print it (half up)."""
+    if isinstance(v, sympy.Basic) and not v.is_Number:
+        return _expr(sympy.sympify(v) / unit)
+    x = float(v) / unit
+    return int(x + 0.5)
+
+
+def _hw(shape):
+    if len(shape) == 3:
+        h, w = shape[1], shape[2]
+        return _expr(h) if ops.same(h, w) else f"{_expr(h)}×{_expr(w)}"
+    return ""
+
+
+def _pad(p):
+    t, l, b, r = p
+    if t == l == b == r:
+        return t
+    if t == b and l == r:
+        return f"{t},{l}"
+    return ",".join(map(str, p))
+
+
+def slide_cells(r):
+    a = r.attrs
+    x = r.input_shapes[0] if r.input_shapes else ()
+    filters = kernel = stride = pad = ""
+    if r.op == "conv2d":
+        filters = _expr(a["out_channels"])
+        kernel = a["kernel"][0] if a["kernel"][0] == a["kernel"][1] else f"{a['kernel'][0]}x{a['kernel'][1]}"
+        stride, pad = a["stride"][0], _pad(a["padding"])
+    elif r.op in ("maxpool2d", "avgpool2d"):
+        kernel = a["kernel"][0] if a["kernel"][0] == a["kernel"][1] else f"{a['kernel'][0]}x{a['kernel'][1]}"
+        stride, pad = a["stride"][0], _pad(a["padding"])
+    elif r.op == "linear":
+        filters = _expr(a["out_features"])
+    c_in = _expr(x[0]) if x else ""
+    c_out = _expr(r.output_shape[0])
+    return [r.title, c_in, _hw(x), filters, kernel, stride, pad, c_out, _hw(r.output_shape),
+            _round(r.costs.memory_bytes, 1024), _round(r.costs.params, 1000), _round(r.costs.flops, 10**6)]
+
+
+def exact_cells(report, r):
+    share = report.share(r, "flops")
+    share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share)
+    return [r.title, r.op, " + ".join(ops.fmt_shape(s) for s in r.input_shapes), ops.fmt_shape(r.output_shape),
+            _expr(r.params), _expr(r.buffers), _expr(r.macs), _expr(r.ops), _expr(r.flops), _expr(r.memory_bytes), share]
+
+
+def _rows(report, style, hide):
+    rows = [r for r in report.rows if r.kind not in hide]
+    if style == "slides":
+        return SLIDE_HEAD, [slide_cells(r) for r in rows]
+    return EXACT_HEAD, [exact_cells(report, r) for r in rows]
+
+
+def _total_cells(report, style):
+    t = report.total
+    if style == "slides":
+        return ["total"] + [""] * 8 + [_round(t.memory_bytes, 1024), _round(t.params, 1000), _round(t.flops, 10**6)]
+    return ["total", "", "", "", _expr(t.params), _expr(t.buffers), _expr(t.macs), _expr(t.ops), _expr(t.flops),
+            _expr(t.memory_bytes), "100%"]
+
+
+def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT) -> str:
+    """The report as ``text``, ``markdown``, ``csv``, ``latex`` or ``json``."""
+    if fmt == "json":
+        return to_json(report)
+    head, body = _rows(report, style, set(hide))
+    body = body + [_total_cells(report, style)]
+    title = f"{report.name} — input {ops.fmt_shape(report.input_shape)}"
+    foot = f"Convention: {report.convention}"
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+        return "\n".join(lines + ["", foot] + [f"- {n}" for n in report.notes]) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(body)
+        return buf.getvalue()
+    if fmt == "latex":
+        esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("×", r"$\times$").replace("·", r"$\cdot$")
+        lines = [r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}", r"\hline",
+                 " & ".join(esc(h) for h in head) + r" \\", r"\hline"]
+        lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body[:-1]]
+        lines += [r"\hline", " & ".join(esc(c) for c in body[-1]) + r" \\", r"\hline", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    if fmt == "text":
+        return _rich_text(title, head, body, foot, report.notes)
+    raise ValueError(f"unknown table format {fmt!r}: use text, markdown, csv, latex or json")
+
+
+def _rich_text(title, head, body, foot, notes):
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, caption=foot, show_lines=False)
+    for i, h in enumerate(head):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for row in body[:-1]:
+        t.add_row(*(str(c) for c in row))
+    t.add_section()
+    t.add_row(*(str(c) for c in body[-1]), style="bold")
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    console.print(t)
+    for n in notes:
+        console.print(f"note: {n}")
+    return console.export_text()
+
+
+def _jsonable(v):
+    if isinstance(v, sympy.Basic):
+        return int(v) if v.is_Integer else str(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def to_dict(report) -> dict:
+    rows = []
+    for r in report.rows:
+        rows.append(dict(name=r.name, title=r.title, op=r.op, kind=r.kind, path=[p for p, _ in r.path],
+                         input_shape=_jsonable([list(s) for s in r.input_shapes]), output_shape=_jsonable(list(r.output_shape)),
+                         attrs=_jsonable(r.attrs), **{f: _jsonable(v) for f, v in r.costs.items()}))
+    return dict(name=report.name, input_shape=_jsonable(list(report.input_shape)), convention=report.convention.as_dict(),
+                rows=rows, total={f: _jsonable(v) for f, v in report.total.items()},
+                groups={k: {f: _jsonable(v) for f, v in c.items()} for k, c in report.groups(1).items()},
+                notes=list(report.notes))
+
+
+def to_json(report) -> str:
+    return json.dumps(to_dict(report), indent=1)

@@ -1,0 +1,66 @@
+"""The model zoo: architectures of the seeds written in the DSL, under torchvision's names.
+
+>>> from cnngraph import zoo
+>>> g = zoo.build("resnet50")
+>>> g.nodes["layer3.5.conv2"]["shape"]
+(256, 14, 14)
+>>> "alexnet" in zoo.names()
+True
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import CnnGraphError
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    fn: Callable
+    input: tuple
+    summary: str
+    options: dict = field(default_factory=dict)
+    family: str = ""
+
+
+MODELS: dict[str, ModelInfo] = {}
+
+# Modules holding zoo models; each registers its models on import.
+_MODULES = ["classic", "resnet"]
+
+
+def register(name: str, input: tuple, summary: str, family: str = "", **options):
+    """Register ``fn(input=..., **options) -> graph`` under ``name``; options fix variants."""
+
+    def wrap(fn):
+        MODELS[name] = ModelInfo(name, fn, tuple(input), summary, dict(options), family or fn.__module__.rsplit(".", 1)[-1])
+        return fn
+
+    return wrap
+
+
+def _load():
+    for m in _MODULES:
+        importlib.import_module(f"{__name__}.{m}")
+
+
+def names() -> list:
+    _load()
+    return list(MODELS)
+
+
+def info(name: str) -> ModelInfo:
+    _load()
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise CnnGraphError(f"unknown model {name!r}; `cnngraph zoo` lists the {len(MODELS)} models") from None
+
+
+def build(name: str, input=None, **options):
+    """Build zoo model ``name`` on ``input`` (default: the model's usual input) as a graph."""
+    m = info(name)
+    return m.fn(input=tuple(input) if input is not None else m.input, **{**m.options, **options})

@@ -1,0 +1,351 @@
+"""The cnngraph DSL: write a network as Python calls, in the style of Keras' functional API.
+
+Each layer call takes and returns a symbolic :class:`Tensor`; blocks are plain functions
+(optionally decorated with :func:`block` so tables and diagrams can group them) and stages
+are loops inside :func:`scope`. Every size may be an int or a sympy expression.
+
+>>> from cnngraph.dsl import Net, conv2d, relu, maxpool2d, flatten, linear
+>>> from cnngraph.symbols import H, W
+>>> net = Net("tiny")
+>>> x = net.input(3, H, W)
+>>> x = relu(conv2d(x, 16, 3, padding=1))
+>>> x = maxpool2d(x, 2)
+>>> x.shape
+(16, floor(H/2), floor(W/2))
+>>> g = net.graph
+>>> sorted(g.nodes)
+['conv1', 'input', 'maxpool1', 'relu1']
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from dataclasses import dataclass
+
+import sympy
+
+from cnngraph import graph as _graph
+from cnngraph.errors import CnnGraphError, ShapeError
+from cnngraph.graph import CnnGraph
+
+__all__ = [
+    "Net", "Tensor", "scope", "block",
+    "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
+    "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
+    "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk",
+]
+
+_SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
+
+
+@contextlib.contextmanager
+def scope(name, kind: str = "block"):
+    """Group the layers created inside: their names get the prefix ``name.``.
+
+    ``kind`` says what the group is (``stage``, ``block``, ``BasicBlock``, ``Inception``...);
+    tables total per group and diagrams draw each group as a cluster.
+    """
+    token = _SCOPES.set(_SCOPES.get() + ((str(name), kind),))
+    try:
+        yield
+    finally:
+        _SCOPES.reset(token)
+
+
+def block(kind: str):
+    """Decorate a block function so each call is a group: ``basic_block(x, 64, name="0")``.
+
+    The ``name`` keyword (default: kind and a counter) becomes the scope name.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, name=None, **kwargs):
+            if name is None:
+                net = _find_net(args, kwargs)
+                name = net._auto(kind)
+            with scope(name, kind):
+                return fn(*args, **kwargs)
+
+        return call
+
+    return wrap
+
+
+def _find_net(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, Tensor):
+            return a.net
+        if isinstance(a, (list, tuple)) and a and isinstance(a[0], Tensor):
+            return a[0].net
+    raise CnnGraphError("a block needs at least one Tensor argument")
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """A symbolic tensor: the output of one layer of a :class:`Net`."""
+
+    net: "Net"
+    name: str
+
+    @property
+    def shape(self) -> tuple:
+        return self.net.g.nodes[self.name]["shape"]
+
+    @property
+    def channels(self):
+        return self.shape[0]
+
+    C = channels
+
+    @property
+    def H(self):
+        return self.shape[1]
+
+    @property
+    def W(self):
+        return self.shape[2]
+
+    def __add__(self, other):
+        return add(self, other)
+
+    def __mul__(self, other):
+        return mul(self, other)
+
+    def __repr__(self):
+        return f"Tensor({self.name!r}, {'×'.join(map(str, self.shape))})"
+
+
+class Net:
+    """A network under construction; ``net.graph`` is the finished graph.
+
+    ``strict=True`` makes a stride that does not fit exactly an error instead of a warning.
+    """
+
+    def __init__(self, name: str = "net", strict: bool = False, **meta):
+        self.g = CnnGraph(name=name, inputs=[], outputs=[], notes=[], **meta)
+        self.strict = strict
+        self._counts: dict = {}
+
+    def _auto(self, base: str) -> str:
+        key = (_SCOPES.get(), base)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return f"{base}{self._counts[key]}"
+
+    def _qualify(self, local: str) -> tuple[str, tuple]:
+        path = _SCOPES.get()
+        return ".".join([p for p, _ in path] + [local]), path
+
+    def input(self, *shape, name: str = "input") -> Tensor:
+        """Declare an input of per-sample shape ``(C, H, W)`` or ``(F,)``."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        _graph.add_node(self.g, name, "input", {"shape": tuple(shape)}, strict=self.strict)
+        return Tensor(self, name)
+
+    def layer(self, op: str, inputs, attrs: dict, name=None, title=None, base=None) -> Tensor:
+        inputs = list(inputs)
+        for t in inputs:
+            if not isinstance(t, Tensor):
+                raise CnnGraphError(f"{op}: inputs must be Tensors, got {type(t).__name__}")
+            if t.net is not self:
+                raise CnnGraphError(f"{op}: input {t.name!r} belongs to another Net")
+        full, path = self._qualify(name if name is not None else self._auto(base or op))
+        _graph.add_node(self.g, full, op, attrs, [t.name for t in inputs], path, title, self.strict)
+        return Tensor(self, full)
+
+    def output(self, *tensors: Tensor) -> "Net":
+        """Declare the outputs (default: every layer nobody consumes)."""
+        self.g.graph["outputs"] = [t.name for t in tensors]
+        return self
+
+    @property
+    def graph(self) -> CnnGraph:
+        if not self.g.graph["outputs"]:
+            self.g.graph["outputs"] = _graph.outputs(self.g)
+        _graph.check(self.g)
+        return self.g
+
+
+# ---------------------------------------------------------------- argument normalization
+def _pair(v, what: str, layer: str):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ShapeError(layer, f"{what} must be a number or a pair", f"got {v!r}")
+        return tuple(v)
+    return (v, v)
+
+
+def _pads(padding, kernel, dilation, layer):
+    """Padding as (top, left, bottom, right) from an int, a pair, a 4-tuple, 'valid' or 'same'."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        pads = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            if isinstance(total, int) and total % 2:
+                raise ShapeError(layer, "padding='same' needs an odd effective kernel here", f"kernel {k}, dilation {d}")
+            pads.append(total // 2 if isinstance(total, int) else total / 2)
+        return (pads[0], pads[1], pads[0], pads[1])
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return tuple(padding)
+    ph, pw = _pair(padding, "padding", layer)
+    return (ph, pw, ph, pw)
+
+
+def _layer_name(name, op):
+    return name or op
+
+
+# ---------------------------------------------------------------- layers
+def conv2d(x: Tensor, out_channels, kernel_size=3, stride=1, padding=0, dilation=1, groups=1,
+           bias: bool = True, name=None, title=None) -> Tensor:
+    """2-D convolution, as ``torch.nn.Conv2d`` (``groups=C`` is depthwise)."""
+    ln = _layer_name(name, "conv2d")
+    k = _pair(kernel_size, "kernel_size", ln)
+    d = _pair(dilation, "dilation", ln)
+    attrs = dict(out_channels=out_channels, kernel=k, stride=_pair(stride, "stride", ln),
+                 padding=_pads(padding, k, d, ln), dilation=d, groups=groups, bias=bool(bias))
+    return x.net.layer("conv2d", [x], attrs, name, title, base="conv")
+
+
+def _pool(op, base, x, kernel_size, stride, padding, ceil_mode, name, title, **extra):
+    ln = _layer_name(name, op)
+    k = _pair(kernel_size, "kernel_size", ln)
+    s = k if stride is None else _pair(stride, "stride", ln)
+    attrs = dict(kernel=k, stride=s, padding=_pads(padding, k, (1, 1), ln), ceil_mode=bool(ceil_mode), **extra)
+    return x.net.layer(op, [x], attrs, name, title, base=base)
+
+
+def maxpool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, name=None, title=None):
+    """Max pooling, as ``torch.nn.MaxPool2d`` (stride defaults to the kernel size)."""
+    return _pool("maxpool2d", "maxpool", x, kernel_size, stride, padding, ceil_mode, name, title,
+                 dilation=_pair(dilation, "dilation", name or "maxpool2d"))
+
+
+def avgpool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, name=None, title=None):
+    """Average pooling, as ``torch.nn.AvgPool2d``."""
+    return _pool("avgpool2d", "avgpool", x, kernel_size, stride, padding, ceil_mode, name, title,
+                 count_include_pad=bool(count_include_pad))
+
+
+def adaptive_avgpool2d(x, output_size=1, name=None, title=None):
+    """Adaptive average pooling to ``output_size``; ``1`` is global average pooling."""
+    return x.net.layer("adaptive_avgpool2d", [x], dict(output_size=_pair(output_size, "output_size", name or "pool")),
+                       name, title, base="avgpool")
+
+
+def adaptive_maxpool2d(x, output_size=1, name=None, title=None):
+    return x.net.layer("adaptive_maxpool2d", [x], dict(output_size=_pair(output_size, "output_size", name or "pool")),
+                       name, title, base="maxpool")
+
+
+def global_avgpool(x, name=None, title=None):
+    """Global average pooling: C×H×W → C×1×1."""
+    return adaptive_avgpool2d(x, 1, name=name, title=title)
+
+
+def flatten(x, name=None, title=None):
+    return x.net.layer("flatten", [x], {}, name, title)
+
+
+def linear(x, out_features, bias: bool = True, name=None, title=None):
+    """Fully connected layer on a flattened input, as ``torch.nn.Linear``."""
+    return x.net.layer("linear", [x], dict(out_features=out_features, bias=bool(bias)), name, title, base="fc")
+
+
+def _act(op):
+    def act(x, inplace: bool = True, name=None, title=None):
+        return x.net.layer(op, [x], dict(inplace=bool(inplace)), name, title)
+
+    act.__name__ = op
+    act.__doc__ = f"{op} activation (in place by default, so it adds no activation memory)."
+    return act
+
+
+relu, relu6, tanh, sigmoid, silu, hardswish, hardsigmoid, gelu = map(
+    _act, ["relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu"])
+# torchvision's Tanh, Sigmoid and GELU are not in place: their outputs are new tensors.
+tanh = functools.partial(tanh, inplace=False)
+sigmoid = functools.partial(sigmoid, inplace=False)
+gelu = functools.partial(gelu, inplace=False)
+
+
+def softmax(x, name=None, title=None):
+    return x.net.layer("softmax", [x], {}, name, title)
+
+
+def batchnorm(x, eps: float = 1e-5, affine: bool = True, name=None, title=None):
+    """Batch norm over channels (``BatchNorm2d``/``BatchNorm1d``)."""
+    return x.net.layer("batchnorm", [x], dict(num_features=x.shape[0], eps=eps, affine=affine), name, title, base="bn")
+
+
+def layernorm(x, eps: float = 1e-5, affine: bool = True, name=None, title=None):
+    return x.net.layer("layernorm", [x], dict(eps=eps, affine=affine), name, title, base="ln")
+
+
+def groupnorm(x, num_groups, eps: float = 1e-5, affine: bool = True, name=None, title=None):
+    return x.net.layer("groupnorm", [x], dict(num_groups=num_groups, eps=eps, affine=affine), name, title, base="gn")
+
+
+def instancenorm(x, eps: float = 1e-5, affine: bool = False, name=None, title=None):
+    return x.net.layer("instancenorm", [x], dict(eps=eps, affine=affine), name, title, base="in")
+
+
+def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, name=None, title=None):
+    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``."""
+    return x.net.layer("lrn", [x], dict(size=size, alpha=alpha, beta=beta, k=k), name, title, base="norm")
+
+
+def dropout(x, p: float = 0.5, name=None, title=None):
+    return x.net.layer("dropout", [x], dict(p=p), name, title)
+
+
+def identity(x, name=None, title=None):
+    return x.net.layer("identity", [x], {}, name, title)
+
+
+def add(*xs, name=None, title=None):
+    """Element-wise sum of two or more tensors of the same shape (residual shortcut)."""
+    xs = _flat(xs)
+    return xs[0].net.layer("add", xs, {}, name, title)
+
+
+def mul(x, scale, name=None, title=None):
+    """``x * scale`` with ``scale`` of shape C×1×1 or C (squeeze-and-excitation)."""
+    return x.net.layer("mul", [x, scale], {}, name, title)
+
+
+def concat(*xs, name=None, title=None):
+    """Concatenate along channels (Inception, DenseNet)."""
+    xs = _flat(xs)
+    return xs[0].net.layer("concat", xs, {}, name, title)
+
+
+def channel_shuffle(x, groups, name=None, title=None):
+    return x.net.layer("channel_shuffle", [x], dict(groups=groups), name, title, base="shuffle")
+
+
+def channel_slice(x, start, stop, name=None, title=None):
+    """Channels ``start:stop`` of ``x`` (a view)."""
+    return x.net.layer("slice", [x], dict(start=start, stop=stop), name, title)
+
+
+def chunk(x, n: int, name=None):
+    """Split channels into ``n`` equal parts, as ``torch.chunk(x, n, dim=1)``."""
+    C = x.shape[0]
+    step = sympy.sympify(C) / n
+    if step.is_integer is False:
+        raise ShapeError(name or "chunk", "chunk count must divide the channels", f"{n} chunks of {C} channels")
+    step = int(step) if step.is_Integer else step
+    base = name or "split"
+    return [channel_slice(x, i * step, (i + 1) * step, name=f"{base}{i}" if name else None) for i in range(n)]
+
+
+def _flat(xs):
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        return list(xs[0])
+    return list(xs)
