@@ -29,7 +29,7 @@ class ModelInfo:
 MODELS: dict[str, ModelInfo] = {}
 
 # Modules holding zoo models; each registers its models on import.
-_MODULES = ["classic", "resnet"]
+_MODULES = ["classic", "resnet", "mobile", "efficientnet"]
 
 
 def register(name: str, input: tuple, summary: str, family: str = "", **options):
