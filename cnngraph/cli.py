@@ -21,7 +21,9 @@ from .errors import CnnGraphError
 from .symbols import sym
 
 # Modules that add sub-commands: each defines add_cli(subparsers).
-PLUGINS: list[str] = []
+PLUGINS: list[str] = [
+    "cnngraph.reconcile",
+]
 
 
 def parse_input(text: str | None):
