@@ -352,6 +352,16 @@ register(Op("linear", "linear", (1, 1), _linear_shape,
             label=lambda a, ins, out: f"FC {a['out_features']}",
             doc="fully connected layer; MACs = C_in·C_out"))
 
+# LeNet-5's output layer (LeCun et al. 1998): y_i = Σ_j (x_j − w_ij)². Its prototypes w were
+# chosen by hand and kept fixed, so they are buffers, not trained parameters: that is what
+# makes the paper's "60,000 trainable parameters" exact.
+register(Op("rbf", "linear", (1, 1), _linear_shape,
+            buffers=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
+            macs=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
+            ops=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),  # the subtractions
+            label=lambda a, ins, out: f"RBF {a['out_features']}",
+            doc="Euclidean radial basis units with fixed prototypes (LeNet-5 output): MACs = in·out, prototypes are buffers"))
+
 
 def _same_shape(a, ins, ctx):
     return tuple(ins[0])
@@ -453,6 +463,9 @@ def _mul_shape(a, ins, ctx):
 
 register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out),
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
+register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out),
+            label=lambda a, ins, out: f"×{a['factor']}",
+            doc="multiply by a constant factor, no parameters (Inception-ResNet's residual scaling)"))
 
 
 def _concat_shape(a, ins, ctx):

@@ -29,7 +29,8 @@ class ModelInfo:
 MODELS: dict[str, ModelInfo] = {}
 
 # Modules holding zoo models; each registers its models on import.
-_MODULES = ["classic", "resnet", "mobile", "efficientnet"]
+_MODULES = ["classic", "resnet", "mobile", "efficientnet", "inception", "densenet", "preact", "cifar", "resnext",
+            "senet"]
 
 
 def register(name: str, input: tuple, summary: str, family: str = "", **options):
