@@ -23,6 +23,7 @@ from .symbols import sym
 # Modules that add sub-commands: each defines add_cli(subparsers).
 PLUGINS: list[str] = [
     "cnngraph.reconcile",
+    "cnngraph.render",
 ]
 
 
@@ -140,7 +141,8 @@ def cmd_table(args):
     report = analyze(g, convention=convention_from(args), strict=args.strict,
                      input=None if args.input is None else parse_input(args.input))
     hide = () if args.all else HIDDEN_BY_DEFAULT
-    print(report.to(args.format, style=args.style, hide=hide), end="")
+    style, groups = ("groups", args.groups) if args.groups else (args.style, 0)
+    print(report.to(args.format, style=style, hide=hide, groups=groups), end="")
     return 0
 
 
@@ -166,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--style", choices=("slides", "exact"), default="slides",
                    help="slides: KB / thousands / millions as in the lectures; exact: full integers")
     t.add_argument("--all", action="store_true", help="also list activations and dropout")
+    t.add_argument("--groups", type=int, default=0, metavar="DEPTH",
+                   help="totals per group instead of per layer: 1 = per stage, 2 = per block")
     add_convention_args(t)
     t.set_defaults(func=cmd_table)
 

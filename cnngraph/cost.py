@@ -182,8 +182,11 @@ class Report:
 
     def share(self, row: Row, field_name: str = "flops"):
         """A layer's share of the total (a float for numeric reports)."""
+        return self.share_of(getattr(row.costs, field_name), field_name)
+
+    def share_of(self, v, field_name: str = "flops"):
+        """``v`` as a share of the total ``field_name`` (a float for numeric reports)."""
         t = getattr(self.total, field_name)
-        v = getattr(row.costs, field_name)
         if isinstance(t, int) and isinstance(v, int):
             return v / t if t else 0.0
         return ops.tidy(sympy.sympify(v) / t)

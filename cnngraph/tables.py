@@ -96,18 +96,38 @@ def _total_cells(report, style):
             _expr(t.memory_bytes), "100%"]
 
 
-def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT) -> str:
-    """The report as ``text``, ``markdown``, ``csv``, ``latex`` or ``json``."""
+GROUP_HEAD = ["Group", "params", "MACs", "flops", "memory (B)", "share of flops"]
+
+
+def _group_rows(report, depth):
+    body = []
+    for name, t in report.groups(depth).items():
+        share = report.share_of(t.flops, "flops")
+        share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share)
+        body.append([name, _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), share])
+    t = report.total
+    return body + [["total", _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), "100%"]]
+
+
+def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT, groups: int = 0) -> str:
+    """The report as ``text``, ``markdown``, ``csv``, ``latex`` or ``json``.
+
+    ``style="groups"`` tabulates totals per group instead of per layer: ``groups=1`` per stage
+    (``layer3``), ``groups=2`` per block (``layer3.2``).
+    """
     if fmt == "json":
         return to_json(report)
-    head, body = _rows(report, style, set(hide))
-    body = body + [_total_cells(report, style)]
+    if style == "groups":
+        head, body = GROUP_HEAD, _group_rows(report, groups or 1)
+    else:
+        head, body = _rows(report, style, set(hide))
+        body = body + [_total_cells(report, style)]
     title = f"{report.name} — input {ops.fmt_shape(report.input_shape)}"
     foot = f"Convention: {report.convention}"
     if fmt == "markdown":
         lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-        return "\n".join(lines + ["", foot] + [f"- {n}" for n in report.notes]) + "\n"
+        return "\n".join(lines + ["", foot] + [f"- {n}" for n in summarize_notes(report.notes)]) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -126,6 +146,27 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
     raise ValueError(f"unknown table format {fmt!r}: use text, markdown, csv, latex or json")
 
 
+def summarize_notes(notes) -> list:
+    """One line per rule: ``stride does not fit ... at conv1 (223/2), maxpool (111/2)``.
+
+    A layer whose H and W notes are the same is named once.
+    """
+    import re
+
+    by_rule: dict = {}
+    for n in notes:
+        m = re.match(r"(?P<layer>[^:]+): (?P<rule>.*?) along (?P<axis>\w+) \((?P<nums>.*)\); (?P<tail>.*)", n)
+        if not m:
+            by_rule.setdefault(n, [])
+            continue
+        frac = re.search(r"= (-?\d+/\d+) is not an integer", m["nums"])
+        item = f"{m['layer']} ({frac.group(1) if frac else m['nums']})"
+        items = by_rule.setdefault(f"{m['rule']}, {m['tail']}", [])
+        if item not in items:
+            items.append(item)
+    return [f"{rule} at: {', '.join(items)}" if items else rule for rule, items in by_rule.items()]
+
+
 def _rich_text(title, head, body, foot, notes):
     from rich.console import Console
     from rich.table import Table
@@ -139,7 +180,7 @@ def _rich_text(title, head, body, foot, notes):
     t.add_row(*(str(c) for c in body[-1]), style="bold")
     console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
     console.print(t)
-    for n in notes:
+    for n in summarize_notes(notes):
         console.print(f"note: {n}")
     return console.export_text()
 

@@ -297,3 +297,22 @@ def test_registry_is_single_source():
 
     for name, op in ops.REGISTRY.items():
         assert op.name == name and op.kind and callable(op.shape)
+
+
+def test_group_totals_table(capsys):
+    from cnngraph.cli import main
+
+    assert main(["table", "resnet50", "--groups", "1", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Group,params,MACs,flops,memory (B),share of flops"
+    rows = {l.split(",")[0]: l.split(",") for l in lines[1:]}
+    assert set(rows) == {"(top)", "layer1", "layer2", "layer3", "layer4", "total"}
+    assert sum(int(rows[k][2]) for k in rows if k != "total") == int(rows["total"][2]) == 4_089_184_256
+
+
+def test_fit_notes_summarized():
+    from cnngraph.tables import summarize_notes
+
+    notes = analyze(zoo.build("resnet18")).notes
+    lines = summarize_notes(notes)
+    assert len(lines) == 1 and "conv1 (223/2)" in lines[0] and lines[0].count("conv1 (") == 1
