@@ -315,4 +315,4 @@ def test_fit_notes_summarized():
 
     notes = analyze(zoo.build("resnet18")).notes
     lines = summarize_notes(notes)
-    assert len(lines) == 1 and "conv1 (223/2)" in lines[0] and lines[0].count("conv1 (") == 1
+    assert len(lines) == 1 and "conv1 (223/2)" in lines[0] and lines[0].count(" conv1 (") == 1
