@@ -507,6 +507,24 @@ register(Op("slice", "reshape", (1, 1), _slice_shape, memory=_zero,
             doc="a contiguous range of channels (a view): ShuffleNet's channel split, grouped-conv pathways"))
 
 
+def _pad_channels_shape(a, ins, ctx):
+    (x,) = ins
+    _need_chw(ctx, x, "pad_channels")
+    C, H, W = x
+    before, after = a["before"], a["after"]
+    sh, sw = a["stride"]
+    if negative(before) or negative(after) or nonpositive(sh) or nonpositive(sw):
+        ctx.fail("pad_channels needs non-negative padding and a positive stride",
+                 f"before={before}, after={after}, stride={sh}x{sw}")
+    # x[:, :, ::s, ::s] keeps ceil(H/s) rows: the size a 3×3 stride-s conv with padding 1 gives.
+    return (tidy(C + before + after), ceildiv(H, sh), ceildiv(W, sw))
+
+
+register(Op("pad_channels", "reshape", (1, 1), _pad_channels_shape,
+            label=lambda a, ins, out: f"pad C +{a['before'] + a['after']}" + (f", /{a['stride'][0]}" if a["stride"][0] != 1 else ""),
+            doc="zero channels added before/after x[:, :, ::s, ::s] (CIFAR ResNets' parameter-free option-A shortcut)"))
+
+
 def _input_shape(a, ins, ctx):
     shape = tuple(tidy(sympy.sympify(s)) if not isinstance(s, int) else s for s in a["shape"])
     for s in shape:

@@ -1,13 +1,22 @@
-"""ResNets (seed 000-004), with torchvision's module names.
+"""ResNets (seed 000-004) and torchvision's Wide ResNets, with torchvision's module names.
+
+A ResNet is a stem, four stages of residual blocks and a classifier; every ImageNet model of
+the family (:mod:`.preact`, :mod:`.resnext`, :mod:`.senet`) is built from the pieces here:
+:func:`stem`, :func:`stages`, :func:`classifier` and a block function.
 
 Two bottleneck variants: ``variant="torchvision"`` (ResNet v1.5, stride in the 3×3 conv; the
 torchvision models and their 4.09 GMAC ResNet-50) and ``variant="paper"`` (He et al. 2016,
 stride in the first 1×1 conv; the 3.8 GFLOP of the paper and the slides' table).
+
+>>> from cnngraph import zoo, analyze
+>>> analyze(zoo.build("wide_resnet50_2")).total.params  # torchvision: 68,883,240
+68883240
 """
 from __future__ import annotations
 
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, flatten, linear, maxpool2d, relu,
                           scope)
+from cnngraph.errors import CnnGraphError
 
 from . import register
 
@@ -26,6 +35,16 @@ def _shortcut(x, c, stride):
         return conv_bn(x, c, 1, stride, conv="0", bn="1", act=False)
 
 
+def bottleneck_width(planes, groups=1, base_width=64):
+    """Channels of a bottleneck's 3×3 conv: torchvision's ``planes·base_width/64·groups``.
+
+    ResNet-50's first stage has 64; ResNeXt-50 32×4d 32·4 = 128; Wide ResNet-50-2 128.
+    """
+    if isinstance(planes, int):
+        return planes * base_width // 64 * groups
+    return planes * base_width / 64 * groups
+
+
 @block("BasicBlock")
 def basic_block(x, planes, stride=1, groups=1, base_width=64):
     """Two 3×3 convs and a shortcut: 18HWC² multiply-adds at stride 1."""
@@ -34,19 +53,59 @@ def basic_block(x, planes, stride=1, groups=1, base_width=64):
     return relu(add(y, _shortcut(x, planes, stride), name="add"), name="relu")
 
 
-@block("Bottleneck")
-def bottleneck(x, planes, stride=1, groups=1, base_width=64, variant="torchvision"):
-    """1×1 reduce, 3×3, 1×1 expand (×4): 17HWC² multiply-adds for 4C in and out at stride 1."""
-    width = planes * base_width // 64 * groups if isinstance(planes, int) else planes * base_width / 64 * groups
+def bottleneck_branch(x, planes, stride=1, groups=1, base_width=64, variant="torchvision"):
+    """The residual branch of a bottleneck, up to ``bn3``: 1×1 reduce, 3×3 (grouped for
+    ResNeXt), 1×1 expand to ``4·planes``. Shared by ResNet, ResNeXt and SE-ResNet blocks."""
+    width = bottleneck_width(planes, groups, base_width)
     s1, s3 = (1, stride) if variant == "torchvision" else (stride, 1)
     y = conv_bn(x, width, 1, s1, conv="conv1", bn="bn1", act_name="relu1")
     y = conv_bn(y, width, 3, s3, groups=groups, conv="conv2", bn="bn2", act_name="relu2")
-    y = conv_bn(y, planes * 4, 1, 1, conv="conv3", bn="bn3", act=False)
+    return conv_bn(y, planes * 4, 1, 1, conv="conv3", bn="bn3", act=False)
+
+
+@block("Bottleneck")
+def bottleneck(x, planes, stride=1, groups=1, base_width=64, variant="torchvision"):
+    """1×1 reduce, 3×3, 1×1 expand (×4): 17HWC² multiply-adds for 4C in and out at stride 1."""
+    y = bottleneck_branch(x, planes, stride, groups, base_width, variant)
     return relu(add(y, _shortcut(x, planes * 4, stride), name="add"), name="relu")
 
 
 RESNET_LAYERS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
-                 101: ("bottleneck", [3, 4, 23, 3]), 152: ("bottleneck", [3, 8, 36, 3])}
+                 101: ("bottleneck", [3, 4, 23, 3]), 152: ("bottleneck", [3, 8, 36, 3]),
+                 200: ("bottleneck", [3, 24, 36, 3])}  # 200: fb.resnet.torch's, as the pre-act ResNet-200
+
+
+def stem(x, width=64, bn=True):
+    """7×7/2 conv (+ BN + ReLU) and 3×3/2 max-pool: 224 → 56. ``bn=False`` for pre-activation
+    nets, whose first block normalizes."""
+    if bn:
+        x = conv_bn(x, width, 7, 2, conv="conv1", bn="bn1", act_name="relu")
+    else:
+        x = conv2d(x, width, 7, stride=2, padding=3, bias=False, name="conv1")
+    return maxpool2d(x, 3, 2, padding=1, name="maxpool")
+
+
+def stages(x, layers, block_fn, width=64):
+    """Stages ``layer1``..: ``layers[s]`` blocks of ``width·2^s`` planes; the first block of
+    every stage but the first halves H and W. ``block_fn(x, planes, stride, name=...)``."""
+    for s, n in enumerate(layers):
+        with scope(f"layer{s + 1}", "stage"):
+            for b in range(n):
+                x = block_fn(x, width * 2**s, 2 if (s > 0 and b == 0) else 1, name=str(b))
+    return x
+
+
+def classifier(x, num_classes=1000):
+    """Global average pool, flatten, one FC layer."""
+    x = adaptive_avgpool2d(x, 1, name="avgpool")
+    x = flatten(x, name="flatten")
+    return linear(x, num_classes, name="fc")
+
+
+def check_variant(variant):
+    if variant not in ("torchvision", "paper"):
+        raise CnnGraphError(f"variant must be 'torchvision' (stride in the 3×3 conv) or 'paper' (stride in the "
+                         f"first 1×1), got {variant!r}")
 
 
 def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, variant: str = "torchvision",
@@ -55,31 +114,33 @@ def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, varian
 
     ``width`` is the first stage's channel count (64); stages double it.
     """
+    if depth not in RESNET_LAYERS:
+        raise CnnGraphError(f"depth must be one of {sorted(RESNET_LAYERS)}, got {depth}")
     kind, layers = RESNET_LAYERS[depth]
-    if variant not in ("torchvision", "paper"):
-        raise ValueError(f"variant must be 'torchvision' or 'paper', got {variant!r}")
+    check_variant(variant)
+
+    def block_fn(x, planes, stride, name):
+        if kind == "basic":
+            return basic_block(x, planes, stride, name=name)
+        return bottleneck(x, planes, stride, groups, width_per_group, variant, name=name)
+
     net = Net(title or f"resnet{depth}", variant=variant)
-    x = net.input(*input)
-    x = conv_bn(x, width, 7, 2, conv="conv1", bn="bn1", act_name="relu")
-    x = maxpool2d(x, 3, 2, padding=1, name="maxpool")
-    for s, n in enumerate(layers):
-        planes = width * 2**s
-        with scope(f"layer{s + 1}", "stage"):
-            for b in range(n):
-                stride = 2 if (s > 0 and b == 0) else 1
-                if kind == "basic":
-                    x = basic_block(x, planes, stride, name=str(b))
-                else:
-                    x = bottleneck(x, planes, stride, groups, width_per_group, variant, name=str(b))
-    x = adaptive_avgpool2d(x, 1, name="avgpool")
-    x = flatten(x, name="flatten")
-    linear(x, num_classes, name="fc")
+    x = stem(net.input(*input), width)
+    x = stages(x, layers, block_fn, width)
+    classifier(x, num_classes)
     return net.graph
 
 
-for _d in RESNET_LAYERS:
+for _d in (18, 34, 50, 101, 152):
     register(f"resnet{_d}", (3, 224, 224), f"ResNet-{_d} (torchvision's resnet{_d}; v1.5 bottleneck)",
              family="resnet", depth=_d)(resnet)
 for _d in (50, 101, 152):
     register(f"resnet{_d}_paper", (3, 224, 224), f"ResNet-{_d} as in He et al. 2016 (stride in the first 1×1)",
              family="resnet", depth=_d, variant="paper", title=f"resnet{_d}_paper")(resnet)
+
+# Zagoruyko & Komodakis 2016 as torchvision ships them: the bottleneck's inner 1×1/3×3 convs
+# twice as wide (width_per_group=128); the outer 1×1 convs keep ResNet's 256..2048 channels.
+for _d in (50, 101):
+    register(f"wide_resnet{_d}_2", (3, 224, 224),
+             f"Wide ResNet-{_d}-2 (torchvision's wide_resnet{_d}_2: bottleneck 3×3 convs twice as wide)",
+             family="wide_resnet", depth=_d, width_per_group=128, title=f"wide_resnet{_d}_2")(resnet)
