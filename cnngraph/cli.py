@@ -24,6 +24,7 @@ from .symbols import sym
 PLUGINS: list[str] = [
     "cnngraph.reconcile",
     "cnngraph.render",
+    "cnngraph.onnx_cli",
 ]
 
 

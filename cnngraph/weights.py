@@ -51,6 +51,9 @@ def param_shapes(g) -> dict:
             out[f"{n}.weight"] = ((fout, fin), "param")
             if a["bias"]:
                 out[f"{n}.bias"] = ((fout,), "param")
+        elif op == "rbf":  # fixed prototypes, one row per output unit: a buffer
+            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
+            out[f"{n}.weight"] = ((fout, fin), "buffer")
         elif op == "batchnorm":
             c = _num(ins[0][0], n, "channels")
             if a.get("affine", True):

@@ -1,0 +1,133 @@
+"""Shared cases of the ONNX and PyTorch-reference tests: networks covering every op, a small
+input per zoo model, and the comparison against ONNX Runtime."""
+from __future__ import annotations
+
+import numpy as np
+
+from cnngraph import graph as cg_graph
+from cnngraph import ops, zoo
+from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, block,
+                          channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
+                          hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
+                          relu6, scope, sigmoid, silu, softmax, tanh)
+from cnngraph.errors import ShapeError
+
+# Smallest square input that builds, tried in this order; families listed start higher.
+SIZES = (32, 64, 96, 128, 160, 224, 299)
+FAMILY_MIN = {"inception": 75, "alexnet": 63}
+
+
+def small_input(name):
+    """A small input on which zoo model ``name`` builds (cheap to run, still every layer)."""
+    m = zoo.info(name)
+    c = m.input[0]
+    if len(m.input) != 3:
+        return m.input
+    lo = FAMILY_MIN.get(m.family, 0)
+    if m.input[1] <= 32:
+        return m.input
+    for s in SIZES:
+        if s < lo:
+            continue
+        try:
+            zoo.build(name, input=(c, s, s))
+            return (c, s, s)
+        except ShapeError:
+            continue
+    return m.input
+
+
+def _node(x, op, attrs, name):
+    """A layer the DSL has no function for (yet), added straight to the graph."""
+    cg_graph.add_node(x.net.g, name, op, attrs, [x.name])
+    return type(x)(x.net, name)
+
+
+def all_ops_net(input=(6, 17, 19)):
+    """One network using every op of the registry with non-default attributes: asymmetric
+    padding, dilation, groups, ceil mode, count_include_pad off, adaptive pooling with
+    uneven windows, even-size LRN, non-affine norms."""
+    net = Net("all_ops")
+    x = net.input(*input)
+    with scope("stem", "stage"):
+        x = conv2d(x, 12, 3, padding=(1, 2, 0, 1), name="conv_asym")
+        x = batchnorm(x, name="bn")
+        x = relu(x, name="relu")
+        a = conv2d(x, 12, 3, padding=2, dilation=2, groups=3, name="conv_dil_grouped")
+        a = relu6(a, name="relu6")
+        b = conv2d(x, 12, (1, 3), padding=(0, 1), bias=False, name="conv_rect")
+        b = hardswish(b, name="hswish")
+        a = add(a, b, name="add2")
+    x = maxpool2d(a, 3, 2, padding=1, ceil_mode=True, name="maxpool_ceil")
+    y = avgpool2d(a, 3, 2, padding=1, ceil_mode=True, count_include_pad=False, name="avgpool_ceil_excl")
+    z = avgpool2d(a, 2, 2, padding=(1, 1, 0, 0), count_include_pad=True, name="avgpool_asym")
+    w = maxpool2d(a, 2, 2, padding=(0, 1, 1, 0), name="maxpool_asym")
+    sides = [flatten(global_avgpool(t, name=f"{t.name}_gap"), name=f"{t.name}_flat") for t in (y, z, w)]
+    x = add(x, x, x, name="sum3")
+    x = silu(x, name="silu")
+    p, q = chunk(x, 2, name="split")
+    p = gelu(p, name="gelu")
+    q = tanh(q, name="tanh")
+    x = concat(p, q, name="cat")
+    x = channel_shuffle(x, 3, name="shuffle")
+    x = lrn(x, size=4, alpha=1e-2, beta=0.75, k=2.0, name="lrn_even")
+    x = lrn(x, size=3, alpha=1e-2, beta=0.5, k=1.0, name="lrn_odd")
+    x = groupnorm(x, 3, name="gn")
+    x = groupnorm(x, 4, affine=False, name="gn_plain")
+    x = instancenorm(x, name="in_plain")
+    x = instancenorm(x, affine=True, name="in_affine")
+    x = batchnorm(x, affine=False, name="bn_plain")
+    x = identity(x, name="ident")
+    x = _node(x, "scale", dict(factor=0.5), "scale")
+    x = _node(x, "pad_channels", dict(before=2, after=4, stride=(2, 2)), "pad_c")
+    if "pad2d" in ops.REGISTRY:  # being added to the registry
+        x = _node(x, "pad2d", dict(padding=(-1, 1, 2, -1)), "pad_crop")
+    se = global_avgpool(x, name="se_pool")
+    se = flatten(se, name="se_flat")
+    se = linear(se, 18, name="se_fc")
+    se = hardsigmoid(se, name="se_gate")
+    x = mul(x, se, name="se_mul")
+    x = layernorm(x, name="ln")
+    s = adaptive_avgpool2d(x, (3, 2), name="adaptive_avg_uneven")
+    t = adaptive_maxpool2d(x, (2, 3), name="adaptive_max_uneven")
+    t = sigmoid(t, name="sig")
+    u = adaptive_avgpool2d(x, 1, name="gap")
+    v = adaptive_maxpool2d(x, 1, name="gmp")
+    s = flatten(s, name="flat_s")
+    t = flatten(t, name="flat_t")
+    u = flatten(u, name="flat_u")
+    v = flatten(v, name="flat_v")
+    h = concat(s, t, u, v, *sides, name="cat_vec")
+    h = dropout(h, 0.3, name="drop")
+    h = linear(h, 7, bias=False, name="fc_nobias")
+    h = batchnorm(h, name="bn1d")
+    h = layernorm(h, affine=False, name="ln1d")
+    if "rbf" in ops.REGISTRY:
+        h = _node(h, "rbf", dict(out_features=9), "rbf")
+    h = linear(h, 5, name="fc_out")
+    softmax(h, name="softmax")
+    return net.graph
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def random_input(g, batch=2, seed=1):
+    return {i: np.random.default_rng(seed).standard_normal((batch,) + tuple(map(int, g.nodes[i]["shape"]))).astype(np.float32)
+            for i in g.graph["inputs"]}
+
+
+def ort_run(model, feeds):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def registry_ops():
+    return set(ops.REGISTRY) - {"input"}
