@@ -507,6 +507,23 @@ register(Op("slice", "reshape", (1, 1), _slice_shape, memory=_zero,
             doc="a contiguous range of channels (a view): ShuffleNet's channel split, grouped-conv pathways"))
 
 
+def _pad2d_shape(a, ins, ctx):
+    (x,) = ins
+    _need_chw(ctx, x, "pad2d")
+    C, H, W = x
+    pt, pl, pb, pr = a["padding"]
+    Ho, Wo = tidy(H + pt + pb), tidy(W + pl + pr)
+    if nonpositive(Ho) or nonpositive(Wo):
+        ctx.fail("pad2d crops the feature map away", f"{H}×{W} padded by {a['padding']} gives {Ho}×{Wo}")
+    return (C, Ho, Wo)
+
+
+register(Op("pad2d", "reshape", (1, 1), _pad2d_shape,
+            label=lambda a, ins, out: f"pad {tuple(a['padding'])}",
+            doc="zero padding (top, left, bottom, right); negative values crop, as torch.nn.functional.pad "
+                "(NASNet's one-pixel shift in its factorized reduction)"))
+
+
 def _pad_channels_shape(a, ins, ctx):
     (x,) = ins
     _need_chw(ctx, x, "pad_channels")

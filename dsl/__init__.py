@@ -34,7 +34,7 @@ __all__ = [
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
-    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -332,6 +332,18 @@ def channel_shuffle(x, groups, name=None, title=None):
 def channel_slice(x, start, stop, name=None, title=None):
     """Channels ``start:stop`` of ``x`` (a view)."""
     return x.net.layer("slice", [x], dict(start=start, stop=stop), name, title)
+
+
+def pad2d(x, padding, name=None, title=None):
+    """Zero padding by ``padding`` = int or (top, left, bottom, right); negative values crop.
+
+    ``pad2d(x, (-1, -1, 1, 1))`` shifts the map up-left by one pixel (NASNet's factorized
+    reduction). Note the order: ``torch.nn.ZeroPad2d`` takes (left, right, top, bottom).
+    """
+    p = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+    if len(p) != 4:
+        raise ShapeError(name or "pad2d", "padding must be an int or (top, left, bottom, right)", f"got {padding!r}")
+    return x.net.layer("pad2d", [x], dict(padding=p), name, title, base="pad")
 
 
 def chunk(x, n: int, name=None):

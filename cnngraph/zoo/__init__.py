@@ -30,7 +30,7 @@ MODELS: dict[str, ModelInfo] = {}
 
 # Modules holding zoo models; each registers its models on import.
 _MODULES = ["classic", "resnet", "mobile", "efficientnet", "inception", "densenet", "preact", "cifar", "resnext",
-            "senet"]
+            "senet", "nasnet"]
 
 
 def register(name: str, input: tuple, summary: str, family: str = "", **options):
