@@ -61,8 +61,8 @@ def preact_bottleneck(x, planes, stride=1, variant="torchvision"):
     """BN-ReLU-conv1×1 (4C → C), BN-ReLU-conv3×3, BN-ReLU-conv1×1 (C → 4C), plus the
     shortcut: 17HWC² multiply-adds at stride 1, as the original bottleneck.
 
-    ``variant="torchvision"`` strides the 3×3 conv (fb.resnet.torch, with which the paper's
-    ImageNet models were trained); ``"paper"`` the first 1×1 (the authors' CIFAR code).
+    ``variant="torchvision"`` strides the 3×3 conv (fb.resnet.torch's ``preresnet.lua``, Big
+    Transfer, timm); ``"paper"`` the first 1×1 (the authors' CIFAR code).
     """
     s1, s3 = (1, stride) if variant == "torchvision" else (stride, 1)
     a = _preact(x)
