@@ -1,0 +1,524 @@
+"""What every backend shares: the executor and array-module-generic kernels.
+
+The executor runs a :class:`cnngraph.plan.Plan` with any NumPy-like array module ``xp``
+(NumPy, CuPy). Values live in a per-batch-size arena of slots (the memory plan), laid out
+channels last: ``(N, H, W, C)``, vectors ``(N, 1, 1, F)``.
+
+A backend is a module (or object) with:
+
+* ``xp``: its array module;
+* ``KERNELS``: ``{op: builder}``; ``builder(step, plan, rt) -> fn(ins, out, res)``, where
+  ``ins`` are the step's input arrays, ``out`` its output array (which may share memory
+  with an input listed in ``cnngraph.plan.INPLACE_PORTS`` or with ``res``) and ``res`` the
+  residual of the epilogue (or None). Builders pack weights once; ``fn`` runs per batch.
+* ``runtime()``: a :class:`Runtime` (array module, ``erf``, host-to-device copy...).
+
+Ops a backend leaves out fall back to :data:`GENERIC`, written with ``xp`` alone, so a
+new backend runs every model from its first line of code and overrides the hot ops.
+
+>>> import numpy as np
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import compile
+>>> from cnngraph.weights import init
+>>> g = zoo.build("lenet5")
+>>> ex = Executor(compile(g, init(g, seed=0)), numpy_backend())
+>>> ex.run(np.zeros((2, 1, 28, 28), np.float32))[0].shape
+(2, 10)
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import types
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from cnngraph.errors import CnnGraphError
+from cnngraph.passes import bn_scale_shift
+from cnngraph.plan import Plan, check_numeric
+
+
+def nhwc(shape) -> tuple:
+    """Per-sample channels-last shape of a canonical one: (C, H, W) -> (H, W, C); (F,) -> (1, 1, F)."""
+    if len(shape) == 3:
+        return (int(shape[1]), int(shape[2]), int(shape[0]))
+    if len(shape) == 1:
+        return (1, 1, int(shape[0]))
+    raise CnnGraphError(f"cannot lay out a value of rank {len(shape)}: shape {shape}")
+
+
+def to_nhwc(x, xp=np):
+    """A batch in PyTorch layout (N, C, H, W) or (N, F) as channels last (a view)."""
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x.reshape(x.shape[0], 1, 1, x.shape[1])
+
+
+def from_nhwc(v, shape):
+    """Back to PyTorch layout (a view): (N, H, W, C) -> (N, C, H, W); (N, 1, 1, F) -> (N, F)."""
+    return v.transpose(0, 3, 1, 2) if len(shape) == 3 else v.reshape(v.shape[0], v.shape[3])
+
+
+@dataclass
+class Runtime:
+    """Per-executor state a kernel builder may use."""
+
+    xp: types.ModuleType
+    erf: Callable
+    asarray: Callable  # host NumPy array -> device array
+    extra: dict = field(default_factory=dict)
+    session: Callable = contextlib.nullcontext  # context held while a plan runs
+
+
+def _numpy_erf():
+    try:
+        from scipy.special import erf
+
+        return erf
+    except ImportError:  # slow but exact
+        return np.vectorize(math.erf, otypes=[np.float32])
+
+
+def numpy_backend():
+    """The generic kernels on NumPy: the reference every backend is checked against."""
+    return types.SimpleNamespace(name="numpy", xp=np, KERNELS={},
+                                 runtime=lambda: Runtime(np, _numpy_erf(), np.asarray))
+
+
+# ---------------------------------------------------------------- activations and epilogue
+def activate(rt: Runtime, y, name) -> None:
+    """Apply activation ``name`` to ``y`` in place (PyTorch's definitions)."""
+    xp = rt.xp
+    if name is None:
+        return
+    if name == "relu":
+        xp.maximum(y, 0, out=y)
+    elif name == "relu6":
+        xp.clip(y, 0, 6, out=y)
+    elif name == "sigmoid":
+        y[...] = 1 / (1 + xp.exp(-y))
+    elif name == "tanh":
+        xp.tanh(y, out=y)
+    elif name == "silu":
+        y *= 1 / (1 + xp.exp(-y))
+    elif name == "hardswish":
+        y *= xp.clip(y + 3, 0, 6) / 6
+    elif name == "hardsigmoid":
+        y[...] = xp.clip(y + 3, 0, 6) / 6
+    elif name == "gelu":
+        y[...] = 0.5 * y * (1 + rt.erf(y * (1 / math.sqrt(2))))
+    else:
+        raise CnnGraphError(f"unknown activation {name!r}")
+
+
+def epilogue(rt: Runtime, step, y, res) -> None:
+    """``y = act2(act1(y) + res)`` in place."""
+    activate(rt, y, step.act1)
+    if res is not None:
+        y += res
+    activate(rt, y, step.act2)
+
+
+def weight(plan: Plan, step, role: str) -> np.ndarray:
+    try:
+        return np.asarray(plan.weights[step.params[role]], np.float32)
+    except (TypeError, KeyError):
+        raise CnnGraphError(f"{step.node}: no weights for {role!r}; load weights or initialise them "
+                            f"(cnngraph.weights.init)") from None
+
+
+# ---------------------------------------------------------------- generic kernels
+def conv_geometry(step):
+    a = step.attrs
+    cin, H, W = map(int, step.in_shapes[0])
+    cout, Ho, Wo = map(int, step.out_shape)
+    return dict(cin=cin, H=H, W=W, cout=cout, Ho=Ho, Wo=Wo, kh=int(a["kernel"][0]), kw=int(a["kernel"][1]),
+                sh=int(a["stride"][0]), sw=int(a["stride"][1]), pt=int(a["padding"][0]), pl=int(a["padding"][1]),
+                pb=int(a["padding"][2]), pr=int(a["padding"][3]), dh=int(a["dilation"][0]),
+                dw=int(a["dilation"][1]), groups=int(a["groups"]))
+
+
+def _window(xpad, i, j, k):
+    """The strided input window of kernel tap (i, j): shape (N, Ho, Wo, C)."""
+    return xpad[:, i * k["dh"]: i * k["dh"] + k["sh"] * (k["Ho"] - 1) + 1: k["sh"],
+                j * k["dw"]: j * k["dw"] + k["sw"] * (k["Wo"] - 1) + 1: k["sw"], :]
+
+
+def _pad(xp, x, k, value=0.0, extra_h=0, extra_w=0):
+    if not (k["pt"] or k["pb"] or k["pl"] or k["pr"] or extra_h or extra_w):
+        return x
+    return xp.pad(x, ((0, 0), (k["pt"], k["pb"] + extra_h), (k["pl"], k["pr"] + extra_w), (0, 0)),
+                  constant_values=value)
+
+
+def build_conv2d(step, plan, rt):
+    xp, k = rt.xp, conv_geometry(step)
+    G = k["groups"]
+    w = weight(plan, step, "weight")  # (Cout, Cin/G, kh, kw)
+    cg, og = k["cin"] // G, k["cout"] // G
+    wk = rt.asarray(np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(3, 4, 0, 2, 1)))
+    b = rt.asarray(weight(plan, step, "bias")) if "bias" in step.params else None
+
+    def run(ins, out, res):
+        x = _pad(xp, ins[0], k)
+        N = x.shape[0]
+        acc = xp.zeros((N, k["Ho"], k["Wo"], G, og), np.float32)
+        for i in range(k["kh"]):
+            for j in range(k["kw"]):
+                win = _window(x, i, j, k).reshape(N, k["Ho"], k["Wo"], G, cg)
+                acc += xp.einsum("nhwgc,gco->nhwgo", win, wk[i, j])
+        y = acc.reshape(out.shape)
+        if b is not None:
+            y += b
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
+def build_linear(step, plan, rt):
+    xp = rt.xp
+    wt = rt.asarray(np.ascontiguousarray(weight(plan, step, "weight").T))
+    b = rt.asarray(weight(plan, step, "bias")) if "bias" in step.params else None
+
+    def run(ins, out, res):
+        N = out.shape[0]
+        y = ins[0].reshape(N, -1) @ wt
+        if b is not None:
+            y += b
+        y = y.reshape(out.shape)
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
+def pool_geometry(step):
+    a = step.attrs
+    C, H, W = map(int, step.in_shapes[0])
+    _, Ho, Wo = map(int, step.out_shape)
+    d = a.get("dilation", (1, 1))
+    return dict(C=C, H=H, W=W, Ho=Ho, Wo=Wo, kh=int(a["kernel"][0]), kw=int(a["kernel"][1]), sh=int(a["stride"][0]),
+                sw=int(a["stride"][1]), pt=int(a["padding"][0]), pl=int(a["padding"][1]), pb=int(a["padding"][2]),
+                pr=int(a["padding"][3]), dh=int(d[0]), dw=int(d[1]), count_include_pad=bool(a.get("count_include_pad", True)))
+
+
+def avgpool_divisor(k) -> np.ndarray:
+    """(Ho, Wo) divisors of average pooling, PyTorch's rule: with count_include_pad the
+    window clipped to the padded input, else the number of real input elements."""
+    def axis(L, O, kk, s, p0, p1):
+        start = np.arange(O) * s - p0
+        end = np.minimum(start + kk, L + p1)
+        size = end - start
+        valid = np.minimum(end, L) - np.maximum(start, 0)
+        return size, valid
+
+    sh_, vh = axis(k["H"], k["Ho"], k["kh"], k["sh"], k["pt"], k["pb"])
+    sw_, vw = axis(k["W"], k["Wo"], k["kw"], k["sw"], k["pl"], k["pr"])
+    d = np.outer(sh_, sw_) if k["count_include_pad"] else np.outer(vh, vw)
+    return d.astype(np.float32)
+
+
+def _ceil_extra(k):
+    """Extra bottom/right padding so ceil_mode windows stay inside the array."""
+    need_h = (k["Ho"] - 1) * k["sh"] + (k["kh"] - 1) * k["dh"] + 1
+    need_w = (k["Wo"] - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1
+    return max(0, need_h - (k["H"] + k["pt"] + k["pb"])), max(0, need_w - (k["W"] + k["pl"] + k["pr"]))
+
+
+def build_maxpool2d(step, plan, rt):
+    xp, k = rt.xp, pool_geometry(step)
+    eh, ew = _ceil_extra(k)
+
+    def run(ins, out, res):
+        x = _pad(xp, ins[0], k, -np.inf, eh, ew)
+        y = None
+        for i in range(k["kh"]):
+            for j in range(k["kw"]):
+                w = _window(x, i, j, k)
+                y = w.copy() if y is None else xp.maximum(y, w, out=y)
+        out[...] = y
+
+    return run
+
+
+def build_avgpool2d(step, plan, rt):
+    xp, k = rt.xp, pool_geometry(step)
+    k["dh"] = k["dw"] = 1
+    eh, ew = _ceil_extra(k)
+    div = rt.asarray(avgpool_divisor(k)[None, :, :, None])
+
+    def run(ins, out, res):
+        x = _pad(xp, ins[0], k, 0.0, eh, ew)
+        y = xp.zeros(out.shape, np.float32)
+        for i in range(k["kh"]):
+            for j in range(k["kw"]):
+                y += _window(x, i, j, k)
+        out[...] = y / div
+
+    return run
+
+
+def adaptive_bounds(L, O):
+    """PyTorch's adaptive windows: [floor(i·L/O), ceil((i+1)·L/O))."""
+    return [((i * L) // O, -(-((i + 1) * L) // O)) for i in range(O)]
+
+
+def _build_adaptive(reduce):
+    def build(step, plan, rt):
+        xp = rt.xp
+        _, H, W = map(int, step.in_shapes[0])
+        _, Ho, Wo = map(int, step.out_shape)
+        bh, bw = adaptive_bounds(H, Ho), adaptive_bounds(W, Wo)
+
+        def run(ins, out, res):
+            x = ins[0]
+            for i, (h0, h1) in enumerate(bh):
+                for j, (w0, w1) in enumerate(bw):
+                    out[:, i, j, :] = getattr(xp, reduce)(x[:, h0:h1, w0:w1, :], axis=(1, 2))
+
+        return run
+
+    return build
+
+
+def build_flatten(step, plan, rt):
+    def run(ins, out, res):
+        x = ins[0]
+        out.reshape(out.shape[0], -1)[...] = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+
+    return run
+
+
+def build_act(step, plan, rt):
+    def run(ins, out, res):
+        y = ins[0].copy()  # out may share memory with the input
+        activate(rt, y, step.op)
+        out[...] = y
+
+    return run
+
+
+def build_batchnorm(step, plan, rt):
+    c = int(step.in_shapes[0][0])
+    ws = {k: plan.weights[v] for k, v in step.params.items()} if plan.weights else None
+    if ws is None:
+        weight(plan, step, "running_mean")
+    name = step.node
+    scale, shift = bn_scale_shift({f"{name}.{k}": v for k, v in ws.items()}, name, step.attrs, c)
+    scale, shift = rt.asarray(scale.astype(np.float32)), rt.asarray(shift.astype(np.float32))
+
+    def run(ins, out, res):
+        y = ins[0] * scale + shift  # out may share memory with the input or the residual
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
+def build_add(step, plan, rt):
+    def run(ins, out, res):
+        y = ins[0] + ins[1] if len(ins) > 1 else ins[0].copy()
+        for x in ins[2:]:
+            y += x
+        if res is not None:
+            y += res
+        activate(rt, y, step.act2)
+        out[...] = y
+
+    return run
+
+
+def build_mul(step, plan, rt):
+    def run(ins, out, res):
+        rt.xp.multiply(ins[0], ins[1], out=out)
+
+    return run
+
+
+def build_softmax(step, plan, rt):
+    xp = rt.xp
+
+    def run(ins, out, res):
+        x = ins[0]
+        e = xp.exp(x - x.max(axis=-1, keepdims=True))
+        out[...] = e / e.sum(axis=-1, keepdims=True)
+
+    return run
+
+
+def _affine_params(step, plan, rt, shape_fn):
+    if "weight" not in step.params:
+        return None, None
+    return rt.asarray(shape_fn(weight(plan, step, "weight"))), rt.asarray(shape_fn(weight(plan, step, "bias")))
+
+
+def _build_norm(axes_fn, shape_fn):
+    def build(step, plan, rt):
+        xp = rt.xp
+        eps = float(step.attrs.get("eps", 1e-5))
+        g, b = _affine_params(step, plan, rt, shape_fn(step))
+
+        def run(ins, out, res):
+            x = ins[0].astype(np.float64)
+            xs, axes = axes_fn(step, x)
+            mean = xs.mean(axis=axes, keepdims=True)
+            var = ((xs - mean) ** 2).mean(axis=axes, keepdims=True)
+            y = ((xs - mean) / xp.sqrt(var + eps)).reshape(x.shape).astype(np.float32)
+            if g is not None:
+                y = y * g + b
+            out[...] = y
+
+        return run
+
+    return build
+
+
+def _ln_axes(step, x):
+    return x, (1, 2, 3)
+
+
+def _ln_shape(step):
+    return lambda w: np.ascontiguousarray(w.transpose(1, 2, 0) if w.ndim == 3 else w.reshape(1, 1, -1))
+
+
+def _gn_axes(step, x):
+    G = int(step.attrs["num_groups"]) if step.op == "groupnorm" else x.shape[3]
+    N, H, W, C = x.shape
+    return x.reshape(N, H, W, G, C // G), (1, 2, 4)
+
+
+def _channel_shape(step):
+    return lambda w: w
+
+
+def build_lrn(step, plan, rt):
+    xp = rt.xp
+    a = step.attrs
+    size, alpha, beta, kk = int(a["size"]), float(a["alpha"]), float(a["beta"]), float(a["k"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        sq = xp.pad(x * x, ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
+        C = x.shape[3]
+        s = xp.zeros(x.shape, np.float32)
+        for i in range(size):
+            s += sq[..., i:i + C]
+        out[...] = x / (kk + (alpha / size) * s) ** beta
+
+    return run
+
+
+def build_concat(step, plan, rt):
+    def run(ins, out, res):
+        c = 0
+        for x in ins:
+            out[..., c:c + x.shape[3]] = x
+            c += x.shape[3]
+
+    return run
+
+
+def build_slice(step, plan, rt):
+    s, e = int(step.attrs["start"]), int(step.attrs["stop"])
+
+    def run(ins, out, res):
+        out[...] = ins[0][..., s:e]
+
+    return run
+
+
+def build_channel_shuffle(step, plan, rt):
+    g = int(step.attrs["groups"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        N, H, W, C = x.shape
+        out[...] = x.reshape(N, H, W, g, C // g).transpose(0, 1, 2, 4, 3).reshape(N, H, W, C)
+
+    return run
+
+
+def build_copy(step, plan, rt):
+    def run(ins, out, res):
+        out[...] = ins[0]
+
+    return run
+
+
+GENERIC: dict = {
+    "conv2d": build_conv2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
+    "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
+    "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
+    "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
+    "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
+    "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
+    "dropout": build_copy, "identity": build_copy,
+    **{a: build_act for a in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu")},
+}
+
+
+# ---------------------------------------------------------------- the executor
+class Executor:
+    """Runs a plan on a backend; ``run(x)`` takes and returns arrays in PyTorch layout.
+
+    Kernels are built (weights packed) once; arenas are allocated once per batch size.
+    """
+
+    def __init__(self, plan: Plan, backend, progress: Callable | None = None):
+        check_numeric(plan)
+        if plan.weights is None:
+            raise CnnGraphError(f"{plan.name}: the plan has no weights; compile it with weights "
+                                "(cnngraph.weights.init or cnngraph.weights.load)")
+        self.plan, self.backend = plan, backend
+        self.rt = backend.runtime()
+        self.xp = self.rt.xp
+        table = {**GENERIC, **backend.KERNELS}
+        self.fns = []
+        for i, step in enumerate(plan.steps):
+            if step.op not in table:
+                raise CnnGraphError(f"{step.node}: op {step.op!r} has no kernel on the {backend.name} backend")
+            self.fns.append(table[step.op](step, plan, self.rt))
+            if progress:
+                progress(i, step)
+        self._arenas: dict = {}
+
+    def arena(self, n: int) -> dict:
+        """Views of every value for batch size ``n`` (slots allocated on first use)."""
+        if n not in self._arenas:
+            xp, mem = self.xp, self.plan.memory
+            bufs = [xp.empty(n * int(s), np.float32) for s in mem.slots]
+            views = {}
+            for name, v in self.plan.values.items():
+                views[name] = bufs[v.slot][: n * int(v.size)].reshape((n,) + nhwc(v.shape))
+            self._arenas = {n: views}  # keep one batch size: arenas are large
+        return self._arenas[n]
+
+    def _check_input(self, name, x):
+        want = tuple(int(s) for s in self.plan.values[name].shape)
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise CnnGraphError(f"{name}: input of shape {tuple(x.shape)} does not fit the model's "
+                                f"N×{'×'.join(map(str, want))}")
+
+    def run(self, *inputs, progress: Callable | None = None) -> list:
+        """Outputs (host NumPy arrays, PyTorch layout) for inputs given as arrays (N, C, H, W)."""
+        if len(inputs) != len(self.plan.inputs):
+            raise CnnGraphError(f"{self.plan.name} takes {len(self.plan.inputs)} input(s), got {len(inputs)}")
+        n = int(inputs[0].shape[0])
+        views = self.arena(n)
+        for name, x in zip(self.plan.inputs, inputs):
+            self._check_input(name, x)
+            views[name][...] = to_nhwc(self.rt.asarray(np.asarray(x, np.float32)))
+        with self.rt.session():
+            for i, (step, fn) in enumerate(zip(self.plan.steps, self.fns)):
+                fn([views[v] for v in step.inputs], views[step.output], views[step.residual] if step.residual else None)
+                if progress:
+                    progress(i, step)
+        outs = []
+        for o in self.plan.outputs:
+            y = from_nhwc(views[o], self.plan.values[o].shape)
+            outs.append(np.ascontiguousarray(self.to_host(y)))
+        return outs
+
+    def to_host(self, y):
+        return y.get() if hasattr(y, "get") else np.asarray(y)

@@ -1,0 +1,476 @@
+"""The Numba CPU backend: channels-last float32 kernels, GEMMs on BLAS, all cores.
+
+How the work is spread: a small thread pool (one thread per core, the caller included)
+runs the tiles of each step; every tile calls Numba kernels compiled ``nogil`` and
+single-threaded BLAS (``np.matmul``), so no two thread pools compete for the cores. BLAS
+is limited to one thread only while a plan runs (restored afterwards).
+
+Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
+convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
+narrow groups run direct kernels. Bias (folded batch norm), activation, residual add and
+the second activation are applied to each tile while it is in cache (the epilogue).
+
+>>> import numpy as np
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import compile
+>>> from cnngraph.weights import init
+>>> from cnngraph.backends.numba_backend import run
+>>> g = zoo.build("lenet5")
+>>> y, = run(compile(g, init(g, seed=0)), np.ones((2, 1, 28, 28), np.float32))
+>>> y.shape
+(2, 10)
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import queue
+import threading
+import types
+
+import numpy as np
+
+from cnngraph.passes import ACT_CODE, bn_scale_shift
+from cnngraph.plan import Plan
+
+from . import numba_kernels as K
+from .common import Executor, Runtime, avgpool_divisor, conv_geometry, pool_geometry, weight
+
+NAME = "numba"
+EMPTY1 = np.empty(0, np.float32)
+EMPTY2 = np.empty((0, 0), np.float32)
+EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
+
+# Tiles: an im2col tile of about this many bytes stays in the caches between packing and
+# the GEMM; a tile does at least this many multiply-adds so the pool's overhead stays small.
+PACK_BYTES = 1 << 20
+MIN_TILE_MACS = 1 << 20
+
+
+def num_threads() -> int:
+    env = os.environ.get("CNNGRAPH_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- thread pool
+class Pool:
+    """Runs ``fn(i, worker)`` for i in range(n) on ``threads`` threads, the caller included.
+
+    Work is handed out dynamically (a shared counter), so a core slowed by another process
+    takes fewer tiles. ``worker`` indexes per-thread scratch buffers.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.scratch = [dict() for _ in range(threads)]
+        self._todo = [queue.SimpleQueue() for _ in range(threads - 1)]
+        self._done = queue.SimpleQueue()
+        for w in range(1, threads):
+            threading.Thread(target=self._loop, args=(w,), daemon=True, name=f"cnngraph-numba-{w}").start()
+
+    def _loop(self, w):
+        while True:
+            job = self._todo[w - 1].get()
+            try:
+                job(w)
+                self._done.put(None)
+            except BaseException as e:  # reported by the caller
+                self._done.put(e)
+
+    def run(self, fn, n: int) -> None:
+        if n <= 0:
+            return
+        helpers = min(self.threads, n) - 1
+        if helpers == 0:
+            for i in range(n):
+                fn(i, 0)
+            return
+        counter = itertools.count()
+
+        def work(w):
+            for i in counter:
+                if i >= n:
+                    return
+                fn(i, w)
+
+        for w in range(1, helpers + 1):
+            self._todo[w - 1].put(work)
+        err = None
+        try:
+            work(0)
+        except BaseException as e:
+            err = e
+        for _ in range(helpers):
+            e = self._done.get()
+            err = err or e
+        if err is not None:
+            raise err
+
+    def buffer(self, w: int, key: str, shape) -> np.ndarray:
+        """A per-thread scratch array of ``shape`` (reused, grown when too small)."""
+        size = int(np.prod(shape))
+        buf = self.scratch[w].get(key)
+        if buf is None or buf.size < size:
+            buf = self.scratch[w][key] = np.empty(max(size, 1), np.float32)
+        return buf[:size].reshape(shape)
+
+    def ranges(self, total: int, grain: int = 1):
+        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long."""
+        parts = max(1, min(4 * self.threads, total // max(grain, 1)))
+        step = -(-total // parts)
+        return [(a, min(a + step, total)) for a in range(0, total, step)]
+
+    def for_ranges(self, total: int, fn, grain: int = 1):
+        rs = self.ranges(total, grain)
+        self.run(lambda i, w: fn(*rs[i], w), len(rs))
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> Pool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.threads != num_threads():
+            _POOL = Pool(num_threads())
+        return _POOL
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """BLAS on one thread while a plan runs (our pool owns the cores), then as before."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def runtime() -> Runtime:
+    from .common import _numpy_erf
+
+    rt = Runtime(np, _numpy_erf(), np.asarray)
+    rt.extra["pool"] = pool()
+    rt.session = single_threaded_blas
+    return rt
+
+
+# ---------------------------------------------------------------- helpers
+def _codes(step):
+    return ACT_CODE[step.act1], ACT_CODE[step.act2]
+
+
+def _aliases(plan: Plan, step) -> bool:
+    """Does the step's output share its buffer with its residual?"""
+    return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
+
+
+def _bias(plan, step):
+    return np.ascontiguousarray(weight(plan, step, "bias")) if "bias" in step.params else EMPTY1
+
+
+def _rows2(a):
+    return a.reshape(-1, a.shape[-1])
+
+
+def _block(n: int, parts: int, align: int = 16) -> int:
+    """A block length that splits n into about ``parts`` pieces, a multiple of ``align``."""
+    b = -(-n // max(parts, 1))
+    return min(n, -(-b // align) * align)
+
+
+# ---------------------------------------------------------------- GEMM-based convolution and linear
+def _gemm_builder(step, plan, rt, k, w):
+    """Convolution (or linear: a 1×1 convolution of a 1×1 image) as packed GEMMs;
+    ``w`` is (C_out, C_in/G, kh, kw)."""
+    P: Pool = rt.extra["pool"]
+    G = k["groups"]
+    cg, og = k["cin"] // G, k["cout"] // G
+    Kd = k["kh"] * k["kw"] * cg
+    w = w.reshape(G, og, cg, k["kh"], k["kw"])
+    wm = [np.ascontiguousarray(w[g].transpose(2, 3, 1, 0).reshape(Kd, og)) for g in range(G)]
+    bias = _bias(plan, step)
+    a1, a2 = _codes(step)
+    alias = _aliases(plan, step)
+    direct = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
+    geo = (k["Ho"], k["Wo"], k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+    cout = k["cout"]
+
+    def run(ins, out, res):
+        x = ins[0]
+        M = x.shape[0] * k["Ho"] * k["Wo"]
+        out2 = out.reshape(M, cout)
+        res2 = res.reshape(M, cout) if res is not None else EMPTY2
+        x2 = x.reshape(M, k["cin"]) if direct else None
+        # rows per tile: the packed tile fits the cache, and there is work for every thread
+        rows = max(16, min(M, PACK_BYTES // (4 * Kd)))
+        rows = min(rows, max(16, _block(M, 2 * P.threads)))
+        ntiles = -(-M // rows)
+        if G == 1 and ntiles < 2 * P.threads and M * Kd * cout >= 2 * MIN_TILE_MACS:
+            _small_m(x, x2, out2, res2, M)
+            return
+
+        def tile(i, wk):
+            r0 = i * rows
+            r1 = min(M, r0 + rows)
+            for g in range(G):
+                if direct:
+                    a = x2[r0:r1, g * cg:(g + 1) * cg] if G > 1 else x2[r0:r1]
+                else:
+                    a = P.buffer(wk, "cols", (r1 - r0, Kd))
+                    K.im2col(x, a, r0, r1, *geo, g * cg, cg)
+                c0, c1 = g * og, (g + 1) * og
+                if alias or G > 1:
+                    blk = P.buffer(wk, "gemm", (r1 - r0, og))
+                    np.matmul(a, wm[g], out=blk)
+                    K.epilogue(blk, True, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
+                else:
+                    np.matmul(a, wm[g], out=out2[r0:r1])
+                    K.epilogue(out2, False, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
+
+        P.run(tile, ntiles)
+
+    def _small_m(x, x2, out2, res2, M):
+        # Few rows (late layers at batch 1, linear layers): pack once, split the columns.
+        if direct:
+            a = x2
+        else:
+            a = P.buffer(0, "cols_all", (M, Kd))
+            P.for_ranges(M, lambda r0, r1, wk: K.im2col(x, a[r0:r1], r0, r1, *geo, 0, cg), grain=16)
+        nb = _block(cout, 2 * P.threads, 64)
+        blocks = [(c, min(c + nb, cout)) for c in range(0, cout, nb)]
+
+        def tile(i, wk):
+            c0, c1 = blocks[i]
+            if alias:
+                blk = P.buffer(wk, "gemm", (M, c1 - c0))
+                np.matmul(a, wm[0][:, c0:c1], out=blk)
+                K.epilogue(blk, True, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
+            else:
+                np.matmul(a, wm[0][:, c0:c1], out=out2[:, c0:c1])
+                K.epilogue(out2, False, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
+
+        P.run(tile, len(blocks))
+
+    return run
+
+
+def build_conv2d(step, plan, rt):
+    k = conv_geometry(step)
+    G = k["groups"]
+    cg, og = k["cin"] // G, k["cout"] // G
+    w = weight(plan, step, "weight")
+    if G == 1 or og >= 64:
+        return _gemm_builder(step, plan, rt, k, w)
+    P: Pool = rt.extra["pool"]
+    bias = _bias(plan, step)
+    a1, a2 = _codes(step)
+    geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+    if cg == 1:
+        wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
+
+        def run(ins, out, res):
+            r = res if res is not None else EMPTY4
+            P.for_ranges(out.shape[0] * k["Ho"],
+                         lambda t0, t1, wk: K.depthwise(ins[0], wd, bias, out, t0, t1, og, *geo, r, a1, a2))
+
+        return run
+    wg = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1))
+
+    def run_grouped(ins, out, res):
+        r = res if res is not None else EMPTY4
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.grouped(ins[0], wg, bias, out, t0, t1, *geo, r, a1, a2))
+
+    return run_grouped
+
+
+def build_linear(step, plan, rt):
+    fin, fout = int(step.in_shapes[0][0]), int(step.out_shape[0])
+    k = dict(cin=fin, cout=fout, H=1, W=1, Ho=1, Wo=1, kh=1, kw=1, sh=1, sw=1, pt=0, pl=0, pb=0, pr=0, dh=1, dw=1,
+             groups=1)
+    return _gemm_builder(step, plan, rt, k, weight(plan, step, "weight").reshape(fout, fin, 1, 1))
+
+
+# ---------------------------------------------------------------- element-wise steps
+def _elementwise(step, rt, scale, bias, a1, a2):
+    P: Pool = rt.extra["pool"]
+
+    def run(ins, out, res):
+        x2, o2 = _rows2(ins[0]), _rows2(out)
+        r2 = _rows2(res) if res is not None else EMPTY2
+        C = o2.shape[1]
+        P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2),
+                     grain=max(1, 4096 // C))
+
+    return run
+
+
+def build_act(step, plan, rt):
+    return _elementwise(step, rt, EMPTY1, EMPTY1, ACT_CODE[step.op], 0)
+
+
+def build_batchnorm(step, plan, rt):
+    c = int(step.in_shapes[0][0])
+    ws = {f"{step.node}.{r}": weight(plan, step, r) for r in step.params}
+    scale, shift = bn_scale_shift(ws, step.node, step.attrs, c)
+    a1, a2 = _codes(step)
+    return _elementwise(step, rt, scale.astype(np.float32), shift.astype(np.float32), a1, a2)
+
+
+def build_add(step, plan, rt):
+    P: Pool = rt.extra["pool"]
+    a2 = ACT_CODE[step.act2]
+
+    def run(ins, out, res):
+        o2 = _rows2(out)
+        C = o2.shape[1]
+        terms = [_rows2(x) for x in ins] + ([_rows2(res)] if res is not None else [])
+        last = len(terms) - 1
+
+        def tile(r0, r1, wk):
+            src = terms[0]
+            for t in range(1, len(terms)):
+                K.epilogue(src, False, o2, r0, r1, 0, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0)
+                src = o2
+
+        P.for_ranges(o2.shape[0], tile, grain=max(1, 4096 // C))
+
+    return run
+
+
+def build_mul(step, plan, rt):
+    from .common import build_mul as generic
+
+    xs, ss = step.in_shapes
+    if not (len(xs) == 3 and (tuple(ss) in ((xs[0], 1, 1), (xs[0],)))):
+        return generic(step, plan, rt)
+    P: Pool = rt.extra["pool"]
+    hw = int(xs[1]) * int(xs[2])
+
+    def run(ins, out, res):
+        x2, o2 = _rows2(ins[0]), _rows2(out)
+        s2 = ins[1].reshape(ins[1].shape[0], -1)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), grain=64)
+
+    return run
+
+
+# ---------------------------------------------------------------- pooling and normalisation
+def build_maxpool2d(step, plan, rt):
+    P, k = rt.extra["pool"], pool_geometry(step)
+    geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+
+    def run(ins, out, res):
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo))
+
+    return run
+
+
+def build_avgpool2d(step, plan, rt):
+    P, k = rt.extra["pool"], pool_geometry(step)
+    div = avgpool_divisor(k)
+    geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"])
+
+    def run(ins, out, res):
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div))
+
+    return run
+
+
+def _adaptive(is_max):
+    def build(step, plan, rt):
+        P = rt.extra["pool"]
+        Ho = int(step.out_shape[1])
+
+        def run(ins, out, res):
+            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max))
+
+        return run
+
+    return build
+
+
+def build_softmax(step, plan, rt):
+    P = rt.extra["pool"]
+
+    def run(ins, out, res):
+        x2, o2 = _rows2(ins[0]), _rows2(out)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), grain=16)
+
+    return run
+
+
+def _norm(kind):
+    def build(step, plan, rt):
+        P = rt.extra["pool"]
+        shape = step.in_shapes[0]
+        C = int(shape[0])
+        eps = float(step.attrs.get("eps", 1e-5))
+        G = {"groupnorm": int(step.attrs.get("num_groups", 1)), "instancenorm": C, "layernorm": 1}[kind]
+        per_element = kind == "layernorm"
+        if "weight" in step.params:
+            gamma, beta = weight(plan, step, "weight"), weight(plan, step, "bias")
+            if per_element and gamma.ndim == 3:
+                gamma, beta = gamma.transpose(1, 2, 0), beta.transpose(1, 2, 0)
+            C_last = gamma.shape[-1]
+            gamma = np.ascontiguousarray(gamma.reshape(-1, C_last))
+            beta = np.ascontiguousarray(beta.reshape(-1, C_last))
+        else:
+            gamma = beta = EMPTY2
+        if kind == "layernorm" and len(shape) == 1:
+            G = 1
+
+        def run(ins, out, res):
+            x = ins[0]
+            N = x.shape[0]
+            x3 = x.reshape(N, -1, x.shape[3])
+            o3 = out.reshape(N, -1, out.shape[3])
+            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element))
+
+        return run
+
+    return build
+
+
+def build_lrn(step, plan, rt):
+    P = rt.extra["pool"]
+    a = step.attrs
+    args = (int(a["size"]), np.float32(a["alpha"]), np.float32(a["beta"]), np.float32(a["k"]))
+
+    def run(ins, out, res):
+        x2, o2 = _rows2(ins[0]), _rows2(out)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), grain=16)
+
+    return run
+
+
+KERNELS = {
+    "conv2d": build_conv2d, "linear": build_linear, "batchnorm": build_batchnorm, "add": build_add,
+    "mul": build_mul, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
+    "adaptive_avgpool2d": _adaptive(False), "adaptive_maxpool2d": _adaptive(True), "softmax": build_softmax,
+    "groupnorm": _norm("groupnorm"), "instancenorm": _norm("instancenorm"), "layernorm": _norm("layernorm"),
+    "lrn": build_lrn,
+    **{a: build_act for a in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu")},
+}
+# flatten, concat, slice, channel_shuffle: memory copies, the generic NumPy kernels.
+
+BACKEND = types.SimpleNamespace(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime)
+
+
+def executor(plan: Plan, progress=None) -> Executor:
+    """An executor of ``plan`` on this backend (kernels built and weights packed once)."""
+    return Executor(plan, BACKEND, progress=progress)
+
+
+def run(plan: Plan, *inputs):
+    """Run ``plan`` once on arrays in PyTorch layout; returns the outputs (NumPy arrays)."""
+    return executor(plan).run(*inputs)

@@ -1,0 +1,330 @@
+"""Numba kernels of the CPU backend: channels-last float32, one tile of work per call.
+
+Every kernel is compiled ``nogil`` and ``cache=True`` and works on a range of rows
+(``r0:r1``) so the backend's thread pool can run tiles on every core at once while
+single-threaded BLAS does the GEMMs. Arrays are C-contiguous: 4-D ``(N, H, W, C)`` values
+or their 2-D ``(N·H·W, C)`` reshapes; missing optional operands are empty arrays, so each
+kernel compiles once.
+
+Activation codes are :data:`cnngraph.passes.ACT_CODE`: 0 none, 1 relu, 2 relu6, 3 sigmoid,
+4 tanh, 5 silu, 6 hardswish, 7 hardsigmoid, 8 gelu.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+
+
+@njit(**JIT)
+def act_row(t, code):
+    """Activation ``code`` on a 1-D float32 array, in place; the branch sits outside the loop."""
+    n = t.shape[0]
+    if code == 0:
+        return
+    if code == 1:
+        for c in range(n):
+            t[c] = max(t[c], np.float32(0))
+    elif code == 2:
+        for c in range(n):
+            t[c] = min(max(t[c], np.float32(0)), np.float32(6))
+    elif code == 3:
+        for c in range(n):
+            t[c] = np.float32(1) / (np.float32(1) + np.exp(-t[c]))
+    elif code == 4:
+        for c in range(n):
+            t[c] = np.tanh(t[c])
+    elif code == 5:
+        for c in range(n):
+            t[c] = t[c] / (np.float32(1) + np.exp(-t[c]))
+    elif code == 6:
+        for c in range(n):
+            t[c] = t[c] * min(max(t[c] + np.float32(3), np.float32(0)), np.float32(6)) / np.float32(6)
+    elif code == 7:
+        for c in range(n):
+            t[c] = min(max(t[c] + np.float32(3), np.float32(0)), np.float32(6)) / np.float32(6)
+    elif code == 8:
+        for c in range(n):
+            t[c] = np.float32(0.5) * t[c] * (np.float32(1) + np.float32(math.erf(t[c] * 0.7071067811865476)))
+
+
+@njit(**JIT)
+def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2):
+    """``dst[r, c] = act2(act1(src·scale + bias) + res[r, c])`` for rows r0:r1, columns c0:c1.
+
+    ``src`` is ``dst`` itself (``block=False``, in place) or a scratch block holding rows
+    r0:r1 and columns c0:c1 only (``block=True``). ``dst`` may share memory with ``res``:
+    each row goes through a small buffer, so ``res`` is read before ``dst`` is written.
+    """
+    n = c1 - c0
+    t = np.empty(n, np.float32)
+    has_scale, has_bias, has_res = scale.shape[0] > 0, bias.shape[0] > 0, res.shape[0] > 0
+    for r in range(r0, r1):
+        sr = r - r0 if block else r
+        sc = 0 if block else c0
+        for c in range(n):
+            t[c] = src[sr, sc + c]
+        if has_scale:
+            for c in range(n):
+                t[c] *= scale[c0 + c]
+        if has_bias:
+            for c in range(n):
+                t[c] += bias[c0 + c]
+        act_row(t, a1)
+        if has_res:
+            for c in range(n):
+                t[c] += res[r, c0 + c]
+        act_row(t, a2)
+        for c in range(n):
+            dst[r, c0 + c] = t[c]
+
+
+@njit(**JIT)
+def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
+    """Rows r0:r1 of the packed matrix of a convolution: row = output pixel (n, oh, ow),
+    columns = (i, j, channel) taps of channels c0:c0+cg, zeros in the padding."""
+    H, W = x.shape[1], x.shape[2]
+    hw = Ho * Wo
+    for r in range(r0, r1):
+        n = r // hw
+        oh = (r % hw) // Wo
+        ow = r % Wo
+        row = r - r0
+        col = 0
+        for i in range(kh):
+            ih = oh * sh - pt + i * dh
+            for j in range(kw):
+                iw = ow * sw - pl + j * dw
+                if 0 <= ih < H and 0 <= iw < W:
+                    for c in range(cg):
+                        cols[row, col + c] = x[n, ih, iw, c0 + c]
+                else:
+                    for c in range(cg):
+                        cols[row, col + c] = np.float32(0)
+                col += cg
+
+
+@njit(**JIT)
+def depthwise(x, w, bias, out, t0, t1, mult, sh, sw, pt, pl, dh, dw, res, a1, a2):
+    """Depthwise convolution (in_channels/groups = 1, ``mult`` outputs per input channel)
+    for output rows t0:t1 of (n, oh); w is (kh, kw, C_out); epilogue fused."""
+    N, H, W, Cin = x.shape
+    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
+    kh, kw = w.shape[0], w.shape[1]
+    acc = np.empty(C, np.float32)
+    has_res = res.shape[0] > 0
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        for ow in range(Wo):
+            if bias.shape[0] > 0:
+                for c in range(C):
+                    acc[c] = bias[c]
+            else:
+                acc[:] = 0
+            for i in range(kh):
+                ih = oh * sh - pt + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - pl + j * dw
+                    if iw < 0 or iw >= W:
+                        continue
+                    if mult == 1:
+                        for c in range(C):
+                            acc[c] += x[n, ih, iw, c] * w[i, j, c]
+                    else:
+                        for c in range(C):
+                            acc[c] += x[n, ih, iw, c // mult] * w[i, j, c]
+            act_row(acc, a1)
+            if has_res:
+                for c in range(C):
+                    acc[c] += res[n, oh, ow, c]
+            act_row(acc, a2)
+            for c in range(C):
+                out[n, oh, ow, c] = acc[c]
+
+
+@njit(**JIT)
+def grouped(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2):
+    """Grouped convolution computed directly (narrow groups, where GEMMs would be tiny);
+    w is (G, kh, kw, C_in/G, C_out/G); output rows t0:t1 of (n, oh); epilogue fused."""
+    N, H, W, Cin = x.shape
+    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
+    G, kh, kw, cg, og = w.shape
+    acc = np.empty(C, np.float32)
+    has_res = res.shape[0] > 0
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        for ow in range(Wo):
+            for c in range(C):
+                acc[c] = bias[c] if bias.shape[0] > 0 else np.float32(0)
+            for g in range(G):
+                for i in range(kh):
+                    ih = oh * sh - pt + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(kw):
+                        iw = ow * sw - pl + j * dw
+                        if iw < 0 or iw >= W:
+                            continue
+                        for ci in range(cg):
+                            v = x[n, ih, iw, g * cg + ci]
+                            for o in range(og):
+                                acc[g * og + o] += v * w[g, i, j, ci, o]
+            act_row(acc, a1)
+            if has_res:
+                for c in range(C):
+                    acc[c] += res[n, oh, ow, c]
+            act_row(acc, a2)
+            for c in range(C):
+                out[n, oh, ow, c] = acc[c]
+
+
+@njit(**JIT)
+def maxpool(x, out, t0, t1, kh, kw, sh, sw, pt, pl, dh, dw):
+    """Max pooling for output rows t0:t1 of (n, oh); padding and ceil_mode overhang ignored."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    acc = np.empty(C, np.float32)
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        for ow in range(Wo):
+            acc[:] = -np.inf
+            for i in range(kh):
+                ih = oh * sh - pt + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - pl + j * dw
+                    if iw < 0 or iw >= W:
+                        continue
+                    for c in range(C):
+                        acc[c] = max(acc[c], x[n, ih, iw, c])
+            for c in range(C):
+                out[n, oh, ow, c] = acc[c]
+
+
+@njit(**JIT)
+def avgpool(x, out, t0, t1, kh, kw, sh, sw, pt, pl, div):
+    """Average pooling for output rows t0:t1 of (n, oh); ``div`` (Ho, Wo) holds PyTorch's divisors."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    acc = np.empty(C, np.float32)
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        for ow in range(Wo):
+            acc[:] = 0
+            for i in range(kh):
+                ih = oh * sh - pt + i
+                if ih < 0 or ih >= H:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - pl + j
+                    if iw < 0 or iw >= W:
+                        continue
+                    for c in range(C):
+                        acc[c] += x[n, ih, iw, c]
+            inv = np.float32(1) / div[oh, ow]
+            for c in range(C):
+                out[n, oh, ow, c] = acc[c] * inv
+
+
+@njit(**JIT)
+def adaptive_pool(x, out, t0, t1, is_max):
+    """Adaptive average/max pooling (PyTorch's windows) for output rows t0:t1 of (n, oh)."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    acc = np.empty(C, np.float32)
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        h0, h1 = (oh * H) // Ho, -((-(oh + 1) * H) // Ho)
+        for ow in range(Wo):
+            w0, w1 = (ow * W) // Wo, -((-(ow + 1) * W) // Wo)
+            acc[:] = -np.inf if is_max else 0
+            for ih in range(h0, h1):
+                for iw in range(w0, w1):
+                    if is_max:
+                        for c in range(C):
+                            acc[c] = max(acc[c], x[n, ih, iw, c])
+                    else:
+                        for c in range(C):
+                            acc[c] += x[n, ih, iw, c]
+            inv = np.float32(1) / np.float32((h1 - h0) * (w1 - w0))
+            for c in range(C):
+                out[n, oh, ow, c] = acc[c] if is_max else acc[c] * inv
+
+
+@njit(**JIT)
+def mul_bcast(x, s, out, r0, r1, hw):
+    """``out = x · s`` for rows r0:r1 of x (N·H·W, C), s (N, C) per sample and channel (SE)."""
+    C = x.shape[1]
+    for r in range(r0, r1):
+        n = r // hw
+        for c in range(C):
+            out[r, c] = x[r, c] * s[n, c]
+
+
+@njit(**JIT)
+def softmax_rows(x, out, r0, r1):
+    """Softmax over the last axis of rows r0:r1 (channels of each pixel, or features)."""
+    C = x.shape[1]
+    for r in range(r0, r1):
+        m = x[r, 0]
+        for c in range(C):
+            m = max(m, x[r, c])
+        s = 0.0
+        for c in range(C):
+            e = np.exp(x[r, c] - m)
+            out[r, c] = e
+            s += e
+        inv = np.float32(1.0 / s)
+        for c in range(C):
+            out[r, c] *= inv
+
+
+@njit(**JIT)
+def group_norm(x, out, n0, n1, G, eps, gamma, beta, per_element):
+    """Normalise each of G channel groups of samples n0:n1 over the group's channels and all
+    pixels (x is (N, H·W, C)); group norm, instance norm (G = C) and layer norm (G = 1).
+    ``gamma``/``beta`` are per channel (C,), per element (H·W, C) or empty."""
+    N, P, C = x.shape
+    cg = C // G
+    has_affine = gamma.size > 0
+    for n in range(n0, n1):
+        s = np.zeros(G)
+        for p in range(P):
+            for c in range(C):
+                s[c // cg] += x[n, p, c]
+        mean = s / (P * cg)
+        v = np.zeros(G)
+        for p in range(P):
+            for c in range(C):
+                d = x[n, p, c] - mean[c // cg]
+                v[c // cg] += d * d
+        inv = 1.0 / np.sqrt(v / (P * cg) + eps)
+        for p in range(P):
+            for c in range(C):
+                y = (x[n, p, c] - mean[c // cg]) * inv[c // cg]
+                if has_affine:
+                    if per_element:
+                        y = y * gamma[p, c] + beta[p, c]
+                    else:
+                        y = y * gamma[0, c] + beta[0, c]
+                out[n, p, c] = y
+
+
+@njit(**JIT)
+def lrn(x, out, r0, r1, size, alpha, beta, k):
+    """Local response normalisation across channels, PyTorch's window (size//2 before,
+    (size-1)//2 after) and divisor ``(k + alpha/size · Σ x²)^beta``, for rows r0:r1."""
+    C = x.shape[1]
+    lo, hi = size // 2, (size - 1) // 2
+    for r in range(r0, r1):
+        for c in range(C):
+            s = np.float32(0)
+            for q in range(max(0, c - lo), min(C, c + hi + 1)):
+                s += x[r, q] * x[r, q]
+            out[r, c] = x[r, c] / (k + alpha / size * s) ** beta
