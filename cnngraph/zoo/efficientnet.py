@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 from cnngraph.dsl import Net, adaptive_avgpool2d, add, block, dropout, flatten, identity, linear, scope, silu
+from cnngraph.errors import CnnGraphError
 
 from . import register
 from .mobile import conv_bn_act, make_divisible, squeeze_excitation
@@ -115,6 +116,8 @@ def efficientnet(input=None, variant: str = "b0", num_classes: int = 1000, width
     the scaled stages, ``features.8`` 1×1 head conv to 4× the last width, global average
     pool, ``classifier`` (dropout, linear). ``width_mult``/``depth_mult`` override the
     variant's multipliers; batch norm eps is 0.001 for B5–B7 as in torchvision."""
+    if variant not in EFFICIENTNET_SCALING:
+        raise CnnGraphError(f"efficientnet: variant must be one of {', '.join(EFFICIENTNET_SCALING)}, got {variant!r}")
     w0, d0, res, p0 = EFFICIENTNET_SCALING[variant]
     w = w0 if width_mult is None else width_mult
     d = d0 if depth_mult is None else depth_mult

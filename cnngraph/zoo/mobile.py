@@ -27,7 +27,7 @@ import sympy
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, batchnorm, block, channel_shuffle, chunk, concat, conv2d,
                           dropout, flatten, hardsigmoid, hardswish, linear, maxpool2d, mul, relu, relu6, scope,
                           sigmoid)
-from cnngraph.errors import ShapeError
+from cnngraph.errors import CnnGraphError, ShapeError
 
 from . import register
 
@@ -99,24 +99,31 @@ def _width(c: int, alpha):
     return max(int(c * alpha), 8)
 
 
-def mobilenet_v1(input=(3, 224, 224), alpha=1.0, resolution=None, num_classes: int = 1000, title=None):
+def mobilenet_v1(input=(3, 224, 224), alpha=1.0, resolution=None, num_classes: int = 1000, full_conv: bool = False,
+                 shallow: bool = False, title=None):
     """MobileNet v1: stem ``features.0``, blocks ``features.1`` ... ``features.13``
     (each ``dw`` + ``pw``), global average pool, ``fc``. No softmax (logits, like torchvision).
 
     ``alpha`` is the width multiplier α (number or sympy expression: ``alpha=sym("alpha")``
     gives totals as polynomials in α); ``resolution`` r replaces the input size by r×r
-    (the paper's resolution multiplier ρ = r/224).
+    (the paper's resolution multiplier ρ = r/224). The paper's ablations: ``full_conv=True``
+    replaces each block by a full 3×3 conv + BN + ReLU ("Conv MobileNet", Table 4);
+    ``shallow=True`` drops the five 14×14×512 blocks ("Shallow MobileNet", Table 5).
     """
     if resolution is not None:
         input = (input[0], resolution, resolution)
     if not isinstance(alpha, sympy.Basic) and not alpha > 0:
         raise ShapeError("mobilenet_v1", "width multiplier alpha must be positive", f"alpha={alpha}")
+    blocks = MOBILENET_V1_BLOCKS[:6] + MOBILENET_V1_BLOCKS[11:] if shallow else MOBILENET_V1_BLOCKS
     net = Net(title or "mobilenet_v1", alpha=str(alpha))
     x = net.input(*input)
     with scope("features", "stage"):
         x = conv_bn_act(x, _width(32, alpha), 3, 2, name="0")
-        for i, (c, s) in enumerate(MOBILENET_V1_BLOCKS, 1):
-            x = depthwise_separable(x, _width(c, alpha), s, name=str(i))
+        for i, (c, s) in enumerate(blocks, 1):
+            if full_conv:
+                x = conv_bn_act(x, _width(c, alpha), 3, s, name=str(i))
+            else:
+                x = depthwise_separable(x, _width(c, alpha), s, name=str(i))
     x = adaptive_avgpool2d(x, 1, name="avgpool")
     x = flatten(x, name="flatten")
     linear(x, num_classes, name="fc")
@@ -221,7 +228,7 @@ def mobilenet_v3(input=(3, 224, 224), arch: str = "large", width_mult: float = 1
     to 6× the last width, global average pool, ``classifier`` (linear, hard swish, dropout,
     linear). Batch norm eps is 0.001 as in torchvision."""
     if arch not in MOBILENET_V3_SETTING:
-        raise ValueError(f"arch must be 'large' or 'small', got {arch!r}")
+        raise CnnGraphError(f"mobilenet_v3: arch must be 'large' or 'small', got {arch!r}")
     acts = {"RE": relu, "HS": hardswish}
     net = Net(f"mobilenet_v3_{arch}", width_mult=width_mult)
     x = net.input(*input)
@@ -292,6 +299,8 @@ SHUFFLENET_V2_REPEATS = [4, 8, 4]
 def shufflenet_v2(input=(3, 224, 224), width: str = "1_0", num_classes: int = 1000):
     """torchvision's ShuffleNetV2: ``conv1`` (3×3 /2 + BN + ReLU), ``maxpool``, ``stage2..4``
     (a stride-2 unit then stride-1 units), ``conv5`` (1×1), global mean, ``fc``."""
+    if width not in SHUFFLENET_V2_WIDTHS:
+        raise CnnGraphError(f"shufflenet_v2: width must be one of {', '.join(SHUFFLENET_V2_WIDTHS)}, got {width!r}")
     widths = SHUFFLENET_V2_WIDTHS[width]
     net = Net(f"shufflenet_v2_x{width}")
     x = net.input(*input)

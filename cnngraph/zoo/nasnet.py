@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, avgpool2d, batchnorm, block, concat, conv2d, dropout, flatten,
                           linear, maxpool2d, pad2d, relu, scope)
-from cnngraph.errors import ShapeError
+from cnngraph.errors import CnnGraphError, ShapeError
 from cnngraph.ops import is_int
 
 from . import register
@@ -47,34 +47,34 @@ REDUCTION_CELL = [(0, "sep5", 1, "sep7"), (0, "max", 1, "sep7"), (0, "avg", 1, "
 REDUCTION_OUTPUT = (3, 4, 5, 6)  # combinations 1-4 (combination 0 only feeds others)
 
 
-def same_padding(x, k: int, stride: int, mode: str) -> tuple:
-    """(top, left, bottom, right) padding of a k×k window: TensorFlow's "SAME" or symmetric.
+def same_padding(hw, k: int, stride: int, mode: str, layer: str = "nasnet_a_mobile") -> tuple:
+    """(top, left, bottom, right) padding of a k×k window on an H×W map: TensorFlow's "SAME"
+    (the output is ⌈H/stride⌉; the extra pixel goes at the bottom/right) or symmetric (k−1)/2.
 
-    >>> same_padding(type("T", (), {"H": 56, "W": 56})(), 3, 2, "same")
-    (0, 0, 1, 1)
+    >>> same_padding((56, 56), 3, 2, "same"), same_padding((111, 111), 3, 2, "same")
+    ((0, 0, 1, 1), (1, 1, 1, 1))
     """
     if mode == "symmetric" or stride == 1:
         p = (k - 1) // 2
         return (p, p, p, p)
-    if mode != "same":
-        raise ValueError(f"padding must be 'same' or 'symmetric', got {mode!r}")
-    if not (is_int(x.H) and is_int(x.W)):
-        raise ShapeError("nasnet_a_mobile", "TensorFlow 'SAME' padding depends on the parity of each map and needs a "
-                         "numeric input; use padding='symmetric' (same shapes and costs)", f"map {x.H}×{x.W}")
+    H, W = hw
+    if not (is_int(H) and is_int(W)):
+        raise ShapeError(layer, "TensorFlow 'SAME' padding depends on the parity of each map and needs a numeric "
+                         "input; use padding='symmetric' (same shapes and costs)", f"map H = {H}, W = {W}")
 
     def pads(L):
         total = max((-(-L // stride) - 1) * stride + k - L, 0)
         return total // 2, total - total // 2
 
-    (t, b), (l, r) = pads(int(x.H)), pads(int(x.W))
+    (t, b), (l, r) = pads(int(H)), pads(int(W))
     return (t, l, b, r)
 
 
 def _separable(x, c, k, stride, mode, name):
     """TF-slim ``separable_conv2d`` with depth multiplier 1: k×k depthwise, then 1×1 to c."""
     with scope(name, "SeparableConv2d"):
-        x = conv2d(x, x.C, k, stride, padding=same_padding(x, k, stride, mode), groups=x.C, bias=False,
-                   name="depthwise_conv2d")
+        pads = same_padding((x.H, x.W), k, stride, mode, x.net._qualify("depthwise_conv2d")[0])
+        x = conv2d(x, x.C, k, stride, padding=pads, groups=x.C, bias=False, name="depthwise_conv2d")
         return conv2d(x, c, 1, bias=False, name="pointwise_conv2d")
 
 
@@ -124,10 +124,10 @@ def _cell(x, prev, filters, ops, outputs, stride, prev_reduced, mode):
             h, name = states[j], f"comb_iter_{i}_{side}"
             if op.startswith("sep"):
                 h = branch_separables(h, filters, int(op[3:]), s, mode, name=name)
-            elif op == "avg":
-                h = avgpool2d(h, 3, s, padding=same_padding(h, 3, s, mode), count_include_pad=False, name=name)
-            elif op == "max":
-                h = maxpool2d(h, 3, s, padding=same_padding(h, 3, s, mode), name=name)
+            elif op in ("avg", "max"):
+                pads = same_padding((h.H, h.W), 3, s, mode, h.net._qualify(name)[0])
+                h = (avgpool2d(h, 3, s, padding=pads, count_include_pad=False, name=name) if op == "avg" else
+                     maxpool2d(h, 3, s, padding=pads, name=name))
             pair.append(h)
         states.append(add(*pair, name=f"comb_iter_{i}"))
     return concat([states[j] for j in outputs], name="concat")
@@ -152,6 +152,8 @@ def nasnet_a_mobile(input=(3, 224, 224), num_classes: int = 1000, padding: str =
     ``cell_stem_1`` (reduction cells with 11 and 22 filters), three stacks of 4 normal cells
     (44, 88, 176 filters) separated by reduction cells, ReLU, global average pool, dropout,
     ``last_linear``."""
+    if padding not in ("same", "symmetric"):
+        raise CnnGraphError(f"nasnet_a_mobile: padding must be 'same' or 'symmetric', got {padding!r}")
     filters = 1056 // 24  # penultimate filters / (6 outputs × 4 filter scaling)
     net = Net("nasnet_a_mobile", padding=padding)
     x = net.input(*input)
