@@ -81,11 +81,15 @@ def exact_cells(report, r):
             _expr(r.params), _expr(r.buffers), _expr(r.macs), _expr(r.ops), _expr(r.flops), _expr(r.memory_bytes), share]
 
 
-def _rows(report, style, hide):
+def _rows(report, style, hide, receptive=None):
     rows = [r for r in report.rows if r.kind not in hide]
     if style == "slides":
-        return SLIDE_HEAD, [slide_cells(r) for r in rows]
-    return EXACT_HEAD, [exact_cells(report, r) for r in rows]
+        head, body = SLIDE_HEAD, [slide_cells(r) for r in rows]
+    else:
+        head, body = EXACT_HEAD, [exact_cells(report, r) for r in rows]
+    if receptive is not None:  # optional receptive-field column: {node: label}, cnngraph.receptive.column(g)
+        head, body = head + ["RF"], [cells + [receptive.get(r.name, "")] for cells, r in zip(body, rows)]
+    return head, body
 
 
 def _total_cells(report, style):
@@ -109,19 +113,21 @@ def _group_rows(report, depth):
     return body + [["total", _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), "100%"]]
 
 
-def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT, groups: int = 0) -> str:
+def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT, groups: int = 0,
+           receptive=None) -> str:
     """The report as ``text``, ``markdown``, ``csv``, ``latex`` or ``json``.
 
     ``style="groups"`` tabulates totals per group instead of per layer: ``groups=1`` per stage
-    (``layer3``), ``groups=2`` per block (``layer3.2``).
+    (``layer3``), ``groups=2`` per block (``layer3.2``). ``receptive`` (``{node: label}``, from
+    :func:`cnngraph.receptive.column`) adds a receptive-field column to the per-layer tables.
     """
     if fmt == "json":
         return to_json(report)
     if style == "groups":
         head, body = GROUP_HEAD, _group_rows(report, groups or 1)
     else:
-        head, body = _rows(report, style, set(hide))
-        body = body + [_total_cells(report, style)]
+        head, body = _rows(report, style, set(hide), receptive)
+        body = body + [_total_cells(report, style) + ([""] if receptive is not None else [])]
     title = f"{report.name} — input {ops.fmt_shape(report.input_shape)}"
     foot = f"Convention: {report.convention}"
     if fmt == "markdown":

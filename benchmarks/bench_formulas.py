@@ -1,0 +1,94 @@
+"""Speed of closed-form formulas: every named block, and whole zoo models' totals.
+
+Targets (task "Closed-form cost formulas"): a named block's formulas in at most 50 ms
+after import; a whole zoo model's closed-form totals in at most 1 s.
+
+Each figure is measured from cold caches (sympy's cache and cnngraph's shape/cost caches
+are cleared before every repeat), the best of ``--repeat`` runs. The peer, measured in the
+same run, is the numeric analysis of the same graph (``cnngraph.analyze`` at C = 64,
+56×56 for blocks; at the model's usual input for networks): the ratio says what the
+symbolic closed form costs over plain numeric counting.
+
+    .venv/bin/python benchmarks/bench_formulas.py [--repeat 3] [--models resnet50 densenet121 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import sympy.core.cache
+
+import cnngraph
+from cnngraph import analyze, zoo
+from cnngraph import cost as _cost
+from cnngraph import graph as _graph
+from cnngraph.formulas import block, blocks, names, network
+
+
+def cold():
+    sympy.core.cache.clear_cache()
+    _graph._apply.cache_clear()
+    _cost._node_costs.cache_clear()
+    blocks._derive.cache_clear()
+
+
+def timed(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        cold()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+def numeric_block(name):
+    spec = blocks.BLOCKS[name]
+    values = {"C": 64, "H": 56, "W": 56, "C_in": 64, "C_out": 128, "K": 3, "G": 4, "c": 16, "k": 32, "t": 6, "r": 16,
+              "L": 6, "n": 1, "c_1": 64, "c_3r": 96, "c_3": 128, "c_5r": 16, "c_5": 32, "c_p": 32}
+    sizes = {k: values[k] for k in spec.defaults if k in values}
+    return lambda: analyze(spec.build(**sizes))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--models", nargs="*", default=None, help="zoo models (default: every model)")
+    args = p.parse_args(argv)
+
+    print(f"cnngraph {cnngraph.__version__}; cold caches, best of {args.repeat}")
+    print(f"\n{'block':20s} {'formulas ms':>12s} {'median':>8s} {'numeric ms':>11s} {'ratio':>7s}  {'≤ 50 ms':>7s}")
+    worst = 0.0
+    for name in names():
+        best, med = timed(lambda: _show(block(name)), args.repeat)
+        peer, _ = timed(numeric_block(name), args.repeat)
+        worst = max(worst, best)
+        print(f"{name:20s} {best * 1e3:12.1f} {med * 1e3:8.1f} {peer * 1e3:11.1f} {best / peer:7.1f}  "
+              f"{'yes' if best <= 0.05 else 'NO':>7s}")
+    print(f"slowest block: {worst * 1e3:.1f} ms")
+
+    models = args.models or zoo.names()
+    print(f"\n{'model':24s} {'closed form s':>14s} {'median':>8s} {'numeric s':>10s} {'ratio':>7s}  {'≤ 1 s':>6s}")
+    worst, failed = 0.0, []
+    for m in models:
+        try:
+            best, med = timed(lambda: _show(network(m)), args.repeat)
+        except Exception as e:  # a model that does not build symbolically: say so, go on
+            failed.append(f"{m}: {type(e).__name__}: {e}")
+            continue
+        peer, _ = timed(lambda: analyze(zoo.build(m)), args.repeat)
+        worst = max(worst, best)
+        print(f"{m:24s} {best:14.3f} {med:8.3f} {peer:10.3f} {best / peer:7.1f}  {'yes' if best <= 1 else 'NO':>6s}")
+    print(f"slowest model: {worst:.3f} s")
+    for f in failed:
+        print(f"not symbolic: {f}")
+
+
+def _show(obj):
+    """Formulas count as done once printed (the slides form is part of the work)."""
+    return obj.to("text")
+
+
+if __name__ == "__main__":
+    main()
