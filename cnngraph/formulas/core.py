@@ -143,7 +143,7 @@ class LayerCost:
     memory: Formula
 
 
-def costs(g, include=(), input=None, layers: bool = True) -> dict:
+def costs(g, include=(), input=None, per_layer: bool = True) -> dict:
     """``{"cost", "macs", "params", "memory": Formula, "layers": [LayerCost]}`` of a graph.
 
     Follows the block convention of this module (see the module docstring).
@@ -160,12 +160,20 @@ def costs(g, include=(), input=None, layers: bool = True) -> dict:
         macs.append(r.macs)
         params.append(p)
         memory.append(r.memory_bytes)
-        if layers and (r.flops != 0 or p != 0):
-            label = REGISTRY[r.op].label(r.attrs, r.input_shapes, r.output_shape)
+        if per_layer and (r.flops != 0 or p != 0):
+            label = _label(REGISTRY[r.op].label(r.attrs, r.input_shapes, r.output_shape), r.attrs)
             layers.append(LayerCost(r.name, label, Formula(r.flops), Formula(p), Formula(r.memory_bytes)))
     total = lambda xs: tidy(sympy.Add(*xs))  # noqa: E731
     return dict(cost=Formula(total(cost)), macs=Formula(total(macs)), params=Formula(total(params)),
                 memory=Formula(total(memory)), layers=layers)
+
+
+def _label(label: str, attrs: dict) -> str:
+    """A registry label with its symbolic sizes in the slides' notation (``1x1 conv, 4C``)."""
+    for v in attrs.values():
+        if isinstance(v, sympy.Basic) and v.free_symbols:
+            label = label.replace(str(v), present.text(present.slides_form(v)))
+    return label
 
 
 def over_count(build, n, degree: int, fields=("cost", "macs", "params", "memory"), include=(), start: int = 1,
@@ -183,7 +191,7 @@ def over_count(build, n, degree: int, fields=("cost", "macs", "params", "memory"
     needs no sum node.
     """
     counts = list(range(start, start + degree + 1))
-    samples = {m: costs(build(m), include, layers=m == start) for m in counts}
+    samples = {m: costs(build(m), include, per_layer=m == start) for m in counts}
     out = {}
     if not include and "macs" in fields and "cost" in fields:
         fields = [f for f in fields if f != "macs"]  # the cost is the MACs: fit it once
@@ -194,7 +202,7 @@ def over_count(build, n, degree: int, fields=("cost", "macs", "params", "memory"
     check = start + degree + 1
     syms = set().union(*(sympy.sympify(out[f].expr).free_symbols for f in out)) - {n}
     values = check_values or {s.name: p for s, p in zip(sorted(syms, key=lambda x: x.name), _PRIMES)}
-    numeric = costs(build(check, values), include, layers=False)
+    numeric = costs(build(check, values), include, per_layer=False)
     at = {s: values[s.name] for s in syms}
     at[n] = check
     for f in out:
