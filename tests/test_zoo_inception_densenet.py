@@ -317,3 +317,28 @@ def test_too_small_input_names_the_layer():
         zoo.build("inception_v3", input=(3, 64, 64))
     with pytest.raises(ShapeError, match="C5: kernel larger than padded input"):
         zoo.build("lenet5_1998", input=(1, 28, 28))
+
+
+# ---------------------------------------------------------------- numbers, not just counts
+OUTPUTS = sorted((REF / "outputs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", OUTPUTS, ids=[p.stem for p in OUTPUTS])
+def test_logits_match_the_real_modules(path):
+    """The graph run by PyTorch ops (cnngraph.torch_ref) gives the logits torchvision's / timm's
+    own modules gave with the same seeded weights (tests/reference/torchvision_outputs.py):
+    branch order, pooling modes, padding and BN epsilon, which counts cannot see."""
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    from cnngraph import weights
+    from cnngraph.torch_ref import to_torch
+
+    ref = json.loads(path.read_text())
+    g = zoo.build(ref["model"], input=tuple(ref["input"]))
+    model = to_torch(g, weights.init(g, seed=ref["seed"], random_bn=True))
+    x = np.random.default_rng(ref["seed"] + 1).standard_normal((1, *ref["input"])).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x))
+    y = (y[0] if isinstance(y, (tuple, list)) else y)[0].double().numpy()
+    want = np.array(ref["logits"])
+    assert np.abs(y - want).max() <= 1e-4 * np.abs(want).max()

@@ -123,8 +123,7 @@ def _alexnet_like(net, x, conv1, conv2_stride, widths, groups, lrn_alpha, pool_c
     return net.output(linear(x, num_classes, name="fc8")).graph
 
 
-@register("alexnet_v1", (3, 227, 227), "AlexNet as published (Krizhevsky et al. 2012): 96 filters, two-GPU "
-          "groups=2 on conv2/4/5, LRN; 60,965,224 params", family="alexnet")
+@register("alexnet_v1", (3, 227, 227), "AlexNet of the paper: 96 filters, two GPUs (groups=2), LRN", family="alexnet")
 def alexnet_v1(input=(3, 227, 227), num_classes: int = 1000, conv1_padding=0, dropout_p: float = 0.5):
     """The original two-GPU AlexNet of seeds 002/004 (Krizhevsky, Sutskever & Hinton 2012, Figure 2).
 
@@ -148,8 +147,7 @@ def alexnet_v1(input=(3, 227, 227), num_classes: int = 1000, conv1_padding=0, dr
                          num_classes, dropout_p)
 
 
-@register("zfnet", (3, 224, 224), "ZFNet as in the slides: AlexNet with 7×7/2 conv1 and 512/1024/512 in conv3-5 "
-          "(Zeiler & Fergus 2014, Table 2 model (b))", family="alexnet")
+@register("zfnet", (3, 224, 224), "ZFNet of the slides: 7×7/2 conv1, conv3-5 = 512/1024/512", family="alexnet")
 def zfnet(input=(3, 224, 224), num_classes: int = 1000, widths=(512, 1024, 512), dropout_p: float = 0.5):
     """ZFNet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014).
 
@@ -170,7 +168,7 @@ def zfnet(input=(3, 224, 224), num_classes: int = 1000, widths=(512, 1024, 512),
     return _alexnet_like(net, x, (7, 2, 96), 2, tuple(widths), (1, 1, 1), 5e-4, True, 1, num_classes, dropout_p)
 
 
-register("zfnet_fig3", (3, 224, 224), "ZFNet as drawn in Figure 3 of Zeiler & Fergus 2014 (conv3-5 = 384, 384, 256)",
+register("zfnet_fig3", (3, 224, 224), "ZFNet of the paper's Figure 3 (conv3-5 = 384/384/256)",
          family="alexnet", widths=(384, 384, 256))(zfnet)
 
 
@@ -233,8 +231,7 @@ def _partial_conv(x, table, kernel, name):
         return outs[0] if len(outs) == 1 else concat(outs, name="concat")
 
 
-@register("lenet5_1998", (1, 32, 32), "LeNet-5 as published (LeCun et al. 1998): 32×32, tanh, trainable "
-          "subsampling, C3's partial connections, RBF output; 60,000 trainable params", family="lenet")
+@register("lenet5_1998", (1, 32, 32), "LeNet-5 of the 1998 paper: C3 table, RBF output, 60,000 params", family="lenet")
 def lenet5_1998(input=(1, 32, 32), num_classes: int = 10):
     """LeNet-5 of "Gradient-Based Learning Applied to Document Recognition" (LeCun et al. 1998,
     Figure 2, section II.B), with the paper's layer names C1, S2, C3, S4, C5, F6, output.

@@ -80,6 +80,6 @@ DENSENETS = {
 }
 
 for _d, (_k, _cfg, _init) in DENSENETS.items():
-    register(f"densenet{_d}", (3, 224, 224), f"DenseNet-{_d} (torchvision's densenet{_d}: k={_k}, blocks {_cfg})",
+    register(f"densenet{_d}", (3, 224, 224), f"DenseNet-{_d}, torchvision's (k={_k})",
              family="densenet", growth_rate=_k, block_config=_cfg, num_init_features=_init,
              title=f"densenet{_d}")(build_densenet)

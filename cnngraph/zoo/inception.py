@@ -111,7 +111,8 @@ def build_googlenet(input=(3, 224, 224), num_classes: int = 1000, aux_logits: bo
     # Stem: 7×7/2 conv, 3×3/2 pool, 1×1 reduce, 3×3 conv, 3×3/2 pool (224 → 28).
     x = basic_conv(x, 64, 7, stride=2, padding=3, name="conv1", bn=bn)
     x = maxpool2d(x, 3, 2, ceil_mode=True, name="maxpool1")
-    if paper:  # LocalRespNorm after the first pool and before the second (paper, Figure 3)
+    if paper:  # LocalRespNorm after the first pool and before the second (paper, Figure 3);
+        # the paper gives no LRN constants: size 5, α=1e-4, β=0.75 are Caffe's bvlc_googlenet.
         x = lrn(x, 5, alpha=1e-4, beta=0.75, name="lrn1")
     x = basic_conv(x, 64, 1, name="conv2", bn=bn)
     x = basic_conv(x, 192, 3, padding=1, name="conv3", bn=bn)
@@ -141,9 +142,9 @@ def build_googlenet(input=(3, 224, 224), num_classes: int = 1000, aux_logits: bo
     return net.output(logits, *reversed(aux)).graph
 
 
-register("googlenet", (3, 224, 224), "GoogLeNet (torchvision's googlenet: BN, 3×3 in the '5×5' branch); "
-         "aux_logits=True adds the auxiliary heads", family="inception")(build_googlenet)
-register("googlenet_paper", (3, 224, 224), "GoogLeNet as in Szegedy et al. 2014 (Table 1: no BN, true 5×5, LRN)",
+register("googlenet", (3, 224, 224), "GoogLeNet, torchvision's (BN; -O aux_logits=True)",
+         family="inception")(build_googlenet)
+register("googlenet_paper", (3, 224, 224), "GoogLeNet of the paper (Table 1: no BN, 5×5, LRN)",
          family="inception", variant="paper")(build_googlenet)
 
 
@@ -226,8 +227,7 @@ def inception_v3_aux(x, num_classes):
     return linear(x, num_classes, name="fc")
 
 
-@register("inception_v3", (3, 299, 299), "Inception-v3 (torchvision's inception_v3, 299×299); "
-          "aux_logits=True adds the auxiliary head", family="inception")
+@register("inception_v3", (3, 299, 299), "Inception-v3, torchvision's (-O aux_logits=True)", family="inception")
 def build_inception_v3(input=(3, 299, 299), num_classes: int = 1000, aux_logits: bool = False,
                        dropout_p: float = 0.5):
     """torchvision's Inception3; outputs ``fc`` (and ``AuxLogits.fc`` with ``aux_logits``)."""
@@ -357,8 +357,7 @@ def v4_inception_c(x):
     return concat(b0, b1, b2, _v4_avg_branch(x, 256, "branch3"), name="concat")
 
 
-@register("inception_v4", (3, 299, 299), "Inception-v4 (Szegedy et al. 2017; timm's inception_v4 names)",
-          family="inception")
+@register("inception_v4", (3, 299, 299), "Inception-v4 (Szegedy et al. 2017), timm's names", family="inception")
 def build_inception_v4(input=(3, 299, 299), num_classes: int = 1000, dropout_p: float = 0.0):
     """Inception-v4: stem (Figure 3), 4 × A, reduction A, 7 × B, reduction B, 3 × C, as
     ``features.0`` ... ``features.21``; ``last_linear`` classifies the pooled 1536 features."""
@@ -469,8 +468,7 @@ def irv2_block8(x, scale_factor=0.20, relu_after=True):
     return _residual(x, [b0, b1], scale_factor, relu_after)
 
 
-@register("inception_resnet_v2", (3, 299, 299),
-          "Inception-ResNet-v2 (Szegedy et al. 2017, TF-slim layout; timm's inception_resnet_v2 names)",
+@register("inception_resnet_v2", (3, 299, 299), "Inception-ResNet-v2 (Szegedy et al. 2017), timm's names",
           family="inception")
 def build_inception_resnet_v2(input=(3, 299, 299), num_classes: int = 1000, dropout_p: float = 0.0):
     """Inception-ResNet-v2 as released with its ImageNet weights (TF-slim), not as drawn.
