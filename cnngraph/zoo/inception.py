@@ -157,8 +157,8 @@ def _pool_branch(x, pool_features, name="branch_pool"):
 
 @block("InceptionA")
 def inception_a(x, pool_features):
-    """35×35 module: 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg pool→1×1 (Figure 5 of Szegedy et al. 2016,
-    with torchvision's 5×5 branch)."""
+    """35×35 module: 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg pool→1×1 (Figure 5 of Szegedy et al. 2016;
+    the released model, and so torchvision, keeps a 5×5 branch beside the two 3×3)."""
     b1 = basic_conv(x, 64, 1, name="branch1x1")
     b5 = basic_conv(basic_conv(x, 48, 1, name="branch5x5_1"), 64, 5, padding=2, name="branch5x5_2")
     b3 = basic_conv(x, 64, 1, name="branch3x3dbl_1")
