@@ -328,3 +328,55 @@ def test_builds_on_symbolic_input(name):
     got = r.totals_function()(H=res, W=res)
     assert got == {"params": numeric.params, "macs": numeric.macs, "flops": numeric.flops,
                    "memory_bytes": numeric.memory_bytes}
+
+
+# ---------------------------------------------------------------- outputs of the original modules
+OUTPUTS = sorted((REF / "mobile_outputs").glob("*.json"))
+NASNET_OUTPUT = REF / "mobile_outputs" / "nasnet_a_mobile_224.json"
+
+
+def _logits(name, input, num_classes, weights_seed=0, input_seed=1, **opts):
+    """Our graph run by the PyTorch reference (float64) with the generator's seeded weights."""
+    torch = pytest.importorskip("torch")
+    torch_ref = pytest.importorskip("cnngraph.torch_ref")
+    import sys
+
+    sys.path.insert(0, str(REF))
+    from seeded_weights import seeded_input, seeded_weights
+
+    g = zoo.build(name, input=tuple(input), num_classes=num_classes, **opts)
+    ws = seeded_weights({k: s for k, (s, _) in param_shapes(g).items()}, weights_seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small float64 convs: one thread is faster, and CI's 2 cores are shared
+    try:
+        with torch.no_grad():
+            out = torch_ref.to_torch(g, ws, dtype=torch.float64)(torch.from_numpy(seeded_input(input[1], input_seed)))
+    finally:
+        torch.set_num_threads(threads)
+    return out[0].numpy()
+
+
+@pytest.mark.parametrize("path", OUTPUTS, ids=[p.stem for p in OUTPUTS])
+def test_outputs_match_the_original_modules(path):
+    """Same weights, same input: our graphs compute what torchvision's modules (and the
+    NASNet port) compute, to float64 rounding. Checks wiring that counts cannot see."""
+    import numpy as np
+
+    ref = json.loads(path.read_text())
+    got = _logits(ref["model"], ref["input"], ref["num_classes"], ref["weights_seed"], ref["input_seed"])
+    want = np.array(ref["logits"])
+    assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max()
+
+
+def test_nasnet_outputs_depend_on_tf_same_padding():
+    """The same weights with symmetric padding give other logits: the reference sees padding."""
+    import numpy as np
+
+    ref = json.loads(NASNET_OUTPUT.read_text())
+    got = _logits("nasnet_a_mobile", ref["input"], ref["num_classes"], padding="symmetric")
+    assert np.abs(got - np.array(ref["logits"])).max() > 1e-3 * np.abs(ref["logits"]).max()
+
+
+def test_reference_outputs_present():
+    assert {p.stem.rsplit("_", 1)[0] for p in OUTPUTS} >= {"mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x0_5",
+                                                           "efficientnet_b0", "nasnet_a_mobile"}
