@@ -25,6 +25,7 @@ PLUGINS: list[str] = [
     "cnngraph.reconcile",
     "cnngraph.render",
     "cnngraph.onnx_cli",
+    "cnngraph.plots",
     "cnngraph.formulas.cli",
 ]
 
