@@ -142,9 +142,17 @@ def test_mobilenet_v1_closed_form_in_alpha_and_size():
     assert analyze(exact).total.macs == 325_400_448
 
 
+def test_mobilenet_v1_alpha_from_the_command_line():
+    assert analyze(zoo.build("mobilenet_v1", alpha="3/4")).total.macs == 325_400_448
+    r = analyze(zoo.build("mobilenet_v1", alpha="alpha"))
+    assert [str(s) for s in r.symbols] == ["alpha"]
+
+
 def test_mobilenet_v1_bad_alpha():
     with pytest.raises(ShapeError, match="alpha must be positive"):
         zoo.build("mobilenet_v1", alpha=0)
+    with pytest.raises(ShapeError, match="alpha must be a number or a symbol name"):
+        zoo.build("mobilenet_v1", alpha="x/y")
 
 
 # ---------------------------------------------------------------- the seeds' depthwise-separable block

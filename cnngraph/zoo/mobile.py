@@ -112,7 +112,13 @@ def mobilenet_v1(input=(3, 224, 224), alpha=1.0, resolution=None, num_classes: i
     """
     if resolution is not None:
         input = (input[0], resolution, resolution)
-    if not isinstance(alpha, sympy.Basic) and not alpha > 0:
+    if isinstance(alpha, str):  # from the command line: a symbol name ("alpha") or a fraction ("3/4")
+        try:
+            alpha = sympy.Symbol(alpha, positive=True) if alpha.isidentifier() else sympy.Rational(alpha)
+        except (TypeError, ValueError):
+            raise ShapeError("mobilenet_v1", "width multiplier alpha must be a number or a symbol name",
+                             f"alpha={alpha!r}") from None
+    if not isinstance(alpha, sympy.Symbol) and not alpha > 0:
         raise ShapeError("mobilenet_v1", "width multiplier alpha must be positive", f"alpha={alpha}")
     blocks = MOBILENET_V1_BLOCKS[:6] + MOBILENET_V1_BLOCKS[11:] if shallow else MOBILENET_V1_BLOCKS
     net = Net(title or "mobilenet_v1", alpha=str(alpha))
