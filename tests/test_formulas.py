@@ -343,3 +343,14 @@ def test_cli_formula_model_and_study(capsys):
     assert "rounded up" in capsys.readouterr().out
     assert main(["formula", "nosuchthing"]) == 2
     assert "unknown model 'nosuchthing'" in capsys.readouterr().err
+
+
+def test_docs_table_matches_the_blocks():
+    doc = (Path(__file__).parent.parent / "docs" / "formulas.md").read_text()
+    for name in formulas.names():
+        b = block(name)
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
+        cells = [x.strip() for x in row.split("|")]
+        assert cells[2] == b.cost.text and cells[5] == (b.receptive.label if not b.receptive.whole else "whole"), name
+        if name != "inception":
+            assert cells[3] == b.params.text and cells[4] == b.memory.text, name

@@ -19,8 +19,6 @@ default; ``include=("norm", "act", "merge", "pool")`` adds the others).
 """
 from __future__ import annotations
 
-import sympy as _sympy
-
 from .algebra import (STUDIES, Equation, Study, compare, efficientnet_scaling, equal_cost, limit, ratio,
                       resnext_widths, study)
 from .blocks import BLOCKS, Block, block, names
@@ -42,15 +40,21 @@ def catalogue() -> list:
 
 
 def _warm_up():
-    """Pay sympy's first-use costs (its assumption system, expansion, printing: ~30 ms) at
-    import, so the first ``block()`` call costs only its own derivation."""
-    import sympy
+    """Pay sympy's one-time costs (its assumption system, expansion, printing: tens of ms on
+    first use) at import, on a throw-away graph over symbols no named block uses, so the
+    first ``block()`` call costs only its own derivation."""
+    from ..dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu
+    from ..symbols import sym
 
-    block("conv3x3").to("text")
-    _blocks._derive.cache_clear()
-    Formula(_sympy.Symbol("a", positive=True) / (_sympy.Symbol("b", positive=True) + 1)).text
+    X, Y, Z, V = (sym(f"warm_{n}") for n in "XYZV")
+    net = Net("warm-up")
+    x = net.input(X, Y, Z)
+    y = relu(batchnorm(conv2d(x, V * X, 3, padding=1, groups=V, bias=False)))
+    y = conv2d(maxpool2d(y, 3, 1, padding=1), X, 1, bias=False)
+    concat(add(x, y), x)
+    f = costs(net.graph)
+    for e in (f["cost"], f["params"], f["memory"], Formula(f["cost"].expr / (X + 9))):
+        e.text, e.latex, e.json
 
-
-from . import blocks as _blocks  # noqa: E402
 
 _warm_up()

@@ -81,6 +81,15 @@ class Equation:
 
     def solution(self):
         """The positive root in closed form (symbolic in the other sizes)."""
+        poly = sympy.Poly(self.lhs, self.unknown) if self.lhs.is_polynomial(self.unknown) else None
+        if poly is not None and poly.degree() == 2:
+            # the quadratic formula keeps the radicand expanded: C(−4G + √(16G² + 153G))/(9G)
+            a, b, c0 = poly.all_coeffs()
+            out, inside = _square_part(sympy.expand(b**2 - 4 * a * c0))
+            disc = sympy.Dummy("disc", positive=True)  # keep the radicand whole while factoring
+            root = sympy.factor_terms((-b + out * disc) / (2 * a)).subs(disc, sympy.sqrt(inside))
+            if _positive([root], self.lhs.free_symbols - {self.unknown}):
+                return root
         roots = _positive(self._solve(self.lhs), self.lhs.free_symbols - {self.unknown})
         if len(roots) != 1:
             raise CnnGraphError(f"{self.text}: expected one positive root, found {len(roots)}")
@@ -94,6 +103,23 @@ class Equation:
 
     def __str__(self):
         return self.text
+
+
+def _square_part(d):
+    """``d = out²·inside`` with the largest square monomial factor out of the radicand:
+    √(64C²G² + 612C²G) = 2C·√(16G² + 153G)."""
+    terms = sympy.Add.make_args(d)
+    content = reduce(math.gcd, [abs(int(t.as_coeff_Mul()[0])) for t in terms])
+    powers = None
+    for t in terms:
+        p = {x: e for x, e in t.as_coeff_Mul()[1].as_powers_dict().items() if x.is_Symbol and e.is_Integer}
+        powers = p if powers is None else {x: min(e, p.get(x, 0)) for x, e in powers.items()}
+    out = sympy.Integer(1)
+    for prime, e in sympy.factorint(content).items():
+        out *= prime ** (e // 2)
+    for x, e in (powers or {}).items():
+        out *= x ** (e // 2)
+    return out, sympy.expand(d / out**2)
 
 
 def _positive(roots, others) -> list:
@@ -285,10 +311,12 @@ def resnext_widths(C=64, table=PAPER_RESNEXT) -> Study:
                               cost_ratio=present.plain(sympy.sympify(q))))
     findings = [f"equal cost when {grouped.cost.text} = {base.cost.text}, i.e. {eq.text}",
                 f"positive root: c = {present.text(general)}"]
-    ups = [r[0] for r in rows if r[4] == "rounded up"]
-    downs = [r[0] for r in rows if r[4] == "rounded down"]
-    findings.append(f"at C = {C}: the paper's widths are the nearest integers to the roots; rounded up for G = "
-                    f"{', '.join(ups) or 'none'}, down for G = {', '.join(downs) or 'none'}, exact for the others")
+    how = {k: [r[0] for r in rows if r[4] == k] for k in ("exact", "rounded up", "rounded down")}
+    nearest = all(r[5] == "nearest integer" for r in rows)
+    findings.append(f"at C = {C}: the paper's widths are {'all ' if nearest else 'not all '}the nearest integers to "
+                    "the roots; " + "; ".join(f"{k} for G = {', '.join(v)}" for k, v in how.items() if v)
+                    + ("; none rounded down" if not how["rounded down"] else ""))
+    findings += _resnext_networks(table)
     latex = [rf"{present.latex(grouped.cost.shown)} &= {present.latex(base.cost.shown)}", rf"{eq.latex.replace('=', '&=')}",
              rf"c &= {present.latex(general)}"]
     return Study("resnext_widths", f"ResNeXt group width c for the cost of a ResNet bottleneck (C = {C})",
@@ -296,6 +324,23 @@ def resnext_widths(C=64, table=PAPER_RESNEXT) -> Study:
                  "groups 1, 2, 4, 8, 32 with widths 64, 40, 24, 14, 4 (seed 000)",
                  ["G", "exact root c", "≈", "paper", "pick vs root", "", "cost / ResNet"], rows, findings,
                  dict(equation=eq.json, root=present.plain(general), table=data_rows), latex)
+
+
+def _resnext_networks(table) -> list:
+    """The whole ResNeXt-50 variants of the zoo against ResNet-50 (MACs), when they are there."""
+    from .. import analyze, zoo
+
+    names = [f"resnext50_{G}x{c}d" for G, c in table]
+    if not all(n in zoo.names() for n in names[1:]):
+        return []
+    base = analyze(zoo.build("resnet50")).total.macs
+    parts = []
+    for (G, c), n in zip(table, names):
+        if G == 1:
+            continue
+        m = analyze(zoo.build(n)).total.macs
+        parts.append(f"{n} {m:,} ({m / base:.3f}×)")
+    return [f"whole networks (zoo, 224×224): resnet50 {base:,} MACs; " + ", ".join(parts)]
 
 
 _study("resnext_widths", "ResNeXt: solve 9Gc² + 8GCc − 17C² = 0 for the group width, G = 1, 2, 4, 8, 32")(resnext_widths)
@@ -346,6 +391,9 @@ def efficientnet_scaling() -> Study:
                 + ("quadratic in the resolution, as the law assumes" if resolution_law else "NOT quadratic in h, w"),
                 "actual/predicted > 1 mostly from depth rounding (ceil of d × layers per stage) and channel "
                 "rounding to multiples of 8"]
+    dev = [d["ratio"] / float(law) ** d["phi"] for d in data if d["phi"] > 0]
+    findings.append(f"with φ implied by each variant's resolution, MACs/B0 = {min(dev):.2f}–{max(dev):.2f} × "
+                    f"(αβ²γ²)^φ: FLOPs grow about 1.92^φ ≈ 2^φ")
     return Study("efficientnet_scaling", "EfficientNet compound scaling: FLOPs ≈ (αβ²γ²)^φ ≈ 2^φ vs the zoo's B0–B7",
                  "Increase network capacity by scaling width, depth, and resolution (seed 002)",
                  ["variant", "width β^φ", "depth α^φ", "res", "MACs", "MACs/B0", "d·w²·r²", "actual/law",

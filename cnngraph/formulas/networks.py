@@ -87,6 +87,8 @@ def stage_rows(report) -> dict:
     groups: dict = {}
     seen_stage = False
     for r in report.rows:
+        if r.op == "input":
+            continue
         if r.path:
             key = r.path[0][0]
             seen_stage = True
@@ -122,8 +124,11 @@ def network(model, input=None, **options) -> NetworkFormulas:
     report = analyze(g)
     syms = sorted(set().union(*(sympy.sympify(s).free_symbols for s in input)), key=lambda s: s.name)
     spatial = [s for s in input[1:] if not is_int(s)]
-    assumption = ", ".join(f"{'HW'[i]} = {present.text(s)}" for i, s in enumerate(input[1:]) if not is_int(s))
-    assumption = (assumption + (f"; {', '.join(x.name for x in syms)} positive integers" if syms else "")) or "numeric"
+    written = [f"{'HW'[i]} = {present.text(s)}" for i, s in enumerate(input[1:]) if not is_int(s) and not s.is_Symbol]
+    assumption = "; ".join(filter(None, [", ".join(written), ", ".join(x.name for x in syms) + " positive integers"
+                                         if syms else "", "⌊⌋ where a stride does not divide" if any(
+                                             sympy.sympify(getattr(report.total, k)).has(sympy.floor, sympy.ceiling)
+                                             for k in FIELDS) else ""])) or "numeric"
     totals = {k: Formula(getattr(report.total, k), "expanded") for k in FIELDS}
     stages = {s: {k: Formula(getattr(c, k), "expanded") for k in FIELDS}
               for s, c in ((s, total(rows)) for s, rows in stage_rows(report).items())}
