@@ -439,6 +439,57 @@ def build_channel_shuffle(step, plan, rt):
     return run
 
 
+def build_scale(step, plan, rt):
+    f = float(step.attrs["factor"])
+
+    def run(ins, out, res):
+        y = ins[0] * np.float32(f)
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
+def build_pad2d(step, plan, rt):
+    """Zero padding; negative amounts crop (torch.nn.functional.pad)."""
+    t, l, b, r = (int(v) for v in step.attrs["padding"])
+    _, H, W = map(int, step.in_shapes[0])
+    src = (slice(max(0, -t), H - max(0, -b)), slice(max(0, -l), W - max(0, -r)))
+    _, Ho, Wo = map(int, step.out_shape)
+    dst = (slice(max(0, t), Ho - max(0, b)), slice(max(0, l), Wo - max(0, r)))
+
+    def run(ins, out, res):
+        out[...] = 0
+        out[:, dst[0], dst[1], :] = ins[0][:, src[0], src[1], :]
+
+    return run
+
+
+def build_pad_channels(step, plan, rt):
+    """x[:, :, ::s, ::s] with zero channels before and after (option-A shortcut)."""
+    a = step.attrs
+    before, sh, sw = int(a["before"]), int(a["stride"][0]), int(a["stride"][1])
+    C = int(step.in_shapes[0][0])
+
+    def run(ins, out, res):
+        out[...] = 0
+        out[..., before:before + C] = ins[0][:, ::sh, ::sw, :]
+
+    return run
+
+
+def build_rbf(step, plan, rt):
+    """LeNet-5's output units: y_i = Σ_j (x_j − w_ij)²."""
+    xp = rt.xp
+    w = rt.asarray(weight(plan, step, "weight"))
+
+    def run(ins, out, res):
+        x = ins[0].reshape(ins[0].shape[0], 1, -1)
+        out.reshape(out.shape[0], -1)[...] = ((x - w[None]) ** 2).sum(axis=-1)
+
+    return run
+
+
 def build_copy(step, plan, rt):
     def run(ins, out, res):
         out[...] = ins[0]
@@ -453,7 +504,8 @@ GENERIC: dict = {
     "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
-    "dropout": build_copy, "identity": build_copy,
+    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
+    "pad_channels": build_pad_channels, "rbf": build_rbf,
     **{a: build_act for a in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu")},
 }
 

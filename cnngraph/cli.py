@@ -22,6 +22,7 @@ from .symbols import sym
 
 # Modules that add sub-commands: each defines add_cli(subparsers).
 PLUGINS: list[str] = [
+    "cnngraph.runner",
     "cnngraph.reconcile",
     "cnngraph.render",
     "cnngraph.onnx_cli",

@@ -133,11 +133,11 @@ def fold_batchnorm(g, weights: dict | None = None):
         if ws is not None:
             cout = int(pd["shape"][0])
             scale, shift = bn_scale_shift(ws, n, d["attrs"], cout)
-            w = ws[f"{p}.weight"].astype(np.float64)
+            w = ws[f"{p}.weight"]
             b = ws[f"{p}.bias"].astype(np.float64) if pd["attrs"]["bias"] else np.zeros(cout)
-            dtype = ws[f"{p}.weight"].dtype
-            ws[f"{p}.weight"] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(dtype)
-            ws[f"{p}.bias"] = (b * scale + shift).astype(dtype)
+            # scale and shift are computed in float64; the product rounds once to the weights' type
+            ws[f"{p}.weight"] = w * scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+            ws[f"{p}.bias"] = (b * scale + shift).astype(w.dtype)
             for f in ("weight", "bias", "running_mean", "running_var"):
                 ws.pop(f"{n}.{f}", None)
         pd["attrs"] = {**pd["attrs"], "bias": True}

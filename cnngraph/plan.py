@@ -40,7 +40,8 @@ from .passes import ACTIVATIONS
 # Ports whose value the step's output may overwrite (the kernel reads each element before
 # writing it). Any step may also reuse its residual's buffer (the epilogue reads a row of
 # the residual before writing that row).
-INPLACE_PORTS = {**{a: (0,) for a in ACTIVATIONS}, "batchnorm": (0,), "add": (0,), "mul": (0,), "softmax": (0,)}
+INPLACE_PORTS = {**{a: (0,) for a in ACTIVATIONS}, "batchnorm": (0,), "add": (0,), "mul": (0,), "softmax": (0,),
+                 "scale": (0,)}
 
 
 @dataclass
@@ -125,6 +126,9 @@ class Plan:
 
     def summary(self) -> str:
         m = self.memory
+        if not ops.is_int(m.planned):
+            return (f"{self.name}: {len(self.steps)} steps over {len(self.values)} values in {len(m.slots)} slots; "
+                    "activation memory is symbolic (formulas in plan.memory)")
         return (f"{self.name}: {len(self.steps)} steps over {len(self.values)} values in {len(m.slots)} slots; "
                 f"activation memory per sample {fmt_bytes(m.planned_bytes)} planned, "
                 f"{fmt_bytes(m.naive_bytes)} naive" + (f", {fmt_bytes(m.live_peak_bytes)} live peak"
@@ -147,6 +151,8 @@ def _params(g, n) -> dict:
     op, a = d["op"], d["attrs"]
     if op in ("conv2d", "linear"):
         return {"weight": f"{n}.weight", **({"bias": f"{n}.bias"} if a["bias"] else {})}
+    if op == "rbf":
+        return {"weight": f"{n}.weight"}
     if op == "batchnorm":
         keys = {"running_mean": f"{n}.running_mean", "running_var": f"{n}.running_var"}
         if a.get("affine", True):
