@@ -98,9 +98,13 @@ for _d in (11, 13, 16, 19):
 
 
 # ---------------------------------------------------------------- the classics as published
-def _alexnet_like(net, x, conv1, conv2_stride, widths, groups, lrn_alpha, pool_ceil, conv1_padding, num_classes,
+def _alexnet_like(net, x, conv1, conv2, widths, groups, lrn_alpha, pool_ceil, conv1_padding, num_classes,
                   dropout_p):
-    """conv1 → ReLU → LRN → pool → conv2 → ReLU → LRN → pool → conv3-5 → pool → fc6-8, Caffe's names."""
+    """conv1 → ReLU → LRN → pool → conv2 → ReLU → LRN → pool → conv3-5 → pool → fc6-8, Caffe's names.
+
+    ``conv1`` is (kernel, stride, filters), ``conv2`` (stride, padding) of its 5×5 conv,
+    ``widths`` the filters of conv3-5 and ``groups`` those of conv2, conv4, conv5.
+    """
     from cnngraph.dsl import lrn
 
     k1, s1, c1 = conv1
@@ -109,8 +113,7 @@ def _alexnet_like(net, x, conv1, conv2_stride, widths, groups, lrn_alpha, pool_c
     x = relu(conv2d(x, c1, k1, stride=s1, padding=conv1_padding, name="conv1"), name="relu1")
     x = lrn(x, 5, alpha=lrn_alpha, beta=0.75, k=2.0, name="norm1")
     x = maxpool2d(x, 3, 2, ceil_mode=pool_ceil, name="pool1")
-    x = relu(conv2d(x, 256, 5, stride=conv2_stride, padding=2 if conv2_stride == 1 else 0, groups=g2, name="conv2"),
-             name="relu2")
+    x = relu(conv2d(x, 256, 5, stride=conv2[0], padding=conv2[1], groups=g2, name="conv2"), name="relu2")
     x = lrn(x, 5, alpha=lrn_alpha, beta=0.75, k=2.0, name="norm2")
     x = maxpool2d(x, 3, 2, ceil_mode=pool_ceil, name="pool2")
     x = relu(conv2d(x, c3, 3, padding=1, name="conv3"), name="relu3")
@@ -143,7 +146,7 @@ def alexnet_v1(input=(3, 227, 227), num_classes: int = 1000, conv1_padding=0, dr
     """
     net = Net("alexnet_v1")
     x = net.input(*input)
-    return _alexnet_like(net, x, (11, 4, 96), 1, (384, 384, 256), (2, 2, 2), 5e-4, False, conv1_padding,
+    return _alexnet_like(net, x, (11, 4, 96), (1, 2), (384, 384, 256), (2, 2, 2), 5e-4, False, conv1_padding,
                          num_classes, dropout_p)
 
 
@@ -165,7 +168,7 @@ def zfnet(input=(3, 224, 224), num_classes: int = 1000, widths=(512, 1024, 512),
     """
     net = Net("zfnet" if tuple(widths) == (512, 1024, 512) else "zfnet_fig3")
     x = net.input(*input)
-    return _alexnet_like(net, x, (7, 2, 96), 2, tuple(widths), (1, 1, 1), 5e-4, True, 1, num_classes, dropout_p)
+    return _alexnet_like(net, x, (7, 2, 96), (2, 0), tuple(widths), (1, 1, 1), 5e-4, True, 1, num_classes, dropout_p)
 
 
 register("zfnet_fig3", (3, 224, 224), "ZFNet of the paper's Figure 3 (conv3-5 = 384/384/256)",
