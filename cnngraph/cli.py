@@ -44,7 +44,7 @@ def parse_input(text: str | None):
 
 
 def parse_options(items) -> dict:
-    """``["depth=50", "variant=paper"]`` -> dict with ints, floats and booleans converted."""
+    """``["depth=50", "variant=paper"]`` -> dict with ints, floats, booleans and int tuples converted."""
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -53,6 +53,8 @@ def parse_options(items) -> dict:
         low = v.lower()
         if low in ("true", "false"):
             out[k] = low == "true"
+        elif "," in v and all(p.strip().lstrip("-").isdigit() for p in v.split(",")):
+            out[k] = tuple(int(p) for p in v.split(","))  # -O block_config=6,12,24,16
         else:
             try:
                 out[k] = int(v)

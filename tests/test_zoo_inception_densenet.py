@@ -342,3 +342,11 @@ def test_logits_match_the_real_modules(path):
     y = (y[0] if isinstance(y, (tuple, list)) else y)[0].double().numpy()
     want = np.array(ref["logits"])
     assert np.abs(y - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_cli_options_take_int_lists():
+    from cnngraph.cli import load_model, parse_options
+
+    opts = parse_options(["widths=384,384,256", "conv1_padding=1,1,2,2", "aux_logits=true", "variant=paper"])
+    assert opts == {"widths": (384, 384, 256), "conv1_padding": (1, 1, 2, 2), "aux_logits": True, "variant": "paper"}
+    assert analyze(load_model("zfnet", None, parse_options(["widths=384,384,256"]))).total.params == 62_357_608
