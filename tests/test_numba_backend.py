@@ -253,3 +253,42 @@ def test_zoo_model_matches_torch_and_ort(name):
         assert a.shape == b.shape == c.shape
         assert rel_err(a, b) <= TOL, f"{name}: against PyTorch"
         assert rel_err(a, c) <= TOL, f"{name}: against ONNX Runtime"
+
+
+# ---------------------------------------------------------------- torchvision's ResNet-50
+def test_resnet50_matches_torchvision_logits():
+    """torchvision's real resnet50 with cnngraph.weights.init(seed) weights loaded by
+    load_state_dict gave the fixture's logits (tests/reference/torchvision_resnet50_logits.py);
+    the same weights, regenerated from the seed, give the same logits here."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "reference" / "torchvision_resnet50_logits.json").read_text())
+    g = zoo.build("resnet50")
+    ws = init(g, seed=ref["seed"], random_bn=ref["random_bn"])
+    x = np.random.default_rng(ref["input_seed"]).standard_normal(tuple(ref["input_shape"])).astype(np.float32)
+    (y,) = numba_run(compile(g, ws), x)
+    expected = np.array(ref["logits"], np.float32)
+    assert y.shape == expected.shape == (2, 1000)
+    assert rel_err(y, expected) <= TOL
+    assert (y.argmax(1) == expected.argmax(1)).all()
+
+
+def test_bad_input_shape_is_a_clear_error():
+    g = zoo.build("lenet5")
+    ex = executor(compile(g, init(g)))
+    with pytest.raises(CnnGraphError, match=r"input of shape \(2, 1, 32, 32\) does not fit the model's N×1×28×28"):
+        ex.run(np.zeros((2, 1, 32, 32), np.float32))
+
+
+def test_plan_without_weights_is_a_clear_error():
+    with pytest.raises(CnnGraphError, match="no weights"):
+        executor(compile(zoo.build("lenet5")))
+
+
+def test_symbolic_plan_cannot_run():
+    from cnngraph.symbols import H, W
+
+    g = zoo.build("resnet18", input=(3, H, W))
+    with pytest.raises(CnnGraphError, match="symbolic"):
+        executor(compile(g))

@@ -1,0 +1,247 @@
+"""Compiler passes and the memory plan, each on its own, with counts from first principles."""
+import numpy as np
+import pytest
+import sympy
+
+from cnngraph import analyze, zoo
+from cnngraph.backends.common import Executor, numpy_backend
+from cnngraph.compiler import compile
+from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, dropout, flatten, identity, linear, maxpool2d, relu
+from cnngraph.graph import infer_shapes, outputs
+from cnngraph.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
+from cnngraph.plan import INPLACE_PORTS
+from cnngraph.symbols import H, W
+from cnngraph.weights import init
+
+
+def _ops(g):
+    out = {}
+    for _, d in g.nodes(data=True):
+        out[d["op"]] = out.get(d["op"], 0) + 1
+    return out
+
+
+def _reference(g, ws, x):
+    """The unoptimised graph on the generic NumPy kernels (no folding, no fusion)."""
+    return Executor(compile(g, ws, fold=False, fuse=False), numpy_backend()).run(x)
+
+
+# ---------------------------------------------------------------- schedule
+def test_schedule_is_topological_and_deterministic():
+    g = zoo.build("googlenet") if "googlenet" in zoo.names() else zoo.build("resnet50")
+    order = schedule(g)
+    pos = {n: i for i, n in enumerate(order)}
+    assert sorted(order) == sorted(g.nodes)
+    assert all(pos[i] < pos[n] for n in g.nodes for i in g.nodes[n]["inputs"])
+    assert order == schedule(g.copy())
+
+
+# ---------------------------------------------------------------- dead-node elimination
+def test_eliminate_dead_drops_dropout_identity_and_unused_branches():
+    net = Net("dead")
+    x = net.input(3, 8, 8)
+    y = relu(conv2d(x, 4, 3, padding=1, name="a"), name="r")
+    conv2d(y, 5, 1, name="unused")  # reaches no output
+    z = identity(dropout(y, name="drop"), name="id")
+    out = linear(flatten(z, name="flat"), 10, name="fc")
+    net.output(out)
+    g = net.graph
+    h = eliminate_dead(g)
+    assert set(h.nodes) == {"input", "a", "r", "flat", "fc"}
+    assert h.nodes["flat"]["inputs"] == ["r"] and h.has_edge("r", "flat")
+    assert outputs(h) == ["fc"]
+    assert set(g.nodes) >= {"unused", "drop", "id"}  # the input graph is untouched
+
+
+def test_eliminate_dead_keeps_a_dropout_output_by_its_input():
+    net = Net("d")
+    x = net.input(4)
+    net.output(dropout(linear(x, 3, name="fc"), name="drop"))
+    h = eliminate_dead(net.graph)
+    assert outputs(h) == ["fc"] and "drop" not in h
+
+
+def test_alexnet_loses_exactly_its_two_dropouts():
+    g = zoo.build("alexnet")
+    h = eliminate_dead(g)
+    assert _ops(g)["dropout"] == 2 and "dropout" not in _ops(h)
+    assert len(h) == len(g) - 2
+
+
+# ---------------------------------------------------------------- batch-norm folding
+def test_fold_resnet50_removes_all_53_batch_norms():
+    g = zoo.build("resnet50")
+    h, ws = fold_batchnorm(g, init(g, seed=1, random_bn=True))
+    assert _ops(g)["batchnorm"] == 53 and _ops(g)["conv2d"] == 53
+    assert "batchnorm" not in _ops(h)
+    assert all(d["attrs"]["bias"] for _, d in h.nodes(data=True) if d["op"] == "conv2d")
+    assert not any(k.startswith("bn1.") or ".bn" in k for k in ws)
+    assert ws["conv1.bias"].shape == (64,) and ws["conv1.weight"].dtype == np.float32
+
+
+def test_fold_formula_exact():
+    """W' = W·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β, checked on one channel by hand."""
+    net = Net("f")
+    x = net.input(2, 5, 5)
+    batchnorm(conv2d(x, 3, 3, name="c"), eps=1e-3, name="bn")
+    g = net.graph
+    ws = init(g, seed=2, random_bn=True)
+    _, f = fold_batchnorm(g, ws)
+    s = ws["bn.weight"][1] / np.sqrt(ws["bn.running_var"][1] + 1e-3)
+    np.testing.assert_allclose(f["c.weight"][1], ws["c.weight"][1] * s, rtol=1e-6)
+    np.testing.assert_allclose(f["c.bias"][1], (ws["c.bias"][1] - ws["bn.running_mean"][1]) * s + ws["bn.bias"][1],
+                               rtol=1e-6)
+
+
+def test_fold_skips_a_conv_with_another_consumer_and_bn_after_concat():
+    net = Net("nf")
+    x = net.input(3, 6, 6)
+    c = conv2d(x, 4, 3, padding=1, name="c")
+    b = batchnorm(c, name="bn")  # c also feeds the add: folding would change it
+    y = add(b, c, name="sum")
+    z = batchnorm(concat(y, x, name="cat"), name="bn2")  # not after a conv
+    net.output(z)
+    h, _ = fold_batchnorm(net.graph, init(net.graph, random_bn=True))
+    assert "bn" in h and "bn2" in h
+
+
+def test_fold_linear_then_batchnorm1d():
+    net = Net("l")
+    x = net.input(6)
+    batchnorm(linear(x, 4, name="fc"), name="bn")
+    h, ws = fold_batchnorm(net.graph, init(net.graph, random_bn=True))
+    assert "bn" not in h and ws["fc.weight"].shape == (4, 6)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11_bn"])
+def test_folded_and_fused_plan_computes_the_same(name):
+    g = zoo.build(name, input=(3, 32, 32))
+    ws = init(g, seed=3, random_bn=True)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    (a,) = Executor(compile(g, ws), numpy_backend()).run(x)
+    (b,) = _reference(g, ws, x)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
+
+
+# ---------------------------------------------------------------- epilogue fusion
+def test_resnet50_fusion_groups():
+    """Each bottleneck: conv1+ReLU, conv2+ReLU, conv3 + residual add + ReLU; the stem conv+ReLU.
+    53 convs + maxpool + avgpool + flatten + fc = 57 steps; 176 nodes before."""
+    g = zoo.build("resnet50")
+    h, _ = fold_batchnorm(eliminate_dead(g))
+    f = fuse_epilogues(h)
+    convs = [n for n in h if h.nodes[n]["op"] == "conv2d"]
+    assert set(f) == set(convs) | {"fc"}
+    with_res = [a for a, x in f.items() if x.residual]
+    assert len(with_res) == 16 and all(f[a].act2 == "relu" for a in with_res)
+    assert all(a.endswith("conv3") for a in with_res)
+    assert sum(1 for x in f.values() if x.act1 == "relu") == 1 + 2 * 16
+    absorbed = {m for x in f.values() for m in x.absorbed}
+    assert absorbed == {n for n in h if h.nodes[n]["op"] in ("relu", "add")}
+    p = compile(g)
+    assert len(g) == 176 and len(p.steps) == 57
+    # a downsampling block's residual is its projection shortcut, computed earlier
+    assert f["layer2.0.conv3"].residual == "layer2.0.downsample.0"
+
+
+def test_fusion_stops_at_a_value_with_two_consumers():
+    net = Net("two")
+    x = net.input(3, 6, 6)
+    c = conv2d(x, 4, 1, name="c")
+    r = relu(c, name="r")
+    net.output(r, c)  # c is an output: relu cannot be fused into it
+    f = fuse_epilogues(net.graph)
+    assert f["c"].act1 is None and f["c"].output == "c"
+
+
+def test_standalone_add_takes_its_activation():
+    net = Net("a")
+    x = net.input(3, 6, 6)
+    a = relu(conv2d(x, 3, 1, name="c"), name="r")  # r feeds two adds: not absorbable
+    y = relu(add(a, x, name="s1"), name="r1")
+    z = add(y, a, name="s2")
+    net.output(z)
+    f = fuse_epilogues(net.graph)
+    assert f["s1"].residual == "input" and f["s1"].act2 == "relu" and f["s1"].output == "r1"
+
+
+# ---------------------------------------------------------------- memory planning
+def _check_no_overlap(plan):
+    """Two values share a slot only when one is dead before the other is written, or the
+    step writing the second may overwrite the first in place (it reads it there last)."""
+    by_slot = {}
+    for v in plan.values.values():
+        by_slot.setdefault(v.slot, []).append(v)
+    for vs in by_slot.values():
+        vs.sort(key=lambda v: v.first)
+        for a, b in zip(vs, vs[1:]):
+            assert a.last <= b.first, (a, b)
+            if a.last == b.first:
+                step = plan.steps[b.first]
+                ports = INPLACE_PORTS.get(step.op, ())
+                allowed = [step.inputs[p] for p in ports if p < len(step.inputs)] + [step.residual]
+                assert a.name in allowed, (a.name, step)
+        for v in vs:
+            assert plan.memory.slots[v.slot] >= v.size
+
+
+@pytest.mark.parametrize("name", ["resnet50", "alexnet", "vgg16_bn", "densenet121", "googlenet",
+                                  "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0"])
+def test_memory_plan_is_valid_and_smaller(name):
+    if name not in zoo.names():
+        pytest.skip(f"{name} not in the zoo")
+    p = compile(zoo.build(name))
+    _check_no_overlap(p)
+    m = p.memory
+    assert m.live_peak <= m.planned < m.naive
+    assert m.naive == sum(v.size for v in p.values.values())
+    assert m.planned == sum(m.slots)
+    assert m.at(8).planned_bytes == 8 * 4 * m.planned
+
+
+def test_resnet50_memory_figures():
+    """Per-sample float32 activations at 224×224: every value (stem 64×112×112, ...) kept
+    alive needs 43.8 MB; the plan needs 3 buffers; the input 3×224×224 and the stem output
+    64×112×112 live together at the first step, so the peak is at least their sum."""
+    p = compile(zoo.build("resnet50"))
+    m = p.memory
+    assert len(m.slots) == 3
+    assert m.live_peak >= 3 * 224 * 224 + 64 * 112 * 112
+    assert m.naive == sum(int(np.prod(v.shape)) for v in p.values.values())
+
+
+def test_symbolic_memory_plan_matches_numeric():
+    """The planner runs on the symbolic graph; its formulas, evaluated at a size, bound every
+    value the numeric plan holds and equal the naive sum exactly."""
+    ps = compile(zoo.build("resnet50", input=(3, H, W)))
+    assert ps.memory.planned.free_symbols == {H, W}
+    for size in (64, 224):
+        pn = compile(zoo.build("resnet50", input=(3, size, size)))
+        at = {H: size, W: size}
+        assert sympy.sympify(ps.memory.naive).subs(at) == pn.memory.naive
+        planned = int(sympy.sympify(ps.memory.planned).subs(at))
+        assert planned >= pn.memory.live_peak
+        for name, v in ps.values.items():
+            assert int(sympy.sympify(ps.memory.slots[v.slot]).subs(at)) >= pn.values[name].size
+    # at the size the planner ranks symbols with (64), it makes the numeric plan's choices
+    pn = compile(zoo.build("resnet50", input=(3, 64, 64)))
+    assert int(sympy.sympify(ps.memory.planned).subs({H: 64, W: 64})) == pn.memory.planned
+
+
+def test_symbolic_plan_shapes_agree_with_inference():
+    g = zoo.build("resnet18", input=(3, H, W))
+    p = compile(g)
+    shapes = infer_shapes(g)
+    for name, v in p.values.items():
+        assert v.shape == shapes[name]
+
+
+def test_plan_naive_memory_equals_cost_model_for_a_plain_stack():
+    """With no in-place layers the naive sum is the cost model's total memory + the input."""
+    net = Net("plain")
+    x = net.input(3, 16, 16)
+    x = maxpool2d(conv2d(x, 8, 3, padding=1, name="c1"), 2, name="p1")
+    linear(flatten(conv2d(x, 4, 3, name="c2"), name="f"), 5, name="fc")
+    g = net.graph
+    p = compile(g)
+    assert p.memory.naive * 4 == analyze(g).total.memory_bytes + 3 * 16 * 16 * 4
