@@ -49,6 +49,12 @@ def timed(fn, repeat):
     return min(times), statistics.median(times)
 
 
+def import_time(module) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def first_call(name) -> tuple:
     """(wall, CPU) seconds of the first ``block(name).to("text")`` in a fresh process, after
     the import. CPU time is this process's own work: on a shared, loaded machine it is the
@@ -77,6 +83,10 @@ def main(argv=None):
 
     print(f"cnngraph {cnngraph.__version__}; best of {args.repeat}; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores (wall times scale with it)")
+    imp = min(import_time("cnngraph.formulas") for _ in range(args.repeat))
+    base = min(import_time("cnngraph") for _ in range(args.repeat))
+    print(f"import cnngraph: {base:.2f} s; import cnngraph.formulas: {imp:.2f} s (zoo block modules and the sympy "
+          f"warm-up included)")
     print(f"\n{'block':20s} {'first call ms':>13s} {'CPU ms':>7s} {'cold ms':>8s} {'numeric ms':>11s} {'ratio':>6s}"
           f"  {'≤ 50 ms':>7s}")
     worst = worst_cpu = 0.0

@@ -172,5 +172,7 @@ def receptive_field(g, node=None, input=None) -> Field:
 
 
 def column(g, input=None) -> dict:
-    """``{node: short label}`` for the receptive-field column of :mod:`cnngraph.tables`."""
-    return {n: f.label for n, f in receptive_fields(g, input).items()}
+    """``{node: short label}`` for the receptive-field column of :mod:`cnngraph.tables`;
+    nodes with several inputs say that they took the max over their paths: ``19 (max)``."""
+    return {n: f.label + (" (max)" if len(g.nodes[n]["inputs"]) > 1 else "")
+            for n, f in receptive_fields(g, input).items()}

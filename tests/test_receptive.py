@@ -48,7 +48,7 @@ def test_multi_input_takes_max_and_says_so():
     y = concat(a, b, name="cat")
     fields = receptive_fields(net.graph)
     assert fields["cat"].size == (7, 7) and fields["cat"].merged and not fields["a"].merged
-    assert column(net.graph)["cat"] == "7"
+    assert column(net.graph)["cat"] == "7 (max)" and column(net.graph)["b2"] == "7"
 
 
 def test_symbolic_merge_gives_max():

@@ -276,6 +276,11 @@ class Block:
     notes: list = field(default_factory=list)
 
     @property
+    def receptive_field(self) -> Field:
+        """The receptive field of the block's output (alias of ``receptive``)."""
+        return self.receptive
+
+    @property
     def convention(self) -> str:
         return convention_text(self.include)
 

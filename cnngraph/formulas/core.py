@@ -110,8 +110,8 @@ class Formula:
         except (sympy.SympifyError, TypeError):
             return NotImplemented
 
-    def __hash__(self):
-        return hash(sympy.sympify(self.expr))
+    def __hash__(self):  # equal formulas (equal once expanded) hash alike
+        return hash(sympy.expand(sympy.sympify(self.expr)))
 
     def __str__(self):
         return self.text
