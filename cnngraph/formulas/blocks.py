@@ -339,7 +339,7 @@ def _derive(name, include, sizes_key) -> Block:
         f = over_count(lambda m, values=None: spec.build(**{**sizes, **(values or {}), cname: m}), n_sym, degree,
                        include=include, start=first)
         lo, hi = f["counts"][0], f["counts"][-1]
-        graph = spec.build(**{**sizes, cname: lo})
+        graph = f["graph"]
         notes.append(f"{cname} is symbolic: the formulas interpolate graphs with {cname} = {lo}..{hi - 1} "
                      f"(a polynomial of degree {degree} in {cname}), checked against {cname} = {hi}; they hold for "
                      f"{cname} ≥ {lo}; the graph, per-layer costs and receptive field shown are for {cname} = {lo}")

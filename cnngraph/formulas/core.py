@@ -191,7 +191,8 @@ def over_count(build, n, degree: int, fields=("cost", "macs", "params", "memory"
     needs no sum node.
     """
     counts = list(range(start, start + degree + 1))
-    samples = {m: costs(build(m), include, per_layer=m == start) for m in counts}
+    graphs = {m: build(m) for m in counts}
+    samples = {m: costs(graphs[m], include, per_layer=m == start) for m in counts}
     out = {}
     if not include and "macs" in fields and "cost" in fields:
         fields = [f for f in fields if f != "macs"]  # the cost is the MACs: fit it once
@@ -212,6 +213,7 @@ def over_count(build, n, degree: int, fields=("cost", "macs", "params", "memory"
             raise CnnGraphError(f"{f} is not a polynomial of degree {degree} in the repeat count: the fit from "
                                 f"{start}..{check - 1} gives {got} for {check} at {values}, the graph {want}")
     out["layers"] = samples[start]["layers"]
+    out["graph"] = graphs[start]
     out["counts"] = counts + [check]
     return out
 
