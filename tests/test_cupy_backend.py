@@ -1,0 +1,306 @@
+"""The CuPy backend's GPU code path, run on the CPU.
+
+The backend's builders, arena, workspace and launches run with NumPy in CuPy's place (the
+"shim" device: every CUDA kernel replaced by its NumPy emulation, same signature, index
+space and launch checks) and with the CUDA sources compiled for the host (the "host"
+device). Both must match the Numba CPU backend: relative error ``max|a − b| / max|b|``
+at most 1e-4, float32 on both sides. ``tests/gpu/test_gpu.py`` does the same on a GPU.
+"""
+import numpy as np
+import pytest
+
+from cnngraph import zoo
+from cnngraph.backends import cupy_backend as cb
+from cnngraph.backends.common import Executor, numpy_backend
+from cnngraph.backends.cupy_kernels import KERNELS, Kernel
+from cnngraph.backends.numba_backend import run as numba_run
+from cnngraph.compiler import compile
+from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
+                          channel_slice, concat, conv2d, flatten, gelu, groupnorm, hardsigmoid, hardswish,
+                          instancenorm, layernorm, linear, lrn, maxpool2d, mul, pad2d, relu, relu6, sigmoid, silu,
+                          softmax, tanh)
+from cnngraph.errors import CnnGraphError
+from cnngraph.symbols import H, W
+from cnngraph.weights import init
+
+TOL = 1e-4
+
+
+def rel_err(a, b) -> float:
+    """max|a − b| / max|b|, b the reference."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert np.isfinite(b).all(), "the reference is not finite"
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def tame_residuals(g, ws: dict) -> dict:
+    """Random weights make a deep residual net's signal grow at every block (the branch adds
+    its variance to the shortcut's), past float32's range in ResNet-1202. Scale the last
+    conv or batch norm of every branch entering an add by s = min(1, 2/√adds), so the
+    variance grows by about e⁴ at most whatever the depth; shallow nets keep s close to 1."""
+    adds = [n for n in g if g.nodes[n]["op"] == "add"]
+    s = min(1.0, 2.0 / np.sqrt(max(len(adds), 1)))
+    if s == 1.0:
+        return ws
+    ws, done = dict(ws), set()
+    for a in adds:
+        for i in g.nodes[a]["inputs"]:
+            op = g.nodes[i]["op"]
+            if i in done or op not in ("batchnorm", "conv2d"):
+                continue
+            done.add(i)
+            for f in ("weight", "bias"):
+                if f"{i}.{f}" in ws:
+                    ws[f"{i}.{f}"] = (ws[f"{i}.{f}"] * np.float32(s)).astype(np.float32)
+    return ws
+
+
+def small_input(name):
+    """The smallest square input (from a short list) every layer of ``name`` accepts."""
+    info = zoo.info(name)
+    if len(info.input) != 3:
+        return info.input
+    c, s0 = info.input[0], info.input[1]
+    for s in sorted({min(s0, 32), 32, 48, 63, 64, 96, 128, 160, 224, 299}):
+        try:
+            g = zoo.build(name, input=(c, s, s))
+        except CnnGraphError:
+            continue
+        if all(int(d["shape"][-1]) >= 1 for _, d in g.nodes(data=True)):
+            return (c, s, s)
+    return info.input
+
+
+def case_data(g, seed=0, batch=2):
+    ws = tame_residuals(g, init(g, seed=seed, random_bn=True))
+    shape = tuple(int(s) for s in g.nodes[g.graph["inputs"][0]]["shape"])
+    x = np.random.default_rng(seed + 1).standard_normal((batch,) + shape).astype(np.float32)
+    return compile(g, ws), x
+
+
+# ---------------------------------------------------------------- single ops
+def _layer(op, base, **attrs):
+    return lambda x: x.net.layer(op, [x], attrs, base=base)
+
+
+def _residual_block(x, groups=1):
+    c = x.shape[0]
+    y = relu(batchnorm(conv2d(x, c, 3, padding=1, bias=False, groups=groups)))
+    y = batchnorm(conv2d(y, c, 3, padding=1, bias=False, groups=groups))
+    return relu(add(y, x))
+
+
+ACTS = (("relu", relu), ("relu6", relu6), ("tanh", tanh), ("sigmoid", sigmoid), ("silu", silu),
+        ("hardswish", hardswish), ("hardsigmoid", hardsigmoid), ("gelu", gelu))
+
+
+def _cases():
+    def conv(c=8, **k):
+        return c, lambda x: conv2d(x, k.pop("cout", 12), **k)
+
+    return {
+        "conv3x3_pad": conv(kernel_size=3, padding=1),
+        "conv1x1_direct_gemm": conv(kernel_size=1, bias=False),
+        "conv1x1_stride2": conv(kernel_size=1, stride=2),
+        "conv_asym_pad_stride_dil": conv(kernel_size=(3, 5), stride=(2, 1), padding=(0, 1, 2, 3), dilation=(2, 1)),
+        "conv_groups4_direct": conv(cout=16, kernel_size=3, padding=1, groups=4),
+        "conv_groups2_batched_gemm": conv(c=64, cout=64, kernel_size=3, padding=1, groups=2),
+        "depthwise_stride2": conv(cout=8, kernel_size=3, padding=1, stride=2, groups=8),
+        "depthwise_mult2": conv(cout=16, kernel_size=5, padding=2, groups=8),
+        "residual_block_in_place": (8, _residual_block),
+        "grouped_residual_in_place": (8, lambda x: _residual_block(x, groups=4)),
+        "wide_grouped_residual": (64, lambda x: _residual_block(x, groups=2)),
+        "maxpool_ceil_pad": (8, lambda x: maxpool2d(x, 3, 2, padding=1, ceil_mode=True)),
+        "maxpool_dilated": (8, lambda x: maxpool2d(x, 2, 1, dilation=2)),
+        "avgpool_ceil": (8, lambda x: avgpool2d(x, 3, 2, padding=1, ceil_mode=True)),
+        "avgpool_exclude_pad": (8, lambda x: avgpool2d(x, 3, 2, padding=1, count_include_pad=False)),
+        "adaptive_avg_uneven": (8, lambda x: adaptive_avgpool2d(x, (4, 3))),
+        "adaptive_max_uneven": (8, lambda x: adaptive_maxpool2d(x, (3, 4))),
+        "softmax_channels": (8, softmax),
+        "batchnorm_alone_relu": (8, lambda x: relu(batchnorm(x))),
+        "lrn": (8, lambda x: lrn(x, size=5, alpha=1e-2, beta=0.75, k=2.0)),
+        "lrn_even_size": (8, lambda x: lrn(x, size=4, alpha=1e-1, beta=0.5, k=1.0)),
+        "se_mul": (8, lambda x: mul(x, sigmoid(conv2d(adaptive_avgpool2d(x, 1), 8, 1)))),
+        "mul_same_shape": (8, lambda x: mul(x, tanh(x))),
+        "add3_relu": (8, lambda x: relu(add(x, sigmoid(x), tanh(x)))),
+        "scale": (8, _layer("scale", "scale", factor=0.17)),
+        "flatten_linear_relu_softmax": (8, lambda x: softmax(relu(linear(flatten(x), 7)))),
+        "linear_bn": (8, lambda x: batchnorm(linear(flatten(x), 7))),
+        "norms": (8, lambda x: instancenorm(layernorm(groupnorm(x, 4)), affine=True)),
+        "copies": (8, lambda x: concat(channel_slice(channel_shuffle(x, 2), 0, 3), channel_slice(x, 5, 8), x)),
+        "pad2d_crop": (8, lambda x: pad2d(x, (1, -2, 0, 3))),
+        "pad_channels": (8, _layer("pad_channels", "padc", before=4, after=4, stride=(2, 2))),
+        "rbf": (8, lambda x: x.net.layer("rbf", [flatten(x)], dict(out_features=10), base="rbf")),
+        **{f"act_{n}_fused": (8, lambda x, a=a: a(conv2d(x, 8, 1))) for n, a in ACTS},
+        **{f"act_{n}_alone": (8, lambda x, a=a: a(concat(x, x))) for n, a in ACTS},
+    }
+
+
+CASES = _cases()
+
+
+def _build_case(name):
+    c, fn = CASES[name]
+    net = Net(name)
+    fn(net.input(c, 9, 11))
+    return net.graph
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_op_matches_numba_and_generic(name):
+    plan, x = case_data(_build_case(name), seed=3, batch=3)
+    (ref,) = numba_run(plan, x)
+    (generic,) = Executor(plan, numpy_backend()).run(x)
+    assert rel_err(generic, ref) <= TOL
+    for dev in ("shim", "host"):
+        (y,) = cb.executor(plan, device=dev, strict=True).run(x)
+        assert y.shape == ref.shape
+        assert rel_err(y, ref) <= TOL, dev
+
+
+def test_residual_cases_really_run_in_place():
+    """The in-place cases write the block's output over its residual (the GEMM then goes
+    through the workspace; the direct kernel reads each residual element before writing it)."""
+    for name in ("residual_block_in_place", "grouped_residual_in_place", "wide_grouped_residual"):
+        plan, _ = case_data(_build_case(name))
+        assert any(cb._aliases(plan, s) for s in plan.steps), name
+
+
+# ---------------------------------------------------------------- every zoo model
+# The host device (the CUDA text compiled for the CPU) on models that together use every kernel.
+HOST_MODELS = {"lenet5_1998", "alexnet_v1", "resnet20", "resnet50", "resnext50_32x4d", "mobilenet_v3_small",
+               "efficientnet_b0", "shufflenet_v2_x0_5", "densenet121", "inception_v3", "inception_resnet_v2",
+               "nasnet_a_mobile", "se_resnext50_32x4d", "googlenet_paper"}
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_model_matches_numba(name):
+    plan, x = case_data(zoo.build(name, input=small_input(name)), seed=7, batch=1)
+    ref = numba_run(plan, x)
+    for dev in ("shim", "host") if name in HOST_MODELS else ("shim",):
+        ys = cb.executor(plan, device=dev).run(x)
+        for y, r in zip(ys, ref):
+            assert y.shape == r.shape
+            assert rel_err(y, r) <= TOL, f"{name} on {dev}"
+
+
+def test_host_models_use_every_kernel():
+    used = set()
+    for name in HOST_MODELS:
+        plan = compile(zoo.build(name, input=small_input(name)))
+        used |= {s.op for s in plan.steps}
+    assert {"conv2d", "linear", "add", "mul", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "lrn", "scale",
+            "pad2d", "pad_channels", "concat", "slice", "channel_shuffle", "rbf"} <= used
+
+
+# ---------------------------------------------------------------- arena, workspace, TF32
+@pytest.fixture(scope="module")
+def resnet18():
+    return case_data(zoo.build("resnet18", input=(3, 32, 32)), seed=5, batch=2)
+
+
+def test_arena_is_one_allocation_reused(resnet18):
+    plan, x = resnet18
+    ex = cb.executor(plan, device="shim")
+    ex.run(x)
+    views = ex.arena(2)
+    base = next(iter(views.values())).base
+    while base.base is not None:
+        base = base.base
+    assert base.size == ex.arena_elements
+    assert all(np.shares_memory(v, base) for v in views.values())
+    ws = ex.rt.extra["workspace"]
+    assert all(np.shares_memory(b, base) for b in ws.bufs.values())
+    # slots (aligned) then the workspace: exactly the planned bytes plus the scratch
+    need = [2 * int(s) for s in plan.memory.slots] + list(ws.sizes(2).values())
+    assert ex.arena_elements == sum(-(-s // cb.ALIGN) * cb.ALIGN for s in need)
+    ex.run(x)
+    assert ex.arena(2) is views  # the second run allocates nothing
+
+
+def test_workspace_chunks_give_the_same_result(resnet18):
+    """A workspace of 3000 elements: most packings run in many chunks of rows (at least
+    one row each: 4608 elements for the 3×3 convolutions of 512 channels)."""
+    plan, x = resnet18
+    whole = cb.executor(plan, device="shim")
+    (full,) = whole.run(x)
+    ex = cb.executor(plan, device="shim", workspace_elems=3000)
+    (chunked,) = ex.run(x)
+    assert ex.rt.extra["workspace"].sizes(2)["cols"] == 9 * 512
+    assert whole.rt.extra["workspace"].sizes(2)["cols"] == 2 * 16 * 16 * 7 * 7 * 3  # the stem, in one piece
+    assert rel_err(chunked, full) <= 1e-6
+
+
+def test_tf32_emulation_error_is_tf32_sized():
+    plan, x = case_data(zoo.build("resnet50", input=(3, 32, 32)), seed=2, batch=2)
+    (ref,) = numba_run(plan, x)
+    (y,) = cb.executor(plan, device="shim", tf32=True).run(x)
+    err = rel_err(y, ref)
+    assert 1e-5 < err <= 1e-2  # rounding really happens, and stays within TF32's tolerance
+
+
+def test_tf32_round_bits():
+    """TF32 keeps 10 of float32's 23 mantissa bits, rounding to nearest (halfway away from 0)."""
+    x = np.array([1 + 2.0**-10, 1 + 2.0**-11, 1 + 2.0**-12, -(1 + 3 * 2.0**-12), 65504.0, 0.0], np.float32)
+    assert cb.tf32_round(x).tolist() == [1 + 2.0**-10, 1 + 2.0**-10, 1.0, -(1 + 2.0**-10), 65504.0, 0.0]
+    y = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    r = cb.tf32_round(y)
+    assert (r.view(np.uint32) & 0x1FFF == 0).all() and np.abs(r - y).max() <= 2.0**-11 * np.abs(y).max()
+
+
+# ---------------------------------------------------------------- clear errors
+def test_cuda_device_without_gpu_is_a_clear_error():
+    try:
+        cb.load_cupy()
+    except CnnGraphError as e:
+        assert "CuPy" in str(e)
+    else:  # pragma: no cover - a machine with a GPU
+        pytest.skip("CuPy finds a GPU here: tests/gpu/test_gpu.py covers it")
+    plan, _ = case_data(_build_case("conv3x3_pad"))
+    with pytest.raises(CnnGraphError, match="CuPy"):
+        cb.executor(plan)
+
+
+def test_unknown_device_and_symbolic_plan():
+    with pytest.raises(CnnGraphError, match="unknown device"):
+        cb.get_device("tpu")
+    with pytest.raises(CnnGraphError, match="symbolic"):
+        cb.executor(compile(zoo.build("resnet18", input=(3, H, W))), device="shim")
+
+
+def _args(**kw):
+    base = dict(x=np.zeros(12, np.float32), s=np.ones(4, np.float32), out=np.zeros(12, np.float32), N=1, HW=3, C=4)
+    base.update(kw)
+    return base
+
+
+def test_launches_check_their_arguments():
+    dev = cb.get_device("shim", strict=True)
+    mul = dev.kernel(KERNELS["mul_bcast"])
+    mul(**_args())
+    with pytest.raises(CnnGraphError, match="missing arguments"):
+        mul(**{k: v for k, v in _args().items() if k != "C"})
+    with pytest.raises(CnnGraphError, match="float32"):
+        mul(**_args(x=np.zeros(12, np.float64)))
+    with pytest.raises(CnnGraphError, match="strided"):
+        mul(**_args(x=np.zeros(24, np.float32)[::2]))
+    with pytest.raises(CnnGraphError, match="out of range"):
+        mul(**_args(HW=4))  # 16 threads on arrays of 12: a GPU would read past the end
+    with pytest.raises(CnnGraphError, match="does not fit in an int"):
+        mul(**_args(N=2**31))
+    buf = np.zeros(12, np.float32)
+    mul(**_args(x=buf, out=buf))  # declared: out may overwrite x element for element
+    lrn_ = dev.kernel(KERNELS["lrn"])
+    with pytest.raises(CnnGraphError, match="overlaps input x"):
+        lrn_(x=buf, out=buf, rows=3, C=4, size=3, alpha=1e-4, beta=0.75, kk=1.0)
+
+
+def test_emulations_cannot_write_inputs_or_race():
+    bad = Kernel("bad", "const float* x, float* out, int n", (("i", "n"),), "out[i] = x[i];",
+                 lambda t, x, out, n: t.st(x, t.i, 0.0))
+    with pytest.raises(ValueError, match="read-only"):
+        cb.get_device("shim").kernel(bad)(x=np.zeros(4, np.float32), out=np.zeros(4, np.float32), n=4)
+    race = Kernel("race", "const float* x, float* out, int n", (("i", "n"),), "out[i / 2] = x[i];",
+                  lambda t, x, out, n: t.st(out, t.i // 2, t.ld(x, t.i)))
+    with pytest.raises(CnnGraphError, match="same element"):
+        cb.get_device("shim", strict=True).kernel(race)(x=np.zeros(4, np.float32), out=np.zeros(4, np.float32), n=4)
