@@ -27,6 +27,7 @@ PLUGINS: list[str] = [
     "cnngraph.render",
     "cnngraph.onnx_cli",
     "cnngraph.plots",
+    "cnngraph.gallery",
     "cnngraph.formulas.cli",
 ]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import CnnGraphError
 from .render import KIND_COLOURS, stamp
 
-PLOT_VERSION = "1"
+PLOT_VERSION = "2"  # bump when the drawing code changes
 HIDDEN = ("act", "dropout", "input")
 PANELS = (("memory", "memory (KB)"), ("params", "params (k)"), ("flops", "flop (M)"))
 _RC = {"svg.hashsalt": "cnngraph", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
@@ -128,6 +128,8 @@ def draw_bars(data: dict):
             ax.text(1.0, 1.0, f"total {_fmt_total(data['totals'][field])}", transform=ax.transAxes, ha="right", va="bottom")
             ax.grid(axis="y", color="#e9ecef", linewidth=0.6)
             ax.set_axisbelow(True)
+        for ax in axes[:-1]:
+            ax.tick_params(axis="x", bottom=False)
         size = 8 if n <= 30 else 6.5 if n <= 60 else 5
         axes[-1].set_xticks(xs, data["labels"], rotation=90, fontsize=size)
         shown = [k for k in KIND_COLOURS if k in kinds]
@@ -153,10 +155,20 @@ def save(fig, path, key: str | None = None) -> Path:
             buf = io.StringIO()
             fig.savefig(buf, format="svg", metadata=_META["svg"])
             text = buf.getvalue()
+            text = compact(text)
             path.write_text(stamp(text, key) if key else text)
         else:
             fig.savefig(path, format=fmt, metadata=_META[fmt], dpi=110)
     return path
+
+
+def compact(svg: str) -> str:
+    """matplotlib's SVG without indentation and with coordinates rounded to 0.1 pt."""
+    import re
+
+    from .render import round_geometry
+
+    return round_geometry(re.sub(r"\n[ \t]+", "\n", svg))
 
 
 def layer_bars(report, path=None, by: str = "auto"):
@@ -175,19 +187,26 @@ def layer_bars(report, path=None, by: str = "auto"):
 
 
 # ---------------------------------------------------------------- comparison across models
+def scatter_points(items) -> list:
+    """Points from dicts with name, family, params, macs, memory (bytes); equal totals share a point."""
+    points: dict = {}
+    for e in items:
+        key = (e["params"], e["macs"])
+        if key in points:
+            points[key]["names"].append(e["name"])
+        else:
+            points[key] = dict(names=[e["name"]], family=e["family"], params=e["params"] / 1e6, macs=e["macs"] / 1e9,
+                               memory=e["memory"] / 2**20)
+    return list(points.values())
+
+
 def scatter_data(reports, families=None) -> dict:
     """Points of :func:`zoo_scatter`: one per distinct (params, MACs), names of equal models joined."""
-    points: dict = {}
     for r in reports:
         _numeric(r)
-        key = (r.total.params, r.total.macs)
-        fam = (families or {}).get(r.name, "")
-        if key in points:
-            points[key]["names"].append(r.name)
-        else:
-            points[key] = dict(names=[r.name], family=fam, params=r.total.params / 1e6, macs=r.total.macs / 1e9,
-                               memory=r.total.memory_bytes / 2**20)
-    return dict(points=list(points.values()), version=PLOT_VERSION)
+    items = [dict(name=r.name, family=(families or {}).get(r.name, ""), params=r.total.params, macs=r.total.macs,
+                  memory=r.total.memory_bytes) for r in reports]
+    return dict(points=scatter_points(items), version=PLOT_VERSION)
 
 
 def _place_labels(ax, pts, radii, texts, fontsize):

@@ -59,6 +59,7 @@ KIND_NAMES = {"input": "input", "conv": "convolution", "pool": "pooling", "norm"
               "act": "activation", "linear": "fully connected", "merge": "merge (+, ×, concat)",
               "reshape": "reshape / slice", "dropout": "dropout / identity"}
 SKIP_COLOUR = "#1c7ed6"
+INK = "#495057"  # outlines, edges and small text
 FOLD_KINDS = ("norm", "act", "dropout")
 FOLD_OPS = ("flatten", "identity")
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -472,8 +473,8 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
     dot.attr(rankdir=direction, nodesep="0.25", ranksep="0.3", fontname=FONT, fontsize="12", newrank="true",
              bgcolor="white", pad="0.2")
     dot.attr("node", shape="box", style="filled", fontname=FONT, fontsize="11", height="0.3", margin="0.1,0.04",
-             color="#495057", penwidth="0.8")
-    dot.attr("edge", color="#495057", arrowsize="0.6", penwidth="0.9", fontname=FONT, fontsize="9", fontcolor="#495057")
+             color=INK, penwidth="0.9")
+    dot.attr("edge", color=INK, arrowsize="0.6", penwidth="0.9", fontname=FONT, fontsize="9", fontcolor=INK)
     if title and report is not None:
         t = report.total
         text = (f"<<B>{_esc(lay.name or 'graph')}</B>  input {_esc(fmt_shape(report.input_shape))} · "
@@ -543,13 +544,13 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
 def _tooltip(b: Box) -> str:
     if b.repeat:
         return f"{b.repeat} blocks {b.first} … {b.last}, each like {b.like}"
-    return ", ".join(b.members)
+    return b.main
 
 
 def _legend(dot, lay: Layout):
     kinds = [k for k in KIND_COLOURS if any(b.kind == k for b in lay.boxes.values())]
-    cells = "".join(f"<TR><TD BGCOLOR='{KIND_COLOURS[k]}' WIDTH='14'> </TD><TD ALIGN='LEFT'>{_esc(KIND_NAMES[k])}</TD></TR>"
-                    for k in kinds)
+    cells = "".join(f"<TR><TD BGCOLOR='{KIND_COLOURS[k]}' BORDER='1' COLOR='{INK}' WIDTH='14'> </TD>"
+                    f"<TD ALIGN='LEFT'>{_esc(KIND_NAMES[k])}</TD></TR>" for k in kinds)
     cells += f"<TR><TD><FONT COLOR='{SKIP_COLOUR}'>→</FONT></TD><TD ALIGN='LEFT'>shortcut</TD></TR>"
     dot.node("legend", label=f"<<TABLE BORDER='0' CELLBORDER='0' CELLSPACING='2'>{cells}</TABLE>>", shape="plain",
              style="", fontsize="9")
@@ -577,9 +578,12 @@ def dot_to(source: str, fmt: str) -> bytes:
     return graphviz.Source(source).pipe(format=fmt)
 
 
+SVG_VERSION = "2"  # bump when compact_svg changes what is written for the same DOT source
+
+
 def source_key(source: str) -> str:
     """Fingerprint of a diagram's DOT source, stamped into SVGs so the gallery check needs no ``dot``."""
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    return hashlib.sha256((SVG_VERSION + source).encode()).hexdigest()[:16]
 
 
 def stamp(svg: str, key: str) -> str:
@@ -595,8 +599,13 @@ def read_stamp(svg: str) -> str | None:
 
 
 _NOISE = re.compile(r"<!--.*?-->\n?", re.S)
-_GEOMETRY = re.compile(r' (d|points|x|y|transform|viewBox)="([^"]*)"')
+_GEOMETRY = re.compile(r' (d|points|x|y|x1|x2|y1|y2|width|height|transform|viewBox)="([^"]*)"')
 _DECIMALS = re.compile(r"(\d+\.\d)\d+")
+
+
+def round_geometry(svg: str) -> str:
+    """Coordinates in an SVG's geometry attributes rounded to 0.1 (text is left alone)."""
+    return _GEOMETRY.sub(lambda m: f' {m.group(1)}="{_DECIMALS.sub(lambda n: n.group(1), m.group(2))}"', svg)
 
 
 def compact_svg(svg: str) -> str:
@@ -607,9 +616,13 @@ def compact_svg(svg: str) -> str:
     svg = re.sub(r"<title>[^<]*</title>\n", "", svg)
     svg = re.sub(r' id="[^"]*"', "", svg)
     svg = svg.replace(' font-family="Helvetica,sans-Serif"', "")
-    svg = _GEOMETRY.sub(lambda m: f' {m.group(1)}="{_DECIMALS.sub(lambda n: n.group(1), m.group(2))}"', svg)
+    svg = round_geometry(svg)
+    # The outline every box and edge shares, said once on the top group (children inherit it).
+    common = f' stroke="{INK}" stroke-width="0.9"'
+    svg = svg.replace(common, "").replace('<g class="graph"', '<g class="graph"' + common, 1)
     head = svg.find(">", svg.find("<svg")) + 1
-    return svg[:head] + "\n<style>text{font-family:Helvetica,Arial,sans-serif}</style>" + svg[head:]
+    style = "\n<style>text{font-family:Helvetica,Arial,sans-serif;stroke:none}</style>"
+    return svg[:head] + style + svg[head:]
 
 
 def svg_of(source: str) -> str:
