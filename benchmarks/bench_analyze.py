@@ -30,6 +30,7 @@ import time
 import cnngraph
 from cnngraph import zoo, analyze
 from cnngraph.symbols import H, W
+zoo.names()  # import the zoo's modules first: module import is not analysis
 t = time.perf_counter()
 r = analyze(zoo.build("{model}", input={input}))
 r.total

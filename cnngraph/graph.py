@@ -99,7 +99,18 @@ def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None,
 
 
 def topo_order(g) -> list:
-    """Nodes in a deterministic topological order (insertion order breaks ties)."""
+    """Nodes in a deterministic topological order (insertion order breaks ties).
+
+    Graphs built by the DSL are already in order (every layer is added after its inputs), so
+    the common case is one linear check; other graphs are sorted.
+    """
+    seen = set()
+    for n, d in g.nodes(data=True):
+        if not all(i in seen for i in d.get("inputs", ())) or not all(p in seen for p in g.pred[n]):
+            break
+        seen.add(n)
+    else:
+        return list(g.nodes)
     try:
         return list(nx.lexicographical_topological_sort(g, key=_order_key(g)))
     except nx.NetworkXUnfeasible:
