@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import types
 
 import numpy as np
@@ -69,6 +70,7 @@ class NumpyDevice:
     """NumPy in CuPy's place (the "shim"): each kernel runs its NumPy emulation."""
 
     name = "shim"
+    gemm_name = "NumPy"
     xp = np
 
     def __init__(self, tf32: bool | None = None, strict: bool = False):
@@ -76,7 +78,8 @@ class NumpyDevice:
         self.erf = common._numpy_erf()
 
     def asarray(self, a):
-        return np.array(a, np.float32, copy=True)  # a device copy: never the caller's array
+        # no copy when already float32: kernels only read weights (const, read-only views)
+        return np.ascontiguousarray(a, dtype=np.float32)
 
     def to_host(self, a):
         return np.asarray(a)
@@ -189,6 +192,7 @@ class CudaDevice:
     """
 
     name = "cuda"
+    gemm_name = "cuBLAS"
 
     def __init__(self, tf32: bool | None = None):
         cupy = load_cupy()
@@ -268,7 +272,8 @@ class Workspace:
     executor binds the buffers when it allocates the arena; kernels :meth:`get` views.
     """
 
-    def __init__(self):
+    def __init__(self, xp=np):
+        self.xp = xp
         self.needs: dict = {}
         self.bufs: dict = {}
 
@@ -280,9 +285,11 @@ class Workspace:
 
     def get(self, key: str, shape):
         size = int(np.prod(shape))
-        buf = self.bufs[key]
-        if size > buf.size:  # pragma: no cover - a builder under-reserved: a bug
-            raise CnnGraphError(f"workspace {key!r}: {size} elements needed, {buf.size} reserved")
+        buf = self.bufs.get(key)
+        if buf is None or size > buf.size:
+            # Not bound by CupyExecutor.arena (the plain common.Executor runs this backend
+            # too): a buffer of its own, grown during the first run only.
+            buf = self.bufs[key] = self.xp.empty(size, np.float32)
         return buf[:size].reshape(shape)
 
 
@@ -382,7 +389,8 @@ def _gemm_conv(step, plan, rt, k, w):
     wm = dev.asarray(np.ascontiguousarray(
         w.reshape(G, opg, cpg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1).reshape(G, Kd, opg)))
     epi = _epilogue_fn(rt, *_codes(step), bias=_bias(rt, plan, step))
-    direct = G == 1 and (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
+    direct = G == 1 and (k["kh"], k["kw"], k["sh"], k["sw"]) == (1, 1, 1, 1) and not any(
+        k[p] for p in ("pt", "pl", "pb", "pr"))  # a 1×1 stride-1 convolution: the input is the GEMM's A
     scratch = G > 1 or _aliases(plan, step)  # the GEMM cannot write into the output directly
     hw = k["Ho"] * k["Wo"]
     cap = rt.extra["workspace_elems"]
@@ -596,12 +604,30 @@ def backend(dev=None, workspace_elems: int = WORKSPACE_ELEMS):
 
     def runtime() -> Runtime:
         rt = Runtime(dev.xp, dev.erf, dev.asarray)
-        rt.extra.update(device=dev, workspace=Workspace(), workspace_elems=int(workspace_elems))
+        rt.extra.update(device=dev, workspace=Workspace(dev.xp), workspace_elems=int(workspace_elems))
         rt.session = dev.session
         return rt
 
     return types.SimpleNamespace(name=NAME if dev.name == "cuda" else f"{NAME} ({dev.name})", xp=dev.xp,
-                                 KERNELS=KERNELS, runtime=runtime, device=dev)
+                                 KERNELS=KERNELS, runtime=runtime, device=dev, Executor=CupyExecutor,
+                                 sgemm_ceiling=lambda: sgemm_ceiling(dev), gemm_name=dev.gemm_name)
+
+
+def sgemm_ceiling(dev, n: int = 4096, repeat: int = 5) -> float:
+    """GFLOP/s of the device's float32 matrix product (n×n×n), best of ``repeat``."""
+    rng = np.random.default_rng(0)
+    a, b = (dev.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+    c = dev.xp.empty((n, n), np.float32)
+    best = float("inf")
+    with dev.session():
+        for i in range(repeat + 1):
+            dev.synchronize()
+            t = time.perf_counter()
+            dev.matmul(a, b, out=c)
+            dev.synchronize()
+            if i:  # the first product warms cuBLAS up
+                best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
 def executor(plan: Plan, device: str = "cuda", tf32: bool | None = None, progress=None,
@@ -613,3 +639,17 @@ def executor(plan: Plan, device: str = "cuda", tf32: bool | None = None, progres
 def run(plan: Plan, *inputs, device: str = "cuda", tf32: bool | None = None):
     """Run ``plan`` once on arrays in PyTorch layout; returns the outputs (NumPy arrays)."""
     return executor(plan, device, tf32).run(*inputs)
+
+
+_BACKEND = None
+
+
+def __getattr__(name):
+    # ``BACKEND`` (what ``cnngraph run --backend cupy`` takes) is made on first use: importing
+    # this module needs no CuPy; using the backend without CuPy or a GPU is a clear error.
+    global _BACKEND
+    if name == "BACKEND":
+        if _BACKEND is None:
+            _BACKEND = backend()
+        return _BACKEND
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,7 +61,8 @@ def prepare(args):
     backend = get_backend(args.backend)
     with _progress() as bar:
         task = bar.add_task("packing weights", total=len(plan.steps), step="")
-        ex = Executor(plan, backend, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
+        ex = getattr(backend, "Executor", Executor)(plan, backend, progress=lambda i, s: bar.update(
+            task, advance=1, step=s.node))
     return g, plan, ex
 
 
@@ -143,7 +144,7 @@ def cmd_bench(args):
             ex.run(x)
             times.append(time.perf_counter() - t)
             bar.update(task, advance=1, step=f"{times[-1] * 1e3:.1f} ms")
-    ceiling = sgemm_ceiling()
+    ceiling = getattr(ex.backend, "sgemm_ceiling", sgemm_ceiling)()  # the GPU's own for cupy
     n = x.shape[0]
     macs = analyze(g).total.macs
     med, best = statistics.median(times), min(times)
@@ -154,7 +155,8 @@ def cmd_bench(args):
     print(f"  time per batch   median {med * 1e3:.1f} ms, best {best * 1e3:.1f} ms")
     print(f"  throughput       {n / med:.1f} images/s")
     print(f"  compute          {gflops:.1f} GFLOP/s (2 FLOP per MAC, {2 * macs * n / 1e9:.2f} GFLOP per batch)")
-    print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s (NumPy {2048}³ float32, this run): "
+    gemm = getattr(ex.backend, "gemm_name", "NumPy")
+    print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s ({gemm} float32, this run): "
           f"{gflops / ceiling:.0%} of it; the batch cannot beat {2 * macs * n / 1e9 / ceiling * 1e3:.1f} ms")
     print(f"  memory           activations {fmt_bytes(mem.planned_bytes)} planned (naive {fmt_bytes(mem.naive_bytes)}), "
           f"weights {fmt_bytes(sum(int(np.size(v)) for v in plan.weights.values()) * 4)}, "

@@ -304,3 +304,26 @@ def test_emulations_cannot_write_inputs_or_race():
                   lambda t, x, out, n: t.st(out, t.i // 2, t.ld(x, t.i)))
     with pytest.raises(CnnGraphError, match="same element"):
         cb.get_device("shim", strict=True).kernel(race)(x=np.zeros(4, np.float32), out=np.zeros(4, np.float32), n=4)
+
+
+def test_cli_run_and_bench_with_cupy_say_what_is_missing(capsys):
+    from cnngraph.cli import main
+
+    try:
+        cb.load_cupy()
+    except CnnGraphError:
+        pass
+    else:  # pragma: no cover - a machine with a GPU
+        pytest.skip("CuPy finds a GPU here")
+    for cmd in ("run", "bench"):
+        assert main([cmd, "lenet5", "--backend", "cupy"]) == 2
+        err = capsys.readouterr().err
+        assert "cupy backend needs CuPy" in err or "finds no" in err, err
+
+
+def test_plain_executor_runs_the_backend_too(resnet18):
+    """common.Executor (no arena of ours): the workspace allocates its own buffers."""
+    plan, x = resnet18
+    (ours,) = cb.executor(plan, device="shim").run(x)
+    (plain,) = Executor(plan, cb.backend(cb.get_device("shim"))).run(x)
+    np.testing.assert_array_equal(ours, plain)
