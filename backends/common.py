@@ -165,8 +165,13 @@ def build_conv2d(step, plan, rt):
         acc = xp.zeros((N, k["Ho"], k["Wo"], G, og), np.float32)
         for i in range(k["kh"]):
             for j in range(k["kw"]):
-                win = _window(x, i, j, k).reshape(N, k["Ho"], k["Wo"], G, cg)
-                acc += xp.einsum("nhwgc,gco->nhwgo", win, wk[i, j])
+                win = _window(x, i, j, k)
+                if G == 1:
+                    acc += (win.reshape(-1, cg) @ wk[i, j, 0]).reshape(acc.shape)
+                elif cg == 1 and og == 1:  # depthwise
+                    acc += (win * wk[i, j, :, 0, 0]).reshape(acc.shape)
+                else:
+                    acc += xp.einsum("nhwgc,gco->nhwgo", win.reshape(N, k["Ho"], k["Wo"], G, cg), wk[i, j])
         y = acc.reshape(out.shape)
         if b is not None:
             y += b

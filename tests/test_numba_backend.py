@@ -41,11 +41,11 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def torch_forward(g, weights, *xs):
+def torch_forward(g, weights, *xs, dtype=None):
     """The reference: the graph run by PyTorch (``cnngraph.torch_ref``), outputs as a list."""
     from cnngraph.torch_ref import run
 
-    out = run(g, weights, *xs)
+    out = run(g, weights, *xs, dtype=dtype or torch.float32)
     return list(out) if isinstance(out, tuple) else [out]
 
 
@@ -59,10 +59,9 @@ def ort_forward(g, weights, *xs):
     return sess.run(None, {i.name: x for i, x in zip(sess.get_inputs(), xs)})
 
 
-def test_weights(g, seed=0, bn_gamma=1.0):
+def test_weights(g, seed=0):
     """Seeded weights shaped by ``cnngraph.weights.param_shapes``, drawn in float32 (fast on
-    the zoo's largest models): He-scaled convs, random batch-norm statistics and biases.
-    ``bn_gamma`` scales every batch norm γ (keeps 1000-layer residual nets finite)."""
+    the zoo's largest models): He-scaled convs, random batch-norm parameters and biases."""
     rng = np.random.default_rng(seed)
     ws = {}
     for key, (shape, role) in param_shapes(g).items():
@@ -74,7 +73,7 @@ def test_weights(g, seed=0, bn_gamma=1.0):
         elif field == "running_var":
             v = rng.uniform(0.5, 1.5, shape).astype(np.float32)
         elif field == "weight":
-            v = rng.uniform(0.5, 1.5, shape).astype(np.float32) * np.float32(bn_gamma)
+            v = rng.uniform(0.5, 1.5, shape).astype(np.float32)
         else:  # biases, running means
             v = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.1)
         ws[key] = v
@@ -84,16 +83,37 @@ def test_weights(g, seed=0, bn_gamma=1.0):
 test_weights.__test__ = False
 
 
+def calibrate_batchnorm(g, ws, x):
+    """Set every batch norm's running statistics to those of its input on a calibration
+    batch ``x`` (in place), as training would: activations stay of order one however deep the net, so the
+    float32 comparisons are well conditioned (random statistics let a 100-layer net's
+    logits reach 1e5, where PyTorch's own float32 result is 15% off its float64 one)."""
+    from cnngraph.backends.common import GENERIC
+
+    plan = compile(g, ws, fold=False, fuse=False)
+    ex = Executor(plan, numpy_backend())
+    views = ex.arena(x.shape[0])
+    views[plan.inputs[0]][...] = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x[:, None, None, :]
+    for step, fn in zip(plan.steps, ex.fns):
+        if step.op == "batchnorm":
+            v = views[step.inputs[0]].astype(np.float64)
+            ws[f"{step.node}.running_mean"] = v.mean(axis=(0, 1, 2)).astype(np.float32)
+            var = v.var(axis=(0, 1, 2))
+            # a floor at the layer's mean variance: a channel nearly constant over a small
+            # batch must not be blown up (that too would make the comparison ill-conditioned)
+            ws[f"{step.node}.running_var"] = (var + var.mean() + 1e-3).astype(np.float32)
+            fn = GENERIC["batchnorm"](step, plan, ex.rt)
+        fn([views[i] for i in step.inputs], views[step.output], views[step.residual] if step.residual else None)
+    return ws
+
+
 def run_both(g, seed=0, batch=2, **kw):
-    """Our output and PyTorch's for random weights and input; residual branches are damped
-    when the reference overflows (ResNet-1001 with random weights does)."""
+    """Our output and PyTorch's for random weights (batch norms calibrated) and input."""
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((batch,) + tuple(int(s) for s in g.nodes[g.graph["inputs"][0]]["shape"])).astype(np.float32)
-    for gamma in (1.0, 0.1):
-        ws = test_weights(g, seed, gamma)
-        ref = torch_forward(g, ws, x)
-        if all(np.isfinite(r).all() for r in ref):
-            break
+    calib = rng.standard_normal((8,) + x.shape[1:]).astype(np.float32)
+    ws = calibrate_batchnorm(g, test_weights(g, seed), calib)
+    ref = torch_forward(g, ws, x)
     ours = numba_run(compile(g, ws, **kw), x)
     return ours, ref, (g, ws, x)
 
@@ -241,18 +261,37 @@ def _ort_models():
 ORT_MODELS = _ort_models()
 
 
+ILL_CONDITIONED = {}  # model -> PyTorch's own float32 error, when above TOL (reported in docs/backends.md)
+
+
 @needs_torch
 @pytest.mark.parametrize("name", zoo.names())
 def test_zoo_model_matches_torch_and_ort(name):
+    """Every zoo model at its smallest input, against PyTorch in float64 (and float32 ONNX
+    Runtime for one model per family). The bound is TOL, unless PyTorch's own float32 result
+    is further than TOL from its float64 one (a few 100-layer nets at 32×32 with random
+    weights are that ill-conditioned): then twice PyTorch's own error."""
     g = zoo.build(name, input=small_input(name))
-    ours, ref, (g, ws, x) = run_both(g, seed=7, batch=2)
-    check_ort = onnxruntime is not None and name in ORT_MODELS
-    ort = ort_forward(g, ws, x) if check_ort else ref
-    for a, b, c in zip(ours, ref, ort):
-        assert np.isfinite(b).all()
-        assert a.shape == b.shape == c.shape
-        assert rel_err(a, b) <= TOL, f"{name}: against PyTorch"
-        assert rel_err(a, c) <= TOL, f"{name}: against ONNX Runtime"
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2,) + tuple(int(s) for s in g.nodes["input"]["shape"])).astype(np.float32)
+    calib = rng.standard_normal((8,) + x.shape[1:]).astype(np.float32)
+    ws = calibrate_batchnorm(g, test_weights(g, 7), calib)
+    ours = numba_run(compile(g, ws), x)
+    ref = torch_forward(g, ws, x, dtype=torch.float64)
+    errs = [rel_err(a, b) for a, b in zip(ours, ref)]
+    bound = TOL
+    if max(errs) > TOL:
+        own = max(rel_err(a, b) for a, b in zip(torch_forward(g, ws, x), ref))
+        bound = max(TOL, 2 * own)
+        if own > TOL:
+            ILL_CONDITIONED[name] = own
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape and np.isfinite(b).all()
+    assert max(errs) <= bound, f"{name}: against PyTorch (float64)"
+    if onnxruntime is not None and name in ORT_MODELS:
+        for a, b in zip(ours, ort_forward(g, ws, x)):
+            assert a.shape == b.shape
+            assert rel_err(a, b) <= bound, f"{name}: against ONNX Runtime"
 
 
 # ---------------------------------------------------------------- torchvision's ResNet-50
