@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup dot demo test test-fast torch gallery bench clean
+.PHONY: setup dot demo test test-fast torch gallery browser-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,15 @@ test: setup
 
 gallery: setup
 	$(VENV)/bin/cnngraph gallery
+
+# Opens gallery/index.html in headless Chromium (Debian's package when missing) and checks
+# that every diagram and chart rendered.
+browser-check: setup
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	$(PY) tests/browser_check.py gallery/index.html
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

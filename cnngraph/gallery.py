@@ -5,7 +5,7 @@
     gallery/index.html            all models: diagram, cost chart, totals, links (no server needed)
     gallery/README.md             the same list as Markdown
     gallery/zoo.svg               params vs multiply-adds of the zoo (bubble: activation memory)
-    gallery/reconcile.md          the seed reconciliation (cnngraph.reconcile), when available
+    gallery/reconciliation.md          the seed reconciliation (cnngraph.reconcile), when available
     gallery/models/NAME.svg       the diagram (folded, repeated blocks collapsed)
     gallery/models/NAME.md        totals, closed-form totals (cnngraph.formulas), per-layer table
     gallery/models/NAME-costs.svg memory / params / flop per layer (or per block)
@@ -48,6 +48,20 @@ class File:
     @property
     def is_svg(self) -> bool:
         return self.kind != "text"
+
+
+def zoo_order() -> list:
+    """Zoo names in a fixed order: by zoo module (``zoo._MODULES``), then as each module registers
+    them. (``zoo.names()`` follows import order, which depends on what was imported first.)"""
+    names = zoo.names()
+    modules = {m: i for i, m in enumerate(zoo._MODULES)}
+    rank = {n: i for i, n in enumerate(names)}
+
+    def key(n):
+        mod = zoo.MODELS[n].fn.__module__.rsplit(".", 1)[-1]
+        return modules.get(mod, len(modules)), mod, rank[n]
+
+    return sorted(names, key=key)
 
 
 # ---------------------------------------------------------------- one model
@@ -175,7 +189,7 @@ def index_html(entries, has_reconcile: bool) -> str:
     for f in families:
         by_family.append(f"<h2 id='f-{esc(f)}'>{esc(f)}</h2>")
         by_family += [c for e, c in zip(entries, cards) if e["family"] == f]
-    reconcile = ("<p>Every number of the five lectures recomputed: <a href='reconcile.md'>seed reconciliation "
+    reconcile = ("<p>Every number of the five lectures recomputed: <a href='reconciliation.md'>seed reconciliation "
                  "(Markdown)</a>.</p>" if has_reconcile else "")
     return f"""<!doctype html>
 <html lang="en">
@@ -238,7 +252,7 @@ def readme_md(entries, has_reconcile: bool) -> str:
              f"{len(entries)} zoo models. Open `index.html` in a browser for the diagrams and charts side by side; "
              "regenerate with `cnngraph gallery` (or `make gallery`).", ""]
     if has_reconcile:
-        lines += ["Seed reconciliation: [reconcile.md](reconcile.md).", ""]
+        lines += ["Seed reconciliation: [reconciliation.md](reconciliation.md).", ""]
     lines += ["![zoo](zoo.svg)", "", "| model | family | input | params | multiply-adds | activations | files |",
               "|---|---|---|---:|---:|---:|---|"]
     for e in entries:
@@ -283,7 +297,7 @@ def plan(models=None, jobs=None) -> dict:
     """Every file of the gallery (``{relative path: File}``) for ``models`` (default: the zoo)."""
     from . import plots
 
-    names = list(models) if models is not None else zoo.names()
+    names = list(models) if models is not None else zoo_order()
     results = _map(_job, [("model", n) for n in names] + [("extra", "reconcile")], jobs)
     *per_model, reconcile_md = results
     files, entries = {}, []
@@ -294,7 +308,7 @@ def plan(models=None, jobs=None) -> dict:
     scatter = dict(points=plots.scatter_points(good), version=plots.PLOT_VERSION)
     files["zoo.svg"] = File("scatter", scatter, plots.data_key(scatter))
     if reconcile_md is not None:
-        files["reconcile.md"] = File("text", reconcile_md)
+        files["reconciliation.md"] = File("text", reconcile_md)
     files["index.html"] = File("text", index_html(entries, reconcile_md is not None))
     files["README.md"] = File("text", readme_md(entries, reconcile_md is not None))
     return files
@@ -332,7 +346,7 @@ def _current(path: Path, f: File) -> bool:
 def _generated(out: Path) -> set:
     """Files of ``out`` that the gallery writes (anything else there is left alone)."""
     found = {p.relative_to(out).as_posix() for p in (out / "models").glob("*") if p.suffix in (".svg", ".md")}
-    found |= {n for n in ("index.html", "README.md", "zoo.svg", "reconcile.md") if (out / n).exists()}
+    found |= {n for n in ("index.html", "README.md", "zoo.svg", "reconciliation.md") if (out / n).exists()}
     return found
 
 
@@ -355,7 +369,7 @@ def committed_models(out="gallery") -> list:
     """The models a gallery folder holds, in zoo order (unknown names at the end)."""
     out = Path(out)
     have = {p.stem for p in (out / "models").glob("*.md")}
-    order = [n for n in zoo.names() if n in have]
+    order = [n for n in zoo_order() if n in have]
     return order + sorted(have - set(order))
 
 
@@ -379,7 +393,7 @@ def check(out="gallery", jobs=None) -> tuple[list, list]:
     for rel in sorted(set(files) & have):
         if not _current(out / rel, files[rel]):
             problems.append(f"out of date: {rel}")
-    notes = [f"zoo model not in the gallery yet: {n}" for n in zoo.names() if n not in set(models)]
+    notes = [f"zoo model not in the gallery yet: {n}" for n in zoo_order() if n not in set(models)]
     return problems, notes
 
 

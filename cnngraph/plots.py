@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import CnnGraphError
 from .render import KIND_COLOURS, stamp
 
-PLOT_VERSION = "2"  # bump when the drawing code changes
+PLOT_VERSION = "3"  # bump when the drawing code changes
 HIDDEN = ("act", "dropout", "input")
 PANELS = (("memory", "memory (KB)"), ("params", "params (k)"), ("flops", "flop (M)"))
 _RC = {"svg.hashsalt": "cnngraph", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
@@ -40,18 +40,27 @@ def _numeric(report):
 
 # ---------------------------------------------------------------- per-layer bars
 def _group_key(row, by: str) -> str:
-    names = [p for p, _ in row.path]
-    if by == "layer" or not names:
+    """``layer``: the row; ``stage``: its first scope; ``block``: its scopes down to the first
+    one that is not a stage (``layer3.5``, ``features.2.0``, ``Mixed_5b``), or the row itself
+    when it sits directly in a stage."""
+    if by == "layer" or not row.path:
         return row.title
-    depth = 1 if by == "stage" else 2
-    return ".".join(names[:depth])
+    if by == "stage":
+        return row.path[0][0]
+    names = []
+    for name, kind in row.path:
+        names.append(name)
+        if kind != "stage":
+            return ".".join(names)
+    return row.title  # a layer directly in a stage (a stem conv) is a bar of its own
 
 
 def bars_data(report, by: str = "auto", max_bars: int = 64) -> dict:
     """The numbers a :func:`layer_bars` chart shows, in the slide table's units (JSON-able).
 
-    ``by``: ``layer`` (one bar per layer, as the table), ``block`` (per block: ``layer3.2``),
-    ``stage`` (``layer3``) or ``auto`` (the finest of these with at most ``max_bars`` bars).
+    ``by``: ``layer`` (one bar per layer, as the table), ``block`` (per block: ``layer3.2``, the
+    scopes down to the first that is not a stage), ``stage`` (``layer3``) or ``auto`` (the
+    finest of these with at most ``max_bars`` bars).
     Activations, dropout and the input are left out, as in the table.
     """
     _numeric(report)
@@ -166,9 +175,10 @@ def compact(svg: str) -> str:
     """matplotlib's SVG without indentation and with coordinates rounded to 0.1 pt."""
     import re
 
-    from .render import round_geometry
+    from .render import drop_unused_ids, round_geometry
 
-    return round_geometry(re.sub(r"\n[ \t]+", "\n", svg))
+    svg = drop_unused_ids(round_geometry(re.sub(r"\n[ \t]+", "\n", svg)))
+    return re.sub(r"<g>\n(<use [^>]*/>)\n</g>", r"\1", svg)  # tick marks: one element each, not three
 
 
 def layer_bars(report, path=None, by: str = "auto"):

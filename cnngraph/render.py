@@ -601,11 +601,18 @@ def read_stamp(svg: str) -> str | None:
 _NOISE = re.compile(r"<!--.*?-->\n?", re.S)
 _GEOMETRY = re.compile(r' (d|points|x|y|x1|x2|y1|y2|width|height|transform|viewBox)="([^"]*)"')
 _DECIMALS = re.compile(r"(\d+\.\d)\d+")
+_UNUSED_IDS = re.compile(r' id="([^"]*)"')
 
 
 def round_geometry(svg: str) -> str:
     """Coordinates in an SVG's geometry attributes rounded to 0.1 (text is left alone)."""
     return _GEOMETRY.sub(lambda m: f' {m.group(1)}="{_DECIMALS.sub(lambda n: n.group(1), m.group(2))}"', svg)
+
+
+def drop_unused_ids(svg: str) -> str:
+    """``id`` attributes nothing refers to (``#id`` in a link or ``url(#id)``) removed."""
+    used = set(re.findall(r'#([\w.:-]+)', svg))
+    return _UNUSED_IDS.sub(lambda m: m.group(0) if m.group(1) in used else "", svg)
 
 
 def compact_svg(svg: str) -> str:
