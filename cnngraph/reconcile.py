@@ -497,9 +497,71 @@ def analyze_conv_params():
     return analyze(net.graph).total.params
 
 
+def _weights_only(model: str, groups: list, unit: float) -> float:
+    """Weights without biases of the named depth-1 groups (the reading of GoogLeNet's Table 1)."""
+    total = 0
+    for r in report(model).rows:
+        key = r.path[0][0] if r.path else "(top)"
+        if key in groups:
+            bias = r.attrs.get("out_channels", r.attrs.get("out_features", 0)) if r.attrs.get("bias") else 0
+            total += r.params - bias
+    return total / unit
+
+
+def _group(model: str, groups: list, field: str, unit: float) -> float:
+    g = report(model).groups(1)
+    return sum(getattr(g[k], field) for k in groups) / unit
+
+
+def _googlenet_table1() -> list:
+    """Seed 004 reprints Table 1 of Szegedy et al. (2014); cnngraph's ``googlenet_paper`` is that network."""
+    rows = [("convolution 7×7/2", ["conv1"], "2.7", "34"),
+            ("convolution 3×3/1 (with its 1×1 reduce)", ["conv2", "conv3"], "112", "360"),
+            ("inception (3a)", ["inception3a"], "159", "128"), ("inception (3b)", ["inception3b"], "380", "304"),
+            ("inception (4a)", ["inception4a"], "364", "73"), ("inception (4b)", ["inception4b"], "437", "88"),
+            ("inception (4c)", ["inception4c"], "463", "100"), ("inception (4d)", ["inception4d"], "580", "119"),
+            ("inception (4e)", ["inception4e"], "840", "170"), ("inception (5a)", ["inception5a"], "1072", "54"),
+            ("inception (5b)", ["inception5b"], "1388", "71"), ("linear", ["(top)"], "1000", "1")]
+    inconsistent = {"convolution 7×7/2", "inception (5a)"}  # params and ops agree with each other, not with the widths
+    out = []
+    for where, groups, par, ops_ in rows:
+        w = f"GoogLeNet Table 1, {where}"
+        value = lambda groups=groups: _group("googlenet_paper", groups, "params", K)
+        slide = lambda groups=groups: _weights_only("googlenet_paper", groups, KB)
+        if _agrees(value(), par):
+            out.append(Claim("004", w, "params (K)", par, value))
+        elif _agrees(slide(), par):
+            out.append(Claim("004", w, "params (K)", par, value,
+                             "the table counts weights without biases, in units of 1024", "convention", slide))
+        elif where in inconsistent:
+            out.append(Claim("004", w, "params (K)", par, value,
+                             "slip in the paper's table: this row's params and ops agree with each other (ops ≈ params × "
+                             "output positions) but not with the filter counts printed in the same row", "slip"))
+        else:
+            out.append(Claim("004", w, "params (K)", par, value,
+                             f"slip in the paper's table: the row's filter counts give {slide():,.1f} K weights (no biases, "
+                             f"K = 1024) and {value():,.1f} K params; its ops cell matches the same widths", "slip"))
+        macs = lambda groups=groups: _group("googlenet_paper", groups, "macs", M)
+        if _agrees(macs(), ops_):
+            out.append(Claim("004", w, "ops (M multiply-adds)", ops_, macs))
+        elif where in inconsistent:
+            out.append(Claim("004", w, "ops (M multiply-adds)", ops_, macs,
+                             "slip in the paper's table: not the row's widths (see its params cell)", "slip"))
+        else:
+            out.append(Claim("004", w, "ops (M multiply-adds)", ops_, macs, "rounding: truncated, where other rows round",
+                             "rounding", lambda groups=groups: math.floor(_group("googlenet_paper", groups, "macs", M))))
+    out += [
+        Claim("004", "GoogLeNet", "\"Only 5 million params\" (M), the paper's network without auxiliary heads", "5",
+              lambda: report("googlenet_paper").total.params / M,
+              "slip (carried from the paper's introduction): the network of its own Table 1 has 7.0 M params, and the "
+              "table's params column sums to 6,798 K; torchvision's GoogLeNet has 6.6 M", "slip"),
+    ]
+    return out
+
+
 def claims() -> list:
     return (_alexnet_table() + _alexnet_vs_vgg() + _googlenet_stem() + _googlenet_head() + _resnet_table()
-            + _resnext_table() + _worked_examples() + _formulas() + extra_claims())
+            + _resnext_table() + _googlenet_table1() + _worked_examples() + _formulas() + extra_claims())
 
 
 def extra_claims() -> list:
