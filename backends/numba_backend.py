@@ -42,9 +42,11 @@ EMPTY1 = np.empty(0, np.float32)
 EMPTY2 = np.empty((0, 0), np.float32)
 EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 
-# Tiles: an im2col tile of about this many bytes stays in the caches between packing and
-# the GEMM; a tile does at least this many multiply-adds so the pool's overhead stays small.
-PACK_BYTES = 1 << 20
+# Tiles: an im2col tile of at most about PACK_BYTES stays in the (shared L3) cache between
+# packing and the GEMM; a GEMM tile has at least MIN_ROWS rows; column splits are used for
+# products of at least 2·MIN_TILE_MACS multiply-adds.
+PACK_BYTES = 4 << 20
+MIN_ROWS = 256
 MIN_TILE_MACS = 1 << 20
 
 
@@ -143,16 +145,35 @@ def pool() -> Pool:
         return _POOL
 
 
+_BLAS = None
+
+
+def _blas_libs() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries (found once: a lookup costs
+    about a millisecond, a thread-count change a microsecond)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            _BLAS = []
+    return _BLAS
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
     """BLAS on one thread while a plan runs (our pool owns the cores), then as before."""
+    libs = _blas_libs()
+    before = [c.get_num_threads() for c in libs]
+    for c in libs:
+        c.set_num_threads(1)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    finally:
+        for c, n in zip(libs, before):
+            c.set_num_threads(n)
 
 
 def runtime() -> Runtime:
@@ -211,13 +232,14 @@ def _gemm_builder(step, plan, rt, k, w):
         out2 = out.reshape(M, cout)
         res2 = res.reshape(M, cout) if res is not None else EMPTY2
         x2 = x.reshape(M, k["cin"]) if direct else None
-        # rows per tile: the packed tile fits the cache, and there is work for every thread
-        rows = max(16, min(M, PACK_BYTES // (4 * Kd)))
-        rows = min(rows, max(16, _block(M, 2 * P.threads)))
-        ntiles = -(-M // rows)
-        if G == 1 and ntiles < 2 * P.threads and M * Kd * cout >= 2 * MIN_TILE_MACS:
+        # Row tiles: each GEMM call repacks the weights (K×N), so a tile has at least
+        # MIN_ROWS rows; the packed rows stay in the cache; about 4 tiles per thread balance
+        # the load. With too few rows for that, split the output channels instead.
+        if G == 1 and M < MIN_ROWS * 2 * P.threads and M * Kd * cout >= 2 * MIN_TILE_MACS:
             _small_m(x, x2, out2, res2, M)
             return
+        rows = min(max(MIN_ROWS, PACK_BYTES // (4 * Kd)), max(MIN_ROWS, _block(M, 4 * P.threads)), M)
+        ntiles = -(-M // rows)
 
         def tile(i, wk):
             r0 = i * rows
