@@ -2,7 +2,6 @@
 design algebra on top. Every expected value is an independent first-principles expression
 or an exact integer from the zoo's numeric analysis / torchvision's reference counts."""
 import json
-import math
 from pathlib import Path
 
 import pytest

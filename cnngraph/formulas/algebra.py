@@ -20,7 +20,6 @@ import sympy
 
 from .. import present
 from ..errors import CnnGraphError
-from ..ops import tidy
 from ..symbols import sym
 from .blocks import Block, block
 from .core import Formula

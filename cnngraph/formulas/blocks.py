@@ -37,7 +37,7 @@ from ..zoo.resnet import basic_block
 from ..zoo.resnet import bottleneck as zoo_bottleneck
 from ..zoo.resnext import pathways_block
 from ..zoo.senet import se_module
-from .core import Formula, LayerCost, check_include, convention_text, costs, over_count
+from .core import Formula, check_include, convention_text, costs, over_count
 
 C, H, W, c, G, K, k, t, r, L, n = (sym(x) for x in "C H W c G K k t r L n".split())
 C_in, C_out = sym("C_in"), sym("C_out")

@@ -20,7 +20,7 @@ What a block's cost includes (the convention, stated by every report):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy
 

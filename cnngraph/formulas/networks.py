@@ -21,7 +21,6 @@ import sympy
 
 from .. import present
 from ..cost import analyze, total
-from ..graph import infer_shapes
 from ..ops import is_int
 from ..symbols import h, w
 from .core import Formula
