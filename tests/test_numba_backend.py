@@ -88,22 +88,23 @@ def calibrate_batchnorm(g, ws, x):
     batch ``x`` (in place), as training would: activations stay of order one however deep the net, so the
     float32 comparisons are well conditioned (random statistics let a 100-layer net's
     logits reach 1e5, where PyTorch's own float32 result is 15% off its float64 one)."""
-    from cnngraph.backends.common import GENERIC
+    from cnngraph.backends.numba_backend import KERNELS
 
     plan = compile(g, ws, fold=False, fuse=False)
-    ex = Executor(plan, numpy_backend())
+    ex = executor(plan)
     views = ex.arena(x.shape[0])
     views[plan.inputs[0]][...] = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x[:, None, None, :]
-    for step, fn in zip(plan.steps, ex.fns):
-        if step.op == "batchnorm":
-            v = views[step.inputs[0]].astype(np.float64)
-            ws[f"{step.node}.running_mean"] = v.mean(axis=(0, 1, 2)).astype(np.float32)
-            var = v.var(axis=(0, 1, 2))
-            # a floor at the layer's mean variance: a channel nearly constant over a small
-            # batch must not be blown up (that too would make the comparison ill-conditioned)
-            ws[f"{step.node}.running_var"] = (var + var.mean() + 1e-3).astype(np.float32)
-            fn = GENERIC["batchnorm"](step, plan, ex.rt)
-        fn([views[i] for i in step.inputs], views[step.output], views[step.residual] if step.residual else None)
+    with ex.rt.session():  # single-threaded BLAS inside the pool, as Executor.run does
+        for step, fn in zip(plan.steps, ex.fns):
+            if step.op == "batchnorm":
+                v = views[step.inputs[0]].astype(np.float64)
+                ws[f"{step.node}.running_mean"] = v.mean(axis=(0, 1, 2)).astype(np.float32)
+                var = v.var(axis=(0, 1, 2))
+                # a floor at the layer's mean variance: a channel nearly constant over a small
+                # batch must not be blown up (that too would make the comparison ill-conditioned)
+                ws[f"{step.node}.running_var"] = (var + var.mean() + 1e-3).astype(np.float32)
+                fn = KERNELS["batchnorm"](step, plan, ex.rt)
+            fn([views[i] for i in step.inputs], views[step.output], views[step.residual] if step.residual else None)
     return ws
 
 
