@@ -21,7 +21,7 @@ import sympy
 
 from .. import present
 from ..cost import analyze, total
-from ..ops import is_int
+from ..ops import is_int, tidy
 from ..symbols import h, w
 from .core import Formula
 
@@ -128,9 +128,11 @@ def network(model, input=None, **options) -> NetworkFormulas:
                                          if syms else "", "⌊⌋ where a stride does not divide" if any(
                                              sympy.sympify(getattr(report.total, k)).has(sympy.floor, sympy.ceiling)
                                              for k in FIELDS) else ""])) or "numeric"
-    totals = {k: Formula(getattr(report.total, k), "expanded") for k in FIELDS}
-    stages = {s: {k: Formula(getattr(c, k), "expanded") for k in FIELDS}
-              for s, c in ((s, total(rows)) for s, rows in stage_rows(report).items())}
+    per_stage = {s: total(rows) for s, rows in stage_rows(report).items()}
+    stages = {s: {k: Formula(getattr(c, k), "expanded") for k in FIELDS} for s, c in per_stage.items()}
+    # the network's totals as sums of the few stage totals, not of every layer again
+    totals = {k: Formula(tidy(sympy.Add(*(sympy.sympify(getattr(c, k)) for c in per_stage.values()))), "expanded")
+              for k in FIELDS}
     nf = NetworkFormulas(name, tuple(input), assumption, totals, stages, str(report.convention))
     if usual is not None and spatial and not options:
         _check(nf, g, usual)
