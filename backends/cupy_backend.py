@@ -99,7 +99,13 @@ class NumpyDevice:
         np.matmul(a, b, out=out)
 
     def session(self):
-        return contextlib.nullcontext()
+        # BLAS on one thread while a plan runs: the CPU devices are about semantics, and BLAS
+        # threads spinning on small GEMMs beside other work only cost time (3× on ResNet-1202).
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - installed with numba's dependencies
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=1, user_api="blas")
 
     def synchronize(self):
         pass
@@ -141,6 +147,15 @@ def host_library(kernels=None):
 _CTYPES = {"int": ctypes.c_int, "float": ctypes.c_float}
 
 
+def host_launcher(k):
+    """``launch_<kernel>(grid, block, *args)`` of the host library, typed from the kernel's signature
+    (pointers are passed as addresses: ``array.ctypes.data``)."""
+    fn = getattr(host_library(), f"launch_{k.symbol}")
+    fn.restype = None
+    fn.argtypes = [ctypes.c_uint, ctypes.c_uint] + [ctypes.c_void_p if p.pointer else _CTYPES[p.ctype] for p in k.params]
+    return fn
+
+
 class HostDevice(NumpyDevice):
     """The CUDA kernel sources compiled for the CPU; the grid runs as a loop (tests, debugging)."""
 
@@ -149,13 +164,10 @@ class HostDevice(NumpyDevice):
 
     def __init__(self, tf32: bool | None = None):
         super().__init__(tf32)
-        self.lib = host_library()
+        host_library()  # compile now: a missing compiler is an error here, not at the first launch
 
     def kernel(self, k):
-        fn = getattr(self.lib, f"launch_{k.symbol}")
-        fn.restype = None
-        fn.argtypes = [ctypes.c_uint, ctypes.c_uint] + [ctypes.c_void_p if p.pointer else _CTYPES[p.ctype]
-                                                         for p in k.params]
+        fn = host_launcher(k)
 
         def launch(**args):
             vals = marshal(k, args, self.is_array)

@@ -114,11 +114,11 @@ class Param:
     ctype: str  # "const float*", "float*", "int" or "float"
     name: str
 
-    @property
+    @functools.cached_property
     def pointer(self) -> bool:
         return self.ctype.endswith("*")
 
-    @property
+    @functools.cached_property
     def const(self) -> bool:
         return self.ctype.startswith("const")
 
@@ -209,11 +209,13 @@ class Threads:
 
     Loads and stores go through :meth:`ld` and :meth:`st`, which refuse indices outside the
     array (a GPU would read or corrupt other memory silently); in ``strict`` mode a store
-    also refuses two threads writing one element (a race on a GPU).
+    also refuses two threads writing one element (a race on a GPU). Index arithmetic depends
+    on the integer arguments only: :meth:`memo` keeps it, with its bounds, for the next
+    launch with the same arguments (layers of one shape repeat through a network).
     """
 
-    def __init__(self, kernel: Kernel, args: dict, strict: bool = False):
-        self.kernel, self.strict = kernel, strict
+    def __init__(self, kernel: Kernel, args: dict):
+        self.kernel, self.strict = kernel, False
         exts = kernel.extents(args)
         rem = np.arange(math.prod(exts), dtype=np.int64)
         coords = {}
@@ -223,27 +225,60 @@ class Threads:
         coords[kernel.space[0][0]] = rem
         self.__dict__.update(coords)
         self.size = int(rem.size)
+        self._memo: dict = {}
+        self._stable = {id(a): a for a in coords.values()}  # arrays whose bounds may be cached
+        self._bounds: dict = {}
+        self._safe: dict = {}
 
-    def _check(self, a, idx, where, what):
-        if idx.size == 0 or (where is not None and not where.any()):
-            return
-        lo = int(idx.min(where=where, initial=0)) if where is not None else int(idx.min())
-        hi = int(idx.max(where=where, initial=0)) if where is not None else int(idx.max())
-        if lo < 0 or hi >= a.size:
+    def memo(self, key, fn):
+        """``fn()`` (index arrays), computed once per set of integer arguments."""
+        if key not in self._memo:
+            val = fn()
+            self._memo[key] = val
+            for a in val if isinstance(val, tuple) else (val,):
+                if isinstance(a, np.ndarray):
+                    self._stable[id(a)] = a
+        return self._memo[key]
+
+    def _full(self, idx):
+        idx = np.asarray(idx, np.int64)
+        return idx if idx.shape[:1] == (self.size,) else np.broadcast_to(idx, (self.size,) + idx.shape[1:])
+
+    def _check(self, a, idx, mask, what):
+        key = (id(idx), id(mask))
+        stable = id(idx) in self._stable and (mask is None or id(mask) in self._stable)
+        if stable and key in self._bounds:
+            lo, hi = self._bounds[key]
+        elif idx.size == 0 or (mask is not None and not mask.any()):
+            lo, hi = 0, -1
+        else:
+            where = True if mask is None else np.broadcast_to(mask, idx.shape)
+            lo = int(idx.min(where=where, initial=np.iinfo(np.int64).max))
+            hi = int(idx.max(where=where, initial=-1))
+        if stable:
+            self._bounds[key] = (lo, hi)
+        if hi >= 0 and (lo < 0 or hi >= a.size):
             raise CnnGraphError(f"kernel {self.kernel.name}: {what} index out of range [{lo}, {hi}] "
                                 f"for an array of {a.size} elements")
 
     def ld(self, a, idx, mask=None, other=0.0):
-        """``a[idx]`` per thread; where ``mask`` is false the thread does not load and gets ``other``."""
-        idx = np.broadcast_to(np.asarray(idx, np.int64), (self.size,))
+        """``a[idx]`` per thread (``idx`` of shape (threads,) or (threads, k)); where ``mask`` is
+        false the thread does not load and gets ``other``."""
+        idx = self._full(idx)
         self._check(a, idx, mask, "load")
         if mask is None:
             return a[idx]
-        return np.where(mask, a[np.where(mask, idx, 0)], np.float32(other)).astype(np.float32, copy=False)
+        key = (id(idx), id(mask))
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = np.where(mask, idx, 0)
+            if id(idx) in self._stable and id(mask) in self._stable:
+                self._safe[key] = safe
+        return np.where(mask, a[safe], np.float32(other)).astype(np.float32, copy=False)
 
     def st(self, a, idx, v) -> None:
         """``a[idx] = v`` per thread."""
-        idx = np.broadcast_to(np.asarray(idx, np.int64), (self.size,))
+        idx = self._full(idx)
         self._check(a, idx, None, "store")
         if self.strict and np.unique(idx).size != idx.size:
             raise CnnGraphError(f"kernel {self.kernel.name}: two threads store to the same element (a race on a GPU)")
@@ -280,13 +315,13 @@ dst[o] = cnn_act(v, act2);
 
 
 def _epilogue_np(t, src, dst, scale, bias, res, rows, C, opg, has_scale, has_bias, has_res, act1, act2):
-    v = t.ld(src, (t.c // opg) * rows * opg + t.r * opg + t.c % opg)
+    s, o = t.memo("index", lambda: ((t.c // opg) * rows * opg + t.r * opg + t.c % opg, t.r * C + t.c))
+    v = t.ld(src, s)
     if has_scale:
         v = v * t.ld(scale, t.c)
     if has_bias:
         v = v + t.ld(bias, t.c)
     v = act_numpy(v, act1)
-    o = t.r * C + t.c
     if has_res:
         v = v + t.ld(res, o)
     t.st(dst, o, act_numpy(v, act2))
@@ -314,13 +349,17 @@ cols[((g * rows + r) * (kh * kw) + tap) * cpg + ci] = v;
 
 
 def _im2col_np(t, x, cols, H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, cpg, G, row0, rows):
-    m = row0 + t.r
-    n, p = m // (Ho * Wo), m % (Ho * Wo)
-    oh, ow = p // Wo, p % Wo
-    ih, iw = oh * sh - pt + (t.tap // kw) * dh, ow * sw - pl + (t.tap % kw) * dw
-    inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    v = t.ld(x, ((n * H + ih) * W + iw) * C + t.g * cpg + t.ci, mask=inside)
-    t.st(cols, ((t.g * rows + t.r) * (kh * kw) + t.tap) * cpg + t.ci, v)
+    def index():
+        m = row0 + t.r
+        n, p = m // (Ho * Wo), m % (Ho * Wo)
+        oh, ow = p // Wo, p % Wo
+        ih, iw = oh * sh - pt + (t.tap // kw) * dh, ow * sw - pl + (t.tap % kw) * dw
+        inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        return (((n * H + ih) * W + iw) * C + t.g * cpg + t.ci, inside,
+                ((t.g * rows + t.r) * (kh * kw) + t.tap) * cpg + t.ci)
+
+    src, inside, dst = t.memo("index", index)
+    t.st(cols, dst, t.ld(x, src, mask=inside))
 
 
 DIRECT_CONV = Kernel(
@@ -358,22 +397,24 @@ out[o] = cnn_act(acc, act2);
 
 def _direct_conv_np(t, x, w, bias, res, out, N, H, W, C, Ho, Wo, Cout, kh, kw, sh, sw, pt, pl, dh, dw, cpg, opg,
                     has_bias, has_res, act1, act2):
-    c0 = (t.co // opg) * cpg
+    def tap(i, j):  # the tap's input and weight indices for every channel of the group, (threads, cpg)
+        ih, iw = t.oh * sh - pt + i * dh, t.ow * sw - pl + j * dw
+        ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        ci = np.arange(cpg)
+        xb = (((t.n * H + ih) * W + iw) * C + (t.co // opg) * cpg)[:, None] + ci
+        return ok, ok[:, None], xb, ((i * kw + j) * cpg * Cout + t.co)[:, None] + ci * Cout
+
     acc = t.zeros()
     for i in range(kh):
-        ih = t.oh * sh - pt + i * dh
-        ok_h = (ih >= 0) & (ih < H)
         for j in range(kw):
-            iw = t.ow * sw - pl + j * dw
-            ok = ok_h & (iw >= 0) & (iw < W)
-            xb = ((t.n * H + ih) * W + iw) * C + c0
-            wb = (i * kw + j) * cpg * Cout + t.co
-            for ci in range(cpg):
-                acc = np.where(ok, acc + t.ld(x, xb + ci, mask=ok) * t.ld(w, wb + ci * Cout), acc)
+            ok, ok2, xi, wi = t.memo(("tap", i, j), lambda: tap(i, j))
+            xv, wv = t.ld(x, xi, mask=ok2), t.ld(w, wi)
+            for ci in range(cpg):  # the CUDA loop's order of additions
+                acc = np.where(ok, acc + xv[:, ci] * wv[:, ci], acc)
     if has_bias:
         acc = acc + t.ld(bias, t.co)
     acc = act_numpy(acc, act1)
-    o = ((t.n * Ho + t.oh) * Wo + t.ow) * Cout + t.co
+    o = t.memo("out", lambda: ((t.n * Ho + t.oh) * Wo + t.ow) * Cout + t.co)
     if has_res:
         acc = acc + t.ld(res, o)
     t.st(out, o, act_numpy(acc, act2))
@@ -404,17 +445,20 @@ out[((n * Ho + oh) * Wo + ow) * C + c] = m;
 )
 
 
+def _pool_tap(t, H, W, C, sh, sw, pt, pl, di, dj):
+    """Whether each thread's tap at offset (di, dj) lies inside the input, and its index."""
+    ih, iw = t.oh * sh - pt + di, t.ow * sw - pl + dj
+    return (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W), ((t.n * H + ih) * W + iw) * C + t.c
+
+
 def _maxpool_np(t, x, out, N, H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw):
     m = t.full(-np.inf)
     for i in range(kh):
-        ih = t.oh * sh - pt + i * dh
-        ok_h = (ih >= 0) & (ih < H)
         for j in range(kw):
-            iw = t.ow * sw - pl + j * dw
-            ok = ok_h & (iw >= 0) & (iw < W)
-            v = t.ld(x, ((t.n * H + ih) * W + iw) * C + t.c, mask=ok)
+            ok, idx = t.memo(("tap", i, j), lambda: _pool_tap(t, H, W, C, sh, sw, pt, pl, i * dh, j * dw))
+            v = t.ld(x, idx, mask=ok)
             m = np.where(ok & ((v > m) | (v != v)), v, m)
-    t.st(out, ((t.n * Ho + t.oh) * Wo + t.ow) * C + t.c, m)
+    t.st(out, t.memo("out", lambda: ((t.n * Ho + t.oh) * Wo + t.ow) * C + t.c), m)
 
 
 AVGPOOL = Kernel(
@@ -444,13 +488,11 @@ out[((n * Ho + oh) * Wo + ow) * C + c] = s / divisor[oh * Wo + ow];
 def _avgpool_np(t, x, divisor, out, N, H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl):
     s = t.zeros()
     for i in range(kh):
-        ih = t.oh * sh - pt + i
-        ok_h = (ih >= 0) & (ih < H)
         for j in range(kw):
-            iw = t.ow * sw - pl + j
-            ok = ok_h & (iw >= 0) & (iw < W)
-            s = np.where(ok, s + t.ld(x, ((t.n * H + ih) * W + iw) * C + t.c, mask=ok), s)
-    t.st(out, ((t.n * Ho + t.oh) * Wo + t.ow) * C + t.c, s / t.ld(divisor, t.oh * Wo + t.ow))
+            ok, idx = t.memo(("tap", i, j), lambda: _pool_tap(t, H, W, C, sh, sw, pt, pl, i, j))
+            s = np.where(ok, s + t.ld(x, idx, mask=ok), s)
+    o, d = t.memo("out", lambda: (((t.n * Ho + t.oh) * Wo + t.ow) * C + t.c, t.oh * Wo + t.ow))
+    t.st(out, o, s / t.ld(divisor, d))
 
 
 ADAPTIVE_POOL = Kernel(
@@ -659,5 +701,20 @@ def emulate(kernel: Kernel, args: list, strict: bool = False) -> None:
                 if not (same and i.name in kernel.aliases.get(o.name, ())):
                     raise CnnGraphError(f"kernel {kernel.name}: output {o.name} overlaps input {i.name}, "
                                         "which the kernel does not allow (a race on a GPU)")
+    t = _threads(kernel, {p.name: named[p.name] for p in kernel.params if not p.pointer})
+    t.strict = strict
     with np.errstate(over="ignore", invalid="ignore"):
-        kernel.emulate(Threads(kernel, named, strict), **named)
+        kernel.emulate(t, **named)
+
+
+_THREADS: dict = {}  # (kernel, integer arguments) -> Threads, least recently used first
+_THREADS_POINTS = 1 << 23  # points kept in all (each with its coordinates and index arrays)
+
+
+def _threads(kernel: Kernel, scalars: dict) -> Threads:
+    key = (kernel.name, kernel.signature, kernel.body, kernel.emulate, tuple(scalars.items()))
+    t = _THREADS.pop(key, None) or Threads(kernel, scalars)
+    _THREADS[key] = t
+    while sum(v.size for v in _THREADS.values()) > _THREADS_POINTS and len(_THREADS) > 1:
+        del _THREADS[next(iter(_THREADS))]
+    return t

@@ -35,9 +35,10 @@ def rel_err(a, b) -> float:
 
 def tame_residuals(g, ws: dict) -> dict:
     """Random weights make a deep residual net's signal grow at every block (the branch adds
-    its variance to the shortcut's), past float32's range in ResNet-1202. Scale the last
-    conv or batch norm of every branch entering an add by s = min(1, 2/√adds), so the
-    variance grows by about e⁴ at most whatever the depth; shallow nets keep s close to 1."""
+    its variance to the shortcut's), past float32's range in ResNet-1202, and the rounding
+    errors of float32 with it. Scale the last conv or batch norm of every branch entering an
+    add (through an SE gate) by s = min(1, 2/√adds), so the variance grows by about e⁴ at
+    most whatever the depth; shallow nets keep s close to 1."""
     adds = [n for n in g if g.nodes[n]["op"] == "add"]
     s = min(1.0, 2.0 / np.sqrt(max(len(adds), 1)))
     if s == 1.0:
@@ -45,6 +46,8 @@ def tame_residuals(g, ws: dict) -> dict:
     ws, done = dict(ws), set()
     for a in adds:
         for i in g.nodes[a]["inputs"]:
+            while g.nodes[i]["op"] == "mul":  # squeeze-and-excitation: the gated feature map
+                i = g.nodes[i]["inputs"][0]
             op = g.nodes[i]["op"]
             if i in done or op not in ("batchnorm", "conv2d"):
                 continue
@@ -288,6 +291,11 @@ def test_launches_check_their_arguments():
         mul(**_args(HW=4))  # 16 threads on arrays of 12: a GPU would read past the end
     with pytest.raises(CnnGraphError, match="does not fit in an int"):
         mul(**_args(N=2**31))
+    im2col = dev.kernel(KERNELS["im2col"])
+    geo = dict(W=4, C=2, Ho=4, Wo=4, kh=3, kw=3, sh=1, sw=1, pt=1, pl=1, dh=1, dw=1, cpg=2, G=1, row0=0, rows=16)
+    im2col(x=np.zeros(32, np.float32), cols=np.zeros(16 * 18, np.float32), H=4, **geo)
+    with pytest.raises(CnnGraphError, match="load index out of range"):  # x holds 4×4×2, not 5×4×2
+        im2col(x=np.zeros(32, np.float32), cols=np.zeros(16 * 18, np.float32), H=5, **geo)
     buf = np.zeros(12, np.float32)
     mul(**_args(x=buf, out=buf))  # declared: out may overwrite x element for element
     lrn_ = dev.kernel(KERNELS["lrn"])
@@ -327,3 +335,84 @@ def test_plain_executor_runs_the_backend_too(resnet18):
     (ours,) = cb.executor(plan, device="shim").run(x)
     (plain,) = Executor(plan, cb.backend(cb.get_device("shim"))).run(x)
     np.testing.assert_array_equal(ours, plain)
+
+
+# ---------------------------------------------------------------- the "cuda" device's CuPy calls, on a stand-in
+class _FakeRawKernel:
+    """cupy.RawKernel as the cuda device calls it: (source, name); then ((grid,), (block,), args).
+    It checks the call and runs the launcher the host compiler made from the same source."""
+
+    launches = 0
+
+    def __init__(self, code, name):
+        (self.kernel,) = [k for k in KERNELS.values() if k.symbol == name]
+        assert code == self.kernel.source()
+        self.fn = cb.host_launcher(self.kernel)
+
+    def __call__(self, grid, block, args):
+        assert len(grid) == len(block) == 1 and 1 <= grid[0] and block[0] == 256
+        assert isinstance(args, tuple) and len(args) == len(self.kernel.params)
+        kinds = {"int": np.int32, "float": np.float32}
+        for p, a in zip(self.kernel.params, args):  # what CuPy needs: arrays, and scalars of the C type
+            assert (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous) if p.pointer \
+                else type(a) is kinds[p.ctype], p.name
+        type(self).launches += 1
+        self.fn(*grid, *block, *[a.ctypes.data if p.pointer else a.item() for p, a in zip(self.kernel.params, args)])
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """A stand-in for CuPy on NumPy (arrays, matmul, the compute type, a device of compute
+    capability 8.0) with kernels run by :class:`_FakeRawKernel`: CudaDevice's code on the CPU."""
+    import sys
+    import types
+
+    compute = {"type": 1}
+    core = types.SimpleNamespace(get_compute_type=lambda dt: compute["type"],
+                                 set_compute_type=lambda dt, t: compute.__setitem__("type", t))
+    linalg = types.SimpleNamespace(COMPUTE_TYPE_DEFAULT=1, COMPUTE_TYPE_TF32=7)
+    core._routines_linalg = linalg
+    dev = types.SimpleNamespace(compute_capability="80", attributes={"MultiProcessorCount": 2})
+    cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=lambda *a: dev,
+                                 get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
+    fake = types.ModuleType("cupy")
+    fake.__getattr__ = lambda name: getattr(np, name)  # the array API is NumPy's
+    fake.__version__ = "fake"
+    fake.RawKernel, fake.cuda, fake._core, fake.asnumpy = _FakeRawKernel, cuda, core, np.asarray
+    special = types.ModuleType("cupyx.scipy.special")
+    special.erf = cb.NumpyDevice().erf
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupy._core", core)
+    monkeypatch.setitem(sys.modules, "cupy._core._routines_linalg", linalg)
+    monkeypatch.setitem(sys.modules, "cupyx", types.ModuleType("cupyx"))
+    monkeypatch.setitem(sys.modules, "cupyx.scipy", types.ModuleType("cupyx.scipy"))
+    monkeypatch.setitem(sys.modules, "cupyx.scipy.special", special)
+    monkeypatch.setattr(cb, "_BACKEND", None)
+    return types.SimpleNamespace(module=fake, dev=dev, compute=compute)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_cuda_device_calls_cupy_correctly(fake_cupy, name):
+    plan, x = case_data(zoo.build(name, input=(3, 32, 32)), seed=4, batch=2)
+    (ref,) = numba_run(plan, x)
+    before = _FakeRawKernel.launches
+    ex = cb.executor(plan, tf32=False)
+    assert ex.backend.name == "cupy" and ex.xp is fake_cupy.module
+    (y,) = ex.run(x)
+    assert _FakeRawKernel.launches > before
+    assert rel_err(y, ref) <= TOL
+    (yd,) = ex.run_device(x)
+    np.testing.assert_array_equal(yd, y)
+    assert fake_cupy.compute["type"] == 1  # the session restored the compute type
+
+
+def test_cuda_device_tf32_session_and_old_gpus(fake_cupy):
+    seen = []
+    d = cb.get_device("cuda", tf32=True)
+    with d.session():
+        seen.append(fake_cupy.compute["type"])
+    assert seen == [7] and fake_cupy.compute["type"] == 1
+    fake_cupy.dev.compute_capability = "70"
+    with pytest.raises(CnnGraphError, match="compute capability 8.0"):
+        cb.get_device("cuda", tf32=True)
+    assert cb.BACKEND.name == "cupy"  # what cnngraph run --backend cupy takes
