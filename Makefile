@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup dot demo test test-fast torch gallery browser-check bench clean
+.PHONY: setup dot demo test test-fast torch gallery browser-check bench clean gpu-setup gpu-test gpu-bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,19 @@ torch: $(STAMP)
 
 test: setup
 	$(VENV)/bin/pytest -q
+
+# On a machine with an NVIDIA GPU and its driver: CuPy (with the CUDA libraries it needs),
+# then the GPU tests (every zoo model against the Numba backend) or the ResNet-50 benchmark
+# against PyTorch with cuDNN (a CUDA build of torch: installed when torch is missing).
+gpu-setup: $(STAMP)
+	$(PIP) install -q -e '.[gpu]'
+
+gpu-test: gpu-setup
+	$(VENV)/bin/pytest -q -rs tests/gpu tests/test_cuda_sources.py
+
+gpu-bench: gpu-setup
+	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q torch
+	$(PY) benchmarks/bench_gpu_resnet50.py
 
 gallery: setup
 	$(VENV)/bin/cnngraph gallery
