@@ -219,6 +219,8 @@ class CudaDevice:
 
         self.erf = erf
         self._raw: dict = {}
+        # grid-stride launches: a few waves of blocks per multiprocessor, whatever the size
+        self.max_blocks = 32 * int(cupy.cuda.Device().attributes.get("MultiProcessorCount", 80))
 
     def asarray(self, a):
         return self.cupy.asarray(np.asarray(a, np.float32))
@@ -233,12 +235,10 @@ class CudaDevice:
         if k.name not in self._raw:
             self._raw[k.name] = self.cupy.RawKernel(k.source(), k.symbol)
         raw = self._raw[k.name]
-        props = self.cupy.cuda.Device().attributes
-        max_blocks = 32 * props.get("MultiProcessorCount", 80)
 
         def launch(**args):
             vals = marshal(k, args, self.is_array)
-            grid, block = launch_config(k.total({p.name: v for p, v in zip(k.params, vals)}), max_blocks)
+            grid, block = launch_config(k.total({p.name: v for p, v in zip(k.params, vals)}), self.max_blocks)
             raw((grid,), (block,), tuple(vals))
 
         return launch

@@ -416,3 +416,12 @@ def test_cuda_device_tf32_session_and_old_gpus(fake_cupy):
     with pytest.raises(CnnGraphError, match="compute capability 8.0"):
         cb.get_device("cuda", tf32=True)
     assert cb.BACKEND.name == "cupy"  # what cnngraph run --backend cupy takes
+
+
+def test_doctests():
+    import doctest
+
+    from cnngraph.backends import cupy_kernels
+
+    for mod in (cb, cupy_kernels):
+        assert doctest.testmod(mod).failed == 0, mod.__name__
