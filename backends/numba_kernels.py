@@ -85,26 +85,35 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2):
 @njit(**JIT)
 def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
     """Rows r0:r1 of the packed matrix of a convolution: row = output pixel (n, oh, ow),
-    columns = (i, j, channel) taps of channels c0:c0+cg, zeros in the padding."""
-    H, W = x.shape[1], x.shape[2]
+    columns = (i, j, channel) taps of channels c0:c0+cg, zeros in the padding.
+
+    With all channels and no horizontal dilation, the kw taps of a kernel row are one
+    contiguous run of kw·C inputs (channels last): copied at once when inside the image."""
+    N, H, W, C = x.shape
+    xf = x.reshape(N * H * W * C)
+    run = cg == C and dw == 1
     hw = Ho * Wo
     for r in range(r0, r1):
         n = r // hw
         oh = (r % hw) // Wo
         ow = r % Wo
         row = r - r0
-        col = 0
+        iw0 = ow * sw - pl
         for i in range(kh):
             ih = oh * sh - pt + i * dh
-            for j in range(kw):
-                iw = ow * sw - pl + j * dw
-                if 0 <= ih < H and 0 <= iw < W:
-                    for c in range(cg):
-                        cols[row, col + c] = x[n, ih, iw, c0 + c]
-                else:
-                    for c in range(cg):
-                        cols[row, col + c] = np.float32(0)
-                col += cg
+            col = i * kw * cg
+            if ih < 0 or ih >= H:
+                cols[row, col:col + kw * cg] = 0
+            elif run and iw0 >= 0 and iw0 + kw <= W:
+                o = ((n * H + ih) * W + iw0) * C
+                cols[row, col:col + kw * C] = xf[o:o + kw * C]
+            else:
+                for j in range(kw):
+                    iw = iw0 + j * dw
+                    if 0 <= iw < W:
+                        cols[row, col + j * cg:col + (j + 1) * cg] = x[n, ih, iw, c0:c0 + cg]
+                    else:
+                        cols[row, col + j * cg:col + (j + 1) * cg] = 0
 
 
 @njit(**JIT)

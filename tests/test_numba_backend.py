@@ -4,6 +4,7 @@ Relative error is ``max|a − b| / max|b|`` (b the reference), float32 on both s
 PyTorch is an optional test extra: the tests that need it skip without it.
 """
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -286,6 +287,8 @@ def test_zoo_model_matches_torch_and_ort(name):
         bound = max(TOL, 2 * own)
         if own > TOL:
             ILL_CONDITIONED[name] = own
+            warnings.warn(f"{name} at {small_input(name)}: PyTorch's float32 result is {own:.1e} from its float64 "
+                          f"one; ours {max(errs):.1e} (bound {bound:.1e})")
     for a, b in zip(ours, ref):
         assert a.shape == b.shape and np.isfinite(b).all()
     assert max(errs) <= bound, f"{name}: against PyTorch (float64)"
