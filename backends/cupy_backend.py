@@ -61,7 +61,8 @@ DEVICES = ("cuda", "shim", "host")
 
 # ---------------------------------------------------------------- devices
 def tf32_round(a: np.ndarray) -> np.ndarray:
-    """float32 rounded to TF32 (10 mantissa bits, to nearest): what a TF32 tensor-core GEMM reads."""
+    """float32 rounded to TF32 (10 mantissa bits; to nearest, ties away from zero): what a TF32
+    tensor-core GEMM reads. For the shim's TF32 emulation."""
     b = np.ascontiguousarray(a, np.float32).view(np.uint32)
     return ((b + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
 
@@ -310,8 +311,8 @@ class CupyExecutor(Executor):
 
     def arena(self, n: int) -> dict:
         if n not in self._arenas:
-            self._arenas = {}  # drop the previous batch size's arena first: arenas are large
             mem, ws = self.plan.memory, self.rt.extra["workspace"]
+            self._arenas, ws.bufs = {}, {}  # drop the previous batch size's arena first: arenas are large
             sizes = [n * int(s) for s in mem.slots]
             extra = ws.sizes(n)
             offsets, total = [], 0
