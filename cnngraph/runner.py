@@ -155,7 +155,7 @@ def cmd_bench(args):
     print(f"  time per batch   median {med * 1e3:.1f} ms, best {best * 1e3:.1f} ms")
     print(f"  throughput       {n / med:.1f} images/s")
     print(f"  compute          {gflops:.1f} GFLOP/s (2 FLOP per MAC, {2 * macs * n / 1e9:.2f} GFLOP per batch)")
-    gemm = getattr(ex.backend, "gemm_name", "NumPy")
+    gemm = getattr(ex.backend, "gemm_name", "NumPy 2048³")
     print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s ({gemm} float32, this run): "
           f"{gflops / ceiling:.0%} of it; the batch cannot beat {2 * macs * n / 1e9 / ceiling * 1e3:.1f} ms")
     print(f"  memory           activations {fmt_bytes(mem.planned_bytes)} planned (naive {fmt_bytes(mem.naive_bytes)}), "
@@ -179,7 +179,8 @@ def cmd_plan(args):
         for i, s in enumerate(plan.steps):
             tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \
                 "".join(f" +{a}" for a in (s.act2,) if a)
-            print(f"{i:4d} {s.op:18s} {s.output:32s} slot {plan.values[s.output].slot}{tail}")
+            print(f"{i:4d} {s.op:18s} {s.node + (' → ' + s.output if s.output != s.node else ''):48s} "
+                  f"slot {plan.values[s.output].slot}{tail}")
     return 0
 
 
