@@ -245,7 +245,13 @@ class CudaDevice:
         return launch
 
     def matmul(self, a, b, out):
-        self.cupy.matmul(a, b, out=out)
+        if a.ndim == 2:
+            self.cupy.matmul(a, b, out=out)
+            return
+        # One 2-D GEMM per group: CuPy's 2-D matmul calls cublasGemmEx with the compute type
+        # set in session() (TF32 or not), its batched matmul a plain float32 one regardless.
+        for g in range(a.shape[0]):
+            self.cupy.matmul(a[g], b[g], out=out[g])
 
     @contextlib.contextmanager
     def session(self):

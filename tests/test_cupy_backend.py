@@ -391,9 +391,10 @@ def fake_cupy(monkeypatch):
     return types.SimpleNamespace(module=fake, dev=dev, compute=compute)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "wide_grouped_residual"])
 def test_cuda_device_calls_cupy_correctly(fake_cupy, name):
-    plan, x = case_data(zoo.build(name, input=(3, 32, 32)), seed=4, batch=2)
+    g = _build_case(name) if name in CASES else zoo.build(name, input=(3, 32, 32))
+    plan, x = case_data(g, seed=4, batch=2)
     (ref,) = numba_run(plan, x)
     before = _FakeRawKernel.launches
     ex = cb.executor(plan, tf32=False)
