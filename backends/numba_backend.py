@@ -70,6 +70,7 @@ class Pool:
 
     def __init__(self, threads: int):
         self.threads = threads
+        self.pid = os.getpid()
         self.scratch = [dict() for _ in range(threads)]
         self._todo = [queue.SimpleQueue() for _ in range(threads - 1)]
         self._done = queue.SimpleQueue()
@@ -138,9 +139,10 @@ _POOL_LOCK = threading.Lock()
 
 
 def pool() -> Pool:
+    """The process's pool (a new one after a fork: the child does not inherit the threads)."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL.threads != num_threads():
+        if _POOL is None or _POOL.threads != num_threads() or _POOL.pid != os.getpid():
             _POOL = Pool(num_threads())
         return _POOL
 
@@ -176,11 +178,18 @@ def single_threaded_blas():
             c.set_num_threads(n)
 
 
+class _PoolRef:
+    """The current process's pool, looked up at each use (so an executor survives a fork)."""
+
+    def __getattr__(self, name):
+        return getattr(pool(), name)
+
+
 def runtime() -> Runtime:
     from .common import _numpy_erf
 
     rt = Runtime(np, _numpy_erf(), np.asarray)
-    rt.extra["pool"] = pool()
+    rt.extra["pool"] = _PoolRef()
     rt.session = single_threaded_blas
     return rt
 
