@@ -6,6 +6,8 @@ space and launch checks) and with the CUDA sources compiled for the host (the "h
 device). Both must match the Numba CPU backend: relative error ``max|a − b| / max|b|``
 at most 1e-4, float32 on both sides. ``tests/gpu/test_gpu.py`` does the same on a GPU.
 """
+import time
+
 import numpy as np
 import pytest
 
@@ -372,13 +374,25 @@ def fake_cupy(monkeypatch):
                                  set_compute_type=lambda dt, t: compute.__setitem__("type", t))
     linalg = types.SimpleNamespace(COMPUTE_TYPE_DEFAULT=1, COMPUTE_TYPE_TF32=7)
     core._routines_linalg = linalg
-    dev = types.SimpleNamespace(compute_capability="80", attributes={"MultiProcessorCount": 2})
-    cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=lambda *a: dev,
+    dev = types.SimpleNamespace(id=0, compute_capability="80", attributes={"MultiProcessorCount": 2})
+
+    class Event:  # a CUDA event: the host clock stands in for the GPU's
+        def record(self):
+            self.t = time.perf_counter()
+
+        def synchronize(self):
+            pass
+
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda i: {"name": b"stand-in"},
+                                    runtimeGetVersion=lambda: 12090)
+    cuda = types.SimpleNamespace(runtime=runtime, Device=lambda *a: dev, Event=Event,
+                                 get_elapsed_time=lambda a, b: (b.t - a.t) * 1e3,
                                  get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
     fake = types.ModuleType("cupy")
     fake.__getattr__ = lambda name: getattr(np, name)  # the array API is NumPy's
     fake.__version__ = "fake"
     fake.RawKernel, fake.cuda, fake._core, fake.asnumpy = _FakeRawKernel, cuda, core, np.asarray
+    fake.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
     special = types.ModuleType("cupyx.scipy.special")
     special.erf = cb.NumpyDevice().erf
     monkeypatch.setitem(sys.modules, "cupy", fake)
@@ -426,3 +440,27 @@ def test_doctests():
 
     for mod in (cb, cupy_kernels):
         assert doctest.testmod(mod).failed == 0, mod.__name__
+
+
+def test_gpu_benchmark_runs_on_the_stand_in(fake_cupy, capsys, monkeypatch):
+    """The benchmark's own code (CuPy rows; the PyTorch peer only where torch has CUDA) on a
+    small ResNet-50, so a GPU machine runs a script that has run before."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_gpu_resnet50.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_resnet50", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    try:
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    except ImportError:
+        pass
+    assert bench.main(["--batch", "2", "--size", "64", "--repeat", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "GPU stand-in (compute capability 8.0)" in out
+    for prec in ("float32", "tf32"):
+        assert any(line.startswith("cnngraph") and prec in line for line in out.splitlines()), out
+    assert "peer not measured" in out
