@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import sympy
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from . import ops
 from .errors import CnnGraphError
@@ -54,17 +54,25 @@ def _dim(v):
 
 
 class _Builder:
-    """Collects nodes and initializers; names helper tensors ``layer/part``."""
+    """Collects nodes and initializers; names helper tensors ``layer/part``.
+
+    Initializers are written straight into the model (one copy of the weights, not three)."""
 
     def __init__(self, opset):
         self.opset = opset
-        self.nodes, self.inits, self.names = [], [], set()
+        self.model = onnx.ModelProto()
+        self.nodes, self.names = [], set()
 
     def init(self, name, array):
         if name in self.names:
             raise CnnGraphError(f"{name}: two initializers with this name")
         self.names.add(name)
-        self.inits.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
+        a = np.asarray(array, order="C")
+        t = self.model.graph.initializer.add()
+        t.name = name
+        t.data_type = helper.np_dtype_to_tensor_dtype(a.dtype)
+        t.dims.extend(a.shape)
+        t.raw_data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
         return name
 
     def const(self, name, values, dtype=np.int64):
@@ -122,6 +130,14 @@ def _adaptive(b, n, x, a, in_shape, kind):
 
 
 def _export_node(b, g, n, ws):
+    out = _export_layer(b, g, n, ws)
+    a = g.nodes[n]["attrs"]
+    if "inplace" in a:  # ONNX has no notion of it; the importer reads it back (memory counts)
+        b.nodes[-1].doc_string = "cnngraph: in place" if a["inplace"] else "cnngraph: not in place"
+    return out
+
+
+def _export_layer(b, g, n, ws):
     d = g.nodes[n]
     op, a, ins = d["op"], d["attrs"], list(d["inputs"])
     shapes = [g.nodes[i]["shape"] for i in ins]
@@ -273,8 +289,10 @@ def _lrn(b, n, x, a):
     alpha, beta, k = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("k", 1.0))
     if size % 2:
         return b.node("LRN", [x], n, n, size=size, alpha=alpha, beta=beta, bias=k)
-    # ONNX's LRN window is [c − (size−1)//2, c + ceil((size−1)/2)]; PyTorch's is
-    # [c − size//2, c + (size−1)//2]. They differ for an even size: spell PyTorch's out.
+    # ONNX's LRN window is [c − (size−1)//2, c + ceil((size−1)/2)], PyTorch's
+    # [c − size//2, c + (size−1)//2]: they differ for an even size, which ONNX Runtime does
+    # not run anyway. Spell PyTorch's out as its own exporter does: the mean of x² over a
+    # zero-padded channel window, x / (k + α·mean)^β.
     sq = b.node("Mul", [x, x], f"{n}/square", f"{n}/square")
     u = b.node("Unsqueeze", [sq, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
     pads = b.const(f"{n}/pads", [0, 0, size // 2, 0, 0, 0, 0, (size - 1) // 2, 0, 0])
@@ -316,17 +334,24 @@ def export(g, weights: dict | None = None, path=None, batch="N", opset: int = 17
     for o in outputs(g):
         if g.nodes[o]["op"] == "input":
             raise CnnGraphError(f"{o}: an input cannot also be an output in ONNX")
-    graph = helper.make_graph(b.nodes, g.graph.get("name") or "cnngraph", inputs, outs, b.inits)
-    model = helper.make_model(graph, producer_name=PRODUCER, opset_imports=[helper.make_opsetid("", opset)])
-    # IR version 8 (opset ≤ 18 era) keeps the file loadable by older runtimes.
+    model = b.model
+    model.graph.name = g.graph.get("name") or "cnngraph"
+    model.graph.node.extend(b.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outs)
+    model.producer_name = PRODUCER
+    model.opset_import.add(domain="", version=opset)
+    # The oldest IR version that has the opset keeps the file loadable by older runtimes.
     model.ir_version = min(onnx.IR_VERSION, 8 if opset <= 18 else 9 if opset <= 20 else 10)
+    data = None
     if check:
+        data = model.SerializeToString()
         try:
-            onnx.checker.check_model(model, full_check=True)
+            onnx.checker.check_model(data, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise CnnGraphError(f"{g.graph.get('name', '')}: exported ONNX model does not validate: {e}") from None
     if path is not None:
-        save(model, path)
+        Path(path).write_bytes(data if data is not None else model.SerializeToString())
     return model
 
 

@@ -88,8 +88,8 @@ def all_ops_net(input=(6, 17, 19)):
     se = hardsigmoid(se, name="se_gate")
     x = mul(x, se, name="se_mul")
     x = layernorm(x, name="ln")
-    s = adaptive_avgpool2d(x, (3, 2), name="adaptive_avg_uneven")
-    t = adaptive_maxpool2d(x, (2, 3), name="adaptive_max_uneven")
+    s = adaptive_avgpool2d(x, (4, 5), name="adaptive_avg_uneven")  # 6×6 -> 4×5: overlapping windows
+    t = adaptive_maxpool2d(x, (5, 4), name="adaptive_max_uneven")
     t = sigmoid(t, name="sig")
     u = adaptive_avgpool2d(x, 1, name="gap")
     v = adaptive_maxpool2d(x, 1, name="gmp")
@@ -109,6 +109,36 @@ def all_ops_net(input=(6, 17, 19)):
     return net.graph
 
 
+_POOL = {}
+
+
+def quick_weights(g, seed=0):
+    """Random-looking float32 weights, fast enough for the whole zoo: windows of one pool of
+    2^20 uniform numbers at random offsets, scaled to He's variance for conv/linear; batch
+    norm gets γ in [0.5, 1.5), β and mean in [-0.1, 0.1), variance in [0.5, 1.5) (calibrate
+    the statistics before comparing deep networks)."""
+    from cnngraph.weights import param_shapes
+
+    if seed not in _POOL:
+        _POOL[seed] = np.random.default_rng(seed).random(1 << 20, dtype=np.float32) * 2 - 1  # U(-1, 1)
+    pool = _POOL[seed]
+    rng = np.random.default_rng(seed + 1)
+    ws = {}
+    for key, (shape, _) in param_shapes(g).items():
+        field = key.rsplit(".", 1)[1]
+        n = int(np.prod(shape))
+        start = int(rng.integers(0, pool.size // 2))
+        u = pool[start:start + n] if start + n <= pool.size else np.resize(pool[start:], n)
+        if field == "weight" and len(shape) >= 2:
+            v = u * np.float32(np.sqrt(6.0 / max(1, n // shape[0])))  # variance 2/fan_in
+        elif field in ("weight", "running_var"):
+            v = u * np.float32(0.5) + np.float32(1.0)
+        else:
+            v = u * np.float32(0.1)
+        ws[key] = v.reshape(shape)
+    return ws
+
+
 def rel_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
@@ -125,6 +155,9 @@ def ort_run(model, feeds):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
+    # ONNX Runtime's kernels node by node: its fused/re-laid-out kernels (ENABLE_ALL) round
+    # differently (4e-3 on a random EfficientNet-B1, against 8e-4 unfused) and start slower.
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)
 

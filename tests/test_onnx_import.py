@@ -1,0 +1,565 @@
+"""ONNX import: the zoo round trip (export -> ONNX Runtime -> import -> same table, same
+outputs), models exported by PyTorch from modules written here (counts against forward hooks),
+symbolic dims, malformed and hostile files, the command line."""
+import io
+import json
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import sympy
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = nn.functional
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_cases import all_ops_net, ort_run, quick_weights, random_input, rel_err, small_input  # noqa: E402
+
+from cnngraph import analyze, weights, zoo  # noqa: E402
+from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph.onnx import export, load  # noqa: E402
+from cnngraph.symbols import H, W, sym  # noqa: E402
+from cnngraph.torch_ref import run, to_torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """PyTorch's thread pool spins against the other processes of a busy 2-core machine
+    (0.5 s becomes 17 s for a ResNet-152 forward): one thread, restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def table(g):
+    """Each row's name, kind, shapes and costs (the op may change: a uniform adaptive pooling
+    exports as an AveragePool and comes back as one, same costs)."""
+    rows = json.loads(analyze(g).to("json"))["rows"]
+    keep = ("name", "kind", "input_shape", "output_shape", "params", "buffers", "macs", "ops", "all_ops",
+            "memory_bytes", "flops")
+    return [{k: r[k] for k in keep} for r in rows]
+
+
+def assert_same_table(g, h):
+    """Same rows (the order may differ between equally valid topological orders)."""
+    a, b = ({r["name"]: r for r in table(x)} for x in (g, h))
+    assert sorted(a) == sorted(b)
+    for name, row in a.items():
+        assert row == b[name], name
+
+
+# ---------------------------------------------------------------- the zoo round trip
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_export_runs_and_round_trips(name):
+    """Export (checked by onnx.checker), ONNX Runtime = to_torch, import = same table and
+    weights, to_torch on the imported graph = ONNX Runtime."""
+    g = zoo.build(name, input=small_input(name))
+    # Batch norm statistics of another batch keep every activation well scaled, even 1001
+    # layers deep (the statistics of the test batch itself would turn 1×1 maps into ±1 signs).
+    ref = to_torch(g, quick_weights(g))
+    ref.calibrate(*(torch.from_numpy(v) for v in random_input(g, batch=8, seed=2).values()))
+    ws = {k: v.numpy() for k, v in ref.state_dict().items()}
+    x = random_input(g, batch=2)
+    with torch.no_grad():
+        want = ref(*(torch.from_numpy(v) for v in x.values())).numpy()
+    m = export(g, ws)
+    got = ort_run(m, x)[0]
+    assert got.shape == want.shape
+    assert np.all(np.isfinite(want))
+    err = rel_err(got, want)
+    if err >= 1e-4:
+        # A very deep random network (preact_resnet1001) is so ill-conditioned that float32
+        # rounding alone exceeds 1e-4: then ONNX Runtime must be as close to float64 PyTorch
+        # as float32 PyTorch is.
+        exact = run(g, ws, *x.values(), dtype=torch.float64)
+        assert rel_err(got, exact) <= 3 * rel_err(want, exact), (err, rel_err(want, exact))
+    h = load(m)
+    assert_same_table(g, h)
+    hw = h.graph["weights"]
+    assert set(hw) == set(ws)
+    assert all(np.array_equal(hw[k], ws[k]) for k in ws)
+    assert rel_err(run(h, hw, *x.values()), want) < 1e-6  # the same computation, op for op
+
+
+def test_all_ops_round_trip_is_exact():
+    """Every op of the registry comes back with its attributes; weights bit for bit."""
+    g = all_ops_net()
+    ws = weights.init(g, seed=0, random_bn=True)
+    h = load(export(g, ws))
+    assert set(h.nodes) == set(g.nodes)
+    for n in g.nodes:
+        assert h.nodes[n]["op"] == g.nodes[n]["op"], n
+        assert h.nodes[n]["attrs"] == g.nodes[n]["attrs"], n
+        assert h.nodes[n]["inputs"] == g.nodes[n]["inputs"], n
+        assert h.nodes[n]["shape"] == g.nodes[n]["shape"], n
+    assert set(h.graph["weights"]) == set(ws)
+    assert all(np.array_equal(h.graph["weights"][k], v) for k, v in ws.items())
+    assert h.graph["outputs"] == g.graph["outputs"]
+    assert h.nodes["layer1.0.conv1" if "layer1.0.conv1" in h else "stem.conv_asym"]["path"] == (("stem", "module"),)
+
+
+def test_symbolic_dims_give_formulas():
+    """dim_params N, H, W become symbols: the imported ResNet-18 has the zoo's formulas."""
+    gs = zoo.build("resnet18", input=(3, H, W))
+    ws = weights.init(zoo.build("resnet18", input=(3, 32, 32)), seed=0)
+    h = load(export(gs, ws))
+    assert h.graph["batch"] == sym("N")
+    assert h.nodes["input"]["shape"] == (3, H, W)
+    ra, rb = analyze(gs), analyze(h)
+    for f in ("params", "macs", "flops", "memory_bytes"):
+        assert sympy.simplify(getattr(ra.total, f) - getattr(rb.total, f)) == 0, f
+    assert rb.totals_function()(H=224, W=224)["macs"] == 1_814_073_344
+    r224 = analyze(h, input=(3, 224, 224))
+    assert r224.total.macs == 1_814_073_344 and r224.total.params == 11_689_512
+
+
+# ---------------------------------------------------------------- models exported by PyTorch
+class VGGish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                      nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+                                      nn.MaxPool2d(2, ceil_mode=True))
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(32 * 4 * 4, 64), nn.ReLU(inplace=True),
+                                        nn.Linear(64, 10), nn.Softmax(dim=1))
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+class Basic(nn.Module):
+    def __init__(self, cin, c, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.downsample = None if stride == 1 and cin == c else nn.Sequential(
+            nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        y += x if self.downsample is None else self.downsample(x)
+        return self.relu(y)
+
+
+class ResNetish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(Basic(16, 16, 1), Basic(16, 16, 1))
+        self.layer2 = nn.Sequential(Basic(16, 32, 2), Basic(32, 32, 1))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class Inceptionish(nn.Module):
+    """Four branches, concatenated; an auxiliary-free GoogLeNet-style module, GELU, SiLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 24, 3, 2, 1)
+        self.b1 = nn.Conv2d(24, 8, 1)
+        self.b2 = nn.Sequential(nn.Conv2d(24, 8, 1), nn.GELU(), nn.Conv2d(8, 12, 3, padding=1))
+        self.b3 = nn.Sequential(nn.Conv2d(24, 4, 1), nn.SiLU(), nn.Conv2d(4, 6, (1, 5), padding=(0, 2)),
+                                nn.Conv2d(6, 6, (5, 1), padding=(2, 0)))
+        self.b4 = nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=False), nn.Conv2d(24, 6, 1))
+        self.gn = nn.GroupNorm(4, 32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = torch.tanh(self.stem(x))
+        x = torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+        x = torch.sigmoid(self.gn(x))
+        return self.head(x.mean([2, 3]))
+
+
+class Separable(nn.Module):
+    """MobileNet/ShuffleNet-style: depthwise 3×3, pointwise 1×1, ReLU6, hard swish, SE with
+    view/expand, channel split and shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False)
+        self.dw_bn = nn.BatchNorm2d(16)
+        self.pw = nn.Conv2d(16, 32, 1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(32)
+        self.se_fc1 = nn.Linear(32, 8)
+        self.se_fc2 = nn.Linear(8, 32)
+        self.branch = nn.Sequential(nn.Conv2d(16, 16, 1), nn.Hardswish(), nn.Conv2d(16, 16, 3, 1, 2, dilation=2,
+                                                                                    groups=4), nn.Hardsigmoid())
+        self.fc = nn.Linear(32, 7)
+
+    def forward(self, x):
+        x = F.relu6(self.bn(self.conv(x)))
+        x = F.relu6(self.dw_bn(self.dw(x)))
+        x = F.hardswish(self.pw_bn(self.pw(x)))
+        n, c, _, _ = x.shape
+        s = F.adaptive_avg_pool2d(x, 1).view(n, c)
+        s = torch.sigmoid(self.se_fc2(F.relu(self.se_fc1(s)))).view(n, c, 1, 1)
+        x = x * s.expand_as(x)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.branch(b)], 1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def hook_counts(model, x):
+    """Parameters, and multiply-adds counted by forward hooks on Conv2d and Linear."""
+    macs = [0]
+
+    def conv(m, i, o):
+        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear(m, i, o):
+        macs[0] += o.numel() // o.shape[0] * m.in_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        y = model(x)
+    for h in hooks:
+        h.remove()
+    return sum(p.numel() for p in model.parameters()), macs[0], y
+
+
+def torch_export(model, x, dynamic=("N",), mode="preserve", opset=17):
+    axes = {0: "N"}
+    if "H" in dynamic:
+        axes.update({2: "H", 3: "W"})
+    f = io.BytesIO()
+    training = {"preserve": torch.onnx.TrainingMode.PRESERVE, "eval": torch.onnx.TrainingMode.EVAL}[mode]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, x, f, dynamo=False, training=training, opset_version=opset, input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": axes, "output": {0: "N"}})
+    return f.getvalue()
+
+
+def _randomize_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+TORCH_MODELS = {"vggish": (VGGish, 16), "resnetish": (ResNetish, 32), "inceptionish": (Inceptionish, 24),
+                "separable": (Separable, 20)}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_MODELS))
+@pytest.mark.parametrize("opset", [13, 17])
+def test_pytorch_exported_models(name, opset):
+    """PyTorch's own exporter: counts equal forward hooks', outputs equal PyTorch's."""
+    cls, size = TORCH_MODELS[name]
+    torch.manual_seed(0)
+    model = _randomize_bn(cls())
+    x = torch.randn(2, 3, size, size)
+    params, macs, y = hook_counts(model, x)
+    h = load(torch_export(model, x, opset=opset))
+    r = analyze(h)
+    assert r.total.params == params
+    assert r.total.macs == macs
+    assert h.graph["batch"] == sym("N")
+    got = run(h, h.graph["weights"], x.numpy())
+    assert rel_err(got, y.numpy()) < 1e-4
+    sd = {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    # state_dict names and values come back (PyTorch passes shared buffers through Identity)
+    hw = h.graph["weights"]
+    for k, v in sd.items():
+        assert k in hw and np.array_equal(hw[k], v), k
+
+
+def test_pytorch_names_become_module_paths():
+    torch.manual_seed(0)
+    model = _randomize_bn(ResNetish())
+    h = load(torch_export(model, torch.randn(1, 3, 32, 32)))
+    ops_by_name = {n: h.nodes[n]["op"] for n in h.nodes}
+    for name, op in {"conv1": "conv2d", "bn1": "batchnorm", "relu": "relu", "maxpool": "maxpool2d",
+                     "layer1.0.conv1": "conv2d", "layer1.0.relu": "relu", "layer1.0.relu_1": "relu",
+                     "layer1.0.add": "add", "layer2.0.downsample.0": "conv2d", "layer2.0.downsample.1": "batchnorm",
+                     "avgpool": "adaptive_avgpool2d", "flatten": "flatten", "fc": "linear"}.items():
+        assert ops_by_name.get(name) == op, (name, ops_by_name.get(name))
+    assert h.nodes["layer2.1.conv2"]["path"] == (("layer2", "module"), ("1", "module"))
+    assert set(analyze(h).groups(1)) >= {"layer1", "layer2"}
+
+
+def test_pytorch_symbolic_height_width():
+    """dynamic_axes N, H, W: the imported model has symbolic totals equal to the hook counts
+    at every size tried."""
+    torch.manual_seed(0)
+    model = _randomize_bn(Separable())
+    h = load(torch_export(model, torch.randn(1, 3, 20, 20), dynamic=("N", "H")))
+    assert h.nodes["input"]["shape"] == (3, H, W)
+    f = analyze(h).totals_function()
+    for s in (20, 33, 64):
+        params, macs, _ = hook_counts(model, torch.randn(1, 3, s, s))
+        assert f(H=s, W=s)["macs"] == macs and f(H=s, W=s)["params"] == params
+
+
+def test_pytorch_eval_mode_fused_batchnorm():
+    """EVAL export folds batch norm into the convs: same multiply-adds, same outputs."""
+    torch.manual_seed(0)
+    model = _randomize_bn(ResNetish())
+    x = torch.randn(2, 3, 32, 32)
+    params, macs, y = hook_counts(model, x)
+    h = load(torch_export(model, x, mode="eval"))
+    assert analyze(h).total.macs == macs
+    assert not any(h.nodes[n]["op"] == "batchnorm" for n in h.nodes)
+    assert h.nodes["layer1.0.conv1"]["attrs"]["bias"]  # named from the ONNX scope, bias from the fold
+    assert rel_err(run(h, h.graph["weights"], x.numpy()), y.numpy()) < 1e-4
+
+
+# ---------------------------------------------------------------- hand-made ONNX files
+def _model(nodes, inits=(), inputs=None, outputs=None, opset=17):
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    g = helper.make_graph(nodes, "hand", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8  # what ONNX Runtime reads
+    return m
+
+
+def _conv_model(w=None):
+    w = np.ones((6, 4, 3, 3), np.float32) if w is None else w
+    return _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                  [numpy_helper.from_array(w, "w")])
+
+
+def test_conv_attributes_auto_pad_and_asymmetric_pads():
+    w = np.random.default_rng(0).standard_normal((6, 2, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="same", auto_pad="SAME_UPPER", strides=[2, 2], group=2),
+             helper.make_node("Conv", ["a", "w2"], ["b"], name="asym", pads=[0, 1, 2, 1], dilations=[2, 1]),
+             helper.make_node("AveragePool", ["b"], ["c"], name="avg", kernel_shape=[2, 2], strides=[2, 2],
+                              pads=[1, 0, 0, 1], ceil_mode=1, count_include_pad=1),
+             helper.make_node("MaxPool", ["c"], ["y"], name="max", kernel_shape=[2, 2], auto_pad="SAME_LOWER")]
+    w2 = np.random.default_rng(1).standard_normal((5, 6, 3, 3)).astype(np.float32)
+    m = _model(nodes, [numpy_helper.from_array(w, "w"), numpy_helper.from_array(w2, "w2")],
+               inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 7])])
+    h = load(m)
+    a = h.nodes["same"]["attrs"]
+    # SAME_UPPER at 9×7, stride 2, kernel 3: outputs 5×4, total pads 2 and 2, extra at the end
+    assert a["padding"] == (1, 1, 1, 1) and a["groups"] == 2 and h.nodes["same"]["shape"] == (6, 5, 4)
+    assert h.nodes["asym"]["attrs"]["padding"] == (0, 1, 2, 1) and h.nodes["asym"]["attrs"]["dilation"] == (2, 1)
+    assert h.nodes["max"]["attrs"]["padding"] == (1, 1, 0, 0)  # SAME_LOWER: the extra pad goes first
+    x = np.random.default_rng(2).standard_normal((1, 4, 9, 7)).astype(np.float32)
+    want = ort_run(m, {"x": x})[0]
+    assert want.shape[1:] == h.nodes["max"]["shape"]
+    assert rel_err(run(h, h.graph["weights"], x), want) < 1e-5
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_lrn_matches_onnx_runtime(size):
+    m = _model([helper.make_node("LRN", ["x"], ["y"], name="norm", size=size, alpha=1e-2, beta=0.7, bias=2.0)])
+    h = load(m)
+    assert h.nodes["norm"]["attrs"] == dict(size=size, alpha=0.01, beta=0.7, k=2.0)
+    x = np.random.default_rng(0).standard_normal((2, 4, 8, 8)).astype(np.float32) * 3
+    assert rel_err(run(h, h.graph["weights"], x), ort_run(m, {"x": x})[0]) < 1e-5
+    even = _model([helper.make_node("LRN", ["x"], ["y"], name="norm4", size=4)])
+    with pytest.raises(CnnGraphError, match=r"norm4: LRN with an even size \(4\)"):
+        load(even)
+
+
+def test_matmul_add_and_gemm_forms():
+    w = np.random.default_rng(0).standard_normal((12, 5)).astype(np.float32)
+    b = np.arange(5, dtype=np.float32)
+    w2 = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "head.weight_t"], ["m"], name="mm"),
+             helper.make_node("Add", ["m", "head.bias"], ["a"], name="bias_add"),
+             helper.make_node("Relu", ["a"], ["r"], name="act"),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="gemm", alpha=0.5, beta=2.0)]
+    m = _model(nodes, [numpy_helper.from_array(w, "head.weight_t"), numpy_helper.from_array(b, "head.bias"),
+                       numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(np.ones(3, np.float32), "b2")],
+               inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 2, 2])])
+    h = load(m)
+    assert h.nodes["head"]["op"] == "linear" and h.nodes["head"]["attrs"]["bias"]
+    assert analyze(h).total.params == 12 * 5 + 5 + 5 * 3 + 3
+    x = np.random.default_rng(2).standard_normal((3, 3, 2, 2)).astype(np.float32)
+    assert rel_err(run(h, h.graph["weights"], x), ort_run(m, {"x": x})[0]) < 1e-5
+
+
+def test_pointwise_chains_are_recognised_and_others_refused():
+    def chain(nodes, inits=()):
+        return _model(nodes, [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits])
+
+    # hard swish spelled x * clip(x + 3, 0, 6) / 6 (older exporters)
+    m = chain([helper.make_node("Add", ["x", "three"], ["a"], name="p3"),
+               helper.make_node("Clip", ["a", "zero", "six"], ["c"], name="clip"),
+               helper.make_node("Div", ["c", "six"], ["d"], name="div"),
+               helper.make_node("Mul", ["x", "d"], ["y"], name="hswish")],
+              [("three", 3.0), ("zero", 0.0), ("six", 6.0)])
+    h = load(m)
+    assert h.nodes["hswish"]["op"] == "hardswish"
+    m = chain([helper.make_node("Mul", ["x", "half"], ["y"], name="halve")], [("half", 0.5)])
+    assert load(m).nodes["halve"]["attrs"] == {"factor": 0.5}
+    m = chain([helper.make_node("LeakyRelu", ["x"], ["y"], name="leaky", alpha=0.1)])
+    with pytest.raises(CnnGraphError, match="leaky: the element-wise function computed by leaky is not one of"):
+        load(m)
+    m = chain([helper.make_node("Gelu", ["x"], ["y"], name="gelu_tanh", approximate="tanh")], ())
+    with pytest.raises(CnnGraphError, match="gelu_tanh"):
+        load(_model(m.graph.node, opset=20))
+
+
+def test_unsupported_ops_are_listed_with_their_nodes():
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["a"], name="up1", mode="nearest"),
+             helper.make_node("Resize", ["a", "", "scales"], ["b"], name="up2", mode="nearest"),
+             helper.make_node("Conv", ["b", "w"], ["c"], name="conv"),
+             helper.make_node("NonZero", ["c"], ["d"], name="nz"),
+             helper.make_node("MyOp", ["d"], ["y"], name="custom", domain="com.example")]
+    m = _model(nodes, [numpy_helper.from_array(np.ones(4, np.float32), "scales"),
+                       numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w")])
+    with pytest.raises(CnnGraphError) as e:
+        load(m)
+    msg = str(e.value)
+    assert "unsupported ONNX op types: NonZero (nz); Resize (up1, up2); com.example.MyOp (custom)" in msg
+
+
+def test_shape_errors_name_the_node():
+    w = np.ones((6, 3, 3, 3), np.float32)  # 3 input channels, the input has 4
+    with pytest.raises(CnnGraphError, match=r"conv: weight input channels × groups must equal the input channels \(3 × 1 vs 4\)"):
+        load(_conv_model(w))
+
+
+@pytest.mark.parametrize("case", ["truncated", "not_onnx", "empty", "no_graph"])
+def test_unreadable_files(tmp_path, case):
+    data = _conv_model().SerializeToString()
+    content = {"truncated": data[: len(data) // 2], "not_onnx": b"\x89PNG\r\n\x1a\n" + bytes(range(200)),
+               "empty": b"", "no_graph": helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString()[:2]}[case]
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(content)
+    with pytest.raises(CnnGraphError):
+        load(p)
+
+
+def _tensor(name, dims, raw=b"", data_type=TensorProto.FLOAT, **fields):
+    t = TensorProto()
+    t.name, t.data_type = name, data_type
+    t.dims.extend(dims)
+    if raw:
+        t.raw_data = raw
+    for k, v in fields.items():
+        getattr(t, k).extend(v)
+    return t
+
+
+def _with_weight(t):
+    return _model([helper.make_node("Conv", ["x", t.name], ["y"], name="conv")], [t])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("huge", "over 2147483648 elements"),
+    ("huge_dim", "sizes must be 0 to"),
+    ("negative", "sizes must be 0 to"),
+    ("short_raw", "declares dims [6, 4, 3, 3] (216 × 4 bytes) but holds 8 bytes"),
+    ("short_typed", "declares dims [6, 4, 3, 3] (216 values) but holds 3"),
+    ("string", "data type 8"),
+    ("external", "external file"),
+])
+def test_hostile_initializers(case, message):
+    """Declared sizes are checked against the data before anything is allocated."""
+    t = {"huge": _tensor("w", [2**20, 2**20, 3, 3], raw=b"\0" * 8),
+         "huge_dim": _tensor("w", [2**40, 1, 1, 1], raw=b"\0" * 8),
+         "negative": _tensor("w", [-6, 4, 3, 3], raw=b"\0" * 8),
+         "short_raw": _tensor("w", [6, 4, 3, 3], raw=b"\0" * 8),
+         "short_typed": _tensor("w", [6, 4, 3, 3], float_data=[1.0, 2.0, 3.0]),
+         "string": _tensor("w", [1], data_type=TensorProto.STRING, string_data=[b"a"]),
+         "external": _tensor("w", [6, 4, 3, 3])}[case]
+    if case == "external":
+        t.data_location = TensorProto.EXTERNAL
+        e = t.external_data.add()
+        e.key, e.value = "location", "/etc/passwd"
+    tracemalloc.start()
+    with pytest.raises(CnnGraphError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        load(_with_weight(t).SerializeToString())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak} bytes allocated"
+
+
+def test_hostile_graphs():
+    # an input nothing produces (a truncated or edited graph)
+    m = _model([helper.make_node("Relu", ["ghost"], ["y"], name="r")])
+    with pytest.raises(CnnGraphError, match="r: input 'ghost' is produced by no node"):
+        load(m)
+    # a cycle
+    m = _model([helper.make_node("Relu", ["b"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2"),
+                helper.make_node("Add", ["x", "b"], ["y"], name="sum")])
+    with pytest.raises(CnnGraphError, match="cycle"):
+        load(m)
+    # integer input, rank-3 input, huge input dims, no shape
+    for vi, msg in ((helper.make_tensor_value_info("x", TensorProto.INT64, [1, 4, 8, 8]), "INT64"),
+                    (helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8]), "rank 3"),
+                    (helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 2**40, 8]), "sizes must be 1 to"),
+                    (helper.make_tensor_value_info("x", TensorProto.FLOAT, None), "no declared shape")):
+        with pytest.raises(CnnGraphError, match=msg):
+            load(_model([helper.make_node("Relu", ["x"], ["y"], name="r")], inputs=[vi]))
+    # folding that would allocate a huge constant
+    m = _model([helper.make_node("ConstantOfShape", ["shape"], ["big"], name="cos"),
+                helper.make_node("Add", ["x", "big"], ["y"], name="add")],
+               [numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "shape")])
+    with pytest.raises(CnnGraphError, match="cos: ConstantOfShape"):
+        load(m)
+    # control flow
+    body = helper.make_graph([], "body", [], [])
+    m = _model([helper.make_node("If", ["x"], ["y"], name="branch", then_branch=body, else_branch=body)])
+    with pytest.raises(CnnGraphError, match="If \\(branch\\)"):
+        load(m)
+
+
+def test_missing_file_and_bytes_input(tmp_path):
+    with pytest.raises(CnnGraphError, match="no such ONNX file"):
+        load(tmp_path / "none.onnx")
+    m = _conv_model()
+    assert load(m.SerializeToString()).nodes["conv"]["shape"] == (6, 8, 8)
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_table_and_export_of_an_onnx_file(tmp_path, capsys):
+    from cnngraph.cli import main
+
+    g = zoo.build("resnet18", input=(3, 64, 64))
+    ws = weights.init(g, seed=0)
+    p = tmp_path / "r18.onnx"
+    export(g, ws, p)
+    assert main(["table", str(p), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"]["macs"] == analyze(g).total.macs and out["total"]["params"] == 11_689_512
+    assert main(["table", str(p), "--input", "3,224,224", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["macs"] == 1_814_073_344
+    # re-export an imported model: its own weights travel along
+    q = tmp_path / "again.onnx"
+    assert main(["export", str(p), "-o", str(q)]) == 0
+    capsys.readouterr()
+    x = random_input(g)
+    assert rel_err(ort_run(onnx.load(str(q)), x)[0], run(g, ws, *x.values())) < 1e-4
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    assert main(["table", str(bad)]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
