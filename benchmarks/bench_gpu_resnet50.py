@@ -5,7 +5,8 @@
 
 Both sides run the same network with the same seeded weights: the compiled plan's graph
 (batch norms folded into the convolutions), on device-resident inputs, timed with CUDA
-events (median of ``--repeat`` runs after ``--warmup``). PyTorch also runs the unfolded
+events (median of ``--repeat`` runs after ``--warmup``; ours includes turning the NCHW input
+into the arena's NHWC, PyTorch gets its input channels last). PyTorch also runs the unfolded
 model as users write it (cuDNN, channels last, ``cudnn.benchmark``). TF32 rows let cuBLAS
 (ours) and cuBLAS/cuDNN (PyTorch) use TF32 tensor cores; they need compute capability 8.0+.
 
@@ -81,13 +82,15 @@ def main(argv=None) -> int:
     elapsed = cupy.cuda.get_elapsed_time
     precisions = ["float32"] + (["tf32"] if cc >= 80 else [])
 
+    def ours(tf32: bool):
+        ex = cb.executor(plan, tf32=tf32)
+        y = cupy.asnumpy(ex.run_device(xd)[0])
+        return y, median_ms(lambda: ex.run_device(xd), events, elapsed, args.repeat, args.warmup)
+
     rows, outs = {}, {}
     for prec in precisions:
-        ex = cb.executor(plan, tf32=(prec == "tf32"))
-        outs[("cnngraph", prec)] = cupy.asnumpy(ex.run_device(xd)[0])
-        rows[("cnngraph", prec)] = median_ms(lambda: ex.run_device(xd), events, elapsed, args.repeat, args.warmup)
-        del ex
-        cupy.get_default_memory_pool().free_all_blocks()
+        outs[("cnngraph", prec)], rows[("cnngraph", prec)] = ours(prec == "tf32")
+        cupy.get_default_memory_pool().free_all_blocks()  # the executor's arena is gone with it
 
     try:
         import torch
