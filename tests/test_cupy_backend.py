@@ -458,7 +458,7 @@ def test_gpu_benchmark_runs_on_the_stand_in(fake_cupy, capsys, monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     except ImportError:
         pass
-    assert bench.main(["--batch", "2", "--size", "64", "--repeat", "2", "--warmup", "1"]) == 0
+    assert bench.main(["--batch", "1", "--size", "32", "--repeat", "1", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     assert "GPU stand-in (compute capability 8.0)" in out
     for prec in ("float32", "tf32"):
