@@ -199,35 +199,25 @@ def lower(g, order, fusions: dict, weights=None) -> Plan:
 
 # ---------------------------------------------------------------- memory planning
 @functools.lru_cache(maxsize=4096)
-def _probe(expr):
+def _probe(expr) -> float:
     """A number for a symbolic size (symbols set to 64) to rank sizes heuristically."""
     e = sympy.sympify(expr)
     return float(e.subs({s: 64 for s in e.free_symbols}))
 
 
-def _ge(a, b) -> bool | None:
-    if ops.is_int(a) and ops.is_int(b):
-        return int(a) >= int(b)
-    d = sympy.expand(sympy.sympify(a) - b)
-    if d.is_nonnegative:
-        return True
-    if d.is_negative:
-        return False
-    return None
-
-
-def _grow(a, b):
-    """The size of a slot holding values of sizes ``a`` and ``b``."""
-    ge = _ge(a, b)
-    if ge is True:
-        return a
-    if ge is False:
-        return b
-    return ops.tidy(sympy.Max(a, b))
-
-
 def _rank(x) -> float:
     return float(x) if ops.is_int(x) else _probe(x)
+
+
+def _slot_size(members: list):
+    """The size of a slot: the largest of the sizes it holds (an unevaluated sympy ``Max``
+    when some are symbolic: proving which dominates costs seconds of sympy per slot)."""
+    if all(ops.is_int(m) for m in members):
+        return max(int(m) for m in members)
+    ints = [int(m) for m in members if ops.is_int(m)]
+    syms = [m for m in members if not ops.is_int(m)]
+    args = syms + ([max(ints)] if ints else [])
+    return args[0] if len(args) == 1 else sympy.Max(*args, evaluate=False)
 
 
 def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
@@ -235,26 +225,33 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
 
     Greedy in step order: a step's output takes over the buffer of an input that dies at
     this step when the kernel may write in place (element-wise ops, the residual of a
-    fused epilogue) and the sizes agree; otherwise the best-fitting free slot (the smallest
+    fused epilogue) and the shapes agree; otherwise the best-fitting free slot (the smallest
     that is large enough, else the largest, grown), otherwise a new slot. Sizes may be
-    symbolic: the choice is then ranked with symbols set to 64 and the slot's size is the
-    sympy ``Max`` of what it holds, so the plan is valid for every input size.
+    symbolic: candidates are then ranked with every symbol set to 64, and a slot's size is
+    the ``Max`` of every size it holds, so the plan is valid for every input size (and
+    makes the numeric plan's choices at 64).
     """
-    slots: list = []
+    members: list = []  # per slot: the distinct sizes it holds
+    peak: list = []  # per slot: its rank (exact size when numeric)
     free: list = []
     vals = plan.values
 
     def take(v):
-        fits = [s for s in free if _ge(slots[s], v.size) is True]
+        r = _rank(v.size)
+        fits = [s for s in free if peak[s] >= r]
         if fits:
-            s = min(fits, key=lambda s: _rank(slots[s]))
+            s = min(fits, key=lambda s: peak[s])
         elif free:
-            s = max(free, key=lambda s: _rank(slots[s]))
-            slots[s] = _grow(slots[s], v.size)
+            s = max(free, key=lambda s: peak[s])
         else:
-            slots.append(v.size)
-            return len(slots) - 1
-        free.remove(s)
+            members.append([])
+            peak.append(0.0)
+            s = len(members) - 1
+        if not any(v.size == m for m in members[s]):  # structural: no sympy algebra
+            members[s].append(v.size)
+        peak[s] = max(peak[s], r)
+        if s in free:
+            free.remove(s)
         return s
 
     for n in plan.inputs:
@@ -267,7 +264,7 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
             cands.append(step.residual)
         reads = step.reads
         reuse = next((c for c in cands if vals[c].last == i and reads.count(c) == 1
-                      and ops.same(vals[c].size, out.size) and vals[c].shape == out.shape), None)
+                      and vals[c].shape == out.shape), None)
         if reuse is not None:
             out.slot = vals[reuse].slot
         else:
@@ -277,6 +274,7 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
                 free.append(vals[r].slot)
         if out.last == -1:  # produced but never read and not an output (not after eliminate_dead)
             free.append(out.slot)
+    slots = [_slot_size(m) for m in members]
 
     def total(xs):
         xs = list(xs)

@@ -113,7 +113,7 @@ def test_fold_linear_then_batchnorm1d():
     assert "bn" not in h and ws["fc.weight"].shape == (4, 6)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg11_bn"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_folded_and_fused_plan_computes_the_same(name):
     g = zoo.build(name, input=(3, 32, 32))
     ws = init(g, seed=3, random_bn=True)
@@ -219,10 +219,10 @@ def test_symbolic_memory_plan_matches_numeric():
         pn = compile(zoo.build("resnet50", input=(3, size, size)))
         at = {H: size, W: size}
         assert sympy.sympify(ps.memory.naive).subs(at) == pn.memory.naive
-        planned = int(sympy.sympify(ps.memory.planned).subs(at))
-        assert planned >= pn.memory.live_peak
+        slots = [int(sympy.sympify(sl).subs(at)) for sl in ps.memory.slots]
+        assert sum(slots) == int(sympy.sympify(ps.memory.planned).subs(at)) >= pn.memory.live_peak
         for name, v in ps.values.items():
-            assert int(sympy.sympify(ps.memory.slots[v.slot]).subs(at)) >= pn.values[name].size
+            assert slots[v.slot] >= pn.values[name].size
     # at the size the planner ranks symbols with (64), it makes the numeric plan's choices
     pn = compile(zoo.build("resnet50", input=(3, 64, 64)))
     assert int(sympy.sympify(ps.memory.planned).subs({H: 64, W: 64})) == pn.memory.planned
