@@ -143,7 +143,7 @@ def _export_layer(b, g, n, ws):
     shapes = [g.nodes[i]["shape"] for i in ins]
     x = ins[0] if ins else None
     if op == "conv2d":
-        cin = _int(n, "in_channels", shapes[0][0])
+        _int(n, "in_channels", shapes[0][0])  # clear errors for symbolic sizes
         _int(n, "out_channels", a["out_channels"])
         w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
         inputs = [x, w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
@@ -267,7 +267,7 @@ def _groupnorm(b, n, x, a, in_shape, ws):
     # PyTorch's own export: reshape to (N, G, rest), instance-normalize, reshape back, then the
     # per-channel affine.
     G = _int(n, "num_groups", a["num_groups"])
-    c = _int(n, "channels", in_shape[0])
+    _int(n, "channels", in_shape[0])
     shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
     t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, G, -1])], f"{n}/reshape", f"{n}/reshape")
     t = b.node("InstanceNormalization", [t, b.init(f"{n}/unit_scale", np.ones(G, np.float32)),

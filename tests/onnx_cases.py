@@ -6,7 +6,7 @@ import numpy as np
 
 from cnngraph import graph as cg_graph
 from cnngraph import ops, zoo
-from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, block,
+from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm,
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
                           relu6, scope, sigmoid, silu, softmax, tanh)

@@ -385,6 +385,24 @@ def test_lrn_matches_onnx_runtime(size):
         load(even)
 
 
+@pytest.mark.parametrize("opset", [18, 21])
+def test_group_normalization_op(opset):
+    """Opset 18 has one scale per group, opset 21 one per channel: both become per channel."""
+    C, G = 6, 3
+    n = C if opset >= 21 else G
+    rng = np.random.default_rng(0)
+    scale, bias = rng.random(n).astype(np.float32) + 0.5, rng.random(n).astype(np.float32)
+    m = _model([helper.make_node("GroupNormalization", ["x", "gn.weight", "gn.bias"], ["y"], name="gn", num_groups=G)],
+               [numpy_helper.from_array(scale, "gn.weight"), numpy_helper.from_array(bias, "gn.bias")],
+               inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", C, 5, 5])], opset=opset)
+    m.ir_version = 8 if opset < 21 else 10
+    h = load(m)
+    assert h.nodes["gn"]["attrs"] == dict(num_groups=G, eps=1e-5, affine=True)
+    assert h.graph["weights"]["gn.weight"].shape == (C,)
+    x = rng.standard_normal((2, C, 5, 5)).astype(np.float32)
+    assert rel_err(run(h, h.graph["weights"], x), ort_run(m, {"x": x})[0]) < 1e-5
+
+
 def test_matmul_add_and_gemm_forms():
     w = np.random.default_rng(0).standard_normal((12, 5)).astype(np.float32)
     b = np.arange(5, dtype=np.float32)

@@ -2,7 +2,6 @@
 first-principles sums, asymmetric padding, errors."""
 import numpy as np
 import pytest
-import sympy
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
