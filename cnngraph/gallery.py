@@ -15,11 +15,11 @@ what they show (the DOT source, or the plotted numbers), so :func:`check` can te
 gallery is up to date without running ``dot`` or matplotlib, and a rebuild skips files whose
 fingerprint has not changed (``force=True`` redraws everything).
 
->>> files, entry = plan_model("lenet5")
+>>> files, entry = plan_model("alexnet")
 >>> sorted(files)
-['models/lenet5-costs.svg', 'models/lenet5.md', 'models/lenet5.svg']
->>> entry["params"]
-431080
+['models/alexnet-costs.svg', 'models/alexnet.md', 'models/alexnet.svg']
+>>> entry["params"], files["models/alexnet.svg"].kind
+(61100840, 'dot')
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Plots of costs with matplotlib (imported lazily): per-layer bars and a comparison of models.
 
 * :func:`layer_bars` draws the seeds' AlexNet chart for any model: three panels of bars per
-  layer — memory (KB), params (k) and flop (M), in the slide table's units and convention —
+  layer — memory (KB), params (k) and flop (M), in the slide table's units and convention
+  (flop = multiply-adds + pooling operations; under ``count=()`` the panel is multiply-adds) —
   with one colour per kind of op (the diagrams' palette). Deep networks are drawn per block
   (``by="block"``) or per stage so the bars stay readable; ``by="auto"`` picks.
 * :func:`zoo_scatter` compares models: multiply-adds against params on log axes, bubble area
@@ -84,7 +85,9 @@ def bars_data(report, by: str = "auto", max_bars: int = 64) -> dict:
         params.append(sum(r.params for r in rs) / 1000)
         flops.append(sum(r.flops for r in rs) / 1e6)
     t = report.total
-    return dict(name=report.name, by=by, input=[int(s) for s in report.input_shape], labels=labels, kinds=kinds,
+    conv = report.convention
+    flop_label = "multiply-adds (M)" if (conv.flops_per_mac == 1 and not conv.count) else "flop (M)"
+    return dict(name=report.name, by=by, flop_label=flop_label, input=[int(s) for s in report.input_shape], labels=labels, kinds=kinds,
                 memory=memory, params=params, flops=flops,
                 totals=dict(memory=t.memory_bytes / 1024, params=t.params / 1000, flops=t.flops / 1e6),
                 convention=str(report.convention))
@@ -133,7 +136,7 @@ def draw_bars(data: dict):
                 _compound_bars(ax, sel, [values[i] for i in sel], KIND_COLOURS.get(kind, "#dee2e6"))
             ax.set_xlim(-0.7, n - 0.3)
             ax.set_ylim(0, max(values + [1e-9]) * 1.08)
-            ax.set_ylabel(title)
+            ax.set_ylabel(data.get("flop_label", title) if field == "flops" else title)
             ax.text(1.0, 1.0, f"total {_fmt_total(data['totals'][field])}", transform=ax.transAxes, ha="right", va="bottom")
             ax.grid(axis="y", color="#e9ecef", linewidth=0.6)
             ax.set_axisbelow(True)
@@ -322,23 +325,26 @@ def add_cli(sub):
     p.add_argument("--by", default="auto", choices=("auto", "layer", "block", "stage"), help="bars per layer, block or stage")
     p.add_argument("--input", help="input shape C,H,W (numbers)")
     p.add_argument("-O", "--option", action="append", metavar="NAME=VALUE", help="model option")
+    from .cli import add_convention_args
+
+    add_convention_args(p)
     p.set_defaults(func=_cmd_plot)
 
 
 def _cmd_plot(args):
     from . import zoo
-    from .cli import load_model, parse_input, parse_options
+    from .cli import convention_from, load_model, parse_input, parse_options
     from .cost import analyze
 
-    inp, opts = parse_input(args.input), parse_options(args.option)
+    inp, opts, conv = parse_input(args.input), parse_options(args.option), convention_from(args)
     if args.compare:
         names = args.models or zoo.names()
-        reports = [analyze(load_model(n, inp, opts)) for n in names]
+        reports = [analyze(load_model(n, inp, opts), convention=conv) for n in names]
         fams = {r.name: zoo.info(n).family for n, r in zip(names, reports) if n in zoo.MODELS}
         zoo_scatter(reports, args.output, fams)
     else:
         if len(args.models) != 1:
             raise CnnGraphError("plot takes one model (or --compare and any number)")
-        layer_bars(analyze(load_model(args.models[0], inp, opts)), args.output, by=args.by)
+        layer_bars(analyze(load_model(args.models[0], inp, opts), convention=conv), args.output, by=args.by)
     print(f"wrote {args.output}")
     return 0

@@ -133,3 +133,17 @@ def test_browser_renders_every_diagram():
     assert done.returncode == 0, done.stdout + done.stderr
     n = len(gallery.committed_models(ROOT / "gallery"))
     assert f"({n} diagrams)" in done.stdout
+
+
+def test_cli_plot(tmp_path, capsys):
+    from cnngraph.cli import main
+
+    svg = tmp_path / "a.svg"
+    assert main(["plot", "alexnet", "--count", "none", "-o", str(svg)]) == 0
+    assert "multiply-adds (M)" in svg.read_text()  # flop = MACs when nothing else is counted
+    assert main(["plot", "alexnet", "-o", str(svg)]) == 0 and "flop (M)" in svg.read_text()
+    png = tmp_path / "z.png"
+    assert main(["plot", "--compare", "alexnet", "vgg16", "resnet50", "-o", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", "alexnet", "vgg16", "-o", str(svg)]) == 2
+    assert "one model" in capsys.readouterr().err
