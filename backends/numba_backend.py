@@ -204,6 +204,17 @@ def _aliases(plan: Plan, step) -> bool:
     return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
 
 
+_CLAMP = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (0.0, 6.0)}  # act code -> (lo, hi)
+
+
+def _clamps(step):
+    """(lo1, hi1, lo2, hi2) when both epilogue activations are clamps, else None."""
+    a1, a2 = _codes(step)
+    if a1 not in _CLAMP or a2 not in _CLAMP:
+        return None
+    return tuple(np.float32(v) for v in _CLAMP[a1] + _CLAMP[a2])
+
+
 def _bias(plan, step):
     return np.ascontiguousarray(weight(plan, step, "bias")) if "bias" in step.params else EMPTY1
 
@@ -231,6 +242,10 @@ def _gemm_builder(step, plan, rt, k, w):
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     alias = _aliases(plan, step)
+    fast = _clamps(step)  # branch-free epilogue for none/ReLU/ReLU6
+    if fast is not None:
+        ones = np.ones(k["cout"], np.float32)
+        fbias = bias if bias.size else np.zeros(k["cout"], np.float32)
     direct = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
     geo = (k["Ho"], k["Wo"], k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
     cout = k["cout"]
@@ -263,10 +278,17 @@ def _gemm_builder(step, plan, rt, k, w):
                 if alias or G > 1:
                     blk = P.buffer(wk, "gemm", (r1 - r0, og))
                     np.matmul(a, wm[g], out=blk)
-                    K.epilogue(blk, True, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
+                    if fast is not None:
+                        K.epilogue_clamp(blk, r0, 0, res2, r0, r1, c0, c1, ones, fbias, *fast, res is not None)
+                        out2[r0:r1, c0:c1] = blk
+                    else:
+                        K.epilogue(blk, True, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
                 else:
                     np.matmul(a, wm[g], out=out2[r0:r1])
-                    K.epilogue(out2, False, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
+                    if fast is not None:
+                        K.epilogue_clamp(out2, 0, c0, res2, r0, r1, c0, c1, ones, fbias, *fast, res is not None)
+                    else:
+                        K.epilogue(out2, False, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
 
         P.run(tile, ntiles)
 
@@ -285,10 +307,17 @@ def _gemm_builder(step, plan, rt, k, w):
             if alias:
                 blk = P.buffer(wk, "gemm", (M, c1 - c0))
                 np.matmul(a, wm[0][:, c0:c1], out=blk)
-                K.epilogue(blk, True, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
+                if fast is not None:
+                    K.epilogue_clamp(blk, 0, 0, res2, 0, M, c0, c1, ones, fbias, *fast, res2.size > 0)
+                    out2[:, c0:c1] = blk
+                else:
+                    K.epilogue(blk, True, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
             else:
                 np.matmul(a, wm[0][:, c0:c1], out=out2[:, c0:c1])
-                K.epilogue(out2, False, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
+                if fast is not None:
+                    K.epilogue_clamp(out2, 0, c0, res2, 0, M, c0, c1, ones, fbias, *fast, res2.size > 0)
+                else:
+                    K.epilogue(out2, False, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
 
         P.run(tile, len(blocks))
 

@@ -62,24 +62,51 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2):
     n = c1 - c0
     t = np.empty(n, np.float32)
     has_scale, has_bias, has_res = scale.shape[0] > 0, bias.shape[0] > 0, res.shape[0] > 0
+    sc = 0 if block else c0
+    sv = scale[c0:c1] if has_scale else scale
+    bv = bias[c0:c1] if has_bias else bias
     for r in range(r0, r1):
-        sr = r - r0 if block else r
-        sc = 0 if block else c0
+        # row views indexed from 0 keep negative-index handling out of the loops (they vectorise)
+        xv = src[r - r0 if block else r, sc:sc + n]
         for c in range(n):
-            t[c] = src[sr, sc + c]
+            t[c] = xv[c]
         if has_scale:
             for c in range(n):
-                t[c] *= scale[c0 + c]
+                t[c] *= sv[c]
         if has_bias:
             for c in range(n):
-                t[c] += bias[c0 + c]
+                t[c] += bv[c]
         act_row(t, a1)
         if has_res:
+            rv = res[r, c0:c1]
             for c in range(n):
-                t[c] += res[r, c0 + c]
+                t[c] += rv[c]
         act_row(t, a2)
+        dv = dst[r, c0:c1]
         for c in range(n):
-            dst[r, c0 + c] = t[c]
+            dv[c] = t[c]
+
+
+@njit(**JIT)
+def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2, hi2, has_res):
+    """The epilogue in place on ``y`` when both activations are clamps (none, ReLU, ReLU6):
+    ``v = clamp(y·scale + bias, lo1, hi1) + res; y = clamp(v, lo2, hi2)``, branch-free so
+    it vectorises. Rows r0:r1 and columns c0:c1 of the output live at ``y[r − yr0, c − c0 +
+    yc0]`` (``y`` is the output itself, or a GEMM tile); ``res`` must not share memory with ``y``."""
+    n = c1 - c0
+    s = scale[c0:c1]
+    b = bias[c0:c1]
+    for r in range(r0, r1):
+        # row views indexed from 0: no negative-index handling in the loop, so it vectorises
+        yv = y[r - yr0, yc0:yc0 + n]
+        if has_res:
+            rv = res[r, c0:c1]
+            for j in range(n):
+                v = min(max(yv[j] * s[j] + b[j], lo1), hi1) + rv[j]
+                yv[j] = min(max(v, lo2), hi2)
+        else:
+            for j in range(n):
+                yv[j] = min(max(yv[j] * s[j] + b[j], lo1), hi1)
 
 
 @njit(**JIT)

@@ -266,34 +266,47 @@ ORT_MODELS = _ort_models()
 ILL_CONDITIONED = {}  # model -> PyTorch's own float32 error, when above TOL (reported in docs/backends.md)
 
 
+def _compare(g, ws, x):
+    """Our errors against PyTorch float64, and PyTorch float32's own error when ours exceed TOL."""
+    ours = numba_run(compile(g, ws), x)
+    ref = torch_forward(g, ws, x, dtype=torch.float64)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape and np.isfinite(b).all()
+    err = max(rel_err(a, b) for a, b in zip(ours, ref))
+    own = max(rel_err(a, b) for a, b in zip(torch_forward(g, ws, x), ref)) if err > TOL else 0.0
+    return err, own
+
+
 @needs_torch
 @pytest.mark.parametrize("name", zoo.names())
 def test_zoo_model_matches_torch_and_ort(name):
     """Every zoo model at its smallest input, against PyTorch in float64 (and float32 ONNX
     Runtime for one model per family). The bound is TOL, unless PyTorch's own float32 result
-    is further than TOL from its float64 one (a few 100-layer nets at 32×32 with random
-    weights are that ill-conditioned): then twice PyTorch's own error."""
+    is further than TOL from its float64 one (some 100-layer nets at 32×32 with random
+    weights are that ill-conditioned): then twice PyTorch's own error.
+
+    Batch norms are calibrated on 8 other samples; when that leaves the comparison
+    ill-conditioned, on 30 samples including the test batch (which suits the EfficientNets,
+    whose 1×1 late stages normalise over very few values), keeping the better of the two."""
     g = zoo.build(name, input=small_input(name))
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2,) + tuple(int(s) for s in g.nodes["input"]["shape"])).astype(np.float32)
-    calib = rng.standard_normal((8,) + x.shape[1:]).astype(np.float32)
-    ws = calibrate_batchnorm(g, test_weights(g, 7), calib)
-    ours = numba_run(compile(g, ws), x)
-    ref = torch_forward(g, ws, x, dtype=torch.float64)
-    errs = [rel_err(a, b) for a, b in zip(ours, ref)]
-    bound = TOL
-    if max(errs) > TOL:
-        own = max(rel_err(a, b) for a, b in zip(torch_forward(g, ws, x), ref))
-        bound = max(TOL, 2 * own)
-        if own > TOL:
-            ILL_CONDITIONED[name] = own
-            warnings.warn(f"{name} at {small_input(name)}: PyTorch's float32 result is {own:.1e} from its float64 "
-                          f"one; ours {max(errs):.1e} (bound {bound:.1e})")
-    for a, b in zip(ours, ref):
-        assert a.shape == b.shape and np.isfinite(b).all()
-    assert max(errs) <= bound, f"{name}: against PyTorch (float64)"
+    extra = rng.standard_normal((30,) + x.shape[1:]).astype(np.float32)
+    ws = calibrate_batchnorm(g, test_weights(g, 7), extra[:8])
+    err, own = _compare(g, ws, x)
+    if own > TOL:
+        ws2 = calibrate_batchnorm(g, test_weights(g, 7), np.concatenate([x, extra]))
+        err2, own2 = _compare(g, ws2, x)
+        if own2 < own:
+            ws, err, own = ws2, err2, own2
+    bound = max(TOL, 2 * own)
+    if own > TOL:
+        ILL_CONDITIONED[name] = own
+        warnings.warn(f"{name} at {small_input(name)}: PyTorch's float32 result is {own:.1e} from its float64 "
+                      f"one; ours {err:.1e} (bound {bound:.1e})")
+    assert err <= bound, f"{name}: against PyTorch (float64)"
     if onnxruntime is not None and name in ORT_MODELS:
-        for a, b in zip(ours, ort_forward(g, ws, x)):
+        for a, b in zip(numba_run(compile(g, ws), x), ort_forward(g, ws, x)):
             assert a.shape == b.shape
             assert rel_err(a, b) <= bound, f"{name}: against ONNX Runtime"
 
