@@ -47,6 +47,8 @@ EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 # products of at least 2·MIN_TILE_MACS multiply-adds.
 PACK_BYTES = 4 << 20
 MIN_ROWS = 256
+TILES_PER_THREAD = 4
+SMALL_M = 512  # rows per thread below which the output channels are split instead
 MIN_TILE_MACS = 1 << 20
 
 
@@ -259,10 +261,10 @@ def _gemm_builder(step, plan, rt, k, w):
         # Row tiles: each GEMM call repacks the weights (K×N), so a tile has at least
         # MIN_ROWS rows; the packed rows stay in the cache; about 4 tiles per thread balance
         # the load. With too few rows for that, split the output channels instead.
-        if G == 1 and M < MIN_ROWS * 2 * P.threads and M * Kd * cout >= 2 * MIN_TILE_MACS:
+        if G == 1 and M < SMALL_M * P.threads and M * Kd * cout >= 2 * MIN_TILE_MACS:
             _small_m(x, x2, out2, res2, M)
             return
-        rows = min(max(MIN_ROWS, PACK_BYTES // (4 * Kd)), max(MIN_ROWS, _block(M, 4 * P.threads)), M)
+        rows = min(max(MIN_ROWS, PACK_BYTES // (4 * Kd)), max(MIN_ROWS, _block(M, TILES_PER_THREAD * P.threads)), M)
         ntiles = -(-M // rows)
 
         def tile(i, wk):
