@@ -852,11 +852,19 @@ def _reduce_sum(imp, node, a, where):
 
 
 # ---- element-wise ops
-def _as_pointwise(v, where):
+MAX_CHAIN = 32  # element-wise nodes composed before the chain is made a layer (bounds recursion)
+
+
+def _as_pointwise(v, where, imp):
+    """``(source, chain, operand)`` of an element-wise operand, None for a constant."""
+    if isinstance(v, Pending):
+        v = imp.act(v, where)
+    if isinstance(v, Pointwise) and len(v.chain) >= MAX_CHAIN:
+        v = imp.act(v, where)
     if isinstance(v, Pointwise):
-        return v
+        return v.src, v.chain, v
     if isinstance(v, Act):
-        return Pointwise(v, lambda t: t, where, "Identity", (v,), ())
+        return v, (), v
     return None
 
 
@@ -869,9 +877,8 @@ def _unary(imp, node, a, where):
         if arr.dtype == object:
             raise CnnGraphError(f"{where}: {node.op_type} of symbolic sizes is not supported")
         return Const(f(arr.astype(np.float64)).astype(arr.dtype))
-    p = _as_pointwise(imp.act(v, where) if isinstance(v, Pending) else v, where)
-    inner = p.fn
-    return Pointwise(p.src, lambda t, inner=inner, f=f: f(inner(t)), where, node.op_type, (v,), p.chain + (where,))
+    src, chain, operand = _as_pointwise(v, where, imp)
+    return Pointwise(src, f, where, node.op_type, (operand,), chain + (where,))
 
 
 @handler("Clip")
@@ -886,9 +893,8 @@ def _clip(imp, node, a, where):
     v = imp.val(node.input[0], where)
     if isinstance(v, Const):
         return Const(np.clip(np.asarray(v.value), lo, hi))
-    p = _as_pointwise(imp.act(v, where) if isinstance(v, Pending) else v, where)
-    inner = p.fn
-    return Pointwise(p.src, lambda t: np.clip(inner(t), lo, hi), where, "Clip", (v,), p.chain + (where,))
+    src, chain, operand = _as_pointwise(v, where, imp)
+    return Pointwise(src, lambda t: np.clip(t, lo, hi), where, "Clip", (operand,), chain + (where,))
 
 
 @handler(*BINARY)
@@ -914,11 +920,6 @@ def _binary(imp, node, a, where):
     if isinstance(x, Pending) or isinstance(y, Pending):
         return _binary_pending(imp, node, op, x, y, where)
     return _binary_generic(imp, node, op, x, y, where)
-
-
-def _const_fn(c):
-    s = _scalar(c)
-    return lambda t: np.full_like(t, s)
 
 
 def _fold_binary(op, arrs, where):
@@ -1017,14 +1018,12 @@ def _binary_generic(imp, node, op, x, y, where):
 def _binary_values(imp, node, op, x, y, where):
     """Two tensors make an add / mul layer, unless both are element-wise functions of one
     tensor (x·sigmoid(x)): then the result is one more element-wise function of it."""
-    px, py = _as_pointwise(x, where), _as_pointwise(y, where)
-    if px is not None and py is not None and px.src is not py.src:
+    px, py = _as_pointwise(x, where, imp), _as_pointwise(y, where, imp)
+    if px is not None and py is not None and px[0] is not py[0]:
         if op in ("Add", "Sum", "Mul"):
             return imp._merge(op, [imp.act(x, where), imp.act(y, where)], where)
         raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add and mul are)")
-    src = px.src if px is not None else py.src
-    f = BINARY[op]
-    fx = px.fn if px is not None else _const_fn(x)
-    fy = py.fn if py is not None else _const_fn(y)
-    chain = (px.chain if px else ()) + (py.chain if py and py is not px else ()) + (where,)
-    return Pointwise(src, lambda t: f(fx(t), fy(t)), where, op, (x, y), chain)
+    src = (px or py)[0]
+    chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
+    operands = (px[2] if px else x, py[2] if py else y)
+    return Pointwise(src, BINARY[op], where, op, operands, chain)

@@ -79,19 +79,54 @@ class Act:
 
 @dataclass(eq=False)
 class Pointwise:
-    """An element-wise function of one tensor, recognised when it is used."""
+    """An element-wise function of one tensor ``src``, recognised when it is used.
+
+    ``op`` computes this node from its operands' values; operands are the source
+    :class:`Act`, other :class:`Pointwise` of the same source, or scalar :class:`Const`.
+    """
 
     src: Act
-    fn: object  # float64 ndarray -> ndarray
-    where: str  # the last ONNX node of the chain
+    op: object  # (*operand arrays) -> array
+    where: str  # the ONNX node
     op_type: str
-    operands: tuple  # the values it was computed from (structural fallback)
+    operands: tuple
     chain: tuple  # ONNX node names of the whole chain
     act: Act | None = None  # the node it became, once used
 
     @property
     def shape(self):
         return self.src.shape
+
+    def fn(self, t, cut=None, reached=None):
+        """This node as a function of the source, or of ``cut``'s value when ``cut`` is given
+        (``reached[0]`` tells whether some path still went around ``cut`` to the source)."""
+        vals = []
+        for o in self.operands:
+            if o is cut:
+                vals.append(t)
+            elif isinstance(o, Pointwise):
+                vals.append(o.fn(t, cut, reached))
+            elif isinstance(o, Const):
+                vals.append(np.full_like(t, float(np.asarray(o.value).reshape(-1)[0])))
+            else:
+                if reached is not None:
+                    reached[0] = True
+                vals.append(t)
+        return self.op(*vals)
+
+    def inner(self):
+        """The Pointwise nodes this one is computed from, the source side first."""
+        out, seen = [], set()
+
+        def visit(p):
+            for o in p.operands:
+                if isinstance(o, Pointwise) and id(o) not in seen:
+                    seen.add(id(o))
+                    visit(o)
+                    out.append(o)
+
+        visit(self)
+        return out
 
 
 @dataclass(eq=False)
@@ -248,6 +283,13 @@ def identify(fn):
     return None
 
 
+def _known(found):
+    """An identified function that the registry has (or the identity), else None."""
+    if found is None or (found[0] not in ops.REGISTRY and found[0] != "identity"):
+        return None
+    return found
+
+
 def _short(x: float) -> float:
     """The shortest decimal that is the same float32 (0.30000001192 -> 0.3)."""
     return float(str(np.float32(x)))
@@ -372,27 +414,69 @@ class _Importer:
         return Act(name, (self.batch,) + tuple(shape))
 
     def _materialize(self, pw: Pointwise) -> Act:
+        """The layer(s) computing an element-wise chain, decided before any layer is made."""
         if pw.act is not None:
             return pw.act
-        found = identify(pw.fn)
-        if found is not None:
-            op, attrs = found
-            if op == "identity":
-                pw.act = pw.src
-                return pw.src
-            if op in ops.REGISTRY:
-                if op in INPLACE_DEFAULT:
-                    attrs = {"inplace": self._inplace(pw.where, INPLACE_DEFAULT[op]), **attrs}
-                pw.act = self.new(op, attrs, [pw.src], pw.where)
-                return pw.act
-        # Not an activation: a sum or product of tensors is still expressible as add / mul.
-        parts = [o for o in pw.operands if not isinstance(o, Const)]
-        if pw.op_type in ("Add", "Sum", "Mul") and len(parts) == len(pw.operands) >= 2:
-            acts = [self.act(o, pw.where) for o in parts]
-            pw.act = self._merge(pw.op_type, acts, pw.where)
+        plan = self._plan(pw, {})
+        if plan is None:
+            raise CnnGraphError(f"{pw.where}: the element-wise function computed by {', '.join(pw.chain)} is not "
+                                f"one of cnngraph's activations ({', '.join(ACTIVATIONS)}, scale by a number)")
+        return self._build(plan)
+
+    def _plan(self, pw, memo):
+        """How to compute ``pw`` from layers, preferring one layer per ONNX activation:
+
+        1. split at the inner node nearest to ``pw`` that every path goes through, when what
+           follows it is an activation and it can be computed itself (relu(relu6(x)) is two
+           layers, not one relu6);
+        2. else the whole chain as one activation (x·sigmoid(x) is SiLU; GELU's five nodes);
+        3. else an add / mul of tensors (relu(x) + x).
+        """
+        if pw.act is not None:
+            return ("done", pw.act)
+        if id(pw) in memo:
+            return memo[id(pw)]
+        memo[id(pw)] = None
+        plan = None
+        for q in reversed(pw.inner()):
+            reached = [False]
+            found = _known(identify(lambda t: pw.fn(t, q, reached)))
+            if found is None or reached[0]:
+                continue
+            sub = self._plan(q, memo)
+            if sub is not None:
+                plan = ("act", pw, found, sub)
+                break
+        if plan is None:
+            found = _known(identify(pw.fn))
+            if found is not None:
+                plan = ("act", pw, found, ("done", pw.src))
+        if plan is None:
+            parts = [o for o in pw.operands if not isinstance(o, Const)]
+            if pw.op_type in ("Add", "Sum", "Mul") and len(parts) == len(pw.operands) >= 2:
+                subs = [("done", o) if isinstance(o, Act) else self._plan(o, memo) for o in parts]
+                if all(subs):
+                    plan = ("merge", pw, pw.op_type, subs)
+        memo[id(pw)] = plan
+        return plan
+
+    def _build(self, plan):
+        if plan[0] == "done":
+            return plan[1]
+        pw = plan[1]
+        if pw.act is not None:
             return pw.act
-        raise CnnGraphError(f"{pw.where}: the element-wise function computed by {', '.join(pw.chain)} is not one of "
-                            f"cnngraph's activations ({', '.join(ACTIVATIONS)}, scale by a number)")
+        if plan[0] == "merge":
+            pw.act = self._merge(plan[2], [self._build(s) for s in plan[3]], pw.where)
+            return pw.act
+        (op, attrs), src = plan[2], self._build(plan[3])
+        if op == "identity":
+            pw.act = src
+            return src
+        if op in INPLACE_DEFAULT:
+            attrs = {"inplace": self._inplace(pw.where, INPLACE_DEFAULT[op]), **attrs}
+        pw.act = self.new(op, attrs, [src], pw.where)
+        return pw.act
 
     def _merge(self, op_type, acts, where):
         if op_type == "Mul":
@@ -610,9 +694,12 @@ class _Importer:
         for n, (s, _) in scoped.items():
             taken_scopes[s] = taken_scopes.get(s, 0) + 1
         named = set(final.values())
+        parents = set()  # every proper dotted prefix of a name or scope: scopes that hold others
+        for v in list(named) + list(taken_scopes):
+            parts = v.split(".")
+            parents.update(".".join(parts[:k]) for k in range(1, len(parts)))
         for n, (s, op) in scoped.items():
-            inner = any(v.startswith(s + ".") for v in named) or any(t.startswith(s + ".") for t in taken_scopes)
-            if s and taken_scopes[s] == 1 and not inner and s not in named:
+            if s and taken_scopes[s] == 1 and s not in parents and s not in named:
                 final[n] = s
             else:
                 final[n] = f"{s}.{op}" if s else op

@@ -159,23 +159,7 @@ class TorchGraph(torch.nn.Module):
                 mod.register_buffer(field, t)
             else:
                 mod.register_parameter(field, torch.nn.Parameter(t, requires_grad=False))
-        self._calibrating = False
         self.eval()
-
-    def calibrate(self, *xs, var_floor: float = 0.1):
-        """Set every batch norm's running statistics from the batch statistics of ``xs`` and
-        return the output, which is then the eval-mode output on ``xs``. Random weights give
-        well-scaled activations this way, even through a thousand residual blocks.
-
-        Each channel's variance is raised to at least ``var_floor`` × the layer's mean
-        variance: a channel that barely varies over a small batch would otherwise divide
-        rounding noise by almost zero."""
-        self._calibrating = var_floor
-        try:
-            with torch.no_grad():
-                return self(*xs)
-        finally:
-            self._calibrating = False
 
     def _w(self, node, field):
         mod = self
@@ -207,11 +191,6 @@ class TorchGraph(torch.nn.Module):
             elif op == "linear":
                 y = F.linear(x, self._w(n, "weight"), self._w(n, "bias"))
             elif op == "batchnorm":
-                if self._calibrating is not False:
-                    dims = [0] + list(range(2, x.dim()))
-                    var = x.var(dims, unbiased=False)
-                    self._w(n, "running_mean").copy_(x.mean(dims))
-                    self._w(n, "running_var").copy_(torch.clamp(var, min=float(var.mean()) * self._calibrating))
                 y = F.batch_norm(x, self._w(n, "running_mean"), self._w(n, "running_var"), self._w(n, "weight"),
                                  self._w(n, "bias"), False, 0.0, a.get("eps", 1e-5))
             elif op == "groupnorm":
@@ -263,28 +242,6 @@ def to_torch(g, weights: dict, dtype=torch.float32) -> TorchGraph:
     ``dtype=torch.float64`` gives a tighter reference.
     """
     return TorchGraph(g, weights, dtype)
-
-
-def calibrate(g, weights: dict, *inputs, dtype=torch.float32):
-    """Weights whose batch norm statistics are those of ``inputs`` (NumPy, batch first),
-    and the graph's output(s) on them: ``(weights, outputs)``.
-
-    >>> import numpy as np
-    >>> from cnngraph import zoo, weights
-    >>> g = zoo.build("resnet18", input=(3, 32, 32))
-    >>> x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    >>> ws, y = calibrate(g, weights.init(g, seed=0), x)
-    >>> bool(abs(np.mean(run(g, ws, x) - y)) < 1e-6), ws["bn1.running_var"].shape
-    (True, (64,))
-    """
-    m = to_torch(g, weights, dtype)
-    out = m.calibrate(*[torch.as_tensor(np.asarray(x)).to(dtype) for x in inputs])
-    ws = dict(weights)
-    for key, t in m.state_dict().items():
-        if key.endswith(("running_mean", "running_var")):
-            ws[key] = t.numpy().astype(np.asarray(weights[key]).dtype)
-    outs = tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
-    return ws, outs
 
 
 def run(g, weights: dict, *inputs, dtype=torch.float32):
