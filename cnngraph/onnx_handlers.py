@@ -76,7 +76,7 @@ def _float_const(imp, node, k, where, what):
     a = np.asarray(c.value)
     if a.dtype == object or not np.issubdtype(a.dtype, np.number):
         raise CnnGraphError(f"{where}: {what} must be numbers")
-    return a.astype(np.float32), c
+    return a.astype(np.float32, copy=False), c
 
 
 def _window(imp, x, attrs, where, kernel, has_dilation=True):
@@ -244,7 +244,8 @@ def _gemm(imp, node, a, where):
     if w.ndim != 2:
         raise ShapeError(where, "Gemm weight must be 2-D", f"got {list(w.shape)}")
     w = w if a.get("transB", 0) else w.T
-    w = w * np.float32(a.get("alpha", 1.0))
+    if a.get("alpha", 1.0) != 1.0:
+        w = w * np.float32(a["alpha"])
     if ops.same(w.shape[1], x.shape[1]) is False:
         raise ShapeError(where, "Gemm weight does not fit the input features", f"weight {list(w.shape)} (out, in), input {ops.fmt_shape(x.shape)}")
     ws = {"weight": w}

@@ -658,11 +658,13 @@ class _Importer:
     def _finish(self):
         g = self.g
         names = self._final_names()
-        ws = {}
+        ws, seen = {}, set()
         for old, fields in self.weights.items():
             for f, arr in fields.items():
                 if not f.startswith("_"):  # "_bias_open": bookkeeping of a fusion
-                    ws[f"{names[old]}.{f}"] = arr
+                    # a tensor shared by two layers (PyTorch deduplicates equal ones) gets its own copy
+                    ws[f"{names[old]}.{f}"] = arr.copy() if id(arr) in seen else arr
+                    seen.add(id(arr))
         h = CnnGraph(**{k: v for k, v in g.graph.items()})
         for n in g.nodes:
             d = dict(g.nodes[n])
