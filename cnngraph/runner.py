@@ -56,7 +56,8 @@ def prepare(args):
 
     shape = parse_input(args.input)
     g = load_model(args.model, shape, parse_options(args.option))
-    ws = load(args.weights, g) if args.weights else init(g, seed=args.seed)
+    # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
+    ws = load(args.weights, g) if args.weights else (g.graph.get("weights") or init(g, seed=args.seed))
     plan = compile(g, ws)
     backend = get_backend(args.backend)
     with _progress() as bar:
