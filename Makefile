@@ -26,7 +26,6 @@ setup: $(STAMP) dot
 demo: setup
 	$(VENV)/bin/cnngraph table alexnet
 	$(VENV)/bin/cnngraph render alexnet -o alexnet.svg
-	@echo "wrote alexnet.svg"
 
 # PyTorch is an optional cross-check (a large download on most machines).
 torch: $(STAMP)
