@@ -144,6 +144,18 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
 
 
 @njit(**JIT)
+def store_pixel(acc, out, res, n, oh, ow, a1, a2):
+    """A direct convolution's fused epilogue for one output pixel: act2(act1(acc) + res)."""
+    act_row(acc, a1)
+    if res.shape[0] > 0:
+        for c in range(acc.shape[0]):
+            acc[c] += res[n, oh, ow, c]
+    act_row(acc, a2)
+    for c in range(acc.shape[0]):
+        out[n, oh, ow, c] = acc[c]
+
+
+@njit(**JIT)
 def depthwise(x, w, bias, out, t0, t1, mult, sh, sw, pt, pl, dh, dw, res, a1, a2):
     """Depthwise convolution (in_channels/groups = 1, ``mult`` outputs per input channel)
     for output rows t0:t1 of (n, oh); w is (kh, kw, C_out); epilogue fused."""
@@ -151,7 +163,6 @@ def depthwise(x, w, bias, out, t0, t1, mult, sh, sw, pt, pl, dh, dw, res, a1, a2
     Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = w.shape[0], w.shape[1]
     acc = np.empty(C, np.float32)
-    has_res = res.shape[0] > 0
     for t in range(t0, t1):
         n, oh = t // Ho, t % Ho
         for ow in range(Wo):
@@ -174,13 +185,7 @@ def depthwise(x, w, bias, out, t0, t1, mult, sh, sw, pt, pl, dh, dw, res, a1, a2
                     else:
                         for c in range(C):
                             acc[c] += x[n, ih, iw, c // mult] * w[i, j, c]
-            act_row(acc, a1)
-            if has_res:
-                for c in range(C):
-                    acc[c] += res[n, oh, ow, c]
-            act_row(acc, a2)
-            for c in range(C):
-                out[n, oh, ow, c] = acc[c]
+            store_pixel(acc, out, res, n, oh, ow, a1, a2)
 
 
 @njit(**JIT)
@@ -191,7 +196,6 @@ def grouped(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2):
     Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
     G, kh, kw, cg, og = w.shape
     acc = np.empty(C, np.float32)
-    has_res = res.shape[0] > 0
     for t in range(t0, t1):
         n, oh = t // Ho, t % Ho
         for ow in range(Wo):
@@ -210,13 +214,7 @@ def grouped(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2):
                             v = x[n, ih, iw, g * cg + ci]
                             for o in range(og):
                                 acc[g * og + o] += v * w[g, i, j, ci, o]
-            act_row(acc, a1)
-            if has_res:
-                for c in range(C):
-                    acc[c] += res[n, oh, ow, c]
-            act_row(acc, a2)
-            for c in range(C):
-                out[n, oh, ow, c] = acc[c]
+            store_pixel(acc, out, res, n, oh, ow, a1, a2)
 
 
 @njit(**JIT)
