@@ -35,10 +35,10 @@ from __future__ import annotations
 import numpy as np
 
 from cnngraph.dsl import Net, add, batchnorm, block, conv2d, relu, scope
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
-from .resnet import (RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
+from cnngraph.zoo import register
+from cnngraph.zoo.resnet import (RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
                      stages, stem)
 
 FORMS = ("grouped", "pathways")
