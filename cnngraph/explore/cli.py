@@ -37,15 +37,9 @@ def add_cli(sub):
 
 
 def _kinds(items) -> dict:
-    from ..errors import CnnGraphError
+    from ..cli import parse_options
 
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CnnGraphError(f"--kind {item!r} must look like knob=multiplier|size|structural")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    return parse_options(items)
 
 
 def model_family(spec: str, kinds: dict):
