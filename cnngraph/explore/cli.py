@@ -27,7 +27,8 @@ def add_cli(sub):
                    help="also build and analyze N random points and check every total")
     s.add_argument("--latency", action="store_true",
                    help="add predicted latency from per-layer tables measured on this machine (cached)")
-    s.add_argument("--backend", default="numba", help="backend measured for --latency (numba, cupy)")
+    s.add_argument("--backend", default="auto",
+                   help="backend measured for --latency: numba, cupy, or auto (cupy where a GPU is, default)")
     s.add_argument("--sample-latency", type=int, default=0, metavar="N",
                    help="run N points end to end and report the prediction error")
     s.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
