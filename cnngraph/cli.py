@@ -29,6 +29,7 @@ PLUGINS: list[str] = [
     "cnngraph.plots",
     "cnngraph.gallery",
     "cnngraph.formulas.cli",
+    "cnngraph.explore.cli",
 ]
 
 
