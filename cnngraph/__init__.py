@@ -41,7 +41,21 @@ _LAZY = {
 # subpackages reachable as attributes (``cnngraph.zoo.build(...)`` after ``import cnngraph``)
 _SUBPACKAGES = ("zoo", "dsl", "formulas", "ir", "analysis", "present", "compiler", "onnx", "interop", "backends", "cli")
 
-__all__ = list(_LAZY) + ["zoo"]
+__all__ = list(_LAZY) + ["zoo", "from_torch"]
+
+
+def from_torch(module, input=None, name=None):
+    """A PyTorch ``nn.Module`` as a graph (see :func:`cnngraph.interop.torch_import.from_torch`);
+    imports torch only when called.
+
+    >>> import torch
+    >>> from_torch(torch.nn.Conv2d(3, 8, 3), input=(3, 5, 5)).nodes["input"]["shape"]
+    (3, 5, 5)
+    """
+    from cnngraph.interop.torch_import import from_torch as convert
+    from cnngraph.ir.symbols import H, W
+
+    return convert(module, input=input if input is not None else (3, H, W), name=name)
 
 
 def __getattr__(name: str):

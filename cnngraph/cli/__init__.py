@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gallery": ("cnngraph.cli.gallery", "write the gallery: diagrams, tables, formulas and plots of every zoo model"),
     "formula": ("cnngraph.cli.formula", "closed-form cost formulas of a named block, a design study or a model"),
     "receptive": ("cnngraph.cli.formula", "receptive field (size, jump, start) of every layer of a model"),
+    "sweep": ("cnngraph.cli.sweep", "costs of a model family over a design space (grid or random samples)"),
 }
 
 
@@ -77,7 +78,8 @@ def parse_options(items) -> dict:
 
 
 def load_model(spec: str, input=None, options=None):
-    """A graph from a zoo name, an ONNX file or ``file.py:function``."""
+    """A graph from a zoo name, an ONNX file or ``file.py:function`` / ``package.module:function``
+    (a function returning a graph, a DSL ``Net`` or a PyTorch ``nn.Module``)."""
     from cnngraph import zoo
     from cnngraph.ir.graph import with_input
 
@@ -89,24 +91,15 @@ def load_model(spec: str, input=None, options=None):
         return with_input(g, input) if input is not None else g
     if ":" in spec:
         path, fn_name = spec.rsplit(":", 1)
-        if path.endswith(".py"):
-            s = importlib.util.spec_from_file_location(Path(path).stem, path)
-            if s is None or not Path(path).exists():
-                raise CnnGraphError(f"no such file: {path}")
-            mod = importlib.util.module_from_spec(s)
-            s.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(path)
-        fn = getattr(mod, fn_name)
-        kwargs = dict(options)
-        if input is not None:
-            kwargs["input"] = input
-        return fn(**kwargs)
+        from cnngraph.interop.user_model import build_user_model
+
+        return build_user_model(path, fn_name, input, options)
     return zoo.build(spec, input=input, **options)
 
 
 def add_model_args(p, input_help="input shape C,H,W (symbols allowed: 3,H,W or 3,32*h,32*w)"):
-    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function")
+    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function / package.module:function "
+                                 "(returning a DSL Net or graph, or a PyTorch nn.Module)")
     p.add_argument("--input", help=input_help)
     p.add_argument("-O", "--option", action="append", metavar="NAME=VALUE", help="model option, e.g. -O variant=paper")
 
