@@ -33,6 +33,11 @@ def add_sweep(s):
     s.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="measure layer latencies on Dask: a LocalCluster, or the scheduler at ADDRESS")
     s.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster (default 2)")
+    s.add_argument("--pareto", metavar="OBJ,OBJ",
+                   help="print only the Pareto front of these columns (minimised; max:NAME maximised), "
+                        "e.g. latency_ms,max:macs")
+    s.add_argument("--plot", metavar="FILE", help="plot the front of the --pareto objectives (first two) to "
+                                                  ".svg/.png/.pdf (needs matplotlib)")
     s.set_defaults(func=cmd_sweep)
 
 
@@ -78,6 +83,7 @@ def model_family(spec: str, kinds: dict):
 def cmd_sweep(args):
     import time
 
+    from cnngraph.ir.errors import CnnGraphError
     from cnngraph.explore.space import parse_space
     from cnngraph.explore.sweep import check, sweep
 
@@ -104,6 +110,21 @@ def cmd_sweep(args):
         k = check(t, fam, n=args.verify, seed=args.seed)
         print(f"verified: {k} random points equal analyze() of the built graph")
     shown = t.sort(args.sort) if args.sort else t
+    if args.pareto:
+        from cnngraph.explore import pareto
+
+        objectives = [o.strip() for o in args.pareto.split(",") if o.strip()]
+        f = pareto.front(t, objectives)
+        print(f"Pareto front of {', '.join(objectives)}: {len(f)} of {n:,} points")
+        shown = t.take(f)
+        if args.plot:
+            if len(objectives) < 2:
+                raise CnnGraphError("--plot needs two --pareto objectives")
+            fig = pareto.draw(pareto.plot_data({fam.name: t}, objectives[0], objectives[1]),
+                              title=f"{fam.name}: {space}")
+            print(f"wrote {pareto.save_plot(fig, args.plot)}")
+    elif args.plot:
+        raise CnnGraphError("--plot draws the front of --pareto objectives; give --pareto too")
     print(shown.to_text(args.top), end="")
     if args.out:
         print(f"wrote {t.save(args.out)} ({n:,} rows)")

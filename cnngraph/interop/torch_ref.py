@@ -8,7 +8,8 @@ the ONNX export are checked against it.
 torch is optional: this module imports it, ``import cnngraph`` does not.
 
 >>> import torch
->>> from cnngraph import zoo, weights
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import weights
 >>> g = zoo.build("lenet5")
 >>> m = to_torch(g, weights.init(g, seed=0))
 >>> m(torch.zeros(2, 1, 28, 28)).shape

@@ -6,7 +6,8 @@ decomposition (SiLU = x·sigmoid(x), GELU via Erf, group norm via InstanceNormal
 channel shuffle via Reshape/Transpose) are named ``layer/part``. The batch is a symbolic
 dimension (``N``) unless given as a number; symbolic input sizes become dim_params too.
 
->>> from cnngraph import zoo, weights
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import weights
 >>> g = zoo.build("lenet5")
 >>> m = export(g, weights.init(g, seed=0))
 >>> [n.op_type for n in m.graph.node][:3], m.graph.input[0].type.tensor_type.shape.dim[0].dim_param
