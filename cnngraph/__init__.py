@@ -38,11 +38,15 @@ _LAZY = {
     "ops": ("cnngraph.ir.ops", None),
     "symbols": ("cnngraph.ir.symbols", None),
 }
+# subpackages reachable as attributes (``cnngraph.zoo.build(...)`` after ``import cnngraph``)
+_SUBPACKAGES = ("zoo", "dsl", "formulas", "ir", "analysis", "present", "compiler", "onnx", "interop", "backends", "cli")
 
-__all__ = list(_LAZY)
+__all__ = list(_LAZY) + ["zoo"]
 
 
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"cnngraph.{name}")
     if name not in _LAZY:
         raise AttributeError(f"module 'cnngraph' has no attribute {name!r}")
     module, attr = _LAZY[name]
@@ -53,4 +57,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

@@ -3,7 +3,8 @@
 ``export(g, weights)`` writes standard ONNX; ``load(path)`` reads a model back as a graph
 whose weights are in ``g.graph["weights"]``.
 
->>> from cnngraph import zoo, weights
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import weights
 >>> from cnngraph import onnx as cg_onnx
 >>> g = zoo.build("lenet5")
 >>> m = cg_onnx.export(g, weights.init(g, seed=0))

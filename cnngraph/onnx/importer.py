@@ -26,7 +26,8 @@ Bad files fail with :class:`CnnGraphError`: unsupported ops are listed with thei
 truncated or malformed data, declared sizes that disagree with the data, huge sizes and
 external-data references are refused before any large allocation.
 
->>> from cnngraph import zoo, weights, analyze
+>>> from cnngraph import zoo, analyze
+>>> from cnngraph.compiler import weights
 >>> from cnngraph.onnx import export
 >>> g = zoo.build("resnet18", input=(3, 64, 64))
 >>> h = load(export(g, weights.init(g, seed=0)))

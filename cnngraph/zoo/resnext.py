@@ -135,7 +135,8 @@ def pathways_weights_from_grouped(graph_g, weights: dict) -> dict:
     and input channels [i·c, (i+1)·c) of ``conv3``; ``bn3``, the shortcut, the stem and the
     classifier are shared unchanged.
 
-    >>> from cnngraph import zoo, weights
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import weights
     >>> g = zoo.build("resnext50_2x40d", input=(3, 64, 64))
     >>> ws = pathways_weights_from_grouped(g, weights.init(g, seed=0))
     >>> ws["layer1.0.path1.conv3.weight"].shape
