@@ -7,9 +7,9 @@ from cnngraph import analyze, zoo
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.compiler import compile
 from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, dropout, flatten, identity, linear, maxpool2d, relu
+from cnngraph.ir import ops
 from cnngraph.ir.graph import infer_shapes, outputs
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
-from cnngraph.compiler.plan import INPLACE_PORTS
 from cnngraph.ir.symbols import H, W
 from cnngraph.compiler.weights import init
 
@@ -178,7 +178,7 @@ def _check_no_overlap(plan):
             assert a.last <= b.first, (a, b)
             if a.last == b.first:
                 step = plan.steps[b.first]
-                ports = INPLACE_PORTS.get(step.op, ())
+                ports = ops.get(step.op).inplace_ports
                 allowed = [step.inputs[p] for p in ports if p < len(step.inputs)] + [step.residual]
                 assert a.name in allowed, (a.name, step)
         for v in vs:

@@ -242,11 +242,11 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     override fields of the convention (``flops_per_mac=2``, ``batch=N``, ...).
     """
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
-    if input is not None:
-        shapes = _graph.infer_shapes(g, tuple(input) if not isinstance(input, dict) else input, strict)
+    if input is not None:  # the notes of this input, not those stored for the graph's own
+        shapes, notes = _graph.infer(g, tuple(input) if not isinstance(input, dict) else input, strict)
     else:
         _graph.check(g)
-        shapes = {n: d["shape"] for n, d in g.nodes(data=True)}
+        shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])
     rows = []
     for n in _graph.topo_order(g):
         d = g.nodes[n]
@@ -255,4 +255,4 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
         rows.append(Row(n, d.get("title") or n, d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
                         attrs, layer_costs(d["op"], attrs, ins, shapes[n], convention)))
     first = g.graph["inputs"][0]
-    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(g.graph.get("notes", [])))
+    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(notes))

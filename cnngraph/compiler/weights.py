@@ -24,52 +24,44 @@ from cnngraph.ir.graph import topo_order
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 
-def _num(v, node, what):
-    if not ops.is_int(v):
-        raise CnnGraphError(f"{node}: {what} must be a number to make weights, got {v} (substitute the symbols first)")
-    return int(v)
+def _num(shape, key):
+    if not all(ops.is_int(v) for v in shape):
+        raise CnnGraphError(f"{key}: shape {ops.fmt_shape(shape)} must be numbers to make weights "
+                            "(substitute the symbols first)")
+    return tuple(int(v) for v in shape)
 
 
 def param_shapes(g) -> dict:
     """``{key: (shape, role)}`` for every parameter and buffer, in topological order.
 
-    ``role`` is ``"param"`` or ``"buffer"``.
+    ``role`` is ``"param"`` or ``"buffer"``; both come from the registry's weight specs
+    (:attr:`cnngraph.ir.ops.Op.weights`).
     """
-    out = {}
+    return {key: (shape, w.role) for key, shape, w in _specs(g)}
+
+
+def _specs(g):
+    """``(key, numeric shape, Weight)`` of every weight of ``g``, in topological order."""
     for n in topo_order(g):
         d = g.nodes[n]
-        op, a = d["op"], d["attrs"]
         ins = [g.nodes[i]["shape"] for i in d["inputs"]]
-        if op == "conv2d":
-            cin, cout, grp = (_num(ins[0][0], n, "in_channels"), _num(a["out_channels"], n, "out_channels"),
-                              _num(a["groups"], n, "groups"))
-            out[f"{n}.weight"] = ((cout, cin // grp, *map(int, a["kernel"])), "param")
-            if a["bias"]:
-                out[f"{n}.bias"] = ((cout,), "param")
-        elif op == "linear":
-            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
-            out[f"{n}.weight"] = ((fout, fin), "param")
-            if a["bias"]:
-                out[f"{n}.bias"] = ((fout,), "param")
-        elif op == "rbf":  # fixed prototypes, one row per output unit: a buffer
-            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
-            out[f"{n}.weight"] = ((fout, fin), "buffer")
-        elif op == "batchnorm":
-            c = _num(ins[0][0], n, "channels")
-            if a.get("affine", True):
-                out[f"{n}.weight"] = ((c,), "param")
-                out[f"{n}.bias"] = ((c,), "param")
-            out[f"{n}.running_mean"] = ((c,), "buffer")
-            out[f"{n}.running_var"] = ((c,), "buffer")
-        elif op in ("groupnorm", "instancenorm") and a.get("affine", op == "groupnorm"):
-            c = _num(ins[0][0], n, "channels")
-            out[f"{n}.weight"] = ((c,), "param")
-            out[f"{n}.bias"] = ((c,), "param")
-        elif op == "layernorm" and a.get("affine", True):
-            shape = tuple(_num(s, n, "shape") for s in ins[0])
-            out[f"{n}.weight"] = (shape, "param")
-            out[f"{n}.bias"] = (shape, "param")
-    return out
+        for w in ops.get(d["op"]).weight_specs(d["attrs"], ins):
+            yield f"{n}.{w.name}", _num(w.shape, f"{n}.{w.name}"), w
+
+
+def _draw(rng, init: str, shape: tuple, random_bn: bool):
+    """One weight drawn by its registry ``init`` kind (seeded; torchvision's ResNet scheme)."""
+    if init == "he":  # N(0, 2/fan_out), fan_out = C_out·kh·kw
+        return rng.normal(0.0, np.sqrt(2.0 / (shape[0] * int(np.prod(shape[2:])))), shape)
+    if init == "fc":
+        return rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
+    if init in ("bias", "mean"):
+        return rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
+    if init in ("scale", "var"):
+        return rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
+    if init == "prelu":  # PyTorch's nn.PReLU starts every slope at 0.25
+        return rng.uniform(0.0, 0.5, shape) if random_bn else np.full(shape, 0.25)
+    raise CnnGraphError(f"unknown weight initialisation {init!r}")
 
 
 def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
@@ -79,27 +71,8 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
     ``random_bn=True`` draws non-trivial batch norm statistics, so tests exercise folding.
     """
     rng = np.random.default_rng(seed)
-    ws = {}
-    for key, (shape, role) in param_shapes(g).items():
-        node, field = key.rsplit(".", 1)
-        op = g.nodes[node]["op"]
-        if op == "conv2d" and field == "weight":
-            fan_out = shape[0] * shape[2] * shape[3]
-            v = rng.normal(0.0, np.sqrt(2.0 / fan_out), shape)
-        elif op == "linear" and field == "weight":
-            v = rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
-        elif field == "bias":
-            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "weight":  # norm scale
-            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
-        elif field == "running_mean":
-            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "running_var":
-            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
-        else:  # pragma: no cover - param_shapes only yields the fields above
-            raise AssertionError(key)
-        ws[key] = np.ascontiguousarray(v, dtype=dtype)
-    return ws
+    return {key: np.ascontiguousarray(_draw(rng, w.init, shape, random_bn), dtype=dtype)
+            for key, shape, w in _specs(g)}
 
 
 def check(g, weights: dict, strict: bool = True) -> None:

@@ -80,7 +80,12 @@ def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = F
 
 
 def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None, strict=False):
-    """Add a layer to ``g`` after checking it against its inputs; returns its output shape."""
+    """Add a layer to ``g`` after checking it against its inputs; returns its output shape.
+
+    The op's attribute defaults (:attr:`cnngraph.ir.ops.Op.defaults`) are applied here, once:
+    every reader of ``g.nodes[name]["attrs"]`` finds every attribute.
+    """
+    attrs = ops.with_defaults(op, attrs)
     if name in g:
         raise GraphError(f"{name}: a layer with this name already exists")
     for i in inputs:
@@ -153,6 +158,20 @@ def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
 
     ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``.
     """
+    return infer(g, input_shape, strict)[0]
+
+
+def infer(g, input_shape=None, strict: bool = False) -> tuple[dict, list]:
+    """``(shapes, notes)`` for a new input shape: :func:`infer_shapes` and the stride notes
+    of that input (each rule's notes are recomputed, never copied from ``g``).
+
+    >>> from cnngraph import zoo
+    >>> g = zoo.build("resnet18")
+    >>> [n for n in infer(g, (3, 225, 225))[1] if n.startswith("conv1")]
+    []
+    >>> infer(g, (3, 224, 224))[1][0]
+    'conv1: stride does not fit the padded input along H ((224 + 6 − 7) / 2 = 223/2 is not an integer); output size floored'
+    """
     check(g)
     if input_shape is None:
         given = {}
@@ -160,7 +179,7 @@ def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
         given = {k: tuple(v) for k, v in input_shape.items()}
     else:
         given = {g.graph["inputs"][0]: tuple(input_shape)}
-    shapes = {}
+    shapes, notes = {}, []
     for n in topo_order(g):
         d = g.nodes[n]
         attrs = d["attrs"]
@@ -168,13 +187,15 @@ def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
             attrs = {**attrs, "shape": given[n]}
         shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict)
         shapes[n] = shape
-    return shapes
+        notes.extend(msgs)
+    return shapes, notes
 
 
 def with_input(g, input_shape, strict: bool = False):
-    """A copy of ``g`` whose shapes are re-inferred for a new input shape."""
-    shapes = infer_shapes(g, input_shape, strict)
+    """A copy of ``g`` whose shapes and stride notes are re-inferred for a new input shape."""
+    shapes, notes = infer(g, input_shape, strict)
     h = g.copy()
+    h.graph = {**g.graph, "notes": notes}
     for n, s in shapes.items():
         h.nodes[n]["shape"] = s
         if h.nodes[n]["op"] == "input":
