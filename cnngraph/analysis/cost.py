@@ -15,7 +15,7 @@ Counting follows the slides by default and every report states its convention:
 >>> from cnngraph import zoo, analyze
 >>> r = analyze(zoo.build("alexnet"))
 >>> r.total.params, r.total.macs
-(61100840, 714188480)
+(61100840, 716767232)
 >>> r.row("conv1").memory_bytes
 802816
 """
