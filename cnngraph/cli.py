@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -38,8 +39,8 @@ def parse_input(text: str | None):
         return None
     out = []
     for part in text.split(","):
-        e = sympy.sympify(part.strip())
-        e = e.subs({s: sym(s.name) for s in e.free_symbols})
+        names = {n: sym(n) for n in re.findall(r"[A-Za-z_]\w*", part)}  # "N" is a size, not sympy.N
+        e = sympy.sympify(part.strip(), locals=names)
         out.append(int(e) if e.is_Integer else e)
     return tuple(out)
 
@@ -87,13 +88,53 @@ def load_model(spec: str, input=None, options=None):
             mod = importlib.util.module_from_spec(s)
             s.loader.exec_module(mod)
         else:
-            mod = importlib.import_module(path)
-        fn = getattr(mod, fn_name)
-        kwargs = dict(options)
-        if input is not None:
-            kwargs["input"] = input
-        return fn(**kwargs)
+            try:
+                mod = importlib.import_module(path)
+            except ModuleNotFoundError as e:
+                raise CnnGraphError(f"{spec}: cannot import module {e.name!r}") from None
+        return call_builder(getattr(mod, fn_name, None), spec, input, options)
     return zoo.build(spec, input=input, **options)
+
+
+def call_builder(fn, spec: str, input=None, options=None):
+    """Call a user's ``file.py:function`` and return its graph, checking the contract:
+
+    - it returns a :class:`cnngraph.dsl.Net` or a graph (``net.graph``);
+    - ``--input`` is passed as ``input=`` only if the function has that parameter (or
+      ``**kwargs``); otherwise the returned graph is re-inferred for that input;
+    - every ``-O name=value`` must name a parameter; parameters without default must be given.
+    """
+    import inspect
+
+    from .graph import as_graph, with_input
+
+    where = spec.rsplit(":", 1)[0]
+    if fn is None or not callable(fn):
+        what = "no function" if fn is None else f"a {type(fn).__name__}, not a function,"
+        raise CnnGraphError(f"{where} has {what} named {spec.rsplit(':', 1)[1]!r}")
+    params = inspect.signature(fn).parameters
+    kinds = {p.kind for p in params.values()}
+    open_kw = inspect.Parameter.VAR_KEYWORD in kinds
+    named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    kwargs = dict(options or {})
+    unknown = [k for k in kwargs if k not in named and not open_kw]
+    if unknown:
+        raise CnnGraphError(f"{spec} has no parameter {unknown[0]!r} for -O {unknown[0]}=...; "
+                            f"its parameters: {', '.join(named) or 'none'}")
+    pass_input = input is not None and ("input" in named or open_kw)
+    if pass_input:
+        kwargs["input"] = input
+    missing = [n for n in named if params[n].default is inspect.Parameter.empty and n not in kwargs]
+    if missing:
+        raise CnnGraphError(f"{spec} needs {missing[0]!r}: give it with -O {missing[0]}=VALUE"
+                            + (" or --input" if missing[0] == "input" else ""))
+    out = fn(**kwargs)
+    try:
+        g = as_graph(out)
+    except CnnGraphError:
+        raise CnnGraphError(f"{spec} returned {type(out).__name__}; it must return a cnngraph.dsl.Net "
+                            "or a graph (net.graph)") from None
+    return with_input(g, input) if input is not None and not pass_input else g
 
 
 def add_model_args(p, input_help="input shape C,H,W (symbols allowed: 3,H,W or 3,32*h,32*w)"):

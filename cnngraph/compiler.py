@@ -10,7 +10,7 @@ planning (:mod:`cnngraph.plan`).
 """
 from __future__ import annotations
 
-from .graph import with_input
+from .graph import as_graph, with_input
 from .passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
 from .plan import Plan, lower, plan_memory
 
@@ -22,6 +22,7 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     are folded with the batch norms and kept in ``plan.weights``; ``fold``/``fuse`` switch
     batch-norm folding and epilogue fusion off (for tests and comparisons).
     """
+    g = as_graph(g)
     if input is not None:
         g = with_input(g, input)
     g = eliminate_dead(g)

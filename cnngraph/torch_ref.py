@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from . import ops
 from .errors import CnnGraphError
-from .graph import outputs, topo_order
+from .graph import as_graph, outputs, topo_order
 from .weights import check as check_weights
 
 
@@ -241,6 +241,7 @@ def to_torch(g, weights: dict, dtype=torch.float32) -> TorchGraph:
     ``weights`` maps state_dict names to arrays (:func:`cnngraph.weights.init` makes some);
     ``dtype=torch.float64`` gives a tighter reference.
     """
+    g = as_graph(g)
     return TorchGraph(g, weights, dtype)
 
 

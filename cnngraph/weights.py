@@ -18,7 +18,7 @@ import numpy as np
 
 from . import ops
 from .errors import CnnGraphError
-from .graph import topo_order
+from .graph import as_graph, topo_order
 
 # Keys that torchvision state_dicts carry but inference does not need.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
@@ -35,6 +35,7 @@ def param_shapes(g) -> dict:
 
     ``role`` is ``"param"`` or ``"buffer"``.
     """
+    g = as_graph(g)
     out = {}
     for n in topo_order(g):
         d = g.nodes[n]
@@ -78,6 +79,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
     ``random_bn=True`` draws non-trivial batch norm statistics, so tests exercise folding.
     """
+    g = as_graph(g)
     rng = np.random.default_rng(seed)
     ws = {}
     for key, (shape, role) in param_shapes(g).items():
@@ -104,6 +106,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
 def check(g, weights: dict, strict: bool = True) -> None:
     """Raise a clear error listing missing, unexpected and wrongly shaped weights."""
+    g = as_graph(g)
     want = param_shapes(g)
     have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
     missing = [k for k in want if k not in have]

@@ -27,6 +27,7 @@ import sympy
 from .. import present
 from ..cost import Convention, analyze
 from ..errors import CnnGraphError
+from ..graph import as_graph
 from ..ops import tidy
 
 KINDS = ("norm", "act", "merge", "pool")
@@ -148,6 +149,7 @@ def costs(g, include=(), input=None, per_layer: bool = True) -> dict:
 
     Follows the block convention of this module (see the module docstring).
     """
+    g = as_graph(g)
     from ..ops import REGISTRY
 
     include = check_include(include)
