@@ -30,6 +30,7 @@ PLUGINS: list[str] = [
     "cnngraph.plots",
     "cnngraph.gallery",
     "cnngraph.formulas.cli",
+    "cnngraph.explore.cli",
 ]
 
 
@@ -69,7 +70,8 @@ def parse_options(items) -> dict:
 
 
 def load_model(spec: str, input=None, options=None):
-    """A graph from a zoo name, an ONNX file or ``file.py:function``."""
+    """A graph from a zoo name, an ONNX file or ``file.py:function`` / ``package.module:function``
+    (a function returning a graph, a DSL ``Net`` or a PyTorch ``nn.Module``)."""
     from . import zoo
     from .graph import with_input
 
@@ -81,64 +83,15 @@ def load_model(spec: str, input=None, options=None):
         return with_input(g, input) if input is not None else g
     if ":" in spec:
         path, fn_name = spec.rsplit(":", 1)
-        if path.endswith(".py"):
-            s = importlib.util.spec_from_file_location(Path(path).stem, path)
-            if s is None or not Path(path).exists():
-                raise CnnGraphError(f"no such file: {path}")
-            mod = importlib.util.module_from_spec(s)
-            s.loader.exec_module(mod)
-        else:
-            try:
-                mod = importlib.import_module(path)
-            except ModuleNotFoundError as e:
-                raise CnnGraphError(f"{spec}: cannot import module {e.name!r}") from None
-        return call_builder(getattr(mod, fn_name, None), spec, input, options)
+        from .user_model import build_user_model
+
+        return build_user_model(path, fn_name, input, options)
     return zoo.build(spec, input=input, **options)
 
 
-def call_builder(fn, spec: str, input=None, options=None):
-    """Call a user's ``file.py:function`` and return its graph, checking the contract:
-
-    - it returns a :class:`cnngraph.dsl.Net` or a graph (``net.graph``);
-    - ``--input`` is passed as ``input=`` only if the function has that parameter (or
-      ``**kwargs``); otherwise the returned graph is re-inferred for that input;
-    - every ``-O name=value`` must name a parameter; parameters without default must be given.
-    """
-    import inspect
-
-    from .graph import as_graph, with_input
-
-    where = spec.rsplit(":", 1)[0]
-    if fn is None or not callable(fn):
-        what = "no function" if fn is None else f"a {type(fn).__name__}, not a function,"
-        raise CnnGraphError(f"{where} has {what} named {spec.rsplit(':', 1)[1]!r}")
-    params = inspect.signature(fn).parameters
-    kinds = {p.kind for p in params.values()}
-    open_kw = inspect.Parameter.VAR_KEYWORD in kinds
-    named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    kwargs = dict(options or {})
-    unknown = [k for k in kwargs if k not in named and not open_kw]
-    if unknown:
-        raise CnnGraphError(f"{spec} has no parameter {unknown[0]!r} for -O {unknown[0]}=...; "
-                            f"its parameters: {', '.join(named) or 'none'}")
-    pass_input = input is not None and ("input" in named or open_kw)
-    if pass_input:
-        kwargs["input"] = input
-    missing = [n for n in named if params[n].default is inspect.Parameter.empty and n not in kwargs]
-    if missing:
-        raise CnnGraphError(f"{spec} needs {missing[0]!r}: give it with -O {missing[0]}=VALUE"
-                            + (" or --input" if missing[0] == "input" else ""))
-    out = fn(**kwargs)
-    try:
-        g = as_graph(out)
-    except CnnGraphError:
-        raise CnnGraphError(f"{spec} returned {type(out).__name__}; it must return a cnngraph.dsl.Net "
-                            "or a graph (net.graph)") from None
-    return with_input(g, input) if input is not None and not pass_input else g
-
-
 def add_model_args(p, input_help="input shape C,H,W (symbols allowed: 3,H,W or 3,32*h,32*w)"):
-    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function")
+    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function / package.module:function "
+                                 "(returning a DSL Net or graph, or a PyTorch nn.Module)")
     p.add_argument("--input", help=input_help)
     p.add_argument("-O", "--option", action="append", metavar="NAME=VALUE", help="model option, e.g. -O variant=paper")
 

@@ -6,6 +6,7 @@
     gallery/README.md             the same list as Markdown
     gallery/zoo.svg               params vs multiply-adds of the zoo (bubble: activation memory)
     gallery/reconciliation.md          the seed reconciliation (cnngraph.reconcile), when available
+    gallery/design-space.svg      Pareto fronts of design-space sweeps (cnngraph.explore)
     gallery/models/NAME.svg       the diagram (folded, repeated blocks collapsed)
     gallery/models/NAME.md        totals, closed-form totals (cnngraph.formulas), per-layer table
     gallery/models/NAME-costs.svg memory / params / flop per layer (or per block)
@@ -41,7 +42,7 @@ MAX_TABLE_ROWS = 1000  # larger networks get a per-block table in the gallery
 class File:
     """One output file: ``text`` written as is, or an SVG drawn from ``source`` (``dot``/``bars``/``scatter``)."""
 
-    kind: str  # "text", "dot", "bars", "scatter"
+    kind: str  # "text", "dot", "bars", "scatter", "pareto"
     content: object  # the text, the DOT source, or the plot data
     key: str = ""  # fingerprint stamped into SVGs
 
@@ -225,6 +226,11 @@ before them; blue edges are shortcuts; "× n" boxes stand for n more blocks like
 {reconcile}
 <section id="zoo"><h2>The zoo at a glance</h2>
 <img src="zoo.svg" alt="params vs multiply-adds of the zoo" data-check="plot"></section>
+<section id="design-space"><h2>Design spaces</h2>
+<p>Every width multiplier and resolution of MobileNet v2, ResNet-50 and EfficientNet-B0 on a grid, each point's cost
+from the family's closed form (<code>cnngraph sweep</code>); lines are the Pareto fronts. Measured latency and the
+EfficientNet scaling search: docs/design-space.md.</p>
+<img src="design-space.svg" alt="Pareto fronts of design-space sweeps" data-check="plot"></section>
 <h2>Models</h2>
 <table class="summary"><tr><th>model</th><th>family</th><th>input</th><th>params</th><th>multiply-adds</th><th>activations</th></tr>
 {chr(10).join(rows)}
@@ -253,7 +259,8 @@ def readme_md(entries, has_reconcile: bool) -> str:
              "regenerate with `cnngraph gallery` (or `make gallery`).", ""]
     if has_reconcile:
         lines += ["Seed reconciliation: [reconciliation.md](reconciliation.md).", ""]
-    lines += ["![zoo](zoo.svg)", "", "| model | family | input | params | multiply-adds | activations | files |",
+    lines += ["![zoo](zoo.svg)", "", "Design spaces (cnngraph sweep; docs/design-space.md): "
+              "![design spaces](design-space.svg)", "", "| model | family | input | params | multiply-adds | activations | files |",
               "|---|---|---|---:|---:|---:|---|"]
     for e in entries:
         n = e["name"]
@@ -285,6 +292,10 @@ def _plan_extra(task):
     """Work items besides the models, run in the pool alongside them."""
     if task == "reconcile":
         return _reconcile()
+    if task == "design-space":
+        from .explore import pareto
+
+        return pareto.gallery_data()
     raise ValueError(task)
 
 
@@ -298,8 +309,8 @@ def plan(models=None, jobs=None) -> dict:
     from . import plots
 
     names = list(models) if models is not None else zoo_order()
-    results = _map(_job, [("model", n) for n in names] + [("extra", "reconcile")], jobs)
-    *per_model, reconcile_md = results
+    results = _map(_job, [("model", n) for n in names] + [("extra", "reconcile"), ("extra", "design-space")], jobs)
+    *per_model, reconcile_md, design = results
     files, entries = {}, []
     for f, e in per_model:
         files.update(f)
@@ -307,6 +318,8 @@ def plan(models=None, jobs=None) -> dict:
     good = [e for e in entries if "error" not in e]
     scatter = dict(points=plots.scatter_points(good), version=plots.PLOT_VERSION)
     files["zoo.svg"] = File("scatter", scatter, plots.data_key(scatter))
+    design = dict(design, version=plots.PLOT_VERSION)
+    files["design-space.svg"] = File("pareto", design, plots.data_key(design))
     if reconcile_md is not None:
         files["reconciliation.md"] = File("text", reconcile_md)
     files["index.html"] = File("text", index_html(entries, reconcile_md is not None))
@@ -329,6 +342,10 @@ def _draw(item):
         plots.save(plots.draw_bars(f.content), p, f.key)
     elif f.kind == "scatter":
         plots.save(plots.draw_scatter(f.content), p, f.key)
+    elif f.kind == "pareto":
+        from .explore import pareto
+
+        plots.save(pareto.draw_gallery(f.content), p, f.key)
     return path
 
 
@@ -346,7 +363,8 @@ def _current(path: Path, f: File) -> bool:
 def _generated(out: Path) -> set:
     """Files of ``out`` that the gallery writes (anything else there is left alone)."""
     found = {p.relative_to(out).as_posix() for p in (out / "models").glob("*") if p.suffix in (".svg", ".md")}
-    found |= {n for n in ("index.html", "README.md", "zoo.svg", "reconciliation.md") if (out / n).exists()}
+    found |= {n for n in ("index.html", "README.md", "zoo.svg", "design-space.svg", "reconciliation.md")
+              if (out / n).exists()}
     return found
 
 
@@ -356,7 +374,7 @@ def build(out="gallery", models=None, jobs=None, force: bool = False) -> dict:
     files = plan(models, jobs)
     todo = [(str(out / rel), f) for rel, f in files.items() if force or not _current(out / rel, f)]
     # Slow drawings first so the pool's last task is a short one.
-    weight = {"scatter": 0, "dot": 1, "bars": 2, "text": 3}
+    weight = {"scatter": 0, "pareto": 0, "dot": 1, "bars": 2, "text": 3}
     todo.sort(key=lambda item: weight[item[1].kind])
     _map(_draw, todo, jobs)
     stale = sorted(_generated(out) - set(files)) if models is None else []

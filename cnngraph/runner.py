@@ -60,6 +60,8 @@ def prepare(args):
 
     shape = parse_input(args.input)
     g = load_model(args.model, shape, parse_options(args.option))
+    if args.input_file:  # a symbolic input takes its size from the array
+        g = _size_from_file(g, _read_input_file(args.input_file))
     # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
     ws = load(args.weights, g) if args.weights else (g.graph.get("weights") or init(g, seed=args.seed))
     plan = compile(g, ws)
@@ -77,10 +79,31 @@ def first_run(ex, x, label="first run (compiles kernels not yet cached)"):
         return ex.run(x, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
 
 
+def _read_input_file(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CnnGraphError(f"{path}: not a readable .npy array ({e})") from None
+
+
+def _size_from_file(g, x):
+    """``g`` for the size of the array ``x`` (N×C×H×W or C×H×W) when its input size is symbolic."""
+    from . import ops
+    from .graph import input_shape, with_input
+
+    want = input_shape(g)
+    if all(ops.is_int(s) for s in want):
+        return g
+    got = x.shape[x.ndim - len(want):]
+    if x.ndim not in (len(want), len(want) + 1) or any(ops.is_int(w) and int(w) != v for w, v in zip(want, got)):
+        raise CnnGraphError(f"input file: array of shape {x.shape} does not fit the model's N×{ops.fmt_shape(want)}")
+    return with_input(g, tuple(int(v) for v in got))
+
+
 def _input_batch(args, plan):
     shape = tuple(int(s) for s in plan.values[plan.inputs[0]].shape)
     if args.input_file:
-        x = np.load(args.input_file).astype(np.float32)
+        x = _read_input_file(args.input_file).astype(np.float32)
         if x.shape == shape:
             x = x[None]
         if tuple(x.shape[1:]) != shape:

@@ -88,9 +88,10 @@ def test_build_is_incremental_and_checked(tmp_path):
     out = tmp_path / "g"
     counts = gallery.build(out, models=["lenet5", "resnet18"], jobs=1)
     has_reconcile = importlib.util.find_spec("cnngraph.reconcile") is not None
-    assert counts == dict(written=9 + has_reconcile, unchanged=0, removed=0)  # 2 × 3 model files + 3 (+ reconcile)
+    # 2 × 3 model files + index, README, zoo.svg, design-space.svg (+ reconcile)
+    assert counts == dict(written=10 + has_reconcile, unchanged=0, removed=0)
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert {"index.html", "README.md", "zoo.svg", "models/lenet5.svg", "models/lenet5.md", "models/lenet5-costs.svg",
+    assert {"index.html", "README.md", "zoo.svg", "design-space.svg", "models/lenet5.svg", "models/lenet5.md", "models/lenet5-costs.svg",
             "models/resnet18.svg", "models/resnet18.md", "models/resnet18-costs.svg"} <= set(names)
     for p in out.rglob("*.svg"):
         ET.parse(p)  # well-formed XML, as a browser needs

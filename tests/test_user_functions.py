@@ -70,8 +70,8 @@ def test_input_applied_when_not_a_parameter(mynet):
 @pytest.mark.parametrize("fn, options, message", [
     ("build", {"depth": 3}, r"has no parameter 'depth' for -O depth=\.\.\.; its parameters: input, width"),
     ("needs", {}, r"needs 'width': give it with -O width=VALUE"),
-    ("bad", {}, r"returned int; it must return a cnngraph.dsl.Net or a graph"),
-    ("nope", {}, r"has no function named 'nope'"),
+    ("bad", {}, r"returned a int; expected a graph, a DSL Net"),
+    ("nope", {}, r"has no function 'nope'"),
 ])
 def test_contract_errors(mynet, fn, options, message):
     with pytest.raises(CnnGraphError, match=message):
