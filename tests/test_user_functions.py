@@ -5,10 +5,10 @@ from cnngraph import analyze
 from cnngraph.cli import load_model, main
 from cnngraph.compiler import compile
 from cnngraph.dsl import Net, conv2d, flatten, linear, relu
-from cnngraph.errors import CnnGraphError
-from cnngraph.graph import as_graph
-from cnngraph.render import to_dot
-from cnngraph.weights import init
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import as_graph
+from cnngraph.present.render import to_dot
+from cnngraph.compiler.weights import init
 
 SOURCE = '''
 from cnngraph.dsl import Net, conv2d, relu, flatten, linear
