@@ -179,6 +179,11 @@ def sweep(builder, space, samples: int | None = None, seed: int = 0, kinds: dict
     return Table({**points, **totals}, meta)
 
 
+def knob_columns(table: Table) -> list:
+    """The knob columns of a sweep's table (not costs, not latencies)."""
+    return [k for k in table.names if k not in FIELDS and not k.startswith(("latency", "measured"))]
+
+
 def check(table: Table, builder, n: int = 5, seed: int = 0, kinds: dict | None = None,
           convention: Convention | None = None) -> int:
     """Build and analyze the graph at ``n`` random rows of ``table``; raise if any total differs.
@@ -186,7 +191,7 @@ def check(table: Table, builder, n: int = 5, seed: int = 0, kinds: dict | None =
     Returns the number of rows checked.
     """
     fam = family(builder, kinds)
-    knobs = [k for k in table.names if k not in FIELDS and not k.startswith(("latency", "measured"))]
+    knobs = knob_columns(table)
     fields = [f for f in FIELDS if f in table]
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(table), size=min(n, len(table)), replace=False)
