@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 LABELS = {"params": "parameters", "macs": "multiply-adds", "flops": "flop", "memory_bytes": "activation memory (B)",
           "latency_ms": "predicted latency (ms)", "measured_ms": "measured latency (ms)"}
@@ -114,7 +114,7 @@ def draw_panels(panels: list, title: str = ""):
 
 
 def save_plot(fig, path, key: str | None = None):
-    from ..plots import save
+    from cnngraph.present.plots import save
 
     return save(fig, path, key)
 
@@ -126,7 +126,7 @@ GALLERY_SPACES = [("mobilenet_v2", "a=0.35..1.4:0.05, r=96..224:32"), ("resnet50
 
 def gallery_data() -> dict:
     """Counted-cost fronts of the gallery's spaces (exact integers: the SVG is deterministic)."""
-    from .sweep import sweep
+    from cnngraph.explore.sweep import sweep
 
     tables = {m: sweep(m, s) for m, s in GALLERY_SPACES}
     return dict(spaces=[f"{m}: {s}" for m, s in GALLERY_SPACES],
