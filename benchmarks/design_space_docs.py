@@ -92,12 +92,7 @@ def _prediction_figure(tables, path):
                    edgecolors=pareto.COLOURS[i], label=f"{name}: its layers timed inside the run")
         hi = max(hi, float(np.nanmax(t["measured_ms"])), float(t["latency_ms"][m].max()))
     ax.plot([0, hi], [0, hi], color="#868e96", linewidth=0.8, label="prediction = measurement")
-    ax.set_xlabel("measured end to end (ms, fastest of 15 runs)")
-    ax.set_ylabel("predicted: sum of measured layers (ms)")
-    ax.legend(fontsize=8, frameon=False)
-    ax.grid(True, linewidth=0.3, alpha=0.5)
-    fig.tight_layout()
-    pareto.save_plot(fig, path)
+    _finish(fig, ax, "measured end to end (ms, fastest of 15 runs)", "predicted: sum of measured layers (ms)", path)
 
 
 def _efficientnet_figure(path):
@@ -123,8 +118,12 @@ def _efficientnet_figure(path):
     ax.scatter(law[p], ratio[p], s=40, color="#e8590c", label="paper: α=1.2, β=1.1, γ=1.15 (r=258)")
     ax.plot([1, 3], [1, 3], color="#868e96", linewidth=0.8, label="MACs ratio = α·β²·γ²")
     ax.axvspan(1.8, 2.2, color="#fab005", alpha=0.15, label="α·β²·γ² within ±10 % of 2")
-    ax.set_xlabel("α·β²·γ² (the paper's FLOPs law)")
-    ax.set_ylabel("exact MACs / B0's, from the closed form")
+    _finish(fig, ax, "α·β²·γ² (the paper's FLOPs law)", "exact MACs / B0's, from the closed form", path)
+
+
+def _finish(fig, ax, xlabel, ylabel, path):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, frameon=False)
     ax.grid(True, linewidth=0.3, alpha=0.5)
     fig.tight_layout()

@@ -4,7 +4,7 @@ For each value of the structural knobs (depth, kernel size, groups, expansion ra
 family is built once with its multiplier and size knobs left symbolic; :func:`analyze` gives
 the totals as sympy expressions, which are compiled with ``lambdify`` to NumPy and evaluated
 on every design point of that group at once. The rounding of multiplied widths happens in
-NumPy before the polynomial (see :mod:`cnngraph.explore.knobs`).
+NumPy before the polynomial (see :mod:`cnngraph.dsl.knobs`).
 
 Where two rounded widths coincide at a point (MobileNet's 24·a and 32·a both round to 16 at
 a = 0.5) the model may change structure (a shortcut appears), so such multiplier values get a
@@ -28,7 +28,7 @@ from cnngraph.analysis.cost import Convention, analyze
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir.symbols import sym
 from cnngraph.explore.families import Family, family
-from cnngraph.explore.knobs import Multiplier
+from cnngraph.dsl.knobs import Multiplier
 from cnngraph.explore.space import Space, as_space
 from cnngraph.explore.table import Table
 
