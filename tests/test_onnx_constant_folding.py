@@ -13,9 +13,9 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from cnngraph import analyze  # noqa: E402
-from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
 from cnngraph.onnx import load  # noqa: E402
-from cnngraph.torch_ref import run  # noqa: E402
+from cnngraph.interop.torch_ref import run  # noqa: E402
 
 
 def _ort(model_bytes, x):

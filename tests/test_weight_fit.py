@@ -11,10 +11,11 @@ import warnings
 import numpy as np
 import pytest
 
-from cnngraph import analyze, weights, with_input, zoo
+from cnngraph import analyze, with_input, zoo
+from cnngraph.compiler import weights
 from cnngraph.cli import main
 from cnngraph.compiler import compile
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 
 def _one_line_error(capsys, argv, *fragments):
