@@ -241,12 +241,14 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     ``input`` replaces the stored input shape (ints or sympy expressions); keyword arguments
     override fields of the convention (``flops_per_mac=2``, ``batch=N``, ...).
     """
+    g = _graph.as_graph(g)
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
     if input is not None:  # the notes of this input, not those stored for the graph's own
         shapes, notes = _graph.infer(g, tuple(input) if not isinstance(input, dict) else input, strict)
     else:
         _graph.check(g)
         shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])
+        _graph.check_weights(g)  # no numbers from a graph whose own weights do not fit it
     rows = []
     for n in _graph.topo_order(g):
         d = g.nodes[n]

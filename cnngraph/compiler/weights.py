@@ -18,15 +18,15 @@ import numpy as np
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.ir.graph import topo_order
+from cnngraph.ir.graph import as_graph, check_weights, topo_order
 
 # Keys that torchvision state_dicts carry but inference does not need.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 
-def _num(shape, key):
+def _num(shape, node, key):
     if not all(ops.is_int(v) for v in shape):
-        raise CnnGraphError(f"{key}: shape {ops.fmt_shape(shape)} must be numbers to make weights "
+        raise CnnGraphError(f"{node}: the shape of {key}, {ops.fmt_shape(shape)}, must be numbers to make weights "
                             "(substitute the symbols first)")
     return tuple(int(v) for v in shape)
 
@@ -37,7 +37,7 @@ def param_shapes(g) -> dict:
     ``role`` is ``"param"`` or ``"buffer"``; both come from the registry's weight specs
     (:attr:`cnngraph.ir.ops.Op.weights`).
     """
-    return {key: (shape, w.role) for key, shape, w in _specs(g)}
+    return {key: (shape, w.role) for key, shape, w in _specs(as_graph(g))}
 
 
 def _specs(g):
@@ -46,7 +46,7 @@ def _specs(g):
         d = g.nodes[n]
         ins = [g.nodes[i]["shape"] for i in d["inputs"]]
         for w in ops.get(d["op"]).weight_specs(d["attrs"], ins):
-            yield f"{n}.{w.name}", _num(w.shape, f"{n}.{w.name}"), w
+            yield f"{n}.{w.name}", _num(w.shape, n, f"{n}.{w.name}"), w
 
 
 def _draw(rng, init: str, shape: tuple, random_bn: bool):
@@ -70,27 +70,27 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
     ``random_bn=True`` draws non-trivial batch norm statistics, so tests exercise folding.
     """
+    g = as_graph(g)
     rng = np.random.default_rng(seed)
     return {key: np.ascontiguousarray(_draw(rng, w.init, shape, random_bn), dtype=dtype)
             for key, shape, w in _specs(g)}
 
 
 def check(g, weights: dict, strict: bool = True) -> None:
-    """Raise a clear error listing missing, unexpected and wrongly shaped weights."""
-    want = param_shapes(g)
+    """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.graph.check_weights`:
+    one line with the input size it fits), else listing missing and unexpected weights."""
+    g = as_graph(g)
     have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
+    want = param_shapes(g)  # first: a graph with symbolic channels cannot have weights at all
+    check_weights(g, have)
     missing = [k for k in want if k not in have]
     unexpected = [k for k in have if k not in want] if strict else []
-    wrong = [f"{k}: file {tuple(np.shape(have[k]))}, model {want[k][0]}" for k in want
-             if k in have and tuple(np.shape(have[k])) != want[k][0]]
-    if missing or unexpected or wrong:
+    if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)}: {'; '.join(wrong[:8])}")
         raise CnnGraphError(f"weights do not fit {g.graph.get('name', 'the graph')}: " + " | ".join(parts))
 
 

@@ -244,6 +244,11 @@ class Op:
         """The :class:`Weight` list of a node (empty for ops without weights)."""
         return list(self.weights(attrs, in_shapes)) if self.weights else []
 
+    def tensors(self, attrs: dict, in_shapes) -> dict:
+        """``{field: (shape, role)}``: the node's weight tensors as a state_dict holds them
+        (``{node}.{field}``), role ``"param"`` or ``"buffer"``; sizes may be symbolic."""
+        return {w.name: (tuple(w.shape), w.role) for w in self.weight_specs(attrs, in_shapes)}
+
 
 REGISTRY: dict[str, Op] = {}
 ACTIVATIONS: dict[str, Op] = {}  # the ops that have an Activation, by name

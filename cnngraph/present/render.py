@@ -316,6 +316,7 @@ def layout(g, fold=True, collapse: int = 3, order=None) -> Layout:
 
     ``order``: the nodes in topological order when the caller has it (a checked graph).
     """
+    g = _graph.as_graph(g)
     if order is None:
         _graph.check(g)
         order = _graph.topo_order(g)
@@ -481,6 +482,7 @@ def _sum(values):
 def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: bool = False, costs: bool = False,
                 legend: bool = False, title: bool = True):
     """The diagram as a ``graphviz.Digraph`` (``.source`` is the DOT text)."""
+    g = _graph.as_graph(g)
     import graphviz
 
     direction = direction.upper()
