@@ -241,6 +241,7 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     ``input`` replaces the stored input shape (ints or sympy expressions); keyword arguments
     override fields of the convention (``flops_per_mac=2``, ``batch=N``, ...).
     """
+    g = _graph.as_graph(g)
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
     if input is not None:
         shapes = _graph.infer_shapes(g, tuple(input) if not isinstance(input, dict) else input, strict)

@@ -143,6 +143,7 @@ def receptive_fields(g, input=None) -> dict:
     ``input`` re-infers shapes for a new input shape first (only global pooling and flatten
     depend on it).
     """
+    g = _graph.as_graph(g)
     shapes = _graph.infer_shapes(g, input) if input is not None else {n: d["shape"] for n, d in g.nodes(data=True)}
     out: dict = {}
     for n in _graph.topo_order(g):
@@ -167,6 +168,7 @@ def receptive_fields(g, input=None) -> dict:
 
 def receptive_field(g, node=None, input=None) -> Field:
     """The :class:`Field` of ``node`` (default: the graph's first output)."""
+    g = _graph.as_graph(g)
     fields = receptive_fields(g, input)
     return fields[node if node is not None else _graph.outputs(g)[0]]
 
@@ -174,5 +176,6 @@ def receptive_field(g, node=None, input=None) -> Field:
 def column(g, input=None) -> dict:
     """``{node: short label}`` for the receptive-field column of :mod:`cnngraph.present.tables`;
     nodes with several inputs say that they took the max over their paths: ``19 (max)``."""
+    g = _graph.as_graph(g)
     return {n: f.label + (" (max)" if len(g.nodes[n]["inputs"]) > 1 else "")
             for n, f in receptive_fields(g, input).items()}

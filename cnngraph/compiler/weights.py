@@ -18,7 +18,7 @@ import numpy as np
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.ir.graph import check_weights, topo_order
+from cnngraph.ir.graph import as_graph, check_weights, topo_order
 
 # Keys that torchvision state_dicts carry but inference does not need.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
@@ -30,6 +30,7 @@ def param_shapes(g) -> dict:
     ``role`` is ``"param"`` or ``"buffer"``; what each op holds is its registry entry's
     ``tensors``.
     """
+    g = as_graph(g)
     out = {}
     for n in topo_order(g):
         d = g.nodes[n]
@@ -48,6 +49,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
     ``random_bn=True`` draws non-trivial batch norm statistics, so tests exercise folding.
     """
+    g = as_graph(g)
     rng = np.random.default_rng(seed)
     ws = {}
     for key, (shape, role) in param_shapes(g).items():
@@ -75,6 +77,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 def check(g, weights: dict, strict: bool = True) -> None:
     """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.graph.check_weights`:
     one line with the input size it fits), else listing missing and unexpected weights."""
+    g = as_graph(g)
     have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
     want = param_shapes(g)  # first: a graph with symbolic channels cannot have weights at all
     check_weights(g, have)

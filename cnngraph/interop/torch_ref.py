@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.ir.graph import outputs, topo_order
+from cnngraph.ir.graph import as_graph, outputs, topo_order
 from cnngraph.compiler.weights import check as check_weights
 
 
@@ -242,6 +242,7 @@ def to_torch(g, weights: dict, dtype=torch.float32) -> TorchGraph:
     ``weights`` maps state_dict names to arrays (:func:`cnngraph.compiler.weights.init` makes some);
     ``dtype=torch.float64`` gives a tighter reference.
     """
+    g = as_graph(g)
     return TorchGraph(g, weights, dtype)
 
 

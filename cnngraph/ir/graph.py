@@ -139,6 +139,25 @@ def check(g) -> None:
         raise GraphError("the graph has no input")
 
 
+def as_graph(obj):
+    """The graph of ``obj``: a graph is returned as is, a DSL ``Net`` gives its finished ``.graph``.
+
+    Every public function taking a graph calls this, so ``analyze(net)`` works like
+    ``analyze(net.graph)``.
+
+    >>> from cnngraph.dsl import Net, conv2d
+    >>> net = Net("one"); _ = conv2d(net.input(3, 8, 8), 4, 3)
+    >>> as_graph(net) is as_graph(net.graph)
+    True
+    """
+    if isinstance(obj, nx.DiGraph):
+        return obj
+    g = getattr(obj, "graph", None)  # a cnngraph.dsl.Net (graph.py cannot import the DSL)
+    if isinstance(g, nx.DiGraph):
+        return g
+    raise GraphError(f"expected a cnngraph graph or a cnngraph.dsl.Net, got {type(obj).__name__}")
+
+
 def outputs(g) -> list:
     """Output nodes: those declared, else the sinks."""
     return list(g.graph.get("outputs") or [n for n in g.nodes if g.out_degree(n) == 0])
@@ -155,6 +174,7 @@ def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
     the graph carries (``g.graph["weights"]``, an imported model's) must fit the new shapes
     (:func:`check_weights`).
     """
+    g = as_graph(g)
     shapes = _infer(g, input_shape, strict)
     if g.graph.get("weights"):  # an imported model carries weights made for one input size
         check_weights(g, g.graph["weights"], shapes)
@@ -281,6 +301,7 @@ def _fitting_channels(g, weights, key, have, shape) -> str:
 
 def with_input(g, input_shape, strict: bool = False):
     """A copy of ``g`` whose shapes are re-inferred for a new input shape."""
+    g = as_graph(g)
     shapes = infer_shapes(g, input_shape, strict)
     h = g.copy()
     for n, s in shapes.items():

@@ -25,7 +25,7 @@ from onnx import TensorProto, helper
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.ir.graph import outputs, topo_order
+from cnngraph.ir.graph import as_graph, outputs, topo_order
 from cnngraph.compiler.weights import check as check_weights
 from cnngraph.compiler.weights import init as init_weights
 
@@ -319,6 +319,7 @@ def export(g, weights: dict | None = None, path=None, batch="N", opset: int = 17
     ``batch``: a dim_param name (default ``N``) or a number. Symbolic input sizes (``H``,
     ``W``) become dim_params, so the model accepts any size the graph does.
     """
+    g = as_graph(g)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise CnnGraphError(f"opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     if weights is None:
