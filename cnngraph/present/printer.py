@@ -213,6 +213,12 @@ def _flat_mul(e) -> list:
     return out
 
 
+def _decimal_text(x) -> str:
+    """A float as a plain decimal, never with an exponent: 0.000032, 0.0276, 1.5."""
+    out = f"{float(x):.12f}".rstrip("0").rstrip(".")
+    return out if out not in ("", "-0") else "0"
+
+
 class _Printer:
     """One layout, three syntaxes (``text``, ``latex``, ``plain``)."""
 
@@ -252,7 +258,7 @@ class _Printer:
         if e.is_Symbol:
             return self.symbol(e)
         if e.is_Float:
-            return f"{float(e):g}"
+            return _decimal_text(e)
         if isinstance(e, sympy.Function) or e.is_Function:
             return self.function(e)
         if e is sympy.oo:
@@ -330,7 +336,7 @@ class _Printer:
         return sorted(factors, key=key)
 
     def _product(self, coeff, factors, lone_sum_bare=False):
-        coeff_text = f"{float(coeff):g}" if coeff.is_Float else str(coeff)  # decimals as written: 0.0276C
+        coeff_text = _decimal_text(coeff) if coeff.is_Float else str(coeff)  # decimals as written: 0.0276C
         parts = []
         bare = lone_sum_bare and coeff == 1 and len(factors) == 1
         for f in factors:
