@@ -30,8 +30,6 @@ import sympy
 from cnngraph.ir import graph as _graph
 from cnngraph.ir import ops
 
-KINDS_OTHER = ("pool", "act", "norm", "merge")
-
 
 @dataclass(frozen=True)
 class Convention:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 from cnngraph.ir.errors import CnnGraphError
 

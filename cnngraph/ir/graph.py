@@ -63,10 +63,13 @@ def _apply(op_name: str, attrs_key, in_shapes: tuple, strict: bool):
 def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = False):
     """Output shape of one layer; errors and notes name the layer.
 
-    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 55, 55)])
     ((64, 27, 27), ())
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])[1][0]
+    'p: stride does not fit the padded input along H ((56 + 0 − 3) / 2 = 53/2 is not an integer); output size floored'
     """
     op = ops.get(op_name)
+    attrs = ops.with_defaults(op_name, attrs)
     lo, hi = op.arity
     n = len(in_shapes)
     if n < lo or (hi is not None and n > hi):
@@ -234,7 +237,7 @@ def check_weights(g, weights=None, shapes=None) -> None:
     >>> check_weights(g, {"fc1.weight": __import__("numpy").zeros((500, 800))})
     Traceback (most recent call last):
     ...
-    cnngraph.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
+    cnngraph.ir.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
     """
     weights = g.graph.get("weights") if weights is None else weights
     if not weights:
@@ -336,6 +339,3 @@ def layer_inputs(g, n) -> list:
     """Input shapes of node ``n`` in port order."""
     return [g.nodes[i]["shape"] for i in g.nodes[n]["inputs"]]
 
-
-def display_name(g, n) -> str:
-    return g.nodes[n].get("title") or n
