@@ -643,6 +643,18 @@ def _slice(imp, node, a, where):
     steps = steps or [1] * len(starts)
     if isinstance(v, Pending) and v.kind == "adaptive_partial":
         return _spatial_slice(v, axes, starts, ends, steps, where)
+    if isinstance(v, Pending) and v.kind == "subsample" and {k % 4 for k in axes} <= {2, 3}:
+        # x[:, :, ::s, ::s] written as one Slice per axis: one subsampling
+        stride = list(v.info["stride"])
+        for ax, s, e, st in zip(axes, starts, ends, steps):
+            ax = ax % 4
+            if s != 0 or e < _int_or(v.shape[ax], MAX_DIM) or st < 1:
+                raise CnnGraphError(f"{where}: strided Slice is supported as x[:, :, ::s, ::s], got axis {ax} "
+                                    f"[{s}:{e}:{st}]")
+            stride[ax - 2] *= st
+        x = v.src
+        shape = (x.shape[0], x.shape[1], ops.ceildiv(x.shape[2], stride[0]), ops.ceildiv(x.shape[3], stride[1]))
+        return Pending("subsample", x, shape, where, dict(stride=tuple(stride)))
     x = imp.act(v, where)
     r = len(x.shape)
     axes = [k % r for k in axes]
