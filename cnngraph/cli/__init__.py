@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("cnngraph.cli.run", "run a model on a backend (PyTorch layout in and out)"),
     "bench": ("cnngraph.cli.run", "time a model: ms per batch, images/s, GFLOP/s against the SGEMM ceiling, memory"),
     "plan": ("cnngraph.cli.run", "the execution plan: fused steps and the memory plan (symbolic inputs allowed)"),
+    "init-weights": ("cnngraph.cli.run", "write seeded weights (torchvision state_dict names) to .safetensors or .npz"),
+    "compare": ("cnngraph.cli.compare", "models side by side: params, multiply-adds, memory, closed forms; a bar chart"),
     "reconcile": ("cnngraph.cli.reconcile", "the seeds' numbers beside cnngraph's, with the reason for each difference"),
     "render": ("cnngraph.cli.render", "draw a model as a Graphviz diagram (SVG, PNG, PDF or DOT)"),
     "export": ("cnngraph.cli.export", "export a model to ONNX (weights: --weights FILE, else seeded init)"),
@@ -48,8 +51,8 @@ def parse_input(text: str | None):
 
     out = []
     for part in text.split(","):
-        e = sympy.sympify(part.strip())
-        e = e.subs({s: sym(s.name) for s in e.free_symbols})
+        names = {n: sym(n) for n in re.findall(r"[A-Za-z_]\w*", part)}  # "N" is a size, not sympy.N
+        e = sympy.sympify(part.strip(), locals=names)
         out.append(int(e) if e.is_Integer else e)
     return tuple(out)
 
@@ -135,7 +138,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
         if command in (name, "*"):
-            getattr(importlib.import_module(module), f"add_{name}")(sp)
+            getattr(importlib.import_module(module), f"add_{name.replace('-', '_')}")(sp)
     return p
 
 
@@ -148,6 +151,11 @@ def main(argv=None) -> int:
     except CnnGraphError as e:
         print(f"cnngraph: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnngraph zoo | head`: the reader has seen enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

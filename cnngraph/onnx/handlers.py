@@ -37,6 +37,7 @@ UNARY = {
     "Elu": lambda a: lambda v: np.where(v >= 0, v, a.get("alpha", 1.0) * np.expm1(np.minimum(v, 0))),
     "HardSigmoid": lambda a: lambda v: np.clip(a.get("alpha", 0.2) * v + a.get("beta", 0.5), 0.0, 1.0),
     "HardSwish": lambda a: ACTIVATIONS["hardswish"],
+    "Mish": lambda a: ACTIVATIONS["mish"],
     "Gelu": lambda a: (ACTIVATIONS["gelu"] if a.get("approximate", "none") == "none" else
                        lambda v: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))),
 }
@@ -238,6 +239,22 @@ def _fold_reduce(imp, node, a, where, v):
         axes = as_ints(imp.const(node.input[1], where, "axes").value, where, "axes")
     f = np.mean if node.op_type == "ReduceMean" else np.max
     return Const(f(arr, axis=tuple(axes) if axes else None, keepdims=bool(a.get("keepdims", 1))))
+
+
+@handler("PRelu")
+def _prelu(imp, node, a, where):
+    x = imp.act(imp.val(node.input[0], where), where)
+    slope, _ = _float_const(imp, node, 1, where, "the slope")
+    C = x.shape[1]
+    if slope.size == 1:
+        n = 1
+    elif ops.is_int(C) and slope.size == int(C) and slope.ndim <= len(x.shape) - 1 and slope.shape[0] == int(C):
+        n = int(C)  # per channel: (C,), (C, 1, 1)
+    else:
+        raise ShapeError(where, "PRelu slope must be one number or one per channel",
+                         f"slope {list(slope.shape)}, input {ops.fmt_shape(x.shape)}")
+    return imp.new("prelu", dict(num_parameters=n), [x], where, _prefix_of(imp, node, (1,)),
+                   {"weight": slope.reshape(-1).copy()})
 
 
 @handler("Gemm")
