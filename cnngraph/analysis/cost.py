@@ -226,6 +226,12 @@ class Report:
 
         return tables.render(self, fmt, **kw)
 
+    def __repr__(self):
+        t = self.total
+        shape = "×".join(map(str, self.input_shape))
+        return (f"<Report {self.name!r}: input {shape}, {len(self.rows)} layers, params={t.params}, macs={t.macs}, "
+                f"memory_bytes={t.memory_bytes}>")
+
     def __str__(self):
         return self.to("text")
 

@@ -149,6 +149,11 @@ def main(argv=None) -> int:
     except CnnGraphError as e:
         print(f"cnngraph: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnngraph zoo | head`: the reader has seen enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

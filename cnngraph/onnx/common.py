@@ -310,6 +310,20 @@ def strip_weight_suffix(name: str, suffixes=(".weight", ".bias", ".running_mean"
     return None
 
 
+def torch_name_scopes(node) -> str | None:
+    """The legacy-style scoped name (``/layer1/layer1.0/layer1.0.relu/relu_1``) of a node written
+    by torch's dynamo exporter, from its ``pkg.torch.onnx.name_scopes`` metadata
+    (``['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_1']``, read as quoted strings, never
+    evaluated), else None."""
+    import re
+
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            parts = [s for s in re.findall(r"'((?:[^'\\]|\\.)*)'", p.value) if s]
+            return "/" + "/".join(parts) if len(parts) >= 2 else None
+    return None
+
+
 def onnx_scope(onnx_name: str):
     """PyTorch's ``/layer1/layer1.0/relu/Relu_1`` -> (``layer1.0.relu``, ``relu_1``)."""
     parts = [p for p in onnx_name.split("/") if p]
@@ -330,6 +344,7 @@ PENDING_TEXT = {
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",
     "subsample": "a strided slice",
+    "neg_pad": "a padding with -inf (supported before a max pooling)",
     "spatial_slice": "a slice along height or width",
     "strip": "a pooling of one strip",
     "adaptive_partial": "an adaptive pooling along one axis",

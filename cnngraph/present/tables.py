@@ -160,7 +160,7 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(head)
-        w.writerows(body)
+        w.writerows([str(c).replace("×", "x") for c in row] for row in body)  # plain ASCII for spreadsheets
         return buf.getvalue()
     if fmt == "latex":
         esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("×", r"$\times$").replace("·", r"$\cdot$")
