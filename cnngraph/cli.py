@@ -15,10 +15,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import sympy
-
-from .errors import CnnGraphError
-from .symbols import sym
+from .errors import CnnGraphError, InputError
 
 # Modules that add sub-commands: each defines add_cli(subparsers).
 PLUGINS: list[str] = [
@@ -32,25 +29,37 @@ PLUGINS: list[str] = [
 ]
 
 
-def parse_input(text: str | None):
-    """``"3,227,227"`` or ``"3,32*h,32*w"`` -> a shape tuple (symbols are positive integers)."""
+def parse_input(text: str | None, what: str = "--input"):
+    """``"3,227,227"`` or ``"3,32*h,32*w"`` -> a shape tuple (symbols are positive integers).
+
+    Read by the safe parser of :mod:`cnngraph.sizes`: nothing the user types is evaluated.
+    """
     if text is None:
         return None
-    out = []
-    for part in text.split(","):
-        e = sympy.sympify(part.strip())
-        e = e.subs({s: sym(s.name) for s in e.free_symbols})
-        out.append(int(e) if e.is_Integer else e)
-    return tuple(out)
+    from .sizes import parse_shape
+
+    return parse_shape(text, what)
 
 
 def parse_options(items) -> dict:
-    """``["depth=50", "variant=paper"]`` -> dict with ints, floats, booleans and int tuples converted."""
+    """``["depth=50", "variant=paper"]`` -> dict with ints, floats, booleans and int tuples converted.
+
+    A word (``variant=paper``, ``width=W``) stays text; anything else that is not a number
+    must be a size expression (``width=64*a``), read by the safe parser, never evaluated.
+    """
+    import re
+
+    from .sizes import MAX_LENGTH, parse_expr
+
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise CnnGraphError(f"model option {item!r} must look like name=value")
+            raise InputError(f"model option {item!r} must look like name=value")
         k, v = item.split("=", 1)
+        if not k.isidentifier():
+            raise InputError(f"model option {item!r}: {k!r} is not an option name")
+        if len(v) > MAX_LENGTH:
+            raise InputError(f"model option {k}: value is {len(v)} characters long (at most {MAX_LENGTH})")
         low = v.lower()
         if low in ("true", "false"):
             out[k] = low == "true"
@@ -63,7 +72,7 @@ def parse_options(items) -> dict:
                 try:
                     out[k] = float(v)
                 except ValueError:
-                    out[k] = v
+                    out[k] = v if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", v) else parse_expr(v, f"model option {k}")
     return out
 
 
@@ -85,15 +94,39 @@ def load_model(spec: str, input=None, options=None):
             if s is None or not Path(path).exists():
                 raise CnnGraphError(f"no such file: {path}")
             mod = importlib.util.module_from_spec(s)
-            s.loader.exec_module(mod)
+            _user_code(s.loader.exec_module, mod)
         else:
-            mod = importlib.import_module(path)
-        fn = getattr(mod, fn_name)
+            try:
+                mod = importlib.import_module(path)
+            except ModuleNotFoundError as e:
+                if e.name and path.startswith(e.name):
+                    raise InputError(f"no module named {e.name!r} (MODEL is a zoo name, FILE.onnx or "
+                                     f"file.py:function)") from None
+                raise
+        fn = getattr(mod, fn_name, None)
+        if not callable(fn):
+            raise InputError(f"{path} has no function {fn_name!r}")
         kwargs = dict(options)
         if input is not None:
             kwargs["input"] = input
-        return fn(**kwargs)
+        return _user_code(fn, **kwargs)
     return zoo.build(spec, input=input, **options)
+
+
+def _user_code(fn, *args, **kwargs):
+    """Call into the user's own code: their exceptions keep their traceback (as Python
+    prints it, without cnngraph's frames); cnngraph's errors stay one line."""
+    try:
+        return fn(*args, **kwargs)
+    except (CnnGraphError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:
+        import traceback
+
+        tb = e.__traceback__.tb_next  # this function's own frame
+        while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<frozen"):
+            tb = tb.tb_next
+        raise UserCodeError("".join(traceback.format_exception(type(e), e, tb))) from None
 
 
 def add_model_args(p, input_help="input shape C,H,W (symbols allowed: 3,H,W or 3,32*h,32*w)"):
@@ -115,8 +148,16 @@ def add_convention_args(p):
 def convention_from(args):
     from .cost import Convention
 
+    from .cost import KINDS_OTHER
+    from .sizes import parse_size
+
     count = () if args.count in ("none", "") else tuple(c.strip() for c in args.count.split(","))
-    batch = parse_input(args.batch)[0]
+    bad = [c for c in count if c not in KINDS_OTHER]
+    if bad:
+        raise InputError(f"--count {args.count!r}: unknown kind {bad[0]!r}; kinds are {', '.join(KINDS_OTHER)} or none")
+    if not 1 <= args.bytes <= 16:
+        raise InputError(f"--bytes {args.bytes}: bytes per element must be from 1 to 16")
+    batch = parse_size(args.batch, "--batch")
     return Convention(flops_per_mac=args.flops_per_mac, count=count, bytes_per_element=args.bytes, batch=batch)
 
 
@@ -189,12 +230,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command. Every failure is one line on stderr and a non-zero exit: 2 for bad
+    input (:class:`CnnGraphError`), 1 for anything else; ``--debug`` shows the traceback.
+    An error raised inside the user's own ``file.py:function`` gets its traceback, as Python's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except CnnGraphError as e:
-        print(f"cnngraph: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"cnngraph: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except UserCodeError as e:
+        print(e.traceback_text, file=sys.stderr, end="")
+        return 1
+    except KeyboardInterrupt:
+        print("cnngraph: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an environment failure: still one line, traceback on --debug
+        if debug:
+            raise
+        print(f"cnngraph: error: {_describe(e)} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or _one_line(e)}"
+    return f"{type(e).__name__}: {_one_line(e)}"
+
+
+class UserCodeError(Exception):
+    """An exception raised inside the user's own model file; carries its traceback text."""
+
+    def __init__(self, traceback_text: str):
+        super().__init__(traceback_text)
+        self.traceback_text = traceback_text
 
 
 if __name__ == "__main__":  # pragma: no cover

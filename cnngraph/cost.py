@@ -43,6 +43,21 @@ class Convention:
     batch: object = 1  # int or sympy symbol (e.g. N)
     count_inplace: bool = False  # count the outputs of in-place activations as memory
 
+    def __post_init__(self):
+        # Checked where a convention is made, so the API and every command refuse the same values.
+        from .errors import InputError
+        from .sizes import check_size
+
+        if self.flops_per_mac not in (1, 2) or isinstance(self.flops_per_mac, bool):
+            raise InputError(f"flops_per_mac={self.flops_per_mac!r}: must be 1 or 2")
+        unknown = [c for c in self.count if c not in KINDS_OTHER]
+        if isinstance(self.count, str) or unknown:
+            raise InputError(f"count={self.count!r}: kinds are {', '.join(KINDS_OTHER)} (or none)")
+        if isinstance(self.bytes_per_element, bool) or not isinstance(self.bytes_per_element, int) \
+                or not 1 <= self.bytes_per_element <= 16:
+            raise InputError(f"bytes_per_element={self.bytes_per_element!r}: must be an integer from 1 to 16")
+        object.__setattr__(self, "batch", check_size(self.batch, "batch"))
+
     @classmethod
     def named(cls, name: str, **over) -> "Convention":
         """``slides`` (the default), ``macs`` (MACs only), ``flops2`` (2 FLOPs per MAC, MACs only)."""
@@ -242,8 +257,8 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     override fields of the convention (``flops_per_mac=2``, ``batch=N``, ...).
     """
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
-    if input is not None:
-        shapes = _graph.infer_shapes(g, tuple(input) if not isinstance(input, dict) else input, strict)
+    if input is not None or strict:  # strict re-checks every stride, also at the stored input
+        shapes = _graph.infer_shapes(g, input if input is None or isinstance(input, dict) else tuple(input), strict)
     else:
         _graph.check(g)
         shapes = {n: d["shape"] for n, d in g.nodes(data=True)}

@@ -26,3 +26,8 @@ class GraphError(CnnGraphError):
 
 class FitWarning(UserWarning):
     """A stride does not fit the padded input exactly; the output size was floored."""
+
+
+class InputError(CnnGraphError):
+    """A value the user gave cannot be used: a size that is not an integer expression, a file
+    that is not what it claims, an option out of range. The message names the value and the rule."""

@@ -318,13 +318,14 @@ def _draw(item):
     """Write one file (in a worker): text as is, SVGs drawn and stamped."""
     path, f = item
     from . import plots, render
+    from .files import write_text
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if f.kind == "text":
-        p.write_text(f.content)
+        write_text(p, f.content)
     elif f.kind == "dot":
-        p.write_text(render.svg_of(f.content))
+        write_text(p, render.svg_of(f.content))
     elif f.kind == "bars":
         plots.save(plots.draw_bars(f.content), p, f.key)
     elif f.kind == "scatter":

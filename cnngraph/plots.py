@@ -156,6 +156,8 @@ def save(fig, path, key: str | None = None) -> Path:
     """Save a figure as SVG, PNG or PDF (by suffix), deterministically; SVGs get ``key`` stamped."""
     import matplotlib
 
+    from .files import atomic_path, write_text
+
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in _META:
@@ -168,9 +170,10 @@ def save(fig, path, key: str | None = None) -> Path:
             fig.savefig(buf, format="svg", metadata=_META["svg"])
             text = buf.getvalue()
             text = compact(text)
-            path.write_text(stamp(text, key) if key else text)
+            write_text(path, stamp(text, key) if key else text)
         else:
-            fig.savefig(path, format=fmt, metadata=_META[fmt], dpi=110)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, metadata=_META[fmt], dpi=110)
     return path
 
 
@@ -335,7 +338,9 @@ def _cmd_plot(args):
     from . import zoo
     from .cli import convention_from, load_model, parse_input, parse_options
     from .cost import analyze
+    from .files import check_output
 
+    check_output(args.output, tuple("." + f for f in _META))
     inp, opts, conv = parse_input(args.input), parse_options(args.option), convention_from(args)
     if args.compare:
         names = args.models or zoo.names()

@@ -642,11 +642,13 @@ def add_cli(sub):
 
 
 def _cli(args):
+    from .files import check_output, write_text
+
+    if args.out:
+        check_output(args.out)
     text = markdown() if args.format == "markdown" else to_json()
     if args.out:
-        from pathlib import Path
-
-        Path(args.out).write_text(text)
+        write_text(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text)

@@ -657,13 +657,15 @@ def render(g, path, format: str | None = None, **options) -> Path:
     fmt = "dot" if fmt == "gv" else fmt
     if fmt not in FORMATS:
         raise CnnGraphError(f"cannot render to {path.name!r}: use a .svg, .png, .pdf or .dot file (or format=)")
+    from .files import write_bytes, write_text
+
     source = to_dot(g, **options)
     if fmt == "dot":
-        path.write_text(source)
+        write_text(path, source)
     elif fmt == "svg":
-        path.write_text(svg_of(source))
+        write_text(path, svg_of(source))
     else:
-        path.write_bytes(dot_to(source, fmt))
+        write_bytes(path, dot_to(source, fmt))
     return path
 
 
@@ -690,7 +692,9 @@ def add_cli(sub):
 
 def _cmd_render(args):
     from .cli import load_model, parse_input, parse_options
+    from .files import check_output
 
+    check_output(args.output, tuple("." + f for f in FORMATS) + (".gv",))
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     fold = False if args.no_fold else (tuple(k.strip() for k in args.fold.split(",")) if args.fold else True)
     path = render(g, args.output, direction=args.direction, fold=fold, collapse=0 if args.expand else args.collapse,

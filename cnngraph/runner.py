@@ -54,11 +54,28 @@ def prepare(args):
     from .weights import init, load
     from .backends.common import Executor
 
+    if args.batch < 1:
+        raise CnnGraphError(f"--batch {args.batch}: must be a positive integer")
+    if getattr(args, "repeat", 1) < 1:
+        raise CnnGraphError(f"--repeat {args.repeat}: must be a positive integer")
+    if getattr(args, "warmup", 0) < 0:
+        raise CnnGraphError(f"--warmup {args.warmup}: must not be negative")
+    output = _check_output(args) if getattr(args, "output", None) else None
     shape = parse_input(args.input)
     g = load_model(args.model, shape, parse_options(args.option))
+    batch, input_head = args.batch, None
+    if args.input_file:
+        input_head = _input_header(args.input_file, g)
+        batch = input_head.shape[0] if len(input_head.shape) == 4 else 1
+    check_memory(g, batch, args.model)
     # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
-    ws = load(args.weights, g) if args.weights else (g.graph.get("weights") or init(g, seed=args.seed))
+    ws = load(args.weights, g, allow_nonfinite=args.allow_nonfinite) if args.weights else \
+        (g.graph.get("weights") or init(g, seed=args.seed))
     plan = compile(g, ws)
+    if output is not None and output.suffix.lower() == ".npy" and len(plan.outputs) > 1:
+        raise CnnGraphError(f"--output {output}: the model has {len(plan.outputs)} outputs "
+                            f"({', '.join(plan.outputs)}); give a .npz file to save them all")
+    args._input_head, args._output = input_head, output
     backend = get_backend(args.backend)
     with _progress() as bar:
         task = bar.add_task("packing weights", total=len(plan.steps), step="")
@@ -73,17 +90,71 @@ def first_run(ex, x, label="first run (compiles kernels not yet cached)"):
         return ex.run(x, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
 
 
+def _numeric_input(g) -> tuple:
+    from . import ops
+
+    shape = g.nodes[g.graph["inputs"][0]]["shape"]
+    if not all(ops.is_int(s) for s in shape):
+        raise CnnGraphError(f"input shape {ops.fmt_shape(shape)} is symbolic; give a numeric --input to run")
+    return tuple(int(s) for s in shape)
+
+
+def _input_header(path, g):
+    """The --input-file's header, checked against the model's input before any data is read."""
+    from . import arrays
+
+    if not str(path).lower().endswith(".npy"):
+        raise CnnGraphError(f"--input-file {path}: must be a .npy array")
+    (h,) = arrays.headers(path, "--input-file").values()
+    arrays.check_dtypes({h.name: h}, str(path))
+    shape = _numeric_input(g)
+    if h.shape[-len(shape):] != shape or len(h.shape) not in (len(shape), len(shape) + 1) or \
+            (len(h.shape) > len(shape) and h.shape[0] < 1):
+        raise CnnGraphError(f"{path}: array of shape {'×'.join(map(str, h.shape))} does not fit the model's "
+                            f"N×{'×'.join(map(str, shape))}")
+    return h
+
+
 def _input_batch(args, plan):
     shape = tuple(int(s) for s in plan.values[plan.inputs[0]].shape)
     if args.input_file:
-        x = np.load(args.input_file).astype(np.float32)
-        if x.shape == shape:
-            x = x[None]
-        if tuple(x.shape[1:]) != shape:
-            raise CnnGraphError(f"{args.input_file}: array of shape {x.shape} does not fit the model's N×"
-                                f"{'×'.join(map(str, shape))}")
-        return x
+        from . import arrays
+
+        h = args._input_head
+        x = arrays.read(args.input_file, {h.name: h}, args.allow_nonfinite)[h.name]
+        return x[None] if x.shape == shape else x
     return np.random.default_rng(args.seed).standard_normal((args.batch,) + shape).astype(np.float32)
+
+
+def check_memory(g, batch: int, label: str = "the model") -> int:
+    """Bytes a run needs (weights, their packed copies, planned activations and the input
+    for ``batch``), refused with the figures when /proc/meminfo's MemAvailable is smaller.
+
+    Computed from the graph alone, before weights, arenas or the input are allocated.
+    """
+    from . import arrays
+    from .compiler import compile
+    from .plan import fmt_bytes
+    from .weights import param_shapes
+
+    _numeric_input(g)
+    weights = sum(int(np.prod(s)) for s, _ in param_shapes(g).values()) * 4
+    per_sample = int(compile(g).memory.planned_bytes)
+    inp = int(np.prod(_numeric_input(g))) * 4
+    need = 2 * weights + batch * (per_sample + inp)
+    free = arrays.memory_available()
+    if free is not None and need > free:
+        raise CnnGraphError(f"{label} at batch {batch} needs {fmt_bytes(need)} (weights {fmt_bytes(weights)} ×2 packed, "
+                            f"activations {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
+                            f"{fmt_bytes(free)} of memory are available")
+    return need
+
+
+def _check_output(args):
+    """The --output path, checked before the model runs: .npy (one output) or .npz."""
+    from .files import check_output
+
+    return check_output(args.output, (".npy", ".npz"), "--output")
 
 
 def cmd_run(args):
@@ -102,11 +173,15 @@ def cmd_run(args):
                 top = np.argsort(row)[::-1][:5]
                 print(f"  sample {i}: top-5 " + ", ".join(f"{j} ({row[j]:.4g})" for j in top))
     if args.output:
-        if len(outs) == 1:
-            np.save(args.output, outs[0])
-        else:
-            np.savez(args.output, **dict(zip(plan.outputs, outs)))
-        print(f"wrote {args.output}")
+        from .files import atomic_open
+
+        out = args._output
+        with atomic_open(out) as f:
+            if out.suffix.lower() == ".npy":
+                np.save(f, outs[0])
+            else:
+                np.savez(f, **dict(zip(plan.outputs, outs)))
+        print(f"wrote {out}" + (f" ({', '.join(plan.outputs)})" if out.suffix.lower() == ".npz" else ""))
     return 0
 
 
@@ -195,10 +270,12 @@ def add_cli(sub):
         p.add_argument("--weights", help="weights file (.npz or .safetensors, torchvision state_dict names)")
         p.add_argument("--seed", type=int, default=0, help="seed of the random weights and input (default 0)")
         p.add_argument("--input-file", help="input batch as a .npy array (N, C, H, W) or one sample (C, H, W)")
+        p.add_argument("--allow-nonfinite", action="store_true",
+                       help="run even if the weights or the input hold NaN or infinity (an error otherwise)")
 
     r = sub.add_parser("run", help="run a model on a backend (PyTorch layout in and out)")
     common(r)
-    r.add_argument("--output", help="save the output(s) to a .npy (.npz for several outputs)")
+    r.add_argument("--output", help="save the output to FILE.npy (one output) or every output to FILE.npz")
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="time a model: ms per batch, images/s, GFLOP/s against the SGEMM ceiling, memory")
