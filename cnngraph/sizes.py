@@ -229,8 +229,11 @@ def check_size(v, what: str = "size", positive: bool = True, decided: bool = Tru
     Refuses floats (``224.5``), NaN, infinities, booleans, non-integer expressions (``H/3``,
     ``sqrt(H)``) and, when ``positive``, provably non-positive values (``0``, ``-3``, ``H - H``).
     Strings are parsed with :func:`parse_expr`. Returns the value (an int when numeric).
-    ``decided=False`` accepts an expression sympy cannot prove integer (a padding ``(K - 1)/2``
-    for an odd symbolic kernel K) and refuses only what is provably not an integer.
+    An expression sympy cannot prove integer is refused when it is fractional for some values
+    of its integer symbols: a numeric denominator (``H/3``, ``(H + 1)/2``) or a root. A symbolic
+    divisor (``C/r``) is the caller's assumption and kept, as is a real-valued symbol (a width
+    multiplier α). ``decided=False`` refuses only what is provably not an integer (a padding
+    ``(K - 1)/2`` for an odd symbolic kernel K).
 
     >>> check_size("2*H"), check_size(7)
     (2*H, 7)
@@ -258,8 +261,7 @@ def check_size(v, what: str = "size", positive: bool = True, decided: bool = Tru
             v = int(v)
         elif v.is_Number:
             raise InputError(f"{what}={v}: must be an integer")
-        elif v.is_integer is False or (decided and v.is_integer is None and all(s.is_integer for s in v.free_symbols)):
-            # Undecided with a real-valued symbol (a width multiplier α) is the caller's choice.
+        elif v.is_integer is False or (decided and v.is_integer is None and _fractional(v)):
             raise InputError(f"{what}={v}: must be an integer for every value of its symbols "
                              f"(symbols are positive integers; use floor() or // to round)")
     else:
@@ -285,6 +287,18 @@ def as_expr(v, what: str = "size"):
     if isinstance(v, str):
         v = parse_expr(v, what)
     return sympy.sympify(v)  # an int or a sympy object here: nothing is parsed
+
+
+def _fractional(v) -> bool:
+    """True when ``v`` is not an integer for some values of its integer symbols."""
+    import sympy
+
+    if not all(s.is_integer for s in v.free_symbols):
+        return False
+    if any(p.exp.is_integer is not True for p in v.atoms(sympy.Pow)):
+        return True
+    den = sympy.fraction(sympy.together(v))[1]
+    return bool(den.is_Number and den != 1)
 
 
 def parse_size(text: str, what: str = "size"):
