@@ -13,9 +13,8 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from pathlib import Path
 
-from .errors import CnnGraphError, InputError
+from .errors import CnnGraphError, InputError, UserCodeError
 
 # Modules that add sub-commands: each defines add_cli(subparsers).
 PLUGINS: list[str] = [
@@ -26,6 +25,7 @@ PLUGINS: list[str] = [
     "cnngraph.plots",
     "cnngraph.gallery",
     "cnngraph.formulas.cli",
+    "cnngraph.explore.cli",
 ]
 
 
@@ -77,7 +77,8 @@ def parse_options(items) -> dict:
 
 
 def load_model(spec: str, input=None, options=None):
-    """A graph from a zoo name, an ONNX file or ``file.py:function``."""
+    """A graph from a zoo name, an ONNX file or ``file.py:function`` / ``package.module:function``
+    (a function returning a graph, a DSL ``Net`` or a PyTorch ``nn.Module``)."""
     from . import zoo
     from .graph import with_input
 
@@ -89,48 +90,15 @@ def load_model(spec: str, input=None, options=None):
         return with_input(g, input) if input is not None else g
     if ":" in spec:
         path, fn_name = spec.rsplit(":", 1)
-        if path.endswith(".py"):
-            s = importlib.util.spec_from_file_location(Path(path).stem, path)
-            if s is None or not Path(path).exists():
-                raise CnnGraphError(f"no such file: {path}")
-            mod = importlib.util.module_from_spec(s)
-            _user_code(s.loader.exec_module, mod)
-        else:
-            try:
-                mod = importlib.import_module(path)
-            except ModuleNotFoundError as e:
-                if e.name and path.startswith(e.name):
-                    raise InputError(f"no module named {e.name!r} (MODEL is a zoo name, FILE.onnx or "
-                                     f"file.py:function)") from None
-                raise
-        fn = getattr(mod, fn_name, None)
-        if not callable(fn):
-            raise InputError(f"{path} has no function {fn_name!r}")
-        kwargs = dict(options)
-        if input is not None:
-            kwargs["input"] = input
-        return _user_code(fn, **kwargs)
+        from .user_model import build_user_model
+
+        return build_user_model(path, fn_name, input, options)
     return zoo.build(spec, input=input, **options)
 
 
-def _user_code(fn, *args, **kwargs):
-    """Call into the user's own code: their exceptions keep their traceback (as Python
-    prints it, without cnngraph's frames); cnngraph's errors stay one line."""
-    try:
-        return fn(*args, **kwargs)
-    except (CnnGraphError, KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as e:
-        import traceback
-
-        tb = e.__traceback__.tb_next  # this function's own frame
-        while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<frozen"):
-            tb = tb.tb_next
-        raise UserCodeError("".join(traceback.format_exception(type(e), e, tb))) from None
-
-
 def add_model_args(p, input_help="input shape C,H,W (symbols allowed: 3,H,W or 3,32*h,32*w)"):
-    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function")
+    p.add_argument("model", help="zoo name, FILE.onnx, or file.py:function / package.module:function "
+                                 "(returning a DSL Net or graph, or a PyTorch nn.Module)")
     p.add_argument("--input", help=input_help)
     p.add_argument("-O", "--option", action="append", metavar="NAME=VALUE", help="model option, e.g. -O variant=paper")
 
@@ -268,14 +236,6 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or _one_line(e)}"
     return f"{type(e).__name__}: {_one_line(e)}"
-
-
-class UserCodeError(Exception):
-    """An exception raised inside the user's own model file; carries its traceback text."""
-
-    def __init__(self, traceback_text: str):
-        super().__init__(traceback_text)
-        self.traceback_text = traceback_text
 
 
 if __name__ == "__main__":  # pragma: no cover

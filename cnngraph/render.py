@@ -233,12 +233,34 @@ def _scope_tree(g, order):
     return children, nodes_in
 
 
+def _hull(g, order, rank, nodes):
+    """``nodes`` plus every node on a path between two of them, in graph order.
+
+    A block whose activations or merges sit outside its scope (torch's dynamo exporter names
+    them after no module) would otherwise be collapsed around a hole, and the boxes would
+    form a cycle; the hull makes every collapsed set path-closed.
+    """
+    inside = set(nodes)
+    lo, hi = min(rank[n] for n in nodes), max(rank[n] for n in nodes)
+    span = order[lo:hi + 1]
+    after = set()  # reached from a member
+    for n in span:
+        if n in inside or any(i in after for i in g.nodes[n]["inputs"]):
+            after.add(n)
+    before = set()  # reaches a member
+    for n in reversed(span):
+        if n in inside or any(s in before for s in g.successors(n)):
+            before.add(n)
+    return [n for n in span if n in inside or (n in after and n in before)]
+
+
 def _collapse(g, order, children, nodes_in, min_run):
     """Runs of identical blocks: {raw node: summary index}, [(parent scope, run of scopes)]."""
     collapsed: dict = {}
     runs: list = []
     if not min_run or min_run < 2:
         return collapsed, runs
+    rank = {n: k for k, n in enumerate(order)}
 
     def visit(scope):
         items = children[scope]
@@ -252,6 +274,7 @@ def _collapse(g, order, children, nodes_in, min_run):
                 loose = []
             elif segments:
                 loose.append(item)
+        segments = [(sub, _hull(g, order, rank, nodes)) for sub, nodes in segments]
         sigs = [_signature(g, nodes, sub) for sub, nodes in segments]
         i = 0
         while i < len(segments):
@@ -259,12 +282,12 @@ def _collapse(g, order, children, nodes_in, min_run):
             while j + 1 < len(segments) and sigs[j + 1] == sigs[i]:
                 j += 1
             run = segments[i:j + 1]
-            if len(run) >= min_run:
+            hidden = _hull(g, order, rank, [n for _, nodes in run[1:] for n in nodes]) if len(run) > 1 else []
+            if len(run) >= min_run and not any(n in collapsed for n in hidden):
                 index = len(runs)
-                runs.append((scope, run))
-                for _, nodes in run[1:]:
-                    for n in nodes:
-                        collapsed[n] = index
+                runs.append((scope, run, hidden))
+                for n in hidden:
+                    collapsed[n] = index
             i = j + 1
         for kind, item in items:
             if kind == "scope" and nodes_in[item][0] not in collapsed:
@@ -343,9 +366,8 @@ def layout(g, fold=True, collapse: int = 3, order=None) -> Layout:
         boxes[b.id] = b
         for m in ms:
             box_of[m] = b.id
-    for index, (scope, run) in enumerate(runs):
+    for index, (scope, run, ms) in enumerate(runs):
         sub_first, sub_last = run[1][0], run[-1][0]
-        ms = [n for _, nodes in run[1:] for n in nodes]
         b = Box(f"s{index}", ms, ms[0], "summary", f"× {len(run) - 1}", "", scope, repeat=len(run) - 1,
                 first=sub_first[-1][0], last=sub_last[-1][0], like=run[0][0][-1][0])
         b.label = f"{b.label} {sub_first[-1][1]}"
@@ -365,25 +387,29 @@ def layout(g, fold=True, collapse: int = 3, order=None) -> Layout:
                 continue
             seen.add((s, t))
             edges.append(Edge(s, t, i))
-    _mark_skips(g, boxes, edges)
+    _mark_skips(g, order, boxes, box_of, edges)
     clusters, top, roots = _clusters(g, boxes, children)
     return Layout(g.graph.get("name", ""), boxes, edges, clusters, top, roots, box_of)
 
 
-def _mark_skips(g, boxes, edges):
-    """Residual shortcuts: inputs of an add/mul that arrive by a shorter path than the others."""
+def _mark_skips(g, order, boxes, box_of, edges):
+    """Residual shortcuts: inputs of an add/mul that arrive by a shorter path than the others.
+
+    A tensor's depth is the number of boxes on the longest path to it, measured on the layer
+    graph (acyclic whatever the boxes are) rather than on the boxes.
+    """
+    depth: dict = {}
+    for n in order:
+        depth[n] = max((depth[i] + (box_of[i] != box_of[n]) for i in g.nodes[n]["inputs"]), default=1)
     preds: dict = {b: [] for b in boxes}
     for e in edges:
         preds[e.dst].append(e)
-    depth: dict = {}
-    for b in boxes:  # boxes are in topological order
-        depth[b] = 1 + max((depth[e.src] for e in preds[b]), default=0)
     for b, box in boxes.items():
         main_op = g.nodes[box.main]["op"]
         if main_op in ("add", "mul") and len(preds[b]) > 1:
-            deepest = max(depth[e.src] for e in preds[b])
+            deepest = max(depth[e.tensor] for e in preds[b])
             for e in preds[b]:
-                e.skip = depth[e.src] < deepest
+                e.skip = depth[e.tensor] < deepest
     # Edges into and out of projection shortcuts (scopes of kind "shortcut") are shortcuts too.
     for e in edges:
         for end in (boxes[e.src], boxes[e.dst]):

@@ -64,8 +64,9 @@ def prepare(args):
     shape = parse_input(args.input)
     g = load_model(args.model, shape, parse_options(args.option))
     batch, input_head = args.batch, None
-    if args.input_file:
-        input_head = _input_header(args.input_file, g)
+    if args.input_file:  # the header only: its dtype and shape (a symbolic input takes its size)
+        input_head = _input_header(args.input_file)
+        g = _size_from_file(g, input_head.shape, args.input_file)
         batch = input_head.shape[0] if len(input_head.shape) == 4 else 1
     check_memory(g, batch, args.model)
     # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
@@ -99,20 +100,30 @@ def _numeric_input(g) -> tuple:
     return tuple(int(s) for s in shape)
 
 
-def _input_header(path, g):
-    """The --input-file's header, checked against the model's input before any data is read."""
+def _input_header(path):
+    """The --input-file's header (name, dtype, shape), read and dtype-checked before any data."""
     from . import arrays
 
     if not str(path).lower().endswith(".npy"):
         raise CnnGraphError(f"--input-file {path}: must be a .npy array")
     (h,) = arrays.headers(path, "--input-file").values()
     arrays.check_dtypes({h.name: h}, str(path))
-    shape = _numeric_input(g)
-    if h.shape[-len(shape):] != shape or len(h.shape) not in (len(shape), len(shape) + 1) or \
-            (len(h.shape) > len(shape) and h.shape[0] < 1):
-        raise CnnGraphError(f"{path}: array of shape {'×'.join(map(str, h.shape))} does not fit the model's "
-                            f"N×{'×'.join(map(str, shape))}")
     return h
+
+
+def _size_from_file(g, shape, path):
+    """``g`` for an array of ``shape`` (N×C×H×W or C×H×W): a symbolic input takes its size,
+    a numeric one must match."""
+    from . import ops
+    from .graph import input_shape, with_input
+
+    want = input_shape(g)
+    got = tuple(shape[len(shape) - len(want):])
+    if len(shape) not in (len(want), len(want) + 1) or (len(shape) > len(want) and shape[0] < 1) or \
+            any(ops.is_int(w) and int(w) != v for w, v in zip(want, got)):
+        raise CnnGraphError(f"{path}: array of shape {'×'.join(map(str, shape))} does not fit the model's "
+                            f"N×{ops.fmt_shape(want)}")
+    return g if all(ops.is_int(s) for s in want) else with_input(g, got)
 
 
 def _input_batch(args, plan):
