@@ -206,8 +206,12 @@ def main(argv=None) -> int:
     if debug:
         argv.remove("--debug")
     args = build_parser().parse_args(argv)
+    import warnings
+
     try:
-        return args.func(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _note  # a warning (a dtype conversion, a cache repair) is one line too
+            return args.func(args) or 0
     except CnnGraphError as e:
         if debug:
             raise
@@ -224,6 +228,10 @@ def main(argv=None) -> int:
             raise
         print(f"cnngraph: error: {_describe(e)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def _note(message, category, filename, lineno, file=None, line=None):
+    print(f"cnngraph: note: {_one_line(message)}", file=sys.stderr)
 
 
 def _one_line(e) -> str:
