@@ -6,7 +6,7 @@ import pytest
 
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 from cnngraph.explore import Multiplier, Table, check, parse_space, sweep
 from cnngraph.explore.knobs import make_divisible_np
 from cnngraph.zoo.mobile import make_divisible

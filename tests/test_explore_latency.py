@@ -7,7 +7,7 @@ import pytest
 
 from cnngraph import analyze
 from cnngraph.cli import main
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 from cnngraph.explore import family, sweep
 from cnngraph.explore import latency as L
 from cnngraph.explore import questions as Q

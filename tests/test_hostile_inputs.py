@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cnngraph.cli import main
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 INJECTIONS = [
     "__import__('os').system('touch PWNED')",
@@ -310,7 +310,8 @@ def _safetensors(path, tensors: dict, header_override=None):
 
 
 def lenet_weights():
-    from cnngraph import weights, zoo
+    from cnngraph import zoo
+    from cnngraph.compiler import weights
 
     return weights.init(zoo.build("lenet5"), seed=0)
 
@@ -431,7 +432,8 @@ def test_hostile_files_refused_in_process(hostile, capsys, workdir):
 
 
 def test_float16_and_float64_are_converted_and_named(tmp_path, capsys):
-    from cnngraph import weights, zoo
+    from cnngraph import zoo
+    from cnngraph.compiler import weights
 
     ws = lenet_weights()
     np.savez(tmp_path / "w64.npz", **{k: v.astype(np.float64) for k, v in ws.items()})
@@ -452,7 +454,7 @@ def test_allow_nonfinite_runs_anyway(hostile, capsys, workdir):
 
 # ---------------------------------------------------------------- atomic writes
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
-    from cnngraph import files
+    from cnngraph.io import files
 
     p = tmp_path / "d.svg"
     p.write_text("<svg>good</svg>")

@@ -11,7 +11,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx_cases import conv_model as _conv_model, hand_model as _model  # noqa: E402
 
-from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
 from cnngraph.onnx import load  # noqa: E402
 
 

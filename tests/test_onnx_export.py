@@ -13,11 +13,12 @@ torch = pytest.importorskip("torch")
 
 from onnx_cases import all_ops_net, ort_run, random_input, registry_ops, rel_err  # noqa: E402
 
-from cnngraph import weights, zoo  # noqa: E402
-from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph import zoo  # noqa: E402
+from cnngraph.compiler import weights
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
 from cnngraph.onnx import export  # noqa: E402
-from cnngraph.symbols import H, W, sym  # noqa: E402
-from cnngraph.torch_ref import run  # noqa: E402
+from cnngraph.ir.symbols import H, W, sym  # noqa: E402
+from cnngraph.interop.torch_ref import run  # noqa: E402
 
 # Ops with no export yet: none today; a new registry op shows up here as a failure.
 NOT_EXPORTED = set()

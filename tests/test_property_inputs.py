@@ -17,9 +17,9 @@ from cnngraph.backends.numba_backend import executor
 from cnngraph.compiler import compile
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, avgpool2d, batchnorm, concat, conv2d, dropout, flatten,
                           groupnorm, linear, lrn, maxpool2d, relu)
-from cnngraph.errors import CnnGraphError
-from cnngraph.graph import infer_shapes
-from cnngraph.weights import init
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import infer_shapes
+from cnngraph.compiler.weights import init
 
 BAD = [0, -1, 2.5, math.nan, math.inf, True, "H/3", "sqrt(H)", "__import__('os').getcwd()", "9**9**9", None]
 BAD_FLOAT = [-1.0, math.nan, math.inf, "0.1", 2.0]

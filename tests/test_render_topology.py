@@ -9,8 +9,8 @@ connection between boxes is drawn, and every residual add keeps one main-path in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnngraph.graph import CnnGraph, add_node
-from cnngraph.render import layout, to_dot
+from cnngraph.ir.graph import CnnGraph, add_node
+from cnngraph.present.render import layout, to_dot
 
 OPTIONS = [(True, 3), (True, 0), (True, 2), (True, 1000), (False, 3), (False, 0), (("act",), 2), (("norm",), 3)]
 NAMES = st.text(alphabet="bs0123456789._ab", min_size=1, max_size=6)

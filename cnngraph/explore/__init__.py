@@ -12,11 +12,11 @@ arrays), :mod:`.table` (results), :mod:`.questions` (exact answers with sympy),
 """
 from __future__ import annotations
 
-from .families import FAMILIES, Family, family
-from .knobs import Multiplier
-from .space import Space, parse_space
-from .sweep import FIELDS, check, closed_form, evaluate, sweep
-from .table import Table
+from cnngraph.explore.families import FAMILIES, Family, family
+from cnngraph.explore.knobs import Multiplier
+from cnngraph.explore.space import Space, parse_space
+from cnngraph.explore.sweep import FIELDS, check, closed_form, evaluate, sweep
+from cnngraph.explore.table import Table
 
 __all__ = ["sweep", "check", "evaluate", "closed_form", "Space", "parse_space", "Family", "family", "FAMILIES",
            "Multiplier", "Table", "FIELDS"]

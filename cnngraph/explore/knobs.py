@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..symbols import sym
+from cnngraph.ir.symbols import sym
 
 
 def make_divisible_np(v, divisor: int = 8, min_value: int | None = None):

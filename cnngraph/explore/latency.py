@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 MAX_POINTS = 20_000  # one compiled plan per point: more is a job for --samples
 
@@ -52,7 +52,7 @@ def backend_version(name: str) -> str:
     """The backend's JIT version and a hash of its kernel sources (what a measurement depends on)."""
     import importlib
 
-    from ..runner import BACKENDS
+    from cnngraph.backends import BACKENDS
 
     mod = importlib.import_module(BACKENDS[name])
     h = hashlib.sha1()
@@ -133,14 +133,14 @@ def layer_key(step) -> str:
 
 
 def plan_of(g):
-    from ..compiler import compile
+    from cnngraph.compiler import compile
 
     return compile(g)
 
 
 def one_step_graph(plan, step):
     """The graph of one step: its external inputs as graph inputs, then the nodes it computes."""
-    from ..graph import CnnGraph, add_node
+    from cnngraph.ir.graph import CnnGraph, add_node
 
     g = plan.graph
     h = CnnGraph(name=step.node, inputs=[], outputs=[step.output], notes=[])
@@ -180,14 +180,12 @@ def _time(fn, repeat: int) -> float:
 
 def measure_graph_steps(h, backend: str = "numba", batch: int = 1, repeat: int = 5) -> float:
     """Seconds of the kernel calls of ``h`` (a one-step graph), inputs seeded."""
-    from ..compiler import compile
-    from ..runner import get_backend
-    from ..weights import init
-    from ..backends.common import Executor
+    from cnngraph import backends
+    from cnngraph.compiler import compile
+    from cnngraph.compiler.weights import init
 
     plan = compile(h, init(h, seed=0))
-    be = get_backend(backend)
-    ex = getattr(be, "Executor", Executor)(plan, be)
+    ex = backends.get(backend).make_executor(plan)
     views = ex.arena(batch)
     rng = np.random.default_rng(0)
     for name in plan.inputs:
@@ -294,7 +292,7 @@ def add_latency(table, fam, backend: str = "numba", batch: int = 1, repeat: int 
                 sample: int = 0, seed: int = 0):
     """``table`` with ``latency_ms`` (predicted: sum of the measured layers) and, for ``sample``
     random rows, ``measured_ms`` (end to end; NaN elsewhere). Returns ``(table, LatencyInfo)``."""
-    from .sweep import FIELDS
+    from cnngraph.explore.sweep import FIELDS
 
     backend = auto_backend() if backend == "auto" else backend
     if len(table) > MAX_POINTS:

@@ -22,12 +22,12 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from ..cost import analyze
-from ..errors import CnnGraphError
-from ..symbols import sym
-from .families import family
-from .knobs import Multiplier
-from .sweep import closed_form, evaluate
+from cnngraph.analysis.cost import analyze
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.symbols import sym
+from cnngraph.explore.families import family
+from cnngraph.explore.knobs import Multiplier
+from cnngraph.explore.sweep import closed_form, evaluate
 
 
 @dataclass

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from ..cost import Convention, analyze
-from ..errors import CnnGraphError
-from ..symbols import sym
-from .families import Family, family
-from .knobs import Multiplier
-from .space import Space, as_space
-from .table import Table
+from cnngraph.analysis.cost import Convention, analyze
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.symbols import sym
+from cnngraph.explore.families import Family, family
+from cnngraph.explore.knobs import Multiplier
+from cnngraph.explore.space import Space, as_space
+from cnngraph.explore.table import Table
 
 FIELDS = ("params", "macs", "flops", "memory_bytes")
 CHUNK = 1 << 15  # design points per NumPy evaluation (see ClosedForm.__call__)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 
 def _plain(v):
@@ -87,7 +87,7 @@ class Table:
         pa, pq = require_pyarrow()
         t = pa.table({k: v for k, v in self.columns.items()})
         t = t.replace_schema_metadata({"cnngraph": json.dumps(self.meta, ensure_ascii=False)})
-        from ..files import atomic_path
+        from cnngraph.io.files import atomic_path
 
         with atomic_path(path) as tmp:
             pq.write_table(t, tmp)
@@ -141,7 +141,7 @@ def require_pyarrow():
 
 def _write(text: str, path) -> str:
     if path is not None:
-        from ..files import write_text
+        from cnngraph.io.files import write_text
 
         write_text(path, text)  # whole or not at all
     return text

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 
 @dataclass

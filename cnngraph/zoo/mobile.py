@@ -12,7 +12,7 @@ The blocks are plain functions over DSL tensors, reusable on symbolic sizes:
 
 >>> from cnngraph import analyze
 >>> from cnngraph.dsl import Net
->>> from cnngraph.symbols import C, H, W
+>>> from cnngraph.ir.symbols import C, H, W
 >>> net = Net("dws")
 >>> y = depthwise_separable(net.input(C, H, W), C, name="block")
 >>> analyze(net.graph).total.macs  # the seeds' (9C + C²)HW
@@ -28,10 +28,10 @@ import sympy
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, batchnorm, block, channel_shuffle, chunk, concat, conv2d,
                           dropout, flatten, hardsigmoid, hardswish, linear, maxpool2d, mul, relu, relu6, scope,
                           sigmoid)
-from cnngraph.errors import CnnGraphError, ShapeError
+from cnngraph.ir.errors import CnnGraphError, ShapeError
 from cnngraph.explore.knobs import Scaled, at_least
 
-from . import register
+from cnngraph.zoo import register
 
 # ---------------------------------------------------------------- shared helpers
 

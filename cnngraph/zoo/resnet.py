@@ -18,9 +18,9 @@ import math
 
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, flatten, linear, maxpool2d, relu,
                           scope)
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
+from cnngraph.zoo import register
 
 
 def conv_bn(x, c, k, stride=1, groups=1, conv="conv", bn="bn", act=True, act_name=None, dilation=1):

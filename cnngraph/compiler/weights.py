@@ -1,0 +1,174 @@
+"""Weights: a flat dict of torchvision state_dict names to NumPy arrays.
+
+``{node}.weight`` / ``{node}.bias`` for conv2d (C_out, C_in/G, kh, kw) and linear
+(out, in); batch norm adds ``{node}.running_mean`` and ``{node}.running_var``. Zoo models
+use torchvision's module names, so a torchvision state_dict saved as ``.npz`` or
+``.safetensors`` loads unchanged.
+
+>>> from cnngraph import zoo
+>>> ws = init(zoo.build("lenet5"), seed=0)
+>>> ws["conv1.weight"].shape, ws["fc2.bias"].shape
+((20, 1, 5, 5), (10,))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnngraph.ir import ops
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import topo_order
+
+# Keys that torchvision state_dicts carry but inference does not need.
+IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+
+def _num(v, node, what):
+    if not ops.is_int(v):
+        raise CnnGraphError(f"{node}: {what} must be a number to make weights, got {v} (substitute the symbols first)")
+    return int(v)
+
+
+def param_shapes(g) -> dict:
+    """``{key: (shape, role)}`` for every parameter and buffer, in topological order.
+
+    ``role`` is ``"param"`` or ``"buffer"``.
+    """
+    out = {}
+    for n in topo_order(g):
+        d = g.nodes[n]
+        op, a = d["op"], d["attrs"]
+        ins = [g.nodes[i]["shape"] for i in d["inputs"]]
+        if op == "conv2d":
+            cin, cout, grp = (_num(ins[0][0], n, "in_channels"), _num(a["out_channels"], n, "out_channels"),
+                              _num(a["groups"], n, "groups"))
+            out[f"{n}.weight"] = ((cout, cin // grp, *map(int, a["kernel"])), "param")
+            if a["bias"]:
+                out[f"{n}.bias"] = ((cout,), "param")
+        elif op == "linear":
+            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
+            out[f"{n}.weight"] = ((fout, fin), "param")
+            if a["bias"]:
+                out[f"{n}.bias"] = ((fout,), "param")
+        elif op == "rbf":  # fixed prototypes, one row per output unit: a buffer
+            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
+            out[f"{n}.weight"] = ((fout, fin), "buffer")
+        elif op == "batchnorm":
+            c = _num(ins[0][0], n, "channels")
+            if a.get("affine", True):
+                out[f"{n}.weight"] = ((c,), "param")
+                out[f"{n}.bias"] = ((c,), "param")
+            out[f"{n}.running_mean"] = ((c,), "buffer")
+            out[f"{n}.running_var"] = ((c,), "buffer")
+        elif op in ("groupnorm", "instancenorm") and a.get("affine", op == "groupnorm"):
+            c = _num(ins[0][0], n, "channels")
+            out[f"{n}.weight"] = ((c,), "param")
+            out[f"{n}.bias"] = ((c,), "param")
+        elif op == "layernorm" and a.get("affine", True):
+            shape = tuple(_num(s, n, "shape") for s in ins[0])
+            out[f"{n}.weight"] = (shape, "param")
+            out[f"{n}.bias"] = (shape, "param")
+    return out
+
+
+def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
+    """Seeded He (Kaiming) initialisation, as torchvision's ResNets: conv weights
+    N(0, 2/fan_out), linear N(0, 0.01), biases 0, batch norm γ=1, β=0, mean 0, var 1.
+
+    ``random_bn=True`` draws non-trivial batch norm statistics, so tests exercise folding.
+    """
+    rng = np.random.default_rng(seed)
+    ws = {}
+    for key, (shape, role) in param_shapes(g).items():
+        node, field = key.rsplit(".", 1)
+        op = g.nodes[node]["op"]
+        if op == "conv2d" and field == "weight":
+            fan_out = shape[0] * shape[2] * shape[3]
+            v = rng.normal(0.0, np.sqrt(2.0 / fan_out), shape)
+        elif op == "linear" and field == "weight":
+            v = rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
+        elif field == "bias":
+            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
+        elif field == "weight":  # norm scale
+            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
+        elif field == "running_mean":
+            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
+        elif field == "running_var":
+            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
+        else:  # pragma: no cover - param_shapes only yields the fields above
+            raise AssertionError(key)
+        ws[key] = np.ascontiguousarray(v, dtype=dtype)
+    return ws
+
+
+def check(g, weights: dict, strict: bool = True) -> None:
+    """Raise a clear error listing missing, unexpected and wrongly shaped weights."""
+    want = param_shapes(g)
+    have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want] if strict else []
+    wrong = [f"{k}: file {tuple(np.shape(have[k]))}, model {want[k][0]}" for k in want
+             if k in have and tuple(np.shape(have[k])) != want[k][0]]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+        if wrong:
+            parts.append(f"wrong shape {len(wrong)}: {'; '.join(wrong[:8])}")
+        raise CnnGraphError(f"weights do not fit {g.graph.get('name', 'the graph')}: " + " | ".join(parts))
+
+
+def load(path, g=None, dtype=np.float32, allow_nonfinite: bool = False) -> dict:
+    """Weights from ``.npz`` or ``.safetensors`` (checked against ``g`` when given).
+
+    Headers are read first (:mod:`cnngraph.arrays`): names, dtypes and shapes are checked
+    against ``g`` (without ``g``: the total against the memory available) before any data is
+    read. float16/64 tensors are converted to float32 (a ``ConversionWarning`` says so);
+    integer, boolean and complex tensors and non-finite values (unless ``allow_nonfinite``)
+    are errors naming the tensor.
+    """
+    from cnngraph.io import arrays
+
+    p = Path(path)
+    if p.suffix.lower() not in (".npz", ".safetensors"):
+        raise CnnGraphError(f"weights file must be .npz or .safetensors, got {p.name}")
+    heads = {k: h for k, h in arrays.headers(p, "weights file").items() if not k.endswith(IGNORED_SUFFIXES)}
+    arrays.check_dtypes(heads, str(p))
+    if g is not None:
+        # Zero-stride stand-ins carry each header's shape at no memory cost.
+        check(g, {k: np.lib.stride_tricks.as_strided(np.zeros((), np.float32), h.shape, (0,) * len(h.shape))
+                  for k, h in heads.items()})
+    else:
+        need, free = sum(h.size for h in heads.values()) * 4, arrays.memory_available()
+        if free is not None and need > free:
+            raise CnnGraphError(f"{p}: its tensors need {need / 2**20:,.0f} MiB as float32; "
+                                f"{free / 2**20:,.0f} MiB of memory are available")
+    ws = arrays.read(p, heads, allow_nonfinite)
+    return ws if dtype == np.float32 else {k: v.astype(dtype) for k, v in ws.items()}
+
+
+def save(weights: dict, path) -> None:
+    from cnngraph.io.files import atomic_open, atomic_path
+
+    p = Path(path)
+    if p.suffix == ".npz":
+        with atomic_open(p) as f:
+            np.savez(f, **weights)
+    elif p.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        with atomic_path(p) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, tmp)
+    else:
+        raise CnnGraphError(f"weights file must be .npz or .safetensors, got {p.name}")
+
+
+def count(weights: dict, g=None) -> int:
+    """Number of parameter elements (buffers excluded when ``g`` is given)."""
+    if g is None:
+        return int(sum(np.size(v) for k, v in weights.items() if not k.endswith(("running_mean", "running_var"))))
+    shapes = param_shapes(g)
+    return int(sum(np.size(weights[k]) for k, (_, role) in shapes.items() if role == "param"))

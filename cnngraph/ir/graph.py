@@ -1,0 +1,225 @@
+"""The graph IR: a networkx DiGraph whose nodes are layers, plus free functions over it.
+
+Node attributes:
+  ``op``      registry name (see :mod:`cnngraph.ir.ops`)
+  ``attrs``   the op's canonical attributes (dict)
+  ``inputs``  ordered list of input node names (edges mirror it)
+  ``path``    tuple of ``(scope, kind)`` pairs: the stages and blocks the node belongs to
+  ``title``   display name (the slides' ``conv1`` for torchvision's ``features.0``), optional
+  ``shape``   the inferred per-sample output shape
+
+Graph attributes: ``name``, ``inputs`` (input node names), ``outputs``, ``notes`` (warnings
+raised by shape rules, such as a stride that does not fit).
+
+>>> from cnngraph import zoo
+>>> g = zoo.build("lenet5")
+>>> g.nodes["conv1"]["shape"]
+(20, 28, 28)
+>>> infer_shapes(g, (1, 32, 32))["conv1"]
+(20, 32, 32)
+"""
+from __future__ import annotations
+
+import functools
+
+import networkx as nx
+
+from cnngraph.ir import ops
+from cnngraph.ir.errors import GraphError, ShapeError
+
+
+class CnnGraph(nx.DiGraph):
+    """A networkx DiGraph that shows itself as SVG in Jupyter."""
+
+    def _repr_svg_(self):  # pragma: no cover - exercised in notebooks
+        try:
+            from cnngraph.present.render import to_svg
+        except ImportError:
+            return None
+        return to_svg(self)
+
+    def __repr__(self):
+        return f"<CnnGraph {self.graph.get('name', '')!r}: {self.number_of_nodes()} nodes>"
+
+
+def freeze(value):
+    """A hashable version of an attribute value (lists become tuples, dicts sorted items)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+@functools.lru_cache(maxsize=65536)
+def _apply(op_name: str, attrs_key, in_shapes: tuple, strict: bool):
+    """Shape rule, cached: repeated blocks cost one sympy evaluation, not one per node."""
+    op = ops.get(op_name)
+    ctx = ops.Ctx("?", strict)
+    out = op.shape(ops.check_attrs("?", dict(attrs_key)), list(in_shapes), ctx)
+    return tuple(out), tuple(ctx.notes), tuple(ctx.conditions)
+
+
+def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = False, conditions=None):
+    """Output shape of one layer; errors and notes name the layer.
+
+    ``conditions``, a list, receives ``(layer, rule, relation)`` for each condition the
+    symbols must meet (``H ≥ 11`` for an 11×11 valid conv): see :func:`outside_domain`.
+
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])
+    ((64, 27, 27), ())
+    """
+    op = ops.get(op_name)
+    lo, hi = op.arity
+    n = len(in_shapes)
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+        raise ShapeError(name, f"{op_name} takes {want} inputs", f"got {n}")
+    try:
+        out, notes, conds = _apply(op_name, freeze(attrs), tuple(tuple(s) for s in in_shapes), strict)
+    except ShapeError as e:
+        raise ShapeError(name, e.rule, e.numbers) from None
+    if conditions is not None:
+        conditions.extend((name, rule, rel) for rule, rel in conds)
+    return out, tuple(f"{name}: {m}" for m in notes)
+
+
+def outside_domain(g, values: dict):
+    """The first condition of ``g``'s symbolic sizes (or of a list of ``(layer, rule,
+    relation)``) that ``values`` (by symbol name) break, as a message; else None.
+
+    >>> from cnngraph import zoo
+    >>> from cnngraph.symbols import H, W
+    >>> g = zoo.build("alexnet", input=(3, H, W))
+    >>> outside_domain(g, {"H": 8, "W": 8})
+    'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
+    >>> outside_domain(g, {"H": 224, "W": 224}) is None
+    True
+    """
+    import sympy
+
+    conditions = g.graph.get("conditions", ()) if hasattr(g, "graph") else g
+    at = {s: values[s.name] for _, _, rel in conditions for s in rel.free_symbols if s.name in values}
+    for layer, rule, rel in conditions:
+        v = rel.subs(at)
+        if v is sympy.false:
+            shown = ", ".join(f"{k} = {x}" for k, x in values.items())
+            return f"{layer}: {rule} needs {rel}, false at {shown}"
+    return None
+
+
+def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None, strict=False):
+    """Add a layer to ``g`` after checking it against its inputs; returns its output shape."""
+    if name in g:
+        raise GraphError(f"{name}: a layer with this name already exists")
+    attrs = ops.check_attrs(name, attrs)
+    for i in inputs:
+        if i not in g:
+            raise GraphError(f"{name}: input {i!r} is not in the graph (dangling input)")
+    shape, notes = apply_rule(name, op, attrs, [g.nodes[i]["shape"] for i in inputs], strict,
+                              g.graph.setdefault("conditions", []))
+    # Reported, not warned: a floored stride is routine (every stride-2 ResNet conv at 224).
+    g.graph.setdefault("notes", []).extend(notes)
+    g.add_node(name, op=op, attrs=attrs, inputs=list(inputs), path=tuple(path), title=title, shape=shape)
+    for port, i in enumerate(inputs):
+        if not g.has_edge(i, name):  # add(x, x) has one edge; `inputs` keeps both ports
+            g.add_edge(i, name, port=port)
+    if op == "input":
+        g.graph.setdefault("inputs", []).append(name)
+    return shape
+
+
+def topo_order(g) -> list:
+    """Nodes in a deterministic topological order (insertion order breaks ties).
+
+    Graphs built by the DSL are already in order (every layer is added after its inputs), so
+    the common case is one linear check; other graphs are sorted.
+    """
+    seen = set()
+    for n, d in g.nodes(data=True):
+        if not all(i in seen for i in d.get("inputs", ())) or not all(p in seen for p in g.pred[n]):
+            break
+        seen.add(n)
+    else:
+        return list(g.nodes)
+    try:
+        return list(nx.lexicographical_topological_sort(g, key=_order_key(g)))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(g)
+        raise GraphError("the graph has a cycle: " + " -> ".join(f"{u}" for u, _ in cycle) + f" -> {cycle[0][0]}") from None
+
+
+def _order_key(g):
+    index = {n: i for i, n in enumerate(g.nodes)}
+    return index.__getitem__
+
+
+def check(g) -> None:
+    """Raise :class:`GraphError` on a cycle, a dangling input or an unknown op."""
+    for n, d in g.nodes(data=True):
+        if "op" not in d:
+            raise GraphError(f"{n}: node has no op (an edge names a layer that was never added)")
+        ops.get(d["op"])
+        for i in d.get("inputs", []):
+            if i not in g:
+                raise GraphError(f"{n}: input {i!r} is not in the graph (dangling input)")
+        if d["op"] != "input" and not d.get("inputs"):
+            raise GraphError(f"{n}: {d['op']} has no input")
+    topo_order(g)
+    if not g.graph.get("inputs"):
+        raise GraphError("the graph has no input")
+
+
+def outputs(g) -> list:
+    """Output nodes: those declared, else the sinks."""
+    return list(g.graph.get("outputs") or [n for n in g.nodes if g.out_degree(n) == 0])
+
+
+def input_shape(g, name=None) -> tuple:
+    return g.nodes[name or g.graph["inputs"][0]]["shape"]
+
+
+def infer_shapes(g, input_shape=None, strict: bool = False, conditions=None) -> dict:
+    """Shapes of every node for a new input shape (or the stored one), without changing ``g``.
+
+    ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``;
+    ``conditions`` (a list) receives the symbolic sizes' conditions, as in :func:`apply_rule`.
+    """
+    check(g)
+    if input_shape is None:
+        given = {}
+    elif isinstance(input_shape, dict):
+        given = {k: tuple(v) for k, v in input_shape.items()}
+    else:
+        given = {g.graph["inputs"][0]: tuple(input_shape)}
+    shapes = {}
+    for n in topo_order(g):
+        d = g.nodes[n]
+        attrs = d["attrs"]
+        if d["op"] == "input" and n in given:
+            attrs = ops.check_attrs(n, {**attrs, "shape": given[n]})
+        shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict, conditions)
+        shapes[n] = shape
+    return shapes
+
+
+def with_input(g, input_shape, strict: bool = False):
+    """A copy of ``g`` whose shapes are re-inferred for a new input shape."""
+    conditions = []
+    shapes = infer_shapes(g, input_shape, strict, conditions)
+    h = g.copy()
+    h.graph["conditions"] = conditions
+    for n, s in shapes.items():
+        h.nodes[n]["shape"] = s
+        if h.nodes[n]["op"] == "input":
+            h.nodes[n]["attrs"] = {**h.nodes[n]["attrs"], "shape": s}  # checked by infer_shapes
+    return h
+
+
+def layer_inputs(g, n) -> list:
+    """Input shapes of node ``n`` in port order."""
+    return [g.nodes[i]["shape"] for i in g.nodes[n]["inputs"]]
+
+
+def display_name(g, n) -> str:
+    return g.nodes[n].get("title") or n
