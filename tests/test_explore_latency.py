@@ -41,6 +41,7 @@ def test_predicted_latency_is_a_sum_of_cached_layers(tiny):
     t1, info = L.add_latency(t, fam, backend="numba", sample=2, seed=1)
     assert info.measured == info.layers > 0 and info.sample == 2
     assert (t1["latency_ms"] > 0).all() and np.isfinite(t1["measured_ms"]).sum() == 2
+    assert np.isfinite(t1["measured_layers_ms"]).sum() == 2 and len(info.layer_errors) == 2
     table = L.LatencyTable.load(info.machine)
     assert table.path.exists() and len(table.seconds) == info.layers
     # the prediction of a point is the sum of its steps' entries

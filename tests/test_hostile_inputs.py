@@ -394,13 +394,13 @@ def make_hostile_files(d: Path) -> list:
         "conv1.weight": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 2**42]}})
     weights_case("safetensors header declaring 2**40 floats", "lying.safetensors", "data section")
     _zip_bomb(d / "bomb.npz")
-    weights_case("zip bomb: 1 GiB of zeros as conv1.weight", "bomb.npz", "wrong shape")
+    weights_case("zip bomb: 1 GiB of zeros as conv1.weight", "bomb.npz", "but the graph infers 20×1×5×5")
 
     # shapes from headers against the model, before data
     bad = dict(ws)
     bad["conv1.weight"] = np.zeros((7, 1, 5, 5), np.float32)
     np.savez(d / "wrongshape.npz", **bad)
-    weights_case("wrong shape", "wrongshape.npz", "conv1.weight: file (7, 1, 5, 5)")
+    weights_case("wrong shape", "wrongshape.npz", "weight conv1.weight is 7×1×5×5 but the graph infers 20×1×5×5")
     np.savez(d / "missing.npz", **{k: v for k, v in ws.items() if k != "fc2.bias"})
     weights_case("missing tensor", "missing.npz", "missing 1: fc2.bias")
     np.save(d / "x_shape.npy", np.zeros((1, 3, 28, 28), np.float32))

@@ -262,6 +262,7 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     else:
         _graph.check(g)
         shapes = {n: d["shape"] for n, d in g.nodes(data=True)}
+        _graph.check_weights(g)  # no numbers from a graph whose own weights do not fit it
     rows = []
     for n in _graph.topo_order(g):
         d = g.nodes[n]

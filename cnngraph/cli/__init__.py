@@ -94,8 +94,13 @@ def load_model(spec: str, input=None, options=None):
     if spec.endswith(".onnx"):
         from cnngraph import onnx as cg_onnx
 
+        from cnngraph.ir.graph import check_weights
+
         g = cg_onnx.load(spec)
-        return with_input(g, input) if input is not None else g
+        if input is None:
+            check_weights(g)  # a file with symbolic H, W but weights made for one size
+            return g
+        return with_input(g, input)  # checks the weights against the new shapes
     if ":" in spec:
         path, fn_name = spec.rsplit(":", 1)
         from cnngraph.interop.user_model import build_user_model

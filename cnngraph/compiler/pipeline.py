@@ -10,7 +10,7 @@ planning (:mod:`cnngraph.compiler.plan`).
 """
 from __future__ import annotations
 
-from cnngraph.ir.graph import with_input
+from cnngraph.ir.graph import check_weights, with_input
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
 from cnngraph.compiler.plan import Plan, lower, plan_memory
 
@@ -24,6 +24,8 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     """
     if input is not None:
         g = with_input(g, input)
+    if weights is not None:
+        check_weights(g, weights)  # one line naming the layer, not a reshape error in a kernel
     g = eliminate_dead(g)
     if fold:
         g, weights = fold_batchnorm(g, weights)

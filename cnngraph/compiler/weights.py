@@ -18,57 +18,27 @@ import numpy as np
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.ir.graph import topo_order
+from cnngraph.ir.graph import check_weights, topo_order
 
 # Keys that torchvision state_dicts carry but inference does not need.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 
-def _num(v, node, what):
-    if not ops.is_int(v):
-        raise CnnGraphError(f"{node}: {what} must be a number to make weights, got {v} (substitute the symbols first)")
-    return int(v)
-
-
 def param_shapes(g) -> dict:
     """``{key: (shape, role)}`` for every parameter and buffer, in topological order.
 
-    ``role`` is ``"param"`` or ``"buffer"``.
+    ``role`` is ``"param"`` or ``"buffer"``; what each op holds is its registry entry's
+    ``tensors``.
     """
     out = {}
     for n in topo_order(g):
         d = g.nodes[n]
-        op, a = d["op"], d["attrs"]
         ins = [g.nodes[i]["shape"] for i in d["inputs"]]
-        if op == "conv2d":
-            cin, cout, grp = (_num(ins[0][0], n, "in_channels"), _num(a["out_channels"], n, "out_channels"),
-                              _num(a["groups"], n, "groups"))
-            out[f"{n}.weight"] = ((cout, cin // grp, *map(int, a["kernel"])), "param")
-            if a["bias"]:
-                out[f"{n}.bias"] = ((cout,), "param")
-        elif op == "linear":
-            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
-            out[f"{n}.weight"] = ((fout, fin), "param")
-            if a["bias"]:
-                out[f"{n}.bias"] = ((fout,), "param")
-        elif op == "rbf":  # fixed prototypes, one row per output unit: a buffer
-            fin, fout = _num(ins[0][0], n, "in_features"), _num(a["out_features"], n, "out_features")
-            out[f"{n}.weight"] = ((fout, fin), "buffer")
-        elif op == "batchnorm":
-            c = _num(ins[0][0], n, "channels")
-            if a.get("affine", True):
-                out[f"{n}.weight"] = ((c,), "param")
-                out[f"{n}.bias"] = ((c,), "param")
-            out[f"{n}.running_mean"] = ((c,), "buffer")
-            out[f"{n}.running_var"] = ((c,), "buffer")
-        elif op in ("groupnorm", "instancenorm") and a.get("affine", op == "groupnorm"):
-            c = _num(ins[0][0], n, "channels")
-            out[f"{n}.weight"] = ((c,), "param")
-            out[f"{n}.bias"] = ((c,), "param")
-        elif op == "layernorm" and a.get("affine", True):
-            shape = tuple(_num(s, n, "shape") for s in ins[0])
-            out[f"{n}.weight"] = (shape, "param")
-            out[f"{n}.bias"] = (shape, "param")
+        for f, (shape, role) in ops.get(d["op"]).tensors(d["attrs"], ins).items():
+            if not all(ops.is_int(v) for v in shape):
+                raise CnnGraphError(f"{n}: the shape of {n}.{f}, {ops.fmt_shape(shape)}, must be numbers to make "
+                                    "weights (substitute the symbols first)")
+            out[f"{n}.{f}"] = (tuple(int(v) for v in shape), role)
     return out
 
 
@@ -103,21 +73,19 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
 
 def check(g, weights: dict, strict: bool = True) -> None:
-    """Raise a clear error listing missing, unexpected and wrongly shaped weights."""
-    want = param_shapes(g)
+    """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.graph.check_weights`:
+    one line with the input size it fits), else listing missing and unexpected weights."""
     have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
+    want = param_shapes(g)  # first: a graph with symbolic channels cannot have weights at all
+    check_weights(g, have)
     missing = [k for k in want if k not in have]
     unexpected = [k for k in have if k not in want] if strict else []
-    wrong = [f"{k}: file {tuple(np.shape(have[k]))}, model {want[k][0]}" for k in want
-             if k in have and tuple(np.shape(have[k])) != want[k][0]]
-    if missing or unexpected or wrong:
+    if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-        if wrong:
-            parts.append(f"wrong shape {len(wrong)}: {'; '.join(wrong[:8])}")
         raise CnnGraphError(f"weights do not fit {g.graph.get('name', 'the graph')}: " + " | ".join(parts))
 
 

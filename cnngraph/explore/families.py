@@ -3,7 +3,7 @@
 A knob is of one of three kinds:
 
 * ``multiplier``: a width multiplier, passed to the builder as a symbolic
-  :class:`~cnngraph.explore.knobs.Multiplier` (closed form in the rounded widths);
+  :class:`~cnngraph.dsl.knobs.Multiplier` (closed form in the rounded widths);
 * ``size``: an integer size (the input resolution), passed as a positive-integer symbol;
 * ``structural``: changes the graph (depth, kernel size, groups, expansion ratio): one
   graph per value, built with the symbolic knobs left symbolic.

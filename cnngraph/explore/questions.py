@@ -11,7 +11,7 @@ form with its floors.
 
 >>> ans = largest_multiplier("resnet50", 600_000_000, fixed={"r": 224})
 >>> ans.width, ans.value, ans.text.split(";")[0]
-(Fraction(5, 12), 593475008, 'largest a with macs ≤ 600,000,000 at r=224: a < 5/12 (≈ 0.4167)')
+(Fraction(5, 18), 278085632, 'largest a with macs ≤ 600,000,000 at r=224: a ≤ 5/18 (≈ 0.2778)')
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from cnngraph.analysis.cost import analyze
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir.symbols import sym
 from cnngraph.explore.families import family
-from cnngraph.explore.knobs import Multiplier
+from cnngraph.dsl.knobs import Multiplier
 from cnngraph.explore.sweep import closed_form, evaluate
 
 

@@ -25,7 +25,7 @@ import functools
 import networkx as nx
 
 from cnngraph.ir import ops
-from cnngraph.ir.errors import GraphError, ShapeError
+from cnngraph.ir.errors import CnnGraphError, GraphError, ShapeError
 
 
 class CnnGraph(nx.DiGraph):
@@ -184,7 +184,16 @@ def infer_shapes(g, input_shape=None, strict: bool = False, conditions=None) -> 
 
     ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``;
     ``conditions`` (a list) receives the symbolic sizes' conditions, as in :func:`apply_rule`.
+    Weights the graph carries (``g.graph["weights"]``, an imported model's) must fit the new
+    shapes (:func:`check_weights`).
     """
+    shapes = _infer(g, input_shape, strict, conditions)
+    if g.graph.get("weights"):  # an imported model carries weights made for one input size
+        check_weights(g, g.graph["weights"], shapes)
+    return shapes
+
+
+def _infer(g, input_shape, strict=False, conditions=None) -> dict:
     check(g)
     if input_shape is None:
         given = {}
@@ -201,6 +210,105 @@ def infer_shapes(g, input_shape=None, strict: bool = False, conditions=None) -> 
         shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict, conditions)
         shapes[n] = shape
     return shapes
+
+
+def check_weights(g, weights=None, shapes=None) -> None:
+    """Raise :class:`CnnGraphError` when a weight tensor does not have the shape the graph
+    infers for its input (``shapes``: the shapes in use, default the stored ones).
+
+    The one check of weights against shapes: ONNX files re-inferred for another ``--input``,
+    ``--weights`` files, any graph carrying ``g.graph["weights"]``. The message is one line:
+    the layer, the weights' shape, the inferred one, and the input size the weights fit.
+    Tensors the graph does not expect, or that are missing, are not this check's business.
+
+    >>> from cnngraph import zoo
+    >>> g = zoo.build("lenet5")
+    >>> check_weights(g, {"fc1.weight": __import__("numpy").zeros((500, 800))})
+    Traceback (most recent call last):
+    ...
+    cnngraph.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
+    """
+    weights = g.graph.get("weights") if weights is None else weights
+    if not weights:
+        return
+    shapes = shapes or {n: d["shape"] for n, d in g.nodes(data=True)}
+    for n, key, have, want in _misfits(g, weights, shapes):
+        first = g.graph["inputs"][0]
+        raise CnnGraphError(f"{n}: weight {key} is {ops.fmt_shape(have)} but the graph infers {ops.fmt_shape(want)} "
+                            f"for input {ops.fmt_shape(shapes[first])}; {_fitting_input(g, weights, key, have)}")
+
+
+def _misfits(g, weights, shapes, keys=None):
+    """(layer, key, weights' shape, inferred shape) of every tensor that does not fit."""
+    for n in topo_order(g):
+        d = g.nodes[n]
+        tensors = ops.get(d["op"]).tensors(d["attrs"], [shapes[i] for i in d["inputs"]])
+        for f, (want, _) in tensors.items():
+            key = f"{n}.{f}"
+            if key not in weights or (keys is not None and key not in keys):
+                continue
+            have = tuple(int(v) for v in getattr(weights[key], "shape", ()))
+            if len(have) != len(want) or not all(ops.same(a, b) is True for a, b in zip(have, want)):
+                yield n, key, have, tuple(want)
+
+
+def _fitting_input(g, weights, key, have) -> str:
+    """Which input size the weights were made for: the size they were read at (an ONNX
+    file's), else the square sizes S solving the tensor's symbolic shape for C×S×S."""
+    first = g.graph["inputs"][0]
+    made_for = g.graph.get("weights_input")
+    if made_for is not None and not list(_misfits(g, weights, _infer(g, made_for))):
+        return f"the weights fit {ops.fmt_shape(made_for)} inputs"
+    shape = g.nodes[first]["shape"]
+    if len(shape) != 3 or not ops.is_int(shape[0]):
+        return "no input size was found for which they fit"
+    import sympy  # only on this error path: keep sympy solving off the hot path
+
+    S = sympy.Symbol("S", positive=True, integer=True)
+    try:
+        want = dict(((k, w) for _, k, _, w in _misfits(g, weights, _infer(g, (shape[0], S, S)), {key})))
+    except CnnGraphError:
+        want = {}
+    if key not in want or len(want[key]) != len(have) or sympy.Mul(*want[key]).free_symbols - {S}:
+        return "no input size was found for which they fit"
+    size = sympy.lambdify(S, sympy.Mul(*want[key]), "math")
+    target = 1
+    for v in have:
+        target *= v
+
+    def first_reaching(t, lo=1, hi=1 << 16):  # the sizes grow with S (floors of increasing terms)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if size(mid) >= t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    lo, hi = first_reaching(target), first_reaching(target + 1) - 1
+    fits = [s for s in (lo, hi) if lo <= hi and not list(_misfits(g, weights, _infer(g, (shape[0], s, s))))]
+    if not fits:
+        return _fitting_channels(g, weights, key, have, shape)
+    c = shape[0]
+    return (f"the weights fit {c}×{lo}×{lo} inputs" if lo == hi else
+            f"the weights fit {c}×S×S inputs for S from {lo} to {hi}")
+
+
+def _fitting_channels(g, weights, key, have, shape) -> str:
+    """The input channels the weights fit (a first conv made for another C), else a plain no."""
+    import sympy
+
+    C = sympy.Symbol("C", positive=True, integer=True)
+    try:
+        want = {k: w for _, k, _, w in _misfits(g, weights, _infer(g, (C,) + tuple(shape[1:])), {key})}
+    except CnnGraphError:
+        want = {}
+    for e, v in zip(want.get(key, ()), have):
+        if C in getattr(e, "free_symbols", ()):
+            for c in sympy.solve(sympy.Eq(e, v), C):
+                if c.is_Integer and c > 0 and not list(_misfits(g, weights, _infer(g, (int(c),) + tuple(shape[1:])))):
+                    return f"the weights fit {ops.fmt_shape((int(c),) + tuple(shape[1:]))} inputs"
+    return "no input size of this form makes them fit"
 
 
 def with_input(g, input_shape, strict: bool = False):

@@ -224,6 +224,9 @@ class Op:
     memory: Callable = _out_numel  # output elements written (0 for in-place and views)
     label: Callable = None
     doc: str = ""
+    # (attrs, in_shapes) -> {field: (shape, role)}: the layer's weight tensors as a state_dict
+    # holds them (``{node}.{field}``), role "param" or "buffer"; sizes may be symbolic
+    tensors: Callable = lambda a, ins: {}
 
 
 REGISTRY: dict[str, Op] = {}
@@ -327,7 +330,40 @@ def _conv_label(a, ins, out):
     return s
 
 
-register(Op("conv2d", "conv", (1, 1), _conv_shape, params=_conv_params, macs=_conv_macs,
+def _conv_tensors(a, ins):
+    cout = a["out_channels"]
+    out = {"weight": ((cout, tidy(div(ins[0][0], a["groups"])), *a["kernel"]), "param")}
+    if a["bias"]:
+        out["bias"] = ((cout,), "param")
+    return out
+
+
+def _linear_tensors(role):
+    def tensors(a, ins):
+        out = {"weight": ((a["out_features"], ins[0][0]), role)}
+        if a.get("bias") and role == "param":
+            out["bias"] = ((a["out_features"],), "param")
+        return out
+
+    return tensors
+
+
+def _norm_tensors(affine_default, stats=False, whole=False):
+    """γ and β per channel (per element for a layer norm), running statistics for batch norm."""
+
+    def tensors(a, ins):
+        shape = tuple(ins[0]) if whole else (ins[0][0],)
+        out = {}
+        if a.get("affine", affine_default):
+            out = {"weight": (shape, "param"), "bias": (shape, "param")}
+        if stats:
+            out.update(running_mean=(shape, "buffer"), running_var=(shape, "buffer"))
+        return out
+
+    return tensors
+
+
+register(Op("conv2d", "conv", (1, 1), _conv_shape, params=_conv_params, macs=_conv_macs, tensors=_conv_tensors,
             label=_conv_label, doc="2-D convolution (cross-correlation), grouped when groups > 1"))
 
 
@@ -415,7 +451,7 @@ def _linear_shape(a, ins, ctx):
 register(Op("linear", "linear", (1, 1), _linear_shape,
             params=lambda a, ins, out: tidy(ins[0][0] * a["out_features"] + (a["out_features"] if a["bias"] else 0)),
             macs=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
-            label=lambda a, ins, out: f"FC {a['out_features']}",
+            label=lambda a, ins, out: f"FC {a['out_features']}", tensors=_linear_tensors("param"),
             doc="fully connected layer; MACs = C_in·C_out"))
 
 # LeNet-5's output layer (LeCun et al. 1998): y_i = Σ_j (x_j − w_ij)². Its prototypes w were
@@ -425,7 +461,7 @@ register(Op("rbf", "linear", (1, 1), _linear_shape,
             buffers=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
             macs=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
             ops=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),  # the subtractions
-            label=lambda a, ins, out: f"RBF {a['out_features']}",
+            label=lambda a, ins, out: f"RBF {a['out_features']}", tensors=_linear_tensors("buffer"),
             doc="Euclidean radial basis units with fixed prototypes (LeNet-5 output): MACs = in·out, prototypes are buffers"))
 
 
@@ -466,7 +502,7 @@ register(Op("batchnorm", "norm", (1, 1), _bn_shape,
             params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", True) else 0,
             buffers=lambda a, ins, out: tidy(2 * ins[0][0]),
             ops=lambda a, ins, out: numel(out),
-            label=lambda a, ins, out: "BN",
+            label=lambda a, ins, out: "BN", tensors=_norm_tensors(True, stats=True),
             doc="batch norm: γ, β are parameters; running mean and variance are buffers"))
 
 
@@ -480,14 +516,16 @@ def _gn_shape(a, ins, ctx):
 register(Op("groupnorm", "norm", (1, 1), _gn_shape,
             params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", True) else 0,
             ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: f"GN {a['num_groups']}",
+            tensors=_norm_tensors(True),
             doc="group norm over groups of channels; γ, β per channel"))
 register(Op("instancenorm", "norm", (1, 1), _same_shape,
             params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", False) else 0,
-            ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "IN",
+            ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "IN", tensors=_norm_tensors(False),
             doc="instance norm (per sample, per channel); affine off by default as in PyTorch"))
 register(Op("layernorm", "norm", (1, 1), _same_shape,
             params=lambda a, ins, out: tidy(2 * numel(out)) if a.get("affine", True) else 0,
             ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "LN",
+            tensors=_norm_tensors(True, whole=True),
             doc="layer norm over the whole per-sample tensor, element-wise affine as nn.LayerNorm"))
 register(Op("lrn", "norm", (1, 1), _same_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",

@@ -493,9 +493,12 @@ def _const_only(imp, node, where, what):
     return [None if v is None else np.asarray(v.value) for v in vals]
 
 
-def _check_fold(arr, where):
-    if np.size(arr) > MAX_FOLD:
-        raise CnnGraphError(f"{where}: folding would create {np.size(arr)} elements (limit {MAX_FOLD})")
+def _check_fold(arr, where, *inputs):
+    """A folded array no larger than :data:`MAX_FOLD` elements or than its largest input (a scaled
+    or standardised weight is the weight's size; a tiny tensor expanded to a huge one is refused)."""
+    limit = max([MAX_FOLD] + [np.size(i) for i in inputs])
+    if np.size(arr) > limit:
+        raise CnnGraphError(f"{where}: folding would create {np.size(arr)} elements (limit {limit})")
     return arr
 
 
@@ -914,7 +917,8 @@ def _binary(imp, node, a, where):
     vals = [imp.val(i, where) for i in names]
     op = node.op_type
     if all(isinstance(v, Const) for v in vals):
-        return Const(_check_fold(_fold_binary(op, [np.asarray(v.value) for v in vals], where), where))
+        arrs = [np.asarray(v.value) for v in vals]
+        return Const(_check_fold(_fold_binary(op, arrs, where), where, *arrs))
     if len(vals) > 2:
         if op != "Sum" or not all(isinstance(v, (Act, Pointwise)) for v in vals):
             raise CnnGraphError(f"{where}: {op} of more than two tensors is supported as a sum of tensors")
@@ -1038,3 +1042,57 @@ def _binary_values(imp, node, op, x, y, where):
     chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
     operands = (px[2] if px else x, py[2] if py else y)
     return Pointwise(src, BINARY[op], where, op, operands, chain)
+
+
+# ---------------------------------------------------------------- constant sub-graphs
+# What a node computes when all its inputs are constants, for op types whose handler expects
+# a computed tensor (ops that fold constants in their handler, Mul, Reshape, Transpose,
+# ReduceMean..., are not repeated here). So weight standardisation (a training-mode batch
+# norm over the weight itself, as timm's ScaledStdConv2d exports), scaled and reshaped
+# weights fold at import into the weight the layer uses.
+def _eval_batchnorm(a, x, scale, bias, mean, var):
+    axes = tuple(k for k in range(x.ndim) if k != 1)
+    per = (1, -1) + (1,) * (x.ndim - 2)
+    x64 = x.astype(np.float64)
+    if a.get("training_mode", 0):  # statistics of the tensor itself (biased variance, as ONNX)
+        m = float(a.get("momentum", 0.9))
+        cur_mean, cur_var = x64.mean(axis=axes), x64.var(axis=axes)
+        stats = [mean * m + cur_mean * (1 - m), var * m + cur_var * (1 - m)]
+        mean, var = cur_mean, cur_var
+    else:
+        stats = []
+    y = (x64 - np.reshape(mean, per)) / np.sqrt(np.reshape(var, per) + a.get("epsilon", 1e-5))
+    y = y * np.reshape(scale, per) + np.reshape(bias, per)
+    return [y.astype(x.dtype)] + [s.astype(x.dtype) for s in stats]
+
+
+def _eval_gemm(a, x, w, c=None):
+    x = x.T if a.get("transA", 0) else x
+    w = w.T if a.get("transB", 0) else w
+    y = a.get("alpha", 1.0) * (x.astype(np.float64) @ w)
+    if c is not None:
+        y = y + a.get("beta", 1.0) * c
+    return y.astype(x.dtype)
+
+
+CONST_EVAL = {
+    "BatchNormalization": _eval_batchnorm,
+    "Gemm": _eval_gemm,
+    "MatMul": lambda a, x, y: np.matmul(x.astype(np.float64), y).astype(x.dtype),
+}
+
+
+def fold_constants(node, a, where, arrays):
+    """The outputs of ``node`` evaluated with NumPy on constant ``arrays`` (its inputs, None
+    for an omitted optional one), or None when cnngraph has no evaluator for its op type."""
+    f = CONST_EVAL.get(node.op_type)
+    if f is None or any(x is not None and (x.dtype == object or not np.issubdtype(x.dtype, np.number))
+                        for x in arrays):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            out = f(a, *arrays)
+    except (ValueError, TypeError, IndexError) as e:
+        raise CnnGraphError(f"{where}: {node.op_type} of constants cannot be evaluated ({e})") from None
+    out = out if isinstance(out, list) else [out]
+    return [Const(_check_fold(np.asarray(y), where, *[x for x in arrays if x is not None])) for y in out]

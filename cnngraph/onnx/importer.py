@@ -45,7 +45,7 @@ from cnngraph.ir.symbols import sym
 from cnngraph.onnx.common import (ACTIVATIONS, FLOAT_TYPES, INPLACE_DEFAULT, MAX_DIM, PENDING_TEXT, Act, Const, Pending,
                                   Pointwise, identify, known_activation, node_attrs, onnx_scope, read_model, same_size,
                                   tensor_array)
-from cnngraph.onnx.handlers import HANDLERS
+from cnngraph.onnx.handlers import HANDLERS, fold_constants
 
 # The newest default-domain opset read: what ONNX Runtime 1.2x runs. A newer file may use
 # operator versions whose meaning the handlers do not know, so it is refused, as ORT does.
@@ -354,8 +354,14 @@ class _Importer:
     def _node(self, node):
         where = node.name or f"{node.op_type}({node.output[0] if node.output else ''})"
         attrs = node_attrs(node, where)
+        ins = [self.values.get(i) if i else None for i in node.input]
+        out = None
+        if ins and all(v is None or isinstance(v, Const) for v in ins) and any(v is not None for v in ins):
+            # a constant sub-graph over weights (standardised, scaled, reshaped): evaluated now
+            out = fold_constants(node, attrs, where, [None if v is None else np.asarray(v.value) for v in ins])
         try:
-            out = HANDLERS[node.op_type](self, node, attrs, where)
+            if out is None:
+                out = HANDLERS[node.op_type](self, node, attrs, where)
         except CnnGraphError:
             raise
         except (IndexError, KeyError, ValueError, TypeError) as e:
@@ -388,6 +394,7 @@ class _Importer:
         h.graph["inputs"] = [names[i] for i in g.graph["inputs"]]
         h.graph["outputs"] = [names[o] for o in g.graph["outputs"]]
         h.graph["weights"] = ws
+        h.graph["weights_input"] = h.nodes[h.graph["inputs"][0]]["shape"]  # the size they were made for
         h.graph["opset"] = self.opset
         h.graph["producer"] = f"{self.m.producer_name} {self.m.producer_version}".strip()
         return h

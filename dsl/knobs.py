@@ -1,5 +1,9 @@
 """Symbolic knobs: a width multiplier that stays a symbol while a model is built.
 
+Part of the DSL because builders meet it where they meet sizes: ``make_divisible(32 * m)``
+in a zoo model is a channel count like any other (design-space sweeps, :mod:`cnngraph.explore`,
+pass it in).
+
 A width multiplier ``a`` scales every channel count ``c`` of a model to a rounded
 ``make_divisible(c·a)``; the rounding is not a polynomial, so the builder does not see ``a``
 itself. It sees a :class:`Multiplier`: ``make_divisible(c * m)`` returns ``8·a_c``, a fresh
@@ -19,13 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from cnngraph.ir.symbols import sym
 
 
 def make_divisible_np(v, divisor: int = 8, min_value: int | None = None):
     """``cnngraph.zoo.mobile.make_divisible`` on a NumPy array (same float operations, same results)."""
+    import numpy as np
+
     min_value = divisor if min_value is None else min_value
     new = np.maximum(min_value, np.floor(v + divisor / 2) // divisor * divisor)
     return np.where(new < 0.9 * v, new + divisor, new)
@@ -69,6 +73,8 @@ class Multiplier:
 
     def values(self, a) -> dict:
         """Each derived symbol's value (channels / divisor) for an array of multiplier values."""
+        import numpy as np
+
         a = np.asarray(a, dtype=np.float64)
         out = {}
         for tag, (base, divisor, min_value, low) in self.derived.items():
