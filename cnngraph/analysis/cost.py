@@ -15,7 +15,7 @@ Counting follows the slides by default and every report states its convention:
 >>> from cnngraph import zoo, analyze
 >>> r = analyze(zoo.build("alexnet"))
 >>> r.total.params, r.total.macs
-(61100840, 714188480)
+(61100840, 716767232)
 >>> r.row("conv1").memory_bytes
 802816
 """
@@ -243,6 +243,12 @@ class Report:
 
         return tables.render(self, fmt, **kw)
 
+    def __repr__(self):
+        t = self.total
+        shape = "×".join(map(str, self.input_shape))
+        return (f"<Report {self.name!r}: input {shape}, {len(self.rows)} layers, params={t.params}, macs={t.macs}, "
+                f"memory_bytes={t.memory_bytes}>")
+
     def __str__(self):
         return self.to("text")
 
@@ -256,12 +262,13 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     ``input`` replaces the stored input shape (ints or sympy expressions); keyword arguments
     override fields of the convention (``flops_per_mac=2``, ``batch=N``, ...).
     """
+    g = _graph.as_graph(g)
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
-    if input is not None or strict:  # strict re-checks every stride, also at the stored input
-        shapes = _graph.infer_shapes(g, input if input is None or isinstance(input, dict) else tuple(input), strict)
+    if input is not None or strict:  # the notes of this input; strict re-checks the stored input too
+        shapes, notes = _graph.infer(g, input if input is None or isinstance(input, dict) else tuple(input), strict)
     else:
         _graph.check(g)
-        shapes = {n: d["shape"] for n, d in g.nodes(data=True)}
+        shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])
         _graph.check_weights(g)  # no numbers from a graph whose own weights do not fit it
     rows = []
     for n in _graph.topo_order(g):
@@ -271,4 +278,4 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
         rows.append(Row(n, d.get("title") or n, d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
                         attrs, layer_costs(d["op"], attrs, ins, shapes[n], convention)))
     first = g.graph["inputs"][0]
-    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(g.graph.get("notes", [])))
+    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(notes))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import sympy
 
 from cnngraph.ir import graph as _graph
+from cnngraph.ir import ops
 from cnngraph.ir.ops import is_int, tidy
 
 
@@ -143,6 +144,7 @@ def receptive_fields(g, input=None) -> dict:
     ``input`` re-infers shapes for a new input shape first (only global pooling and flatten
     depend on it).
     """
+    g = _graph.as_graph(g)
     shapes = _graph.infer_shapes(g, input) if input is not None else {n: d["shape"] for n, d in g.nodes(data=True)}
     out: dict = {}
     for n in _graph.topo_order(g):
@@ -154,11 +156,13 @@ def receptive_fields(g, input=None) -> dict:
             continue
         f = _merge(ins)
         x = shapes[d["inputs"][0]]
-        if op in ("conv2d", "maxpool2d", "avgpool2d"):
-            out[n] = _window(f, a["kernel"], a["stride"], (a["padding"][0], a["padding"][1]), a.get("dilation", (1, 1)))
-        elif op in ("adaptive_avgpool2d", "adaptive_maxpool2d"):
+        entry = ops.get(op)  # how the op's outputs see its input: the registry says
+        if entry.spatial == "window":
+            w = entry.window(a)
+            out[n] = _window(f, w.kernel, w.stride, w.padding[:2], w.dilation)
+        elif entry.spatial == "adaptive":
             out[n] = _adaptive(f, x[1:], a["output_size"])
-        elif op in ("flatten", "linear") and len(x) == 3 and not f.whole:
+        elif entry.spatial == "whole" and len(x) == 3 and not f.whole:
             out[n] = _window(f, x[1:], x[1:], (0, 0), whole=True)
         else:
             out[n] = f
@@ -167,6 +171,7 @@ def receptive_fields(g, input=None) -> dict:
 
 def receptive_field(g, node=None, input=None) -> Field:
     """The :class:`Field` of ``node`` (default: the graph's first output)."""
+    g = _graph.as_graph(g)
     fields = receptive_fields(g, input)
     return fields[node if node is not None else _graph.outputs(g)[0]]
 
@@ -174,5 +179,6 @@ def receptive_field(g, node=None, input=None) -> Field:
 def column(g, input=None) -> dict:
     """``{node: short label}`` for the receptive-field column of :mod:`cnngraph.present.tables`;
     nodes with several inputs say that they took the max over their paths: ``19 (max)``."""
+    g = _graph.as_graph(g)
     return {n: f.label + (" (max)" if len(g.nodes[n]["inputs"]) > 1 else "")
             for n, f in receptive_fields(g, input).items()}

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("cnngraph.cli.run", "run a model on a backend (PyTorch layout in and out)"),
     "bench": ("cnngraph.cli.run", "time a model: ms per batch, images/s, GFLOP/s against the SGEMM ceiling, memory"),
     "plan": ("cnngraph.cli.run", "the execution plan: fused steps and the memory plan (symbolic inputs allowed)"),
+    "init-weights": ("cnngraph.cli.run", "write seeded weights (torchvision state_dict names) to .safetensors or .npz"),
+    "compare": ("cnngraph.cli.compare", "models side by side: params, multiply-adds, memory, closed forms; a bar chart"),
     "reconcile": ("cnngraph.cli.reconcile", "the seeds' numbers beside cnngraph's, with the reason for each difference"),
     "render": ("cnngraph.cli.render", "draw a model as a Graphviz diagram (SVG, PNG, PDF or DOT)"),
     "export": ("cnngraph.cli.export", "export a model to ONNX (weights: --weights FILE, else seeded init)"),
@@ -150,7 +152,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
         if command in (name, "*"):
-            getattr(importlib.import_module(module), f"add_{name}")(sp)
+            getattr(importlib.import_module(module), f"add_{name.replace('-', '_')}")(sp)
     return p
 
 
@@ -175,6 +177,11 @@ def main(argv=None) -> int:
             raise
         print(f"cnngraph: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnngraph zoo | head`: the reader has seen enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserCodeError as e:
         print(e.traceback_text, file=sys.stderr, end="")
         return 1

@@ -25,10 +25,14 @@ from cnngraph.ir.errors import CnnGraphError
 
 
 def _progress():
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # On stderr, and only on a terminal: piped output gets the results and no blank lines.
+    console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[step]}"), transient=True)
+                    TextColumn("{task.fields[step]}"), transient=True, console=console,
+                    disable=not console.is_terminal)
 
 
 def prepare(args):
@@ -238,6 +242,17 @@ def cmd_plan(args):
     return 0
 
 
+def cmd_init_weights(args):
+    from cnngraph.compiler.weights import count, init, save
+
+    g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+    ws = init(g, seed=args.seed)
+    save(ws, args.output)
+    print(f"wrote {args.output}: {len(ws)} tensors, {count(ws, g):,} parameters "
+          f"(seeded He initialisation, seed {args.seed}, torchvision state_dict names)")
+    return 0
+
+
 def _common(p):
     from cnngraph.backends import BACKENDS
 
@@ -268,3 +283,10 @@ def add_plan(p):
     add_model_args(p)
     p.add_argument("--steps", action="store_true", help="list the steps with their slots and epilogues")
     p.set_defaults(func=cmd_plan)
+
+
+def add_init_weights(w):
+    add_model_args(w)
+    w.add_argument("-o", "--output", required=True, help="weights file: .safetensors or .npz")
+    w.add_argument("--seed", type=int, default=0, help="seed (default 0; the same weights `run` uses)")
+    w.set_defaults(func=cmd_init_weights)

@@ -10,7 +10,7 @@ planning (:mod:`cnngraph.compiler.plan`).
 """
 from __future__ import annotations
 
-from cnngraph.ir.graph import check_weights, with_input
+from cnngraph.ir.graph import as_graph, check_weights, with_input
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
 from cnngraph.compiler.plan import Plan, lower, plan_memory
 
@@ -22,6 +22,7 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     are folded with the batch norms and kept in ``plan.weights``; ``fold``/``fuse`` switch
     batch-norm folding and epilogue fusion off (for tests and comparisons).
     """
+    g = as_graph(g)
     if input is not None:
         g = with_input(g, input)
     if weights is not None:

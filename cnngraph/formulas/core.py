@@ -27,6 +27,7 @@ import sympy
 from cnngraph.present import printer as present
 from cnngraph.analysis.cost import Convention, analyze
 from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import as_graph
 from cnngraph.ir.ops import tidy
 
 KINDS = ("norm", "act", "merge", "pool")
@@ -152,6 +153,7 @@ def costs(g, include=(), input=None, per_layer: bool = True) -> dict:
 
     Follows the block convention of this module (see the module docstring).
     """
+    g = as_graph(g)
     from cnngraph.ir.ops import REGISTRY
 
     include = check_include(include)

@@ -70,6 +70,24 @@ def _takes(fn, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _check_arguments(fn, where: str, kwargs: dict) -> None:
+    """Every ``-O`` option names a parameter; every parameter without a default is given."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    named = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for k in kwargs:
+        if k not in named:
+            raise CnnGraphError(f"{where} has no parameter {k!r} for -O {k}=...; its parameters: "
+                                f"{', '.join(named) or 'none'}")
+    for n in named:
+        if params[n].default is inspect.Parameter.empty and n not in kwargs:
+            raise CnnGraphError(f"{where} needs {n!r}: give it with -O {n}=VALUE" + (" or --input" if n == "input" else ""))
+
+
 def build_user_model(path: str, fn_name: str, input=None, options=None):
     """Call ``fn_name`` of the module at ``path`` and return its graph."""
     mod = _module(path)
@@ -79,6 +97,7 @@ def build_user_model(path: str, fn_name: str, input=None, options=None):
     kwargs = dict(options or {})
     if input is not None and _takes(fn, "input"):
         kwargs["input"] = input
+    _check_arguments(fn, f"{path}:{fn_name}", kwargs)
     result = user_code(fn, **kwargs)
     return as_graph(result, input, f"{path}:{fn_name}")
 

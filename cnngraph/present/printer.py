@@ -211,6 +211,12 @@ def _flat_mul(e) -> list:
     return out
 
 
+def _decimal_text(x) -> str:
+    """A float as a plain decimal, never with an exponent: 0.000032, 0.0276, 1.5."""
+    out = f"{float(x):.12f}".rstrip("0").rstrip(".")
+    return out if out not in ("", "-0") else "0"
+
+
 class _Printer:
     """One layout, three syntaxes (``text``, ``latex``, ``plain``)."""
 
@@ -250,7 +256,7 @@ class _Printer:
         if e.is_Symbol:
             return self.symbol(e)
         if e.is_Float:
-            return f"{float(e):g}"
+            return _decimal_text(e)
         if isinstance(e, sympy.Function) or e.is_Function:
             return self.function(e)
         if e is sympy.oo:
@@ -328,6 +334,7 @@ class _Printer:
         return sorted(factors, key=key)
 
     def _product(self, coeff, factors, lone_sum_bare=False):
+        coeff_text = _decimal_text(coeff) if coeff.is_Float else str(coeff)  # decimals as written: 0.0276C
         parts = []
         bare = lone_sum_bare and coeff == 1 and len(factors) == 1
         for f in factors:
@@ -337,17 +344,17 @@ class _Printer:
             parts.append(s)
         if self.style == "plain":
             if coeff != 1 or not parts:
-                parts.insert(0, str(coeff))
+                parts.insert(0, coeff_text)
             return "*".join(parts)
         if self.style == "latex":
             if coeff != 1 or not parts:
-                parts.insert(0, str(coeff))
+                parts.insert(0, coeff_text)
             return " ".join(parts)
         if not parts:
-            return str(coeff)
+            return coeff_text
         sep = "" if all(self._juxtaposable(f) for f in factors) else "·"
         body = sep.join(parts)
-        return body if coeff == 1 else str(coeff) + sep + body
+        return body if coeff == 1 else coeff_text + sep + body
 
     def _juxtaposable(self, f):
         syms = [f] if f.is_Symbol else ([f.base] if f.is_Pow and f.base.is_Symbol else None)
