@@ -100,6 +100,10 @@ OUTPUTS = [  # (argv with {d} for a missing folder, fragment)
     (["run", "lenet5", "--output", "out.txt"], "must end with .npy or .npz"),
     (["run", "lenet5", "--output", "sub"], "is a folder"),
     (["reconcile", "-o", "{d}/r.md"], "does not exist"),
+    (["init-weights", "lenet5", "-o", "{d}/w.safetensors"], "does not exist"),
+    (["init-weights", "lenet5", "-o", "w.pt"], "must end with .safetensors or .npz"),
+    (["compare", "lenet5", "alexnet", "--plot", "{d}/c.svg"], "does not exist"),
+    (["sweep", "resnet18", "--space", "r=64|96", "--out", "{d}/s.csv"], "does not exist"),
     (["render", "lenet5", "-o", "ro/x.svg"], "not writable"),
     (["run", "lenet5", "--output", "ro/y.npy"], "not writable"),
 ]
@@ -478,6 +482,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     (["export", "lenet5", "-o", "m.onnx"], "m.onnx"),
     (["run", "lenet5", "--output", "y.npy"], "y.npy"),
     (["run", "lenet5", "--output", "y.npz"], "y.npz"),
+    (["init-weights", "lenet5", "-o", "w.safetensors"], "w.safetensors"),
     (["table", "lenet5", "--format", "json"], None),
 ])
 def test_the_path_printed_is_the_path_written(argv, written, capsys, workdir):

@@ -244,7 +244,9 @@ def cmd_plan(args):
 
 def cmd_init_weights(args):
     from cnngraph.compiler.weights import count, init, save
+    from cnngraph.io.files import check_output
 
+    check_output(args.output, (".safetensors", ".npz"))
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     ws = init(g, seed=args.seed)
     save(ws, args.output)
