@@ -173,3 +173,25 @@ def ort_run(model, feeds):
 
 def registry_ops():
     return set(ops.REGISTRY) - {"input"}
+
+
+# ---------------------------------------------------------------- hand-written ONNX graphs
+def hand_model(nodes, inits=(), inputs=None, outputs=None, opset=17):
+    """An ONNX model of ``nodes`` on an N×4×8×8 input ``x`` with output ``y`` (onnx.helper only)."""
+    from onnx import TensorProto, helper
+
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    g = helper.make_graph(nodes, "hand", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8  # what ONNX Runtime reads
+    return m
+
+
+def conv_model(w=None):
+    """One 3×3 Conv (padding 1) with weight ``w`` (default 6×4×3×3 ones)."""
+    from onnx import helper, numpy_helper
+
+    w = np.ones((6, 4, 3, 3), np.float32) if w is None else w
+    return hand_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                      [numpy_helper.from_array(w, "w")])

@@ -405,15 +405,16 @@ def plan(models=None, jobs=None) -> dict:
 def _draw(item):
     """Write one file (in a worker): text as is, SVGs drawn and stamped."""
     path, f = item
+    from cnngraph.io.files import write_text
     from cnngraph.present import plots
     from cnngraph.present import render
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if f.kind == "text":
-        p.write_text(f.content)
+        write_text(p, f.content)
     elif f.kind == "dot":
-        p.write_text(render.svg_of(f.content))
+        write_text(p, render.svg_of(f.content))
     elif f.kind == "bars":
         plots.save(plots.draw_bars(f.content), p, f.key)
     elif f.kind == "scatter":
