@@ -92,7 +92,7 @@ def outside_domain(g, values: dict):
     relation)``) that ``values`` (by symbol name) break, as a message; else None.
 
     >>> from cnngraph import zoo
-    >>> from cnngraph.symbols import H, W
+    >>> from cnngraph.ir.symbols import H, W
     >>> g = zoo.build("alexnet", input=(3, H, W))
     >>> outside_domain(g, {"H": 8, "W": 8})
     'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
