@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 from dataclasses import dataclass
 
 import sympy
@@ -269,6 +270,12 @@ def _act(op):
         return x.net.layer(op, [x], attrs, name, title)
 
     act.__name__ = act.__qualname__ = op
+    # the signature people read (help(), the docs): the registry's defaults, by name
+    P = inspect.Parameter
+    act.__signature__ = inspect.Signature(
+        [P("x", P.POSITIONAL_OR_KEYWORD), P("inplace", P.POSITIONAL_OR_KEYWORD, default=entry.defaults["inplace"]),
+         P("name", P.POSITIONAL_OR_KEYWORD, default=None), P("title", P.POSITIONAL_OR_KEYWORD, default=None)]
+        + [P(k, P.KEYWORD_ONLY, default=v) for k, v in entry.defaults.items() if k != "inplace"])
     act.__doc__ = (f"{entry.doc}.\n\n``inplace`` defaults to {entry.defaults['inplace']} (as PyTorch's module"
                    f"{', which then adds no activation memory' if entry.defaults['inplace'] else ''})"
                    + (f"; attributes: {params}" if params else "") + ".")
