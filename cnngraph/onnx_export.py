@@ -254,6 +254,8 @@ def _export_layer(b, g, n, ws):
     if op == "pad2d":
         t, l, bo, r = _ints(n, "padding", a["padding"])
         return b.node("Pad", [x, b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
+    if op == "resize":
+        return _resize(b, n, ins, a)
     if op == "rbf":
         # Σ_j (x_j − w_ij)²: (N, 1, F) − (O, F) broadcasts to (N, O, F), squared, summed over F.
         u = b.node("Unsqueeze", [x, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
@@ -261,6 +263,31 @@ def _export_layer(b, g, n, ws):
         d = b.node("Mul", [d, d], f"{n}/square", f"{n}/square")
         return b.node("ReduceSum", [d, b.const(f"{n}/axis2", [2])], n, n, keepdims=0)
     raise CnnGraphError(f"{n}: op {op!r} has no ONNX export yet")
+
+
+def _resize(b, n, ins, a):
+    """ONNX Resize with PyTorch's coordinate rules: nearest = asymmetric + floor, bilinear =
+    linear with align_corners or pytorch_half_pixel. A scale is written as scales; a size
+    (or a second input's H×W) as sizes = the input's N, C and the target H, W."""
+    x = ins[0]
+    if a["mode"] == "nearest":
+        modes = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    else:
+        modes = dict(mode="linear", coordinate_transformation_mode="align_corners" if a.get("align_corners")
+                     else "pytorch_half_pixel")
+    roi = b.init(f"{n}/roi", np.zeros(0, np.float32))
+    if len(ins) == 1 and a.get("output_size") is None:
+        scales = b.init(f"{n}/scales", np.asarray([1, 1, *(float(v) for v in a["scale"])], np.float32))
+        return b.node("Resize", [x, roi, scales], n, n, **modes)
+    nc = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+    nc = b.node("Slice", [nc, b.const(f"{n}/0", [0]), b.const(f"{n}/2", [2])], f"{n}/nc", f"{n}/nc")
+    if len(ins) == 2:
+        hw = b.node("Shape", [ins[1]], f"{n}/like_shape", f"{n}/like_shape")
+        hw = b.node("Slice", [hw, b.const(f"{n}/2b", [2]), b.const(f"{n}/4", [4])], f"{n}/hw", f"{n}/hw")
+    else:
+        hw = b.const(f"{n}/hw", _ints(n, "output size", a["output_size"]))
+    sizes = b.node("Concat", [nc, hw], f"{n}/sizes", f"{n}/sizes", axis=0)
+    return b.node("Resize", [x, roi, "", sizes], n, n, **modes)
 
 
 def _groupnorm(b, n, x, a, in_shape, ws):

@@ -1028,3 +1028,68 @@ def _binary_values(imp, node, op, x, y, where):
     chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
     operands = (px[2] if px else x, py[2] if py else y)
     return Pointwise(src, BINARY[op], where, op, operands, chain)
+
+
+@handler("Resize", "Upsample")
+def _resize(imp, node, a, where):
+    """PyTorch's interpolations as ONNX writes them: nearest with asymmetric coordinates and
+    floor rounding, linear with align_corners or (pytorch_)half_pixel; by scales or sizes."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    mode = a.get("mode", "nearest")
+    ctm = a.get("coordinate_transformation_mode", "half_pixel" if node.op_type == "Resize" else "asymmetric")
+    if a.get("antialias"):
+        raise CnnGraphError(f"{where}: Resize with antialias is not supported")
+    if mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "round_prefer_floor") == "floor":
+        attrs = dict(mode="nearest", align_corners=False)
+    elif mode == "nearest" and node.op_type == "Upsample":
+        attrs = dict(mode="nearest", align_corners=False)
+    elif mode in ("linear", "bilinear") and ctm in ("align_corners", "pytorch_half_pixel", "half_pixel"):
+        attrs = dict(mode="bilinear", align_corners=ctm == "align_corners")
+    else:
+        raise CnnGraphError(f"{where}: Resize mode {mode!r} with coordinate_transformation_mode {ctm!r}"
+                            f"{' and nearest_mode ' + repr(a.get('nearest_mode')) if mode == 'nearest' else ''} "
+                            "is not supported (PyTorch's nearest and bilinear are)")
+    if a.get("axes") is not None:
+        raise CnnGraphError(f"{where}: Resize with an axes attribute is not supported")
+    scales_at, sizes_at = (1, None) if node.op_type == "Upsample" or len(node.input) == 2 else (2, 3)
+    like = _size_source(imp, _in(node, sizes_at)) if sizes_at is not None else None
+    if like is not None:
+        return imp.new("resize", attrs, [x, like], where)
+    if sizes_at is not None and _in(node, sizes_at):
+        sizes = list(np.asarray(imp.const(node.input[sizes_at], where, "Resize sizes").value).reshape(-1))
+        if len(sizes) != 4:
+            raise CnnGraphError(f"{where}: Resize sizes {sizes} must give N, C, H, W")
+        attrs["output_size"] = (ops.tidy(sympy.sympify(sizes[2])), ops.tidy(sympy.sympify(sizes[3])))
+    else:
+        scales, _ = _float_const(imp, node, scales_at, where, "Resize scales")
+        scales = [float(v) for v in scales.reshape(-1)]
+        if len(scales) != 4 or scales[0] != 1 or scales[1] != 1:
+            raise CnnGraphError(f"{where}: Resize scales {scales} must be 1, 1, s_h, s_w")
+        attrs["scale"] = (ops.exact_scale(scales[2]), ops.exact_scale(scales[3]))
+    return imp.new("resize", attrs, [x], where)
+
+
+def _size_source(imp, name):
+    """The tensor whose H×W a Resize's sizes copy, when they are Concat(…, Slice(Shape(t), 2, 4))
+    (cnngraph's and PyTorch's exports of interpolate(x, size=t.shape[-2:])): then the resize
+    keeps following t at any input size."""
+    if not name:
+        return None
+    if not hasattr(imp, "producers"):
+        imp.producers = {o: n for n in imp.m.graph.node for o in n.output}
+    cat = imp.producers.get(name)
+    if cat is None or cat.op_type != "Concat" or len(cat.input) != 2:
+        return None
+    sl = imp.producers.get(cat.input[1])
+    if sl is None or sl.op_type != "Slice" or len(sl.input) < 3:
+        return None
+    shape = imp.producers.get(sl.input[0])
+    try:
+        starts = [int(v) for v in np.asarray(imp.values[sl.input[1]].value).reshape(-1)]
+        ends = [int(v) for v in np.asarray(imp.values[sl.input[2]].value).reshape(-1)]
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+    if shape is None or shape.op_type != "Shape" or starts != [2] or ends[0] < 4 or len(sl.input) > 3 and sl.input[3]:
+        return None
+    src = imp.values.get(shape.input[0])
+    return src if isinstance(src, Act) and len(src.shape) == 4 else None

@@ -542,6 +542,61 @@ register(Op("pad_channels", "reshape", (1, 1), _pad_channels_shape,
             doc="zero channels added before/after x[:, :, ::s, ::s] (CIFAR ResNets' parameter-free option-A shortcut)"))
 
 
+def exact_scale(v):
+    """A scale factor as an exact number: an int, or a sympy Rational (1.5 -> 3/2), so
+    floor(H·scale) stays exact and symbolic.
+
+    >>> exact_scale(2.0), exact_scale(1.5)
+    (2, 3/2)
+    """
+    from fractions import Fraction
+
+    f = Fraction(v).limit_denominator(10**6)
+    return int(f) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
+
+
+def _resize_shape(a, ins, ctx):
+    x = ins[0]
+    _need_chw(ctx, x, "resize")
+    if a["mode"] not in ("nearest", "bilinear"):
+        ctx.fail("resize mode must be nearest or bilinear", f"mode={a['mode']!r}")
+    if a.get("align_corners") and a["mode"] != "bilinear":
+        ctx.fail("align_corners applies to bilinear resizing only", f"mode={a['mode']!r}")
+    C, H, W = x
+    if len(ins) == 2:  # to the spatial size of another tensor (a decoder's skip, the input)
+        _need_chw(ctx, ins[1], "resize's size reference")
+        return (C, ins[1][1], ins[1][2])
+    if a.get("output_size") is not None:
+        oh, ow = a["output_size"]
+    else:
+        (sh, sw) = a["scale"]
+        if nonpositive(sh) or nonpositive(sw):
+            ctx.fail("resize scale must be positive", f"scale={a['scale']}")
+        # PyTorch and ONNX: floor(size · scale)
+        oh, ow = floordiv(H * sympy.Rational(sh).p, sympy.Rational(sh).q), floordiv(W * sympy.Rational(sw).p, sympy.Rational(sw).q)
+    if nonpositive(oh) or nonpositive(ow):
+        ctx.fail("resize output size must be positive", f"{fmt_shape(x)} to {oh}×{ow}")
+    return (C, tidy(oh), tidy(ow))
+
+
+def _resize_label(a, ins, out):
+    if len(ins) == 2:
+        to = "to match"
+    elif a.get("output_size") is not None:
+        to = f"to {a['output_size'][0]}×{a['output_size'][1]}"
+    else:
+        sh, sw = a["scale"]
+        to = f"×{sh}" if sh == sw else f"×{sh}×{sw}"
+    return f"{a['mode']} resize {to}" + (", corners" if a.get("align_corners") else "")
+
+
+register(Op("resize", "reshape", (1, 2), _resize_shape,
+            ops=lambda a, ins, out: tidy(4 * numel(out)) if a["mode"] == "bilinear" else 0,
+            label=_resize_label,
+            doc="upsampling/resizing, nearest or bilinear (align_corners either way), by a scale, to a size, "
+                "or to the H×W of a second input; bilinear counts 4 operations per output (its weighted taps)"))
+
+
 def _input_shape(a, ins, ctx):
     shape = tuple(tidy(sympy.sympify(s)) if not isinstance(s, int) else s for s in a["shape"])
     for s in shape:

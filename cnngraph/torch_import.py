@@ -770,6 +770,40 @@ def m_softmax(cv, m, qual, x):
     return cv.add("softmax", [x], {}, module=qual)
 
 
+def _interpolate(cv, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None, antialias=False, module=None):
+    """``F.interpolate`` / ``nn.Upsample``: the registry's resize. A size read from another
+    tensor (``x.shape[-2:]``) stays a reference to it, so it follows any input size."""
+    x = cv.chw(x)
+    if mode not in ("nearest", "bilinear") or antialias:
+        cv.fail(f"interpolation mode {mode!r}{' with antialias' if antialias else ''} (nearest and bilinear only)")
+    attrs = dict(mode=mode, align_corners=bool(align_corners) if mode == "bilinear" else False)
+    if size is not None:
+        if isinstance(size, Dims) and isinstance(size.src, T) and size.src.layout == "chw" and size.axes == (2, 3):
+            return cv.add("resize", [x, size.src], attrs, module=module)
+        attrs["output_size"] = _pair(size)
+        return cv.add("resize", [x], attrs, module=module)
+    if scale_factor is None:
+        cv.fail("interpolate needs a size or a scale factor")
+    scale = tuple(ops.exact_scale(v) for v in _pair(scale_factor))
+    if recompute_scale_factor and not all(isinstance(v, int) for v in scale):
+        cv.fail("recompute_scale_factor=True with a fractional scale")
+    attrs["scale"] = scale
+    return cv.add("resize", [x], attrs, module=module)
+
+
+def f_interpolate(cv, *args, **kwargs):
+    a = _bind(("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+              dict(size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
+                   antialias=False), args, kwargs, cv.where())
+    return _interpolate(cv, a.pop("input"), **a)
+
+
+def m_upsample(cv, m, qual, x):
+    return _interpolate(cv, x, m.size, m.scale_factor, m.mode, m.align_corners,
+                        getattr(m, "recompute_scale_factor", None), module=qual)
+
+
 # ---------------------------------------------------------------- element-wise activations, derived
 def _act_module(op):
     def conv(cv, m, qual, x):
@@ -822,7 +856,8 @@ MODULES = {
     nn.GroupNorm: m_groupnorm, nn.LayerNorm: m_layernorm, nn.LocalResponseNorm: m_lrn,
     nn.MaxPool2d: m_maxpool, nn.AvgPool2d: m_avgpool, nn.AdaptiveAvgPool2d: _AAP[0], nn.AdaptiveMaxPool2d: _AMP[0],
     nn.Flatten: m_flatten, nn.Dropout: m_dropout, nn.Dropout2d: m_dropout, nn.Identity: m_identity,
-    nn.Softmax: m_softmax, **_ACT_MODULES,
+    nn.Softmax: m_softmax, nn.Upsample: m_upsample, nn.UpsamplingNearest2d: m_upsample,
+    nn.UpsamplingBilinear2d: m_upsample, **_ACT_MODULES,
 }
 
 FUNCTIONS = {
@@ -831,7 +866,7 @@ FUNCTIONS = {
     torch.flatten: _known(f_flatten), torch.reshape: _known(f_reshape), torch.cat: _known(f_cat),
     torch.concat: _known(f_cat), torch.chunk: _known(_chunk), torch.split: _known(_split),
     torch.transpose: _known(_transpose), torch.permute: _known(_permute),
-    F.dropout: _known(f_dropout), F.softmax: _known(f_softmax), torch.softmax: _known(f_softmax),
+    F.interpolate: _known(f_interpolate), F.dropout: _known(f_dropout), F.softmax: _known(f_softmax), torch.softmax: _known(f_softmax),
     operator.add: _known(_arith(operator.add, _merge_add)), operator.iadd: _known(_arith(operator.add, _merge_add)),
     torch.add: _known(_arith(operator.add, _merge_add)),
     operator.mul: _known(_arith(operator.mul, _merge_mul)), operator.imul: _known(_arith(operator.mul, _merge_mul)),

@@ -112,6 +112,15 @@ UNARY = {
 }
 
 
+def _resize(x, a, out_hw, n_inputs):
+    """F.interpolate with the user's scale factor when there was one (PyTorch maps
+    coordinates with it), else with the output size."""
+    corners = bool(a.get("align_corners")) if a["mode"] == "bilinear" else None
+    if n_inputs == 1 and a.get("output_size") is None:
+        return F.interpolate(x, scale_factor=tuple(float(s) for s in a["scale"]), mode=a["mode"], align_corners=corners)
+    return F.interpolate(x, size=out_hw, mode=a["mode"], align_corners=corners)
+
+
 class TorchGraph(torch.nn.Module):
     """A graph as a PyTorch module: one positional input per graph input, in order.
 
@@ -140,7 +149,7 @@ class TorchGraph(torch.nn.Module):
                 if key in a:
                     a[key] = _ints(n, key, [a[key]])[0]
             shape = g.nodes[n]["shape"]
-            out_hw = _ints(n, "output size", shape[1:3]) if d["op"] in ("maxpool2d", "avgpool2d") else None
+            out_hw = _ints(n, "output size", shape[1:3]) if d["op"] in ("maxpool2d", "avgpool2d", "resize") else None
             self._nodes[n] = (d["op"], a, list(d["inputs"]), out_hw)
         for key, value in weights.items():
             node, field = key.rsplit(".", 1)
@@ -216,6 +225,8 @@ class TorchGraph(torch.nn.Module):
             elif op == "pad2d":
                 t, l, b, r = a["padding"]
                 y = F.pad(x, (l, r, t, b))
+            elif op == "resize":
+                y = _resize(x, a, out_hw, len(ins))
             elif op == "rbf":  # squared Euclidean distance to each prototype
                 y = ((x.unsqueeze(1) - self._w(n, "weight").unsqueeze(0)) ** 2).sum(-1)
             elif op == "scale":
@@ -232,7 +243,7 @@ class TorchGraph(torch.nn.Module):
 
 _KNOWN = {"conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "linear", "batchnorm",
           "groupnorm", "instancenorm", "layernorm", "lrn", "add", "mul", "concat", "channel_shuffle", "slice",
-          "scale", "pad_channels", "pad2d", "rbf"}
+          "scale", "pad_channels", "pad2d", "rbf", "resize"}
 
 
 def to_torch(g, weights: dict, dtype=torch.float32) -> TorchGraph:

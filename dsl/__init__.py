@@ -27,6 +27,7 @@ import sympy
 
 from cnngraph import graph as _graph
 from cnngraph.errors import CnnGraphError, ShapeError
+from cnngraph.ops import exact_scale
 from cnngraph.graph import CnnGraph
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
-    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "resize",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -361,3 +362,27 @@ def _flat(xs):
     if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
         return list(xs[0])
     return list(xs)
+
+
+def resize(x, scale=None, size=None, like=None, mode: str = "nearest", align_corners: bool = False,
+           name=None, title=None):
+    """Upsample or resize, as ``F.interpolate``: by ``scale`` (a number or a pair), to ``size``
+    (H, W), or to the spatial size of the tensor ``like`` (kept symbolic: a decoder's skip).
+
+    >>> from cnngraph.symbols import H, W
+    >>> net = Net("up")
+    >>> x = net.input(8, H, W)
+    >>> resize(x, 2, mode="bilinear").shape
+    (8, 2*H, 2*W)
+    """
+    given = [v is not None for v in (scale, size, like)]
+    if sum(given) != 1:
+        raise ShapeError(name or "resize", "resize takes exactly one of scale, size, like",
+                         f"scale={scale!r}, size={size!r}, like={like!r}")
+    attrs = dict(mode=mode, align_corners=bool(align_corners) if mode == "bilinear" else False)
+    if scale is not None:
+        attrs["scale"] = tuple(exact_scale(v) for v in _pair(scale, "scale", name or "resize"))
+    if size is not None:
+        attrs["output_size"] = _pair(size, "size", name or "resize")
+    inputs = [x] if like is None else [x, like]
+    return x.net.layer("resize", inputs, attrs, name, title)

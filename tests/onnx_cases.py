@@ -9,7 +9,7 @@ from cnngraph import ops, zoo
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm,
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
-                          relu6, scope, sigmoid, silu, softmax, tanh)
+                          relu6, resize, scope, sigmoid, silu, softmax, tanh)
 from cnngraph.errors import ShapeError
 
 # Smallest square input that builds, tried in this order; families listed start higher.
@@ -88,6 +88,12 @@ def all_ops_net(input=(6, 17, 19)):
     se = hardsigmoid(se, name="se_gate")
     x = mul(x, se, name="se_mul")
     x = layernorm(x, name="ln")
+    if "resize" in ops.REGISTRY:  # 6×6 maps: nearest ×2, bilinear ×1.5, align_corners to 7×9, to another's size
+        small = avgpool2d(x, 2, name="ups_small")
+        sides += [flatten(t, name=f"{t.name}_flat") for t in (
+            resize(x, 2, name="up_nearest"), resize(x, 1.5, mode="bilinear", name="up_bilinear"),
+            resize(x, size=(7, 9), mode="bilinear", align_corners=True, name="up_corners"),
+            resize(small, like=x, mode="bilinear", name="up_like"), resize(small, (2, 3), name="up_nearest_rect"))]
     s = adaptive_avgpool2d(x, (4, 5), name="adaptive_avg_uneven")  # 6×6 -> 4×5: overlapping windows
     t = adaptive_maxpool2d(x, (5, 4), name="adaptive_max_uneven")
     t = sigmoid(t, name="sig")
