@@ -16,7 +16,7 @@ import sys
 import time
 
 TASKS = {
-    "cnngraph from_torch (3,H,W)": "import cnngraph\nfrom cnngraph.symbols import H, W\n"
+    "cnngraph from_torch (3,H,W)": "import cnngraph\nfrom cnngraph.ir.symbols import H, W\n"
                                    "run = lambda: cnngraph.analyze(cnngraph.from_torch(model, input=(3, H, W))).total",
     "cnngraph from_torch (3,224,224)": "import cnngraph\n"
                                        "run = lambda: cnngraph.analyze(cnngraph.from_torch(model, input=(3, 224, 224))).total",

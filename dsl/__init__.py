@@ -5,7 +5,7 @@ Each layer call takes and returns a symbolic :class:`Tensor`; blocks are plain f
 are loops inside :func:`scope`. Every size may be an int or a sympy expression.
 
 >>> from cnngraph.dsl import Net, conv2d, relu, maxpool2d, flatten, linear
->>> from cnngraph.symbols import H, W
+>>> from cnngraph.ir.symbols import H, W
 >>> net = Net("tiny")
 >>> x = net.input(3, H, W)
 >>> x = relu(conv2d(x, 16, 3, padding=1))
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import sympy
 
-from cnngraph import graph as _graph
-from cnngraph.errors import CnnGraphError, ShapeError
-from cnngraph.ops import exact_scale
-from cnngraph.graph import CnnGraph
+from cnngraph.ir import graph as _graph
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.ir.graph import CnnGraph
+from cnngraph.ir.ops import exact_scale
 
 __all__ = [
     "Net", "Tensor", "scope", "block",
@@ -369,7 +369,7 @@ def resize(x, scale=None, size=None, like=None, mode: str = "nearest", align_cor
     """Upsample or resize, as ``F.interpolate``: by ``scale`` (a number or a pair), to ``size``
     (H, W), or to the spatial size of the tensor ``like`` (kept symbolic: a decoder's skip).
 
-    >>> from cnngraph.symbols import H, W
+    >>> from cnngraph.ir.symbols import H, W
     >>> net = Net("up")
     >>> x = net.input(8, H, W)
     >>> resize(x, 2, mode="bilinear").shape

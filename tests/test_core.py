@@ -9,8 +9,8 @@ import cnngraph
 from cnngraph import Convention, analyze, zoo
 from cnngraph.dsl import (Net, add, batchnorm, block, chunk, concat, conv2d, flatten, linear, maxpool2d, mul, relu,
                           scope, sigmoid, global_avgpool, channel_shuffle, avgpool2d)
-from cnngraph.errors import GraphError, ShapeError
-from cnngraph.symbols import C, H, W, N, h, w, sym
+from cnngraph.ir.errors import GraphError, ShapeError
+from cnngraph.ir.symbols import C, H, W, N, h, w, sym
 
 # The slides' AlexNet table (seed 000), recomputed from first principles:
 # name -> (C_out, H_out, memory bytes, params, flop = MACs + pooling operations)
@@ -293,7 +293,7 @@ def test_cli_table(capsys):
 
 
 def test_registry_is_single_source():
-    from cnngraph import ops
+    from cnngraph.ir import ops
 
     for name, op in ops.REGISTRY.items():
         assert op.name == name and op.kind and callable(op.shape)
@@ -311,7 +311,7 @@ def test_group_totals_table(capsys):
 
 
 def test_fit_notes_summarized():
-    from cnngraph.tables import summarize_notes
+    from cnngraph.present.tables import summarize_notes
 
     notes = analyze(zoo.build("resnet18")).notes
     lines = summarize_notes(notes)

@@ -6,9 +6,9 @@ import pytest
 
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 from cnngraph.explore import Multiplier, Table, check, parse_space, sweep
-from cnngraph.explore.knobs import make_divisible_np
+from cnngraph.dsl.knobs import make_divisible_np
 from cnngraph.zoo.mobile import make_divisible
 
 # Every space docs/design-space.md sweeps (model, space), checked at random points below.
@@ -109,3 +109,14 @@ def test_cli_sweep(tmp_path, capsys):
     assert main(["sweep", "resnet18", "--space", "a=os.system"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a number" in err
+
+
+def test_docstring_examples():
+    import doctest
+    import importlib
+
+    for name in ("cnngraph.dsl.knobs", "cnngraph.explore", "cnngraph.explore.space", "cnngraph.explore.families",
+                 "cnngraph.explore.sweep", "cnngraph.explore.table", "cnngraph.explore.pareto",
+                 "cnngraph.explore.questions", "cnngraph.explore.latency"):
+        mod = importlib.import_module(name)
+        assert doctest.testmod(mod).failed == 0, name

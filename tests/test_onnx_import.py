@@ -20,11 +20,12 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx_cases import all_ops_net, ort_run, random_input, rel_err, zoo_case  # noqa: E402
 from torch_models import hook_counts  # noqa: E402
 
-from cnngraph import analyze, weights, zoo  # noqa: E402
-from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph import analyze, zoo  # noqa: E402
+from cnngraph.compiler import weights
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
 from cnngraph.onnx import export, load  # noqa: E402
-from cnngraph.symbols import H, W, sym  # noqa: E402
-from cnngraph.torch_ref import run  # noqa: E402
+from cnngraph.ir.symbols import H, W, sym  # noqa: E402
+from cnngraph.interop.torch_ref import run  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -13,8 +13,8 @@ from torch_models import check_from_torch, check_onnx  # noqa: E402
 
 from cnngraph import analyze  # noqa: E402
 from cnngraph.cli import main  # noqa: E402
-from cnngraph.symbols import H, W  # noqa: E402
-from cnngraph.torch_import import TraceError, from_torch  # noqa: E402
+from cnngraph.ir.symbols import H, W  # noqa: E402
+from cnngraph.interop.torch_import import TraceError, from_torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -81,7 +81,7 @@ def test_names_are_module_names_and_weights_the_state_dict():
 
 def test_symbolic_resnet_formula_reads_like_the_zoo():
     from cnngraph import zoo
-    from cnngraph.symbols import h, w
+    from cnngraph.ir.symbols import h, w
 
     shape = (3, 32 * h, 32 * w)
     ours = analyze(from_torch(build("resnet50"), input=shape)).total

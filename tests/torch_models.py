@@ -15,8 +15,8 @@ import torch.nn as nn
 from cnngraph import analyze
 from cnngraph.compiler import compile
 from cnngraph.backends.numba_backend import run as numba_run
-from cnngraph.symbols import H, W
-from cnngraph.torch_import import from_torch
+from cnngraph.ir.symbols import H, W
+from cnngraph.interop.torch_import import from_torch
 
 MATMUL_KINDS = ("conv", "linear")
 

@@ -5,18 +5,18 @@
 >>> t["macs"].tolist()
 [50184000, 97131840, 154083200, 300774272]
 
-Modules: :mod:`.space` (the ``--space`` grammar), :mod:`.knobs` (symbolic width
+Modules: :mod:`.space` (the ``--space`` grammar), :mod:`cnngraph.dsl.knobs` (symbolic width
 multipliers), :mod:`.families` (which knob goes where), :mod:`.sweep` (closed forms over
 arrays), :mod:`.table` (results), :mod:`.questions` (exact answers with sympy),
 :mod:`.latency` (measured per-layer tables, Dask), :mod:`.pareto` (fronts and plots).
 """
 from __future__ import annotations
 
-from .families import FAMILIES, Family, family
-from .knobs import Multiplier
-from .space import Space, parse_space
-from .sweep import FIELDS, check, closed_form, evaluate, sweep
-from .table import Table
+from cnngraph.explore.families import FAMILIES, Family, family
+from cnngraph.dsl.knobs import Multiplier
+from cnngraph.explore.space import Space, parse_space
+from cnngraph.explore.sweep import FIELDS, check, closed_form, evaluate, sweep
+from cnngraph.explore.table import Table
 
 __all__ = ["sweep", "check", "evaluate", "closed_form", "Space", "parse_space", "Family", "family", "FAMILIES",
            "Multiplier", "Table", "FIELDS"]

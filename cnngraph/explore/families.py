@@ -3,7 +3,7 @@
 A knob is of one of three kinds:
 
 * ``multiplier``: a width multiplier, passed to the builder as a symbolic
-  :class:`~cnngraph.explore.knobs.Multiplier` (closed form in the rounded widths);
+  :class:`~cnngraph.dsl.knobs.Multiplier` (closed form in the rounded widths);
 * ``size``: an integer size (the input resolution), passed as a positive-integer symbol;
 * ``structural``: changes the graph (depth, kernel size, groups, expansion ratio): one
   graph per value, built with the symbolic knobs left symbolic.
@@ -22,7 +22,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 KINDS = ("multiplier", "size", "structural")
 
@@ -49,7 +49,7 @@ class Family:
 
 
 def _zoo_input(name, r):
-    from .. import zoo
+    from cnngraph import zoo
 
     c = zoo.info(name).input[0]
     return (c, r, r)
@@ -57,7 +57,7 @@ def _zoo_input(name, r):
 
 def _resnet(model):
     def build(a=1.0, r=224, d=1, g=1):
-        from .. import zoo
+        from cnngraph import zoo
 
         if 64 % g:
             raise CnnGraphError(f"{model}: groups g={g} must divide 64")
@@ -71,7 +71,7 @@ def _resnet(model):
 
 def _mobilenet_v2():
     def build(a=1.0, r=224, d=1, e=6, k=3):
-        from .. import zoo
+        from cnngraph import zoo
 
         return zoo.build("mobilenet_v2", input=(3, r, r), width_mult=a, depth_mult=d, expand_ratio=e, kernel=k)
 
@@ -83,7 +83,7 @@ def _mobilenet_v2():
 
 def _efficientnet():
     def build(a=1.0, r=224, d=1.0):
-        from .. import zoo
+        from cnngraph import zoo
 
         return zoo.build("efficientnet_b0", input=(3, r, r), width_mult=a, depth_mult=d)
 
@@ -117,7 +117,7 @@ def family(model, kinds: dict | None = None) -> Family:
         if kinds:
             f.kinds.update(kinds)
         return f
-    from .. import zoo
+    from cnngraph import zoo
 
     zoo.info(model)  # an unknown name fails here with the zoo's message
 

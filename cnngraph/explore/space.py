@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*\Z")
 _NUM = re.compile(r"-?\d+(\.\d+)?\Z")

@@ -4,7 +4,7 @@ For each value of the structural knobs (depth, kernel size, groups, expansion ra
 family is built once with its multiplier and size knobs left symbolic; :func:`analyze` gives
 the totals as sympy expressions, which are compiled with ``lambdify`` to NumPy and evaluated
 on every design point of that group at once. The rounding of multiplied widths happens in
-NumPy before the polynomial (see :mod:`cnngraph.explore.knobs`).
+NumPy before the polynomial (see :mod:`cnngraph.dsl.knobs`).
 
 Where two rounded widths coincide at a point (MobileNet's 24·a and 32·a both round to 16 at
 a = 0.5) the model may change structure (a shortcut appears), so such multiplier values get a
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-from ..cost import Convention, analyze
-from ..errors import CnnGraphError
-from ..symbols import sym
-from .families import Family, family
-from .knobs import Multiplier
-from .space import Space, as_space
-from .table import Table
+from cnngraph.analysis.cost import Convention, analyze
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.symbols import sym
+from cnngraph.explore.families import Family, family
+from cnngraph.dsl.knobs import Multiplier
+from cnngraph.explore.space import Space, as_space
+from cnngraph.explore.table import Table
 
 FIELDS = ("params", "macs", "flops", "memory_bytes")
 CHUNK = 1 << 15  # design points per NumPy evaluation (see ClosedForm.__call__)
@@ -179,6 +179,11 @@ def sweep(builder, space, samples: int | None = None, seed: int = 0, kinds: dict
     return Table({**points, **totals}, meta)
 
 
+def knob_columns(table: Table) -> list:
+    """The knob columns of a sweep's table (not costs, not latencies)."""
+    return [k for k in table.names if k not in FIELDS and not k.startswith(("latency", "measured"))]
+
+
 def check(table: Table, builder, n: int = 5, seed: int = 0, kinds: dict | None = None,
           convention: Convention | None = None) -> int:
     """Build and analyze the graph at ``n`` random rows of ``table``; raise if any total differs.
@@ -186,7 +191,7 @@ def check(table: Table, builder, n: int = 5, seed: int = 0, kinds: dict | None =
     Returns the number of rows checked.
     """
     fam = family(builder, kinds)
-    knobs = [k for k in table.names if k not in FIELDS and not k.startswith(("latency", "measured"))]
+    knobs = knob_columns(table)
     fields = [f for f in FIELDS if f in table]
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(table), size=min(n, len(table)), replace=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 
 def _plain(v):

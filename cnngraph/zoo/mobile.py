@@ -12,7 +12,7 @@ The blocks are plain functions over DSL tensors, reusable on symbolic sizes:
 
 >>> from cnngraph import analyze
 >>> from cnngraph.dsl import Net
->>> from cnngraph.symbols import C, H, W
+>>> from cnngraph.ir.symbols import C, H, W
 >>> net = Net("dws")
 >>> y = depthwise_separable(net.input(C, H, W), C, name="block")
 >>> analyze(net.graph).total.macs  # the seeds' (9C + C²)HW
@@ -28,10 +28,10 @@ import sympy
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, batchnorm, block, channel_shuffle, chunk, concat, conv2d,
                           dropout, flatten, hardsigmoid, hardswish, linear, maxpool2d, mul, relu, relu6, scope,
                           sigmoid)
-from cnngraph.errors import CnnGraphError, ShapeError
-from cnngraph.explore.knobs import Scaled, at_least
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.dsl.knobs import Scaled, at_least
 
-from . import register
+from cnngraph.zoo import register
 
 # ---------------------------------------------------------------- shared helpers
 
@@ -192,7 +192,7 @@ def mobilenet_v2(input=(3, 224, 224), width_mult: float = 1.0, num_classes: int 
     ``features.18`` 1×1 conv to 1280, global average pool, ``classifier`` (dropout, linear).
 
     Design-space knobs (defaults give torchvision's model): ``width_mult`` (a number or a
-    symbolic :class:`~cnngraph.explore.knobs.Multiplier`), ``expand_ratio`` (replaces the
+    symbolic :class:`~cnngraph.dsl.knobs.Multiplier`), ``expand_ratio`` (replaces the
     t = 6 of every expanding block), ``kernel`` (the depthwise kernel), ``depth_mult``
     (each stage repeats ⌈n·d⌉ times)."""
     net = Net("mobilenet_v2", width_mult=width_mult)

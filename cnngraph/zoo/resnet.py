@@ -18,9 +18,9 @@ import math
 
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, flatten, linear, maxpool2d, relu,
                           scope)
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
+from cnngraph.zoo import register
 
 
 def conv_bn(x, c, k, stride=1, groups=1, conv="conv", bn="bn", act=True, act_name=None, dilation=1):
@@ -117,7 +117,7 @@ def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, varian
 
     ``width`` is the first stage's channel count (64); stages double it. Design-space knobs:
     ``width_mult`` sets ``width`` to ``make_divisible(64·a)`` (a number or a symbolic
-    :class:`~cnngraph.explore.knobs.Multiplier`); ``depth_mult`` repeats each stage ⌈n·d⌉ times.
+    :class:`~cnngraph.dsl.knobs.Multiplier`); ``depth_mult`` repeats each stage ⌈n·d⌉ times.
     """
     if depth not in RESNET_LAYERS:
         raise CnnGraphError(f"depth must be one of {sorted(RESNET_LAYERS)}, got {depth}")
