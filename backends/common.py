@@ -545,6 +545,17 @@ def build_resize(step, plan, rt):
     return run
 
 
+def build_layer_scale(step, plan, rt):
+    g = rt.asarray(weight(plan, step, step.attrs.get("field", "weight")))
+
+    def run(ins, out, res):
+        y = ins[0] * g  # channels last: γ broadcasts over the last axis
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
 def build_copy(step, plan, rt):
     def run(ins, out, res):
         out[...] = ins[0]
@@ -557,6 +568,7 @@ GENERIC: dict = {
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
     "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
     "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
+    "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
     "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,

@@ -36,6 +36,7 @@ __all__ = [
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "resize",
+    "layernorm2d", "layer_scale",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -386,3 +387,13 @@ def resize(x, scale=None, size=None, like=None, mode: str = "nearest", align_cor
         attrs["output_size"] = _pair(size, "size", name or "resize")
     inputs = [x] if like is None else [x, like]
     return x.net.layer("resize", inputs, attrs, name, title)
+
+
+def layernorm2d(x, eps: float = 1e-6, affine: bool = True, name=None, title=None):
+    """Layer norm over the channels at each pixel, γ and β per channel (ConvNeXt's LayerNorm2d)."""
+    return x.net.layer("layernorm2d", [x], dict(eps=eps, affine=affine), name, title, base="ln")
+
+
+def layer_scale(x, field: str = "weight", name=None, title=None):
+    """A learned per-channel scale γ·x (ConvNeXt); its weight is ``{name}.{field}``."""
+    return x.net.layer("layer_scale", [x], dict(field=field), name, title)

@@ -10,7 +10,7 @@ from cnngraph.ir import ops
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm,
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
-                          relu6, resize, scope, sigmoid, silu, softmax, tanh)
+                          relu6, resize, layernorm2d, layer_scale, scope, sigmoid, silu, softmax, tanh)
 from cnngraph.ir.errors import ShapeError
 
 # Smallest square input that builds, tried in this order; families listed start higher.
@@ -89,6 +89,9 @@ def all_ops_net(input=(6, 17, 19)):
     se = hardsigmoid(se, name="se_gate")
     x = mul(x, se, name="se_mul")
     x = layernorm(x, name="ln")
+    if "layernorm2d" in ops.REGISTRY:
+        x = layernorm2d(x, name="ln_channels")
+        x = layer_scale(x, field="layer_scale", name="ls")
     if "resize" in ops.REGISTRY:  # 6×6 maps: nearest ×2, bilinear ×1.5, align_corners to 7×9, to another's size
         small = avgpool2d(x, 2, name="ups_small")
         sides += [flatten(t, name=f"{t.name}_flat") for t in (

@@ -14,7 +14,7 @@ from cnngraph.compiler import compile
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, flatten, gelu, groupnorm, hardsigmoid, hardswish,
                           instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu, relu6, sigmoid, silu, softmax,
-                          tanh, dropout, identity)
+                          tanh, dropout, identity, resize, layernorm2d, layer_scale)
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.compiler.weights import init, param_shapes
 
@@ -200,6 +200,11 @@ def _cases():
         "scale_pad2d_crop": single(lambda x: _pad2d(_scale(x, 0.17), (1, -2, 0, 3))),
         "pad_channels_stride2": single(lambda x: _pad_channels(x, 4, 4, 2)),
         "rbf": single(lambda x: _rbf(flatten(x), 10)),
+        "resize_nearest_x2": single(lambda x: resize(x, 2)),
+        "resize_bilinear_x1.5": single(lambda x: resize(x, 1.5, mode="bilinear")),
+        "resize_bilinear_corners_size": single(lambda x: resize(x, size=(13, 7), mode="bilinear", align_corners=True)),
+        "resize_like": single(lambda x: add(resize(maxpool2d(x, 2), like=x, mode="bilinear"), x)),
+        "layernorm2d_layer_scale": single(lambda x: layer_scale(layernorm2d(x))),
         "add3_dropout_identity": single(lambda x: add(x, dropout(relu(x, inplace=False)), identity(x))),
         **{f"act_{name}": single(lambda x, a=a: a(conv2d(x, 8, 1)))
            for name, a in (("relu", relu), ("relu6", relu6), ("tanh", tanh), ("sigmoid", sigmoid), ("silu", silu),

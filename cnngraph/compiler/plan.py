@@ -160,7 +160,8 @@ def _params(g, n) -> dict:
         return keys
     if op in ("groupnorm", "instancenorm", "layernorm") and a.get("affine", op != "instancenorm"):
         return {"weight": f"{n}.weight", "bias": f"{n}.bias"}
-    return {}
+    # Other ops: the weight tensors their registry entry declares, under their state_dict names.
+    return {f: f"{n}.{f}" for f in ops.get(op).tensors(a, [g.nodes[i]["shape"] for i in d["inputs"]])}
 
 
 def lower(g, order, fusions: dict, weights=None) -> Plan:

@@ -62,7 +62,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
             v = rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
         elif field == "bias":
             v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "weight":  # norm scale
+        elif field == "weight" or op == "layer_scale":  # norm scale, layer scale
             v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
         elif field == "running_mean":
             v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)

@@ -231,6 +231,14 @@ class _Converter:
                 a = a.reshape(reshape[k])
             self.weights[f"{node}.{k}"] = np.ascontiguousarray(a)
 
+    def fresh_module(self, qual: str) -> str:
+        """A node name for a module that computes through its parameters (not a call)."""
+        name, k = qual, 0
+        while name in self.g:
+            k += 1
+            name = f"{qual}_{k}"
+        return name
+
     def shape(self, t: T):
         return self.g.nodes[t.node]["shape"]
 
@@ -362,12 +370,28 @@ def _flat(xs):
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Param:
+    """A parameter or buffer read directly (``self.layer_scale``), not through a module call."""
+
+    target: str  # its state_dict name
+    value: np.ndarray
+
+    @property
+    def owner(self):
+        return self.target.rsplit(".", 1)[0] if "." in self.target else ""
+
+    @property
+    def field(self):
+        return self.target.rsplit(".", 1)[-1]
+
+
 def _get_attr(module, target):
     obj = module
     for part in target.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy()
+        return Param(target, obj.detach().cpu().numpy().astype(np.float32))
     return obj
 
 
@@ -468,11 +492,42 @@ def m_groupnorm(cv, m, qual, x):
 def m_layernorm(cv, m, qual, x):
     x = cv.tensor(x)
     shape = cv.shape(x)
+    if x.layout == "hwc" and tuple(m.normalized_shape) == (shape[0],):  # over the channels
+        t = cv.add("layernorm2d", [x], dict(eps=float(m.eps), affine=bool(m.elementwise_affine)), module=qual)
+        cv.weights_of(qual, t.node)
+        return t
     if x.layout == "hwc" or tuple(m.normalized_shape) != tuple(shape):
         cv.fail(f"LayerNorm over {tuple(m.normalized_shape)} of a {'×'.join(map(str, shape))} tensor "
                 "(only the whole per-sample tensor)")
     t = cv.add("layernorm", [x], dict(eps=float(m.eps), affine=bool(m.elementwise_affine)), module=qual)
     cv.weights_of(qual, t.node)
+    return t
+
+
+def f_layer_norm(cv, *args, **kwargs):
+    """``F.layer_norm`` over the channels of a channels-last tensor with the module's own
+    weight and bias (torchvision's and timm's LayerNorm2d): layernorm2d named after that module."""
+    a = _bind(("input", "normalized_shape", "weight", "bias", "eps"), dict(weight=None, bias=None, eps=1e-5),
+              args, kwargs, cv.where())
+    x = cv.tensor(a["input"])
+    C = cv.shape(x)[0]
+    w, b = a["weight"], a["bias"]
+    if x.layout != "hwc" or tuple(a["normalized_shape"]) != (C,):
+        cv.fail(f"layer_norm over {tuple(a['normalized_shape'])} (only the channels of a channels-last tensor)")
+    if not (isinstance(w, Param) and isinstance(b, Param) and w.owner == b.owner):
+        cv.fail("layer_norm whose weight and bias are not one module's parameters")
+    t = cv.add("layernorm2d", [x], dict(eps=float(a["eps"]), affine=True), name=cv.fresh_module(w.owner))
+    cv.weights[f"{t.node}.weight"] = w.value.reshape(C)
+    cv.weights[f"{t.node}.bias"] = b.value.reshape(C)
+    return t
+
+
+def _layer_scale(cv, x, p):
+    C = cv.shape(x)[0]
+    if p.value.size != C or p.value.shape[0] != C and p.value.shape[-1] != C:
+        cv.fail(f"product with parameter {p.target} of shape {p.value.shape} (only a per-channel scale)")
+    t = cv.add("layer_scale", [x], dict(field=p.field), name=cv.fresh_module(p.owner))
+    cv.weights[f"{t.node}.{p.field}"] = p.value.reshape(C)
     return t
 
 
@@ -655,13 +710,16 @@ def f_dropout(cv, *args, **kwargs):
 
 
 def _arith(py, merge):
-    """``a + b`` / ``a * b``: sizes computed in Python, tensors merged in the graph."""
+    """``a + b`` / ``a * b``: sizes computed in Python, tensors merged in the graph, a tensor
+    times a per-channel parameter a layer scale."""
 
     def conv(cv, a, b, *rest, **kw):
         if not isinstance(a, T) and not isinstance(b, T):
             return py(a, b)
         if isinstance(a, T) and isinstance(b, T):
             return merge(cv, a, b)
+        if py is operator.mul and isinstance(a, Param) != isinstance(b, Param):
+            return _layer_scale(cv, *((b, a) if isinstance(a, Param) else (a, b)))
         cv.fail(f"{py.__name__} of a tensor and a constant has no cnngraph equivalent")
 
     return conv
@@ -866,7 +924,7 @@ FUNCTIONS = {
     torch.flatten: _known(f_flatten), torch.reshape: _known(f_reshape), torch.cat: _known(f_cat),
     torch.concat: _known(f_cat), torch.chunk: _known(_chunk), torch.split: _known(_split),
     torch.transpose: _known(_transpose), torch.permute: _known(_permute),
-    F.interpolate: _known(f_interpolate), F.dropout: _known(f_dropout), F.softmax: _known(f_softmax), torch.softmax: _known(f_softmax),
+    F.interpolate: _known(f_interpolate), F.layer_norm: _known(f_layer_norm), F.dropout: _known(f_dropout), F.softmax: _known(f_softmax), torch.softmax: _known(f_softmax),
     operator.add: _known(_arith(operator.add, _merge_add)), operator.iadd: _known(_arith(operator.add, _merge_add)),
     torch.add: _known(_arith(operator.add, _merge_add)),
     operator.mul: _known(_arith(operator.mul, _merge_mul)), operator.imul: _known(_arith(operator.mul, _merge_mul)),

@@ -209,6 +209,11 @@ class TorchGraph(torch.nn.Module):
                 y = F.instance_norm(x, weight=self._w(n, "weight"), bias=self._w(n, "bias"), eps=a.get("eps", 1e-5))
             elif op == "layernorm":
                 y = F.layer_norm(x, tuple(x.shape[1:]), self._w(n, "weight"), self._w(n, "bias"), a.get("eps", 1e-5))
+            elif op == "layernorm2d":  # over the channels: channels last, F.layer_norm, back
+                y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self._w(n, "weight"), self._w(n, "bias"),
+                                 a.get("eps", 1e-5)).permute(0, 3, 1, 2)
+            elif op == "layer_scale":
+                y = x * self._w(n, a.get("field", "weight")).reshape(1, -1, 1, 1)
             elif op == "lrn":
                 y = F.local_response_norm(x, a["size"], a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("k", 1.0))
             elif op == "add":
@@ -243,7 +248,7 @@ class TorchGraph(torch.nn.Module):
 
 
 _KNOWN = {"conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "linear", "batchnorm",
-          "groupnorm", "instancenorm", "layernorm", "lrn", "add", "mul", "concat", "channel_shuffle", "slice",
+          "groupnorm", "instancenorm", "layernorm", "layernorm2d", "layer_scale", "lrn", "add", "mul", "concat", "channel_shuffle", "slice",
           "scale", "pad_channels", "pad2d", "rbf", "resize"}
 
 

@@ -54,10 +54,31 @@ def numel(shape: Shape) -> Size:
     return prod(shape)
 
 
+def _unnest(a, rounding, b):
+    """``a`` with one rounding of the same kind opened up when that is exact: for a positive
+    integer ``b`` and integer ``k``, floor((floor(x) + k)/b) = floor((x + k)/b) (and the same for
+    ceiling), so a stack of stride-2 layers gives one floor per stage, ⌊H/4 − 1/4⌋, not
+    ⌊⌊H/2 − 1/2⌋/2⌋."""
+    if not (is_int(b) and int(b) > 0) or not isinstance(a, sympy.Expr):
+        return a
+    terms = sympy.Add.make_args(sympy.expand(a))
+    inner = [t for t in terms if isinstance(t, rounding)]
+    rest = [t for t in terms if not isinstance(t, rounding)]
+    if len(inner) != 1 or not all(t.is_integer for t in rest):
+        return a
+    return inner[0].args[0] + sympy.Add(*rest)
+
+
 def floordiv(a, b):
+    """floor(a/b), one floor where a nested one can be opened exactly.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> floordiv(floordiv(H - 1, 2), 2)
+    floor(H/4 - 1/4)
+    """
     if is_int(a) and is_int(b):
         return int(a) // int(b)
-    return tidy(sympy.floor(sympy.sympify(a) / b))
+    return tidy(sympy.floor(_unnest(sympy.sympify(a), sympy.floor, b) / b))
 
 
 def div(a, b):
@@ -70,7 +91,7 @@ def div(a, b):
 def ceildiv(a, b):
     if is_int(a) and is_int(b):
         return -(-int(a) // int(b))
-    return tidy(sympy.ceiling(sympy.sympify(a) / b))
+    return tidy(sympy.ceiling(_unnest(sympy.sympify(a), sympy.ceiling, b) / b))
 
 
 def divides(d, n) -> bool | None:
@@ -461,6 +482,23 @@ register(Op("layernorm", "norm", (1, 1), _same_shape,
             ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "LN",
             tensors=_norm_tensors(True, whole=True),
             doc="layer norm over the whole per-sample tensor, element-wise affine as nn.LayerNorm"))
+register(Op("layernorm2d", "norm", (1, 1), _bn_shape,
+            params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", True) else 0,
+            ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "LN (channels)",
+            tensors=_norm_tensors(True),
+            doc="layer norm over the channels at each pixel, γ and β per channel (ConvNeXt's LayerNorm2d, "
+                "nn.LayerNorm on a channels-last tensor)"))
+
+
+def _layer_scale_shape(a, ins, ctx):
+    return tuple(ins[0])
+
+
+register(Op("layer_scale", "act", (1, 1), _layer_scale_shape, params=lambda a, ins, out: ins[0][0],
+            ops=lambda a, ins, out: numel(out), label=lambda a, ins, out: "layer scale",
+            tensors=lambda a, ins: {a.get("field", "weight"): ((ins[0][0],), "param")},
+            doc="a learned per-channel scale γ·x (ConvNeXt's layer scale); its weight is named `field` "
+                "(torchvision: `layer_scale`, timm: `gamma`)"))
 register(Op("lrn", "norm", (1, 1), _same_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",
             doc="local response normalization across `size` neighbouring channels (AlexNet)"))

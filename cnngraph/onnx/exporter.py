@@ -255,6 +255,15 @@ def _export_layer(b, g, n, ws):
     if op == "pad2d":
         t, l, bo, r = _ints(n, "padding", a["padding"])
         return b.node("Pad", [x, b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
+    if op == "layernorm2d":  # over the channels: to channels last and back, as PyTorch exports it
+        t = b.node("Transpose", [x], f"{n}/to_channels_last", f"{n}/to_channels_last", perm=[0, 2, 3, 1])
+        scale, bias = _norm_scale_bias(b, n, a, ws, (int(shapes[0][0]),), a.get("affine", True))
+        y = b.node("LayerNormalization", [t, scale, bias], f"{n}/norm", f"{n}/norm", axis=-1,
+                   epsilon=float(a.get("eps", 1e-5)))
+        return b.node("Transpose", [y], n, n, perm=[0, 3, 1, 2])
+    if op == "layer_scale":
+        f = a.get("field", "weight")
+        return b.node("Mul", [x, b.init(f"{n}.{f}", _f32(ws, f"{n}.{f}").reshape(-1, 1, 1))], n, n)
     if op == "resize":
         return _resize(b, n, ins, a)
     if op == "rbf":

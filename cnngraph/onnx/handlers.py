@@ -321,7 +321,10 @@ def _instancenorm(imp, node, a, where):
 
 @handler("LayerNormalization")
 def _layernorm(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind == "channels_last":
+        return _layernorm_channels(imp, node, a, where, v)
+    x = imp.act(v, where)
     axis = a.get("axis", -1) % len(x.shape)
     if axis != 1:
         raise CnnGraphError(f"{where}: LayerNormalization is supported over the whole sample (axis 1), got axis "
@@ -343,6 +346,21 @@ def _layernorm(imp, node, a, where):
     ws = dict(weight=scale, bias=bias) if affine else None
     return imp.new("layernorm", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=affine), [x], where,
                    _prefix_of(imp, node, (1, 2)) if affine else None, ws)
+
+
+def _layernorm_channels(imp, node, a, where, v):
+    """Transpose(0,2,3,1) → LayerNormalization(axis=-1) → …: a layer norm over the channels
+    (ConvNeXt's LayerNorm2d); the result stays channels-last until transposed back."""
+    if a.get("axis", -1) % 4 != 3:
+        raise CnnGraphError(f"{where}: LayerNormalization of a channels-last tensor over axis {a.get('axis')} "
+                            "(only the channels, axis -1)")
+    C = int(v.src.shape[1])
+    scale, _ = _float_const(imp, node, 1, where, "the scale")
+    bias = _float_const(imp, node, 2, where, "the bias")[0] if _in(node, 2) else np.zeros(C, np.float32)
+    ws = dict(weight=np.broadcast_to(scale, (C,)).copy(), bias=np.broadcast_to(bias, (C,)).copy())
+    y = imp.new("layernorm2d", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=True), [v.src], where,
+                _prefix_of(imp, node, (1, 2)), ws)
+    return Pending("channels_last", y, v.shape, where, {})
 
 
 @handler("GroupNormalization")
@@ -833,6 +851,11 @@ def _transpose(imp, node, a, where):
     perm = a.get("perm")
     if isinstance(v, Const):
         return Const(np.transpose(np.asarray(v.value), perm))
+    if isinstance(v, Pending) and v.kind == "channels_last" and perm == [0, 3, 1, 2]:
+        return v.src  # back to N×C×H×W
+    if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
+        x = imp.act(v, where)
+        return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
     if isinstance(v, Pending) and v.kind == "split_channels":
         want = [0, 2, 1] + list(range(3, len(v.shape)))
         if perm == want:
@@ -988,6 +1011,10 @@ def _with_const_tensor(imp, node, op, v, c, v_first, where):
         if cname:
             imp.prefix[x.node] = cname
         return x
+    if op == "Mul" and per is not None and len(x.shape) == 4 and c.name:
+        # γ·x with a named per-channel parameter (ConvNeXt's layer scale): its name is the state_dict's
+        owner, _, field = c.name.rpartition(".")
+        return imp.new("layer_scale", dict(field=field), [x], where, owner or None, {field: per})
     raise CnnGraphError(f"{where}: {op} of a tensor and a constant tensor {list(np.shape(c.value))} is supported only as "
                         "the bias of a Conv/MatMul or the affine part of a group norm")
 
