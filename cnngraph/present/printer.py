@@ -330,6 +330,7 @@ class _Printer:
         return sorted(factors, key=key)
 
     def _product(self, coeff, factors, lone_sum_bare=False):
+        coeff_text = f"{float(coeff):g}" if coeff.is_Float else str(coeff)  # decimals as written: 0.0276C
         parts = []
         bare = lone_sum_bare and coeff == 1 and len(factors) == 1
         for f in factors:
@@ -339,17 +340,17 @@ class _Printer:
             parts.append(s)
         if self.style == "plain":
             if coeff != 1 or not parts:
-                parts.insert(0, str(coeff))
+                parts.insert(0, coeff_text)
             return "*".join(parts)
         if self.style == "latex":
             if coeff != 1 or not parts:
-                parts.insert(0, str(coeff))
+                parts.insert(0, coeff_text)
             return " ".join(parts)
         if not parts:
-            return str(coeff)
+            return coeff_text
         sep = "" if all(self._juxtaposable(f) for f in factors) else "·"
         body = sep.join(parts)
-        return body if coeff == 1 else str(coeff) + sep + body
+        return body if coeff == 1 else coeff_text + sep + body
 
     def _juxtaposable(self, f):
         syms = [f] if f.is_Symbol else ([f.base] if f.is_Pow and f.base.is_Symbol else None)

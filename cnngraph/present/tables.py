@@ -13,10 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 
 import sympy
 
 from cnngraph.ir import ops
+from cnngraph.present import printer
 
 HIDDEN_BY_DEFAULT = ("act", "dropout", "input")
 
@@ -31,12 +34,33 @@ def _expr(v):
     return v
 
 
+def _decimal(x: float, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits, no exponent, trailing zeros dropped:
+    0.52, 0.0276, 0.000085, 1.5."""
+    if x == 0:
+        return "0"
+    places = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    out = f"{x:.{places}f}"
+    return out.rstrip("0").rstrip(".") if "." in out else out
+
+
 def _round(v, unit):
-    """Value in ``unit`` rounded to an integer the way the slides print it (half up)."""
+    """Value in ``unit`` as the slides print it: an integer (half up) from 10 up; below 10 the
+    three significant digits it needs (LeNet's conv1 is 0.52 k params, not 1); a symbolic value
+    as a polynomial with decimal coefficients (``0.0276C``), through the one printer."""
     if isinstance(v, sympy.Basic) and not v.is_Number:
-        return _expr(sympy.sympify(v) / unit)
+        e = sympy.expand(sympy.sympify(v) / unit)
+        terms = []
+        for mono, coeff in e.as_coefficients_dict().items():
+            c = float(coeff)
+            c = int(c + 0.5) if abs(c) >= 10 else float(_decimal(c))
+            terms.append((sympy.Integer(c) if float(c).is_integer() else sympy.Float(_decimal(c))) * mono)
+        return printer.text(sympy.Add(*terms))
     x = float(v) / unit
-    return int(x + 0.5)
+    if abs(x) >= 10:
+        return int(x + 0.5)
+    out = _decimal(x)
+    return int(out) if out.lstrip("-").isdigit() else out
 
 
 def _hw(shape):
@@ -133,7 +157,7 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
     if fmt == "markdown":
         lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-        return "\n".join(lines + ["", foot] + [f"- {n}" for n in summarize_notes(report.notes)]) + "\n"
+        return "\n".join(lines + ["", foot] + [f"- {n}" for n in summarize_notes(report.notes, _titles(report))]) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -148,29 +172,57 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
         lines += [r"\hline", " & ".join(esc(c) for c in body[-1]) + r" \\", r"\hline", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
     if fmt == "text":
-        return _rich_text(title, head, body, foot, report.notes)
+        return _rich_text(title, head, body, foot, summarize_notes(report.notes, _titles(report)))
     raise ValueError(f"unknown table format {fmt!r}: use text, markdown, csv, latex or json")
 
 
-def summarize_notes(notes) -> list:
-    """One line per rule: ``stride does not fit ... at conv1 (223/2), maxpool (111/2)``.
+_FIT = re.compile(r"(?P<layer>[^:]+): (?P<rule>.*?) along (?P<axis>\w+) \(\((?P<L>\d+) \+ (?P<P>\d+) − (?P<K>\d+)\) / "
+                  r"(?P<S>\d+) = (?P<room>\d+)/\d+ is not an integer\); (?P<tail>.*)")
 
-    A layer whose H and W notes are the same is named once.
+
+def _fit_item(m, name) -> tuple[bool, str]:
+    """(routine?, the arithmetic): routine when the floor gives ⌈L/S⌉, the size the layer is
+    meant to give (a stride-2 layer with 'same' padding on an even size: ResNet's 7×7/2 stem)."""
+    L, P, K, S, room = (int(m[k]) for k in ("L", "P", "K", "S", "room"))
+    out = room // S + 1
+    top = f"({L} + {P} − {K})" if P else f"({L} − {K})"
+    text = f"{name}: {top}/{S} = {_decimal(room / S, 6)}, floored to {room // S}, so {out} outputs"
+    return out == -(-L // S), text
+
+
+def _titles(report) -> dict:
+    return {r.name: r.title for r in report.rows}
+
+
+def summarize_notes(notes, titles=None) -> list:
+    """The notes, one line each, under the names the table's rows use (``titles``: node -> row name).
+
+    A stride that does not fit is explained with its arithmetic (``pool1: (56 − 3)/2 = 26.5,
+    floored to 26, so 27 outputs``); when the floor only drops a half and the output is ⌈L/S⌉
+    (routine for stride-2 layers with 'same' padding), the layers share one line. A layer whose H
+    and W notes are the same is named once.
     """
-    import re
-
-    by_rule: dict = {}
+    titles = titles or {}
+    routine, special, other = [], [], []
     for n in notes:
-        m = re.match(r"(?P<layer>[^:]+): (?P<rule>.*?) along (?P<axis>\w+) \((?P<nums>.*)\); (?P<tail>.*)", n)
+        m = _FIT.match(n)
         if not m:
-            by_rule.setdefault(n, [])
+            if n not in other:
+                other.append(n)
             continue
-        frac = re.search(r"= (-?\d+/\d+) is not an integer", m["nums"])
-        item = f"{m['layer']} ({frac.group(1) if frac else m['nums']})"
-        items = by_rule.setdefault(f"{m['rule']}, {m['tail']}", [])
-        if item not in items:
-            items.append(item)
-    return [f"{rule} at: {', '.join(items)}" if items else rule for rule, items in by_rule.items()]
+        name = titles.get(m["layer"], m["layer"])
+        is_routine, text = _fit_item(m, name)
+        if is_routine and name not in routine:
+            routine.append(name)
+        elif not is_routine and text not in special:
+            special.append(text)
+    out = []
+    if routine:
+        out.append("stride 2 with 'same' padding on an even size drops a half, as intended (output = input/stride, "
+                   f"floored as PyTorch does) at: {', '.join(routine)}")
+    if special:
+        out.append("stride does not fit the padded input, output size floored: " + "; ".join(special))
+    return out + other
 
 
 def _rich_text(title, head, body, foot, notes):
@@ -186,7 +238,7 @@ def _rich_text(title, head, body, foot, notes):
     t.add_row(*(str(c) for c in body[-1]), style="bold")
     console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
     console.print(t)
-    for n in summarize_notes(notes):
+    for n in notes:
         console.print(f"note: {n}")
     return console.export_text()
 
