@@ -5,9 +5,9 @@ The models are chosen by a rule, not by hand: every timm module (family) of conv
 networks in CNN_MODULES, its models ranked by the SHA-1 of their names, the first PER_FAMILY
 of them with at most MAX_PARAMS parameters (counted on the meta device, without allocating).
 tests/reference/timm_onnx.json records, for each chosen model, "ok" or the reason it fails;
-the test holds each model to its record both ways (a recorded failure that starts working
-fails the test too, so the record and docs/own-models.md stay true). Regenerate the record
-with ``python tests/test_timm_models.py > tests/reference/timm_onnx.json``.
+a model recorded "ok" must pass every check, a recorded failure is an expected failure
+(docs/own-models.md lists each one with its reason). Regenerate the record with
+``python tests/test_timm_models.py > tests/reference/timm_onnx.json``.
 """
 import hashlib
 import json
@@ -33,7 +33,7 @@ PER_FAMILY = 4
 MAX_PARAMS = 60_000_000
 SIZES = (64, 96)
 RECORD = Path(__file__).parent / "reference" / "timm_onnx.json"
-SAMPLE = ["resnet18d", "mobilenetv3_small_050"]
+SAMPLE = ["ghostnet_050", "fasternet_t0"]  # two quick ones for `make test`
 
 
 def n_params(name):
@@ -88,11 +88,18 @@ def _params():
 
 @pytest.mark.parametrize("name", _params())
 def test_timm_model_through_onnx(name):
+    """A model recorded "ok" must pass every check; a recorded failure is an expected failure
+    (its recorded reason and today's are both shown; one that starts working passes)."""
     want = _record().get(name, "ok")
+    if want == "ok":
+        check_onnx(build(name), SIZES)
+        return
     got = outcome(name)
-    assert got == want
+    if got != "ok":
+        pytest.xfail(f"recorded: {want} | now: {got}")
 
 
+@pytest.mark.models
 def test_the_choice_is_the_rule():
     """The record lists exactly the models the rule chooses: at least 100, from at least 25 families."""
     picks = chosen()
