@@ -12,6 +12,7 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
                           relu6, resize, layernorm2d, layer_scale, scope, sigmoid, silu, softmax, tanh)
 from cnngraph.ir.errors import ShapeError
+from cases import rel_err  # noqa: F401  (re-exported: the suite's one error measure)
 
 # Smallest square input that builds, tried in this order; families listed start higher.
 SIZES = (32, 64, 96, 128, 160, 224, 299)
@@ -163,11 +164,6 @@ def zoo_case(name, batch=2):
     ws = quick_weights(g)
     x = random_input(g, batch=batch)
     return g, ws, x, run(g, ws, *x.values())
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
 def random_input(g, batch=2, seed=1):

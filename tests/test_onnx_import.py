@@ -405,8 +405,11 @@ def test_pointwise_chains_are_recognised_and_others_refused():
     assert h.nodes["hswish"]["op"] == "hardswish"
     m = chain([helper.make_node("Mul", ["x", "half"], ["y"], name="halve")], [("half", 0.5)])
     assert load(m).nodes["halve"]["attrs"] == {"factor": 0.5}
+    # an activation with a parameter is recognised with its value (the registry's leaky_relu)
     m = chain([helper.make_node("LeakyRelu", ["x"], ["y"], name="leaky", alpha=0.1)])
-    with pytest.raises(CnnGraphError, match="leaky: the element-wise function computed by leaky is not one of"):
+    assert (load(m).nodes["leaky"]["op"], load(m).nodes["leaky"]["attrs"]["negative_slope"]) == ("leaky_relu", 0.1)
+    m = chain([helper.make_node("Softsign", ["x"], ["y"], name="softsign")])
+    with pytest.raises(CnnGraphError, match="softsign: the element-wise function computed by softsign is not one of"):
         load(m)
     m = chain([helper.make_node("Gelu", ["x"], ["y"], name="gelu_tanh", approximate="tanh")], ())
     with pytest.raises(CnnGraphError, match="gelu_tanh"):

@@ -15,7 +15,7 @@ Counting follows the slides by default and every report states its convention:
 >>> from cnngraph import zoo, analyze
 >>> r = analyze(zoo.build("alexnet"))
 >>> r.total.params, r.total.macs
-(61100840, 714188480)
+(61100840, 716767232)
 >>> r.row("conv1").memory_bytes
 802816
 """
@@ -228,6 +228,12 @@ class Report:
 
         return tables.render(self, fmt, **kw)
 
+    def __repr__(self):
+        t = self.total
+        shape = "×".join(map(str, self.input_shape))
+        return (f"<Report {self.name!r}: input {shape}, {len(self.rows)} layers, params={t.params}, macs={t.macs}, "
+                f"memory_bytes={t.memory_bytes}>")
+
     def __str__(self):
         return self.to("text")
 
@@ -243,11 +249,11 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     """
     g = _graph.as_graph(g)
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
-    if input is not None:
-        shapes = _graph.infer_shapes(g, tuple(input) if not isinstance(input, dict) else input, strict)
+    if input is not None:  # the notes of this input, not those stored for the graph's own
+        shapes, notes = _graph.infer(g, tuple(input) if not isinstance(input, dict) else input, strict)
     else:
         _graph.check(g)
-        shapes = {n: d["shape"] for n, d in g.nodes(data=True)}
+        shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])
         _graph.check_weights(g)  # no numbers from a graph whose own weights do not fit it
     rows = []
     for n in _graph.topo_order(g):
@@ -257,4 +263,4 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
         rows.append(Row(n, d.get("title") or n, d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
                         attrs, layer_costs(d["op"], attrs, ins, shapes[n], convention)))
     first = g.graph["inputs"][0]
-    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(g.graph.get("notes", [])))
+    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(notes))

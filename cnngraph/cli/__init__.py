@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("cnngraph.cli.run", "time a model: ms per batch, images/s, GFLOP/s against the SGEMM ceiling, memory"),
     "plan": ("cnngraph.cli.run", "the execution plan: fused steps and the memory plan (symbolic inputs allowed)"),
     "init-weights": ("cnngraph.cli.run", "write seeded weights (torchvision state_dict names) to .safetensors or .npz"),
+    "compare": ("cnngraph.cli.compare", "models side by side: params, multiply-adds, memory, closed forms; a bar chart"),
     "reconcile": ("cnngraph.cli.reconcile", "the seeds' numbers beside cnngraph's, with the reason for each difference"),
     "render": ("cnngraph.cli.render", "draw a model as a Graphviz diagram (SVG, PNG, PDF or DOT)"),
     "export": ("cnngraph.cli.export", "export a model to ONNX (weights: --weights FILE, else seeded init)"),
@@ -150,6 +151,11 @@ def main(argv=None) -> int:
     except CnnGraphError as e:
         print(f"cnngraph: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cnngraph zoo | head`: the reader has seen enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -167,8 +167,15 @@ def cmd_plan(args):
     plan = compile(g)
     print(plan.summary())
     m = plan.memory
-    print(f"planned activation memory per sample: {fmt_bytes(m.planned_bytes)}")
-    print(f"naive sum per sample:                 {fmt_bytes(m.naive_bytes)}")
+    if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
+        planned, naive = fmt_bytes(m.planned_bytes), fmt_bytes(m.naive_bytes)
+    else:  # symbolic: the one printer, Max terms that can never win dropped
+        from cnngraph.present import printer
+
+        planned, naive = (printer.text(printer.simplify_max(b)) + " B" for b in (m.planned_bytes, m.naive_bytes))
+    print(f"planned activation memory per sample: {planned}  (buffers after reuse; MB = 2^20 B)")
+    print(f"naive sum per sample:                 {naive}  (every value its own buffer; the table's memory "
+          "counts layer outputs instead)")
     if args.steps:
         for i, s in enumerate(plan.steps):
             tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \

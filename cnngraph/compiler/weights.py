@@ -24,23 +24,44 @@ from cnngraph.ir.graph import as_graph, check_weights, topo_order
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 
+def _num(shape, node, key):
+    if not all(ops.is_int(v) for v in shape):
+        raise CnnGraphError(f"{node}: the shape of {key}, {ops.fmt_shape(shape)}, must be numbers to make weights "
+                            "(substitute the symbols first)")
+    return tuple(int(v) for v in shape)
+
+
 def param_shapes(g) -> dict:
     """``{key: (shape, role)}`` for every parameter and buffer, in topological order.
 
-    ``role`` is ``"param"`` or ``"buffer"``; what each op holds is its registry entry's
-    ``tensors``.
+    ``role`` is ``"param"`` or ``"buffer"``; both come from the registry's weight specs
+    (:attr:`cnngraph.ir.ops.Op.weights`).
     """
-    g = as_graph(g)
-    out = {}
+    return {key: (shape, w.role) for key, shape, w in _specs(as_graph(g))}
+
+
+def _specs(g):
+    """``(key, numeric shape, Weight)`` of every weight of ``g``, in topological order."""
     for n in topo_order(g):
         d = g.nodes[n]
         ins = [g.nodes[i]["shape"] for i in d["inputs"]]
-        for f, (shape, role) in ops.get(d["op"]).tensors(d["attrs"], ins).items():
-            if not all(ops.is_int(v) for v in shape):
-                raise CnnGraphError(f"{n}: the shape of {n}.{f}, {ops.fmt_shape(shape)}, must be numbers to make "
-                                    "weights (substitute the symbols first)")
-            out[f"{n}.{f}"] = (tuple(int(v) for v in shape), role)
-    return out
+        for w in ops.get(d["op"]).weight_specs(d["attrs"], ins):
+            yield f"{n}.{w.name}", _num(w.shape, n, f"{n}.{w.name}"), w
+
+
+def _draw(rng, init: str, shape: tuple, random_bn: bool):
+    """One weight drawn by its registry ``init`` kind (seeded; torchvision's ResNet scheme)."""
+    if init == "he":  # N(0, 2/fan_out), fan_out = C_out·kh·kw
+        return rng.normal(0.0, np.sqrt(2.0 / (shape[0] * int(np.prod(shape[2:])))), shape)
+    if init == "fc":
+        return rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
+    if init in ("bias", "mean"):
+        return rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
+    if init in ("scale", "var"):
+        return rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
+    if init == "prelu":  # PyTorch's nn.PReLU starts every slope at 0.25
+        return rng.uniform(0.0, 0.5, shape) if random_bn else np.full(shape, 0.25)
+    raise CnnGraphError(f"unknown weight initialisation {init!r}")
 
 
 def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
@@ -51,27 +72,8 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
     """
     g = as_graph(g)
     rng = np.random.default_rng(seed)
-    ws = {}
-    for key, (shape, role) in param_shapes(g).items():
-        node, field = key.rsplit(".", 1)
-        op = g.nodes[node]["op"]
-        if op == "conv2d" and field == "weight":
-            fan_out = shape[0] * shape[2] * shape[3]
-            v = rng.normal(0.0, np.sqrt(2.0 / fan_out), shape)
-        elif op == "linear" and field == "weight":
-            v = rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
-        elif field == "bias":
-            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "weight" or op == "layer_scale":  # norm scale, layer scale
-            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
-        elif field == "running_mean":
-            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "running_var":
-            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
-        else:  # pragma: no cover - param_shapes only yields the fields above
-            raise AssertionError(key)
-        ws[key] = np.ascontiguousarray(v, dtype=dtype)
-    return ws
+    return {key: np.ascontiguousarray(_draw(rng, w.init, shape, random_bn), dtype=dtype)
+            for key, shape, w in _specs(g)}
 
 
 def check(g, weights: dict, strict: bool = True) -> None:

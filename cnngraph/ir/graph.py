@@ -80,7 +80,12 @@ def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = F
 
 
 def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None, strict=False):
-    """Add a layer to ``g`` after checking it against its inputs; returns its output shape."""
+    """Add a layer to ``g`` after checking it against its inputs; returns its output shape.
+
+    The op's attribute defaults (:attr:`cnngraph.ir.ops.Op.defaults`) are applied here, once:
+    every reader of ``g.nodes[name]["attrs"]`` finds every attribute.
+    """
+    attrs = ops.with_defaults(op, attrs)
     if name in g:
         raise GraphError(f"{name}: a layer with this name already exists")
     for i in inputs:
@@ -174,14 +179,28 @@ def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
     the graph carries (``g.graph["weights"]``, an imported model's) must fit the new shapes
     (:func:`check_weights`).
     """
+    return infer(g, input_shape, strict)[0]
+
+
+def infer(g, input_shape=None, strict: bool = False) -> tuple[dict, list]:
+    """``(shapes, notes)`` for a new input shape: :func:`infer_shapes` and the stride notes
+    of that input (each rule's notes are recomputed, never copied from ``g``).
+
+    >>> from cnngraph import zoo
+    >>> g = zoo.build("resnet18")
+    >>> [n for n in infer(g, (3, 225, 225))[1] if n.startswith("conv1")]
+    []
+    >>> infer(g, (3, 224, 224))[1][0]
+    'conv1: stride does not fit the padded input along H ((224 + 6 − 7) / 2 = 223/2 is not an integer); output size floored'
+    """
     g = as_graph(g)
-    shapes = _infer(g, input_shape, strict)
+    shapes, notes = _infer(g, input_shape, strict)
     if g.graph.get("weights"):  # an imported model carries weights made for one input size
         check_weights(g, g.graph["weights"], shapes)
-    return shapes
+    return shapes, notes
 
 
-def _infer(g, input_shape, strict=False) -> dict:
+def _infer(g, input_shape, strict=False) -> tuple[dict, list]:
     check(g)
     if input_shape is None:
         given = {}
@@ -189,7 +208,7 @@ def _infer(g, input_shape, strict=False) -> dict:
         given = {k: tuple(v) for k, v in input_shape.items()}
     else:
         given = {g.graph["inputs"][0]: tuple(input_shape)}
-    shapes = {}
+    shapes, notes = {}, []
     for n in topo_order(g):
         d = g.nodes[n]
         attrs = d["attrs"]
@@ -197,7 +216,8 @@ def _infer(g, input_shape, strict=False) -> dict:
             attrs = {**attrs, "shape": given[n]}
         shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict)
         shapes[n] = shape
-    return shapes
+        notes.extend(msgs)
+    return shapes, notes
 
 
 def check_weights(g, weights=None, shapes=None) -> None:
@@ -245,7 +265,7 @@ def _fitting_input(g, weights, key, have) -> str:
     file's), else the square sizes S solving the tensor's symbolic shape for C×S×S."""
     first = g.graph["inputs"][0]
     made_for = g.graph.get("weights_input")
-    if made_for is not None and not list(_misfits(g, weights, _infer(g, made_for))):
+    if made_for is not None and not list(_misfits(g, weights, _infer(g, made_for)[0])):
         return f"the weights fit {ops.fmt_shape(made_for)} inputs"
     shape = g.nodes[first]["shape"]
     if len(shape) != 3 or not ops.is_int(shape[0]):
@@ -254,7 +274,7 @@ def _fitting_input(g, weights, key, have) -> str:
 
     S = sympy.Symbol("S", positive=True, integer=True)
     try:
-        want = dict(((k, w) for _, k, _, w in _misfits(g, weights, _infer(g, (shape[0], S, S)), {key})))
+        want = dict(((k, w) for _, k, _, w in _misfits(g, weights, _infer(g, (shape[0], S, S))[0], {key})))
     except CnnGraphError:
         want = {}
     if key not in want or len(want[key]) != len(have) or sympy.Mul(*want[key]).free_symbols - {S}:
@@ -274,7 +294,7 @@ def _fitting_input(g, weights, key, have) -> str:
         return lo
 
     lo, hi = first_reaching(target), first_reaching(target + 1) - 1
-    fits = [s for s in (lo, hi) if lo <= hi and not list(_misfits(g, weights, _infer(g, (shape[0], s, s))))]
+    fits = [s for s in (lo, hi) if lo <= hi and not list(_misfits(g, weights, _infer(g, (shape[0], s, s))[0]))]
     if not fits:
         return _fitting_channels(g, weights, key, have, shape)
     c = shape[0]
@@ -288,22 +308,23 @@ def _fitting_channels(g, weights, key, have, shape) -> str:
 
     C = sympy.Symbol("C", positive=True, integer=True)
     try:
-        want = {k: w for _, k, _, w in _misfits(g, weights, _infer(g, (C,) + tuple(shape[1:])), {key})}
+        want = {k: w for _, k, _, w in _misfits(g, weights, _infer(g, (C,) + tuple(shape[1:]))[0], {key})}
     except CnnGraphError:
         want = {}
     for e, v in zip(want.get(key, ()), have):
         if C in getattr(e, "free_symbols", ()):
             for c in sympy.solve(sympy.Eq(e, v), C):
-                if c.is_Integer and c > 0 and not list(_misfits(g, weights, _infer(g, (int(c),) + tuple(shape[1:])))):
+                if c.is_Integer and c > 0 and not list(_misfits(g, weights, _infer(g, (int(c),) + tuple(shape[1:]))[0])):
                     return f"the weights fit {ops.fmt_shape((int(c),) + tuple(shape[1:]))} inputs"
     return "no input size of this form makes them fit"
 
 
 def with_input(g, input_shape, strict: bool = False):
-    """A copy of ``g`` whose shapes are re-inferred for a new input shape."""
+    """A copy of ``g`` whose shapes and stride notes are re-inferred for a new input shape."""
     g = as_graph(g)
-    shapes = infer_shapes(g, input_shape, strict)
+    shapes, notes = infer(g, input_shape, strict)
     h = g.copy()
+    h.graph = {**g.graph, "notes": notes}
     for n, s in shapes.items():
         h.nodes[n]["shape"] = s
         if h.nodes[n]["op"] == "input":

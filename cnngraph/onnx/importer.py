@@ -44,6 +44,7 @@ from cnngraph.ir.graph import CnnGraph, add_node
 from cnngraph.ir.symbols import sym
 from cnngraph.onnx.common import (ACTIVATIONS, FLOAT_TYPES, INPLACE_DEFAULT, MAX_DIM, PENDING_TEXT, Act, Const, Pending,
                                   Pointwise, identify, known_activation, node_attrs, onnx_scope, read_model, same_size,
+                                  torch_name_scopes,
                                   tensor_array)
 from cnngraph.onnx.handlers import HANDLERS, fold_constants
 
@@ -61,6 +62,8 @@ class _Importer:
         self.onnx_name: dict = {}  # node -> ONNX node name it came from (last one fused)
         self.batch = None
         self.docs = {n.name: n.doc_string for n in model.graph.node if n.doc_string}
+        # torch's dynamo exporter names nodes node_relu_3 and keeps the module path in metadata
+        self.scopes = {n.name: s for n in model.graph.node if (s := torch_name_scopes(n))}
 
     # -------------------------------------------------------- value access
     def val(self, name, where):
@@ -392,6 +395,8 @@ class _Importer:
         for n in g.nodes:
             if n in self.prefix:
                 final[n] = self.prefix[n]
+            elif self.onnx_name.get(n, n) in self.scopes:
+                scoped[n] = onnx_scope(self.scopes[self.onnx_name[n]])
             elif self.onnx_name.get(n, n).startswith("/"):
                 scoped[n] = onnx_scope(self.onnx_name[n])
             else:
