@@ -188,7 +188,7 @@ def _rss_mb() -> float:
 
 def cmd_bench(args):
     from cnngraph.analysis.cost import analyze
-    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.present.printer import fmt_bytes
 
     g, plan, ex = prepare(args)
     x = _input_batch(args, plan)
@@ -225,7 +225,7 @@ def cmd_bench(args):
 
 def cmd_plan(args):
     from cnngraph.compiler import compile
-    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.present.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     plan = compile(g)

@@ -689,11 +689,7 @@ activation("prelu", "prelu", Activation(
     doc="PReLU: x, or a learnt slope·x below 0; one slope, or one per channel (num_parameters = C)")
 
 
-def _softmax_shape(a, ins, ctx):
-    return tuple(ins[0])
-
-
-register(Op("softmax", "act", (1, 1), _softmax_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
+register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
 
 
