@@ -179,6 +179,8 @@ def check_attrs(layer: str, attrs: dict) -> dict:
     for key, v in attrs.items():
         if key in SIZE_ATTRS or key in OFFSET_ATTRS:
             items = v if isinstance(v, (tuple, list)) else (v,)
+            if all(type(x) is int and (x > 0 or key in OFFSET_ATTRS) for x in items):
+                continue  # the common case, plain valid ints: no sympy, no parsing
             try:
                 got = tuple(check_size(x, key, positive=key in SIZE_ATTRS, decided=key in SIZE_ATTRS) for x in items)
             except InputError as e:
