@@ -66,6 +66,10 @@ class Formula:
     expr: object
     form: str = "block"
 
+    def __post_init__(self):
+        if isinstance(self.expr, str):  # text is read by the safe parser, never by sympify
+            object.__setattr__(self, "expr", present.parse(self.expr))
+
     @property
     def shown(self):
         """The expression laid out for printing (expanded, common factors pulled out)."""

@@ -32,8 +32,6 @@ import functools
 
 import sympy
 
-from cnngraph.ir.symbols import sym
-
 SPATIAL = ("H", "W", "h", "w")
 BATCH = ("N",)
 CHANNEL_NAMES = ("k",)  # DenseNet's growth rate is a channel count
@@ -445,11 +443,9 @@ def parse(s: str):
     >>> parse("(9*C + C**2)*H*W").expand()
     C**2*H*W + 9*C*H*W
     """
-    import re
+    from cnngraph.ir.sizes import parse_expr
 
-    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", s)) - {"floor", "ceiling", "sqrt", "Max", "Min", "oo", "log",
-                                                             "exp", "Rational"}
-    return sympy.sympify(s, locals={n: sym(n) for n in names})
+    return sympy.sympify(parse_expr(s, "formula", functions=("sqrt",)))  # the safe parser: no eval
 
 
 def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
@@ -457,3 +453,18 @@ def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     left = render(sympy.expand(lhs), fmt, unknown)
     right = render(sympy.sympify(rhs), fmt, unknown)
     return f"{left} = {right}"
+
+
+def fmt_bytes(b) -> str:
+    """A byte count for people: ``1.5 MB`` (binary units, one decimal), a formula as printed.
+
+    >>> fmt_bytes(802816), fmt_bytes(512)
+    ('784.0 KB', '512 B')
+    """
+    if not (isinstance(b, int) or isinstance(b, sympy.Integer)):
+        return str(b) + " B"
+    b = int(b)
+    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if b >= f:
+            return f"{b / f:.1f} {unit}"
+    return f"{b} B"
