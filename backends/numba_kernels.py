@@ -13,10 +13,19 @@ from __future__ import annotations
 
 import math
 
+import llvmlite.binding as llvm
 import numpy as np
 from numba import njit
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+
+# Loops over the channels that read or write many rows (Winograd's 36 patch positions)
+# vectorise only when LLVM may check that many address ranges for overlap before the loop;
+# its defaults give up (and run scalar code, 5-10× slower) beyond a handful. These options
+# only raise those limits; they affect kernels compiled after this import.
+for _opt in ("-runtime-memory-check-threshold=256", "-memory-check-merge-threshold=256",
+             "-vectorize-memory-check-threshold=256"):
+    llvm.set_option("", _opt)
 
 
 @njit(**JIT)
@@ -110,15 +119,16 @@ def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2,
 
 
 @njit(**JIT)
-def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
-    """Rows r0:r1 of the packed matrix of a convolution: row = output pixel (n, oh, ow),
-    columns = (i, j, channel) taps of channels c0:c0+cg, zeros in the padding.
+def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
+    """Rows r0:r1 of the packed matrix of a convolution with G groups of cg input channels:
+    row = output pixel (n, oh, ow), columns = (group, i, j, channel) taps, zeros in the
+    padding (row r is ``cols[r - r0]``).
 
-    With all channels and no horizontal dilation, the kw taps of a kernel row are one
+    With one group and no horizontal dilation, the kw taps of a kernel row are one
     contiguous run of kw·C inputs (channels last): copied at once when inside the image."""
     N, H, W, C = x.shape
     xf = x.reshape(N * H * W * C)
-    run = cg == C and dw == 1
+    run = G == 1 and dw == 1
     hw = Ho * Wo
     for r in range(r0, r1):
         n = r // hw
@@ -128,19 +138,27 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
         iw0 = ow * sw - pl
         for i in range(kh):
             ih = oh * sh - pt + i * dh
-            col = i * kw * cg
             if ih < 0 or ih >= H:
-                cols[row, col:col + kw * cg] = 0
+                for g in range(G):
+                    col = (g * kh + i) * kw * cg
+                    cols[row, col:col + kw * cg] = 0
             elif run and iw0 >= 0 and iw0 + kw <= W:
                 o = ((n * H + ih) * W + iw0) * C
-                cols[row, col:col + kw * C] = xf[o:o + kw * C]
+                cols[row, i * kw * C:(i + 1) * kw * C] = xf[o:o + kw * C]
             else:
+                # element loops, not slice copies: groups may be a few channels wide
                 for j in range(kw):
                     iw = iw0 + j * dw
-                    if 0 <= iw < W:
-                        cols[row, col + j * cg:col + (j + 1) * cg] = x[n, ih, iw, c0:c0 + cg]
-                    else:
-                        cols[row, col + j * cg:col + (j + 1) * cg] = 0
+                    inside = 0 <= iw < W
+                    for g in range(G):
+                        col = ((g * kh + i) * kw + j) * cg
+                        if inside:
+                            xo = ((n * H + ih) * W + iw) * C + g * cg
+                            for ci in range(cg):
+                                cols[row, col + ci] = xf[xo + ci]
+                        else:
+                            for ci in range(cg):
+                                cols[row, col + ci] = 0
 
 
 @njit(**JIT)

@@ -10,12 +10,14 @@ planning (:mod:`cnngraph.plan`).
 """
 from __future__ import annotations
 
+from .algorithms import choose_algorithms
 from .graph import with_input
 from .passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
 from .plan import Plan, lower, plan_memory
 
 
-def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True) -> Plan:
+def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True,
+            batch: int = 1) -> Plan:
     """Run the passes and return the execution plan.
 
     ``input`` re-infers the graph for another input shape; ``weights`` (torchvision names)
@@ -31,4 +33,5 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     fusions = fuse_epilogues(g, order) if fuse else {}
     plan = lower(g, order, fusions, weights)
     plan.memory = plan_memory(plan)
-    return plan
+    plan.batch = batch
+    return choose_algorithms(plan, batch)
