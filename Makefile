@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup dot demo test test-fast torch gallery browser-check bench clean gpu-setup gpu-test gpu-bench
+.PHONY: setup dot demo test test-fast test-models torch gallery browser-check bench clean gpu-setup gpu-test gpu-bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,9 +27,14 @@ demo: setup
 	$(VENV)/bin/cnngraph table alexnet
 	$(VENV)/bin/cnngraph render alexnet -o alexnet.svg
 
-# PyTorch is an optional cross-check (a large download on most machines).
+# PyTorch, torchvision and timm: optional (a large download on most machines), for
+# cross-checks, from_torch and the model sweeps.
 torch: $(STAMP)
-	$(PIP) install -q 'torch==2.13.0'
+	$(PIP) install -q 'torch==2.14.1' 'torchvision==0.29.1' timm
+
+# Every torchvision and timm CNN through from_torch and ONNX (long: `make test` runs a sample).
+test-models: setup torch
+	$(VENV)/bin/pytest -q -m models tests/test_torch_import.py tests/test_timm_models.py
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -1,15 +1,15 @@
 """What every backend shares: the executor and array-module-generic kernels.
 
-The executor runs a :class:`cnngraph.plan.Plan` with any NumPy-like array module ``xp``
+The executor runs a :class:`cnngraph.compiler.plan.Plan` with any NumPy-like array module ``xp``
 (NumPy, CuPy). Values live in a per-batch-size arena of slots (the memory plan), laid out
 channels last: ``(N, H, W, C)``, vectors ``(N, 1, 1, F)``.
 
-A backend is a module (or object) with:
+A backend is a :class:`cnngraph.backends.Backend` with:
 
 * ``xp``: its array module;
 * ``KERNELS``: ``{op: builder}``; ``builder(step, plan, rt) -> fn(ins, out, res)``, where
   ``ins`` are the step's input arrays, ``out`` its output array (which may share memory
-  with an input listed in ``cnngraph.plan.INPLACE_PORTS`` or with ``res``) and ``res`` the
+  with an input listed in ``cnngraph.compiler.plan.INPLACE_PORTS`` or with ``res``) and ``res`` the
   residual of the epilogue (or None). Builders pack weights once; ``fn`` runs per batch.
 * ``runtime()``: a :class:`Runtime` (array module, ``erf``, host-to-device copy...).
 
@@ -19,7 +19,7 @@ new backend runs every model from its first line of code and overrides the hot o
 >>> import numpy as np
 >>> from cnngraph import zoo
 >>> from cnngraph.compiler import compile
->>> from cnngraph.weights import init
+>>> from cnngraph.compiler.weights import init
 >>> g = zoo.build("lenet5")
 >>> ex = Executor(compile(g, init(g, seed=0)), numpy_backend())
 >>> ex.run(np.zeros((2, 1, 28, 28), np.float32))[0].shape
@@ -35,10 +35,11 @@ from typing import Callable
 
 import numpy as np
 
-from cnngraph.algorithms import conv_geometry  # noqa: F401  (backends import it from here)
-from cnngraph.errors import CnnGraphError
-from cnngraph.passes import bn_scale_shift
-from cnngraph.plan import Plan, check_numeric
+from cnngraph.backends import Backend
+from cnngraph.compiler.algorithms import conv_geometry  # noqa: F401  (backends import it from here)
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.compiler.passes import bn_scale_shift
+from cnngraph.compiler.plan import Plan, check_numeric
 
 
 def nhwc(shape) -> tuple:
@@ -80,10 +81,10 @@ def _numpy_erf():
         return np.vectorize(math.erf, otypes=[np.float32])
 
 
-def numpy_backend():
+def numpy_backend() -> Backend:
     """The generic kernels on NumPy: the reference every backend is checked against."""
-    return types.SimpleNamespace(name="numpy", xp=np, KERNELS={},
-                                 runtime=lambda: Runtime(np, _numpy_erf(), np.asarray))
+    return Backend(name="numpy", xp=np, KERNELS={}, runtime=lambda: Runtime(np, _numpy_erf(), np.asarray),
+                   executor=Executor)
 
 
 # ---------------------------------------------------------------- activations and epilogue
@@ -125,7 +126,7 @@ def weight(plan: Plan, step, role: str) -> np.ndarray:
         return np.asarray(plan.weights[step.params[role]], np.float32)
     except (TypeError, KeyError):
         raise CnnGraphError(f"{step.node}: no weights for {role!r}; load weights or initialise them "
-                            f"(cnngraph.weights.init)") from None
+                            f"(cnngraph.compiler.weights.init)") from None
 
 
 # ---------------------------------------------------------------- generic kernels
@@ -517,7 +518,7 @@ class Executor:
         check_numeric(plan)
         if plan.weights is None:
             raise CnnGraphError(f"{plan.name}: the plan has no weights; compile it with weights "
-                                "(cnngraph.weights.init or cnngraph.weights.load)")
+                                "(cnngraph.compiler.weights.init or cnngraph.compiler.weights.load)")
         self.plan, self.backend = plan, backend
         self.rt = backend.runtime()
         self.xp = self.rt.xp
@@ -570,3 +571,6 @@ class Executor:
 
     def to_host(self, y):
         return y.get() if hasattr(y, "get") else np.asarray(y)
+
+
+BACKEND = numpy_backend()

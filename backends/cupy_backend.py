@@ -22,7 +22,7 @@ The same builders run on three *devices*, so the GPU code path is tested without
 >>> import numpy as np
 >>> from cnngraph import zoo
 >>> from cnngraph.compiler import compile
->>> from cnngraph.weights import init
+>>> from cnngraph.compiler.weights import init
 >>> g = zoo.build("lenet5")
 >>> y, = run(compile(g, init(g, seed=0)), np.ones((2, 1, 28, 28), np.float32), device="shim")
 >>> y.shape
@@ -38,18 +38,17 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
-import types
 
 import numpy as np
 
-from cnngraph.errors import CnnGraphError
-from cnngraph.passes import ACT_CODE, bn_scale_shift
-from cnngraph.plan import Plan
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.compiler.passes import ACT_CODE, bn_scale_shift
+from cnngraph.backends import Backend, sgemm_ceiling
+from cnngraph.compiler.plan import Plan
 
-from . import common
-from .common import Executor, Runtime, avgpool_divisor, conv_geometry, nhwc, pool_geometry, weight
-from .cupy_kernels import KERNELS as K, emulate, host_source, launch_config, marshal
+from cnngraph.backends import common
+from cnngraph.backends.common import Executor, Runtime, avgpool_divisor, conv_geometry, nhwc, pool_geometry, weight
+from cnngraph.backends.cupy_kernels import KERNELS as K, emulate, host_source, launch_config, marshal
 
 NAME = "cupy"
 # The im2col workspace holds at most this many float32 elements (256 MB); larger packings
@@ -627,26 +626,9 @@ def backend(dev=None, workspace_elems: int = WORKSPACE_ELEMS):
         rt.session = dev.session
         return rt
 
-    return types.SimpleNamespace(name=NAME if dev.name == "cuda" else f"{NAME} ({dev.name})", xp=dev.xp,
-                                 KERNELS=KERNELS, runtime=runtime, device=dev, Executor=CupyExecutor,
-                                 sgemm_ceiling=lambda: sgemm_ceiling(dev), gemm_name=dev.gemm_name)
-
-
-def sgemm_ceiling(dev, n: int = 4096, repeat: int = 5) -> float:
-    """GFLOP/s of the device's float32 matrix product (n×n×n), best of ``repeat``."""
-    rng = np.random.default_rng(0)
-    a, b = (dev.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
-    c = dev.xp.empty((n, n), np.float32)
-    best = float("inf")
-    with dev.session():
-        for i in range(repeat + 1):
-            dev.synchronize()
-            t = time.perf_counter()
-            dev.matmul(a, b, out=c)
-            dev.synchronize()
-            if i:  # the first product warms cuBLAS up
-                best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return Backend(name=NAME if dev.name == "cuda" else f"{NAME} ({dev.name})", xp=dev.xp, KERNELS=KERNELS,
+                   runtime=runtime, executor=CupyExecutor, sgemm_ceiling=lambda: sgemm_ceiling(4096, dev=dev),
+                   gemm_name=dev.gemm_name, extra={"device": dev})
 
 
 def executor(plan: Plan, device: str = "cuda", tf32: bool | None = None, progress=None,

@@ -33,15 +33,15 @@ from typing import Callable
 
 import numpy as np
 
-from cnngraph.errors import CnnGraphError
-from cnngraph.passes import ACT_CODE
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.compiler.passes import ACT_CODE
 
 # ---------------------------------------------------------------- activations (shared table)
 INT32_MAX = 2**31 - 1
 
 
 def _erf(v):
-    from .common import _numpy_erf
+    from cnngraph.backends.common import _numpy_erf
 
     return _numpy_erf()(v).astype(np.float32)
 
@@ -63,11 +63,11 @@ ACTS: dict = {
     "gelu": ("0.5f * v * (1.f + erff(v * 0.70710678118654752f))",
              lambda v: np.float32(0.5) * v * (np.float32(1) + _erf(v * np.float32(0.70710678118654752)))),
 }
-assert set(ACTS) == {a for a in ACT_CODE if a}, "every activation of cnngraph.passes needs a kernel"
+assert set(ACTS) == {a for a in ACT_CODE if a}, "every activation of cnngraph.compiler.passes needs a kernel"
 
 
 def act_numpy(v, code: int):
-    """Activation ``code`` (:data:`cnngraph.passes.ACT_CODE`) of a float32 array, as ``cnn_act``."""
+    """Activation ``code`` (:data:`cnngraph.compiler.passes.ACT_CODE`) of a float32 array, as ``cnn_act``."""
     if code == 0:
         return v
     name = next(a for a, c in ACT_CODE.items() if c == code)
@@ -84,7 +84,7 @@ __device__ __forceinline__ float cnn_clamp(float v, float lo, float hi) {{
     return v < lo ? lo : (v > hi ? hi : v);  // NaN passes through, as in PyTorch
 }}
 
-// Activation codes of cnngraph.passes.ACT_CODE (0: none).
+// Activation codes of cnngraph.compiler.passes.ACT_CODE (0: none).
 __device__ __forceinline__ float cnn_act(float v, int code) {{
     switch (code) {{
 {cases}

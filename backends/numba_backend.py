@@ -13,7 +13,7 @@ the second activation are applied to each tile while it is in cache (the epilogu
 >>> import numpy as np
 >>> from cnngraph import zoo
 >>> from cnngraph.compiler import compile
->>> from cnngraph.weights import init
+>>> from cnngraph.compiler.weights import init
 >>> from cnngraph.backends.numba_backend import run
 >>> g = zoo.build("lenet5")
 >>> y, = run(compile(g, init(g, seed=0)), np.ones((2, 1, 28, 28), np.float32))
@@ -27,17 +27,17 @@ import itertools
 import os
 import queue
 import threading
-import types
 
 import numpy as np
 
-from cnngraph.algorithms import WINOGRAD_TILE, choose_conv
-from cnngraph.passes import ACT_CODE, bn_scale_shift
-from cnngraph.plan import Plan
+from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
+from cnngraph.compiler.passes import ACT_CODE, bn_scale_shift
+from cnngraph.backends import Backend
+from cnngraph.compiler.plan import Plan
 
-from . import numba_kernels as K
-from . import numba_winograd as WG
-from .common import Executor, Runtime, avgpool_divisor, conv_geometry, pool_geometry, weight
+from cnngraph.backends import numba_kernels as K
+from cnngraph.backends import numba_winograd as WG
+from cnngraph.backends.common import Executor, Runtime, avgpool_divisor, conv_geometry, pool_geometry, weight
 
 NAME = "numba"
 EMPTY1 = np.empty(0, np.float32)
@@ -195,7 +195,7 @@ class _PoolRef:
 
 
 def runtime() -> Runtime:
-    from .common import _numpy_erf
+    from cnngraph.backends.common import _numpy_erf
 
     rt = Runtime(np, _numpy_erf(), np.asarray)
     rt.extra["pool"] = _PoolRef()
@@ -481,7 +481,7 @@ def build_add(step, plan, rt):
 
 
 def build_mul(step, plan, rt):
-    from .common import build_mul as generic
+    from cnngraph.backends.common import build_mul as generic
 
     xs, ss = step.in_shapes
     if not (len(xs) == 3 and (tuple(ss) in ((xs[0], 1, 1), (xs[0],)))):
@@ -596,7 +596,7 @@ KERNELS = {
 }
 # flatten, concat, slice, channel_shuffle: memory copies, the generic NumPy kernels.
 
-BACKEND = types.SimpleNamespace(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime)
+BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor)
 
 
 def executor(plan: Plan, progress=None) -> Executor:

@@ -6,7 +6,7 @@ single-threaded BLAS does the GEMMs. Arrays are C-contiguous: 4-D ``(N, H, W, C)
 or their 2-D ``(N·H·W, C)`` reshapes; missing optional operands are empty arrays, so each
 kernel compiles once.
 
-Activation codes are :data:`cnngraph.passes.ACT_CODE`: 0 none, 1 relu, 2 relu6, 3 sigmoid,
+Activation codes are :data:`cnngraph.compiler.passes.ACT_CODE`: 0 none, 1 relu, 2 relu6, 3 sigmoid,
 4 tanh, 5 silu, 6 hardswish, 7 hardsigmoid, 8 gelu.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ COLD = """
 import time
 import cnngraph
 from cnngraph import zoo, analyze
-from cnngraph.symbols import H, W
+from cnngraph.ir.symbols import H, W
 zoo.names()  # import the zoo's modules first: module import is not analysis
 t = time.perf_counter()
 r = analyze(zoo.build("{model}", input={input}))
@@ -54,11 +54,12 @@ def torch_model(name):
 
         return torchvision.models.get_model(name, weights=None).eval(), "torchvision"
     except Exception:
-        from cnngraph import weights, zoo
-        from cnngraph.torch_ref import to_torch
+        from cnngraph import zoo
+        from cnngraph.compiler import weights
+        from cnngraph.interop.torch_ref import to_torch
 
         g = zoo.build(name)
-        return to_torch(g, weights.init(g, seed=0)), "cnngraph.torch_ref"
+        return to_torch(g, weights.init(g, seed=0)), "cnngraph.interop.torch_ref"
 
 
 def peers(name):
@@ -97,7 +98,7 @@ def peers(name):
 
 def main():
     from cnngraph import analyze, zoo
-    from cnngraph.symbols import H, W
+    from cnngraph.ir.symbols import H, W
 
     print("cnngraph symbolic analysis (build + per-layer costs + totals), input (3, H, W)")
     r152_cold = cold("resnet152", "(3, H, W)")

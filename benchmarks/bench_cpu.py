@@ -56,7 +56,7 @@ def have_torch() -> bool:
 
 def model_and_weights(model: str, seed: int = 0):
     from cnngraph import zoo
-    from cnngraph.weights import init
+    from cnngraph.compiler.weights import init
 
     g = zoo.build(model)
     return g, init(g, seed=seed, random_bn=True)
@@ -118,7 +118,7 @@ def setup(peer: str, model: str, batch: int, onnx_path: str | None = None):
 
 
 def sgemm_gflops() -> float:
-    from cnngraph.runner import sgemm_ceiling
+    from cnngraph.backends import sgemm_ceiling
 
     return sgemm_ceiling(2048, 5)
 

@@ -27,8 +27,8 @@ import sympy.core.cache
 
 import cnngraph
 from cnngraph import analyze, zoo
-from cnngraph import cost as _cost
-from cnngraph import graph as _graph
+from cnngraph.analysis import cost as _cost
+from cnngraph.ir import graph as _graph
 from cnngraph.formulas import block, blocks, names, network
 
 

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from cnngraph.backends import cupy_backend as cb
-    from cnngraph.errors import CnnGraphError
+    from cnngraph.ir.errors import CnnGraphError
 
     try:
         cupy = cb.load_cupy()
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     from cnngraph import zoo
     from cnngraph.compiler import compile
-    from cnngraph.weights import init
+    from cnngraph.compiler.weights import init
 
     dev = cupy.cuda.Device()
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     except ImportError:
         ok, why = False, "PyTorch is not installed (pip install torch: a CUDA build on Linux x86_64)"
     if ok:
-        from cnngraph.torch_ref import to_torch
+        from cnngraph.interop.torch_ref import to_torch
 
         torch.backends.cudnn.benchmark = True
         models = {"PyTorch cuDNN (same folded network)": to_torch(plan.graph, plan.weights),

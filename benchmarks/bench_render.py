@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 import graphviz
 
 from cnngraph import zoo
-from cnngraph.render import dot_to, svg_of, to_dot
+from cnngraph.present.render import dot_to, svg_of, to_dot
 
 
 def ours(name: str) -> tuple[str, float, int]:

@@ -1,5 +1,5 @@
 """ResNet-50 inference, float32, all cores: cnngraph's Numba backend against ONNX Runtime
-(CPU, on the model exported by ``cnngraph.onnx``) and PyTorch eager (``cnngraph.torch_ref``,
+(CPU, on the model exported by ``cnngraph.onnx``) and PyTorch eager (``cnngraph.interop.torch_ref``,
 which calls ``torch.nn.functional`` node by node as an eager torchvision model does).
 
 The peers are timed in the same process, round-robin (one run of each per round), so the
@@ -42,7 +42,7 @@ def threads() -> int:
 def setup(peer: str, batch: int, size: int, seed: int = 0):
     """A callable running one batch on ``peer``, and the input."""
     from cnngraph import zoo
-    from cnngraph.weights import init
+    from cnngraph.compiler.weights import init
 
     g = zoo.build("resnet50", input=(3, size, size))
     ws = init(g, seed=seed, random_bn=True)
@@ -66,7 +66,7 @@ def setup(peer: str, batch: int, size: int, seed: int = 0):
     if peer == "pytorch-eager":
         import torch
 
-        from cnngraph.torch_ref import to_torch
+        from cnngraph.interop.torch_ref import to_torch
 
         torch.set_num_threads(threads())
         m = to_torch(g, ws)
@@ -81,7 +81,7 @@ def setup(peer: str, batch: int, size: int, seed: int = 0):
 
 
 def sgemm_gflops(n=2048, repeat=5) -> float:
-    from cnngraph.runner import sgemm_ceiling
+    from cnngraph.backends import sgemm_ceiling
 
     return sgemm_ceiling(n, repeat)
 

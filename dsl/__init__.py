@@ -5,7 +5,7 @@ Each layer call takes and returns a symbolic :class:`Tensor`; blocks are plain f
 are loops inside :func:`scope`. Every size may be an int or a sympy expression.
 
 >>> from cnngraph.dsl import Net, conv2d, relu, maxpool2d, flatten, linear
->>> from cnngraph.symbols import H, W
+>>> from cnngraph.ir.symbols import H, W
 >>> net = Net("tiny")
 >>> x = net.input(3, H, W)
 >>> x = relu(conv2d(x, 16, 3, padding=1))
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import sympy
 
-from cnngraph import graph as _graph
-from cnngraph.errors import CnnGraphError, ShapeError
-from cnngraph.graph import CnnGraph
+from cnngraph.ir import graph as _graph
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.ir.graph import CnnGraph
 
 __all__ = [
     "Net", "Tensor", "scope", "block",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnngraph import graph as cg_graph
-from cnngraph import ops, zoo
+from cnngraph.ir import graph as cg_graph
+from cnngraph import zoo
+from cnngraph.ir import ops
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm,
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
                           relu6, scope, sigmoid, silu, softmax, tanh)
-from cnngraph.errors import ShapeError
+from cnngraph.ir.errors import ShapeError
 
 # Smallest square input that builds, tried in this order; families listed start higher.
 SIZES = (32, 64, 96, 128, 160, 224, 299)
@@ -121,7 +122,7 @@ def quick_weights(g, seed=0):
     finite and well conditioned: float32 PyTorch stays within 1e-6 of float64 on the whole
     zoo (γ around 1 overflows ResNet-1202; batch statistics calibrated on a few samples make
     ResNets and EfficientNets chaotic, 1e-3 to 1)."""
-    from cnngraph.weights import param_shapes
+    from cnngraph.compiler.weights import param_shapes
 
     if seed not in _POOL:
         _POOL[seed] = np.random.default_rng(seed).random(1 << 20, dtype=np.float32) * 2 - 1  # U(-1, 1)
@@ -147,7 +148,7 @@ def quick_weights(g, seed=0):
 
 def zoo_case(name, batch=2):
     """Zoo model ``name`` at a small input, weights, a test batch and PyTorch's output on it."""
-    from cnngraph.torch_ref import run
+    from cnngraph.interop.torch_ref import run
 
     g = zoo.build(name, input=small_input(name))
     ws = quick_weights(g)

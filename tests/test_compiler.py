@@ -7,11 +7,11 @@ from cnngraph import analyze, zoo
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.compiler import compile
 from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, dropout, flatten, identity, linear, maxpool2d, relu
-from cnngraph.graph import infer_shapes, outputs
-from cnngraph.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
-from cnngraph.plan import INPLACE_PORTS
-from cnngraph.symbols import H, W
-from cnngraph.weights import init
+from cnngraph.ir.graph import infer_shapes, outputs
+from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
+from cnngraph.compiler.plan import INPLACE_PORTS
+from cnngraph.ir.symbols import H, W
+from cnngraph.compiler.weights import init
 
 
 def _ops(g):

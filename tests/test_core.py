@@ -9,8 +9,8 @@ import cnngraph
 from cnngraph import Convention, analyze, zoo
 from cnngraph.dsl import (Net, add, batchnorm, block, chunk, concat, conv2d, flatten, linear, maxpool2d, mul, relu,
                           scope, sigmoid, global_avgpool, channel_shuffle, avgpool2d)
-from cnngraph.errors import GraphError, ShapeError
-from cnngraph.symbols import C, H, W, N, h, w, sym
+from cnngraph.ir.errors import GraphError, ShapeError
+from cnngraph.ir.symbols import C, H, W, N, h, w, sym
 
 # The slides' AlexNet table (seed 000), recomputed from first principles:
 # name -> (C_out, H_out, memory bytes, params, flop = MACs + pooling operations)
@@ -46,7 +46,8 @@ def test_alexnet_table_exact():
 def test_alexnet_slide_rounding():
     md = analyze(zoo.build("alexnet")).to("markdown")
     assert "| conv1 | 3 | 227 | 64 | 11 | 4 | 2 | 64 | 56 | 784 | 23 | 73 |" in md
-    assert "| pool1 | 64 | 56 |  | 3 | 2 | 0 | 64 | 27 | 182 | 0 | 0 |" in md
+    # 64·27·27·9 = 419,904 pooling operations: 0.42 M, not a rounded 0.
+    assert "| pool1 | 64 | 56 |  | 3 | 2 | 0 | 64 | 27 | 182 | 0 | 0.42 |" in md
     # The slides print 145 for conv4: 256·13·13·384·9 = 149,520,384 is 150 M.
     assert "| conv4 | 384 | 13 | 256 | 3 | 1 | 1 | 256 | 13 | 169 | 885 | 150 |" in md
     # and 37,749 k params for fc6: 9216·4096 + 4096 = 37,752,832 is 37,753 k.
@@ -293,7 +294,7 @@ def test_cli_table(capsys):
 
 
 def test_registry_is_single_source():
-    from cnngraph import ops
+    from cnngraph.ir import ops
 
     for name, op in ops.REGISTRY.items():
         assert op.name == name and op.kind and callable(op.shape)
@@ -311,8 +312,36 @@ def test_group_totals_table(capsys):
 
 
 def test_fit_notes_summarized():
-    from cnngraph.tables import summarize_notes
+    from cnngraph.present.tables import summarize_notes
 
-    notes = analyze(zoo.build("resnet18")).notes
-    lines = summarize_notes(notes)
-    assert len(lines) == 1 and "conv1 (223/2)" in lines[0] and lines[0].count(" conv1 (") == 1
+    # ResNet's stride-2 layers on even sizes only drop a half: one routine line, layers named once.
+    lines = summarize_notes(analyze(zoo.build("resnet18")).notes)
+    assert len(lines) == 1 and "as intended" in lines[0]
+    assert lines[0].endswith("at: conv1, maxpool, layer2.0.conv1, layer2.0.downsample.0, layer3.0.conv1, "
+                             "layer3.0.downsample.0, layer4.0.conv1, layer4.0.downsample.0")
+    # AlexNet's pool1 gives 27, not 28: the note says the arithmetic, under the row's name.
+    r = analyze(zoo.build("alexnet"))
+    lines = summarize_notes(r.notes, {row.name: row.title for row in r.rows})
+    assert lines == ["stride does not fit the padded input, output size floored: "
+                     "pool1: (56 − 3)/2 = 26.5, floored to 26, so 27 outputs"]
+    assert "features.2" not in r.to("text") and "pool1: (56 − 3)/2 = 26.5" in r.to("markdown")
+
+
+def test_small_values_keep_their_precision():
+    md = analyze(zoo.build("lenet5")).to("markdown")
+    # conv1: 20·25 + 20 = 520 params, 20·28·28·25 = 392,000 MACs; fc2: 10 outputs × 4 B = 0.0391 KB
+    assert "| conv1 | 1 | 28 | 20 | 5 | 1 | 2 | 20 | 28 | 61 | 0.52 | 0.392 |" in md
+    assert "| fc2 | 500 |  | 10 |  |  |  | 10 |  | 0.0391 | 5.01 | 0.005 |" in md
+
+
+def test_symbolic_slide_cells_are_decimals():
+    from cnngraph.dsl import Net, conv2d
+    from cnngraph.ir.symbols import C
+
+    net = Net("one")
+    conv2d(net.input(3, 32, 32), C, 3, padding=1)
+    md = analyze(net).to("markdown")
+    # 27·C + C params = 0.028C thousand; 27·C·32·32 MACs = 0.027648C million, printed 0.0276C
+    assert "| 4C | 0.028C | 0.0276C |" in md and "/1000" not in md
+
+

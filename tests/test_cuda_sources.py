@@ -18,7 +18,7 @@ import pytest
 
 from cnngraph.backends import cupy_backend as cb
 from cnngraph.backends.cupy_kernels import KERNELS
-from cnngraph.passes import ACT_CODE
+from cnngraph.compiler.passes import ACT_CODE
 
 ARCHS = ("sm_80", "sm_90")
 

@@ -21,9 +21,9 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_slice, concat, conv2d, flatten, gelu, groupnorm, hardsigmoid, hardswish,
                           instancenorm, layernorm, linear, lrn, maxpool2d, mul, pad2d, relu, relu6, sigmoid, silu,
                           softmax, tanh)
-from cnngraph.errors import CnnGraphError
-from cnngraph.symbols import H, W
-from cnngraph.weights import init
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.symbols import H, W
+from cnngraph.compiler.weights import init
 
 TOL = 1e-4
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import sympy
 
-from cnngraph import analyze, formulas, present, zoo
+from cnngraph import analyze, formulas, zoo
+from cnngraph.present import printer as present
 from cnngraph.cli import main
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 from cnngraph.formulas import Formula, block, equal_cost, limit, network, ratio, study
 from cnngraph.formulas.core import over_count
-from cnngraph.symbols import C, G, H, K, W, c, h, k, sym, w
+from cnngraph.ir.symbols import C, G, H, K, W, c, h, k, sym, w
 
 t, r, L = sym("t"), sym("r"), sym("L")
 C_in, C_out = sym("C_in"), sym("C_out")

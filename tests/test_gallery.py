@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cnngraph import analyze, gallery, plots, zoo
-from cnngraph.errors import CnnGraphError
-from cnngraph.render import read_stamp
-from cnngraph.symbols import H, W
+from cnngraph import analyze, zoo
+from cnngraph.present import gallery
+from cnngraph.present import plots
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.present.render import read_stamp
+from cnngraph.ir.symbols import H, W
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -87,10 +89,11 @@ def test_model_page_holds_table_totals_and_closed_form():
 def test_build_is_incremental_and_checked(tmp_path):
     out = tmp_path / "g"
     counts = gallery.build(out, models=["lenet5", "resnet18"], jobs=1)
-    has_reconcile = importlib.util.find_spec("cnngraph.reconcile") is not None
-    assert counts == dict(written=9 + has_reconcile, unchanged=0, removed=0)  # 2 × 3 model files + 3 (+ reconcile)
+    has_reconcile = importlib.util.find_spec("cnngraph.zoo.reconcile") is not None
+    # 2 × 3 model files + index, README, zoo.svg, design-space.svg (+ reconcile)
+    assert counts == dict(written=10 + has_reconcile, unchanged=0, removed=0)
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert {"index.html", "README.md", "zoo.svg", "models/lenet5.svg", "models/lenet5.md", "models/lenet5-costs.svg",
+    assert {"index.html", "README.md", "zoo.svg", "design-space.svg", "models/lenet5.svg", "models/lenet5.md", "models/lenet5-costs.svg",
             "models/resnet18.svg", "models/resnet18.md", "models/resnet18-costs.svg"} <= set(names)
     for p in out.rglob("*.svg"):
         ET.parse(p)  # well-formed XML, as a browser needs

@@ -15,8 +15,8 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_slice, concat, conv2d, flatten, gelu, groupnorm, hardsigmoid, hardswish,
                           instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu, relu6, sigmoid, silu, softmax,
                           tanh, dropout, identity)
-from cnngraph.errors import CnnGraphError
-from cnngraph.weights import init, param_shapes
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.compiler.weights import init, param_shapes
 
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.backends.numba_backend import executor, run as numba_run
@@ -43,8 +43,8 @@ def rel_err(a, b) -> float:
 
 
 def torch_forward(g, weights, *xs, dtype=None):
-    """The reference: the graph run by PyTorch (``cnngraph.torch_ref``), outputs as a list."""
-    from cnngraph.torch_ref import run
+    """The reference: the graph run by PyTorch (``cnngraph.interop.torch_ref``), outputs as a list."""
+    from cnngraph.interop.torch_ref import run
 
     out = run(g, weights, *xs, dtype=dtype or torch.float32)
     return list(out) if isinstance(out, tuple) else [out]
@@ -61,7 +61,7 @@ def ort_forward(g, weights, *xs):
 
 
 def test_weights(g, seed=0):
-    """Seeded weights shaped by ``cnngraph.weights.param_shapes``, drawn in float32 (fast on
+    """Seeded weights shaped by ``cnngraph.compiler.weights.param_shapes``, drawn in float32 (fast on
     the zoo's largest models): He-scaled convs, random batch-norm parameters and biases."""
     rng = np.random.default_rng(seed)
     ws = {}
@@ -313,7 +313,7 @@ def test_zoo_model_matches_torch_and_ort(name):
 
 # ---------------------------------------------------------------- torchvision's ResNet-50
 def test_resnet50_matches_torchvision_logits():
-    """torchvision's real resnet50 with cnngraph.weights.init(seed) weights loaded by
+    """torchvision's real resnet50 with cnngraph.compiler.weights.init(seed) weights loaded by
     load_state_dict gave the fixture's logits (tests/reference/torchvision_resnet50_logits.py);
     the same weights, regenerated from the seed, give the same logits here."""
     import json
@@ -343,7 +343,7 @@ def test_plan_without_weights_is_a_clear_error():
 
 
 def test_symbolic_plan_cannot_run():
-    from cnngraph.symbols import H, W
+    from cnngraph.ir.symbols import H, W
 
     g = zoo.build("resnet18", input=(3, H, W))
     with pytest.raises(CnnGraphError, match="symbolic"):

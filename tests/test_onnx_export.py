@@ -13,11 +13,12 @@ torch = pytest.importorskip("torch")
 
 from onnx_cases import all_ops_net, ort_run, random_input, registry_ops, rel_err  # noqa: E402
 
-from cnngraph import weights, zoo  # noqa: E402
-from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph import zoo  # noqa: E402
+from cnngraph.compiler import weights
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
 from cnngraph.onnx import export  # noqa: E402
-from cnngraph.symbols import H, W, sym  # noqa: E402
-from cnngraph.torch_ref import run  # noqa: E402
+from cnngraph.ir.symbols import H, W, sym  # noqa: E402
+from cnngraph.interop.torch_ref import run  # noqa: E402
 
 # Ops with no export yet: none today; a new registry op shows up here as a failure.
 NOT_EXPORTED = set()
@@ -127,14 +128,14 @@ def test_errors_name_the_layer():
     ws = weights.init(g, seed=0)
     bad = dict(ws)
     bad["conv1.weight"] = bad["conv1.weight"][:, :, :3]
-    with pytest.raises(CnnGraphError, match=r"conv1.weight: file \(20, 1, 3, 5\), model \(20, 1, 5, 5\)"):
+    with pytest.raises(CnnGraphError, match=r"conv1: weight conv1.weight is 20×1×3×5 but the graph infers 20×1×5×5"):
         export(g, bad)
     c = sym("c")
     from cnngraph.dsl import Net, conv2d
 
     net = Net("sym")
     conv2d(net.input(3, 8, 8), c, 3, name="convc")
-    with pytest.raises(CnnGraphError, match="convc: out_channels must be a number"):
+    with pytest.raises(CnnGraphError, match=r"convc: the shape of convc.weight, c×3×3×3, must be numbers"):
         export(net.graph, {"convc.weight": np.zeros((1, 3, 3, 3), np.float32), "convc.bias": np.zeros(1, np.float32)})
 
 

@@ -18,12 +18,14 @@ F = nn.functional
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx_cases import all_ops_net, ort_run, random_input, rel_err, zoo_case  # noqa: E402
+from torch_models import hook_counts  # noqa: E402
 
-from cnngraph import analyze, weights, zoo  # noqa: E402
-from cnngraph.errors import CnnGraphError  # noqa: E402
+from cnngraph import analyze, zoo  # noqa: E402
+from cnngraph.compiler import weights
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
 from cnngraph.onnx import export, load  # noqa: E402
-from cnngraph.symbols import H, W, sym  # noqa: E402
-from cnngraph.torch_ref import run  # noqa: E402
+from cnngraph.ir.symbols import H, W, sym  # noqa: E402
+from cnngraph.interop.torch_ref import run  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -207,25 +209,6 @@ class Separable(nn.Module):
         n, c, h, w = x.shape
         x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-def hook_counts(model, x):
-    """Parameters, and multiply-adds counted by forward hooks on Conv2d and Linear."""
-    macs = [0]
-
-    def conv(m, i, o):
-        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear(m, i, o):
-        macs[0] += o.numel() // o.shape[0] * m.in_features
-
-    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        y = model(x)
-    for h in hooks:
-        h.remove()
-    return sum(p.numel() for p in model.parameters()), macs[0], y
 
 
 def torch_export(model, x, dynamic=("N",), mode="preserve", opset=17):

@@ -5,8 +5,8 @@ import pytest
 import sympy
 
 from cnngraph.dsl import Net, avgpool2d, maxpool2d
-from cnngraph.errors import ShapeError
-from cnngraph.pooling_matrix import (avgpool_matrix, for_node, index, maxpool_matrix, output_shape, per_channel,
+from cnngraph.ir.errors import ShapeError
+from cnngraph.analysis.pooling_matrix import (avgpool_matrix, for_node, index, maxpool_matrix, output_shape, per_channel,
                                      unvec, vec)
 
 torch = pytest.importorskip("torch")

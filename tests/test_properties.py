@@ -17,10 +17,10 @@ from cnngraph.backends.numba_backend import executor
 from cnngraph.compiler import compile
 from cnngraph.dsl import (Net, add, avgpool2d, batchnorm, concat, conv2d, groupnorm, maxpool2d, relu, relu6, sigmoid,
                           silu)
-from cnngraph.errors import ShapeError
-from cnngraph.graph import infer_shapes
-from cnngraph.symbols import H, W
-from cnngraph.weights import init
+from cnngraph.ir.errors import ShapeError
+from cnngraph.ir.graph import infer_shapes
+from cnngraph.ir.symbols import H, W
+from cnngraph.compiler.weights import init
 
 from test_compiler import _check_no_overlap
 
@@ -103,7 +103,7 @@ def test_random_graphs_run_with_inferred_shapes(gspec, batch):
     for name, y in zip(plan.outputs, outs):
         assert y.shape == (batch,) + tuple(shapes[name]), name
     if torch is not None:
-        from cnngraph.torch_ref import run
+        from cnngraph.interop.torch_ref import run
 
         ref = run(g, ws, x)
         ref = ref if isinstance(ref, tuple) else (ref,)

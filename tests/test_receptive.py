@@ -7,8 +7,8 @@ import sympy
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
 from cnngraph.dsl import Net, add, avgpool2d, concat, conv2d, maxpool2d, relu
-from cnngraph.receptive import Field, column, receptive_field, receptive_fields
-from cnngraph.symbols import H, K, W
+from cnngraph.analysis.receptive import Field, column, receptive_field, receptive_fields
+from cnngraph.ir.symbols import H, K, W
 
 torch = pytest.importorskip("torch")
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cnngraph import reconcile
+from cnngraph.zoo import reconcile
 
 RESULTS = reconcile.results()
 BY_KEY = {(r.claim.where, r.claim.quantity, r.claim.printed): r for r in RESULTS}

@@ -8,11 +8,11 @@ import sympy
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
 from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu, scope
-from cnngraph.errors import CnnGraphError
-from cnngraph.graph import topo_order
-from cnngraph.render import (dot_to, fmt_shape, fmt_size, human, layout, read_stamp, render, source_key, to_dot,
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import topo_order
+from cnngraph.present.render import (dot_to, fmt_shape, fmt_size, human, layout, read_stamp, render, source_key, to_dot,
                              to_svg)
-from cnngraph.symbols import C, H, W, h, w
+from cnngraph.ir.symbols import C, H, W, h, w
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 

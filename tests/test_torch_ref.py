@@ -6,11 +6,12 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from cnngraph import weights, zoo  # noqa: E402
+from cnngraph import zoo  # noqa: E402
+from cnngraph.compiler import weights
 from cnngraph.dsl import Net, avgpool2d, conv2d, maxpool2d  # noqa: E402
-from cnngraph.errors import CnnGraphError  # noqa: E402
-from cnngraph.symbols import H, W  # noqa: E402
-from cnngraph.torch_ref import run, to_torch  # noqa: E402
+from cnngraph.ir.errors import CnnGraphError  # noqa: E402
+from cnngraph.ir.symbols import H, W  # noqa: E402
+from cnngraph.interop.torch_ref import run, to_torch  # noqa: E402
 
 
 class _Basic(nn.Module):

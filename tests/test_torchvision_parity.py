@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnngraph import analyze, zoo
-from cnngraph.weights import param_shapes
+from cnngraph.compiler.weights import param_shapes
 
 REF = Path(__file__).parent / "reference" / "torchvision"
 FILES = sorted(REF.glob("*.json"))

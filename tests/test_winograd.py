@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from cnngraph import zoo
-from cnngraph.algorithms import ALGORITHMS, WINOGRAD_TILE, choose_conv, winograd_ok
+from cnngraph.compiler.algorithms import ALGORITHMS, WINOGRAD_TILE, choose_conv, winograd_ok
 from cnngraph.backends import numba_backend as nb
 from cnngraph.backends.numba_winograd import AT_MATRIX, BT_MATRIX, G_MATRIX
 from cnngraph.compiler import compile
-from cnngraph.plan import Step
+from cnngraph.compiler.plan import Step
 
 # What each variant may cost in accuracy (docs/backends.md states the measured figures).
 BOUND = {"im2col": 1e-5, "winograd2": 1e-5, "winograd4": 1e-4}
@@ -146,7 +146,7 @@ def test_cost_model_choices_are_shown_and_valid():
 @pytest.mark.parametrize("model", ["resnet18", "vgg11"])
 def test_plans_with_winograd_match_im2col_plans(model):
     """Whole models: the plan's choices (Winograd where chosen) against im2col everywhere."""
-    from cnngraph.weights import init
+    from cnngraph.compiler.weights import init
 
     g = zoo.build(model, input=(3, 64, 64))
     ws = init(g, seed=0, random_bn=True)

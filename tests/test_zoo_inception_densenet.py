@@ -14,9 +14,9 @@ import pytest
 import sympy
 
 from cnngraph import analyze, zoo
-from cnngraph.errors import ShapeError
-from cnngraph.symbols import H, W
-from cnngraph.weights import param_shapes
+from cnngraph.ir.errors import ShapeError
+from cnngraph.ir.symbols import H, W
+from cnngraph.compiler.weights import param_shapes
 
 REF = Path(__file__).parent / "reference"
 
@@ -325,13 +325,13 @@ OUTPUTS = sorted((REF / "outputs").glob("*.json"))
 
 @pytest.mark.parametrize("path", OUTPUTS, ids=[p.stem for p in OUTPUTS])
 def test_logits_match_the_real_modules(path):
-    """The graph run by PyTorch ops (cnngraph.torch_ref) gives the logits torchvision's / timm's
+    """The graph run by PyTorch ops (cnngraph.interop.torch_ref) gives the logits torchvision's / timm's
     own modules gave with the same seeded weights (tests/reference/torchvision_outputs.py):
     branch order, pooling modes, padding and BN epsilon, which counts cannot see."""
     np = pytest.importorskip("numpy")
     torch = pytest.importorskip("torch")
-    from cnngraph import weights
-    from cnngraph.torch_ref import to_torch
+    from cnngraph.compiler import weights
+    from cnngraph.interop.torch_ref import to_torch
 
     ref = json.loads(path.read_text())
     g = zoo.build(ref["model"], input=tuple(ref["input"]))

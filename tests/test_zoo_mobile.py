@@ -15,9 +15,9 @@ import sympy
 
 from cnngraph import analyze, zoo
 from cnngraph.dsl import Net, conv2d
-from cnngraph.errors import CnnGraphError, ShapeError
-from cnngraph.symbols import C, H, W, h, w
-from cnngraph.weights import param_shapes
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.ir.symbols import C, H, W, h, w
+from cnngraph.compiler.weights import param_shapes
 from cnngraph.zoo.efficientnet import (ALPHA, B0_STAGES, BETA, EFFICIENTNET_SCALING, GAMMA, compound_scaling,
                                        implied_phi, scaled_stages)
 from cnngraph.zoo.mobile import MOBILENET_V1_BLOCKS, depthwise_separable, make_divisible, shuffle_unit
@@ -346,7 +346,7 @@ NASNET_OUTPUT = REF / "mobile_outputs" / "nasnet_a_mobile_224.json"
 def _logits(name, input, num_classes, weights_seed=0, input_seed=1, **opts):
     """Our graph run by the PyTorch reference (float64) with the generator's seeded weights."""
     torch = pytest.importorskip("torch")
-    torch_ref = pytest.importorskip("cnngraph.torch_ref")
+    torch_ref = pytest.importorskip("cnngraph.interop.torch_ref")
     import sys
 
     sys.path.insert(0, str(REF))

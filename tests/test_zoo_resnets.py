@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import sympy
 
-from cnngraph import analyze, weights, zoo
+from cnngraph import analyze, zoo
+from cnngraph.compiler import weights
 from cnngraph.dsl import Net
-from cnngraph.errors import CnnGraphError, ShapeError
-from cnngraph.symbols import H, W, c, h, sym, w
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.ir.symbols import H, W, c, h, sym, w
 from cnngraph.zoo.resnext import (SEED_VARIANTS, grouped_weights_from_pathways, pathways_weights_from_grouped,
                                   resnext_block)
 
@@ -296,7 +297,7 @@ def test_pathways_weights_from_grouped_give_the_same_function():
     weights.check(gp, wp)  # exactly the pathway graph's names and shapes
     back = grouped_weights_from_pathways(gp, wp)
     assert back.keys() == wg.keys() and all(np.array_equal(back[k], wg[k]) for k in wg)
-    from cnngraph.torch_ref import to_torch
+    from cnngraph.interop.torch_ref import to_torch
 
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, *size)))
     with torch.no_grad():
@@ -309,7 +310,7 @@ def test_resnet20_option_a_matches_an_independent_pytorch_model():
     """The graph, run by the PyTorch reference, against the paper's ResNet-20 written directly."""
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
-    from cnngraph.torch_ref import to_torch
+    from cnngraph.interop.torch_ref import to_torch
 
     g = zoo.build("resnet20")
     ws = weights.init(g, seed=3, random_bn=True)

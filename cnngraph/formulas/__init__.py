@@ -19,11 +19,11 @@ default; ``include=("norm", "act", "merge", "pool")`` adds the others).
 """
 from __future__ import annotations
 
-from .algebra import (STUDIES, Equation, Study, compare, efficientnet_scaling, equal_cost, limit, ratio,
+from cnngraph.formulas.algebra import (STUDIES, Equation, Study, compare, efficientnet_scaling, equal_cost, limit, ratio,
                       resnext_widths, study)
-from .blocks import BLOCKS, Block, block, names
-from .core import Formula, convention_text, costs, over_count
-from .networks import NetworkFormulas, network
+from cnngraph.formulas.blocks import BLOCKS, Block, block, names
+from cnngraph.formulas.core import Formula, convention_text, costs, over_count
+from cnngraph.formulas.networks import NetworkFormulas, network
 
 CONVENTION = convention_text()
 
@@ -43,8 +43,8 @@ def _warm_up():
     """Pay sympy's one-time costs (its assumption system, expansion, printing: tens of ms on
     first use) at import, on a throw-away graph over symbols no named block uses, so the
     first ``block()`` call costs only its own derivation."""
-    from ..dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu
-    from ..symbols import sym
+    from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu
+    from cnngraph.ir.symbols import sym
 
     X, Y, Z, V = (sym(f"warm_{n}") for n in "XYZV")
     net = Net("warm-up")

@@ -18,11 +18,11 @@ from functools import reduce
 
 import sympy
 
-from .. import present
-from ..errors import CnnGraphError
-from ..symbols import sym
-from .blocks import Block, block
-from .core import Formula
+from cnngraph.present import printer as present
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.symbols import sym
+from cnngraph.formulas.blocks import Block, block
+from cnngraph.formulas.core import Formula
 
 
 def _expr(x):
@@ -179,7 +179,7 @@ class Study:
                                    rows=self.rows, findings=self.findings, **self.data), indent=1, ensure_ascii=False)
         if fmt == "latex":
             return r"\begin{aligned} " + r" \\ ".join(self.latex_lines) + r" \end{aligned}" + "\n"
-        from .report import _table
+        from cnngraph.formulas.report import _table
 
         lines = [f"{self.name}: {self.summary}"]
         if self.seed:
@@ -327,7 +327,7 @@ def resnext_widths(C=64, table=PAPER_RESNEXT) -> Study:
 
 def _resnext_networks(table) -> list:
     """The whole ResNeXt-50 variants of the zoo against ResNet-50 (MACs), when they are there."""
-    from .. import analyze, zoo
+    from cnngraph import analyze, zoo
 
     names = [f"resnext50_{G}x{c}d" for G, c in table]
     if not all(n in zoo.names() for n in names[1:]):
@@ -360,12 +360,12 @@ def efficientnet_scaling() -> Study:
     from its published multipliers and with 2^φ for the φ its resolution implies.
     """
     try:
-        from ..zoo import efficientnet as eff
+        from cnngraph.zoo import efficientnet as eff
     except ImportError:
         raise CnnGraphError("efficientnet_scaling needs cnngraph.zoo.efficientnet (EfficientNet B0–B7), "
                             "which is not in the zoo yet") from None
-    from .. import analyze, zoo
-    from ..symbols import h, w
+    from cnngraph import analyze, zoo
+    from cnngraph.ir.symbols import h, w
 
     scaling = getattr(eff, "EFFICIENTNET_SCALING")
     law = ALPHA * BETA**2 * GAMMA**2

@@ -21,23 +21,23 @@ from typing import Callable
 
 import sympy
 
-from ..dsl import Net, add, batchnorm, conv2d, relu6
-from ..errors import CnnGraphError
-from ..ops import is_int
-from ..receptive import Field, receptive_field
-from ..symbols import sym
+from cnngraph.dsl import Net, add, batchnorm, conv2d, relu6
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.ops import is_int
+from cnngraph.analysis.receptive import Field, receptive_field
+from cnngraph.ir.symbols import sym
 # The zoo's own block functions, imported here (not per call) so a block's formulas cost
 # only their derivation.
-from ..zoo.densenet import dense_block as zoo_dense_block
-from ..zoo.densenet import dense_layer as zoo_dense_layer
-from ..zoo.inception import inception_module
-from ..zoo.mobile import conv_bn_act, depthwise_separable
-from ..zoo.preact import preact_basic_block
-from ..zoo.resnet import basic_block
-from ..zoo.resnet import bottleneck as zoo_bottleneck
-from ..zoo.resnext import pathways_block
-from ..zoo.senet import se_module
-from .core import Formula, check_include, convention_text, costs, over_count
+from cnngraph.zoo.densenet import dense_block as zoo_dense_block
+from cnngraph.zoo.densenet import dense_layer as zoo_dense_layer
+from cnngraph.zoo.inception import inception_module
+from cnngraph.zoo.mobile import conv_bn_act, depthwise_separable
+from cnngraph.zoo.preact import preact_basic_block
+from cnngraph.zoo.resnet import basic_block
+from cnngraph.zoo.resnet import bottleneck as zoo_bottleneck
+from cnngraph.zoo.resnext import pathways_block
+from cnngraph.zoo.senet import se_module
+from cnngraph.formulas.core import Formula, check_include, convention_text, costs, over_count
 
 C, H, W, c, G, K, k, t, r, L, n = (sym(x) for x in "C H W c G K k t r L n".split())
 C_in, C_out = sym("C_in"), sym("C_out")
@@ -289,7 +289,7 @@ class Block:
         return {f: getattr(self, f)(**values) for f in ("cost", "macs", "params", "memory")}
 
     def to(self, fmt: str = "text") -> str:
-        from .report import block_text
+        from cnngraph.formulas.report import block_text
 
         return block_text(self, fmt)
 
@@ -297,7 +297,7 @@ class Block:
         return self.to("text")
 
     def _repr_latex_(self):
-        from .report import block_latex
+        from cnngraph.formulas.report import block_latex
 
         return "$$" + block_latex(self) + "$$"
 

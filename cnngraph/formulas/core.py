@@ -5,14 +5,14 @@ What a block's cost includes (the convention, stated by every report):
 * ``cost`` = multiply-adds of conv and linear layers (the slides' "FLOPs" of a block:
   18HWC² for the basic block counts its two convs, not BN, ReLU or the add); ``include``
   adds the other operations of the kinds named (``norm``, ``act``, ``merge``, ``pool``,
-  counted as in :mod:`cnngraph.cost`: one per element, pooling C·H'·W'·K²);
+  counted as in :mod:`cnngraph.analysis.cost`: one per element, pooling C·H'·W'·K²);
 * ``params`` = conv and linear weights and biases (the slides' 25C² for a 5×5 conv);
   ``include=("norm",)`` adds batch norm's γ and β;
 * ``memory`` = activation elements the block writes (not bytes; the slides' "Memory: 4HWC"),
-  as :mod:`cnngraph.cost` counts them: in-place activations and views write nothing.
+  as :mod:`cnngraph.analysis.cost` counts them: in-place activations and views write nothing.
 
 >>> from cnngraph.dsl import Net, conv2d
->>> from cnngraph.symbols import C, H, W
+>>> from cnngraph.ir.symbols import C, H, W
 >>> net = Net("conv"); x = net.input(C, 2 * H, 2 * W); y = conv2d(x, C, 3, padding=1, bias=False)
 >>> f = costs(net.graph)
 >>> str(f["cost"]), str(f["params"]), str(f["memory"])
@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import sympy
 
-from .. import present
-from ..cost import Convention, analyze
-from ..errors import CnnGraphError
-from ..ops import tidy
+from cnngraph.present import printer as present
+from cnngraph.analysis.cost import Convention, analyze
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import as_graph
+from cnngraph.ir.ops import tidy
 
 KINDS = ("norm", "act", "merge", "pool")
 WEIGHT_KINDS = ("conv", "linear")
@@ -56,7 +57,7 @@ class Formula:
     ``form="block"`` factors the spatial and structural symbols out of a sum (``(9C + C²)HW``);
     ``form="expanded"`` keeps the polynomial expanded (whole networks: ``83410944hw + 2048000``).
 
-    >>> from cnngraph.symbols import C, H, W
+    >>> from cnngraph.ir.symbols import C, H, W
     >>> f = Formula(9 * C * H * W + C**2 * H * W)
     >>> str(f), f.latex, f.json, f(C=64, H=56, W=56)
     ('(9C + C²)HW', '\\\\left(9 C + C^{2}\\\\right) H W', '(9*C + C**2)*H*W', 14651392)
@@ -148,7 +149,8 @@ def costs(g, include=(), input=None, per_layer: bool = True) -> dict:
 
     Follows the block convention of this module (see the module docstring).
     """
-    from ..ops import REGISTRY
+    g = as_graph(g)
+    from cnngraph.ir.ops import REGISTRY
 
     include = check_include(include)
     report = analyze(g, input=input, convention=Convention(flops_per_mac=1, count=include, bytes_per_element=1))

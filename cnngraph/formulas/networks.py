@@ -5,7 +5,7 @@ are polynomials in h and w (exact for every input whose sides are multiples of 3
 width multiplier passed as a model option (``width=64*a`` for the ResNets) gives
 polynomials in ``a``.
 
->>> from cnngraph.symbols import h, w
+>>> from cnngraph.ir.symbols import h, w
 >>> nf = network("resnet50")
 >>> str(nf.totals["macs"])
 '83410944hw + 2048000'
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from .. import present
-from ..cost import analyze, total
-from ..ops import is_int, tidy
-from ..symbols import h, w
-from .core import Formula
+from cnngraph.present import printer as present
+from cnngraph.analysis.cost import analyze, total
+from cnngraph.ir.ops import is_int, tidy
+from cnngraph.ir.symbols import h, w
+from cnngraph.formulas.core import Formula
 
 FIELDS = ("params", "macs", "flops", "memory_bytes")
 DIVISOR = 32  # the total stride of most ImageNet networks
@@ -58,7 +58,7 @@ class NetworkFormulas:
             body += "| **total** | " + " | ".join(f"`{self.totals[k].text}`" for k in FIELDS) + " |\n"
             return (f"**{self.name}** on {present.text(self.input[0])}×{_shape(self.input[1:])} ({self.assumption})\n\n"
                     + head + body + "\n" + "".join(f"- {t}\n" for t, _ in self.checks) + f"\nConvention: {self.convention}\n")
-        from .report import _table
+        from cnngraph.formulas.report import _table
 
         lines = [f"{self.name}: closed-form totals on {_shape(self.input)} ({self.assumption})"]
         lines += ["  " + x for x in _table([[k, f.text] for k, f in self.totals.items()])]
@@ -104,7 +104,7 @@ def network(model, input=None, **options) -> NetworkFormulas:
     with the result); when the model's usual input has sides divisible by 32, the formulas
     are checked against a numeric analysis at that input.
     """
-    from .. import zoo
+    from cnngraph import zoo
 
     if isinstance(model, str):
         info = zoo.info(model)
@@ -116,7 +116,7 @@ def network(model, input=None, **options) -> NetworkFormulas:
     else:
         g, name, usual = model, model.graph.get("name", "graph"), None
         if input is not None:
-            from ..graph import with_input
+            from cnngraph.ir.graph import with_input
 
             g = with_input(g, input)
         input = g.nodes[g.graph["inputs"][0]]["shape"]

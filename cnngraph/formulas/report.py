@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from .. import present
-from ..ops import fmt_shape
+from cnngraph.present import printer as present
+from cnngraph.ir.ops import fmt_shape
 
 
 def _shape(shape) -> str:

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 
 @dataclass
@@ -58,7 +58,11 @@ def info(name: str) -> ModelInfo:
     try:
         return MODELS[name]
     except KeyError:
-        raise CnnGraphError(f"unknown model {name!r}; `cnngraph zoo` lists the {len(MODELS)} models") from None
+        import difflib
+
+        close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise CnnGraphError(f"unknown model {name!r}; {hint}`cnngraph zoo` lists the {len(MODELS)} models") from None
 
 
 def build(name: str, input=None, **options):

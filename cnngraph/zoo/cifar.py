@@ -21,11 +21,11 @@ dropout between the convs optional.
 from __future__ import annotations
 
 from cnngraph.dsl import Net, adaptive_avgpool2d, add, block, conv2d, flatten, linear, relu, scope
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
-from .preact import final_activation, preact_basic_block
-from .resnet import conv_bn
+from cnngraph.zoo import register
+from cnngraph.zoo.preact import final_activation, preact_basic_block
+from cnngraph.zoo.resnet import conv_bn
 
 
 def pad_channels(x, after, stride=1, before=0, name=None, title=None):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, conv2d, dropout, flatten, linear, maxpool2d, relu, scope)
 
-from . import register
+from cnngraph.zoo import register
 
 
 @register("lenet5", (1, 28, 28), "LeNet-5 as in seed 003: 1×28×28, 5×5 convs pad 2, ReLU, max-pool", family="lenet")

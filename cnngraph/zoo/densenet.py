@@ -22,7 +22,7 @@ from __future__ import annotations
 from cnngraph.dsl import (Net, adaptive_avgpool2d, avgpool2d, batchnorm, block, concat, conv2d, dropout, flatten,
                           linear, maxpool2d, relu, scope)
 
-from . import register
+from cnngraph.zoo import register
 
 
 @block("DenseLayer")

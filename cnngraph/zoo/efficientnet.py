@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 
 from cnngraph.dsl import Net, adaptive_avgpool2d, add, block, dropout, flatten, identity, linear, scope, silu
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
-from .mobile import conv_bn_act, make_divisible, squeeze_excitation
+from cnngraph.zoo import register
+from cnngraph.zoo.mobile import conv_bn_act, make_divisible, squeeze_excitation
 
 # Tan & Le 2019, Eq. 3: depth d = α^φ, width w = β^φ, resolution r = γ^φ, with
 # α·β²·γ² ≈ 2 so that FLOPs grow about 2^φ; α, β, γ were found by grid search on B0.

@@ -28,7 +28,7 @@ from __future__ import annotations
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, avgpool2d, batchnorm, block, concat, conv2d, dropout,
                           flatten, linear, lrn, maxpool2d, relu, scope)
 
-from . import register
+from cnngraph.zoo import register
 
 
 # ---------------------------------------------------------------- shared pieces

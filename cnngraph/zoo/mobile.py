@@ -12,7 +12,7 @@ The blocks are plain functions over DSL tensors, reusable on symbolic sizes:
 
 >>> from cnngraph import analyze
 >>> from cnngraph.dsl import Net
->>> from cnngraph.symbols import C, H, W
+>>> from cnngraph.ir.symbols import C, H, W
 >>> net = Net("dws")
 >>> y = depthwise_separable(net.input(C, H, W), C, name="block")
 >>> analyze(net.graph).total.macs  # the seeds' (9C + C²)HW
@@ -21,15 +21,17 @@ C**2*H*W + 9*C*H*W
 from __future__ import annotations
 
 import functools
+import math
 
 import sympy
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, batchnorm, block, channel_shuffle, chunk, concat, conv2d,
                           dropout, flatten, hardsigmoid, hardswish, linear, maxpool2d, mul, relu, relu6, scope,
                           sigmoid)
-from cnngraph.errors import CnnGraphError, ShapeError
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.dsl.knobs import Scaled, at_least
 
-from . import register
+from cnngraph.zoo import register
 
 # ---------------------------------------------------------------- shared helpers
 
@@ -43,6 +45,12 @@ def make_divisible(v, divisor: int = 8, min_value: int | None = None) -> int:
     >>> make_divisible(32 * 0.35), make_divisible(1280 * 1.4), make_divisible(88 * 1.1)
     (16, 1792, 96)
     """
+    if isinstance(v, Scaled):  # a symbolic width multiplier: a fresh symbol per base count
+        return v.mult.channels(v.base, divisor, min_value)
+    if isinstance(v, sympy.Basic) and not v.is_Number:
+        if (v / divisor).is_integer:  # already a multiple (6 × a multiplied count)
+            return v
+        raise CnnGraphError(f"make_divisible: cannot round the symbolic channel count {v}")
     min_value = divisor if min_value is None else min_value
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < 0.9 * v:
@@ -144,17 +152,26 @@ for _a, _tag in ((0.75, "075"), (0.5, "050"), (0.25, "025")):
 
 
 # ---------------------------------------------------------------- MobileNet v2
+def _count(v):
+    """A channel count: rounded for numbers, kept for integer-valued symbolic counts."""
+    if isinstance(v, sympy.Basic) and not v.is_Number:
+        if v.is_integer:
+            return v
+        raise CnnGraphError(f"channel count {v} is not an integer")
+    return int(round(v))
+
+
 @block("InvertedResidual")
-def inverted_residual(x, out_channels, stride, expand_ratio):
+def inverted_residual(x, out_channels, stride, expand_ratio, kernel=3):
     """MobileNet v2's block (torchvision names ``conv.N``): 1×1 expansion to t·C + BN + ReLU6
     (left out when t = 1), 3×3 depthwise + BN + ReLU6, linear 1×1 projection + BN; the input
     is added back when the stride is 1 and the channel count is kept."""
-    hidden = int(round(x.C * expand_ratio))
+    hidden = _count(x.C * expand_ratio)
     with scope("conv", "layers"):
         y, i = x, 0
         if expand_ratio != 1:
             y, i = conv_bn_act(y, hidden, 1, act=relu6, name="0"), 1
-        y = conv_bn_act(y, hidden, 3, stride, groups=hidden, act=relu6, name=str(i))
+        y = conv_bn_act(y, hidden, kernel, stride, groups=hidden, act=relu6, name=str(i))
         y = conv2d(y, out_channels, 1, bias=False, name=str(i + 1))
         y = batchnorm(y, name=str(i + 2))
     if stride == 1 and x.C == out_channels:
@@ -169,19 +186,26 @@ MOBILENET_V2_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 
 
 @register("mobilenet_v2", (3, 224, 224), "MobileNet v2 (torchvision's mobilenet_v2): inverted residuals",
           family="mobilenet")
-def mobilenet_v2(input=(3, 224, 224), width_mult: float = 1.0, num_classes: int = 1000, dropout_p: float = 0.2):
+def mobilenet_v2(input=(3, 224, 224), width_mult: float = 1.0, num_classes: int = 1000, dropout_p: float = 0.2,
+                 expand_ratio=None, kernel: int = 3, depth_mult: float = 1.0):
     """torchvision's MobileNetV2: ``features.0`` stem, ``features.1..17`` inverted residuals,
-    ``features.18`` 1×1 conv to 1280, global average pool, ``classifier`` (dropout, linear)."""
+    ``features.18`` 1×1 conv to 1280, global average pool, ``classifier`` (dropout, linear).
+
+    Design-space knobs (defaults give torchvision's model): ``width_mult`` (a number or a
+    symbolic :class:`~cnngraph.dsl.knobs.Multiplier`), ``expand_ratio`` (replaces the
+    t = 6 of every expanding block), ``kernel`` (the depthwise kernel), ``depth_mult``
+    (each stage repeats ⌈n·d⌉ times)."""
     net = Net("mobilenet_v2", width_mult=width_mult)
     x = net.input(*input)
     with scope("features", "stage"):
         x = conv_bn_act(x, make_divisible(32 * width_mult), 3, 2, act=relu6, name="0")
         i = 1
         for t, c, n, s in MOBILENET_V2_SETTING:
-            for b in range(n):
-                x = inverted_residual(x, make_divisible(c * width_mult), s if b == 0 else 1, t, name=str(i))
+            t = t if expand_ratio is None or t == 1 else expand_ratio
+            for b in range(math.ceil(n * depth_mult)):
+                x = inverted_residual(x, make_divisible(c * width_mult), s if b == 0 else 1, t, kernel, name=str(i))
                 i += 1
-        x = conv_bn_act(x, make_divisible(1280 * max(1.0, width_mult)), 1, act=relu6, name=str(i))
+        x = conv_bn_act(x, make_divisible(1280 * at_least(width_mult, 1.0)), 1, act=relu6, name=str(i))
     x = adaptive_avgpool2d(x, 1, name="avgpool")
     x = flatten(x, name="flatten")
     with scope("classifier", "stage"):

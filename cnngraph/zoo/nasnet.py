@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, avgpool2d, batchnorm, block, concat, conv2d, dropout, flatten,
                           linear, maxpool2d, pad2d, relu, scope)
-from cnngraph.errors import CnnGraphError, ShapeError
-from cnngraph.ops import is_int
+from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.ir.ops import is_int
 
-from . import register
+from cnngraph.zoo import register
 
 EPS = 1e-3  # batch norm epsilon of the mobile configuration
 

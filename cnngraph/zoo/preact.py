@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, dropout, flatten, linear, relu,
                           scope)
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
-from .resnet import RESNET_LAYERS, check_variant, classifier, stages, stem
+from cnngraph.zoo import register
+from cnngraph.zoo.resnet import RESNET_LAYERS, check_variant, classifier, stages, stem
 
 
 def _preact(x):

@@ -14,11 +14,13 @@ stride in the first 1×1 conv; the 3.8 GFLOP of the paper and the slides' table)
 """
 from __future__ import annotations
 
+import math
+
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, flatten, linear, maxpool2d, relu,
                           scope)
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
+from cnngraph.zoo import register
 
 
 def conv_bn(x, c, k, stride=1, groups=1, conv="conv", bn="bn", act=True, act_name=None, dilation=1):
@@ -109,14 +111,22 @@ def check_variant(variant):
 
 
 def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, variant: str = "torchvision",
-           groups: int = 1, width_per_group: int = 64, width: int = 64, title: str | None = None):
+           groups: int = 1, width_per_group: int = 64, width: int = 64, title: str | None = None,
+           width_mult=None, depth_mult: float = 1.0):
     """ImageNet ResNet; ``groups``/``width_per_group`` give ResNeXt and Wide ResNet as in torchvision.
 
-    ``width`` is the first stage's channel count (64); stages double it.
+    ``width`` is the first stage's channel count (64); stages double it. Design-space knobs:
+    ``width_mult`` sets ``width`` to ``make_divisible(64·a)`` (a number or a symbolic
+    :class:`~cnngraph.dsl.knobs.Multiplier`); ``depth_mult`` repeats each stage ⌈n·d⌉ times.
     """
     if depth not in RESNET_LAYERS:
         raise CnnGraphError(f"depth must be one of {sorted(RESNET_LAYERS)}, got {depth}")
     kind, layers = RESNET_LAYERS[depth]
+    layers = [math.ceil(n * depth_mult) for n in layers]
+    if width_mult is not None:
+        from .mobile import make_divisible
+
+        width = make_divisible(width * width_mult)
     check_variant(variant)
 
     def block_fn(x, planes, stride, name):

@@ -35,10 +35,10 @@ from __future__ import annotations
 import numpy as np
 
 from cnngraph.dsl import Net, add, batchnorm, block, conv2d, relu, scope
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
-from .resnet import (RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
+from cnngraph.zoo import register
+from cnngraph.zoo.resnet import (RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
                      stages, stem)
 
 FORMS = ("grouped", "pathways")
@@ -135,7 +135,8 @@ def pathways_weights_from_grouped(graph_g, weights: dict) -> dict:
     and input channels [i·c, (i+1)·c) of ``conv3``; ``bn3``, the shortcut, the stem and the
     classifier are shared unchanged.
 
-    >>> from cnngraph import zoo, weights
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import weights
     >>> g = zoo.build("resnext50_2x40d", input=(3, 64, 64))
     >>> ws = pathways_weights_from_grouped(g, weights.init(g, seed=0))
     >>> ws["layer1.0.path1.conv3.weight"].shape

@@ -21,11 +21,11 @@ SE-ResNeXt-50 27,559,896.
 from __future__ import annotations
 
 from cnngraph.dsl import Net, add, block, relu
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
-from . import register
-from .mobile import squeeze_excitation
-from .resnet import RESNET_LAYERS, _shortcut, bottleneck_branch, check_variant, classifier, stages, stem
+from cnngraph.zoo import register
+from cnngraph.zoo.mobile import squeeze_excitation
+from cnngraph.zoo.resnet import RESNET_LAYERS, _shortcut, bottleneck_branch, check_variant, classifier, stages, stem
 
 
 def se_module(x, reduction: int = 16):

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from cnngraph.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError
 
 try:
     from cnngraph.backends.cupy_backend import load_cupy

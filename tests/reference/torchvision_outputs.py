@@ -1,10 +1,10 @@
 """Write the logits of torchvision's (and timm's) real modules run with cnngraph's seeded weights.
 
-For each model: build the zoo graph, draw ``cnngraph.weights.init(g, seed=0, random_bn=True)``
+For each model: build the zoo graph, draw ``cnngraph.compiler.weights.init(g, seed=0, random_bn=True)``
 (torchvision state_dict names), load those arrays into the library's own module with
 ``load_state_dict(strict=True)`` (only ``num_batches_tracked`` may be missing), run it in eval
 mode on a seeded input and store the logits. tests/test_zoo_inception_densenet.py recomputes
-them from the graph alone (cnngraph.torch_ref) and compares: a check of branch order, pooling
+them from the graph alone (cnngraph.interop.torch_ref) and compares: a check of branch order, pooling
 modes, padding and BN epsilon that parameter and MAC counts cannot see.
 
 Needs torch, torchvision (and timm for ``:timm`` models); none are project dependencies:
@@ -26,7 +26,8 @@ import dsl  # noqa: E402  (installed as cnngraph.dsl; mapped by hand when runnin
 
 sys.modules.setdefault("cnngraph.dsl", dsl)
 cnngraph.dsl = sys.modules["cnngraph.dsl"]
-from cnngraph import weights, zoo  # noqa: E402
+from cnngraph import zoo  # noqa: E402
+from cnngraph.compiler import weights
 
 OUT = Path(__file__).with_name("outputs")
 SEED = 0
@@ -57,7 +58,7 @@ def main(args):
         with torch.no_grad():
             y = model.eval()(torch.from_numpy(seeded_input(size)))
         rec = dict(model=name, source=f"{version}, torch {torch.__version__}", input=[3, size, size], seed=SEED,
-                   weights="cnngraph.weights.init(g, seed, random_bn=True)",
+                   weights="cnngraph.compiler.weights.init(g, seed, random_bn=True)",
                    input_rule="np.random.default_rng(seed + 1).standard_normal((1, 3, H, W)), float32",
                    logits=[float(v) for v in y[0]])
         (OUT / f"{name}_{size}.json").write_text(json.dumps(rec))

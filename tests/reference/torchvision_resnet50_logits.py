@@ -1,6 +1,6 @@
 """Write the ResNet-50 logits fixture from torchvision's real resnet50 (run offline).
 
-The weights are ``cnngraph.weights.init(zoo.build("resnet50"), seed=SEED, random_bn=True)``
+The weights are ``cnngraph.compiler.weights.init(zoo.build("resnet50"), seed=SEED, random_bn=True)``
 loaded into ``torchvision.models.resnet50()`` with ``load_state_dict``; the input is
 ``numpy.random.default_rng(INPUT_SEED).standard_normal((2, 3, 224, 224))`` in float32.
 Only the seeds and the logits are stored: the test regenerates the weights and the input.
@@ -23,7 +23,7 @@ import dsl  # noqa: E402  (the checkout's dsl/ installs as cnngraph.dsl; this ve
 
 sys.modules["cnngraph.dsl"] = dsl
 from cnngraph import zoo  # noqa: E402
-from cnngraph.weights import init  # noqa: E402
+from cnngraph.compiler.weights import init  # noqa: E402
 
 SEED, INPUT_SEED, SHAPE = 50, 2024, (2, 3, 224, 224)
 OUT = Path(__file__).with_suffix(".json")

@@ -1,0 +1,66 @@
+"""``cnngraph zoo``, ``cnngraph table`` and ``cnngraph ops``."""
+from __future__ import annotations
+
+from cnngraph.cli import add_convention_args, add_model_args, convention_from, load_model, parse_input, parse_options
+
+
+def cmd_zoo(args):
+    from cnngraph import zoo
+
+    names = zoo.names()
+    if args.names:
+        print("\n".join(names))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"cnngraph zoo: {len(names)} models")
+    for col in ("model", "family", "input", "description"):
+        t.add_column(col)
+    for n in names:
+        m = zoo.info(n)
+        t.add_row(n, m.family, "×".join(map(str, m.input)), m.summary)
+    Console().print(t)
+    return 0
+
+
+def cmd_table(args):
+    from cnngraph.analysis.cost import analyze
+    from cnngraph.present.tables import HIDDEN_BY_DEFAULT
+
+    g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+    report = analyze(g, convention=convention_from(args), strict=args.strict,
+                     input=None if args.input is None else parse_input(args.input))
+    hide = () if args.all else HIDDEN_BY_DEFAULT
+    style, groups = ("groups", args.groups) if args.groups else (args.style, 0)
+    print(report.to(args.format, style=style, hide=hide, groups=groups), end="")
+    return 0
+
+
+def cmd_ops(args):
+    from cnngraph.ir.ops import describe
+
+    for name, kind, doc in describe():
+        print(f"{name:20s} {kind:8s} {doc}")
+    return 0
+
+
+def add_zoo(z):
+    z.add_argument("--names", action="store_true", help="names only, one per line")
+    z.set_defaults(func=cmd_zoo)
+
+
+def add_table(t):
+    add_model_args(t)
+    t.add_argument("--format", choices=("text", "markdown", "csv", "latex", "json"), default="text")
+    t.add_argument("--style", choices=("slides", "exact"), default="slides",
+                   help="slides: KB / thousands / millions as in the lectures; exact: full integers")
+    t.add_argument("--all", action="store_true", help="also list activations and dropout")
+    t.add_argument("--groups", type=int, default=0, metavar="DEPTH",
+                   help="totals per group instead of per layer: 1 = per stage, 2 = per block")
+    add_convention_args(t)
+    t.set_defaults(func=cmd_table)
+
+
+def add_ops(o):
+    o.set_defaults(func=cmd_ops)

@@ -1,0 +1,22 @@
+"""``cnngraph reconcile``: the seeds' numbers beside cnngraph's (:mod:`cnngraph.zoo.reconcile`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_reconcile(p):
+    p.add_argument("-o", "--out", help="write to this file (default: print)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args):
+    from cnngraph.zoo.reconcile import markdown, to_json
+
+    text = markdown() if args.format == "markdown" else to_json()
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,270 @@
+"""``cnngraph run``, ``cnngraph bench`` and ``cnngraph plan``: compile a model and execute it.
+
+    cnngraph run resnet50 --backend numba --batch 8 --weights resnet50.safetensors --output y.npy
+    cnngraph bench resnet50 --backend numba --batch 8
+    cnngraph plan resnet50 --input 3,H,W
+
+Inputs and outputs are in PyTorch layout (N, C, H, W); weights use torchvision's state_dict
+names (``.npz`` or ``.safetensors``), or are seeded random (``--seed``) when no file is given.
+
+>>> from cnngraph.cli import main
+>>> main(["plan", "lenet5"])  # doctest: +ELLIPSIS
+lenet5: 7 steps over 8 values in 2 slots; ...
+0
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from cnngraph.cli import add_model_args, load_model, parse_input, parse_options
+from cnngraph.ir.errors import CnnGraphError
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # On stderr, and only on a terminal: piped output gets the results and no blank lines.
+    console = Console(stderr=True)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[step]}"), transient=True, console=console,
+                    disable=not console.is_terminal)
+
+
+def prepare(args):
+    """Graph, weights, plan and executor from the command-line arguments, with progress bars."""
+    from cnngraph import backends
+    from cnngraph.compiler import compile
+    from cnngraph.compiler.weights import init, load
+
+    shape = parse_input(args.input)
+    g = load_model(args.model, shape, parse_options(args.option))
+    if args.input_file:  # a symbolic input takes its size from the array
+        g = _size_from_file(g, _read_input_file(args.input_file))
+    # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
+    ws = load(args.weights, g) if args.weights else (g.graph.get("weights") or init(g, seed=args.seed))
+    plan = compile(g, ws, batch=args.batch)
+    backend = backends.get(args.backend)
+    with _progress() as bar:
+        task = bar.add_task("packing weights", total=len(plan.steps), step="")
+        ex = backend.make_executor(plan, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
+    return g, plan, ex
+
+
+def first_run(ex, x, label="first run (compiles kernels not yet cached)"):
+    with _progress() as bar:
+        task = bar.add_task(label, total=len(ex.plan.steps), step="")
+        return ex.run(x, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
+
+
+def _read_input_file(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CnnGraphError(f"{path}: not a readable .npy array ({e})") from None
+
+
+def _size_from_file(g, x):
+    """``g`` for the size of the array ``x`` (N×C×H×W or C×H×W) when its input size is symbolic."""
+    from cnngraph.ir import ops
+    from cnngraph.ir.graph import input_shape, with_input
+
+    want = input_shape(g)
+    if all(ops.is_int(s) for s in want):
+        return g
+    got = x.shape[x.ndim - len(want):]
+    if x.ndim not in (len(want), len(want) + 1) or any(ops.is_int(w) and int(w) != v for w, v in zip(want, got)):
+        raise CnnGraphError(f"input file: array of shape {x.shape} does not fit the model's N×{ops.fmt_shape(want)}")
+    return with_input(g, tuple(int(v) for v in got))
+
+
+def _input_batch(args, plan):
+    shape = tuple(int(s) for s in plan.values[plan.inputs[0]].shape)
+    if args.input_file:
+        x = _read_input_file(args.input_file).astype(np.float32)
+        if x.shape == shape:
+            x = x[None]
+        if tuple(x.shape[1:]) != shape:
+            raise CnnGraphError(f"{args.input_file}: array of shape {x.shape} does not fit the model's N×"
+                                f"{'×'.join(map(str, shape))}")
+        return x
+    return np.random.default_rng(args.seed).standard_normal((args.batch,) + shape).astype(np.float32)
+
+
+def cmd_run(args):
+    g, plan, ex = prepare(args)
+    x = _input_batch(args, plan)
+    t0 = time.perf_counter()
+    outs = first_run(ex, x)
+    dt = time.perf_counter() - t0
+    print(f"{plan.summary()}")
+    print(f"ran {args.model} on {args.backend}: batch {x.shape[0]}, input {'×'.join(map(str, x.shape[1:]))}, "
+          f"{dt * 1e3:.1f} ms (first run, includes any kernel compilation)")
+    for name, y in zip(plan.outputs, outs):
+        print(f"output {name}: shape {'×'.join(map(str, y.shape))}, mean {y.mean():.6g}, std {y.std():.6g}")
+        if y.ndim == 2 and y.shape[1] > 1:
+            for i, row in enumerate(y[:8]):
+                top = np.argsort(row)[::-1][:5]
+                print(f"  sample {i}: top-5 " + ", ".join(f"{j} ({row[j]:.4g})" for j in top))
+    if args.output:
+        if len(outs) == 1:
+            np.save(args.output, outs[0])
+        else:
+            np.savez(args.output, **dict(zip(plan.outputs, outs)))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cmd_bench(args):
+    from cnngraph.analysis.cost import analyze
+    from cnngraph.compiler.plan import fmt_bytes
+
+    g, plan, ex = prepare(args)
+    x = _input_batch(args, plan)
+    first_run(ex, x, "warm-up (compiles kernels not yet cached)")
+    for _ in range(max(0, args.warmup - 1)):
+        ex.run(x)
+    times = []
+    with _progress() as bar:
+        task = bar.add_task("timing", total=args.repeat, step="")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            ex.run(x)
+            times.append(time.perf_counter() - t)
+            bar.update(task, advance=1, step=f"{times[-1] * 1e3:.1f} ms")
+    ceiling = ex.backend.sgemm_ceiling()  # the GPU's own for cupy
+    n = x.shape[0]
+    macs = analyze(g).total.macs
+    med, best = statistics.median(times), min(times)
+    gflops = 2 * macs * n / med / 1e9
+    mem = plan.memory.at(n)
+    print(plan.summary())
+    print(f"{args.model} on {args.backend}, batch {n}, input {'×'.join(map(str, x.shape[1:]))}, {args.repeat} runs")
+    print(f"  time per batch   median {med * 1e3:.1f} ms, best {best * 1e3:.1f} ms")
+    print(f"  throughput       {n / med:.1f} images/s")
+    print(f"  compute          {gflops:.1f} GFLOP/s (2 FLOP per MAC, {2 * macs * n / 1e9:.2f} GFLOP per batch)")
+    gemm = ex.backend.gemm_name
+    print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s ({gemm} float32, this run): "
+          f"{gflops / ceiling:.0%} of it; the batch cannot beat {2 * macs * n / 1e9 / ceiling * 1e3:.1f} ms")
+    print(f"  memory           activations {fmt_bytes(mem.planned_bytes)} planned (naive {fmt_bytes(mem.naive_bytes)}), "
+          f"weights {fmt_bytes(sum(int(np.size(v)) for v in plan.weights.values()) * 4)}, "
+          f"process peak RSS {_rss_mb():.0f} MB")
+    if args.per_layer:
+        per_layer(ex, x, args.repeat, ceiling)
+    return 0
+
+
+def step_macs(step, n: int) -> int:
+    """Multiply-adds of a conv2d or linear step for a batch of n (0 for other ops)."""
+    if step.op == "conv2d":
+        from cnngraph.compiler.algorithms import conv_geometry
+
+        k = conv_geometry(step)
+        return n * k["Ho"] * k["Wo"] * k["cout"] * (k["cin"] // k["groups"]) * k["kh"] * k["kw"]
+    if step.op == "linear":
+        return n * int(step.in_shapes[0][0]) * int(step.out_shape[0])
+    return 0
+
+
+def per_layer(ex, x, repeat: int, ceiling: float) -> None:
+    """Each step's median time over ``repeat`` runs (timestamps between steps), its GFLOP/s
+    (2 FLOP per multiply-add, the layer's own count, whatever the algorithm) and share."""
+    plan = ex.plan
+    times = [[] for _ in plan.steps]
+    for _ in range(repeat):
+        stamps = [time.perf_counter()]
+        ex.run(x, progress=lambda i, s: stamps.append(time.perf_counter()))
+        for i in range(len(plan.steps)):
+            times[i].append(stamps[i + 1] - stamps[i])
+    med = [statistics.median(t) for t in times]
+    total = sum(med)
+    n = x.shape[0]
+    print(f"per step (median of {repeat} runs; SGEMM ceiling {ceiling:.1f} GFLOP/s; GFLOP/s counts the layer's "
+          "direct multiply-adds, so Winograd can exceed the ceiling):")
+    print(f"  {'#':>3} {'step':34s} {'op / algorithm':22s} {'ms':>8} {'GFLOP/s':>8} {'ceiling':>7} {'share':>6}")
+    for i, (s, t) in enumerate(zip(plan.steps, med)):
+        f = 2 * step_macs(s, n) / t / 1e9 if t > 0 else 0.0
+        alg = s.op + (f" {s.algorithm}" if s.algorithm else "")
+        print(f"  {i:3d} {s.node[:34]:34s} {alg[:22]:22s} {t * 1e3:8.2f} {f:8.1f} "
+              f"{(f'{f / ceiling:.0%}' if f else ''):>7} {t / total:6.1%}")
+    print(f"  sum {total * 1e3:.1f} ms")
+
+
+def cmd_plan(args):
+    from cnngraph.compiler import compile
+    from cnngraph.compiler.plan import fmt_bytes
+
+    g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+    plan = compile(g, batch=args.batch)
+    print(plan.summary())
+    m = plan.memory
+    print(f"planned activation memory per sample: {fmt_bytes(m.planned_bytes)}")
+    print(f"naive sum per sample:                 {fmt_bytes(m.naive_bytes)}")
+    if args.steps:
+        for i, s in enumerate(plan.steps):
+            tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \
+                "".join(f" +{a}" for a in (s.act2,) if a)
+            print(f"{i:4d} {s.op:18s} {s.node + (' → ' + s.output if s.output != s.node else ''):48s} "
+                  f"slot {plan.values[s.output].slot}{tail}")
+            if s.algorithm:
+                print(f"{'':23s}{s.algorithm}: {s.why}")
+    return 0
+
+
+def cmd_init_weights(args):
+    from cnngraph.compiler.weights import count, init, save
+
+    g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+    ws = init(g, seed=args.seed)
+    save(ws, args.output)
+    print(f"wrote {args.output}: {len(ws)} tensors, {count(ws, g):,} parameters "
+          f"(seeded He initialisation, seed {args.seed}, torchvision state_dict names)")
+    return 0
+
+
+def _common(p):
+    from cnngraph.backends import BACKENDS
+
+    add_model_args(p)
+    p.add_argument("--backend", default="numba", choices=sorted(BACKENDS), help="execution backend (default numba)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the random input (default 1)")
+    p.add_argument("--weights", help="weights file (.npz or .safetensors, torchvision state_dict names)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and input (default 0)")
+    p.add_argument("--input-file", help="input batch as a .npy array (N, C, H, W) or one sample (C, H, W)")
+
+
+def add_run(r):
+    _common(r)
+    r.add_argument("--output", help="save the output(s) to a .npy (.npz for several outputs)")
+    r.set_defaults(func=cmd_run)
+
+
+def add_bench(b):
+    _common(b)
+    b.add_argument("--repeat", type=int, default=10, help="timed runs (default 10)")
+    b.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    b.add_argument("--per-layer", action="store_true",
+                   help="then each step's time, GFLOP/s and share beside the SGEMM ceiling")
+    b.set_defaults(func=cmd_bench)
+
+
+def add_plan(p):
+    add_model_args(p)
+    p.add_argument("--steps", action="store_true",
+                   help="list the steps with their slots, epilogues and each convolution's algorithm and why")
+    p.add_argument("--batch", type=int, default=1, help="batch size the algorithms are chosen for (default 1)")
+    p.set_defaults(func=cmd_plan)
+
+
+def add_init_weights(w):
+    add_model_args(w)
+    w.add_argument("-o", "--output", required=True, help="weights file: .safetensors or .npz")
+    w.add_argument("--seed", type=int, default=0, help="seed (default 0; the same weights `run` uses)")
+    w.set_defaults(func=cmd_init_weights)

@@ -1,0 +1,304 @@
+"""The execution plan: fused steps over named values, and a liveness-based memory plan.
+
+A :class:`Plan` is what every backend runs (see ``docs/backends.md``):
+
+* ``values``: one per tensor that exists at run time, with its per-sample shape in the
+  graph's canonical order (``(C, H, W)`` or ``(F,)``) and its size in elements (an int, or
+  a sympy expression for a symbolic graph);
+* ``steps``: in execution order; each names its kernel (the registry op of its anchor:
+  ``conv2d``, ``linear``, ``batchnorm``, ``add``, ``relu``, ``maxpool2d``...), its input and
+  output values, the anchor's attributes, the weight keys it reads and an epilogue
+  ``act2(act1(y) + residual)``;
+* ``memory``: every value mapped to a slot; a slot's size is the largest value it holds.
+  ``memory.planned_bytes`` (slots summed) beside ``memory.naive_bytes`` (every value its
+  own buffer) and, for numeric graphs, ``memory.live_peak_bytes`` (the most bytes alive at
+  once, a lower bound for any allocator).
+
+Backends lay values out as ``(N, H, W, C)`` (vectors as ``(N, 1, 1, F)``): channels last.
+
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import compile
+>>> from cnngraph.ir.symbols import H, W
+>>> p = compile(zoo.build("resnet18", input=(3, H, W)))
+>>> p.memory.planned_bytes.free_symbols == {H, W}
+True
+>>> q = compile(zoo.build("resnet18"))
+>>> q.memory.planned_bytes < q.memory.naive_bytes
+True
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import sympy
+
+from cnngraph.ir import ops
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.compiler.passes import ACTIVATIONS
+
+# Ports whose value the step's output may overwrite (the kernel reads each element before
+# writing it). Any step may also reuse its residual's buffer (the epilogue reads a row of
+# the residual before writing that row).
+INPLACE_PORTS = {**{a: (0,) for a in ACTIVATIONS}, "batchnorm": (0,), "add": (0,), "mul": (0,), "softmax": (0,),
+                 "scale": (0,)}
+
+
+@dataclass
+class Value:
+    """A tensor alive at run time: the output of graph node ``name``."""
+
+    name: str
+    shape: tuple  # per sample, canonical (C, H, W) or (F,)
+    size: object  # elements per sample
+    first: int = -1  # index of the producing step (-1: a graph input)
+    last: int = -1  # index of the last step reading it (len(steps): a graph output)
+    slot: int = -1
+
+
+@dataclass
+class Step:
+    """One kernel call: ``output = act2(act1(op(inputs)) + residual)``."""
+
+    op: str
+    node: str  # the anchor node (names errors and progress)
+    inputs: list  # value names, in the op's port order
+    output: str
+    attrs: dict
+    in_shapes: list
+    out_shape: tuple
+    params: dict = field(default_factory=dict)  # role ("weight", "bias"...) -> weights key
+    act1: str | None = None
+    residual: str | None = None
+    act2: str | None = None
+    nodes: list = field(default_factory=list)  # every graph node the step computes
+    algorithm: str | None = None  # conv2d: a name of cnngraph.algorithms.ALGORITHMS
+    why: str = ""  # the cost model's reason for that algorithm
+
+    @property
+    def reads(self) -> list:
+        return self.inputs + ([self.residual] if self.residual else [])
+
+
+@dataclass
+class MemoryPlan:
+    slots: list  # per-sample elements of each slot
+    bytes_per_element: int = 4
+    planned: object = 0  # per-sample elements
+    naive: object = 0
+    live_peak: object = None  # per-sample elements (numeric graphs only)
+    batch: object = 1
+
+    def _bytes(self, elems):
+        return None if elems is None else ops.tidy(elems * self.bytes_per_element * self.batch)
+
+    @property
+    def planned_bytes(self):
+        return self._bytes(self.planned)
+
+    @property
+    def naive_bytes(self):
+        return self._bytes(self.naive)
+
+    @property
+    def live_peak_bytes(self):
+        return self._bytes(self.live_peak)
+
+    def at(self, batch) -> "MemoryPlan":
+        """The same plan for a batch size (an int or a symbol such as N)."""
+        return MemoryPlan(self.slots, self.bytes_per_element, self.planned, self.naive, self.live_peak, batch)
+
+
+@dataclass
+class Plan:
+    name: str
+    inputs: list
+    outputs: list
+    values: dict
+    steps: list
+    weights: dict | None
+    memory: MemoryPlan | None = None
+    graph: object = None
+    layout: str = "NHWC"
+    dtype: str = "float32"
+    batch: int = 1  # the batch size the algorithms were chosen for (any batch runs)
+
+    @property
+    def is_symbolic(self) -> bool:
+        return any(not ops.is_int(s) for v in self.values.values() for s in v.shape)
+
+    def summary(self) -> str:
+        m = self.memory
+        if not ops.is_int(m.planned):
+            return (f"{self.name}: {len(self.steps)} steps over {len(self.values)} values in {len(m.slots)} slots; "
+                    "activation memory is symbolic (formulas in plan.memory)")
+        return (f"{self.name}: {len(self.steps)} steps over {len(self.values)} values in {len(m.slots)} slots; "
+                f"activation memory per sample {fmt_bytes(m.planned_bytes)} planned, "
+                f"{fmt_bytes(m.naive_bytes)} naive" + (f", {fmt_bytes(m.live_peak_bytes)} live peak"
+                                                        if m.live_peak is not None else ""))
+
+
+def fmt_bytes(b) -> str:
+    if not ops.is_int(b):
+        return str(b) + " B"
+    b = int(b)
+    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if b >= f:
+            return f"{b / f:.1f} {unit}"
+    return f"{b} B"
+
+
+# ---------------------------------------------------------------- lowering
+def _params(g, n) -> dict:
+    d = g.nodes[n]
+    op, a = d["op"], d["attrs"]
+    if op in ("conv2d", "linear"):
+        return {"weight": f"{n}.weight", **({"bias": f"{n}.bias"} if a["bias"] else {})}
+    if op == "rbf":
+        return {"weight": f"{n}.weight"}
+    if op == "batchnorm":
+        keys = {"running_mean": f"{n}.running_mean", "running_var": f"{n}.running_var"}
+        if a.get("affine", True):
+            keys.update(weight=f"{n}.weight", bias=f"{n}.bias")
+        return keys
+    if op in ("groupnorm", "instancenorm", "layernorm") and a.get("affine", op != "instancenorm"):
+        return {"weight": f"{n}.weight", "bias": f"{n}.bias"}
+    return {}
+
+
+def lower(g, order, fusions: dict, weights=None) -> Plan:
+    """Steps and values of a graph that has been through the passes."""
+    pos = {n: i for i, n in enumerate(order)}
+    absorbed = {m for f in fusions.values() for m in f.absorbed}
+    pending = []
+    for n in order:
+        d = g.nodes[n]
+        if d["op"] == "input" or n in absorbed:
+            continue
+        f = fusions.get(n)
+        out = f.output if f else n
+        ins = list(d["inputs"])
+        if f and d["op"] == "add" and f.residual is not None:
+            ins = ins[:1]
+        step = Step(d["op"], n, ins, out, dict(d["attrs"]), [g.nodes[i]["shape"] for i in d["inputs"]],
+                    g.nodes[n]["shape"], _params(g, n), *(
+                        (f.act1, f.residual, f.act2) if f else (None, None, None)),
+                    nodes=[n] + (f.absorbed if f else []))
+        pending.append((pos[out], step))
+    steps = [s for _, s in sorted(pending, key=lambda t: t[0])]
+    values = {}
+    for n in g.graph["inputs"]:
+        values[n] = Value(n, g.nodes[n]["shape"], ops.numel(g.nodes[n]["shape"]), first=-1)
+    for i, s in enumerate(steps):
+        values[s.output] = Value(s.output, g.nodes[s.output]["shape"], ops.numel(g.nodes[s.output]["shape"]), first=i)
+    for i, s in enumerate(steps):
+        for r in s.reads:
+            values[r].last = max(values[r].last, i)
+    outs = [o for o in g.graph["outputs"]]
+    for o in outs:
+        values[o].last = len(steps)
+    return Plan(g.graph.get("name", ""), list(g.graph["inputs"]), outs, values, steps, weights, graph=g)
+
+
+# ---------------------------------------------------------------- memory planning
+@functools.lru_cache(maxsize=4096)
+def _probe(expr) -> float:
+    """A number for a symbolic size (symbols set to 64) to rank sizes heuristically."""
+    e = sympy.sympify(expr)
+    return float(e.subs({s: 64 for s in e.free_symbols}))
+
+
+def _rank(x) -> float:
+    return float(x) if ops.is_int(x) else _probe(x)
+
+
+def _slot_size(members: list):
+    """The size of a slot: the largest of the sizes it holds (an unevaluated sympy ``Max``
+    when some are symbolic: proving which dominates costs seconds of sympy per slot)."""
+    if all(ops.is_int(m) for m in members):
+        return max(int(m) for m in members)
+    ints = [int(m) for m in members if ops.is_int(m)]
+    syms = [m for m in members if not ops.is_int(m)]
+    args = syms + ([max(ints)] if ints else [])
+    return args[0] if len(args) == 1 else sympy.Max(*args, evaluate=False)
+
+
+def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
+    """Assign every value a slot, reusing the slots of values no longer needed.
+
+    Greedy in step order: a step's output takes over the buffer of an input that dies at
+    this step when the kernel may write in place (element-wise ops, the residual of a
+    fused epilogue) and the shapes agree; otherwise the best-fitting free slot (the smallest
+    that is large enough, else the largest, grown), otherwise a new slot. Sizes may be
+    symbolic: candidates are then ranked with every symbol set to 64, and a slot's size is
+    the ``Max`` of every size it holds, so the plan is valid for every input size (and
+    makes the numeric plan's choices at 64).
+    """
+    members: list = []  # per slot: the distinct sizes it holds
+    peak: list = []  # per slot: its rank (exact size when numeric)
+    free: list = []
+    vals = plan.values
+
+    def take(v):
+        r = _rank(v.size)
+        fits = [s for s in free if peak[s] >= r]
+        if fits:
+            s = min(fits, key=lambda s: peak[s])
+        elif free:
+            s = max(free, key=lambda s: peak[s])
+        else:
+            members.append([])
+            peak.append(0.0)
+            s = len(members) - 1
+        if not any(v.size == m for m in members[s]):  # structural: no sympy algebra
+            members[s].append(v.size)
+        peak[s] = max(peak[s], r)
+        if s in free:
+            free.remove(s)
+        return s
+
+    for n in plan.inputs:
+        vals[n].slot = take(vals[n])
+    for i, step in enumerate(plan.steps):
+        out = vals[step.output]
+        ports = INPLACE_PORTS.get(step.op, ())
+        cands = list(step.inputs) if ports == "all" else [step.inputs[p] for p in ports if p < len(step.inputs)]
+        if step.residual:
+            cands.append(step.residual)
+        reads = step.reads
+        reuse = next((c for c in cands if vals[c].last == i and reads.count(c) == 1
+                      and vals[c].shape == out.shape), None)
+        if reuse is not None:
+            out.slot = vals[reuse].slot
+        else:
+            out.slot = take(out)
+        for r in dict.fromkeys(step.reads):
+            if vals[r].last == i and r != reuse and vals[r].slot not in free:
+                free.append(vals[r].slot)
+        if out.last == -1:  # produced but never read and not an output (not after eliminate_dead)
+            free.append(out.slot)
+    slots = [_slot_size(m) for m in members]
+
+    def total(xs):
+        xs = list(xs)
+        return sum(int(x) for x in xs) if all(ops.is_int(x) for x in xs) else ops.tidy(sympy.Add(*xs))
+
+    live_peak = None
+    if all(ops.is_int(v.size) for v in vals.values()):
+        # Bytes held at each step by the values alive then, a value sharing its slot with
+        # an input it overwrites counted once: what this plan's in-place choices need.
+        live_peak = 0
+        for i in range(len(plan.steps)):
+            held: dict = {}
+            for v in vals.values():
+                if v.first <= i <= max(v.last, v.first):
+                    held[v.slot] = max(held.get(v.slot, 0), int(v.size))
+            live_peak = max(live_peak, sum(held.values()))
+    return MemoryPlan(slots, bytes_per_element, total(slots), total(v.size for v in vals.values()), live_peak)
+
+
+def check_numeric(plan: Plan) -> None:
+    """Raise a clear error when a plan with symbolic sizes is asked to run."""
+    for v in plan.values.values():
+        if any(not ops.is_int(s) for s in v.shape):
+            raise CnnGraphError(f"{v.name}: shape {ops.fmt_shape(v.shape)} is symbolic; give a numeric --input to run")

@@ -1,0 +1,363 @@
+"""Export a graph to ONNX: standard ops only, initializers under their state_dict names.
+
+Every op of the registry maps to standard ONNX ops (opset 13 to 21). The main ONNX node of a
+layer carries the layer's name, and so does its output tensor; helper nodes of a
+decomposition (SiLU = x·sigmoid(x), GELU via Erf, group norm via InstanceNormalization,
+channel shuffle via Reshape/Transpose) are named ``layer/part``. The batch is a symbolic
+dimension (``N``) unless given as a number; symbolic input sizes become dim_params too.
+
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import weights
+>>> g = zoo.build("lenet5")
+>>> m = export(g, weights.init(g, seed=0))
+>>> [n.op_type for n in m.graph.node][:3], m.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+(['Conv', 'Relu', 'MaxPool'], 'N')
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import sympy
+from onnx import TensorProto, helper
+
+from cnngraph.ir import ops
+from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.graph import as_graph, outputs, topo_order
+from cnngraph.compiler.weights import check as check_weights
+from cnngraph.compiler.weights import init as init_weights
+
+MIN_OPSET, MAX_OPSET = 13, 21
+PRODUCER = "cnngraph"
+
+
+def _int(node, what, v):
+    if not ops.is_int(v):
+        raise CnnGraphError(f"{node}: {what} must be a number to export, got {v} (substitute the symbols first)")
+    return int(v)
+
+
+def _ints(node, what, vs):
+    return [_int(node, what, v) for v in vs]
+
+
+def _dim(v):
+    """An ONNX dimension: a number, a symbol's name, or unnamed for a derived expression."""
+    if ops.is_int(v):
+        return int(v)
+    if isinstance(v, sympy.Symbol):
+        return v.name
+    if isinstance(v, str):
+        return v
+    return None
+
+
+class _Builder:
+    """Collects nodes and initializers; names helper tensors ``layer/part``.
+
+    Initializers are written straight into the model (one copy of the weights, not three)."""
+
+    def __init__(self, opset):
+        self.opset = opset
+        self.model = onnx.ModelProto()
+        self.nodes, self.names = [], set()
+
+    def init(self, name, array):
+        if name in self.names:
+            raise CnnGraphError(f"{name}: two initializers with this name")
+        self.names.add(name)
+        a = np.asarray(array, order="C")
+        t = self.model.graph.initializer.add()
+        t.name = name
+        t.data_type = helper.np_dtype_to_tensor_dtype(a.dtype)
+        t.dims.extend(a.shape)
+        t.raw_data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        return name
+
+    def const(self, name, values, dtype=np.int64):
+        return self.init(name, np.asarray(values, dtype=dtype))
+
+    def node(self, op, inputs, output, name, **attrs):
+        self.nodes.append(helper.make_node(op, list(inputs), [output], name=name, **attrs))
+        return output
+
+
+def _f32(ws, key):
+    return np.asarray(ws[key], dtype=np.float32)
+
+
+def _norm_scale_bias(b, n, a, ws, shape, affine):
+    """Scale and shift inputs of a norm: the state_dict tensors, or 1 and 0 when not affine."""
+    if affine:
+        return b.init(f"{n}.weight", _f32(ws, f"{n}.weight")), b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))
+    return (b.init(f"{n}/unit_scale", np.ones(shape, np.float32)), b.init(f"{n}/zero_shift", np.zeros(shape, np.float32)))
+
+
+def _window_attrs(n, a, with_dilation=True):
+    out = dict(kernel_shape=_ints(n, "kernel", a["kernel"]), strides=_ints(n, "stride", a["stride"]),
+               pads=_ints(n, "padding", [a["padding"][i] for i in (0, 1, 2, 3)]))
+    d = _ints(n, "dilation", a.get("dilation", (1, 1)))
+    if with_dilation and d != [1, 1]:
+        out["dilations"] = d
+    return out
+
+
+def _adaptive(b, n, x, a, in_shape, kind):
+    """Adaptive pooling: global pooling, a uniform pooling, or per-window pooling + concat."""
+    C, H, W = in_shape
+    oh, ow = _ints(n, "output_size", a["output_size"])
+    if (oh, ow) == (1, 1):
+        return b.node("GlobalAveragePool" if kind == "avg" else "GlobalMaxPool", [x], n, n)
+    H, W = _int(n, "height", H), _int(n, "width", W)
+    pool = "AveragePool" if kind == "avg" else "MaxPool"
+    if H % oh == 0 and W % ow == 0:
+        kh, kw = H // oh, W // ow
+        return b.node(pool, [x], n, n, kernel_shape=[kh, kw], strides=[kh, kw])
+    # PyTorch's windows: [floor(i·L/o), ceil((i+1)·L/o)); pooling is separable over H then W.
+    y = x
+    for axis, L, o, tag in ((2, H, oh, "h"), (3, W, ow, "w")):
+        parts = []
+        for i in range(o):
+            s, e = (i * L) // o, -(-((i + 1) * L) // o)
+            st, en, ax = (b.const(f"{n}/{tag}{i}/{k}", [v]) for k, v in (("start", s), ("end", e), ("axis", axis)))
+            piece = b.node("Slice", [y, st, en, ax], f"{n}/{tag}{i}/slice", f"{n}/{tag}{i}/slice")
+            kernel = [e - s, 1] if axis == 2 else [1, e - s]
+            parts.append(b.node(pool, [piece], f"{n}/{tag}{i}", f"{n}/{tag}{i}", kernel_shape=kernel, strides=[1, 1]))
+        out = n if axis == 3 else f"{n}/rows"
+        y = b.node("Concat", parts, out, out, axis=axis)
+    return y
+
+
+def _export_node(b, g, n, ws):
+    out = _export_layer(b, g, n, ws)
+    a = g.nodes[n]["attrs"]
+    if "inplace" in a:  # ONNX has no notion of it; the importer reads it back (memory counts)
+        b.nodes[-1].doc_string = "cnngraph: in place" if a["inplace"] else "cnngraph: not in place"
+    return out
+
+
+def _export_layer(b, g, n, ws):
+    d = g.nodes[n]
+    op, a, ins = d["op"], d["attrs"], list(d["inputs"])
+    shapes = [g.nodes[i]["shape"] for i in ins]
+    x = ins[0] if ins else None
+    if op == "conv2d":
+        _int(n, "in_channels", shapes[0][0])  # clear errors for symbolic sizes
+        _int(n, "out_channels", a["out_channels"])
+        w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
+        inputs = [x, w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
+        attrs = _window_attrs(n, a)
+        attrs["dilations"] = _ints(n, "dilation", a["dilation"])
+        return b.node("Conv", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
+    if op == "maxpool2d":
+        return b.node("MaxPool", [x], n, n, ceil_mode=int(bool(a.get("ceil_mode", False))), **_window_attrs(n, a))
+    if op == "avgpool2d":
+        return b.node("AveragePool", [x], n, n, ceil_mode=int(bool(a.get("ceil_mode", False))),
+                      count_include_pad=int(bool(a.get("count_include_pad", True))), **_window_attrs(n, a, False))
+    if op in ("adaptive_avgpool2d", "adaptive_maxpool2d"):
+        return _adaptive(b, n, x, a, shapes[0], "avg" if op == "adaptive_avgpool2d" else "max")
+    if op == "flatten":
+        return b.node("Flatten", [x], n, n, axis=1)
+    if op == "linear":
+        inputs = [x, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))]
+        if a["bias"]:
+            inputs.append(b.init(f"{n}.bias", _f32(ws, f"{n}.bias")))
+        return b.node("Gemm", inputs, n, n, transB=1)
+    if op in ("relu", "tanh", "sigmoid"):
+        return b.node({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[op], [x], n, n)
+    if op == "relu6":
+        lo = b.init(f"{n}/min", np.array(0.0, np.float32))
+        hi = b.init(f"{n}/max", np.array(6.0, np.float32))
+        return b.node("Clip", [x, lo, hi], n, n)
+    if op == "silu":
+        s = b.node("Sigmoid", [x], f"{n}/sigmoid", f"{n}/sigmoid")
+        return b.node("Mul", [x, s], n, n)
+    if op == "hardsigmoid":
+        return b.node("HardSigmoid", [x], n, n, alpha=1.0 / 6, beta=0.5)
+    if op == "hardswish":
+        if b.opset >= 14:
+            return b.node("HardSwish", [x], n, n)
+        s = b.node("HardSigmoid", [x], f"{n}/hardsigmoid", f"{n}/hardsigmoid", alpha=1.0 / 6, beta=0.5)
+        return b.node("Mul", [x, s], n, n)
+    if op == "gelu":
+        if b.opset >= 20:
+            return b.node("Gelu", [x], n, n)
+        # 0.5·x·(1 + erf(x/√2)), PyTorch's exact GELU
+        r = b.init(f"{n}/sqrt2", np.array(math.sqrt(2.0), np.float32))
+        one = b.init(f"{n}/one", np.array(1.0, np.float32))
+        half = b.init(f"{n}/half", np.array(0.5, np.float32))
+        t = b.node("Div", [x, r], f"{n}/div", f"{n}/div")
+        t = b.node("Erf", [t], f"{n}/erf", f"{n}/erf")
+        t = b.node("Add", [t, one], f"{n}/add", f"{n}/add")
+        t = b.node("Mul", [x, t], f"{n}/mul", f"{n}/mul")
+        return b.node("Mul", [t, half], n, n)
+    if op == "softmax":
+        return b.node("Softmax", [x], n, n, axis=1)
+    if op == "batchnorm":
+        c = _int(n, "channels", shapes[0][0])
+        scale, shift = _norm_scale_bias(b, n, a, ws, (c,), a.get("affine", True))
+        mean = b.init(f"{n}.running_mean", _f32(ws, f"{n}.running_mean"))
+        var = b.init(f"{n}.running_var", _f32(ws, f"{n}.running_var"))
+        return b.node("BatchNormalization", [x, scale, shift, mean, var], n, n, epsilon=float(a.get("eps", 1e-5)))
+    if op == "instancenorm":
+        c = _int(n, "channels", shapes[0][0])
+        scale, shift = _norm_scale_bias(b, n, a, ws, (c,), a.get("affine", False))
+        return b.node("InstanceNormalization", [x, scale, shift], n, n, epsilon=float(a.get("eps", 1e-5)))
+    if op == "layernorm":
+        if b.opset < 17:
+            raise CnnGraphError(f"{n}: layernorm needs opset 17 or later (LayerNormalization), got opset {b.opset}")
+        shape = tuple(_ints(n, "shape", shapes[0]))
+        scale, shift = _norm_scale_bias(b, n, a, ws, shape, a.get("affine", True))
+        return b.node("LayerNormalization", [x, scale, shift], n, n, axis=1, epsilon=float(a.get("eps", 1e-5)))
+    if op == "groupnorm":
+        return _groupnorm(b, n, x, a, shapes[0], ws)
+    if op == "lrn":
+        return _lrn(b, n, x, a)
+    if op == "dropout":
+        ratio = b.init(f"{n}/ratio", np.array(float(a.get("p", 0.5)), np.float32))
+        return b.node("Dropout", [x, ratio], n, n)
+    if op == "identity":
+        return b.node("Identity", [x], n, n)
+    if op == "add":
+        return b.node("Add" if len(ins) == 2 else "Sum", ins, n, n)
+    if op == "mul":
+        s = ins[1]
+        if len(shapes[1]) < len(shapes[0]):
+            axes = list(range(1 + len(shapes[1]), 1 + len(shapes[0])))
+            s = b.node("Unsqueeze", [s, b.const(f"{n}/axes", axes)], f"{n}/unsqueeze", f"{n}/unsqueeze")
+        return b.node("Mul", [x, s], n, n)
+    if op == "concat":
+        return b.node("Concat", ins, n, n, axis=1)
+    if op == "channel_shuffle":
+        # (N, g, C/g, H·W) -> swap the two channel axes -> back to (N, C, H, W); H·W stays -1
+        # so symbolic sizes export too.
+        grp, c = _int(n, "groups", a["groups"]), _int(n, "channels", shapes[0][0])
+        shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+        t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, grp, c // grp, -1])], f"{n}/reshape", f"{n}/reshape")
+        t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+        return b.node("Reshape", [t, shape], n, n)
+    if op == "slice":
+        start, stop = _int(n, "start", a["start"]), _int(n, "stop", a["stop"])
+        return b.node("Slice", [x, b.const(f"{n}/start", [start]), b.const(f"{n}/stop", [stop]),
+                                b.const(f"{n}/axis", [1])], n, n)
+    if op == "scale":
+        return b.node("Mul", [x, b.init(f"{n}/factor", np.array(float(a["factor"]), np.float32))], n, n)
+    if op == "pad_channels":
+        sh, sw = _ints(n, "stride", a["stride"])
+        before, after = _int(n, "before", a["before"]), _int(n, "after", a["after"])
+        if (sh, sw) != (1, 1):
+            x = b.node("Slice", [x, b.const(f"{n}/starts", [0, 0]), b.const(f"{n}/ends", [2**62, 2**62]),
+                                 b.const(f"{n}/axes", [2, 3]), b.const(f"{n}/steps", [sh, sw])],
+                       f"{n}/subsample", f"{n}/subsample")
+        return b.node("Pad", [x, b.const(f"{n}/pads", [0, before, 0, 0, 0, after, 0, 0])], n, n)
+    if op == "pad2d":
+        t, l, bo, r = _ints(n, "padding", a["padding"])
+        return b.node("Pad", [x, b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
+    if op == "rbf":
+        # Σ_j (x_j − w_ij)²: (N, 1, F) − (O, F) broadcasts to (N, O, F), squared, summed over F.
+        u = b.node("Unsqueeze", [x, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
+        d = b.node("Sub", [u, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))], f"{n}/diff", f"{n}/diff")
+        d = b.node("Mul", [d, d], f"{n}/square", f"{n}/square")
+        return b.node("ReduceSum", [d, b.const(f"{n}/axis2", [2])], n, n, keepdims=0)
+    raise CnnGraphError(f"{n}: op {op!r} has no ONNX export yet")
+
+
+def _groupnorm(b, n, x, a, in_shape, ws):
+    # PyTorch's own export: reshape to (N, G, rest), instance-normalize, reshape back, then the
+    # per-channel affine.
+    G = _int(n, "num_groups", a["num_groups"])
+    _int(n, "channels", in_shape[0])
+    shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, G, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("InstanceNormalization", [t, b.init(f"{n}/unit_scale", np.ones(G, np.float32)),
+                                         b.init(f"{n}/zero_shift", np.zeros(G, np.float32))],
+               f"{n}/instancenorm", f"{n}/instancenorm", epsilon=float(a.get("eps", 1e-5)))
+    if not a.get("affine", True):
+        return b.node("Reshape", [t, shape], n, n)
+    t = b.node("Reshape", [t, shape], f"{n}/unreshape", f"{n}/unreshape")
+    # γ, β keep their state_dict shape (C,); Unsqueeze makes them broadcast as C×1×1.
+    axes = b.const(f"{n}/axes", list(range(1, len(in_shape))))
+    w = b.node("Unsqueeze", [b.init(f"{n}.weight", _f32(ws, f"{n}.weight")), axes], f"{n}/weight", f"{n}/weight")
+    bias = b.node("Unsqueeze", [b.init(f"{n}.bias", _f32(ws, f"{n}.bias")), axes], f"{n}/bias", f"{n}/bias")
+    t = b.node("Mul", [t, w], f"{n}/scale", f"{n}/scale")
+    return b.node("Add", [t, bias], n, n)
+
+
+def _lrn(b, n, x, a):
+    size = _int(n, "size", a["size"])
+    alpha, beta, k = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("k", 1.0))
+    if size % 2:
+        return b.node("LRN", [x], n, n, size=size, alpha=alpha, beta=beta, bias=k)
+    # ONNX's LRN window is [c − (size−1)//2, c + ceil((size−1)/2)], PyTorch's
+    # [c − size//2, c + (size−1)//2]: they differ for an even size, which ONNX Runtime does
+    # not run anyway. Spell PyTorch's out as its own exporter does: the mean of x² over a
+    # zero-padded channel window, x / (k + α·mean)^β.
+    sq = b.node("Mul", [x, x], f"{n}/square", f"{n}/square")
+    u = b.node("Unsqueeze", [sq, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
+    pads = b.const(f"{n}/pads", [0, 0, size // 2, 0, 0, 0, 0, (size - 1) // 2, 0, 0])
+    p = b.node("Pad", [u, pads], f"{n}/pad", f"{n}/pad")
+    m = b.node("AveragePool", [p], f"{n}/window", f"{n}/window", kernel_shape=[size, 1, 1])
+    m = b.node("Squeeze", [m, b.const(f"{n}/axis1b", [1])], f"{n}/squeeze", f"{n}/squeeze")
+    m = b.node("Mul", [m, b.init(f"{n}/alpha", np.array(alpha, np.float32))], f"{n}/alpha_mul", f"{n}/alpha_mul")
+    m = b.node("Add", [m, b.init(f"{n}/k", np.array(k, np.float32))], f"{n}/k_add", f"{n}/k_add")
+    m = b.node("Pow", [m, b.init(f"{n}/beta", np.array(beta, np.float32))], f"{n}/pow", f"{n}/pow")
+    return b.node("Div", [x, m], n, n)
+
+
+def _value_info(name, shape, batch):
+    dims = [batch] + [_dim(s) for s in shape]
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+def export(g, weights: dict | None = None, path=None, batch="N", opset: int = 17,
+           check: bool = True) -> onnx.ModelProto:
+    """The graph as an ONNX model (float32), saved to ``path`` when given.
+
+    ``weights``: state_dict names -> arrays; ``None`` exports seeded He-initialised weights.
+    ``batch``: a dim_param name (default ``N``) or a number. Symbolic input sizes (``H``,
+    ``W``) become dim_params, so the model accepts any size the graph does.
+    """
+    g = as_graph(g)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise CnnGraphError(f"opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+    if weights is None:
+        weights = init_weights(g, seed=0)
+    check_weights(g, weights, strict=False)
+    if isinstance(batch, str) and batch.isdigit():
+        batch = int(batch)
+    b = _Builder(opset)
+    for n in topo_order(g):
+        if g.nodes[n]["op"] != "input":
+            _export_node(b, g, n, weights)
+    inputs = [_value_info(i, g.nodes[i]["shape"], batch) for i in g.graph["inputs"]]
+    outs = [_value_info(o, g.nodes[o]["shape"], batch) for o in outputs(g)]
+    for o in outputs(g):
+        if g.nodes[o]["op"] == "input":
+            raise CnnGraphError(f"{o}: an input cannot also be an output in ONNX")
+    model = b.model
+    model.graph.name = g.graph.get("name") or "cnngraph"
+    model.graph.node.extend(b.nodes)
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outs)
+    model.producer_name = PRODUCER
+    model.opset_import.add(domain="", version=opset)
+    # The oldest IR version that has the opset keeps the file loadable by older runtimes.
+    model.ir_version = min(onnx.IR_VERSION, 8 if opset <= 18 else 9 if opset <= 20 else 10)
+    data = None
+    if check:
+        data = model.SerializeToString()
+        try:
+            onnx.checker.check_model(data, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+            raise CnnGraphError(f"{g.graph.get('name', '')}: exported ONNX model does not validate: {e}") from None
+    if path is not None:
+        Path(path).write_bytes(data if data is not None else model.SerializeToString())
+    return model
+
+
+def save(model: onnx.ModelProto, path) -> None:
+    """Write the model as a single file (no external data; 2 GB protobuf limit)."""
+    data = model.SerializeToString()
+    Path(path).write_bytes(data)

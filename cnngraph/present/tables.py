@@ -1,0 +1,269 @@
+"""Per-layer tables of a :class:`~cnngraph.analysis.cost.Report`: text, Markdown, CSV, LaTeX, JSON.
+
+Two unit styles: ``slides`` (memory in KB, params in thousands, flop in millions, rounded
+like the lecture tables) and ``exact`` (bytes, params, MACs, flops as full integers).
+
+>>> from cnngraph import zoo, analyze
+>>> md = analyze(zoo.build("alexnet")).to("markdown")
+>>> "| conv1 | 3 | 227 | 64 | 11 | 4 | 2 | 64 | 56 | 784 | 23 | 73 |" in md
+True
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+
+import sympy
+
+from cnngraph.ir import ops
+from cnngraph.present import printer
+
+HIDDEN_BY_DEFAULT = ("act", "dropout", "input")
+
+SLIDE_HEAD = ["Layer", "C in", "H/W in", "filters", "kernel", "stride", "pad", "C out", "H/W out",
+              "memory (KB)", "params (k)", "flop (M)"]
+EXACT_HEAD = ["Layer", "op", "input", "output", "params", "buffers", "MACs", "other ops", "flops", "memory (B)", "share"]
+
+
+def _expr(v):
+    if isinstance(v, sympy.Basic) and not v.is_Number:
+        return str(sympy.factor_terms(v)).replace("**", "^").replace("*", "·")
+    return v
+
+
+def _decimal(x: float, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits, no exponent, trailing zeros dropped:
+    0.52, 0.0276, 0.000085, 1.5."""
+    if x == 0:
+        return "0"
+    places = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    out = f"{x:.{places}f}"
+    return out.rstrip("0").rstrip(".") if "." in out else out
+
+
+def _round(v, unit):
+    """Value in ``unit`` as the slides print it: an integer (half up) from 10 up; below 10 the
+    three significant digits it needs (LeNet's conv1 is 0.52 k params, not 1); a symbolic value
+    as a polynomial with decimal coefficients (``0.0276C``), through the one printer."""
+    if isinstance(v, sympy.Basic) and not v.is_Number:
+        e = sympy.expand(sympy.sympify(v) / unit)
+        terms = []
+        for mono, coeff in e.as_coefficients_dict().items():
+            c = float(coeff)
+            c = int(c + 0.5) if abs(c) >= 10 else float(_decimal(c))
+            terms.append((sympy.Integer(c) if float(c).is_integer() else sympy.Float(_decimal(c))) * mono)
+        return printer.text(sympy.Add(*terms))
+    x = float(v) / unit
+    if abs(x) >= 10:
+        return int(x + 0.5)
+    out = _decimal(x)
+    return int(out) if out.lstrip("-").isdigit() else out
+
+
+def _hw(shape):
+    if len(shape) == 3:
+        h, w = shape[1], shape[2]
+        return _expr(h) if ops.same(h, w) else f"{_expr(h)}×{_expr(w)}"
+    return ""
+
+
+def _pad(p):
+    t, l, b, r = p
+    if t == l == b == r:
+        return t
+    if t == b and l == r:
+        return f"{t},{l}"
+    return ",".join(map(str, p))
+
+
+def slide_cells(r):
+    a = r.attrs
+    x = r.input_shapes[0] if r.input_shapes else ()
+    filters = kernel = stride = pad = ""
+    if r.op == "conv2d":
+        filters = _expr(a["out_channels"])
+        kernel = a["kernel"][0] if a["kernel"][0] == a["kernel"][1] else f"{a['kernel'][0]}x{a['kernel'][1]}"
+        stride, pad = a["stride"][0], _pad(a["padding"])
+    elif r.op in ("maxpool2d", "avgpool2d"):
+        kernel = a["kernel"][0] if a["kernel"][0] == a["kernel"][1] else f"{a['kernel'][0]}x{a['kernel'][1]}"
+        stride, pad = a["stride"][0], _pad(a["padding"])
+    elif r.op == "linear":
+        filters = _expr(a["out_features"])
+    c_in = _expr(x[0]) if x else ""
+    c_out = _expr(r.output_shape[0])
+    return [r.title, c_in, _hw(x), filters, kernel, stride, pad, c_out, _hw(r.output_shape),
+            _round(r.costs.memory_bytes, 1024), _round(r.costs.params, 1000), _round(r.costs.flops, 10**6)]
+
+
+def exact_cells(report, r):
+    share = report.share(r, "flops")
+    share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share)
+    return [r.title, r.op, " + ".join(ops.fmt_shape(s) for s in r.input_shapes), ops.fmt_shape(r.output_shape),
+            _expr(r.params), _expr(r.buffers), _expr(r.macs), _expr(r.ops), _expr(r.flops), _expr(r.memory_bytes), share]
+
+
+def _rows(report, style, hide, receptive=None):
+    rows = [r for r in report.rows if r.kind not in hide]
+    if style == "slides":
+        head, body = SLIDE_HEAD, [slide_cells(r) for r in rows]
+    else:
+        head, body = EXACT_HEAD, [exact_cells(report, r) for r in rows]
+    if receptive is not None:  # optional receptive-field column: {node: label}, cnngraph.analysis.receptive.column(g)
+        head, body = head + ["RF"], [cells + [receptive.get(r.name, "")] for cells, r in zip(body, rows)]
+    return head, body
+
+
+def _total_cells(report, style):
+    t = report.total
+    if style == "slides":
+        return ["total"] + [""] * 8 + [_round(t.memory_bytes, 1024), _round(t.params, 1000), _round(t.flops, 10**6)]
+    return ["total", "", "", "", _expr(t.params), _expr(t.buffers), _expr(t.macs), _expr(t.ops), _expr(t.flops),
+            _expr(t.memory_bytes), "100%"]
+
+
+GROUP_HEAD = ["Group", "params", "MACs", "flops", "memory (B)", "share of flops"]
+
+
+def _group_rows(report, depth):
+    body = []
+    for name, t in report.groups(depth).items():
+        share = report.share_of(t.flops, "flops")
+        share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share)
+        body.append([name, _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), share])
+    t = report.total
+    return body + [["total", _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), "100%"]]
+
+
+def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT, groups: int = 0,
+           receptive=None) -> str:
+    """The report as ``text``, ``markdown``, ``csv``, ``latex`` or ``json``.
+
+    ``style="groups"`` tabulates totals per group instead of per layer: ``groups=1`` per stage
+    (``layer3``), ``groups=2`` per block (``layer3.2``). ``receptive`` (``{node: label}``, from
+    :func:`cnngraph.analysis.receptive.column`) adds a receptive-field column to the per-layer tables.
+    """
+    if fmt == "json":
+        return to_json(report)
+    if style == "groups":
+        head, body = GROUP_HEAD, _group_rows(report, groups or 1)
+    else:
+        head, body = _rows(report, style, set(hide), receptive)
+        body = body + [_total_cells(report, style) + ([""] if receptive is not None else [])]
+    title = f"{report.name} — input {ops.fmt_shape(report.input_shape)}"
+    foot = f"Convention: {report.convention}"
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+        return "\n".join(lines + ["", foot] + [f"- {n}" for n in summarize_notes(report.notes, _titles(report))]) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(body)
+        return buf.getvalue()
+    if fmt == "latex":
+        esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("×", r"$\times$").replace("·", r"$\cdot$")
+        lines = [r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}", r"\hline",
+                 " & ".join(esc(h) for h in head) + r" \\", r"\hline"]
+        lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body[:-1]]
+        lines += [r"\hline", " & ".join(esc(c) for c in body[-1]) + r" \\", r"\hline", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    if fmt == "text":
+        return _rich_text(title, head, body, foot, summarize_notes(report.notes, _titles(report)))
+    raise ValueError(f"unknown table format {fmt!r}: use text, markdown, csv, latex or json")
+
+
+_FIT = re.compile(r"(?P<layer>[^:]+): (?P<rule>.*?) along (?P<axis>\w+) \(\((?P<L>\d+) \+ (?P<P>\d+) − (?P<K>\d+)\) / "
+                  r"(?P<S>\d+) = (?P<room>\d+)/\d+ is not an integer\); (?P<tail>.*)")
+
+
+def _fit_item(m, name) -> tuple[bool, str]:
+    """(routine?, the arithmetic): routine when the floor gives ⌈L/S⌉, the size the layer is
+    meant to give (a stride-2 layer with 'same' padding on an even size: ResNet's 7×7/2 stem)."""
+    L, P, K, S, room = (int(m[k]) for k in ("L", "P", "K", "S", "room"))
+    out = room // S + 1
+    top = f"({L} + {P} − {K})" if P else f"({L} − {K})"
+    text = f"{name}: {top}/{S} = {_decimal(room / S, 6)}, floored to {room // S}, so {out} outputs"
+    return out == -(-L // S), text
+
+
+def _titles(report) -> dict:
+    return {r.name: r.title for r in report.rows}
+
+
+def summarize_notes(notes, titles=None) -> list:
+    """The notes, one line each, under the names the table's rows use (``titles``: node -> row name).
+
+    A stride that does not fit is explained with its arithmetic (``pool1: (56 − 3)/2 = 26.5,
+    floored to 26, so 27 outputs``); when the floor only drops a half and the output is ⌈L/S⌉
+    (routine for stride-2 layers with 'same' padding), the layers share one line. A layer whose H
+    and W notes are the same is named once.
+    """
+    titles = titles or {}
+    routine, special, other = [], [], []
+    for n in notes:
+        m = _FIT.match(n)
+        if not m:
+            if n not in other:
+                other.append(n)
+            continue
+        name = titles.get(m["layer"], m["layer"])
+        is_routine, text = _fit_item(m, name)
+        if is_routine and name not in routine:
+            routine.append(name)
+        elif not is_routine and text not in special:
+            special.append(text)
+    out = []
+    if routine:
+        out.append("stride 2 with 'same' padding on an even size drops a half, as intended (output = input/stride, "
+                   f"floored as PyTorch does) at: {', '.join(routine)}")
+    if special:
+        out.append("stride does not fit the padded input, output size floored: " + "; ".join(special))
+    return out + other
+
+
+def _rich_text(title, head, body, foot, notes):
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, caption=foot, show_lines=False)
+    for i, h in enumerate(head):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for row in body[:-1]:
+        t.add_row(*(str(c) for c in row))
+    t.add_section()
+    t.add_row(*(str(c) for c in body[-1]), style="bold")
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    console.print(t)
+    for n in notes:
+        console.print(f"note: {n}")
+    return console.export_text()
+
+
+def _jsonable(v):
+    if isinstance(v, sympy.Basic):
+        return int(v) if v.is_Integer else str(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def to_dict(report) -> dict:
+    rows = []
+    for r in report.rows:
+        rows.append(dict(name=r.name, title=r.title, op=r.op, kind=r.kind, path=[p for p, _ in r.path],
+                         input_shape=_jsonable([list(s) for s in r.input_shapes]), output_shape=_jsonable(list(r.output_shape)),
+                         attrs=_jsonable(r.attrs), **{f: _jsonable(v) for f, v in r.costs.items()}))
+    return dict(name=report.name, input_shape=_jsonable(list(report.input_shape)), convention=report.convention.as_dict(),
+                rows=rows, total={f: _jsonable(v) for f, v in report.total.items()},
+                groups={k: {f: _jsonable(v) for f, v in c.items()} for k, c in report.groups(1).items()},
+                notes=list(report.notes))
+
+
+def to_json(report) -> str:
+    return json.dumps(to_dict(report), indent=1)

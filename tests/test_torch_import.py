@@ -1,0 +1,162 @@
+"""from_torch and the CLI on PyTorch modules: torchvision's CNNs through from_torch and
+through torch.onnx.export + ONNX import (a sample here; every model with ``-m models``,
+``make test-models``), reports of what cannot be traced, the CLI's file.py:function."""
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+nn = torch.nn
+
+from torch_models import check_from_torch, check_onnx  # noqa: E402
+
+from cnngraph import analyze  # noqa: E402
+from cnngraph.cli import main  # noqa: E402
+from cnngraph.ir.symbols import H, W  # noqa: E402
+from cnngraph.interop.torch_import import TraceError, from_torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# torchvision's classification CNNs (vision transformers and MaxViT aside) and its
+# segmentation models, with the two input sizes each is checked at (small where it allows).
+CLASSIFICATION = [n for n in torchvision.models.list_models(module=torchvision.models)
+                  if not n.startswith(("vit_", "swin_", "maxvit"))]
+SEGMENTATION = torchvision.models.list_models(module=torchvision.models.segmentation)
+SIZES = {"inception_v3": (75, 107), "googlenet": (64, 96), "alexnet": (63, 95)}
+SAMPLE = ["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1", "googlenet"]
+
+
+def build(name):
+    torch.manual_seed(0)
+    kw = dict(aux_logits=False, init_weights=False) if name in ("googlenet", "inception_v3") else {}
+    if name in SEGMENTATION:
+        kw = dict(weights_backbone=None)
+    return torchvision.models.get_model(name, weights=None, **kw).eval()
+
+
+def sizes(name):
+    return SIZES.get(name, (64, 80))
+
+
+def _models(names, sample):
+    return [pytest.param(n, marks=() if n in sample else pytest.mark.models) for n in names]
+
+
+@pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, SAMPLE))
+def test_torchvision_from_torch(name):
+    g = check_from_torch(build(name), sizes(name))
+    assert g.nodes["input"]["shape"] == (3, H, W)
+
+
+@pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, SAMPLE[:2]))
+def test_torchvision_onnx(name):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    check_onnx(build(name), sizes(name))
+
+
+def test_names_are_module_names_and_weights_the_state_dict():
+    m = build("resnet18")
+    g = from_torch(m)
+    for name, op in {"conv1": "conv2d", "bn1": "batchnorm", "relu": "relu", "maxpool": "maxpool2d",
+                     "layer1.0.conv1": "conv2d", "layer1.0.relu": "relu", "layer1.0.relu_1": "relu",
+                     "layer1.0.add": "add", "layer2.0.downsample.0": "conv2d", "avgpool": "adaptive_avgpool2d",
+                     "flatten": "flatten", "fc": "linear"}.items():
+        assert g.nodes[name]["op"] == op, name
+    sd = {k: v for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+    ws = g.graph["weights"]
+    assert sorted(ws) == sorted(sd)
+    assert all((ws[k] == sd[k].numpy()).all() for k in sd)
+    assert g.nodes["layer2.1.conv2"]["path"] == (("layer2", "Sequential"), ("1", "BasicBlock"))
+    assert set(analyze(g).groups(1)) >= {"layer1", "layer4"}
+
+
+def test_symbolic_resnet_formula_reads_like_the_zoo():
+    from cnngraph import zoo
+    from cnngraph.ir.symbols import h, w
+
+    shape = (3, 32 * h, 32 * w)
+    ours = analyze(from_torch(build("resnet50"), input=shape)).total
+    theirs = analyze(zoo.build("resnet50", input=shape)).total
+    assert ours.macs == theirs.macs and ours.params == theirs.params
+
+
+class _DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.gate = _Gate()
+
+    def forward(self, x):
+        return self.gate(self.conv(x))
+
+
+class _Gate(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # control flow on a tensor's value: fx cannot trace it
+            return x
+        return -x
+
+
+def test_untraceable_module_is_named_with_its_reason():
+    with pytest.raises(TraceError, match=r"^gate \(_Gate\): torch.fx cannot trace it: .*control flow"):
+        from_torch(_DataDependent())
+
+
+def test_unsupported_modules_are_listed_by_name():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU())
+    with pytest.raises(TraceError) as e:
+        from_torch(m)
+    msg = str(e.value)
+    assert msg == "cannot convert: 1 (Conv2d): padding_mode='reflect' (only zero padding)"  # ReLU skipped
+
+
+def test_unused_parameters_are_reported():
+    torch.manual_seed(0)
+    m = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).eval()
+    g = from_torch(m, input=(3, 96, 96))
+    unused = g.graph["unused_params"]
+    assert unused and all(k.startswith(("aux1.", "aux2.")) for k in unused)
+    assert analyze(g).total.params + sum(unused.values()) == sum(p.numel() for p in m.parameters())
+
+
+MODEL_FILE = """
+import torch.nn as nn
+
+def build(width=8):
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+"""
+
+
+def test_cli_takes_a_function_returning_a_module(tmp_path, capsys):
+    f = tmp_path / "mymodel.py"
+    f.write_text(MODEL_FILE)
+    assert main(["table", f"{f}:build", "-O", "width=16", "--style", "exact", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "432*H*W" in out.replace("·", "*")  # 16 filters of 3x3x3 at every pixel
+    assert main(["table", f"{f}:build", "--input", "3,8,8", "--format", "json"]) == 0
+    import json
+
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert sum(r["params"] for r in rows) == 8 * 27 + 8 + 16 + 8 * 10 + 10  # conv, BN γ β, linear
+    assert main(["run", f"{f}:build", "--input", "3,8,8"]) == 0
+    assert "output 5: shape 1×10" in capsys.readouterr().out
+
+
+def test_cli_says_when_torch_is_missing(tmp_path, capsys, monkeypatch):
+    f = tmp_path / "mymodel.py"
+    f.write_text(MODEL_FILE)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "torch.nn", raising=False)
+    assert main(["table", f"{f}:build"]) == 2
+    err = capsys.readouterr().err
+    assert "imports torch" in err and "not installed" in err and "Traceback" not in err

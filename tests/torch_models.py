@@ -1,0 +1,151 @@
+"""Checks shared by the PyTorch model tests (torchvision, timm): a real nn.Module against
+cnngraph through from_torch and through torch.onnx.export + ONNX import.
+
+Every check compares with a value that could fail: parameters with sum(p.numel()) (or the
+ONNX file's own tensors), conv+linear multiply-adds with forward-hook counts, outputs with
+PyTorch's and ONNX Runtime's, symbolic totals with the numeric tables."""
+import io
+import warnings
+
+import numpy as np
+import sympy
+import torch
+import torch.nn as nn
+
+from cnngraph import analyze
+from cnngraph.compiler import compile
+from cnngraph.backends.numba_backend import run as numba_run
+from cnngraph.ir.symbols import H, W
+from cnngraph.interop.torch_import import from_torch
+
+MATMUL_KINDS = ("conv", "linear")
+
+
+def hook_counts(model, x):
+    """Parameters, multiply-adds per sample of every Conv2d and Linear call (by forward
+    hooks) and the raw output, for a torch or NumPy input batch."""
+    macs = [0]
+
+    def conv(m, i, o):
+        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear(m, i, o):
+        macs[0] += o.numel() // o.shape[0] * m.in_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            y = model(x if isinstance(x, torch.Tensor) else torch.from_numpy(x))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(p.numel() for p in model.parameters()), macs[0], y
+
+
+def outputs_of(y):
+    if isinstance(y, torch.Tensor):
+        return [y.numpy()]
+    if isinstance(y, dict):
+        return [v.numpy() for v in y.values()]
+    return [v.numpy() for v in y]
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def matmul_macs(report):
+    return sum(r.macs for r in report.rows if r.kind in MATMUL_KINDS)
+
+
+def sample(size, batch=2, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
+
+
+def check_from_torch(model, sizes):
+    """from_torch at each size and with symbolic H, W; returns the per-size facts for messages."""
+    model.eval()
+    g_sym = from_torch(model, input=(3, H, W))
+    sym_total = analyze(g_sym).total
+    n_params = sum(p.numel() for p in model.parameters())
+    unused = sum(g_sym.graph["unused_params"].get(k, 0) for k, _ in model.named_parameters())
+    for s in sizes:
+        x = sample(s)
+        _, macs, y = hook_counts(model, x)
+        want = outputs_of(y)
+        g = from_torch(model, input=(3, s, s))
+        r = analyze(g)
+        assert r.total.params + unused == n_params, (s, r.total.params, unused, n_params)
+        assert matmul_macs(r) == macs, (s, matmul_macs(r), macs)
+        for f in ("params", "macs", "memory_bytes", "flops"):
+            v = sympy.sympify(getattr(sym_total, f)).subs({H: s, W: s})
+            assert v == getattr(r.total, f), (s, f, v, getattr(r.total, f))
+        got = numba_run(compile(g, g.graph["weights"]), x)
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and rel_err(a, b) < 1e-4, (s, a.shape, b.shape, rel_err(a, b))
+    return g_sym
+
+
+def onnx_bytes(model, x, opset=17):
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.from_numpy(x), f, dynamo=False, opset_version=opset,
+                          input_names=["input"], dynamic_axes={"input": {0: "N"}})
+    return f.getvalue()
+
+
+def ort_run(data, x):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})
+
+
+def file_tensors(data):
+    """The file's float initializers as (shape, bytes) keys: what "the file's own tensors" are."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load_from_string(data)
+    return {(tuple(t.dims), numpy_helper.to_array(t).astype(np.float32).tobytes())
+            for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+
+
+def check_onnx(model, sizes):
+    """torch.onnx.export then cnngraph's ONNX import, at each size."""
+    from cnngraph.onnx import load
+
+    model.eval()
+    for s in sizes:
+        x = sample(s)
+        _, macs, y = hook_counts(model, x)
+        want = outputs_of(y)
+        data = onnx_bytes(model, x)
+        h = load(data)
+        r = analyze(h)
+        # Each layer's parameters are the file's own tensors (the exporter may have folded
+        # batch norms into convolutions: then the file, not the module, is the reference).
+        tensors = file_tensors(data)
+        ws = h.graph["weights"]
+        per_layer = {}
+        for k, v in ws.items():
+            assert (v.shape, np.asarray(v, np.float32).tobytes()) in tensors, (s, k, v.shape)
+            node, field = k.rsplit(".", 1)
+            if field in ("weight", "bias"):
+                per_layer[node] = per_layer.get(node, 0) + v.size
+        for row in r.rows:
+            assert row.params == per_layer.get(row.name, 0), (s, row.name, row.params, per_layer.get(row.name))
+        assert matmul_macs(r) == macs, (s, matmul_macs(r), macs)
+        got = numba_run(compile(h, ws), x)
+        ref = ort_run(data, x)
+        for a, b, c in zip(got, ref, want):
+            assert rel_err(a, b) < 1e-4 and rel_err(a, c) < 1e-4, (s, rel_err(a, b), rel_err(a, c))
+    return h
