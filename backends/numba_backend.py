@@ -57,6 +57,9 @@ MIN_TILE_MACS = 1 << 20
 # whole batch is transformed first and the α² GEMMs are shared between the threads.
 WINO_BYTES = 1 << 20
 WINO_MIN_TILES = 32
+# A chunk of an element-wise, pooling or direct-convolution step has at least this many
+# element operations (tens of microseconds), or the step runs on the calling thread alone.
+MIN_CHUNK_WORK = 1 << 15
 
 
 def num_threads() -> int:
@@ -132,14 +135,17 @@ class Pool:
             buf = self.scratch[w][key] = np.empty(max(size, 1), np.float32)
         return buf[:size].reshape(shape)
 
-    def ranges(self, total: int, grain: int = 1):
-        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long."""
-        parts = max(1, min(4 * self.threads, total // max(grain, 1)))
+    def ranges(self, total: int, grain: int = 1, work: int = 1):
+        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long and
+        at least MIN_CHUNK_WORK element operations (``work`` per item): waking another thread
+        costs more than a smaller chunk's work, so small steps run on the caller alone."""
+        grain = max(grain, MIN_CHUNK_WORK // max(work, 1), 1)
+        parts = max(1, min(4 * self.threads, total // grain))
         step = -(-total // parts)
         return [(a, min(a + step, total)) for a in range(0, total, step)]
 
-    def for_ranges(self, total: int, fn, grain: int = 1):
-        rs = self.ranges(total, grain)
+    def for_ranges(self, total: int, fn, grain: int = 1, work: int = 1):
+        rs = self.ranges(total, grain, work)
         self.run(lambda i, w: fn(*rs[i], w), len(rs))
 
 
@@ -306,7 +312,7 @@ def _gemm_builder(step, plan, rt, k, w):
             a = x2
         else:
             a = P.buffer(0, "cols_all", (M, Kd))
-            P.for_ranges(M, lambda r0, r1, wk: K.im2col(x, a[r0:r1], r0, r1, *geo, 1, cg), grain=16)
+            P.for_ranges(M, lambda r0, r1, wk: K.im2col(x, a[r0:r1], r0, r1, *geo, 1, cg), work=Kd)
         nb = _block(cout, 2 * P.threads, 64)
         blocks = [(c, min(c + nb, cout)) for c in range(0, cout, nb)]
 
@@ -367,10 +373,11 @@ def _winograd_builder(step, plan, rt, k, w, m):
         # Few tiles (batch 1, late layers): transform all, share the α² GEMMs, transform back.
         V = P.buffer(0, "wv_all", (T, a * a, cin))
         Mo = P.buffer(0, "wm_all", (T, a * a, cout))
-        P.for_ranges(T, lambda t0, t1, wk: WG.input_transform(x, V, t0, t1, 0, *geo, *pad, scratch(wk)[0]))
+        P.for_ranges(T, lambda t0, t1, wk: WG.input_transform(x, V, t0, t1, 0, *geo, *pad, scratch(wk)[0]),
+                     work=a * a * cin)
         P.run(lambda p, wk: np.matmul(V[:, p], U[p], out=Mo[:, p]), a * a)
         P.for_ranges(T, lambda t0, t1, wk: WG.output_transform(Mo, out, t0, t1, 0, *geo, bias, r, a1, a2,
-                                                                *scratch(wk)[1:]))
+                                                                *scratch(wk)[1:]), work=a * a * cout)
 
     return run
 
@@ -386,7 +393,8 @@ def _depthwise_builder(step, plan, rt, k, w):
     def run(ins, out, res):
         r = res if res is not None else EMPTY4
         P.for_ranges(out.shape[0] * k["Ho"],
-                     lambda t0, t1, wk: K.depthwise(ins[0], wd, bias, out, t0, t1, og, *geo, r, a1, a2))
+                     lambda t0, t1, wk: K.depthwise(ins[0], wd, bias, out, t0, t1, og, *geo, r, a1, a2),
+                     work=k["Wo"] * k["cout"] * k["kh"] * k["kw"])
 
     return run
 
@@ -402,7 +410,8 @@ def _grouped_builder(step, plan, rt, k, w):
 
     def run(ins, out, res):
         r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.grouped(ins[0], wg, bias, out, t0, t1, *geo, r, a1, a2))
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.grouped(ins[0], wg, bias, out, t0, t1, *geo, r, a1, a2),
+                     work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
 
     return run
 
@@ -442,7 +451,7 @@ def _elementwise(step, rt, scale, bias, a1, a2):
         r2 = _rows2(res) if res is not None else EMPTY2
         C = o2.shape[1]
         P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2),
-                     grain=max(1, 4096 // C))
+                     work=C)
 
     return run
 
@@ -475,7 +484,7 @@ def build_add(step, plan, rt):
                 K.epilogue(src, False, o2, r0, r1, 0, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0)
                 src = o2
 
-        P.for_ranges(o2.shape[0], tile, grain=max(1, 4096 // C))
+        P.for_ranges(o2.shape[0], tile, work=C * len(terms))
 
     return run
 
@@ -492,7 +501,7 @@ def build_mul(step, plan, rt):
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         s2 = ins[1].reshape(ins[1].shape[0], -1)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), grain=64)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), work=x2.shape[1])
 
     return run
 
@@ -503,7 +512,8 @@ def build_maxpool2d(step, plan, rt):
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo))
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo),
+                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
 
     return run
 
@@ -514,7 +524,8 @@ def build_avgpool2d(step, plan, rt):
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"])
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div))
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div),
+                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
 
     return run
 
@@ -525,7 +536,8 @@ def _adaptive(is_max):
         Ho = int(step.out_shape[1])
 
         def run(ins, out, res):
-            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max))
+            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max),
+                         work=ins[0][0].size // Ho)
 
         return run
 
@@ -537,7 +549,7 @@ def build_softmax(step, plan, rt):
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), grain=16)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), work=4 * x2.shape[1])
 
     return run
 
@@ -567,7 +579,8 @@ def _norm(kind):
             N = x.shape[0]
             x3 = x.reshape(N, -1, x.shape[3])
             o3 = out.reshape(N, -1, out.shape[3])
-            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element))
+            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element),
+                         work=3 * x3[0].size)
 
         return run
 
@@ -581,7 +594,7 @@ def build_lrn(step, plan, rt):
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), grain=16)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), work=x2.shape[1] * args[0])
 
     return run
 

@@ -28,6 +28,37 @@ for _opt in ("-runtime-memory-check-threshold=256", "-memory-check-merge-thresho
     llvm.set_option("", _opt)
 
 
+# exp for sigmoid and SiLU without a library call, so the loops over channels vectorise
+# (LLVM's expf is scalar: 3 ns a value, 30× slower): 2^f by its Taylor series on
+# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n built from n's bits; arguments clamped
+# to [-87, 88], where exp stays a normal float32.
+_LN2 = 0.6931471805599453
+_E1, _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(_LN2 ** i / math.factorial(i)) for i in range(1, 8))
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(2.0 ** (2 ** k)) for k in range(7))
+_LOG2E = np.float32(1.4426950408889634)
+
+
+@njit(inline="always", **JIT)
+def _pow2_bit(m, k, p):
+    """The factor of 2^m contributed by bit k of m (p = 2^(2^k)): p or 1, branch-free."""
+    return np.float32(1) + np.float32((m >> k) & 1) * (p - np.float32(1))
+
+
+@njit(inline="always", **JIT)
+def exp32(x):
+    """exp(x) in float32, vectorisable (see above)."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    y = x * _LOG2E
+    nf = np.floor(y + np.float32(0.5))
+    f = y - nf
+    p = np.float32(1) + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * (_E5 + f * (_E6 + f * _E7))))))
+    n = np.int32(nf)
+    m = abs(n)
+    s = (_pow2_bit(m, 0, _P0) * _pow2_bit(m, 1, _P1) * _pow2_bit(m, 2, _P2) * _pow2_bit(m, 3, _P3)
+         * _pow2_bit(m, 4, _P4) * _pow2_bit(m, 5, _P5) * _pow2_bit(m, 6, _P6))
+    return p * s if n >= 0 else p / s
+
+
 @njit(**JIT)
 def act_row(t, code):
     """Activation ``code`` on a 1-D float32 array, in place; the branch sits outside the loop."""
@@ -42,13 +73,13 @@ def act_row(t, code):
             t[c] = min(max(t[c], np.float32(0)), np.float32(6))
     elif code == 3:
         for c in range(n):
-            t[c] = np.float32(1) / (np.float32(1) + np.exp(-t[c]))
+            t[c] = np.float32(1) / (np.float32(1) + exp32(-t[c]))
     elif code == 4:
         for c in range(n):
             t[c] = np.tanh(t[c])
     elif code == 5:
         for c in range(n):
-            t[c] = t[c] / (np.float32(1) + np.exp(-t[c]))
+            t[c] = t[c] / (np.float32(1) + exp32(-t[c]))
     elif code == 6:
         for c in range(n):
             t[c] = t[c] * min(max(t[c] + np.float32(3), np.float32(0)), np.float32(6)) / np.float32(6)
