@@ -382,35 +382,29 @@ def _winograd_builder(step, plan, rt, k, w, m):
     return run
 
 
-def _depthwise_builder(step, plan, rt, k, w):
-    P: Pool = rt.extra["pool"]
-    bias = _bias(plan, step)
-    a1, a2 = _codes(step)
-    geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
-    og = k["cout"] // k["groups"]
-    wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
-
-    def run(ins, out, res):
-        r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"],
-                     lambda t0, t1, wk: K.depthwise(ins[0], wd, bias, out, t0, t1, og, *geo, r, a1, a2),
-                     work=k["Wo"] * k["cout"] * k["kh"] * k["kw"])
-
-    return run
-
-
-def _grouped_builder(step, plan, rt, k, w):
+def _direct_builder(step, plan, rt, k, w):
+    """Depthwise (one input channel per group, any multiplier) and grouped convolutions by
+    direct channels-last kernels over output rows (n, oh), epilogue fused."""
     P: Pool = rt.extra["pool"]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
-    wg = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1))
+    if cg == 1:
+        wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
+
+        def kernel(x, out, t0, t1, r):
+            K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
+    else:
+        wg = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1))
+
+        def kernel(x, out, t0, t1, r):
+            K.grouped(x, wg, bias, out, t0, t1, *geo, r, a1, a2)
 
     def run(ins, out, res):
         r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.grouped(ins[0], wg, bias, out, t0, t1, *geo, r, a1, a2),
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: kernel(ins[0], out, t0, t1, r),
                      work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
 
     return run
@@ -421,8 +415,8 @@ def _winograd(m):
 
 
 # The convolution algorithms of cnngraph.algorithms.ALGORITHMS this backend runs.
-CONV_KERNELS = {"gemm": _gemm_builder, "im2col": _gemm_builder, "depthwise": _depthwise_builder,
-                "grouped": _grouped_builder, **{a: _winograd(m) for a, m in WINOGRAD_TILE.items()}}
+CONV_KERNELS = {"gemm": _gemm_builder, "im2col": _gemm_builder, "depthwise": _direct_builder,
+                "grouped": _direct_builder, **{a: _winograd(m) for a, m in WINOGRAD_TILE.items()}}
 
 
 def build_conv2d(step, plan, rt):

@@ -37,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_resnet50 import blas_info, ort_callable, threads, torch_callable  # noqa: E402  (same directory)
+
 MODELS = ("resnet50", "mobilenet_v2", "efficientnet_b0", "vgg16", "resnext50_32x4d")
 PEERS = ("cnngraph", "onnxruntime", "pytorch")
-
-
-def threads() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def have_torch() -> bool:
@@ -81,25 +80,16 @@ def setup(peer: str, model: str, batch: int, onnx_path: str | None = None):
         plan.weights = None  # packed into the kernels; the folded copy is no longer needed
         return (lambda: ex.run(x)[0]), x
     if peer == "onnxruntime":
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads()
         if onnx_path is None:
             from cnngraph.onnx import export
 
-            src = export(g, ws).SerializeToString()
-        else:
-            src = onnx_path
+            onnx_path = export(g, ws).SerializeToString()
         del ws
-        sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return (lambda: sess.run(None, {name: x})[0]), x
+        return ort_callable(onnx_path, x), x
     if peer == "pytorch":
         import torch
         import torchvision
 
-        torch.set_num_threads(threads())
         m = torchvision.models.get_model(model, weights=None).eval()
         missing, unexpected = m.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ws.items()},
                                                 strict=False)
@@ -107,13 +97,7 @@ def setup(peer: str, model: str, batch: int, onnx_path: str | None = None):
         if missing or unexpected:
             raise RuntimeError(f"{model}: state_dict mismatch, missing {missing[:3]}, unexpected {unexpected[:3]}")
         del ws
-        xt = torch.from_numpy(x)
-
-        def run():
-            with torch.inference_mode():
-                return m(xt).numpy()
-
-        return run, x
+        return torch_callable(m, x), x
     raise ValueError(peer)
 
 
@@ -232,8 +216,6 @@ def main(argv=None):
     if args.no_torch or not have_torch():
         peers.remove("pytorch")
         print("PyTorch/torchvision not installed (or --no-torch): the PyTorch eager peer is skipped")
-    from bench_resnet50 import blas_info  # noqa: E402  (same directory)
-
     print(f"{threads()} threads; BLAS: {blas_info()}; load average {os.getloadavg()[0]:.1f}")
     ceil0 = sgemm_gflops()
     print(f"SGEMM ceiling (NumPy 2048³ float32, all threads) before: {ceil0:.0f} GFLOP/s", flush=True)
@@ -288,5 +270,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     sys.exit(main())

@@ -54,30 +54,39 @@ def setup(peer: str, batch: int, size: int, seed: int = 0):
         ex = executor(compile(g, ws, batch=batch))
         return (lambda: ex.run(x)[0]), x
     if peer == "onnxruntime":
-        import onnxruntime as ort
-
         from cnngraph.onnx import export
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads()
-        sess = ort.InferenceSession(export(g, ws).SerializeToString(), so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return (lambda: sess.run(None, {name: x})[0]), x
+        return ort_callable(export(g, ws).SerializeToString(), x), x
     if peer == "pytorch-eager":
-        import torch
-
         from cnngraph.interop.torch_ref import to_torch
 
-        torch.set_num_threads(threads())
-        m = to_torch(g, ws)
-        xt = torch.from_numpy(x)
-
-        def run():
-            with torch.inference_mode():
-                return m(xt).numpy()
-
-        return run, x
+        return torch_callable(to_torch(g, ws), x), x
     raise ValueError(peer)
+
+
+def ort_callable(model, x):
+    """One batch through ONNX Runtime (CPU, all cores) on ``model`` (bytes or a path)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads()
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda: sess.run(None, {name: x})[0]
+
+
+def torch_callable(m, x):
+    """One batch through the PyTorch module ``m`` (inference mode, all cores), NumPy out."""
+    import torch
+
+    torch.set_num_threads(threads())
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return m(xt).numpy()
+
+    return run
 
 
 def sgemm_gflops(n=2048, repeat=5) -> float:

@@ -115,7 +115,7 @@ def _g(x: float) -> str:
 def choose_conv(k: dict, batch: int = 1) -> Choice:
     """The algorithm of a convolution with geometry ``k`` at ``batch``, and why."""
     G = k["groups"]
-    cg, og = k["cin"] // G, k["cout"] // G
+    cg = k["cin"] // G
     if G > 1 and cg == 1:
         return Choice("depthwise", f"{k['cin']}→{k['cout']} channels in {G} groups of one input channel", {})
     costs = conv_costs(k, batch)
