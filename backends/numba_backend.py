@@ -252,8 +252,13 @@ def _gemm_builder(step, plan, rt, k, w):
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
     Kd = k["kh"] * k["kw"] * cg
-    # (G, kh·kw·cg, og): rows in im2col's column order (tap, then channel), one matrix per group
-    wm = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1).reshape(G, Kd, og))
+    # (G, kh·kw·cg, og): rows in im2col's column order (tap, then channel), one matrix per group.
+    # A 1×1 ungrouped kernel (and a linear layer) is the transposed view of the weights
+    # themselves: BLAS reads it transposed, no packed copy (VGG-16's classifier is 0.5 GB).
+    if (k["kh"], k["kw"], G) == (1, 1, 1):
+        wm = w.reshape(1, og, cg).transpose(0, 2, 1)
+    else:
+        wm = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1).reshape(G, Kd, og))
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     alias = _aliases(plan, step)
