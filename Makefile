@@ -34,7 +34,7 @@ torch: $(STAMP)
 
 # Every torchvision and timm CNN through from_torch and ONNX (long: `make test` runs a sample).
 test-models: setup torch
-	$(VENV)/bin/pytest -q -m models tests/test_torch_import.py tests/test_timm_models.py
+	$(VENV)/bin/pytest -q -m models tests/test_torch_import.py tests/test_timm_models.py tests/test_pytorch_exporters.py
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -9,7 +9,7 @@ A backend is a :class:`cnngraph.backends.Backend` with:
 * ``xp``: its array module;
 * ``KERNELS``: ``{op: builder}``; ``builder(step, plan, rt) -> fn(ins, out, res)``, where
   ``ins`` are the step's input arrays, ``out`` its output array (which may share memory
-  with an input listed in ``cnngraph.compiler.plan.INPLACE_PORTS`` or with ``res``) and ``res`` the
+  with an input listed in the registry's ``inplace_ports`` or with ``res``) and ``res`` the
   residual of the epilogue (or None). Builders pack weights once; ``fn`` runs per batch.
 * ``runtime()``: a :class:`Runtime` (array module, ``erf``, host-to-device copy...).
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from cnngraph.backends import Backend
 from cnngraph.compiler.algorithms import conv_geometry  # noqa: F401  (backends import it from here)
+from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.compiler.passes import bn_scale_shift
 from cnngraph.compiler.plan import Plan, check_numeric
@@ -88,29 +89,11 @@ def numpy_backend() -> Backend:
 
 
 # ---------------------------------------------------------------- activations and epilogue
-def activate(rt: Runtime, y, name) -> None:
-    """Apply activation ``name`` to ``y`` in place (PyTorch's definitions)."""
-    xp = rt.xp
-    if name is None:
-        return
-    if name == "relu":
-        xp.maximum(y, 0, out=y)
-    elif name == "relu6":
-        xp.clip(y, 0, 6, out=y)
-    elif name == "sigmoid":
-        y[...] = 1 / (1 + xp.exp(-y))
-    elif name == "tanh":
-        xp.tanh(y, out=y)
-    elif name == "silu":
-        y *= 1 / (1 + xp.exp(-y))
-    elif name == "hardswish":
-        y *= xp.clip(y + 3, 0, 6) / 6
-    elif name == "hardsigmoid":
-        y[...] = xp.clip(y + 3, 0, 6) / 6
-    elif name == "gelu":
-        y[...] = 0.5 * y * (1 + rt.erf(y * (1 / math.sqrt(2))))
-    else:
-        raise CnnGraphError(f"unknown activation {name!r}")
+def activate(rt: Runtime, y, name, attrs=None) -> None:
+    """Apply activation ``name`` to ``y`` in place: the registry's reference function
+    (PyTorch's definition) on the runtime's array module."""
+    if name is not None:
+        y[...] = ops.get(name).activation.ref(rt.xp, rt.erf, y, attrs or ops.get(name).defaults)
 
 
 def epilogue(rt: Runtime, step, y, res) -> None:
@@ -191,13 +174,15 @@ def build_linear(step, plan, rt):
 
 
 def pool_geometry(step):
-    a = step.attrs
+    """Sizes and the registry's window of a pooling step, as ints (``count_include_pad``:
+    average pooling's attribute, False for max pooling, which has none)."""
+    w = ops.get(step.op).window(step.attrs)
     C, H, W = map(int, step.in_shapes[0])
     _, Ho, Wo = map(int, step.out_shape)
-    d = a.get("dilation", (1, 1))
-    return dict(C=C, H=H, W=W, Ho=Ho, Wo=Wo, kh=int(a["kernel"][0]), kw=int(a["kernel"][1]), sh=int(a["stride"][0]),
-                sw=int(a["stride"][1]), pt=int(a["padding"][0]), pl=int(a["padding"][1]), pb=int(a["padding"][2]),
-                pr=int(a["padding"][3]), dh=int(d[0]), dw=int(d[1]), count_include_pad=bool(a.get("count_include_pad", True)))
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = w.kernel, w.stride, w.padding, w.dilation
+    return dict(C=C, H=H, W=W, Ho=Ho, Wo=Wo, kh=int(kh), kw=int(kw), sh=int(sh), sw=int(sw), pt=int(pt), pl=int(pl),
+                pb=int(pb), pr=int(pr), dh=int(dh), dw=int(dw),
+                count_include_pad=bool(step.attrs.get("count_include_pad")))
 
 
 def avgpool_divisor(k) -> np.ndarray:
@@ -288,9 +273,13 @@ def build_flatten(step, plan, rt):
 
 
 def build_act(step, plan, rt):
+    a = dict(step.attrs)
+    if "weight" in step.params:  # PReLU's slopes: one per channel, the last axis of NHWC
+        a["weight"] = rt.asarray(weight(plan, step, "weight"))
+
     def run(ins, out, res):
         y = ins[0].copy()  # out may share memory with the input
-        activate(rt, y, step.op)
+        activate(rt, y, step.op, a)
         out[...] = y
 
     return run
@@ -353,7 +342,7 @@ def _affine_params(step, plan, rt, shape_fn):
 def _build_norm(axes_fn, shape_fn):
     def build(step, plan, rt):
         xp = rt.xp
-        eps = float(step.attrs.get("eps", 1e-5))
+        eps = float(step.attrs["eps"])
         g, b = _affine_params(step, plan, rt, shape_fn(step))
 
         def run(ins, out, res):
@@ -503,7 +492,7 @@ GENERIC: dict = {
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
     "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf,
-    **{a: build_act for a in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu")},
+    **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 
 

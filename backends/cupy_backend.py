@@ -42,13 +42,14 @@ import threading
 import numpy as np
 
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.compiler.passes import ACT_CODE, bn_scale_shift
+from cnngraph.compiler.passes import bn_scale_shift
+from cnngraph.ir.ops import act_code, act_param
 from cnngraph.backends import Backend, sgemm_ceiling
 from cnngraph.compiler.plan import Plan
 
 from cnngraph.backends import common
 from cnngraph.backends.common import Executor, Runtime, avgpool_divisor, conv_geometry, nhwc, pool_geometry, weight
-from cnngraph.backends.cupy_kernels import KERNELS as K, emulate, host_source, launch_config, marshal
+from cnngraph.backends.cupy_kernels import ACTS, KERNELS as K, emulate, host_source, launch_config, marshal
 
 NAME = "cupy"
 # The im2col workspace holds at most this many float32 elements (256 MB); larger packings
@@ -372,8 +373,9 @@ def _aliases(plan: Plan, step) -> bool:
     return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
 
 
-def _epilogue_fn(rt, act1=0, act2=0, scale=None, bias=None):
-    """``fn(src, dst, res, opg)``: dst = act2(act1(src·scale + bias) + res), as one kernel launch."""
+def _epilogue_fn(rt, act1=0, act2=0, scale=None, bias=None, p1=0.0):
+    """``fn(src, dst, res, opg)``: dst = act2(act1(src·scale + bias) + res), as one kernel launch
+    (``p1``: act1's parameter)."""
     kern = _dev(rt).kernel(K["epilogue"])
     e = _empty(rt)
 
@@ -384,13 +386,13 @@ def _epilogue_fn(rt, act1=0, act2=0, scale=None, bias=None):
         kern(src=src, dst=dst, scale=e if scale is None else scale, bias=e if bias is None else bias,
              res=e if res is None else res, rows=rows, C=C, opg=C if opg is None else opg,
              has_scale=int(scale is not None), has_bias=int(bias is not None), has_res=int(res is not None),
-             act1=act1, act2=act2)
+             act1=act1, act2=act2, p1=np.float32(p1))
 
     return fn
 
 
 def _codes(step):
-    return ACT_CODE[step.act1], ACT_CODE[step.act2]
+    return act_code(step.act1), act_code(step.act2)
 
 
 def _bias(rt, plan, step):
@@ -482,8 +484,8 @@ def build_linear(step, plan, rt):
     return _gemm_conv(step, plan, rt, k, weight(plan, step, "weight").reshape(fout, fin, 1, 1))
 
 
-def _elementwise(step, rt, scale, bias, a1, a2):
-    epi = _epilogue_fn(rt, a1, a2, scale=scale, bias=bias)
+def _elementwise(step, rt, scale, bias, a1, a2, p1=0.0):
+    epi = _epilogue_fn(rt, a1, a2, scale=scale, bias=bias, p1=p1)
 
     def run(ins, out, res):
         epi(_rows2(ins[0]), _rows2(out), _rows2(res) if res is not None else None)
@@ -492,7 +494,7 @@ def _elementwise(step, rt, scale, bias, a1, a2):
 
 
 def build_act(step, plan, rt):
-    return _elementwise(step, rt, None, None, ACT_CODE[step.op], 0)
+    return _elementwise(step, rt, None, None, act_code(step.op), 0, act_param(step.op, step.attrs))
 
 
 def build_batchnorm(step, plan, rt):
@@ -510,7 +512,7 @@ def build_scale(step, plan, rt):
 
 
 def build_add(step, plan, rt):
-    last = _epilogue_fn(rt, 0, ACT_CODE[step.act2])
+    last = _epilogue_fn(rt, 0, act_code(step.act2))
     plain = _epilogue_fn(rt)
 
     def run(ins, out, res):
@@ -609,7 +611,7 @@ KERNELS = {
     "mul": build_mul, "scale": build_scale, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _adaptive(False), "adaptive_maxpool2d": _adaptive(True), "softmax": build_softmax,
     "lrn": build_lrn,
-    **{a: build_act for a in ACT_CODE if a},
+    **{a: build_act for a in ACTS},
 }
 # flatten, concat, slice, channel_shuffle, pad2d, pad_channels, rbf, group/instance/layer norm:
 # the generic xp kernels of cnngraph.backends.common, on CuPy arrays.

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.compiler.passes import ACT_CODE
+from cnngraph.ir import ops
 
 # ---------------------------------------------------------------- activations (shared table)
 INT32_MAX = 2**31 - 1
@@ -46,37 +46,38 @@ def _erf(v):
     return _numpy_erf()(v).astype(np.float32)
 
 
-def _clip(v, lo, hi):
-    return np.clip(v, np.float32(lo), np.float32(hi))
-
-
-# act code -> (CUDA expression of float v, NumPy function of a float32 array), PyTorch's definitions.
+# This backend's activation table: registry name -> CUDA expression of float v and the
+# activation's parameter p (PyTorch's definitions). The NumPy emulation runs the registry's
+# reference function in float32.
 ACTS: dict = {
-    "relu": ("v < 0.f ? 0.f : v", lambda v: np.maximum(v, np.float32(0))),
-    "relu6": ("cnn_clamp(v, 0.f, 6.f)", lambda v: _clip(v, 0, 6)),
-    "sigmoid": ("1.f / (1.f + expf(-v))", lambda v: np.float32(1) / (np.float32(1) + np.exp(-v))),
-    "tanh": ("tanhf(v)", np.tanh),
-    "silu": ("v / (1.f + expf(-v))", lambda v: v / (np.float32(1) + np.exp(-v))),
-    "hardswish": ("v * cnn_clamp(v + 3.f, 0.f, 6.f) / 6.f",
-                  lambda v: v * _clip(v + np.float32(3), 0, 6) / np.float32(6)),
-    "hardsigmoid": ("cnn_clamp(v + 3.f, 0.f, 6.f) / 6.f", lambda v: _clip(v + np.float32(3), 0, 6) / np.float32(6)),
-    "gelu": ("0.5f * v * (1.f + erff(v * 0.70710678118654752f))",
-             lambda v: np.float32(0.5) * v * (np.float32(1) + _erf(v * np.float32(0.70710678118654752)))),
+    "relu": "v < 0.f ? 0.f : v",
+    "relu6": "cnn_clamp(v, 0.f, 6.f)",
+    "sigmoid": "1.f / (1.f + expf(-v))",
+    "tanh": "tanhf(v)",
+    "silu": "v / (1.f + expf(-v))",
+    "hardswish": "v * cnn_clamp(v + 3.f, 0.f, 6.f) / 6.f",
+    "hardsigmoid": "cnn_clamp(v + 3.f, 0.f, 6.f) / 6.f",
+    "gelu": "0.5f * v * (1.f + erff(v * 0.70710678118654752f))",
+    "leaky_relu": "v >= 0.f ? v : p * v",
+    "elu": "v > 0.f ? v : p * expm1f(v)",
+    "mish": "v * tanhf(fmaxf(v, 0.f) + log1pf(expf(-fabsf(v))))",
 }
-assert set(ACTS) == {a for a in ACT_CODE if a}, "every activation of cnngraph.compiler.passes needs a kernel"
 
 
-def act_numpy(v, code: int):
-    """Activation ``code`` (:data:`cnngraph.compiler.passes.ACT_CODE`) of a float32 array, as ``cnn_act``."""
+def act_numpy(v, code: int, p: float = 0.0):
+    """Activation ``code`` (the registry's :attr:`~cnngraph.ir.ops.Activation.code`) with
+    parameter ``p`` of a float32 array, as ``cnn_act`` computes it: the registry's reference
+    function in float32."""
     if code == 0:
         return v
-    name = next(a for a, c in ACT_CODE.items() if c == code)
+    op = ops.get(ops.ACT_CODES[code])
+    a = {**op.defaults, **({op.activation.param: np.float32(p)} if op.activation.param else {})}
     with np.errstate(over="ignore"):  # exp(-v) = inf for very negative v: 1/(1+inf) = 0, as on the GPU
-        return ACTS[name][1](v).astype(np.float32, copy=False)
+        return np.asarray(op.activation.ref(np, _erf, v, a), dtype=np.float32)
 
 
 def _prelude() -> str:
-    cases = "\n".join(f"    case {ACT_CODE[a]}: return {cu};" for a, (cu, _) in ACTS.items())
+    cases = "\n".join(f"    case {ops.act_code(a)}: return {cu};" for a, cu in ACTS.items())
     return f"""// cnngraph CuPy backend: float32, channels last (NHWC), one thread per point of a kernel's index space.
 #define CNN_INF __int_as_float(0x7f800000)
 
@@ -84,8 +85,8 @@ __device__ __forceinline__ float cnn_clamp(float v, float lo, float hi) {{
     return v < lo ? lo : (v > hi ? hi : v);  // NaN passes through, as in PyTorch
 }}
 
-// Activation codes of cnngraph.compiler.passes.ACT_CODE (0: none).
-__device__ __forceinline__ float cnn_act(float v, int code) {{
+// Activation codes of the op registry (cnngraph.ir.ops, 0: none).
+__device__ __forceinline__ float cnn_act(float v, int code, float p) {{
     switch (code) {{
 {cases}
     default: return v;
@@ -295,7 +296,7 @@ class Threads:
 EPILOGUE = Kernel(
     "epilogue",
     "const float* src, float* dst, const float* scale, const float* bias, const float* res, int rows, int C, "
-    "int opg, int has_scale, int has_bias, int has_res, int act1, int act2",
+    "int opg, int has_scale, int has_bias, int has_res, int act1, int act2, float p1",
     (("r", "rows"), ("c", "C")),
     """
 // src is (rows, C), or a grouped GEMM's (C/opg, rows, opg) when opg < C
@@ -303,25 +304,25 @@ const int s = (c / opg) * rows * opg + r * opg + c % opg;
 float v = src[s];
 if (has_scale) v *= scale[c];
 if (has_bias) v += bias[c];
-v = cnn_act(v, act1);
+v = cnn_act(v, act1, p1);
 const int o = r * C + c;
 if (has_res) v += res[o];
-dst[o] = cnn_act(v, act2);
+dst[o] = cnn_act(v, act2, 0.f);
 """,
     None,
     aliases={"dst": ("src", "res")},
-    doc="dst = act2(act1(src·scale + bias) + res), per channel scale and bias",
+    doc="dst = act2(act1(src·scale + bias) + res), per channel scale and bias (p1: act1's parameter)",
 )
 
 
-def _epilogue_np(t, src, dst, scale, bias, res, rows, C, opg, has_scale, has_bias, has_res, act1, act2):
+def _epilogue_np(t, src, dst, scale, bias, res, rows, C, opg, has_scale, has_bias, has_res, act1, act2, p1):
     s, o = t.memo("index", lambda: ((t.c // opg) * rows * opg + t.r * opg + t.c % opg, t.r * C + t.c))
     v = t.ld(src, s)
     if has_scale:
         v = v * t.ld(scale, t.c)
     if has_bias:
         v = v + t.ld(bias, t.c)
-    v = act_numpy(v, act1)
+    v = act_numpy(v, act1, p1)
     if has_res:
         v = v + t.ld(res, o)
     t.st(dst, o, act_numpy(v, act2))
@@ -384,10 +385,10 @@ for (int i = 0; i < kh; ++i) {
     }
 }
 if (has_bias) acc += bias[co];
-acc = cnn_act(acc, act1);
+acc = cnn_act(acc, act1, 0.f);
 const int o = ((n * Ho + oh) * Wo + ow) * Cout + co;
 if (has_res) acc += res[o];
-out[o] = cnn_act(acc, act2);
+out[o] = cnn_act(acc, act2, 0.f);
 """,
     None,
     aliases={"out": ("res",)},

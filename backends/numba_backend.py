@@ -31,7 +31,8 @@ import threading
 import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
-from cnngraph.compiler.passes import ACT_CODE, bn_scale_shift
+from cnngraph.compiler.passes import bn_scale_shift
+from cnngraph.ir.ops import act_code, act_param
 from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
 
@@ -211,7 +212,7 @@ def runtime() -> Runtime:
 
 # ---------------------------------------------------------------- helpers
 def _codes(step):
-    return ACT_CODE[step.act1], ACT_CODE[step.act2]
+    return act_code(step.act1), act_code(step.act2)
 
 
 def _aliases(plan: Plan, step) -> bool:
@@ -442,21 +443,22 @@ def build_linear(step, plan, rt):
 
 
 # ---------------------------------------------------------------- element-wise steps
-def _elementwise(step, rt, scale, bias, a1, a2):
+def _elementwise(step, rt, scale, bias, a1, a2, p1=0.0):
     P: Pool = rt.extra["pool"]
+    p1 = np.float32(p1)
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         r2 = _rows2(res) if res is not None else EMPTY2
         C = o2.shape[1]
-        P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2),
-                     work=C)
+        P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2,
+                                                                p1), work=C)
 
     return run
 
 
 def build_act(step, plan, rt):
-    return _elementwise(step, rt, EMPTY1, EMPTY1, ACT_CODE[step.op], 0)
+    return _elementwise(step, rt, EMPTY1, EMPTY1, act_code(step.op), 0, act_param(step.op, step.attrs))
 
 
 def build_batchnorm(step, plan, rt):
@@ -469,7 +471,7 @@ def build_batchnorm(step, plan, rt):
 
 def build_add(step, plan, rt):
     P: Pool = rt.extra["pool"]
-    a2 = ACT_CODE[step.act2]
+    a2 = act_code(step.act2)
 
     def run(ins, out, res):
         o2 = _rows2(out)
@@ -558,7 +560,7 @@ def _norm(kind):
         P = rt.extra["pool"]
         shape = step.in_shapes[0]
         C = int(shape[0])
-        eps = float(step.attrs.get("eps", 1e-5))
+        eps = float(step.attrs["eps"])
         G = {"groupnorm": int(step.attrs.get("num_groups", 1)), "instancenorm": C, "layernorm": 1}[kind]
         per_element = kind == "layernorm"
         if "weight" in step.params:
@@ -604,7 +606,7 @@ KERNELS = {
     "adaptive_avgpool2d": _adaptive(False), "adaptive_maxpool2d": _adaptive(True), "softmax": build_softmax,
     "groupnorm": _norm("groupnorm"), "instancenorm": _norm("instancenorm"), "layernorm": _norm("layernorm"),
     "lrn": build_lrn,
-    **{a: build_act for a in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu")},
+    **{a: build_act for a in K.ACT_ROW_CODES},
 }
 # flatten, concat, slice, channel_shuffle: memory copies, the generic NumPy kernels.
 

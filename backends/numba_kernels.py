@@ -6,8 +6,8 @@ single-threaded BLAS does the GEMMs. Arrays are C-contiguous: 4-D ``(N, H, W, C)
 or their 2-D ``(N·H·W, C)`` reshapes; missing optional operands are empty arrays, so each
 kernel compiles once.
 
-Activation codes are :data:`cnngraph.compiler.passes.ACT_CODE`: 0 none, 1 relu, 2 relu6, 3 sigmoid,
-4 tanh, 5 silu, 6 hardswish, 7 hardsigmoid, 8 gelu.
+Activation codes are the registry's (:attr:`cnngraph.ir.ops.Activation.code`, 0 none); :func:`act_row`
+holds one branch per activation of this backend's kernel table :data:`ACT_ROW_CODES`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import math
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+
+from . import numba_cache  # noqa: F401  - before numba: kernels cache in the user's cache folder
+from numba import njit  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
@@ -59,9 +61,15 @@ def exp32(x):
     return p * s if n >= 0 else p / s
 
 
+# The activations act_row computes, by their registry code (the others run the generic kernel).
+ACT_ROW_CODES = {"relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "silu": 5, "hardswish": 6, "hardsigmoid": 7, "gelu": 8,
+                 "leaky_relu": 9, "elu": 10, "mish": 11}
+
+
 @njit(**JIT)
-def act_row(t, code):
-    """Activation ``code`` on a 1-D float32 array, in place; the branch sits outside the loop."""
+def act_row(t, code, p=0.0):
+    """Activation ``code`` (parameter ``p``: a slope, an α) on a 1-D float32 array, in place;
+    the branch sits outside the loop."""
     n = t.shape[0]
     if code == 0:
         return
@@ -89,11 +97,21 @@ def act_row(t, code):
     elif code == 8:
         for c in range(n):
             t[c] = np.float32(0.5) * t[c] * (np.float32(1) + np.float32(math.erf(t[c] * 0.7071067811865476)))
+    elif code == 9:
+        for c in range(n):
+            t[c] = t[c] if t[c] >= 0 else np.float32(p) * t[c]
+    elif code == 10:
+        for c in range(n):
+            t[c] = t[c] if t[c] > 0 else np.float32(p) * np.float32(math.expm1(t[c]))
+    elif code == 11:
+        for c in range(n):
+            t[c] = t[c] * np.float32(math.tanh(max(t[c], np.float32(0)) + math.log1p(math.exp(-abs(t[c])))))
 
 
 @njit(**JIT)
-def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2):
-    """``dst[r, c] = act2(act1(src·scale + bias) + res[r, c])`` for rows r0:r1, columns c0:c1.
+def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
+    """``dst[r, c] = act2(act1(src·scale + bias) + res[r, c])`` for rows r0:r1, columns c0:c1
+    (``p1``: act1's parameter; act2 takes none).
 
     ``src`` is ``dst`` itself (``block=False``, in place) or a scratch block holding rows
     r0:r1 and columns c0:c1 only (``block=True``). ``dst`` may share memory with ``res``:
@@ -116,7 +134,7 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2):
         if has_bias:
             for c in range(n):
                 t[c] += bv[c]
-        act_row(t, a1)
+        act_row(t, a1, p1)
         if has_res:
             rv = res[r, c0:c1]
             for c in range(n):

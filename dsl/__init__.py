@@ -27,6 +27,7 @@ import sympy
 
 from cnngraph.ir import graph as _graph
 from cnngraph.ir.errors import CnnGraphError, ShapeError
+from cnngraph.ir import ops
 from cnngraph.ir.graph import CnnGraph
 
 __all__ = [
@@ -34,7 +35,8 @@ __all__ = [
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
-    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
+    "leaky_relu", "elu", "mish", "prelu",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -258,20 +260,25 @@ def linear(x, out_features, bias: bool = True, name=None, title=None):
 
 
 def _act(op):
-    def act(x, inplace: bool = True, name=None, title=None):
-        return x.net.layer(op, [x], dict(inplace=bool(inplace)), name, title)
+    entry = ops.get(op)
+    params = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items() if k != "inplace")
 
-    act.__name__ = op
-    act.__doc__ = f"{op} activation (in place by default, so it adds no activation memory)."
+    def act(x, inplace: bool | None = None, name=None, title=None, **attrs):
+        if inplace is not None:
+            attrs["inplace"] = bool(inplace)
+        return x.net.layer(op, [x], attrs, name, title)
+
+    act.__name__ = act.__qualname__ = op
+    act.__doc__ = (f"{entry.doc}.\n\n``inplace`` defaults to {entry.defaults['inplace']} (as PyTorch's module"
+                   f"{', which then adds no activation memory' if entry.defaults['inplace'] else ''})"
+                   + (f"; attributes: {params}" if params else "") + ".")
     return act
 
 
-relu, relu6, tanh, sigmoid, silu, hardswish, hardsigmoid, gelu = map(
-    _act, ["relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu"])
-# torchvision's Tanh, Sigmoid and GELU are not in place: their outputs are new tensors.
-tanh = functools.partial(tanh, inplace=False)
-sigmoid = functools.partial(sigmoid, inplace=False)
-gelu = functools.partial(gelu, inplace=False)
+# One builder per activation of the registry: relu(x), leaky_relu(x, negative_slope=0.2),
+# prelu(x, num_parameters=C)... torchvision's Tanh, Sigmoid and GELU are not in place.
+for _name in ops.ACTIVATIONS:
+    globals()[_name] = _act(_name)
 
 
 def softmax(x, name=None, title=None):
@@ -349,7 +356,9 @@ def pad2d(x, padding, name=None, title=None):
 def chunk(x, n: int, name=None):
     """Split channels into ``n`` equal parts, as ``torch.chunk(x, n, dim=1)``."""
     C = x.shape[0]
-    step = sympy.sympify(C) / n
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # a count of tensors, so a number
+        raise ShapeError(name or "chunk", "chunk count must be a positive integer", f"n={n!r}")
+    step = sympy.Integer(C) / n if isinstance(C, int) else C / n
     if step.is_integer is False:
         raise ShapeError(name or "chunk", "chunk count must divide the channels", f"{n} chunks of {C} channels")
     step = int(step) if step.is_Integer else step
@@ -361,3 +370,20 @@ def _flat(xs):
     if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
         return list(xs[0])
     return list(xs)
+
+
+def scale(x, factor, name=None, title=None):
+    """``x * factor`` for a constant factor, no parameters (Inception-ResNet's residual scaling)."""
+    return x.net.layer("scale", [x], dict(factor=factor), name, title, base="scale")
+
+
+def pad_channels(x, after, stride=1, before=0, name=None, title=None):
+    """``x[:, :, ::stride, ::stride]`` with ``before`` zero channels in front and ``after`` behind
+    (the CIFAR ResNets' parameter-free option-A shortcut)."""
+    attrs = dict(before=before, after=after, stride=(stride, stride))
+    return x.net.layer("pad_channels", [x], attrs, name, title, base="pad")
+
+
+def rbf(x, out_features, name=None, title=None):
+    """Euclidean radial basis units with fixed prototypes (LeNet-5's output layer)."""
+    return x.net.layer("rbf", [x], dict(out_features=out_features), name, title, base="rbf")

@@ -12,6 +12,7 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
                           relu6, scope, sigmoid, silu, softmax, tanh)
 from cnngraph.ir.errors import ShapeError
+from cases import rel_err  # noqa: F401  (re-exported: the suite's one error measure)
 
 # Smallest square input that builds, tried in this order; families listed start higher.
 SIZES = (32, 64, 96, 128, 160, 224, 299)
@@ -156,11 +157,6 @@ def zoo_case(name, batch=2):
     return g, ws, x, run(g, ws, *x.values())
 
 
-def rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
 def random_input(g, batch=2, seed=1):
     return {i: np.random.default_rng(seed).standard_normal((batch,) + tuple(map(int, g.nodes[i]["shape"]))).astype(np.float32)
             for i in g.graph["inputs"]}
@@ -181,3 +177,25 @@ def ort_run(model, feeds):
 
 def registry_ops():
     return set(ops.REGISTRY) - {"input"}
+
+
+# ---------------------------------------------------------------- hand-written ONNX graphs
+def hand_model(nodes, inits=(), inputs=None, outputs=None, opset=17):
+    """An ONNX model of ``nodes`` on an N×4×8×8 input ``x`` with output ``y`` (onnx.helper only)."""
+    from onnx import TensorProto, helper
+
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    g = helper.make_graph(nodes, "hand", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8  # what ONNX Runtime reads
+    return m
+
+
+def conv_model(w=None):
+    """One 3×3 Conv (padding 1) with weight ``w`` (default 6×4×3×3 ones)."""
+    from onnx import helper, numpy_helper
+
+    w = np.ones((6, 4, 3, 3), np.float32) if w is None else w
+    return hand_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                      [numpy_helper.from_array(w, "w")])

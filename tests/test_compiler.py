@@ -7,9 +7,9 @@ from cnngraph import analyze, zoo
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.compiler import compile
 from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, dropout, flatten, identity, linear, maxpool2d, relu
+from cases import check_no_overlap
 from cnngraph.ir.graph import infer_shapes, outputs
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
-from cnngraph.compiler.plan import INPLACE_PORTS
 from cnngraph.ir.symbols import H, W
 from cnngraph.compiler.weights import init
 
@@ -166,32 +166,13 @@ def test_standalone_add_takes_its_activation():
 
 
 # ---------------------------------------------------------------- memory planning
-def _check_no_overlap(plan):
-    """Two values share a slot only when one is dead before the other is written, or the
-    step writing the second may overwrite the first in place (it reads it there last)."""
-    by_slot = {}
-    for v in plan.values.values():
-        by_slot.setdefault(v.slot, []).append(v)
-    for vs in by_slot.values():
-        vs.sort(key=lambda v: v.first)
-        for a, b in zip(vs, vs[1:]):
-            assert a.last <= b.first, (a, b)
-            if a.last == b.first:
-                step = plan.steps[b.first]
-                ports = INPLACE_PORTS.get(step.op, ())
-                allowed = [step.inputs[p] for p in ports if p < len(step.inputs)] + [step.residual]
-                assert a.name in allowed, (a.name, step)
-        for v in vs:
-            assert plan.memory.slots[v.slot] >= v.size
-
-
 @pytest.mark.parametrize("name", ["resnet50", "alexnet", "vgg16_bn", "densenet121", "googlenet",
                                   "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0"])
 def test_memory_plan_is_valid_and_smaller(name):
     if name not in zoo.names():
         pytest.skip(f"{name} not in the zoo")
     p = compile(zoo.build(name))
-    _check_no_overlap(p)
+    check_no_overlap(p)
     m = p.memory
     assert m.live_peak <= m.planned < m.naive
     assert m.naive == sum(v.size for v in p.values.values())

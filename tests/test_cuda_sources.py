@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from cnngraph.backends import cupy_backend as cb
-from cnngraph.backends.cupy_kernels import KERNELS
-from cnngraph.compiler.passes import ACT_CODE
+from cnngraph.backends.cupy_kernels import ACTS, KERNELS
+from cnngraph.ir import ops
 
 ARCHS = ("sm_80", "sm_90")
 
@@ -86,7 +86,7 @@ def _conv_geometry(rng):
 
 def _args(name, rng):
     """Random arguments of kernel ``name``: (args, names of the outputs)."""
-    acts = list(ACT_CODE.values())
+    acts = [ops.act_code(a) for a in ACTS] + [0]
     if name == "epilogue":
         rows, G, opg = int(rng.integers(1, 9)), int(rng.choice([1, 3])), int(rng.integers(1, 6))
         C = G * opg
@@ -95,7 +95,7 @@ def _args(name, rng):
         src = _f(rng, G, rows, opg) if G > 1 else _f(rng, rows, C)
         return dict(src=src, dst=np.full((rows, C), np.nan, np.float32), scale=_f(rng, C), bias=_f(rng, C), res=res,
                     rows=rows, C=C, opg=opg, has_scale=has[0], has_bias=has[1], has_res=has[2],
-                    act1=int(rng.choice(acts)), act2=int(rng.choice(acts))), ("dst",)
+                    act1=int(rng.choice(acts)), act2=int(rng.choice(acts)), p1=np.float32(rng.uniform(0.01, 2))), ("dst",)
     if name in ("im2col", "direct_conv"):
         k = _conv_geometry(rng)
         x = _f(rng, k["N"], k["H"], k["W"], k["C"])
@@ -191,5 +191,5 @@ def test_in_place_epilogue_on_the_host(host):
         ref = np.maximum(np.maximum(y * 2 + 1, 0) + y, 0)
         dev.kernel(KERNELS["epilogue"])(src=y, dst=y, scale=np.full(6, 2, np.float32), bias=np.ones(6, np.float32),
                                         res=y, rows=5, C=6, opg=6, has_scale=1, has_bias=1, has_res=1,
-                                        act1=ACT_CODE["relu"], act2=ACT_CODE["relu"])
+                                        act1=ops.act_code("relu"), act2=ops.act_code("relu"), p1=np.float32(0))
         np.testing.assert_allclose(y, ref, rtol=1e-6)

@@ -17,143 +17,14 @@ from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.backends.cupy_kernels import KERNELS, Kernel
 from cnngraph.backends.numba_backend import run as numba_run
 from cnngraph.compiler import compile
-from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
-                          channel_slice, concat, conv2d, flatten, gelu, groupnorm, hardsigmoid, hardswish,
-                          instancenorm, layernorm, linear, lrn, maxpool2d, mul, pad2d, relu, relu6, sigmoid, silu,
-                          softmax, tanh)
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir.symbols import H, W
-from cnngraph.compiler.weights import init
-
-TOL = 1e-4
-
-
-def rel_err(a, b) -> float:
-    """max|a − b| / max|b|, b the reference."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert np.isfinite(b).all(), "the reference is not finite"
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
-def tame_residuals(g, ws: dict) -> dict:
-    """Random weights make a deep residual net's signal grow at every block (the branch adds
-    its variance to the shortcut's), past float32's range in ResNet-1202, and the rounding
-    errors of float32 with it. Scale the last conv or batch norm of every branch entering an
-    add (through an SE gate) by s = min(1, 2/√adds), so the variance grows by about e⁴ at
-    most whatever the depth; shallow nets keep s close to 1."""
-    adds = [n for n in g if g.nodes[n]["op"] == "add"]
-    s = min(1.0, 2.0 / np.sqrt(max(len(adds), 1)))
-    if s == 1.0:
-        return ws
-    ws, done = dict(ws), set()
-    for a in adds:
-        for i in g.nodes[a]["inputs"]:
-            while g.nodes[i]["op"] == "mul":  # squeeze-and-excitation: the gated feature map
-                i = g.nodes[i]["inputs"][0]
-            op = g.nodes[i]["op"]
-            if i in done or op not in ("batchnorm", "conv2d"):
-                continue
-            done.add(i)
-            for f in ("weight", "bias"):
-                if f"{i}.{f}" in ws:
-                    ws[f"{i}.{f}"] = (ws[f"{i}.{f}"] * np.float32(s)).astype(np.float32)
-    return ws
-
-
-def small_input(name):
-    """The smallest square input (from a short list) every layer of ``name`` accepts."""
-    info = zoo.info(name)
-    if len(info.input) != 3:
-        return info.input
-    c, s0 = info.input[0], info.input[1]
-    for s in sorted({min(s0, 32), 32, 48, 63, 64, 96, 128, 160, 224, 299}):
-        try:
-            g = zoo.build(name, input=(c, s, s))
-        except CnnGraphError:
-            continue
-        if all(int(d["shape"][-1]) >= 1 for _, d in g.nodes(data=True)):
-            return (c, s, s)
-    return info.input
-
-
-def case_data(g, seed=0, batch=2):
-    ws = tame_residuals(g, init(g, seed=seed, random_bn=True))
-    shape = tuple(int(s) for s in g.nodes[g.graph["inputs"][0]]["shape"])
-    x = np.random.default_rng(seed + 1).standard_normal((batch,) + shape).astype(np.float32)
-    return compile(g, ws), x
-
+from cases import OP_CASES, TOL, build_case, case_data, rel_err, small_input
 
 # ---------------------------------------------------------------- single ops
-def _layer(op, base, **attrs):
-    return lambda x: x.net.layer(op, [x], attrs, base=base)
-
-
-def _residual_block(x, groups=1):
-    c = x.shape[0]
-    y = relu(batchnorm(conv2d(x, c, 3, padding=1, bias=False, groups=groups)))
-    y = batchnorm(conv2d(y, c, 3, padding=1, bias=False, groups=groups))
-    return relu(add(y, x))
-
-
-ACTS = (("relu", relu), ("relu6", relu6), ("tanh", tanh), ("sigmoid", sigmoid), ("silu", silu),
-        ("hardswish", hardswish), ("hardsigmoid", hardsigmoid), ("gelu", gelu))
-
-
-def _cases():
-    def conv(c=8, **k):
-        return c, lambda x: conv2d(x, k.pop("cout", 12), **k)
-
-    return {
-        "conv3x3_pad": conv(kernel_size=3, padding=1),
-        "conv1x1_direct_gemm": conv(kernel_size=1, bias=False),
-        "conv1x1_stride2": conv(kernel_size=1, stride=2),
-        "conv_asym_pad_stride_dil": conv(kernel_size=(3, 5), stride=(2, 1), padding=(0, 1, 2, 3), dilation=(2, 1)),
-        "conv_groups4_direct": conv(cout=16, kernel_size=3, padding=1, groups=4),
-        "conv_groups2_batched_gemm": conv(c=64, cout=64, kernel_size=3, padding=1, groups=2),
-        "depthwise_stride2": conv(cout=8, kernel_size=3, padding=1, stride=2, groups=8),
-        "depthwise_mult2": conv(cout=16, kernel_size=5, padding=2, groups=8),
-        "residual_block_in_place": (8, _residual_block),
-        "grouped_residual_in_place": (8, lambda x: _residual_block(x, groups=4)),
-        "wide_grouped_residual": (64, lambda x: _residual_block(x, groups=2)),
-        "maxpool_ceil_pad": (8, lambda x: maxpool2d(x, 3, 2, padding=1, ceil_mode=True)),
-        "maxpool_dilated": (8, lambda x: maxpool2d(x, 2, 1, dilation=2)),
-        "avgpool_ceil": (8, lambda x: avgpool2d(x, 3, 2, padding=1, ceil_mode=True)),
-        "avgpool_exclude_pad": (8, lambda x: avgpool2d(x, 3, 2, padding=1, count_include_pad=False)),
-        "adaptive_avg_uneven": (8, lambda x: adaptive_avgpool2d(x, (4, 3))),
-        "adaptive_max_uneven": (8, lambda x: adaptive_maxpool2d(x, (3, 4))),
-        "softmax_channels": (8, softmax),
-        "batchnorm_alone_relu": (8, lambda x: relu(batchnorm(x))),
-        "lrn": (8, lambda x: lrn(x, size=5, alpha=1e-2, beta=0.75, k=2.0)),
-        "lrn_even_size": (8, lambda x: lrn(x, size=4, alpha=1e-1, beta=0.5, k=1.0)),
-        "se_mul": (8, lambda x: mul(x, sigmoid(conv2d(adaptive_avgpool2d(x, 1), 8, 1)))),
-        "mul_same_shape": (8, lambda x: mul(x, tanh(x))),
-        "add3_relu": (8, lambda x: relu(add(x, sigmoid(x), tanh(x)))),
-        "scale": (8, _layer("scale", "scale", factor=0.17)),
-        "flatten_linear_relu_softmax": (8, lambda x: softmax(relu(linear(flatten(x), 7)))),
-        "linear_bn": (8, lambda x: batchnorm(linear(flatten(x), 7))),
-        "norms": (8, lambda x: instancenorm(layernorm(groupnorm(x, 4)), affine=True)),
-        "copies": (8, lambda x: concat(channel_slice(channel_shuffle(x, 2), 0, 3), channel_slice(x, 5, 8), x)),
-        "pad2d_crop": (8, lambda x: pad2d(x, (1, -2, 0, 3))),
-        "pad_channels": (8, _layer("pad_channels", "padc", before=4, after=4, stride=(2, 2))),
-        "rbf": (8, lambda x: x.net.layer("rbf", [flatten(x)], dict(out_features=10), base="rbf")),
-        **{f"act_{n}_fused": (8, lambda x, a=a: a(conv2d(x, 8, 1))) for n, a in ACTS},
-        **{f"act_{n}_alone": (8, lambda x, a=a: a(concat(x, x))) for n, a in ACTS},
-    }
-
-
-CASES = _cases()
-
-
-def _build_case(name):
-    c, fn = CASES[name]
-    net = Net(name)
-    fn(net.input(c, 9, 11))
-    return net.graph
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(OP_CASES))
 def test_op_matches_numba_and_generic(name):
-    plan, x = case_data(_build_case(name), seed=3, batch=3)
+    plan, x = case_data(build_case(name), seed=3, batch=3)
     (ref,) = numba_run(plan, x)
     (generic,) = Executor(plan, numpy_backend()).run(x)
     assert rel_err(generic, ref) <= TOL
@@ -167,7 +38,7 @@ def test_residual_cases_really_run_in_place():
     """The in-place cases write the block's output over its residual (the GEMM then goes
     through the workspace; the direct kernel reads each residual element before writing it)."""
     for name in ("residual_block_in_place", "grouped_residual_in_place", "wide_grouped_residual"):
-        plan, _ = case_data(_build_case(name))
+        plan, _ = case_data(build_case(name))
         assert any(cb._aliases(plan, s) for s in plan.steps), name
 
 
@@ -261,7 +132,7 @@ def test_cuda_device_without_gpu_is_a_clear_error():
         assert "CuPy" in str(e)
     else:  # pragma: no cover - a machine with a GPU
         pytest.skip("CuPy finds a GPU here: tests/gpu/test_gpu.py covers it")
-    plan, _ = case_data(_build_case("conv3x3_pad"))
+    plan, _ = case_data(build_case("conv3x3_pad"))
     with pytest.raises(CnnGraphError, match="CuPy"):
         cb.executor(plan)
 
@@ -407,7 +278,7 @@ def fake_cupy(monkeypatch):
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "wide_grouped_residual"])
 def test_cuda_device_calls_cupy_correctly(fake_cupy, name):
-    g = _build_case(name) if name in CASES else zoo.build(name, input=(3, 32, 32))
+    g = build_case(name) if name in OP_CASES else zoo.build(name, input=(3, 32, 32))
     plan, x = case_data(g, seed=4, batch=2)
     (ref,) = numba_run(plan, x)
     before = _FakeRawKernel.launches

@@ -9,6 +9,7 @@ from cnngraph.cli import main
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.explore import Multiplier, Table, check, parse_space, sweep
 from cnngraph.dsl.knobs import make_divisible_np
+from cnngraph.explore.pareto import GALLERY_SPACES
 from cnngraph.zoo.mobile import make_divisible
 
 # Every space docs/design-space.md sweeps (model, space), checked at random points below.
@@ -18,7 +19,12 @@ DOC_SPACES = [
     ("efficientnet_b0", "a=1..1.4:0.05, d=1..1.4:0.1, r=224..320:16"),
     ("resnet18", "a=0.5..1.5:0.25, g=1|2|4, r=160..224:32"),
     ("mobilenet_v2", "a=0.5|1, e=4|6, k=3|5, r=128|160"),
-]
+    ("mobilenet_v2", "a=0.35..1.4:0.15, r=96..224:32"),  # the latency sweeps of the docs
+    ("resnet50", "a=0.25..1:0.25, r=96..224:64"),
+    ("mobilenet_v2", "a=0.5|1, r=128|224"),
+    ("efficientnet_b0", "a=1..2:0.05, d=1..2:0.05, r=224|235|258|314"),  # the scaling grid's kind of point
+] + [ms for ms in GALLERY_SPACES]  # the gallery's too
+DOC_SPACES = list(dict.fromkeys(DOC_SPACES))
 
 
 def test_grammar_reads_exact_decimals():

@@ -11,13 +11,10 @@ import pytest
 
 from cnngraph import zoo
 from cnngraph.compiler import compile
-from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
-                          channel_slice, concat, conv2d, flatten, gelu, groupnorm, hardsigmoid, hardswish,
-                          instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu, relu6, sigmoid, silu, softmax,
-                          tanh, dropout, identity)
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.compiler.weights import init, param_shapes
 
+from cases import OP_CASES, build_case, rel_err
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.backends.numba_backend import executor, run as numba_run
 
@@ -34,12 +31,6 @@ except ImportError:  # pragma: no cover - optional extra
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed (optional test extra)")
 TOL = 1e-4
-
-
-def rel_err(a, b) -> float:
-    """max|a − b| / max|b|: the error measure of every comparison here."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
 def torch_forward(g, weights, *xs, dtype=None):
@@ -133,84 +124,11 @@ def _torch_one_thread():
     torch.set_num_threads(n)
 
 
-# ---------------------------------------------------------------- single ops
-def _scale(x, f):
-    return x.net.layer("scale", [x], dict(factor=f), base="scale")
-
-
-def _pad2d(x, p):
-    from cnngraph.dsl import pad2d
-
-    return pad2d(x, p)
-
-
-def _pad_channels(x, before, after, s):
-    return x.net.layer("pad_channels", [x], dict(before=before, after=after, stride=(s, s)), base="padc")
-
-
-def _rbf(x, n):
-    return x.net.layer("rbf", [x], dict(out_features=n), base="rbf")
-
-
-def _net(c=8, h=9, w=11):
-    net = Net("t")
-    return net, net.input(c, h, w)
-
-
-def _cases():
-    def conv(**k):
-        def f():
-            net, x = _net(k.pop("cin", 8), 9, 11)
-            conv2d(x, k.pop("cout", 12), **k)
-            return net.graph
-        return f
-
-    def single(fn, c=8, h=9, w=11):
-        def f():
-            net, x = _net(c, h, w)
-            fn(x)
-            return net.graph
-        return f
-
-    return {
-        "conv3x3": conv(kernel_size=3, padding=1),
-        "conv1x1": conv(kernel_size=1, bias=False),
-        "conv1x1_stride2": conv(kernel_size=1, stride=2),
-        "conv_asym_pad_stride_dil": conv(kernel_size=(3, 5), stride=(2, 1), padding=(0, 1, 2, 3), dilation=(2, 1)),
-        "conv_groups4": conv(cin=8, cout=16, kernel_size=3, padding=1, groups=4),
-        "conv_groups2_wide": conv(cin=128, cout=128, kernel_size=3, padding=1, groups=2),
-        "depthwise": conv(cin=8, cout=8, kernel_size=3, padding=1, stride=2, groups=8),
-        "depthwise_mult2": conv(cin=8, cout=16, kernel_size=5, padding=2, groups=8),
-        "maxpool_ceil_pad": single(lambda x: maxpool2d(x, 3, 2, padding=1, ceil_mode=True)),
-        "maxpool_dilated": single(lambda x: maxpool2d(x, 2, 1, dilation=2)),
-        "avgpool_ceil": single(lambda x: avgpool2d(x, 3, 2, padding=1, ceil_mode=True)),
-        "avgpool_exclude_pad": single(lambda x: avgpool2d(x, 3, 2, padding=1, count_include_pad=False)),
-        "adaptive_avg_3x4": single(lambda x: adaptive_avgpool2d(x, (3, 4))),
-        "adaptive_max_4x3": single(lambda x: adaptive_maxpool2d(x, (4, 3))),
-        "softmax_channels": single(softmax),
-        "batchnorm_alone": single(lambda x: relu(batchnorm(x))),
-        "layernorm": single(layernorm),
-        "groupnorm": single(lambda x: groupnorm(x, 4)),
-        "instancenorm_affine": single(lambda x: instancenorm(x, affine=True)),
-        "lrn": single(lambda x: lrn(x, size=5, alpha=1e-2, beta=0.75, k=2.0)),
-        "shuffle_slice_concat": single(lambda x: concat(channel_slice(channel_shuffle(x, 2), 0, 3),
-                                                        channel_slice(x, 5, 8), x)),
-        "flatten_linear_bn_softmax": single(lambda x: softmax(batchnorm(linear(flatten(x), 7)))),
-        "se_mul": single(lambda x: mul(x, sigmoid(conv2d(adaptive_avgpool2d(x, 1), 8, 1)))),
-        "scale_pad2d_crop": single(lambda x: _pad2d(_scale(x, 0.17), (1, -2, 0, 3))),
-        "pad_channels_stride2": single(lambda x: _pad_channels(x, 4, 4, 2)),
-        "rbf": single(lambda x: _rbf(flatten(x), 10)),
-        "add3_dropout_identity": single(lambda x: add(x, dropout(relu(x, inplace=False)), identity(x))),
-        **{f"act_{name}": single(lambda x, a=a: a(conv2d(x, 8, 1)))
-           for name, a in (("relu", relu), ("relu6", relu6), ("tanh", tanh), ("sigmoid", sigmoid), ("silu", silu),
-                           ("hardswish", hardswish), ("hardsigmoid", hardsigmoid), ("gelu", gelu))},
-    }
-
-
+# ---------------------------------------------------------------- single ops (the shared catalogue)
 @needs_torch
-@pytest.mark.parametrize("case", sorted(_cases()))
+@pytest.mark.parametrize("case", sorted(OP_CASES))
 def test_op_matches_torch(case):
-    g = _cases()[case]()
+    g = build_case(case)
     (ours,), (ref,), _ = run_both(g, batch=3)
     assert ours.shape == ref.shape
     assert rel_err(ours, ref) <= TOL, case
@@ -219,8 +137,8 @@ def test_op_matches_torch(case):
 @needs_torch
 def test_generic_numpy_kernels_match_torch():
     """The xp-generic kernels (the fallback of every backend) on the same cases."""
-    for case, make in sorted(_cases().items()):
-        g = make()
+    for case in sorted(OP_CASES):
+        g = build_case(case)
         ws = init(g, seed=3, random_bn=True)
         x = np.random.default_rng(4).standard_normal((2,) + g.nodes["input"]["shape"]).astype(np.float32)
         (ours,) = Executor(compile(g, ws), numpy_backend()).run(x)

@@ -22,7 +22,7 @@ from cnngraph.ir.graph import infer_shapes
 from cnngraph.ir.symbols import H, W
 from cnngraph.compiler.weights import init
 
-from test_compiler import _check_no_overlap
+from cases import check_no_overlap
 
 try:
     import torch
@@ -160,7 +160,7 @@ def test_memory_plan_never_overlaps_live_values(gspec):
     if g is None:
         return
     p = compile(g)
-    _check_no_overlap(p)
+    check_no_overlap(p)
     assert p.memory.live_peak <= p.memory.planned <= p.memory.naive
     for v in p.values.values():
         assert len(nhwc(v.shape)) == 3

@@ -114,10 +114,6 @@ def test_conv_and_pools_from_first_principles():
 
 
 def test_float64_and_float32_agree_on_every_op():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from onnx_cases import all_ops_net, rel_err
 
     g = all_ops_net()

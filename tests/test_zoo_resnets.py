@@ -126,7 +126,7 @@ def test_cifar_totals_are_polynomials_in_h_w():
 
 
 def test_pad_channels_errors_name_the_layer():
-    from cnngraph.zoo.cifar import pad_channels
+    from cnngraph.dsl import pad_channels
 
     net = Net("t")
     x = net.input(16, 32, 32)

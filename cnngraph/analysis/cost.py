@@ -15,7 +15,7 @@ Counting follows the slides by default and every report states its convention:
 >>> from cnngraph import zoo, analyze
 >>> r = analyze(zoo.build("alexnet"))
 >>> r.total.params, r.total.macs
-(61100840, 714188480)
+(61100840, 716767232)
 >>> r.row("conv1").memory_bytes
 802816
 """
@@ -42,6 +42,21 @@ class Convention:
     bytes_per_element: int = 4
     batch: object = 1  # int or sympy symbol (e.g. N)
     count_inplace: bool = False  # count the outputs of in-place activations as memory
+
+    def __post_init__(self):
+        # Checked where a convention is made, so the API and every command refuse the same values.
+        from cnngraph.ir.errors import InputError
+        from cnngraph.ir.sizes import check_size
+
+        if self.flops_per_mac not in (1, 2) or isinstance(self.flops_per_mac, bool):
+            raise InputError(f"flops_per_mac={self.flops_per_mac!r}: must be 1 or 2")
+        unknown = [c for c in self.count if c not in KINDS_OTHER]
+        if isinstance(self.count, str) or unknown:
+            raise InputError(f"count={self.count!r}: kinds are {', '.join(KINDS_OTHER)} (or none)")
+        if isinstance(self.bytes_per_element, bool) or not isinstance(self.bytes_per_element, int) \
+                or not 1 <= self.bytes_per_element <= 16:
+            raise InputError(f"bytes_per_element={self.bytes_per_element!r}: must be an integer from 1 to 16")
+        object.__setattr__(self, "batch", check_size(self.batch, "batch"))
 
     @classmethod
     def named(cls, name: str, **over) -> "Convention":
@@ -228,6 +243,12 @@ class Report:
 
         return tables.render(self, fmt, **kw)
 
+    def __repr__(self):
+        t = self.total
+        shape = "×".join(map(str, self.input_shape))
+        return (f"<Report {self.name!r}: input {shape}, {len(self.rows)} layers, params={t.params}, macs={t.macs}, "
+                f"memory_bytes={t.memory_bytes}>")
+
     def __str__(self):
         return self.to("text")
 
@@ -243,11 +264,11 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     """
     g = _graph.as_graph(g)
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
-    if input is not None:
-        shapes = _graph.infer_shapes(g, tuple(input) if not isinstance(input, dict) else input, strict)
+    if input is not None or strict:  # the notes of this input; strict re-checks the stored input too
+        shapes, notes = _graph.infer(g, input if input is None or isinstance(input, dict) else tuple(input), strict)
     else:
         _graph.check(g)
-        shapes = {n: d["shape"] for n, d in g.nodes(data=True)}
+        shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])
         _graph.check_weights(g)  # no numbers from a graph whose own weights do not fit it
     rows = []
     for n in _graph.topo_order(g):
@@ -257,4 +278,4 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
         rows.append(Row(n, d.get("title") or n, d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
                         attrs, layer_costs(d["op"], attrs, ins, shapes[n], convention)))
     first = g.graph["inputs"][0]
-    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(g.graph.get("notes", [])))
+    return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(notes))

@@ -35,6 +35,7 @@ from __future__ import annotations
 import sympy
 
 from cnngraph.ir.errors import ShapeError
+from cnngraph.ir import ops
 from cnngraph.ir.ops import Ctx, window_out
 
 
@@ -157,19 +158,19 @@ def for_node(g, node: str, X=None, order: str = "F") -> sympy.Matrix:
     """The matrix of a graph's pooling node on one channel of its input (``X``, a 2-D map,
     is needed for max pooling; its shape must be the node's input H×W)."""
     d = g.nodes[node]
-    a = d["attrs"]
+    entry = ops.get(d["op"])
+    if entry.window is None or entry.reduce is None:
+        raise ShapeError(node, "not a max or average pooling layer", d["op"])
+    w = entry.window(d["attrs"])
     H, W = g.nodes[d["inputs"][0]]["shape"][1:]
-    pad = (a["padding"][0], a["padding"][1])
-    if tuple(a["padding"][:2]) != tuple(a["padding"][2:]):
-        raise ShapeError(node, "pooling matrix supports symmetric padding only", f"padding {a['padding']}")
-    if d["op"] == "avgpool2d":
-        return avgpool_matrix((H, W), a["kernel"], a["stride"], pad, a.get("ceil_mode", False),
-                              a.get("count_include_pad", True), order=order)
-    if d["op"] == "maxpool2d":
-        if X is None:
-            raise ShapeError(node, "max pooling is linear only at a given input: pass X")
-        if _matrix(X).shape != (H, W):
-            raise ShapeError(node, "X must have the node's input size", f"X is {_matrix(X).shape}, input {H}×{W}")
-        return maxpool_matrix(X, a["kernel"], a["stride"], pad, a.get("dilation", (1, 1)), a.get("ceil_mode", False),
-                              order)
-    raise ShapeError(node, "not a max or average pooling layer", d["op"])
+    pad = w.padding[:2]
+    if tuple(w.padding[:2]) != tuple(w.padding[2:]):
+        raise ShapeError(node, "pooling matrix supports symmetric padding only", f"padding {w.padding}")
+    if entry.reduce == "avg":
+        return avgpool_matrix((H, W), w.kernel, w.stride, pad, w.ceil_mode, d["attrs"]["count_include_pad"],
+                              order=order)
+    if X is None:
+        raise ShapeError(node, "max pooling is linear only at a given input: pass X")
+    if _matrix(X).shape != (H, W):
+        raise ShapeError(node, "X must have the node's input size", f"X is {_matrix(X).shape}, input {H}×{W}")
+    return maxpool_matrix(X, w.kernel, w.stride, pad, w.dilation, w.ceil_mode, order)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import sympy
 
 from cnngraph.ir import graph as _graph
+from cnngraph.ir import ops
 from cnngraph.ir.ops import is_int, tidy
 
 
@@ -155,11 +156,13 @@ def receptive_fields(g, input=None) -> dict:
             continue
         f = _merge(ins)
         x = shapes[d["inputs"][0]]
-        if op in ("conv2d", "maxpool2d", "avgpool2d"):
-            out[n] = _window(f, a["kernel"], a["stride"], (a["padding"][0], a["padding"][1]), a.get("dilation", (1, 1)))
-        elif op in ("adaptive_avgpool2d", "adaptive_maxpool2d"):
+        entry = ops.get(op)  # how the op's outputs see its input: the registry says
+        if entry.spatial == "window":
+            w = entry.window(a)
+            out[n] = _window(f, w.kernel, w.stride, w.padding[:2], w.dilation)
+        elif entry.spatial == "adaptive":
             out[n] = _adaptive(f, x[1:], a["output_size"])
-        elif op in ("flatten", "linear") and len(x) == 3 and not f.whole:
+        elif entry.spatial == "whole" and len(x) == 3 and not f.whole:
             out[n] = _window(f, x[1:], x[1:], (0, 0), whole=True)
         else:
             out[n] = f

@@ -4,22 +4,46 @@ from __future__ import annotations
 from cnngraph.cli import add_convention_args, add_model_args, convention_from, load_model, parse_input, parse_options
 
 
+def _natural(name: str):
+    """resnet18 before resnet101: digits compare as numbers."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def cmd_zoo(args):
+    import sys
+
     from cnngraph import zoo
 
-    names = zoo.names()
+    names = sorted(zoo.names(), key=lambda n: (zoo.info(n).family, _natural(n)))
     if args.names:
         print("\n".join(names))
+        return 0
+    from cnngraph.analysis.cost import analyze
+
+    head = ["model", "family", "input", "params (M)", "MACs (G)", "description"]
+    body = []
+    for n in names:
+        m = zoo.info(n)
+        t = analyze(zoo.build(n)).total
+        body.append([n, m.family, "×".join(map(str, m.input)), f"{t.params / 1e6:.2f}", f"{t.macs / 1e9:.3f}", m.summary])
+    title = f"cnngraph zoo: {len(names)} models, by family (params and MACs at each model's input, batch 1)"
+    if not sys.stdout.isatty():  # piped: plain aligned columns, one model per line, never wrapped
+        widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head) - 1)]
+        print(title)
+        for r in [head] + body:
+            print("  ".join(c.rjust(w) if i in (3, 4) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                  + "  " + r[-1])
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"cnngraph zoo: {len(names)} models")
-    for col in ("model", "family", "input", "description"):
-        t.add_column(col)
-    for n in names:
-        m = zoo.info(n)
-        t.add_row(n, m.family, "×".join(map(str, m.input)), m.summary)
+    t = Table(title=title)
+    for col in head:
+        t.add_column(col, justify="right" if col.startswith(("params", "MACs")) else "left")
+    for r in body:
+        t.add_row(*r)
     Console().print(t)
     return 0
 

@@ -1,6 +1,8 @@
 """``cnngraph render``: a model as a Graphviz diagram (:mod:`cnngraph.present.render`)."""
 from __future__ import annotations
 
+import argparse
+
 from cnngraph.cli import add_model_args, load_model, parse_input, parse_options
 
 
@@ -18,15 +20,25 @@ def add_render(p):
     p.add_argument("--costs", action="store_true", help="params, multiply-adds and share on the boxes")
     p.add_argument("--legend", action="store_true", help="a colour key")
     p.add_argument("--no-title", action="store_true", help="no title line")
+    p.add_argument("--depth", choices=("stage", "block", "layer"), default="layer",
+                   help="one box per stage (the slide overview), per block, or per layer (default)")
+    p.add_argument("--names", action="store_true", help="layer names on the boxes")
+    p.add_argument("--wrap", action=argparse.BooleanOptionalAction, default=None,
+                   help="columns for a 16:9 slide (default: on at --depth stage)")
+    p.add_argument("--size", metavar="WxH", help="fit within W×H pixels (96 dpi), e.g. 1920x1080")
+    p.add_argument("--dpi", type=int, help="resolution of PNG output (Graphviz default 96)")
     p.set_defaults(func=_cmd_render)
 
 
 def _cmd_render(args):
-    from cnngraph.present.render import render
+    from cnngraph.io.files import check_output
+    from cnngraph.present.render import FORMATS, render
 
+    check_output(args.output, tuple("." + f for f in FORMATS) + (".gv",))
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     fold = False if args.no_fold else (tuple(k.strip() for k in args.fold.split(",")) if args.fold else True)
     path = render(g, args.output, direction=args.direction, fold=fold, collapse=0 if args.expand else args.collapse,
-                  shapes=args.shapes, costs=args.costs, legend=args.legend, title=not args.no_title)
+                  shapes=args.shapes, costs=args.costs, legend=args.legend, title=not args.no_title,
+                  depth=args.depth, names=args.names, wrap=args.wrap, size=args.size, dpi=args.dpi)
     print(f"wrote {path}")
     return 0

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from cnngraph.ir import ops
 from cnngraph.ir.graph import outputs, topo_order
 
-# Element-wise activations an epilogue can apply (the numbering is the kernels' act code).
-ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu")
-ACT_CODE = {None: 0, **{a: i + 1 for i, a in enumerate(ACTIVATIONS)}}
-ANCHORS = ("conv2d", "linear", "batchnorm", "add")
+
+def _role(g, n):
+    return ops.get(g.nodes[n]["op"])
 
 
 def schedule(g) -> list:
@@ -89,7 +89,7 @@ def eliminate_dead(g):
     """
     h = _copy(g)
     for n in schedule(g):
-        if h.nodes[n]["op"] in ("dropout", "identity"):
+        if _role(h, n).passthrough:
             _rewire(h, n, h.nodes[n]["inputs"][0])
     keep = set(outputs(h)) | set(h.graph["inputs"])
     for o in outputs(h):
@@ -101,10 +101,10 @@ def eliminate_dead(g):
 # ---------------------------------------------------------------- batch-norm folding
 def bn_scale_shift(weights: dict, bn: str, attrs: dict, channels: int):
     """Per-channel (scale, shift) of an inference-time batch norm, in float64."""
-    eps = float(attrs.get("eps", 1e-5))
+    eps = float(attrs["eps"])
     var = weights[f"{bn}.running_var"].astype(np.float64)
     mean = weights[f"{bn}.running_mean"].astype(np.float64)
-    if attrs.get("affine", True):
+    if attrs["affine"]:
         gamma, beta = weights[f"{bn}.weight"].astype(np.float64), weights[f"{bn}.bias"].astype(np.float64)
     else:
         gamma, beta = np.ones(channels), np.zeros(channels)
@@ -124,11 +124,11 @@ def fold_batchnorm(g, weights: dict | None = None):
     ws = dict(weights) if weights is not None else None
     for n in schedule(g):
         d = h.nodes[n]
-        if d["op"] != "batchnorm":
+        if not _role(h, n).folds:
             continue
         (p,) = d["inputs"]
         pd = h.nodes[p]
-        if pd["op"] not in ("conv2d", "linear") or len(_consumers(h, p)) != 1 or _is_output(h, p):
+        if not _role(h, p).absorbs_norm or len(_consumers(h, p)) != 1 or _is_output(h, p):
             continue
         if ws is not None:
             cout = int(pd["shape"][0])
@@ -185,31 +185,34 @@ def fuse_epilogues(g, order=None) -> dict:
     taken: set = set()
     out: dict = {}
 
-    def follow(n, want):
+    def follow(n, fusion):
         c = _single_use(g, n)
-        return c if c is not None and c not in taken and g.nodes[c]["op"] in want else None
+        return c if c is not None and c not in taken and _role(g, c).fusion == fusion else None
+
+    def is_merge(n):  # an anchor that sums its inputs (add): it takes the residual itself
+        return _role(g, n).kind == "merge"
 
     for n in order:
-        op = g.nodes[n]["op"]
-        if op not in ANCHORS or n in taken:
+        if _role(g, n).fusion != "anchor" or n in taken:
             continue
         f = Fusion(n, n)
-        if op == "add":
+        if is_merge(n):
             ins = g.nodes[n]["inputs"]
             f.residual = ins[1] if len(ins) == 2 else None
         else:
-            c = follow(f.output, ACTIVATIONS)
+            c = follow(f.output, "act")
             if c:
                 f.act1, f.output = g.nodes[c]["op"], c
                 f.absorbed.append(c)
-            c = follow(f.output, ("add",))
+            c = _single_use(g, f.output)
+            c = c if c is not None and c not in taken and is_merge(c) and _role(g, c).fusion == "anchor" else None
             if c and len(g.nodes[c]["inputs"]) == 2:
                 other = [i for i in g.nodes[c]["inputs"] if i != f.output][0]
                 if pos[other] < pos[c]:
                     f.residual, f.output = other, c
                     f.absorbed.append(c)
         if f.residual is not None:
-            c = follow(f.output, ACTIVATIONS)
+            c = follow(f.output, "act")
             if c:
                 f.act2, f.output = g.nodes[c]["op"], c
                 f.absorbed.append(c)

@@ -35,13 +35,6 @@ import sympy
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.compiler.passes import ACTIVATIONS
-
-# Ports whose value the step's output may overwrite (the kernel reads each element before
-# writing it). Any step may also reuse its residual's buffer (the epilogue reads a row of
-# the residual before writing that row).
-INPLACE_PORTS = {**{a: (0,) for a in ACTIVATIONS}, "batchnorm": (0,), "add": (0,), "mul": (0,), "softmax": (0,),
-                 "scale": (0,)}
 
 
 @dataclass
@@ -150,20 +143,10 @@ def fmt_bytes(b) -> str:
 
 # ---------------------------------------------------------------- lowering
 def _params(g, n) -> dict:
+    """``{role: weights key}`` of node ``n``, from the registry's weight specs."""
     d = g.nodes[n]
-    op, a = d["op"], d["attrs"]
-    if op in ("conv2d", "linear"):
-        return {"weight": f"{n}.weight", **({"bias": f"{n}.bias"} if a["bias"] else {})}
-    if op == "rbf":
-        return {"weight": f"{n}.weight"}
-    if op == "batchnorm":
-        keys = {"running_mean": f"{n}.running_mean", "running_var": f"{n}.running_var"}
-        if a.get("affine", True):
-            keys.update(weight=f"{n}.weight", bias=f"{n}.bias")
-        return keys
-    if op in ("groupnorm", "instancenorm", "layernorm") and a.get("affine", op != "instancenorm"):
-        return {"weight": f"{n}.weight", "bias": f"{n}.bias"}
-    return {}
+    ins = [g.nodes[i]["shape"] for i in d["inputs"]]
+    return {w.name: f"{n}.{w.name}" for w in ops.get(d["op"]).weight_specs(d["attrs"], ins)}
 
 
 def lower(g, order, fusions: dict, weights=None) -> Plan:
@@ -261,8 +244,11 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
         vals[n].slot = take(vals[n])
     for i, step in enumerate(plan.steps):
         out = vals[step.output]
-        ports = INPLACE_PORTS.get(step.op, ())
-        cands = list(step.inputs) if ports == "all" else [step.inputs[p] for p in ports if p < len(step.inputs)]
+        # ports whose value the output may overwrite (the kernel reads each element before
+        # writing it); any step may also reuse its residual's buffer (the epilogue reads a
+        # row of the residual before writing that row)
+        ports = ops.get(step.op).inplace_ports
+        cands = [step.inputs[p] for p in ports if p < len(step.inputs)]
         if step.residual:
             cands.append(step.residual)
         reads = step.reads

@@ -24,23 +24,44 @@ from cnngraph.ir.graph import as_graph, check_weights, topo_order
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 
+def _num(shape, node, key):
+    if not all(ops.is_int(v) for v in shape):
+        raise CnnGraphError(f"{node}: the shape of {key}, {ops.fmt_shape(shape)}, must be numbers to make weights "
+                            "(substitute the symbols first)")
+    return tuple(int(v) for v in shape)
+
+
 def param_shapes(g) -> dict:
     """``{key: (shape, role)}`` for every parameter and buffer, in topological order.
 
-    ``role`` is ``"param"`` or ``"buffer"``; what each op holds is its registry entry's
-    ``tensors``.
+    ``role`` is ``"param"`` or ``"buffer"``; both come from the registry's weight specs
+    (:attr:`cnngraph.ir.ops.Op.weights`).
     """
-    g = as_graph(g)
-    out = {}
+    return {key: (shape, w.role) for key, shape, w in _specs(as_graph(g))}
+
+
+def _specs(g):
+    """``(key, numeric shape, Weight)`` of every weight of ``g``, in topological order."""
     for n in topo_order(g):
         d = g.nodes[n]
         ins = [g.nodes[i]["shape"] for i in d["inputs"]]
-        for f, (shape, role) in ops.get(d["op"]).tensors(d["attrs"], ins).items():
-            if not all(ops.is_int(v) for v in shape):
-                raise CnnGraphError(f"{n}: the shape of {n}.{f}, {ops.fmt_shape(shape)}, must be numbers to make "
-                                    "weights (substitute the symbols first)")
-            out[f"{n}.{f}"] = (tuple(int(v) for v in shape), role)
-    return out
+        for w in ops.get(d["op"]).weight_specs(d["attrs"], ins):
+            yield f"{n}.{w.name}", _num(w.shape, n, f"{n}.{w.name}"), w
+
+
+def _draw(rng, init: str, shape: tuple, random_bn: bool):
+    """One weight drawn by its registry ``init`` kind (seeded; torchvision's ResNet scheme)."""
+    if init == "he":  # N(0, 2/fan_out), fan_out = C_out·kh·kw
+        return rng.normal(0.0, np.sqrt(2.0 / (shape[0] * int(np.prod(shape[2:])))), shape)
+    if init == "fc":
+        return rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
+    if init in ("bias", "mean"):
+        return rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
+    if init in ("scale", "var"):
+        return rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
+    if init == "prelu":  # PyTorch's nn.PReLU starts every slope at 0.25
+        return rng.uniform(0.0, 0.5, shape) if random_bn else np.full(shape, 0.25)
+    raise CnnGraphError(f"unknown weight initialisation {init!r}")
 
 
 def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
@@ -51,27 +72,8 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
     """
     g = as_graph(g)
     rng = np.random.default_rng(seed)
-    ws = {}
-    for key, (shape, role) in param_shapes(g).items():
-        node, field = key.rsplit(".", 1)
-        op = g.nodes[node]["op"]
-        if op == "conv2d" and field == "weight":
-            fan_out = shape[0] * shape[2] * shape[3]
-            v = rng.normal(0.0, np.sqrt(2.0 / fan_out), shape)
-        elif op == "linear" and field == "weight":
-            v = rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
-        elif field == "bias":
-            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "weight":  # norm scale
-            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
-        elif field == "running_mean":
-            v = rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
-        elif field == "running_var":
-            v = rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
-        else:  # pragma: no cover - param_shapes only yields the fields above
-            raise AssertionError(key)
-        ws[key] = np.ascontiguousarray(v, dtype=dtype)
-    return ws
+    return {key: np.ascontiguousarray(_draw(rng, w.init, shape, random_bn), dtype=dtype)
+            for key, shape, w in _specs(g)}
 
 
 def check(g, weights: dict, strict: bool = True) -> None:
@@ -92,34 +94,47 @@ def check(g, weights: dict, strict: bool = True) -> None:
         raise CnnGraphError(f"weights do not fit {g.graph.get('name', 'the graph')}: " + " | ".join(parts))
 
 
-def load(path, g=None, dtype=np.float32) -> dict:
-    """Weights from ``.npz`` or ``.safetensors`` (checked against ``g`` when given)."""
-    p = Path(path)
-    if not p.exists():
-        raise CnnGraphError(f"no such weights file: {p}")
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as f:
-            ws = {k: f[k] for k in f.files}
-    elif p.suffix == ".safetensors":
-        from safetensors.numpy import load_file
+def load(path, g=None, dtype=np.float32, allow_nonfinite: bool = False) -> dict:
+    """Weights from ``.npz`` or ``.safetensors`` (checked against ``g`` when given).
 
-        ws = load_file(str(p))
-    else:
+    Headers are read first (:mod:`cnngraph.arrays`): names, dtypes and shapes are checked
+    against ``g`` (without ``g``: the total against the memory available) before any data is
+    read. float16/64 tensors are converted to float32 (a ``ConversionWarning`` says so);
+    integer, boolean and complex tensors and non-finite values (unless ``allow_nonfinite``)
+    are errors naming the tensor.
+    """
+    from cnngraph.io import arrays
+
+    p = Path(path)
+    if p.suffix.lower() not in (".npz", ".safetensors"):
         raise CnnGraphError(f"weights file must be .npz or .safetensors, got {p.name}")
-    ws = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in ws.items() if not k.endswith(IGNORED_SUFFIXES)}
+    heads = {k: h for k, h in arrays.headers(p, "weights file").items() if not k.endswith(IGNORED_SUFFIXES)}
+    arrays.check_dtypes(heads, str(p))
     if g is not None:
-        check(g, ws)
-    return ws
+        # Zero-stride stand-ins carry each header's shape at no memory cost.
+        check(g, {k: np.lib.stride_tricks.as_strided(np.zeros((), np.float32), h.shape, (0,) * len(h.shape))
+                  for k, h in heads.items()})
+    else:
+        need, free = sum(h.size for h in heads.values()) * 4, arrays.memory_available()
+        if free is not None and need > free:
+            raise CnnGraphError(f"{p}: its tensors need {need / 2**20:,.0f} MiB as float32; "
+                                f"{free / 2**20:,.0f} MiB of memory are available")
+    ws = arrays.read(p, heads, allow_nonfinite)
+    return ws if dtype == np.float32 else {k: v.astype(dtype) for k, v in ws.items()}
 
 
 def save(weights: dict, path) -> None:
+    from cnngraph.io.files import atomic_open, atomic_path
+
     p = Path(path)
     if p.suffix == ".npz":
-        np.savez(p, **weights)
+        with atomic_open(p) as f:
+            np.savez(f, **weights)
     elif p.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(p))
+        with atomic_path(p) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, tmp)
     else:
         raise CnnGraphError(f"weights file must be .npz or .safetensors, got {p.name}")
 

@@ -17,8 +17,8 @@ What fx cannot trace (Python control flow on a tensor's value or size) is report
 the module it happened in.
 
 Each fx node maps through one table: module classes, functions and method names to a
-converter. Element-wise activations are derived from the registry and its PyTorch
-reference (:data:`cnngraph.interop.torch_ref.UNARY`): ``nn.ReLU``, ``F.relu``, ``torch.relu`` and
+converter. Element-wise activations are derived from the registry's activation table
+(:data:`cnngraph.ir.ops.ACTIVATIONS`): ``nn.ReLU``, ``F.relu``, ``torch.relu`` and
 ``x.relu()`` all become the registry's ``relu``.
 
 >>> import torch
@@ -53,7 +53,6 @@ except ImportError as e:  # pragma: no cover - exercised without torch
     raise CnnGraphError("from_torch needs PyTorch: pip install 'cnngraph[torch]'") from e
 
 from cnngraph.ir.symbols import H, W
-from cnngraph.interop.torch_ref import UNARY
 
 
 class TraceError(CnnGraphError):
@@ -458,6 +457,12 @@ def m_batchnorm(cv, m, qual, x):
     return t
 
 
+def m_prelu(cv, m, qual, x):
+    t = cv.add("prelu", [cv.tensor(x)], dict(num_parameters=m.num_parameters), module=qual)
+    cv.weights_of(qual, t.node)
+    return t
+
+
 def m_groupnorm(cv, m, qual, x):
     t = cv.add("groupnorm", [cv.chw(x)], dict(num_groups=m.num_groups, eps=float(m.eps), affine=bool(m.affine)),
                module=qual)
@@ -772,41 +777,49 @@ def m_softmax(cv, m, qual, x):
 
 # ---------------------------------------------------------------- element-wise activations, derived
 def _act_module(op):
+    param = ops.get(op).activation.param  # LeakyReLU's negative_slope, ELU's alpha
+
     def conv(cv, m, qual, x):
         if getattr(m, "approximate", "none") != "none":
             cv.fail(f"{type(m).__name__}(approximate={m.approximate!r})")
-        return cv.add(op, [cv.tensor(x)], dict(inplace=bool(getattr(m, "inplace", False))), module=qual)
+        attrs = dict(inplace=bool(getattr(m, "inplace", False)))
+        if param is not None:
+            attrs[param] = float(getattr(m, param))
+        return cv.add(op, [cv.tensor(x)], attrs, module=qual)
 
     return conv
 
 
 def _act_function(op):
+    param = ops.get(op).activation.param
+
     def conv(cv, x, *args, **kwargs):
         if kwargs.get("approximate", "none") != "none":
             cv.fail(f"{op}(approximate={kwargs['approximate']!r})")
-        return cv.add(op, [cv.tensor(x)], dict(inplace=bool(kwargs.get("inplace", False))), base=op)
+        attrs = dict(inplace=bool(kwargs.get("inplace", False)))
+        if param is not None and (args or param in kwargs):  # else the registry's default
+            attrs[param] = float(args[0] if args else kwargs[param])
+        return cv.add(op, [cv.tensor(x)], attrs, base=op)
 
     return conv
 
 
 def _activation_tables():
-    """Module classes, functions and methods of every registry activation that PyTorch
-    computes with one function (:data:`cnngraph.interop.torch_ref.UNARY`): the class of ``torch.nn``
-    with the op's name (``nn.ReLU`` for ``relu``), ``torch.nn.functional.<op>``, ``torch.<op>``
-    and the tensor method ``x.<op>()``."""
+    """Module classes, functions and methods of every activation of the registry that has no
+    weights: the class of ``torch.nn`` with the op's name (``nn.ReLU`` for ``relu``,
+    ``nn.LeakyReLU`` for ``leaky_relu``), ``torch.nn.functional.<op>``, ``torch.<op>`` and the
+    tensor method ``x.<op>()``."""
     classes = {c.__name__.lower(): c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)}
     mods, fns, methods = {}, {}, {}
-    for name, fn in UNARY.items():
-        op = ops.REGISTRY.get(name)
-        if op is None or op.kind != "act" or name == "softmax":
+    for name, op in ops.ACTIVATIONS.items():
+        if op.weights:  # PReLU: a module with a parameter (MODULES)
             continue
-        if name in classes:
-            mods[classes[name]] = _act_module(name)
+        if name.replace("_", "") in classes:
+            mods[classes[name.replace("_", "")]] = _act_module(name)
         for where in (F, torch):
             f = getattr(where, name, None)
             if callable(f):
                 fns[f] = _act_function(name)
-        fns[fn] = _act_function(name)
         if hasattr(torch.Tensor, name):
             methods[name] = _act_function(name)
     return mods, fns, methods
@@ -822,7 +835,7 @@ MODULES = {
     nn.GroupNorm: m_groupnorm, nn.LayerNorm: m_layernorm, nn.LocalResponseNorm: m_lrn,
     nn.MaxPool2d: m_maxpool, nn.AvgPool2d: m_avgpool, nn.AdaptiveAvgPool2d: _AAP[0], nn.AdaptiveMaxPool2d: _AMP[0],
     nn.Flatten: m_flatten, nn.Dropout: m_dropout, nn.Dropout2d: m_dropout, nn.Identity: m_identity,
-    nn.Softmax: m_softmax, **_ACT_MODULES,
+    nn.Softmax: m_softmax, nn.PReLU: m_prelu, **_ACT_MODULES,
 }
 
 FUNCTIONS = {

@@ -52,9 +52,9 @@ def _pool_pad_extra(L, k, s, d, p0, p1, out):
 
 def _max_pool(x, a, out_hw):
     k, s, p = a["kernel"], a["stride"], a["padding"]
-    d = tuple(a.get("dilation", (1, 1)))
+    d = tuple(a["dilation"])
     if _symmetric(p):
-        return F.max_pool2d(x, k, s, (p[0], p[1]), d, ceil_mode=bool(a.get("ceil_mode", False)))
+        return F.max_pool2d(x, k, s, (p[0], p[1]), d, ceil_mode=bool(a["ceil_mode"]))
     # Asymmetric padding: pad with -inf ourselves; the extra end padding reproduces ceil mode
     # and the crop keeps exactly the windows the graph's shape rule counts.
     H, W = x.shape[2], x.shape[3]
@@ -66,9 +66,9 @@ def _max_pool(x, a, out_hw):
 
 def _avg_pool(x, a, out_hw):
     k, s, p = a["kernel"], a["stride"], a["padding"]
-    include = bool(a.get("count_include_pad", True))
+    include = bool(a["count_include_pad"])
     if _symmetric(p):
-        return F.avg_pool2d(x, k, s, (p[0], p[1]), bool(a.get("ceil_mode", False)), include)
+        return F.avg_pool2d(x, k, s, (p[0], p[1]), bool(a["ceil_mode"]), include)
     # Asymmetric padding: window sums divided by the number of counted positions, which are
     # the padded region (count_include_pad) or the input only; ceil-mode overhang never counts.
     H, W = x.shape[2], x.shape[3]
@@ -105,12 +105,56 @@ def _mul(x, s):
     return x * s
 
 
-UNARY = {
-    "relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
-    "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "gelu": F.gelu,
-    "softmax": lambda x: torch.softmax(x, dim=1),
-    "dropout": lambda x: x, "identity": lambda x: x, "flatten": lambda x: torch.flatten(x, 1),
+def _add(xs):
+    y = xs[0]
+    for t in xs[1:]:
+        y = y + t
+    return y
+
+
+def _pad_channels(x, a):
+    sh, sw = a["stride"]
+    return F.pad(x[:, :, ::sh, ::sw], (0, 0, 0, 0, a["before"], a["after"]))
+
+
+# The reference interpreter's table (as torch.fx's Interpreter.run_node): op -> fn(w, xs, a, out_hw),
+# ``w(role)`` the node's weight tensor (None when absent), ``xs`` its input tensors. Activations
+# come from the registry (their ``torch`` function); every other op is one line here.
+TABLE = {
+    "conv2d": lambda w, xs, a, hw: _conv(xs[0], a, w("weight"), w("bias")),
+    "maxpool2d": lambda w, xs, a, hw: _max_pool(xs[0], a, hw),
+    "avgpool2d": lambda w, xs, a, hw: _avg_pool(xs[0], a, hw),
+    "adaptive_avgpool2d": lambda w, xs, a, hw: F.adaptive_avg_pool2d(xs[0], a["output_size"]),
+    "adaptive_maxpool2d": lambda w, xs, a, hw: F.adaptive_max_pool2d(xs[0], a["output_size"]),
+    "linear": lambda w, xs, a, hw: F.linear(xs[0], w("weight"), w("bias")),
+    "batchnorm": lambda w, xs, a, hw: F.batch_norm(xs[0], w("running_mean"), w("running_var"), w("weight"), w("bias"),
+                                                   False, 0.0, a["eps"]),
+    "groupnorm": lambda w, xs, a, hw: F.group_norm(xs[0], a["num_groups"], w("weight"), w("bias"), a["eps"]),
+    "instancenorm": lambda w, xs, a, hw: F.instance_norm(xs[0], weight=w("weight"), bias=w("bias"), eps=a["eps"]),
+    "layernorm": lambda w, xs, a, hw: F.layer_norm(xs[0], tuple(xs[0].shape[1:]), w("weight"), w("bias"), a["eps"]),
+    "lrn": lambda w, xs, a, hw: F.local_response_norm(xs[0], a["size"], a["alpha"], a["beta"], a["k"]),
+    "softmax": lambda w, xs, a, hw: torch.softmax(xs[0], dim=1),
+    "dropout": lambda w, xs, a, hw: xs[0],
+    "identity": lambda w, xs, a, hw: xs[0],
+    "flatten": lambda w, xs, a, hw: torch.flatten(xs[0], 1),
+    "add": lambda w, xs, a, hw: _add(xs),
+    "mul": lambda w, xs, a, hw: _mul(xs[0], xs[1]),
+    "concat": lambda w, xs, a, hw: torch.cat(xs, dim=1),
+    "channel_shuffle": lambda w, xs, a, hw: _channel_shuffle(xs[0], a["groups"]),
+    "slice": lambda w, xs, a, hw: xs[0][:, a["start"]:a["stop"]],
+    "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2])),
+    # LeNet-5's RBF units: squared Euclidean distance to each prototype
+    "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
+    "scale": lambda w, xs, a, hw: xs[0] * a["factor"],
+    "pad_channels": lambda w, xs, a, hw: _pad_channels(xs[0], a),
 }
+
+
+def _activation(act):
+    return lambda w, xs, a, hw: act.torch(F, xs[0], {**a, "weight": w("weight")})
+
+
+TABLE.update({name: _activation(op.activation) for name, op in ops.ACTIVATIONS.items()})
 
 
 class TorchGraph(torch.nn.Module):
@@ -131,7 +175,7 @@ class TorchGraph(torch.nn.Module):
         self._nodes = {}
         for n in self._order:
             d = g.nodes[n]
-            if d["op"] != "input" and d["op"] not in UNARY and d["op"] not in _KNOWN:
+            if d["op"] != "input" and d["op"] not in TABLE:
                 raise CnnGraphError(f"{n}: op {d['op']!r} has no PyTorch reference yet")
             a = dict(d["attrs"])
             for key in ("kernel", "stride", "padding", "dilation", "output_size"):
@@ -141,7 +185,7 @@ class TorchGraph(torch.nn.Module):
                 if key in a:
                     a[key] = _ints(n, key, [a[key]])[0]
             shape = g.nodes[n]["shape"]
-            out_hw = _ints(n, "output size", shape[1:3]) if d["op"] in ("maxpool2d", "avgpool2d") else None
+            out_hw = _ints(n, "output size", shape[1:3]) if ops.get(d["op"]).window else None
             self._nodes[n] = (d["op"], a, list(d["inputs"]), out_hw)
         for key, value in weights.items():
             node, field = key.rsplit(".", 1)
@@ -174,66 +218,10 @@ class TorchGraph(torch.nn.Module):
         vals = dict(zip(self._inputs, xs))
         for n in self._order:
             op, a, ins, out_hw = self._nodes[n]
-            if op == "input":
-                continue
-            x = vals[ins[0]]
-            if op in UNARY:
-                y = UNARY[op](x)
-            elif op == "conv2d":
-                y = _conv(x, a, self._w(n, "weight"), self._w(n, "bias"))
-            elif op == "maxpool2d":
-                y = _max_pool(x, a, out_hw)
-            elif op == "avgpool2d":
-                y = _avg_pool(x, a, out_hw)
-            elif op == "adaptive_avgpool2d":
-                y = F.adaptive_avg_pool2d(x, a["output_size"])
-            elif op == "adaptive_maxpool2d":
-                y = F.adaptive_max_pool2d(x, a["output_size"])
-            elif op == "linear":
-                y = F.linear(x, self._w(n, "weight"), self._w(n, "bias"))
-            elif op == "batchnorm":
-                y = F.batch_norm(x, self._w(n, "running_mean"), self._w(n, "running_var"), self._w(n, "weight"),
-                                 self._w(n, "bias"), False, 0.0, a.get("eps", 1e-5))
-            elif op == "groupnorm":
-                y = F.group_norm(x, a["num_groups"], self._w(n, "weight"), self._w(n, "bias"), a.get("eps", 1e-5))
-            elif op == "instancenorm":
-                y = F.instance_norm(x, weight=self._w(n, "weight"), bias=self._w(n, "bias"), eps=a.get("eps", 1e-5))
-            elif op == "layernorm":
-                y = F.layer_norm(x, tuple(x.shape[1:]), self._w(n, "weight"), self._w(n, "bias"), a.get("eps", 1e-5))
-            elif op == "lrn":
-                y = F.local_response_norm(x, a["size"], a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("k", 1.0))
-            elif op == "add":
-                y = vals[ins[0]]
-                for i in ins[1:]:
-                    y = y + vals[i]
-            elif op == "mul":
-                y = _mul(x, vals[ins[1]])
-            elif op == "concat":
-                y = torch.cat([vals[i] for i in ins], dim=1)
-            elif op == "channel_shuffle":
-                y = _channel_shuffle(x, a["groups"])
-            elif op == "slice":
-                y = x[:, a["start"]:a["stop"]]
-            elif op == "pad2d":
-                t, l, b, r = a["padding"]
-                y = F.pad(x, (l, r, t, b))
-            elif op == "rbf":  # squared Euclidean distance to each prototype
-                y = ((x.unsqueeze(1) - self._w(n, "weight").unsqueeze(0)) ** 2).sum(-1)
-            elif op == "scale":
-                y = x * a["factor"]
-            elif op == "pad_channels":
-                sh, sw = a["stride"]
-                y = F.pad(x[:, :, ::sh, ::sw], (0, 0, 0, 0, a["before"], a["after"]))
-            else:  # pragma: no cover - rejected in __init__
-                raise AssertionError(op)
-            vals[n] = y
+            if op != "input":
+                vals[n] = TABLE[op](lambda role, n=n: self._w(n, role), [vals[i] for i in ins], a, out_hw)
         outs = tuple(vals[o] for o in self._outputs)
         return outs[0] if len(outs) == 1 else outs
-
-
-_KNOWN = {"conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "linear", "batchnorm",
-          "groupnorm", "instancenorm", "layernorm", "lrn", "add", "mul", "concat", "channel_shuffle", "slice",
-          "scale", "pad_channels", "pad2d", "rbf"}
 
 
 def to_torch(g, weights: dict, dtype=torch.float32) -> TorchGraph:

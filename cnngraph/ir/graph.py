@@ -56,12 +56,15 @@ def _apply(op_name: str, attrs_key, in_shapes: tuple, strict: bool):
     """Shape rule, cached: repeated blocks cost one sympy evaluation, not one per node."""
     op = ops.get(op_name)
     ctx = ops.Ctx("?", strict)
-    out = op.shape(dict(attrs_key), list(in_shapes), ctx)
-    return tuple(out), tuple(ctx.notes)
+    out = op.shape(ops.check_attrs("?", dict(attrs_key)), list(in_shapes), ctx)
+    return tuple(out), tuple(ctx.notes), tuple(ctx.conditions)
 
 
-def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = False):
+def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = False, conditions=None):
     """Output shape of one layer; errors and notes name the layer.
+
+    ``conditions``, a list, receives ``(layer, rule, relation)`` for each condition the
+    symbols must meet (``H ≥ 11`` for an 11×11 valid conv): see :func:`outside_domain`.
 
     >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])
     ((64, 27, 27), ())
@@ -73,20 +76,53 @@ def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = F
         want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
         raise ShapeError(name, f"{op_name} takes {want} inputs", f"got {n}")
     try:
-        out, notes = _apply(op_name, freeze(attrs), tuple(tuple(s) for s in in_shapes), strict)
+        out, notes, conds = _apply(op_name, freeze(attrs), tuple(tuple(s) for s in in_shapes), strict)
     except ShapeError as e:
         raise ShapeError(name, e.rule, e.numbers) from None
+    if conditions is not None:
+        conditions.extend((name, rule, rel) for rule, rel in conds)
     return out, tuple(f"{name}: {m}" for m in notes)
 
 
+def outside_domain(g, values: dict):
+    """The first condition of ``g``'s symbolic sizes (or of a list of ``(layer, rule,
+    relation)``) that ``values`` (by symbol name) break, as a message; else None.
+
+    >>> from cnngraph import zoo
+    >>> from cnngraph.symbols import H, W
+    >>> g = zoo.build("alexnet", input=(3, H, W))
+    >>> outside_domain(g, {"H": 8, "W": 8})
+    'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
+    >>> outside_domain(g, {"H": 224, "W": 224}) is None
+    True
+    """
+    import sympy
+
+    conditions = g.graph.get("conditions", ()) if hasattr(g, "graph") else g
+    at = {s: values[s.name] for _, _, rel in conditions for s in rel.free_symbols if s.name in values}
+    for layer, rule, rel in conditions:
+        v = rel.subs(at)
+        if v is sympy.false:
+            shown = ", ".join(f"{k} = {x}" for k, x in values.items())
+            return f"{layer}: {rule} needs {rel}, false at {shown}"
+    return None
+
+
 def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None, strict=False):
-    """Add a layer to ``g`` after checking it against its inputs; returns its output shape."""
+    """Add a layer to ``g`` after checking it against its inputs; returns its output shape.
+
+    The op's attribute defaults (:attr:`cnngraph.ir.ops.Op.defaults`) are applied here, once:
+    every reader of ``g.nodes[name]["attrs"]`` finds every attribute.
+    """
+    attrs = ops.with_defaults(op, attrs)
     if name in g:
         raise GraphError(f"{name}: a layer with this name already exists")
+    attrs = ops.check_attrs(name, attrs)
     for i in inputs:
         if i not in g:
             raise GraphError(f"{name}: input {i!r} is not in the graph (dangling input)")
-    shape, notes = apply_rule(name, op, attrs, [g.nodes[i]["shape"] for i in inputs], strict)
+    shape, notes = apply_rule(name, op, attrs, [g.nodes[i]["shape"] for i in inputs], strict,
+                              g.graph.setdefault("conditions", []))
     # Reported, not warned: a floored stride is routine (every stride-2 ResNet conv at 224).
     g.graph.setdefault("notes", []).extend(notes)
     g.add_node(name, op=op, attrs=attrs, inputs=list(inputs), path=tuple(path), title=title, shape=shape)
@@ -167,21 +203,36 @@ def input_shape(g, name=None) -> tuple:
     return g.nodes[name or g.graph["inputs"][0]]["shape"]
 
 
-def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
+def infer_shapes(g, input_shape=None, strict: bool = False, conditions=None) -> dict:
     """Shapes of every node for a new input shape (or the stored one), without changing ``g``.
 
-    ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``. Weights
-    the graph carries (``g.graph["weights"]``, an imported model's) must fit the new shapes
-    (:func:`check_weights`).
+    ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``;
+    ``conditions`` (a list) receives the symbolic sizes' conditions, as in :func:`apply_rule`.
+    Weights the graph carries (``g.graph["weights"]``, an imported model's) must fit the new
+    shapes (:func:`check_weights`).
+    """
+    return infer(g, input_shape, strict, conditions)[0]
+
+
+def infer(g, input_shape=None, strict: bool = False, conditions=None) -> tuple[dict, list]:
+    """``(shapes, notes)`` for a new input shape: :func:`infer_shapes` and the stride notes
+    of that input (each rule's notes are recomputed, never copied from ``g``).
+
+    >>> from cnngraph import zoo
+    >>> g = zoo.build("resnet18")
+    >>> [n for n in infer(g, (3, 225, 225))[1] if n.startswith("conv1")]
+    []
+    >>> infer(g, (3, 224, 224))[1][0]
+    'conv1: stride does not fit the padded input along H ((224 + 6 − 7) / 2 = 223/2 is not an integer); output size floored'
     """
     g = as_graph(g)
-    shapes = _infer(g, input_shape, strict)
+    shapes, notes = _infer(g, input_shape, strict, conditions)
     if g.graph.get("weights"):  # an imported model carries weights made for one input size
         check_weights(g, g.graph["weights"], shapes)
-    return shapes
+    return shapes, notes
 
 
-def _infer(g, input_shape, strict=False) -> dict:
+def _infer(g, input_shape, strict=False, conditions=None) -> tuple[dict, list]:
     check(g)
     if input_shape is None:
         given = {}
@@ -189,15 +240,16 @@ def _infer(g, input_shape, strict=False) -> dict:
         given = {k: tuple(v) for k, v in input_shape.items()}
     else:
         given = {g.graph["inputs"][0]: tuple(input_shape)}
-    shapes = {}
+    shapes, notes = {}, []
     for n in topo_order(g):
         d = g.nodes[n]
         attrs = d["attrs"]
         if d["op"] == "input" and n in given:
-            attrs = {**attrs, "shape": given[n]}
-        shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict)
+            attrs = ops.check_attrs(n, {**attrs, "shape": given[n]})
+        shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict, conditions)
         shapes[n] = shape
-    return shapes
+        notes.extend(msgs)
+    return shapes, notes
 
 
 def check_weights(g, weights=None, shapes=None) -> None:
@@ -245,7 +297,7 @@ def _fitting_input(g, weights, key, have) -> str:
     file's), else the square sizes S solving the tensor's symbolic shape for C×S×S."""
     first = g.graph["inputs"][0]
     made_for = g.graph.get("weights_input")
-    if made_for is not None and not list(_misfits(g, weights, _infer(g, made_for))):
+    if made_for is not None and not list(_misfits(g, weights, _infer(g, made_for)[0])):
         return f"the weights fit {ops.fmt_shape(made_for)} inputs"
     shape = g.nodes[first]["shape"]
     if len(shape) != 3 or not ops.is_int(shape[0]):
@@ -254,7 +306,7 @@ def _fitting_input(g, weights, key, have) -> str:
 
     S = sympy.Symbol("S", positive=True, integer=True)
     try:
-        want = dict(((k, w) for _, k, _, w in _misfits(g, weights, _infer(g, (shape[0], S, S)), {key})))
+        want = dict(((k, w) for _, k, _, w in _misfits(g, weights, _infer(g, (shape[0], S, S))[0], {key})))
     except CnnGraphError:
         want = {}
     if key not in want or len(want[key]) != len(have) or sympy.Mul(*want[key]).free_symbols - {S}:
@@ -274,7 +326,7 @@ def _fitting_input(g, weights, key, have) -> str:
         return lo
 
     lo, hi = first_reaching(target), first_reaching(target + 1) - 1
-    fits = [s for s in (lo, hi) if lo <= hi and not list(_misfits(g, weights, _infer(g, (shape[0], s, s))))]
+    fits = [s for s in (lo, hi) if lo <= hi and not list(_misfits(g, weights, _infer(g, (shape[0], s, s))[0]))]
     if not fits:
         return _fitting_channels(g, weights, key, have, shape)
     c = shape[0]
@@ -288,26 +340,28 @@ def _fitting_channels(g, weights, key, have, shape) -> str:
 
     C = sympy.Symbol("C", positive=True, integer=True)
     try:
-        want = {k: w for _, k, _, w in _misfits(g, weights, _infer(g, (C,) + tuple(shape[1:])), {key})}
+        want = {k: w for _, k, _, w in _misfits(g, weights, _infer(g, (C,) + tuple(shape[1:]))[0], {key})}
     except CnnGraphError:
         want = {}
     for e, v in zip(want.get(key, ()), have):
         if C in getattr(e, "free_symbols", ()):
             for c in sympy.solve(sympy.Eq(e, v), C):
-                if c.is_Integer and c > 0 and not list(_misfits(g, weights, _infer(g, (int(c),) + tuple(shape[1:])))):
+                if c.is_Integer and c > 0 and not list(_misfits(g, weights, _infer(g, (int(c),) + tuple(shape[1:]))[0])):
                     return f"the weights fit {ops.fmt_shape((int(c),) + tuple(shape[1:]))} inputs"
     return "no input size of this form makes them fit"
 
 
 def with_input(g, input_shape, strict: bool = False):
-    """A copy of ``g`` whose shapes are re-inferred for a new input shape."""
+    """A copy of ``g`` whose shapes, stride notes and size conditions are re-inferred for a new input shape."""
     g = as_graph(g)
-    shapes = infer_shapes(g, input_shape, strict)
+    conditions = []
+    shapes, notes = infer(g, input_shape, strict, conditions)
     h = g.copy()
+    h.graph = {**g.graph, "notes": notes, "conditions": conditions}
     for n, s in shapes.items():
         h.nodes[n]["shape"] = s
         if h.nodes[n]["op"] == "input":
-            h.nodes[n]["attrs"] = {**h.nodes[n]["attrs"], "shape": s}
+            h.nodes[n]["attrs"] = {**h.nodes[n]["attrs"], "shape": s}  # checked by infer_shapes
     return h
 
 

@@ -1,9 +1,15 @@
-"""The op registry: one entry per op, holding its shape rule and every cost it has.
+"""The op registry: one entry per op, the single source of what an op means.
 
 Each :class:`Op` keeps together what the rest of cnngraph needs to know about a layer:
-how its output shape follows from its inputs, how many parameters (and buffers) it owns,
-how many multiply-accumulates and other operations it performs, how much output memory it
-writes and how a diagram labels it. Adding an op is one :func:`register` call.
+its attribute defaults (applied once, where a node is made), how its output shape follows
+from its inputs, its weights (:class:`Weight`: names, shapes, param or buffer, from which
+parameters and buffers are counted, weights initialised and plans bound), its sliding
+window (:class:`Window`, read by receptive fields, pooling matrices, tables and diagrams),
+its roles in the compiler (in-place ports, epilogue fusion, batch-norm folding), how many
+multiply-accumulates and other operations it performs, how much output memory it writes
+and how a diagram labels it. Element-wise activations also have an :class:`Activation`:
+their kernel code, reference function, PyTorch function and ONNX emitter.
+Adding an op is one :func:`register` call.
 
 Shapes are per sample, without the batch dimension: ``(C, H, W)`` for feature maps and
 ``(F,)`` for vectors. Sizes are Python ints or sympy expressions; rules keep plain ints on
@@ -18,7 +24,7 @@ the numeric path (fast) and fall back to sympy only when a size is symbolic.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import sympy
@@ -122,6 +128,7 @@ class Ctx:
     name: str
     strict: bool = False
     notes: list = field(default_factory=list)
+    conditions: list = field(default_factory=list)  # (rule, relation) a symbolic size needs to hold
 
     def fail(self, rule: str, numbers: str = ""):
         raise ShapeError(self.name, rule, numbers)
@@ -132,8 +139,118 @@ class Ctx:
             self.fail(rule, numbers)
         self.notes.append(f"{rule} ({numbers}); output size floored")
 
+    def require(self, rule: str, relation):
+        """A condition the symbols must meet for this layer to exist (``H + 2 ≥ 11``);
+        a formula evaluated where it fails is outside the model's domain."""
+        if relation is not sympy.true:
+            self.conditions.append((rule, relation))
+
+
+# ---------------------------------------------------------------- attribute values
+# What a value of each attribute may be, by attribute name (the same meaning in every op):
+# sizes are positive integers (or integer expressions), offsets any integers (each op's rule
+# bounds their sign), and the float hyper-parameters finite numbers in their range.
+SIZE_ATTRS = frozenset({"out_channels", "out_features", "groups", "num_groups", "num_features", "size",
+                        "kernel", "stride", "dilation", "output_size", "shape"})
+OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after"})
+FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
+               "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
+               "k": (None, None, "a finite number"), "factor": (None, None, "a finite number"),
+               "momentum": (None, None, "a finite number")}
+
+
+def check_attrs(layer: str, attrs: dict) -> dict:
+    """``attrs`` with every size checked (strings parsed by :mod:`cnngraph.sizes`); a
+    :class:`ShapeError` naming the layer, the attribute, the value and the rule otherwise.
+
+    >>> check_attrs("conv1", dict(out_channels="2*C", kernel=(3, 3)))["out_channels"]
+    2*C
+    >>> check_attrs("conv1", dict(out_channels=4.5))
+    Traceback (most recent call last):
+    ...
+    cnngraph.ir.errors.ShapeError: conv1: out_channels must be an integer (out_channels=4.5)
+    """
+    import math
+
+    from cnngraph.ir.errors import InputError
+    from cnngraph.ir.sizes import check_size
+
+    out = dict(attrs)
+    for key, v in attrs.items():
+        if key in SIZE_ATTRS or key in OFFSET_ATTRS:
+            items = v if isinstance(v, (tuple, list)) else (v,)
+            try:
+                got = tuple(check_size(x, key, positive=key in SIZE_ATTRS, decided=key in SIZE_ATTRS) for x in items)
+            except InputError as e:
+                rule = str(e).split(": ", 1)[-1]
+                shown = tuple(v) if isinstance(v, list) else v
+                raise ShapeError(layer, f"{'input sizes' if key == 'shape' else key} {rule}", f"{key}={shown!r}" if not hasattr(shown, "free_symbols")
+                                 else f"{key}={shown}") from None
+            out[key] = got if isinstance(v, (tuple, list)) else got[0]
+        elif key in FLOAT_ATTRS and v is not None:
+            lo, hi, rule = FLOAT_ATTRS[key]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+                (lo is None or v > lo or (key == "p" and v == lo)) and (hi is None or v < hi)
+            if not ok:
+                raise ShapeError(layer, f"{key} must be {rule}", f"{key}={v!r}")
+    return out
+
 
 # ---------------------------------------------------------------- the Op record
+@dataclass(frozen=True)
+class Weight:
+    """One tensor an op owns, under ``{node}.{name}`` (torchvision's state_dict names).
+
+    ``role`` is ``"param"`` (trained) or ``"buffer"`` (running statistics, fixed prototypes);
+    ``init`` names how :func:`cnngraph.compiler.weights.init` draws it: ``he`` (N(0, 2/fan_out)),
+    ``fc`` (N(0, 0.01)), ``bias``, ``scale`` (1), ``mean`` (0), ``var`` (1), ``prelu`` (0.25).
+    """
+
+    name: str
+    shape: tuple
+    role: str = "param"
+    init: str = "bias"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window: kernel, stride, dilation as (h, w); padding (top, left, bottom, right)."""
+
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple = (1, 1)
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What an element-wise activation is, for every part that runs or exports it.
+
+    * ``code``: the kernels' activation code (explicit and stable; 0 means none). Each
+      backend's kernel table maps it to its own code (a Numba branch, a CUDA expression);
+    * ``ref(xp, erf, v, a)``: PyTorch's definition on any array module ``xp`` (NumPy,
+      CuPy), ``erf`` the error function for that module, ``a`` the node's attributes;
+    * ``torch(F, x, a)``: the PyTorch function (``F`` is ``torch.nn.functional``);
+    * ``onnx(b, name, x, a)``: emits the ONNX nodes computing it with the exporter's builder
+      (``b.node(op_type, inputs, output, name, **attrs)``, ``b.scalar(name, value)``,
+      ``b.const(name, ints)``) and returns the output name, for ``opset`` ``b.opset``; ``a``
+      also holds ``in_shape`` (per sample) and, for an activation with weights, the weight's
+      initializer name under ``weight``;
+    * ``inplace``: the DSL's default (torchvision's ``ReLU(inplace=True)``); ``False`` when
+      PyTorch makes a new tensor;
+    * ``param``: the attribute passed to the kernels as the activation's one float (the
+      LeakyReLU slope, the ELU α), or None.
+    """
+
+    code: int
+    ref: Callable
+    torch: Callable
+    onnx: Callable
+    inplace: bool = True
+    param: str | None = None
+
+
 def _zero(a, ins, out):
     return 0
 
@@ -160,24 +277,80 @@ class Op:
     kind: str
     arity: tuple  # (min, max) number of inputs; max None = any
     shape: Callable
-    params: Callable = _zero
-    buffers: Callable = _zero
+    params: Callable = _zero  # derived from ``weights`` when that is given
+    buffers: Callable = _zero  # derived from ``weights`` when that is given
     macs: Callable = _zero
     ops: Callable = _zero  # other operations: comparisons, activations, adds, normalization
     memory: Callable = _out_numel  # output elements written (0 for in-place and views)
     label: Callable = None
     doc: str = ""
-    # (attrs, in_shapes) -> {field: (shape, role)}: the layer's weight tensors as a state_dict
-    # holds them (``{node}.{field}``), role "param" or "buffer"; sizes may be symbolic
-    tensors: Callable = lambda a, ins: {}
+    defaults: dict = field(default_factory=dict)  # attribute defaults, applied where a node is made
+    weights: Callable = None  # weights(attrs, in_shapes) -> [Weight]
+    window: Callable = None  # window(attrs) -> Window, for ops that slide a window
+    spatial: str = "same"  # how output positions see the input: same, window, adaptive, whole
+    reduce: str = None  # pooling reduction: "max" or "avg"
+    filters: str = None  # the attribute giving the output width (out_channels, out_features)
+    inplace_ports: tuple = ()  # input ports the kernel may overwrite with its output
+    fusion: str = None  # "anchor": a step that takes an epilogue; "act": an epilogue activation
+    absorbs_norm: bool = False  # a following batch norm folds into its weights (conv, linear)
+    folds: bool = False  # folds into the conv or linear layer before it (batch norm)
+    passthrough: bool = False  # the identity at inference (dropout, identity)
+    activation: Activation = None
+
+    def weight_specs(self, attrs: dict, in_shapes) -> list:
+        """The :class:`Weight` list of a node (empty for ops without weights)."""
+        return list(self.weights(attrs, in_shapes)) if self.weights else []
+
+    def tensors(self, attrs: dict, in_shapes) -> dict:
+        """``{field: (shape, role)}``: the node's weight tensors as a state_dict holds them
+        (``{node}.{field}``), role ``"param"`` or ``"buffer"``; sizes may be symbolic."""
+        return {w.name: (tuple(w.shape), w.role) for w in self.weight_specs(attrs, in_shapes)}
 
 
 REGISTRY: dict[str, Op] = {}
+ACTIVATIONS: dict[str, Op] = {}  # the ops that have an Activation, by name
+ACT_CODES: dict[int, str] = {0: None}  # kernel code -> activation name
+
+
+def _count(role):
+    def count(self_weights):
+        def f(a, ins, out):
+            return tidy(sum((numel(w.shape) for w in self_weights(a, ins) if w.role == role), 0))
+
+        return f
+
+    return count
 
 
 def register(op: Op) -> Op:
+    """Add ``op`` to the registry; its parameter and buffer counts follow from its weights."""
+    if op.weights is not None:
+        op = replace(op, params=_count("param")(op.weights), buffers=_count("buffer")(op.weights))
+    if op.activation is not None:
+        code = op.activation.code
+        if code in ACT_CODES:
+            raise ValueError(f"activation code {code} of {op.name} is taken by {ACT_CODES[code]}")
+        ACT_CODES[code] = op.name
+        ACTIVATIONS[op.name] = op
     REGISTRY[op.name] = op
     return op
+
+
+def act_code(name: str | None) -> int:
+    """The kernels' code of activation ``name`` (0 for None)."""
+    return 0 if name is None else REGISTRY[name].activation.code
+
+
+def act_param(name: str | None, attrs: dict) -> float:
+    """The one float the kernels receive with activation ``name`` (its ``param`` attribute, else 0)."""
+    param = None if name is None else REGISTRY[name].activation.param
+    return 0.0 if param is None else float(attrs[param])
+
+
+def with_defaults(op_name: str, attrs: dict) -> dict:
+    """``attrs`` completed with the op's defaults (what :func:`cnngraph.ir.graph.add_node` stores)."""
+    d = get(op_name).defaults
+    return {**d, **attrs} if d and not d.keys() <= attrs.keys() else dict(attrs)
 
 
 def get(name: str) -> Op:
@@ -195,6 +368,11 @@ def _need_chw(ctx: Ctx, shape: Shape, what: str):
         ctx.fail(f"{what} needs a C×H×W feature map", f"got shape {fmt_shape(shape)}")
 
 
+def _nonnegative_padding(ctx: Ctx, padding):
+    if any(negative(p) for p in padding):
+        ctx.fail("padding must not be negative (pad2d crops)", f"padding={tuple(padding)}")
+
+
 def window_out(ctx, L, k, s, p0, p1, d, ceil_mode, axis: str):
     """floor((L + p0 + p1 − d·(k−1) − 1)/s) + 1 (ceiling with ceil_mode), with checks."""
     span = d * (k - 1) + 1
@@ -204,6 +382,8 @@ def window_out(ctx, L, k, s, p0, p1, d, ceil_mode, axis: str):
             f"kernel larger than padded input along {axis}",
             f"input {L} + padding {p0}+{p1} = {tidy(sympy.sympify(L + p0 + p1))} < effective kernel {span}",
         )
+    if not is_int(room) and not sympy.sympify(room).is_nonnegative:
+        ctx.require(f"kernel fits the padded input along {axis}", sympy.Ge(L + p0 + p1, span))
     if is_int(room) and is_int(s) and room % s:
         if not ceil_mode:
             ctx.unfit(
@@ -236,15 +416,22 @@ def _conv_shape(a, ins, ctx):
     if divides(g, cout) is False:
         ctx.fail("groups must divide out_channels", f"groups={g}, out_channels={cout}")
     (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    _nonnegative_padding(ctx, a["padding"])
     Ho = window_out(ctx, H, kh, sh, pt, pb, dh, False, "H")
     Wo = window_out(ctx, W, kw, sw, pl, pr, dw, False, "W")
     return (cout, Ho, Wo)
 
 
-def _conv_params(a, ins, out):
-    kh, kw = a["kernel"]
-    weights = a["out_channels"] * div(ins[0][0], a["groups"]) * kh * kw
-    return tidy(weights + (a["out_channels"] if a["bias"] else 0))
+def _conv_weights(a, ins):
+    cout = a["out_channels"]
+    yield Weight("weight", (cout, div(ins[0][0], a["groups"]), *a["kernel"]), "param", "he")
+    if a["bias"]:
+        yield Weight("bias", (cout,), "param", "bias")
+
+
+def _window(a) -> Window:
+    return Window(tuple(a["kernel"]), tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]),
+                  bool(a.get("ceil_mode", False)))
 
 
 def _conv_macs(a, ins, out):
@@ -265,41 +452,11 @@ def _conv_label(a, ins, out):
     return s
 
 
-def _conv_tensors(a, ins):
-    cout = a["out_channels"]
-    out = {"weight": ((cout, tidy(div(ins[0][0], a["groups"])), *a["kernel"]), "param")}
-    if a["bias"]:
-        out["bias"] = ((cout,), "param")
-    return out
-
-
-def _linear_tensors(role):
-    def tensors(a, ins):
-        out = {"weight": ((a["out_features"], ins[0][0]), role)}
-        if a.get("bias") and role == "param":
-            out["bias"] = ((a["out_features"],), "param")
-        return out
-
-    return tensors
-
-
-def _norm_tensors(affine_default, stats=False, whole=False):
-    """γ and β per channel (per element for a layer norm), running statistics for batch norm."""
-
-    def tensors(a, ins):
-        shape = tuple(ins[0]) if whole else (ins[0][0],)
-        out = {}
-        if a.get("affine", affine_default):
-            out = {"weight": (shape, "param"), "bias": (shape, "param")}
-        if stats:
-            out.update(running_mean=(shape, "buffer"), running_var=(shape, "buffer"))
-        return out
-
-    return tensors
-
-
-register(Op("conv2d", "conv", (1, 1), _conv_shape, params=_conv_params, macs=_conv_macs, tensors=_conv_tensors,
-            label=_conv_label, doc="2-D convolution (cross-correlation), grouped when groups > 1"))
+register(Op("conv2d", "conv", (1, 1), _conv_shape, macs=_conv_macs, label=_conv_label,
+            doc="2-D convolution (cross-correlation), grouped when groups > 1",
+            defaults=dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=True),
+            weights=_conv_weights, window=_window, spatial="window", filters="out_channels", fusion="anchor",
+            absorbs_norm=True))
 
 
 def _pool_shape(a, ins, ctx):
@@ -307,10 +464,11 @@ def _pool_shape(a, ins, ctx):
     _need_chw(ctx, x, "pooling")
     C, H, W = x
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = a["kernel"], a["stride"], a["padding"]
-    dh, dw = a.get("dilation", (1, 1))
+    dh, dw = a["dilation"]
+    _nonnegative_padding(ctx, a["padding"])
     if is_int(kh) and (2 * max(pt, pb) > kh or 2 * max(pl, pr) > kw):
         ctx.fail("pooling padding must be at most half the kernel", f"kernel {kh}x{kw}, padding {a['padding']}")
-    ceil = a.get("ceil_mode", False)
+    ceil = a["ceil_mode"]
     return (C, window_out(ctx, H, kh, sh, pt, pb, dh, ceil, "H"), window_out(ctx, W, kw, sw, pl, pr, dw, ceil, "W"))
 
 
@@ -330,10 +488,13 @@ def _pool_label(kind):
     return label
 
 
+_POOL = dict(padding=(0, 0, 0, 0), dilation=(1, 1), ceil_mode=False)
 register(Op("maxpool2d", "pool", (1, 1), _pool_shape, ops=_pool_ops, label=_pool_label("max"),
-            doc="max pooling; operations = C·H'·W'·K² comparisons, as the slides count"))
+            doc="max pooling; operations = C·H'·W'·K² comparisons, as the slides count",
+            defaults=_POOL, window=_window, spatial="window", reduce="max"))
 register(Op("avgpool2d", "pool", (1, 1), _pool_shape, ops=_pool_ops, label=_pool_label("avg"),
-            doc="average pooling; operations = C·H'·W'·K²"))
+            doc="average pooling; operations = C·H'·W'·K²",
+            defaults={**_POOL, "count_include_pad": True}, window=_window, spatial="window", reduce="avg"))
 
 
 def _adaptive_shape(a, ins, ctx):
@@ -357,10 +518,11 @@ def _adaptive_ops(a, ins, out):
 
 register(Op("adaptive_avgpool2d", "pool", (1, 1), _adaptive_shape, ops=_adaptive_ops,
             label=lambda a, ins, out: "global avg pool" if tuple(a["output_size"]) == (1, 1) else f"adaptive avg pool {a['output_size'][0]}x{a['output_size'][1]}",
-            doc="adaptive average pooling to a fixed output size; (1, 1) is global average pooling"))
+            doc="adaptive average pooling to a fixed output size; (1, 1) is global average pooling",
+            spatial="adaptive", reduce="avg"))
 register(Op("adaptive_maxpool2d", "pool", (1, 1), _adaptive_shape, ops=_adaptive_ops,
             label=lambda a, ins, out: f"adaptive max pool {a['output_size'][0]}x{a['output_size'][1]}",
-            doc="adaptive max pooling to a fixed output size"))
+            doc="adaptive max pooling to a fixed output size", spatial="adaptive", reduce="max"))
 
 
 def _flatten_shape(a, ins, ctx):
@@ -369,7 +531,7 @@ def _flatten_shape(a, ins, ctx):
 
 
 register(Op("flatten", "reshape", (1, 1), _flatten_shape, label=lambda a, ins, out: "flatten",
-            doc="flatten C×H×W to a vector (the slides count its output memory)"))
+            doc="flatten C×H×W to a vector (the slides count its output memory)", spatial="whole"))
 
 
 def _linear_shape(a, ins, ctx):
@@ -382,20 +544,26 @@ def _linear_shape(a, ins, ctx):
     return (a["out_features"],)
 
 
+def _linear_weights(a, ins):
+    yield Weight("weight", (a["out_features"], ins[0][0]), "param", "fc")
+    if a["bias"]:
+        yield Weight("bias", (a["out_features"],), "param", "bias")
+
+
 register(Op("linear", "linear", (1, 1), _linear_shape,
-            params=lambda a, ins, out: tidy(ins[0][0] * a["out_features"] + (a["out_features"] if a["bias"] else 0)),
             macs=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
-            label=lambda a, ins, out: f"FC {a['out_features']}", tensors=_linear_tensors("param"),
-            doc="fully connected layer; MACs = C_in·C_out"))
+            label=lambda a, ins, out: f"FC {a['out_features']}",
+            doc="fully connected layer; MACs = C_in·C_out", defaults=dict(bias=True),
+            weights=_linear_weights, spatial="whole", filters="out_features", fusion="anchor", absorbs_norm=True))
 
 # LeNet-5's output layer (LeCun et al. 1998): y_i = Σ_j (x_j − w_ij)². Its prototypes w were
 # chosen by hand and kept fixed, so they are buffers, not trained parameters: that is what
 # makes the paper's "60,000 trainable parameters" exact.
 register(Op("rbf", "linear", (1, 1), _linear_shape,
-            buffers=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
+            weights=lambda a, ins: [Weight("weight", (a["out_features"], ins[0][0]), "buffer", "scale")],
             macs=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),
             ops=lambda a, ins, out: tidy(ins[0][0] * a["out_features"]),  # the subtractions
-            label=lambda a, ins, out: f"RBF {a['out_features']}", tensors=_linear_tensors("buffer"),
+            label=lambda a, ins, out: f"RBF {a['out_features']}",
             doc="Euclidean radial basis units with fixed prototypes (LeNet-5 output): MACs = in·out, prototypes are buffers"))
 
 
@@ -403,26 +571,130 @@ def _same_shape(a, ins, ctx):
     return tuple(ins[0])
 
 
-def _elementwise(name, label, doc):
-    register(Op(name, "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out), memory=_inplace_numel,
-                label=lambda a, ins, out: label, doc=doc))
+def activation(name: str, label: str, act: Activation, doc: str = "", defaults: dict | None = None, weights=None,
+               shape=None):
+    """Register an element-wise activation: one operation per element, in place when the
+    node says so, fused into the epilogue of the conv, linear or add before it."""
+    # Epilogues take parameter-free activations only (a kernel's act2 has no parameter slot).
+    fusable = weights is None and act.param is None
+    return register(Op(name, "act", (1, 1), shape or _same_shape, ops=lambda a, ins, out: numel(out), memory=_inplace_numel,
+                       label=lambda a, ins, out: label, doc=doc or f"{label} activation (one operation per element)",
+                       defaults={"inplace": act.inplace, **(defaults or {})}, weights=weights, inplace_ports=(0,),
+                       fusion="act" if fusable else None, activation=act))
 
 
-for _n, _l in (("relu", "relu"), ("relu6", "relu6"), ("tanh", "tanh"), ("sigmoid", "sigmoid"),
-               ("silu", "swish"), ("hardswish", "hswish"), ("hardsigmoid", "hsigmoid"), ("gelu", "gelu")):
-    _elementwise(_n, _l, f"{_l} activation (one operation per element)")
+# ---- the activation table: PyTorch's definitions. ``ref`` works on any array module.
+def _sigmoid(xp, v):
+    return 1 / (1 + xp.exp(-v))
+
+
+def _onnx_scalar_clip(b, n, x, lo, hi):
+    return b.node("Clip", [x, b.scalar(f"{n}/min", lo), b.scalar(f"{n}/max", hi)], n, n)
+
+
+def _onnx_hardswish(b, n, x, a):
+    if b.opset >= 14:
+        return b.node("HardSwish", [x], n, n)
+    s = b.node("HardSigmoid", [x], f"{n}/hardsigmoid", f"{n}/hardsigmoid", alpha=1.0 / 6, beta=0.5)
+    return b.node("Mul", [x, s], n, n)
+
+
+def _onnx_gelu(b, n, x, a):
+    if b.opset >= 20:
+        return b.node("Gelu", [x], n, n)
+    # 0.5·x·(1 + erf(x/√2)), PyTorch's exact GELU
+    r, one, half = b.scalar(f"{n}/sqrt2", 2.0 ** 0.5), b.scalar(f"{n}/one", 1.0), b.scalar(f"{n}/half", 0.5)
+    t = b.node("Div", [x, r], f"{n}/div", f"{n}/div")
+    t = b.node("Erf", [t], f"{n}/erf", f"{n}/erf")
+    t = b.node("Add", [t, one], f"{n}/add", f"{n}/add")
+    t = b.node("Mul", [x, t], f"{n}/mul", f"{n}/mul")
+    return b.node("Mul", [t, half], n, n)
+
+
+def _onnx_silu(b, n, x, a):
+    s = b.node("Sigmoid", [x], f"{n}/sigmoid", f"{n}/sigmoid")
+    return b.node("Mul", [x, s], n, n)
+
+
+activation("relu", "relu", Activation(
+    1, lambda xp, erf, v, a: xp.maximum(v, 0), lambda F, x, a: F.relu(x),
+    lambda b, n, x, a: b.node("Relu", [x], n, n)))
+activation("relu6", "relu6", Activation(
+    2, lambda xp, erf, v, a: xp.clip(v, 0, 6), lambda F, x, a: F.relu6(x),
+    lambda b, n, x, a: _onnx_scalar_clip(b, n, x, 0.0, 6.0)))
+activation("tanh", "tanh", Activation(
+    4, lambda xp, erf, v, a: xp.tanh(v), lambda F, x, a: F.tanh(x),
+    lambda b, n, x, a: b.node("Tanh", [x], n, n), inplace=False))
+activation("sigmoid", "sigmoid", Activation(
+    3, lambda xp, erf, v, a: _sigmoid(xp, v), lambda F, x, a: F.sigmoid(x),
+    lambda b, n, x, a: b.node("Sigmoid", [x], n, n), inplace=False))
+activation("silu", "swish", Activation(
+    5, lambda xp, erf, v, a: v * _sigmoid(xp, v), lambda F, x, a: F.silu(x), _onnx_silu))
+activation("hardswish", "hswish", Activation(
+    6, lambda xp, erf, v, a: v * xp.clip(v + 3, 0, 6) / 6, lambda F, x, a: F.hardswish(x), _onnx_hardswish))
+activation("hardsigmoid", "hsigmoid", Activation(
+    7, lambda xp, erf, v, a: xp.clip(v + 3, 0, 6) / 6, lambda F, x, a: F.hardsigmoid(x),
+    lambda b, n, x, a: b.node("HardSigmoid", [x], n, n, alpha=1.0 / 6, beta=0.5)))
+activation("gelu", "gelu", Activation(
+    8, lambda xp, erf, v, a: 0.5 * v * (1 + erf(v * 0.7071067811865476)), lambda F, x, a: F.gelu(x), _onnx_gelu,
+    inplace=False))
+
+
+def _softplus(xp, v):  # log(1 + eˣ) without overflow
+    return xp.maximum(v, 0) + xp.log1p(xp.exp(-xp.abs(v)))
+
+
+def _onnx_mish(b, n, x, a):
+    if b.opset >= 18:
+        return b.node("Mish", [x], n, n)
+    t = b.node("Softplus", [x], f"{n}/softplus", f"{n}/softplus")
+    t = b.node("Tanh", [t], f"{n}/tanh", f"{n}/tanh")
+    return b.node("Mul", [x, t], n, n)
+
+
+def _onnx_prelu(b, n, x, a):
+    # ONNX broadcasts from the last axis: per-channel slopes of a C×H×W map become C×1×1.
+    slope = a["weight"]
+    if a["num_parameters"] != 1 and len(a["in_shape"]) > 1:
+        axes = list(range(1, len(a["in_shape"])))
+        slope = b.node("Unsqueeze", [slope, b.const(f"{n}/axes", axes)], f"{n}/slope", f"{n}/slope")
+    return b.node("PRelu", [x, slope], n, n)
+
+
+def _prelu_shape(a, ins, ctx):
+    (x,) = ins
+    if a["num_parameters"] != 1 and same(a["num_parameters"], x[0]) is False:
+        ctx.fail("prelu num_parameters must be 1 or the channels", f"num_parameters={a['num_parameters']}, channels={x[0]}")
+    return tuple(x)
+
+
+activation("leaky_relu", "leaky relu", Activation(
+    9, lambda xp, erf, v, a: xp.where(v >= 0, v, a["negative_slope"] * v),
+    lambda F, x, a: F.leaky_relu(x, a["negative_slope"]),
+    lambda b, n, x, a: b.node("LeakyRelu", [x], n, n, alpha=float(a["negative_slope"])), param="negative_slope"),
+    defaults=dict(negative_slope=0.01), doc="leaky ReLU: x, or negative_slope·x below 0 (one operation per element)")
+activation("elu", "elu", Activation(
+    10, lambda xp, erf, v, a: xp.where(v > 0, v, a["alpha"] * xp.expm1(xp.minimum(v, 0))),
+    lambda F, x, a: F.elu(x, a["alpha"]),
+    lambda b, n, x, a: b.node("Elu", [x], n, n, alpha=float(a["alpha"])), param="alpha", inplace=False),
+    defaults=dict(alpha=1.0), doc="ELU: x, or α·(eˣ − 1) below 0 (one operation per element)")
+activation("mish", "mish", Activation(
+    11, lambda xp, erf, v, a: v * xp.tanh(_softplus(xp, v)), lambda F, x, a: F.mish(x), _onnx_mish, inplace=False),
+    doc="Mish: x·tanh(softplus(x)) (one operation per element)")
+activation("prelu", "prelu", Activation(
+    12, lambda xp, erf, v, a: xp.where(v >= 0, v, a["weight"] * v), lambda F, x, a: F.prelu(x, a["weight"]),
+    _onnx_prelu, inplace=False),
+    defaults=dict(num_parameters=1), shape=_prelu_shape,
+    weights=lambda a, ins: [Weight("weight", (a["num_parameters"],), "param", "prelu")],
+    doc="PReLU: x, or a learnt slope·x below 0; one slope, or one per channel (num_parameters = C)")
 
 
 def _softmax_shape(a, ins, ctx):
     return tuple(ins[0])
 
 
-register(Op("softmax", "act", (1, 1), _softmax_shape, ops=lambda a, ins, out: tidy(3 * numel(out)),
+register(Op("softmax", "act", (1, 1), _softmax_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
-
-
-def _channels(x):
-    return x[0]
 
 
 def _bn_shape(a, ins, ctx):
@@ -432,12 +704,30 @@ def _bn_shape(a, ins, ctx):
     return tuple(x)
 
 
+def _affine(shape_of):
+    """γ (``weight``) and β (``bias``) of a norm, when its ``affine`` attribute says so."""
+
+    def weights(a, ins):
+        if a["affine"]:
+            shape = shape_of(ins[0])
+            return [Weight("weight", shape, "param", "scale"), Weight("bias", shape, "param", "bias")]
+        return []
+
+    return weights
+
+
+def _bn_weights(a, ins):
+    c = (ins[0][0],)
+    return _affine(lambda x: c)(a, ins) + [Weight("running_mean", c, "buffer", "mean"),
+                                           Weight("running_var", c, "buffer", "var")]
+
+
+_NORM = dict(eps=1e-5, affine=True)
 register(Op("batchnorm", "norm", (1, 1), _bn_shape,
-            params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", True) else 0,
-            buffers=lambda a, ins, out: tidy(2 * ins[0][0]),
             ops=lambda a, ins, out: numel(out),
-            label=lambda a, ins, out: "BN", tensors=_norm_tensors(True, stats=True),
-            doc="batch norm: γ, β are parameters; running mean and variance are buffers"))
+            label=lambda a, ins, out: "BN",
+            doc="batch norm: γ, β are parameters; running mean and variance are buffers",
+            defaults=_NORM, weights=_bn_weights, inplace_ports=(0,), fusion="anchor", folds=True))
 
 
 def _gn_shape(a, ins, ctx):
@@ -448,27 +738,27 @@ def _gn_shape(a, ins, ctx):
 
 
 register(Op("groupnorm", "norm", (1, 1), _gn_shape,
-            params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", True) else 0,
             ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: f"GN {a['num_groups']}",
-            tensors=_norm_tensors(True),
-            doc="group norm over groups of channels; γ, β per channel"))
+            doc="group norm over groups of channels; γ, β per channel",
+            defaults=_NORM, weights=_affine(lambda x: (x[0],))))
 register(Op("instancenorm", "norm", (1, 1), _same_shape,
-            params=lambda a, ins, out: tidy(2 * ins[0][0]) if a.get("affine", False) else 0,
-            ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "IN", tensors=_norm_tensors(False),
-            doc="instance norm (per sample, per channel); affine off by default as in PyTorch"))
+            ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "IN",
+            doc="instance norm (per sample, per channel); affine off by default as in PyTorch",
+            defaults={**_NORM, "affine": False}, weights=_affine(lambda x: (x[0],))))
 register(Op("layernorm", "norm", (1, 1), _same_shape,
-            params=lambda a, ins, out: tidy(2 * numel(out)) if a.get("affine", True) else 0,
             ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "LN",
-            tensors=_norm_tensors(True, whole=True),
-            doc="layer norm over the whole per-sample tensor, element-wise affine as nn.LayerNorm"))
+            doc="layer norm over the whole per-sample tensor, element-wise affine as nn.LayerNorm",
+            defaults=_NORM, weights=_affine(tuple)))
 register(Op("lrn", "norm", (1, 1), _same_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",
-            doc="local response normalization across `size` neighbouring channels (AlexNet)"))
+            doc="local response normalization across `size` neighbouring channels (AlexNet)",
+            defaults=dict(size=5, alpha=1e-4, beta=0.75, k=1.0)))
 
 register(Op("dropout", "dropout", (1, 1), _same_shape, memory=_zero,
-            label=lambda a, ins, out: f"dropout {a.get('p', 0.5)}", doc="dropout: the identity at inference"))
+            label=lambda a, ins, out: f"dropout {a['p']}", doc="dropout: the identity at inference",
+            defaults=dict(p=0.5), passthrough=True))
 register(Op("identity", "dropout", (1, 1), _same_shape, memory=_zero,
-            label=lambda a, ins, out: "identity", doc="identity"))
+            label=lambda a, ins, out: "identity", doc="identity", passthrough=True))
 
 
 def _add_shape(a, ins, ctx):
@@ -484,7 +774,8 @@ def _add_shape(a, ins, ctx):
 
 
 register(Op("add", "merge", (2, None), _add_shape, ops=lambda a, ins, out: tidy(numel(out) * (len(ins) - 1)),
-            label=lambda a, ins, out: "+", doc="element-wise sum (residual shortcut, ResNeXt pathways)"))
+            label=lambda a, ins, out: "+", doc="element-wise sum (residual shortcut, ResNeXt pathways)",
+            inplace_ports=(0,), fusion="anchor"))
 
 
 def _mul_shape(a, ins, ctx):
@@ -499,9 +790,9 @@ def _mul_shape(a, ins, ctx):
     return tuple(x)
 
 
-register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out),
+register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
-register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out),
+register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
             label=lambda a, ins, out: f"×{a['factor']}",
             doc="multiply by a constant factor, no parameters (Inception-ResNet's residual scaling)"))
 
@@ -581,7 +872,8 @@ register(Op("pad_channels", "reshape", (1, 1), _pad_channels_shape,
 
 
 def _input_shape(a, ins, ctx):
-    shape = tuple(tidy(sympy.sympify(s)) if not isinstance(s, int) else s for s in a["shape"])
+    # check_attrs has made every size an int or an integer expression (strings parsed safely)
+    shape = tuple(tidy(s) for s in a["shape"])
     for s in shape:
         if nonpositive(s):
             ctx.fail("input sizes must be positive", f"shape {fmt_shape(shape)}")

@@ -211,22 +211,20 @@ def sigmoid64(v):
     return 0.5 * (1.0 + np.tanh(0.5 * v))
 
 
-ACTIVATIONS = {
-    "relu": lambda v: np.maximum(v, 0.0),
-    "relu6": lambda v: np.clip(v, 0.0, 6.0),
-    "sigmoid": sigmoid64,
-    "tanh": np.tanh,
-    "silu": lambda v: v * sigmoid64(v),
-    "hardswish": lambda v: v * np.clip(v + 3.0, 0.0, 6.0) / 6.0,
-    "hardsigmoid": lambda v: np.clip(v / 6.0 + 0.5, 0.0, 1.0),
-    "gelu": lambda v: 0.5 * v * (1.0 + verf(v / math.sqrt(2.0))),
-}
+def _reference(op):
+    """The registry's reference function of activation ``op`` in float64, default attributes."""
+    return lambda v: op.activation.ref(np, verf, v, op.defaults)
+
+
+# The activations an element-wise chain is recognised as (by what it computes): the registry's
+# activations without weights; one with a parameter (a slope, an α) is recognised with the
+# parameter it must have (see :func:`identify`).
+ACTIVATIONS = {name: _reference(op) for name, op in ops.ACTIVATIONS.items() if op.weights is None}
 # Sample points: both sides of every kink (0, ±3, 6) and the tails.
 _SAMPLES = np.concatenate([np.linspace(-8.0, 8.0, 41) + 0.0137, [-30.0, -12.5, 12.5, 30.0]])
 
-# Activations the DSL makes in place by default (torchvision's ReLU(inplace=True)...).
-INPLACE_DEFAULT = {"relu": True, "relu6": True, "silu": True, "hardswish": True, "hardsigmoid": True,
-                   "tanh": False, "sigmoid": False, "gelu": False}
+# Whether the DSL makes each activation in place by default (torchvision's ReLU(inplace=True)...).
+INPLACE_DEFAULT = {name: op.activation.inplace for name, op in ops.ACTIVATIONS.items()}
 
 
 def identify(fn):
@@ -243,8 +241,18 @@ def identify(fn):
     if y.shape != _SAMPLES.shape or not np.all(np.isfinite(y)):
         return None
     for name, f in ACTIVATIONS.items():
+        op = ops.get(name)
+        param = op.activation.param
+        attrs = {}
+        if param is not None:  # linear in its parameter at -1: fit it there, then check everywhere
+            unit = float(op.activation.ref(np, verf, np.array([-1.0]), {**op.defaults, param: 1.0})[0])
+            value = float(np.asarray(fn(np.array([-1.0])), dtype=np.float64)[0]) / unit
+            if not np.isfinite(value) or value <= 0:
+                continue
+            attrs = {param: short_float(value)}
+            f = (lambda op, a: lambda v: op.activation.ref(np, verf, v, {**op.defaults, **a}))(op, attrs)
         if np.allclose(y, f(_SAMPLES), rtol=1e-5, atol=1e-6):
-            return name, {}
+            return name, attrs
     if np.allclose(y, one * _SAMPLES, rtol=1e-6, atol=1e-9):
         if abs(one - 1.0) < 1e-7:
             return "identity", {}
@@ -302,6 +310,20 @@ def strip_weight_suffix(name: str, suffixes=(".weight", ".bias", ".running_mean"
     return None
 
 
+def torch_name_scopes(node) -> str | None:
+    """The legacy-style scoped name (``/layer1/layer1.0/layer1.0.relu/relu_1``) of a node written
+    by torch's dynamo exporter, from its ``pkg.torch.onnx.name_scopes`` metadata
+    (``['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_1']``, read as quoted strings, never
+    evaluated), else None."""
+    import re
+
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            parts = [s for s in re.findall(r"'((?:[^'\\]|\\.)*)'", p.value) if s]
+            return "/" + "/".join(parts) if len(parts) >= 2 else None
+    return None
+
+
 def onnx_scope(onnx_name: str):
     """PyTorch's ``/layer1/layer1.0/relu/Relu_1`` -> (``layer1.0.relu``, ``relu_1``)."""
     parts = [p for p in onnx_name.split("/") if p]
@@ -322,6 +344,7 @@ PENDING_TEXT = {
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",
     "subsample": "a strided slice",
+    "neg_pad": "a padding with -inf (supported before a max pooling)",
     "spatial_slice": "a slice along height or width",
     "strip": "a pooling of one strip",
     "adaptive_partial": "an adaptive pooling along one axis",

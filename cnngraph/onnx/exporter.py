@@ -15,9 +15,6 @@ dimension (``N``) unless given as a number; symbolic input sizes become dim_para
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import numpy as np
 import onnx
 import sympy
@@ -79,6 +76,10 @@ class _Builder:
     def const(self, name, values, dtype=np.int64):
         return self.init(name, np.asarray(values, dtype=dtype))
 
+    def scalar(self, name, value: float):
+        """A float32 scalar initializer (the registry's ONNX emitters use it)."""
+        return self.init(name, np.array(value, np.float32))
+
     def node(self, op, inputs, output, name, **attrs):
         self.nodes.append(helper.make_node(op, list(inputs), [output], name=name, **attrs))
         return output
@@ -98,7 +99,7 @@ def _norm_scale_bias(b, n, a, ws, shape, affine):
 def _window_attrs(n, a, with_dilation=True):
     out = dict(kernel_shape=_ints(n, "kernel", a["kernel"]), strides=_ints(n, "stride", a["stride"]),
                pads=_ints(n, "padding", [a["padding"][i] for i in (0, 1, 2, 3)]))
-    d = _ints(n, "dilation", a.get("dilation", (1, 1)))
+    d = _ints(n, "dilation", a["dilation"])
     if with_dilation and d != [1, 1]:
         out["dilations"] = d
     return out
@@ -142,126 +143,134 @@ def _export_layer(b, g, n, ws):
     d = g.nodes[n]
     op, a, ins = d["op"], d["attrs"], list(d["inputs"])
     shapes = [g.nodes[i]["shape"] for i in ins]
-    x = ins[0] if ins else None
-    if op == "conv2d":
-        _int(n, "in_channels", shapes[0][0])  # clear errors for symbolic sizes
-        _int(n, "out_channels", a["out_channels"])
-        w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
-        inputs = [x, w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
-        attrs = _window_attrs(n, a)
-        attrs["dilations"] = _ints(n, "dilation", a["dilation"])
-        return b.node("Conv", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
-    if op == "maxpool2d":
-        return b.node("MaxPool", [x], n, n, ceil_mode=int(bool(a.get("ceil_mode", False))), **_window_attrs(n, a))
-    if op == "avgpool2d":
-        return b.node("AveragePool", [x], n, n, ceil_mode=int(bool(a.get("ceil_mode", False))),
-                      count_include_pad=int(bool(a.get("count_include_pad", True))), **_window_attrs(n, a, False))
-    if op in ("adaptive_avgpool2d", "adaptive_maxpool2d"):
-        return _adaptive(b, n, x, a, shapes[0], "avg" if op == "adaptive_avgpool2d" else "max")
-    if op == "flatten":
-        return b.node("Flatten", [x], n, n, axis=1)
-    if op == "linear":
-        inputs = [x, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))]
-        if a["bias"]:
-            inputs.append(b.init(f"{n}.bias", _f32(ws, f"{n}.bias")))
-        return b.node("Gemm", inputs, n, n, transB=1)
-    if op in ("relu", "tanh", "sigmoid"):
-        return b.node({"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid"}[op], [x], n, n)
-    if op == "relu6":
-        lo = b.init(f"{n}/min", np.array(0.0, np.float32))
-        hi = b.init(f"{n}/max", np.array(6.0, np.float32))
-        return b.node("Clip", [x, lo, hi], n, n)
-    if op == "silu":
-        s = b.node("Sigmoid", [x], f"{n}/sigmoid", f"{n}/sigmoid")
-        return b.node("Mul", [x, s], n, n)
-    if op == "hardsigmoid":
-        return b.node("HardSigmoid", [x], n, n, alpha=1.0 / 6, beta=0.5)
-    if op == "hardswish":
-        if b.opset >= 14:
-            return b.node("HardSwish", [x], n, n)
-        s = b.node("HardSigmoid", [x], f"{n}/hardsigmoid", f"{n}/hardsigmoid", alpha=1.0 / 6, beta=0.5)
-        return b.node("Mul", [x, s], n, n)
-    if op == "gelu":
-        if b.opset >= 20:
-            return b.node("Gelu", [x], n, n)
-        # 0.5·x·(1 + erf(x/√2)), PyTorch's exact GELU
-        r = b.init(f"{n}/sqrt2", np.array(math.sqrt(2.0), np.float32))
-        one = b.init(f"{n}/one", np.array(1.0, np.float32))
-        half = b.init(f"{n}/half", np.array(0.5, np.float32))
-        t = b.node("Div", [x, r], f"{n}/div", f"{n}/div")
-        t = b.node("Erf", [t], f"{n}/erf", f"{n}/erf")
-        t = b.node("Add", [t, one], f"{n}/add", f"{n}/add")
-        t = b.node("Mul", [x, t], f"{n}/mul", f"{n}/mul")
-        return b.node("Mul", [t, half], n, n)
-    if op == "softmax":
-        return b.node("Softmax", [x], n, n, axis=1)
-    if op == "batchnorm":
-        c = _int(n, "channels", shapes[0][0])
-        scale, shift = _norm_scale_bias(b, n, a, ws, (c,), a.get("affine", True))
-        mean = b.init(f"{n}.running_mean", _f32(ws, f"{n}.running_mean"))
-        var = b.init(f"{n}.running_var", _f32(ws, f"{n}.running_var"))
-        return b.node("BatchNormalization", [x, scale, shift, mean, var], n, n, epsilon=float(a.get("eps", 1e-5)))
-    if op == "instancenorm":
-        c = _int(n, "channels", shapes[0][0])
-        scale, shift = _norm_scale_bias(b, n, a, ws, (c,), a.get("affine", False))
-        return b.node("InstanceNormalization", [x, scale, shift], n, n, epsilon=float(a.get("eps", 1e-5)))
-    if op == "layernorm":
-        if b.opset < 17:
-            raise CnnGraphError(f"{n}: layernorm needs opset 17 or later (LayerNormalization), got opset {b.opset}")
-        shape = tuple(_ints(n, "shape", shapes[0]))
-        scale, shift = _norm_scale_bias(b, n, a, ws, shape, a.get("affine", True))
-        return b.node("LayerNormalization", [x, scale, shift], n, n, axis=1, epsilon=float(a.get("eps", 1e-5)))
-    if op == "groupnorm":
-        return _groupnorm(b, n, x, a, shapes[0], ws)
-    if op == "lrn":
-        return _lrn(b, n, x, a)
-    if op == "dropout":
-        ratio = b.init(f"{n}/ratio", np.array(float(a.get("p", 0.5)), np.float32))
-        return b.node("Dropout", [x, ratio], n, n)
-    if op == "identity":
-        return b.node("Identity", [x], n, n)
-    if op == "add":
-        return b.node("Add" if len(ins) == 2 else "Sum", ins, n, n)
-    if op == "mul":
-        s = ins[1]
-        if len(shapes[1]) < len(shapes[0]):
-            axes = list(range(1 + len(shapes[1]), 1 + len(shapes[0])))
-            s = b.node("Unsqueeze", [s, b.const(f"{n}/axes", axes)], f"{n}/unsqueeze", f"{n}/unsqueeze")
-        return b.node("Mul", [x, s], n, n)
-    if op == "concat":
-        return b.node("Concat", ins, n, n, axis=1)
-    if op == "channel_shuffle":
-        # (N, g, C/g, H·W) -> swap the two channel axes -> back to (N, C, H, W); H·W stays -1
-        # so symbolic sizes export too.
-        grp, c = _int(n, "groups", a["groups"]), _int(n, "channels", shapes[0][0])
-        shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
-        t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, grp, c // grp, -1])], f"{n}/reshape", f"{n}/reshape")
-        t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
-        return b.node("Reshape", [t, shape], n, n)
-    if op == "slice":
-        start, stop = _int(n, "start", a["start"]), _int(n, "stop", a["stop"])
-        return b.node("Slice", [x, b.const(f"{n}/start", [start]), b.const(f"{n}/stop", [stop]),
-                                b.const(f"{n}/axis", [1])], n, n)
-    if op == "scale":
-        return b.node("Mul", [x, b.init(f"{n}/factor", np.array(float(a["factor"]), np.float32))], n, n)
-    if op == "pad_channels":
-        sh, sw = _ints(n, "stride", a["stride"])
-        before, after = _int(n, "before", a["before"]), _int(n, "after", a["after"])
-        if (sh, sw) != (1, 1):
-            x = b.node("Slice", [x, b.const(f"{n}/starts", [0, 0]), b.const(f"{n}/ends", [2**62, 2**62]),
-                                 b.const(f"{n}/axes", [2, 3]), b.const(f"{n}/steps", [sh, sw])],
-                       f"{n}/subsample", f"{n}/subsample")
-        return b.node("Pad", [x, b.const(f"{n}/pads", [0, before, 0, 0, 0, after, 0, 0])], n, n)
-    if op == "pad2d":
-        t, l, bo, r = _ints(n, "padding", a["padding"])
-        return b.node("Pad", [x, b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
-    if op == "rbf":
-        # Σ_j (x_j − w_ij)²: (N, 1, F) − (O, F) broadcasts to (N, O, F), squared, summed over F.
-        u = b.node("Unsqueeze", [x, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
-        d = b.node("Sub", [u, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))], f"{n}/diff", f"{n}/diff")
-        d = b.node("Mul", [d, d], f"{n}/square", f"{n}/square")
-        return b.node("ReduceSum", [d, b.const(f"{n}/axis2", [2])], n, n, keepdims=0)
-    raise CnnGraphError(f"{n}: op {op!r} has no ONNX export yet")
+    entry = ops.get(op)
+    if entry.activation is not None:  # the registry's emitter; a weight (PReLU's slopes) as an initializer
+        w = {"weight": b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))} if entry.weights else {}
+        return entry.activation.onnx(b, n, ins[0], {**a, **w, "in_shape": shapes[0]})
+    if op not in EMITTERS:
+        raise CnnGraphError(f"{n}: op {op!r} has no ONNX export yet")
+    return EMITTERS[op](b, n, ins, shapes, a, ws)
+
+
+def _conv(b, n, ins, shapes, a, ws):
+    _int(n, "in_channels", shapes[0][0])  # clear errors for symbolic sizes
+    _int(n, "out_channels", a["out_channels"])
+    w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
+    inputs = [ins[0], w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
+    attrs = _window_attrs(n, a)
+    attrs["dilations"] = _ints(n, "dilation", a["dilation"])
+    return b.node("Conv", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
+
+
+def _linear(b, n, ins, shapes, a, ws):
+    inputs = [ins[0], b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))]
+    if a["bias"]:
+        inputs.append(b.init(f"{n}.bias", _f32(ws, f"{n}.bias")))
+    return b.node("Gemm", inputs, n, n, transB=1)
+
+
+def _batchnorm(b, n, ins, shapes, a, ws):
+    c = _int(n, "channels", shapes[0][0])
+    scale, shift = _norm_scale_bias(b, n, a, ws, (c,), a["affine"])
+    mean = b.init(f"{n}.running_mean", _f32(ws, f"{n}.running_mean"))
+    var = b.init(f"{n}.running_var", _f32(ws, f"{n}.running_var"))
+    return b.node("BatchNormalization", [ins[0], scale, shift, mean, var], n, n, epsilon=float(a["eps"]))
+
+
+def _instancenorm(b, n, ins, shapes, a, ws):
+    c = _int(n, "channels", shapes[0][0])
+    scale, shift = _norm_scale_bias(b, n, a, ws, (c,), a["affine"])
+    return b.node("InstanceNormalization", [ins[0], scale, shift], n, n, epsilon=float(a["eps"]))
+
+
+def _layernorm(b, n, ins, shapes, a, ws):
+    if b.opset < 17:
+        raise CnnGraphError(f"{n}: layernorm needs opset 17 or later (LayerNormalization), got opset {b.opset}")
+    shape = tuple(_ints(n, "shape", shapes[0]))
+    scale, shift = _norm_scale_bias(b, n, a, ws, shape, a["affine"])
+    return b.node("LayerNormalization", [ins[0], scale, shift], n, n, axis=1, epsilon=float(a["eps"]))
+
+
+def _mul(b, n, ins, shapes, a, ws):
+    s = ins[1]
+    if len(shapes[1]) < len(shapes[0]):
+        axes = list(range(1 + len(shapes[1]), 1 + len(shapes[0])))
+        s = b.node("Unsqueeze", [s, b.const(f"{n}/axes", axes)], f"{n}/unsqueeze", f"{n}/unsqueeze")
+    return b.node("Mul", [ins[0], s], n, n)
+
+
+def _channel_shuffle(b, n, ins, shapes, a, ws):
+    # (N, g, C/g, H·W) -> swap the two channel axes -> back to (N, C, H, W); H·W stays -1
+    # so symbolic sizes export too.
+    x = ins[0]
+    grp, c = _int(n, "groups", a["groups"]), _int(n, "channels", shapes[0][0])
+    shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, grp, c // grp, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    return b.node("Reshape", [t, shape], n, n)
+
+
+def _slice(b, n, ins, shapes, a, ws):
+    start, stop = _int(n, "start", a["start"]), _int(n, "stop", a["stop"])
+    return b.node("Slice", [ins[0], b.const(f"{n}/start", [start]), b.const(f"{n}/stop", [stop]),
+                            b.const(f"{n}/axis", [1])], n, n)
+
+
+def _pad_channels(b, n, ins, shapes, a, ws):
+    x = ins[0]
+    sh, sw = _ints(n, "stride", a["stride"])
+    before, after = _int(n, "before", a["before"]), _int(n, "after", a["after"])
+    if (sh, sw) != (1, 1):
+        x = b.node("Slice", [x, b.const(f"{n}/starts", [0, 0]), b.const(f"{n}/ends", [2**62, 2**62]),
+                             b.const(f"{n}/axes", [2, 3]), b.const(f"{n}/steps", [sh, sw])],
+                   f"{n}/subsample", f"{n}/subsample")
+    return b.node("Pad", [x, b.const(f"{n}/pads", [0, before, 0, 0, 0, after, 0, 0])], n, n)
+
+
+def _pad2d(b, n, ins, shapes, a, ws):
+    t, l, bo, r = _ints(n, "padding", a["padding"])
+    return b.node("Pad", [ins[0], b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
+
+
+def _rbf(b, n, ins, shapes, a, ws):
+    # Σ_j (x_j − w_ij)²: (N, 1, F) − (O, F) broadcasts to (N, O, F), squared, summed over F.
+    u = b.node("Unsqueeze", [ins[0], b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
+    d = b.node("Sub", [u, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))], f"{n}/diff", f"{n}/diff")
+    d = b.node("Mul", [d, d], f"{n}/square", f"{n}/square")
+    return b.node("ReduceSum", [d, b.const(f"{n}/axis2", [2])], n, n, keepdims=0)
+
+
+# The exporter's table: op -> emitter(builder, name, inputs, input shapes, attrs, weights) returning
+# the output name. Activations come from the registry (their ``onnx`` emitter).
+EMITTERS = {
+    "conv2d": _conv,
+    "maxpool2d": lambda b, n, ins, shapes, a, ws: b.node("MaxPool", ins, n, n, ceil_mode=int(bool(a["ceil_mode"])),
+                                                         **_window_attrs(n, a)),
+    "avgpool2d": lambda b, n, ins, shapes, a, ws: b.node(
+        "AveragePool", ins, n, n, ceil_mode=int(bool(a["ceil_mode"])), count_include_pad=int(bool(a["count_include_pad"])),
+        **_window_attrs(n, a, False)),
+    "adaptive_avgpool2d": lambda b, n, ins, shapes, a, ws: _adaptive(b, n, ins[0], a, shapes[0], "avg"),
+    "adaptive_maxpool2d": lambda b, n, ins, shapes, a, ws: _adaptive(b, n, ins[0], a, shapes[0], "max"),
+    "flatten": lambda b, n, ins, shapes, a, ws: b.node("Flatten", ins, n, n, axis=1),
+    "linear": _linear,
+    "softmax": lambda b, n, ins, shapes, a, ws: b.node("Softmax", ins, n, n, axis=1),
+    "batchnorm": _batchnorm,
+    "instancenorm": _instancenorm,
+    "layernorm": _layernorm,
+    "groupnorm": lambda b, n, ins, shapes, a, ws: _groupnorm(b, n, ins[0], a, shapes[0], ws),
+    "lrn": lambda b, n, ins, shapes, a, ws: _lrn(b, n, ins[0], a),
+    "dropout": lambda b, n, ins, shapes, a, ws: b.node("Dropout", [ins[0], b.scalar(f"{n}/ratio", float(a["p"]))], n, n),
+    "identity": lambda b, n, ins, shapes, a, ws: b.node("Identity", ins, n, n),
+    "add": lambda b, n, ins, shapes, a, ws: b.node("Add" if len(ins) == 2 else "Sum", ins, n, n),
+    "mul": _mul,
+    "concat": lambda b, n, ins, shapes, a, ws: b.node("Concat", ins, n, n, axis=1),
+    "channel_shuffle": _channel_shuffle,
+    "slice": _slice,
+    "scale": lambda b, n, ins, shapes, a, ws: b.node("Mul", [ins[0], b.scalar(f"{n}/factor", float(a["factor"]))], n, n),
+    "pad_channels": _pad_channels,
+    "pad2d": _pad2d,
+    "rbf": _rbf,
+}
 
 
 def _groupnorm(b, n, x, a, in_shape, ws):
@@ -273,8 +282,8 @@ def _groupnorm(b, n, x, a, in_shape, ws):
     t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, G, -1])], f"{n}/reshape", f"{n}/reshape")
     t = b.node("InstanceNormalization", [t, b.init(f"{n}/unit_scale", np.ones(G, np.float32)),
                                          b.init(f"{n}/zero_shift", np.zeros(G, np.float32))],
-               f"{n}/instancenorm", f"{n}/instancenorm", epsilon=float(a.get("eps", 1e-5)))
-    if not a.get("affine", True):
+               f"{n}/instancenorm", f"{n}/instancenorm", epsilon=float(a["eps"]))
+    if not a["affine"]:
         return b.node("Reshape", [t, shape], n, n)
     t = b.node("Reshape", [t, shape], f"{n}/unreshape", f"{n}/unreshape")
     # γ, β keep their state_dict shape (C,); Unsqueeze makes them broadcast as C×1×1.
@@ -287,7 +296,7 @@ def _groupnorm(b, n, x, a, in_shape, ws):
 
 def _lrn(b, n, x, a):
     size = _int(n, "size", a["size"])
-    alpha, beta, k = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("k", 1.0))
+    alpha, beta, k = float(a["alpha"]), float(a["beta"]), float(a["k"])
     if size % 2:
         return b.node("LRN", [x], n, n, size=size, alpha=alpha, beta=beta, bias=k)
     # ONNX's LRN window is [c − (size−1)//2, c + ceil((size−1)/2)], PyTorch's
@@ -353,11 +362,14 @@ def export(g, weights: dict | None = None, path=None, batch="N", opset: int = 17
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise CnnGraphError(f"{g.graph.get('name', '')}: exported ONNX model does not validate: {e}") from None
     if path is not None:
-        Path(path).write_bytes(data if data is not None else model.SerializeToString())
+        from cnngraph.io.files import write_bytes
+
+        write_bytes(path, data if data is not None else model.SerializeToString())
     return model
 
 
 def save(model: onnx.ModelProto, path) -> None:
     """Write the model as a single file (no external data; 2 GB protobuf limit)."""
-    data = model.SerializeToString()
-    Path(path).write_bytes(data)
+    from cnngraph.io.files import write_bytes
+
+    write_bytes(path, model.SerializeToString())

@@ -37,6 +37,7 @@ UNARY = {
     "Elu": lambda a: lambda v: np.where(v >= 0, v, a.get("alpha", 1.0) * np.expm1(np.minimum(v, 0))),
     "HardSigmoid": lambda a: lambda v: np.clip(a.get("alpha", 0.2) * v + a.get("beta", 0.5), 0.0, 1.0),
     "HardSwish": lambda a: ACTIVATIONS["hardswish"],
+    "Mish": lambda a: ACTIVATIONS["mish"],
     "Gelu": lambda a: (ACTIVATIONS["gelu"] if a.get("approximate", "none") == "none" else
                        lambda v: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))),
 }
@@ -178,6 +179,11 @@ def _pool(imp, node, a, where):
         strip = _strip(v, a, kind)
         if strip is not None:
             return strip
+    if isinstance(v, Pending) and v.kind == "neg_pad" and kind == "max" and not a.get("ceil_mode", 0):
+        # the -inf padding is the max pooling's own: one layer with both paddings
+        attrs = _pool_attrs(imp, v, a, where, node.op_type)
+        attrs["padding"] = tuple(p + q for p, q in zip(attrs["padding"], v.info["padding"]))
+        return imp.new("maxpool2d", attrs, [v.src], where)
     x = imp.act(v, where)
     _need_rank(x, (4,), where, node.op_type)
     attrs = _pool_attrs(imp, x, a, where, node.op_type)
@@ -233,6 +239,22 @@ def _fold_reduce(imp, node, a, where, v):
         axes = as_ints(imp.const(node.input[1], where, "axes").value, where, "axes")
     f = np.mean if node.op_type == "ReduceMean" else np.max
     return Const(f(arr, axis=tuple(axes) if axes else None, keepdims=bool(a.get("keepdims", 1))))
+
+
+@handler("PRelu")
+def _prelu(imp, node, a, where):
+    x = imp.act(imp.val(node.input[0], where), where)
+    slope, _ = _float_const(imp, node, 1, where, "the slope")
+    C = x.shape[1]
+    if slope.size == 1:
+        n = 1
+    elif ops.is_int(C) and slope.size == int(C) and slope.ndim <= len(x.shape) - 1 and slope.shape[0] == int(C):
+        n = int(C)  # per channel: (C,), (C, 1, 1)
+    else:
+        raise ShapeError(where, "PRelu slope must be one number or one per channel",
+                         f"slope {list(slope.shape)}, input {ops.fmt_shape(x.shape)}")
+    return imp.new("prelu", dict(num_parameters=n), [x], where, _prefix_of(imp, node, (1,)),
+                   {"weight": slope.reshape(-1).copy()})
 
 
 @handler("Gemm")
@@ -643,6 +665,18 @@ def _slice(imp, node, a, where):
     steps = steps or [1] * len(starts)
     if isinstance(v, Pending) and v.kind == "adaptive_partial":
         return _spatial_slice(v, axes, starts, ends, steps, where)
+    if isinstance(v, Pending) and v.kind == "subsample" and {k % 4 for k in axes} <= {2, 3}:
+        # x[:, :, ::s, ::s] written as one Slice per axis: one subsampling
+        stride = list(v.info["stride"])
+        for ax, s, e, st in zip(axes, starts, ends, steps):
+            ax = ax % 4
+            if s != 0 or e < _int_or(v.shape[ax], MAX_DIM) or st < 1:
+                raise CnnGraphError(f"{where}: strided Slice is supported as x[:, :, ::s, ::s], got axis {ax} "
+                                    f"[{s}:{e}:{st}]")
+            stride[ax - 2] *= st
+        x = v.src
+        shape = (x.shape[0], x.shape[1], ops.ceildiv(x.shape[2], stride[0]), ops.ceildiv(x.shape[3], stride[1]))
+        return Pending("subsample", x, shape, where, dict(stride=tuple(stride)))
     x = imp.act(v, where)
     r = len(x.shape)
     axes = [k % r for k in axes]
@@ -709,8 +743,15 @@ def _pad(imp, node, a, where):
         value = s if s is not None else 1.0
     if _in(node, 3):
         raise CnnGraphError(f"{where}: Pad with an axes input is not supported")
+    if value == -np.inf and len(pads) == 8 and not any(pads[:2] + pads[4:6]) and min(pads) >= 0:
+        # F.pad(x, ..., value=-inf) before a max pooling ("same" max pooling, timm's MaxPool2dSame)
+        x = imp.act(v, where)
+        t, l, b, r = pads[2], pads[3], pads[6], pads[7]
+        shape = (x.shape[0], x.shape[1], ops.tidy(x.shape[2] + t + b), ops.tidy(x.shape[3] + l + r))
+        return Pending("neg_pad", x, shape, where, dict(padding=(t, l, b, r)))
     if value != 0:
-        raise CnnGraphError(f"{where}: Pad with value {value} is not supported (zero padding only)")
+        raise CnnGraphError(f"{where}: Pad with value {value} is not supported (zero padding only, or -inf before "
+                            "a max pooling)")
     if isinstance(v, Pending) and v.kind == "lrn_sq" and len(pads) == 10 and \
             [p for i, p in enumerate(pads) if i not in (2, 7)] == [0] * 8:
         return Pending("lrn_padded", v.src, v.shape, where, dict(before=pads[2], after=pads[7]))
@@ -823,7 +864,17 @@ def _expand(imp, node, a, where):
         if int(np.prod(target)) > MAX_FOLD:
             raise CnnGraphError(f"{where}: folding would create {int(np.prod(target))} elements (limit {MAX_FOLD})")
         return Const(np.broadcast_to(arr, target).copy(), v.name)
-    # Broadcasting before a Mul/Add (x * s.expand_as(x)): the element-wise op broadcasts anyway.
+    # Broadcasting before a Mul/Add (x * s.expand_as(x)): the element-wise op broadcasts anyway,
+    # but only to a shape that broadcasts with the input, as ONNX Runtime checks.
+    # The target may hold symbolic sizes (a dynamic exporter's Shape arithmetic): compare numbers only.
+    target = tuple(int(t) if isinstance(t, (int, np.integer)) else ops.tidy(t) for t in shape)
+    have = tuple(v.shape)
+    for p, q in zip(reversed(have), reversed(target)):
+        if ops.same(p, q) is False and not any(ops.is_int(s) and int(s) == 1 for s in (p, q)):
+            raise CnnGraphError(f"{where}: Expand to {list(target)} does not broadcast with the input's "
+                                f"{ops.fmt_shape(have)} ({p} vs {q})")
+    if len(target) > len(have):
+        raise CnnGraphError(f"{where}: Expand to rank {len(target)} from rank {len(have)} is not supported")
     return v
 
 
@@ -1066,8 +1117,45 @@ def _eval_gemm(a, x, w, c=None):
     return y.astype(x.dtype)
 
 
+def _eval_pad(a, x, pads=None, value=None, axes=None):
+    if a.get("mode", "constant") != "constant" or axes is not None:
+        raise ValueError("constant padding over all axes only")
+    p = [int(v) for v in (a["pads"] if pads is None else pads)]
+    if min(p) < 0:
+        raise ValueError("negative pads")
+    fill = a.get("value", 0.0) if value is None else np.asarray(value).reshape(-1)[0]
+    return np.pad(x, list(zip(p[:x.ndim], p[x.ndim:])), constant_values=fill)
+
+
+def _eval_pool(op_type):
+    """MaxPool / AveragePool of a constant N×C×H×W (floor mode, no dilation)."""
+
+    def pool(a, x):
+        if x.ndim != 4 or a.get("ceil_mode", 0) or set(a.get("dilations", [1])) != {1} or \
+                a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise ValueError("floor-mode pooling of an N×C×H×W constant only")
+        kh, kw = a["kernel_shape"]
+        sh, sw = a.get("strides", [1, 1])
+        t, l, b, r = (a.get("pads") or [0, 0, 0, 0])
+        mx = op_type == "MaxPool"
+        xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (t, b), (l, r)], constant_values=-np.inf if mx else 0.0)
+        win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+        if mx:
+            return win.max(axis=(-2, -1)).astype(x.dtype)
+        count = kh * kw
+        if not a.get("count_include_pad", 0):
+            ones = np.pad(np.ones(x.shape[2:]), [(t, b), (l, r)])
+            count = np.lib.stride_tricks.sliding_window_view(ones, (kh, kw))[::sh, ::sw].sum(axis=(-2, -1))
+        return (win.sum(axis=(-2, -1)) / count).astype(x.dtype)
+
+    return pool
+
+
 CONST_EVAL = {
+    "MaxPool": _eval_pool("MaxPool"),
+    "AveragePool": _eval_pool("AveragePool"),
     "BatchNormalization": _eval_batchnorm,
+    "Pad": _eval_pad,
     "Gemm": _eval_gemm,
     "MatMul": lambda a, x, y: np.matmul(x.astype(np.float64), y).astype(x.dtype),
 }

@@ -44,8 +44,14 @@ from cnngraph.ir.graph import CnnGraph, add_node
 from cnngraph.ir.symbols import sym
 from cnngraph.onnx.common import (ACTIVATIONS, FLOAT_TYPES, INPLACE_DEFAULT, MAX_DIM, PENDING_TEXT, Act, Const, Pending,
                                   Pointwise, identify, known_activation, node_attrs, onnx_scope, read_model, same_size,
+                                  torch_name_scopes,
                                   tensor_array)
 from cnngraph.onnx.handlers import HANDLERS, fold_constants
+
+# The newest default-domain opset read: what ONNX Runtime 1.2x runs. A newer file may use
+# operator versions whose meaning the handlers do not know, so it is refused, as ORT does.
+MAX_OPSET = 23
+
 
 class _Importer:
     def __init__(self, model, label):
@@ -54,6 +60,8 @@ class _Importer:
         for o in model.opset_import:
             if o.domain in ("", "ai.onnx"):
                 self.opset = o.version
+        if self.opset > MAX_OPSET:
+            raise CnnGraphError(f"{label}: opset {self.opset} is newer than cnngraph reads (opsets up to {MAX_OPSET})")
         self.g = CnnGraph(name=model.graph.name or label, inputs=[], outputs=[], notes=[])
         self.values: dict = {}
         self.weights: dict = {}  # node -> {field: array}
@@ -61,6 +69,8 @@ class _Importer:
         self.onnx_name: dict = {}  # node -> ONNX node name it came from (last one fused)
         self.batch = None
         self.docs = {n.name: n.doc_string for n in model.graph.node if n.doc_string}
+        # torch's dynamo exporter names nodes node_relu_3 and keeps the module path in metadata
+        self.scopes = {n.name: s for n in model.graph.node if (s := torch_name_scopes(n))}
 
     # -------------------------------------------------------- value access
     def val(self, name, where):
@@ -273,10 +283,17 @@ class _Importer:
     def _needed(self, gp):
         """The nodes the outputs depend on, in a dependency order (not trusting the file's)."""
         producer = {}
+        given = {t.name for t in gp.initializer} | {i.name for i in gp.input}
         for idx, n in enumerate(gp.node):
             for o in n.output:
-                if o:
-                    producer[o] = idx
+                if not o:
+                    continue
+                # ONNX graphs are in single static assignment form: ONNX Runtime refuses a second producer.
+                if o in producer or o in given:
+                    first = gp.node[producer[o]].name if o in producer else "a graph input or initializer"
+                    raise CnnGraphError(f"{self.label}: tensor {o!r} is produced twice ({first or '?'} and "
+                                        f"{n.name or n.op_type}); ONNX requires one producer per tensor")
+                producer[o] = idx
         need, stack = set(), [o.name for o in gp.output]
         while stack:
             v = stack.pop()
@@ -392,6 +409,8 @@ class _Importer:
         for n in g.nodes:
             if n in self.prefix:
                 final[n] = self.prefix[n]
+            elif self.onnx_name.get(n, n) in self.scopes:
+                scoped[n] = onnx_scope(self.scopes[self.onnx_name[n]])
             elif self.onnx_name.get(n, n).startswith("/"):
                 scoped[n] = onnx_scope(self.onnx_name[n])
             else:

@@ -35,8 +35,16 @@ _META = {"svg": {"Date": None, "Creator": "cnngraph"}, "pdf": {"CreationDate": N
 
 
 def _numeric(report):
-    if report.is_symbolic:
-        raise CnnGraphError(f"{report.name}: plots need a numeric input shape, got {report.input_shape}")
+    if not report.is_symbolic:
+        return
+    free = sorted({str(x) for v in report.total.items() if hasattr(v[1], "free_symbols") for x in v[1].free_symbols}
+                  | {str(x) for s in report.input_shape if hasattr(s, "free_symbols") for x in s.free_symbols})
+    if any(hasattr(s, "free_symbols") and s.free_symbols for s in report.input_shape):
+        raise CnnGraphError(f"{report.name}: plots need numbers; the input {'×'.join(map(str, report.input_shape))} "
+                            "is symbolic (give e.g. --input 3,224,224)")
+    raise CnnGraphError(f"{report.name}: plots need numbers; the input is numeric but the model has symbolic "
+                        f"sizes ({', '.join(free)}): build it with numbers through its options, e.g. -O width=64 "
+                        "for a width parameter")
 
 
 # ---------------------------------------------------------------- per-layer bars
@@ -156,6 +164,8 @@ def save(fig, path, key: str | None = None) -> Path:
     """Save a figure as SVG, PNG or PDF (by suffix), deterministically; SVGs get ``key`` stamped."""
     import matplotlib
 
+    from cnngraph.io.files import atomic_path, write_text
+
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in _META:
@@ -168,9 +178,10 @@ def save(fig, path, key: str | None = None) -> Path:
             fig.savefig(buf, format="svg", metadata=_META["svg"])
             text = buf.getvalue()
             text = compact(text)
-            path.write_text(stamp(text, key) if key else text)
+            write_text(path, stamp(text, key) if key else text)
         else:
-            fig.savefig(path, format=fmt, metadata=_META[fmt], dpi=110)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, metadata=_META[fmt], dpi=110)
     return path
 
 
@@ -284,6 +295,12 @@ def draw_scatter(data: dict, title: str = "cnngraph zoo: multiply-adds vs params
                        edgecolors="#343a40", linewidths=0.5, label=f or "other")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (40, not 4×10¹) at 1, 2, 5 × 10ⁿ
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("multiply-adds (G), batch 1")
         ax.set_ylabel("params (M)")
         ax.set_title(title + " — bubble area ∝ activation memory (fp32, batch 1)", fontsize=10)
@@ -310,7 +327,11 @@ def draw_scatter(data: dict, title: str = "cnngraph zoo: multiply-adds vs params
 def zoo_scatter(reports, path=None, families=None):
     """Params vs multiply-adds of several reports (bubble area: activation memory), labelled."""
     data = scatter_data(reports, families)
-    fig = draw_scatter(data)
+    from cnngraph import zoo
+
+    everything = len(reports) >= len(zoo.names())
+    fig = draw_scatter(data, "cnngraph zoo: multiply-adds vs params" if everything else
+                       f"{len(reports)} models: multiply-adds vs params")
     if path is not None:
         save(fig, path, data_key(data))
     return fig

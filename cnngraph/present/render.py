@@ -311,17 +311,51 @@ def _label(g, n) -> str:
         return d["op"]
 
 
-def layout(g, fold=True, collapse: int = 3, order=None) -> Layout:
+DEPTHS = {"stage": 1, "block": 2, "layer": 0}
+
+
+def units(g, order, depth: str) -> dict:
+    """{raw node: scope drawn as one box} for ``depth`` ``stage`` or ``block`` ({} for ``layer``).
+
+    A stage is a top-level scope; a scope holding more than half of the graph (torchvision's
+    ``features``) is a wrapper, and its children are the stages. A block is one level below.
+    """
+    if depth not in DEPTHS:
+        raise CnnGraphError(f"depth must be stage, block or layer, got {depth!r}")
+    level = DEPTHS[depth]
+    if not level:
+        return {}
+    size: dict = {}
+    for n in order:
+        p = tuple(g.nodes[n].get("path") or ())
+        for k in range(1, len(p) + 1):
+            size[p[:k]] = size.get(p[:k], 0) + 1
+    out = {}
+    for n in order:
+        p = tuple(g.nodes[n].get("path") or ())
+        start = 0
+        while start < len(p) and 2 * size[p[:start + 1]] > len(order):
+            start += 1
+        if len(p) >= start + level:
+            out[n] = p[:start + level]
+    return out
+
+
+def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") -> Layout:
     """Boxes, edges and clusters of the diagram of ``g`` (see the module docstring).
 
     ``order``: the nodes in topological order when the caller has it (a checked graph).
+    ``depth``: ``layer`` (every layer, BN and activations folded), ``block`` or ``stage`` (one
+    box per block or per stage, see :func:`units`).
     """
     g = _graph.as_graph(g)
     if order is None:
         _graph.check(g)
         order = _graph.topo_order(g)
     children, nodes_in = _scope_tree(g, order)
-    collapsed, runs = _collapse(g, order, children, nodes_in, collapse)
+    unit_of = units(g, order, depth)
+    collapsed, runs = _collapse(g, order, children, nodes_in, collapse if depth != "stage" else 0)
+    unit_of = {n: u for n, u in unit_of.items() if n not in collapsed}
     fold_kinds, fold_ops = _fold_set(fold)
 
     def foldable(n):
@@ -332,11 +366,11 @@ def layout(g, fold=True, collapse: int = 3, order=None) -> Layout:
     group: dict = {}  # raw node -> group head
     members: dict = {}  # head -> raw nodes
     for n in order:
-        if n in collapsed:
+        if n in collapsed or n in unit_of:
             continue
         d = g.nodes[n]
         ins = list(dict.fromkeys(d["inputs"]))
-        if len(ins) == 1 and ins[0] not in collapsed:
+        if len(ins) == 1 and ins[0] not in collapsed and ins[0] not in unit_of:
             p = ins[0]
             hp = group[p]
             joinable = members[hp][-1] == p and g.out_degree(p) == 1 and g.nodes[hp]["op"] != "input"
@@ -364,6 +398,19 @@ def layout(g, fold=True, collapse: int = 3, order=None) -> Layout:
             words = [(_SHORT.get(kind, _label(g, m)) if m == main else _label(g, m)) for m in ms]
             chain = " · ".join(words)
         b = Box(f"b{k}", ms, main, kind, _label(g, main), chain, tuple(g.nodes[main]["path"]))
+        boxes[b.id] = b
+        for m in ms:
+            box_of[m] = b.id
+    grouped: dict = {}
+    for n, u in unit_of.items():
+        grouped.setdefault(u, []).append(n)
+    for k, (u, ms) in enumerate(grouped.items()):
+        main = next((m for m in ms if ops.get(g.nodes[m]["op"]).kind in ("conv", "linear")), ms[0])
+        subs = [item for t, item in children[u] if t == "scope"]
+        kinds = list(dict.fromkeys(x[-1][1] for x in subs))
+        inner = f"{len(subs)} × {kinds[0]}" if len(kinds) == 1 and len(subs) > 1 else u[-1][1]
+        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _scope_name(u),
+                f"{inner} · {fmt_shape(g.nodes[ms[-1]]['shape'])}", u[:-1] if depth == "block" else ())
         boxes[b.id] = b
         for m in ms:
             box_of[m] = b.id
@@ -480,8 +527,15 @@ def _sum(values):
 
 
 def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: bool = False, costs: bool = False,
-                legend: bool = False, title: bool = True):
-    """The diagram as a ``graphviz.Digraph`` (``.source`` is the DOT text)."""
+                legend: bool = False, title: bool = True, depth: str = "layer", names: bool = False,
+                wrap=None, size: str | None = None, dpi: int | None = None):
+    """The diagram as a ``graphviz.Digraph`` (``.source`` is the DOT text).
+
+    ``depth``: ``layer``, ``block`` or ``stage`` (one box per stage: the slide overview).
+    ``names``: each box also shows its layer's (or group's) name. ``wrap``: lay a long chain
+    out in columns for a 16:9 slide (default: on at ``depth="stage"``). ``size``: ``"1920x1080"``
+    (pixels at 96 dpi) scales the drawing down to fit; ``dpi`` sets PNG resolution.
+    """
     g = _graph.as_graph(g)
     import graphviz
 
@@ -493,13 +547,24 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
         from cnngraph.analysis.cost import analyze
 
         report = analyze(g)  # checks the graph; its rows are in topological order
-    lay = layout(g, fold=fold, collapse=collapse, order=[r.name for r in report.rows] if report else None)
+    lay = layout(g, fold=fold, collapse=collapse, order=[r.name for r in report.rows] if report else None,
+                 depth=depth)
+    if wrap is None:
+        wrap = depth == "stage"
     rows = {r.name: r for r in report.rows} if report else {}
     total_macs = report.total.macs if report else 0
 
     dot = graphviz.Digraph(name=_graph_id(lay.name))
     dot.attr(rankdir=direction, nodesep="0.25", ranksep="0.3", fontname=FONT, fontsize="12", newrank="true",
              bgcolor="white", pad="0.2")
+    if size:
+        w, _, h = size.lower().partition("x")
+        try:
+            dot.attr(size=f"{float(w) / 96:g},{float(h) / 96:g}")
+        except ValueError:
+            raise CnnGraphError(f"size must look like 1920x1080 (pixels), got {size!r}") from None
+    if dpi:
+        dot.attr(dpi=str(int(dpi)))
     dot.attr("node", shape="box", style="filled", fontname=FONT, fontsize="11", height="0.3", margin="0.1,0.04",
              color=INK, penwidth="0.9")
     dot.attr("edge", color=INK, arrowsize="0.6", penwidth="0.9", fontname=FONT, fontsize="9", fontcolor=INK)
@@ -510,10 +575,13 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
         dot.attr(label=text, labelloc="t", labeljust="l" if direction in ("LR", "RL") else "c", fontsize="14")
 
     by_id = {c.id: c for c in lay.clusters}
+    small_pt = 8 if depth == "layer" else 10  # an overview is for slides: every text at least 13 px
 
     def emit_box(sub, b: Box):
-        attrs = {"tooltip": _tooltip(b)}
+        attrs = {"tooltip": _tooltip(b, g, rows)}
         small = []
+        if names and not b.repeat and b.id[0] != "u":
+            small.append(g.nodes[b.main].get("title") or b.main)
         if b.repeat:
             small.append(f"{b.first} … {b.last}" if b.repeat > 1 else b.first)
             small.append(f"same as {b.like}")
@@ -524,7 +592,7 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
                          fontsize="14", margin="0")
             folded = [_label(g, m) for m in b.members if m != b.main]
             if folded:
-                attrs["xlabel"] = "<<FONT POINT-SIZE='8' COLOR='#495057'>" + _esc(" · ".join(folded)) + "</FONT>>"
+                attrs["xlabel"] = f"<<FONT POINT-SIZE='{small_pt}' COLOR='#495057'>" + _esc(" · ".join(folded)) + "</FONT>>"
             sub.node(b.id, label=b.label, **attrs)
             return
         else:
@@ -536,7 +604,7 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
             line = _costs_line(rows, total_macs, b.members)
             if line:
                 small.append(line)
-        label = big + "".join(f"<BR/><FONT POINT-SIZE='8' COLOR='#495057'>{_esc(s)}</FONT>" for s in small)
+        label = big + "".join(f"<BR/><FONT POINT-SIZE='{small_pt}' COLOR='#495057'>{_esc(s)}</FONT>" for s in small)
         sub.node(b.id, label=f"<{label}>", **attrs)
 
     def emit_cluster(parent, cid):
@@ -555,8 +623,11 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
         emit_box(dot, lay.boxes[bid])
     for cid in lay.roots:
         emit_cluster(dot, cid)
+    across = _wrap_columns(dot, lay) if wrap and not lay.clusters else set()
     for e in lay.edges:
         attrs = {}
+        if (e.src, e.dst) in across:
+            attrs["constraint"] = "false"
         if e.skip:
             attrs.update(color=SKIP_COLOUR, penwidth="1.3", weight="0")
         else:
@@ -569,10 +640,47 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
     return dot
 
 
-def _tooltip(b: Box) -> str:
+def _tooltip(b: Box, g=None, rows=None) -> str:
+    """Hover text: the name, output shape, params and multiply-adds of the box's layers."""
     if b.repeat:
-        return f"{b.repeat} blocks {b.first} … {b.last}, each like {b.like}"
-    return b.main
+        head = f"{b.repeat} blocks {b.first} … {b.last}, each like {b.like}"
+    else:
+        head = b.main if not b.id.startswith("u") else _scope_name(b.scope + ((b.label, ""),))
+    if g is None or not rows:
+        return head
+    shape = fmt_shape(g.nodes[b.members[-1]]["shape"])
+    params = _sum(rows[m].params for m in b.members if m in rows)
+    macs = _sum(rows[m].macs for m in b.members if m in rows)
+    return f"{head}: output {shape}, {human(params)} params, {human(macs)} MACs"
+
+
+# A slide is 16:9; a box with its gap is about 0.65 in tall and 2.3 in wide.
+ROW_IN, COLUMN_IN = 0.65, 2.3
+
+
+def _wrap_columns(dot, lay: Layout) -> set:
+    """Lay the boxes out in columns read top to bottom, left to right, the count of columns chosen
+    so the drawing is closest to 16:9; returns the edges between columns (they bend, not rank)."""
+    import math
+
+    ids = list(lay.boxes)
+    n = len(ids)
+    best = min(range(1, n + 1), key=lambda c: max(math.ceil(n / c) * ROW_IN / 9, c * COLUMN_IN / 16))
+    rows = math.ceil(n / best)
+    if best == 1:
+        return set()
+    col = {b: i // rows for i, b in enumerate(ids)}
+    for r in range(rows):
+        same = [ids[c * rows + r] for c in range(best) if c * rows + r < n]
+        with dot.subgraph() as sub:
+            sub.attr(rank="same")
+            for a, b in zip(same, same[1:]):
+                sub.edge(a, b, style="invis")
+    for c in range(best):  # keep each column's order even where a column has no edge
+        chain = [b for b in ids if col[b] == c]
+        for a, b in zip(chain, chain[1:]):
+            dot.edge(a, b, style="invis", weight="10")
+    return {(e.src, e.dst) for e in lay.edges if col[e.src] != col[e.dst]}
 
 
 def _legend(dot, lay: Layout):
@@ -685,11 +793,13 @@ def render(g, path, format: str | None = None, **options) -> Path:
     fmt = "dot" if fmt == "gv" else fmt
     if fmt not in FORMATS:
         raise CnnGraphError(f"cannot render to {path.name!r}: use a .svg, .png, .pdf or .dot file (or format=)")
+    from cnngraph.io.files import write_bytes, write_text
+
     source = to_dot(g, **options)
     if fmt == "dot":
-        path.write_text(source)
+        write_text(path, source)
     elif fmt == "svg":
-        path.write_text(svg_of(source))
+        write_text(path, svg_of(source))
     else:
-        path.write_bytes(dot_to(source, fmt))
+        write_bytes(path, dot_to(source, fmt))
     return path

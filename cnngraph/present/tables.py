@@ -83,15 +83,13 @@ def slide_cells(r):
     a = r.attrs
     x = r.input_shapes[0] if r.input_shapes else ()
     filters = kernel = stride = pad = ""
-    if r.op == "conv2d":
-        filters = _expr(a["out_channels"])
-        kernel = a["kernel"][0] if a["kernel"][0] == a["kernel"][1] else f"{a['kernel'][0]}x{a['kernel'][1]}"
-        stride, pad = a["stride"][0], _pad(a["padding"])
-    elif r.op in ("maxpool2d", "avgpool2d"):
-        kernel = a["kernel"][0] if a["kernel"][0] == a["kernel"][1] else f"{a['kernel'][0]}x{a['kernel'][1]}"
-        stride, pad = a["stride"][0], _pad(a["padding"])
-    elif r.op == "linear":
-        filters = _expr(a["out_features"])
+    entry = ops.get(r.op)  # the registry says which attribute is the width and which ops slide a window
+    if entry.filters:
+        filters = _expr(a[entry.filters])
+    if entry.window:
+        w = entry.window(a)
+        kernel = w.kernel[0] if w.kernel[0] == w.kernel[1] else f"{w.kernel[0]}x{w.kernel[1]}"
+        stride, pad = w.stride[0], _pad(w.padding)
     c_in = _expr(x[0]) if x else ""
     c_out = _expr(r.output_shape[0])
     return [r.title, c_in, _hw(x), filters, kernel, stride, pad, c_out, _hw(r.output_shape),
@@ -162,7 +160,7 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(head)
-        w.writerows(body)
+        w.writerows([str(c).replace("×", "x") for c in row] for row in body)  # plain ASCII for spreadsheets
         return buf.getvalue()
     if fmt == "latex":
         esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("×", r"$\times$").replace("·", r"$\cdot$")

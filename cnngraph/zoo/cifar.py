@@ -20,18 +20,12 @@ dropout between the convs optional.
 """
 from __future__ import annotations
 
-from cnngraph.dsl import Net, adaptive_avgpool2d, add, block, conv2d, flatten, linear, relu, scope
+from cnngraph.dsl import Net, adaptive_avgpool2d, add, block, conv2d, flatten, linear, pad_channels, relu, scope
 from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
 from cnngraph.zoo.preact import final_activation, preact_basic_block
 from cnngraph.zoo.resnet import conv_bn
-
-
-def pad_channels(x, after, stride=1, before=0, name=None, title=None):
-    """``x[:, :, ::stride, ::stride]`` with ``before`` zero channels in front and ``after`` behind."""
-    attrs = dict(before=before, after=after, stride=(stride, stride))
-    return x.net.layer("pad_channels", [x], attrs, name, title, base="pad")
 
 
 def _option_a(x, planes, stride):

@@ -1,7 +1,7 @@
 """LeNet-5, AlexNet, VGG: the classic plain stacks of seeds 000-004."""
 from __future__ import annotations
 
-from cnngraph.dsl import (Net, adaptive_avgpool2d, conv2d, dropout, flatten, linear, maxpool2d, relu, scope)
+from cnngraph.dsl import (Net, adaptive_avgpool2d, conv2d, dropout, flatten, linear, maxpool2d, rbf, relu, scope)
 
 from cnngraph.zoo import register
 
@@ -260,5 +260,5 @@ def lenet5_1998(input=(1, 32, 32), num_classes: int = 10):
     x = tanh(conv2d(x, 120, 5, name="C5"), name="C5_squash")
     x = flatten(x, name="flatten")
     x = tanh(linear(x, 84, name="F6"), name="F6_squash")
-    out = net.layer("rbf", [x], dict(out_features=num_classes), name="output")
+    out = rbf(x, num_classes, name="output")
     return net.output(out).graph

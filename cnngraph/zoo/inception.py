@@ -26,7 +26,7 @@ written :func:`basic_conv` (torchvision's and timm's ``BasicConv2d``).
 from __future__ import annotations
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, avgpool2d, batchnorm, block, concat, conv2d, dropout,
-                          flatten, linear, lrn, maxpool2d, relu, scope)
+                          flatten, linear, lrn, maxpool2d, relu, scale, scope)
 
 from cnngraph.zoo import register
 
@@ -42,11 +42,6 @@ def basic_conv(x, out_channels, kernel_size, stride=1, padding=0, name="conv", b
         if bn:
             x = batchnorm(x, eps=eps, name="bn")
         return relu(x, inplace=inplace, name="relu")
-
-
-def scale(x, factor, name=None):
-    """``x * factor`` for a constant factor (Inception-ResNet's residual scaling)."""
-    return x.net.layer("scale", [x], dict(factor=factor), name, base="scale")
 
 
 # ---------------------------------------------------------------- GoogLeNet (Inception v1)

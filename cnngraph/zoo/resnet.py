@@ -142,7 +142,8 @@ def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, varian
 
 
 for _d in (18, 34, 50, 101, 152):
-    register(f"resnet{_d}", (3, 224, 224), f"ResNet-{_d} (torchvision's resnet{_d}; v1.5 bottleneck)",
+    register(f"resnet{_d}", (3, 224, 224), f"ResNet-{_d} (torchvision's resnet{_d}; "
+             + ("basic blocks)" if _d < 50 else "v1.5 bottleneck)"),
              family="resnet", depth=_d)(resnet)
 for _d in (50, 101, 152):
     register(f"resnet{_d}_paper", (3, 224, 224), f"ResNet-{_d} as in He et al. 2016 (stride in the first 1×1)",

@@ -4,8 +4,6 @@ Relative error ``max|a − b| / max|b|`` at most 1e-4 in float32, at most 1e-2 w
 GEMMs. Skips as a whole where CuPy is not installed or finds no GPU (every machine of
 ours): nothing here has been run on a GPU yet.
 """
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -19,9 +17,8 @@ try:
 except CnnGraphError as e:
     pytest.skip(f"needs CuPy and a GPU: {e}", allow_module_level=True)
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/: the CPU suite's helpers
 
-from test_cupy_backend import CASES, _build_case, case_data, rel_err, small_input  # noqa: E402
+from cases import OP_CASES as CASES, build_case as _build_case, case_data, rel_err, small_input  # noqa: E402
 
 from cnngraph import zoo  # noqa: E402
 from cnngraph.backends import cupy_backend as cb  # noqa: E402
