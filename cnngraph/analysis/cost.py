@@ -30,7 +30,7 @@ import sympy
 from cnngraph.ir import graph as _graph
 from cnngraph.ir import ops
 
-KINDS_OTHER = ("pool", "act", "norm", "merge")
+KINDS_OTHER = ("pool", "act", "norm", "merge")  # kinds whose other operations a convention may count
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def _rss_mb() -> float:
 
 def cmd_bench(args):
     from cnngraph.analysis.cost import analyze
-    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.present.printer import fmt_bytes
 
     g, plan, ex = prepare(args)
     x = _input_batch(args, plan)
@@ -263,7 +263,7 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
 
 def cmd_plan(args):
     from cnngraph.compiler import compile
-    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.present.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     plan = compile(g, batch=args.batch)

@@ -77,7 +77,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
 
 def check(g, weights: dict, strict: bool = True) -> None:
-    """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.graph.check_weights`:
+    """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.ir.graph.check_weights`:
     one line with the input size it fits), else listing missing and unexpected weights."""
     g = as_graph(g)
     have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}

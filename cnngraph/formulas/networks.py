@@ -45,7 +45,7 @@ class NetworkFormulas:
     def outside(self, values: dict):
         """Why ``values`` (by symbol name) lie outside the formulas' domain, or None.
 
-        >>> from cnngraph.symbols import H, W
+        >>> from cnngraph.ir.symbols import H, W
         >>> network("alexnet", input=(3, H, W)).outside({"H": 8, "W": 8}) is not None
         True
         """

@@ -66,10 +66,13 @@ def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = F
     ``conditions``, a list, receives ``(layer, rule, relation)`` for each condition the
     symbols must meet (``H ≥ 11`` for an 11×11 valid conv): see :func:`outside_domain`.
 
-    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 55, 55)])
     ((64, 27, 27), ())
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])[1][0]
+    'p: stride does not fit the padded input along H ((56 + 0 − 3) / 2 = 53/2 is not an integer); output size floored'
     """
     op = ops.get(op_name)
+    attrs = ops.with_defaults(op_name, attrs)
     lo, hi = op.arity
     n = len(in_shapes)
     if n < lo or (hi is not None and n > hi):
@@ -89,7 +92,7 @@ def outside_domain(g, values: dict):
     relation)``) that ``values`` (by symbol name) break, as a message; else None.
 
     >>> from cnngraph import zoo
-    >>> from cnngraph.symbols import H, W
+    >>> from cnngraph.ir.symbols import H, W
     >>> g = zoo.build("alexnet", input=(3, H, W))
     >>> outside_domain(g, {"H": 8, "W": 8})
     'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
@@ -266,7 +269,7 @@ def check_weights(g, weights=None, shapes=None) -> None:
     >>> check_weights(g, {"fc1.weight": __import__("numpy").zeros((500, 800))})
     Traceback (most recent call last):
     ...
-    cnngraph.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
+    cnngraph.ir.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
     """
     weights = g.graph.get("weights") if weights is None else weights
     if not weights:
@@ -369,6 +372,3 @@ def layer_inputs(g, n) -> list:
     """Input shapes of node ``n`` in port order."""
     return [g.nodes[i]["shape"] for i in g.nodes[n]["inputs"]]
 
-
-def display_name(g, n) -> str:
-    return g.nodes[n].get("title") or n

@@ -179,6 +179,8 @@ def check_attrs(layer: str, attrs: dict) -> dict:
     for key, v in attrs.items():
         if key in SIZE_ATTRS or key in OFFSET_ATTRS:
             items = v if isinstance(v, (tuple, list)) else (v,)
+            if all(type(x) is int and (x > 0 or key in OFFSET_ATTRS) for x in items):
+                continue  # the common case, plain valid ints: no sympy, no parsing
             try:
                 got = tuple(check_size(x, key, positive=key in SIZE_ATTRS, decided=key in SIZE_ATTRS) for x in items)
             except InputError as e:
@@ -689,11 +691,7 @@ activation("prelu", "prelu", Activation(
     doc="PReLU: x, or a learnt slope·x below 0; one slope, or one per channel (num_parameters = C)")
 
 
-def _softmax_shape(a, ins, ctx):
-    return tuple(ins[0])
-
-
-register(Op("softmax", "act", (1, 1), _softmax_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
+register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
 
 

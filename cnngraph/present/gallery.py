@@ -33,6 +33,7 @@ from pathlib import Path
 
 from cnngraph import zoo
 from cnngraph.ir.errors import CnnGraphError
+from cnngraph.present.printer import fmt_bytes
 from cnngraph.present.tables import HIDDEN_BY_DEFAULT
 
 DIAGRAM = dict(direction="TB", fold=True, collapse=3, legend=True, title=True)
@@ -53,27 +54,11 @@ class File:
 
 
 def zoo_order() -> list:
-    """Zoo names in a fixed order: by zoo module (``zoo._MODULES``), then as each module registers
-    them. (``zoo.names()`` follows import order, which depends on what was imported first.)"""
-    names = zoo.names()
-    modules = {m: i for i, m in enumerate(zoo._MODULES)}
-    rank = {n: i for i, n in enumerate(names)}
-
-    def key(n):
-        mod = zoo.MODELS[n].fn.__module__.rsplit(".", 1)[-1]
-        return modules.get(mod, len(modules)), mod, rank[n]
-
-    return sorted(names, key=key)
+    """Zoo names in the zoo's fixed order (:func:`cnngraph.zoo.names`)."""
+    return zoo.names()
 
 
 # ---------------------------------------------------------------- one model
-def _human_bytes(n) -> str:
-    for unit, div in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if n >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n} B"
-
-
 def _closed_form(name: str):
     """(markdown, one-line macs text) from cnngraph.formulas, or (None, reason) when unavailable."""
     try:
@@ -115,7 +100,7 @@ def plan_model(name: str):
     lines = [f"# {name}", "", f"{m.summary}. Family `{m.family}`, input {entry['input']}.", "",
              f"![{name} diagram]({name}.svg)", "",
              "| params | multiply-adds | flop | activation memory |", "|---:|---:|---:|---:|",
-             f"| {t.params:,} | {t.macs:,} | {t.flops:,} | {t.memory_bytes:,} B ({_human_bytes(t.memory_bytes)}) |", "",
+             f"| {t.params:,} | {t.macs:,} | {t.flops:,} | {t.memory_bytes:,} B ({fmt_bytes(t.memory_bytes)}) |", "",
              f"Convention: {report.convention}", "", "## Closed form", ""]
     lines += [closed.rstrip("\n")] if closed else [f"Not available ({closed_line})."]
     lines += ["", f"## Costs {dict(layer='per layer', block='per block', stage='per stage')[bars['by']]}", "",
@@ -225,12 +210,12 @@ def index_html(entries, has_reconcile: bool, reconcile_md: str = "") -> str:
             continue
         rows.append(f"<tr data-model='{n}'><td><a href='#m-{n}'>{n}</a></td><td>{esc(e['family'])}</td><td>{esc(e['input'])}</td>"
                     f"<td title='{e['params']:,}'>{_fmt(e['params'])}</td><td title='{e['macs']:,}'>{_fmt(e['macs'])}</td>"
-                    f"<td title='{e['memory']:,} B'>{_human_bytes(e['memory'])}</td></tr>")
+                    f"<td title='{e['memory']:,} B'>{fmt_bytes(e['memory'])}</td></tr>")
         closed = f"<p class='closed'>Closed form — {esc(e['closed'])}</p>" if e.get("closed") else ""
         cards.append(
             f"<section class='model' id='m-{n}'><h3>{n} <span class='fam'>{esc(e['family'])}</span></h3>"
             f"<p>{esc(e['summary'])}. Input {esc(e['input'])}: <b>{_fmt(e['params'])}</b> params, "
-            f"<b>{_fmt(e['macs'])}</b> multiply-adds, {_human_bytes(e['memory'])} of activations (fp32).</p>{closed}"
+            f"<b>{_fmt(e['macs'])}</b> multiply-adds, {fmt_bytes(e['memory'])} of activations (fp32).</p>{closed}"
             f"<div class='figs'><figure class='diagram'>"
             f"<object data='models/{n}.svg' type='image/svg+xml' aria-label='{n} diagram' data-check='diagram'>"
             f"{n} diagram</object></figure>"
@@ -358,7 +343,7 @@ def readme_md(entries, has_reconcile: bool) -> str:
             lines.append(f"| {n} | {e['family']} | {e['input']} | | | | [notes](models/{n}.md) (not analyzed) |")
             continue
         lines.append(f"| {n} | {e['family']} | {e['input']} | {e['params']:,} | {e['macs']:,} | "
-                     f"{_human_bytes(e['memory'])} | [table](models/{n}.md) · [diagram](models/{n}.svg) · "
+                     f"{fmt_bytes(e['memory'])} | [table](models/{n}.md) · [diagram](models/{n}.svg) · "
                      f"[chart](models/{n}-costs.svg) |")
     return "\n".join(lines) + "\n"
 

@@ -453,3 +453,18 @@ def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     left = render(sympy.expand(lhs), fmt, unknown)
     right = render(sympy.sympify(rhs), fmt, unknown)
     return f"{left} = {right}"
+
+
+def fmt_bytes(b) -> str:
+    """A byte count for people: ``1.5 MB`` (binary units, one decimal), a formula as printed.
+
+    >>> fmt_bytes(802816), fmt_bytes(512)
+    ('784.0 KB', '512 B')
+    """
+    if not (isinstance(b, int) or isinstance(b, sympy.Integer)):
+        return str(b) + " B"
+    b = int(b)
+    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if b >= f:
+            return f"{b / f:.1f} {unit}"
+    return f"{b} B"
