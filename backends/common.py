@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 
 from cnngraph.backends import Backend
+from cnngraph.compiler.algorithms import conv_geometry  # noqa: F401  (backends import it from here)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.compiler.passes import bn_scale_shift
@@ -112,16 +113,6 @@ def weight(plan: Plan, step, role: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- generic kernels
-def conv_geometry(step):
-    a = step.attrs
-    cin, H, W = map(int, step.in_shapes[0])
-    cout, Ho, Wo = map(int, step.out_shape)
-    return dict(cin=cin, H=H, W=W, cout=cout, Ho=Ho, Wo=Wo, kh=int(a["kernel"][0]), kw=int(a["kernel"][1]),
-                sh=int(a["stride"][0]), sw=int(a["stride"][1]), pt=int(a["padding"][0]), pl=int(a["padding"][1]),
-                pb=int(a["padding"][2]), pr=int(a["padding"][3]), dh=int(a["dilation"][0]),
-                dw=int(a["dilation"][1]), groups=int(a["groups"]))
-
-
 def _window(xpad, i, j, k):
     """The strided input window of kernel tap (i, j): shape (N, Ho, Wo, C)."""
     return xpad[:, i * k["dh"]: i * k["dh"] + k["sh"] * (k["Ho"] - 1) + 1: k["sh"],
