@@ -170,6 +170,15 @@ def test_outputs_checked_before_work(argv, fragment, capsys, workdir):
     assert fragment in refused([a.replace("{d}", "missing") for a in argv], capsys, workdir)
 
 
+@pytest.mark.parametrize("argv", [["run", "lenet5", "--batch", "x"], ["table"], ["nosuchcommand"],
+                                  ["table", "lenet5", "--format", "yaml"], ["bench", "lenet5", "--repeat", "1.5"]])
+def test_usage_errors_are_one_line(argv, capsys, workdir):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("cnngraph: error: cnngraph")
+
+
 def test_symbols_that_were_sympy_names(capsys, workdir):
     """``N``, ``E``, ``S``, ``I``, ``Q``, ``O`` are plain positive-integer symbols."""
     assert main(["table", "vgg16", "--batch", "N", "--format", "json"]) == 0

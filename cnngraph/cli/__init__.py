@@ -144,10 +144,17 @@ def convention_from(args):
     return Convention(flops_per_mac=args.flops_per_mac, count=count, bytes_per_element=args.bytes, batch=batch)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line too (``cnngraph run --help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"cnngraph: error: {self.prog}: {message} ({self.prog} --help for the usage)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; only ``command``'s module is imported to add its arguments
     (every command's when ``command`` is ``"*"``)."""
-    p = argparse.ArgumentParser(prog="cnngraph", description="Symbolic graph compiler and visualizer for CNNs.")
+    p = _Parser(prog="cnngraph", description="Symbolic graph compiler and visualizer for CNNs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
