@@ -234,7 +234,7 @@ def check_weights(g, weights=None, shapes=None) -> None:
     >>> check_weights(g, {"fc1.weight": __import__("numpy").zeros((500, 800))})
     Traceback (most recent call last):
     ...
-    cnngraph.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
+    cnngraph.ir.errors.CnnGraphError: fc1: weight fc1.weight is 500×800 but the graph infers 500×2450 for input 1×28×28; the weights fit 1×S×S inputs for S from 16 to 19
     """
     weights = g.graph.get("weights") if weights is None else weights
     if not weights:
