@@ -36,8 +36,20 @@ torch: $(STAMP)
 test-models: setup torch
 	$(VENV)/bin/pytest -q -m models tests/test_torch_import.py tests/test_timm_models.py tests/test_pytorch_exporters.py
 
+# The suite; tests/test_doctests.py runs every docstring example of the library with it.
 test: setup
 	$(VENV)/bin/pytest -q
+
+# The IR, registry, analysis and compiler tests (no backend runs every zoo model): a minute or two.
+test-fast: setup
+	$(VENV)/bin/pytest -q tests/test_registry.py tests/test_core.py tests/test_compiler.py tests/test_formulas.py \
+	  tests/test_receptive.py tests/test_pooling_matrix.py tests/test_properties.py
+
+# Start-up of the command line against the commit before the package layout, and the
+# analysis against its peers (each printing ratios measured in the same run).
+bench: setup
+	$(PY) benchmarks/bench_startup.py
+	$(PY) benchmarks/bench_analyze.py
 
 # On a machine with an NVIDIA GPU and its driver: CuPy (with the CUDA libraries it needs),
 # then the GPU tests (every zoo model against the Numba backend) or the ResNet-50 benchmark

@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from . import numba_cache  # noqa: F401  - before numba: kernels cache in the user's cache folder
+from numba import njit  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 

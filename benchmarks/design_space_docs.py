@@ -69,7 +69,7 @@ def main():
     print(f"against the same layers timed inside their model: mean |error| {np.abs(le).mean():.1%}, "
           f"median {np.median(np.abs(le)):.1%}, max {np.abs(le).max():.1%}, mean signed {le.mean():+.1%}")
     fig = pareto.draw_panels([pareto.plot_data(tables, "latency_ms", "max:macs"),
-                              pareto.plot_data(tables, "macs", "latency_ms")],
+                              pareto.plot_data(tables, "latency_ms", "max:params")],
                              "Counted cost and predicted latency (Numba backend, batch 1)")
     pareto.save_plot(fig, out / "latency.svg")
     _prediction_figure(tables, out / "prediction.svg")

@@ -35,11 +35,12 @@ _LAZY = {
     "ShapeError": ("cnngraph.ir.errors", "ShapeError"),
     "GraphError": ("cnngraph.ir.errors", "GraphError"),
     "FitWarning": ("cnngraph.ir.errors", "FitWarning"),
+    "InputError": ("cnngraph.ir.errors", "InputError"),
     "ops": ("cnngraph.ir.ops", None),
     "symbols": ("cnngraph.ir.symbols", None),
 }
 # subpackages reachable as attributes (``cnngraph.zoo.build(...)`` after ``import cnngraph``)
-_SUBPACKAGES = ("zoo", "dsl", "formulas", "ir", "analysis", "present", "compiler", "onnx", "interop", "backends", "cli")
+_SUBPACKAGES = ("zoo", "dsl", "formulas", "ir", "analysis", "present", "compiler", "onnx", "interop", "backends", "cli", "io")
 
 __all__ = list(_LAZY) + ["zoo", "from_torch"]
 

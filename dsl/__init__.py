@@ -356,7 +356,9 @@ def pad2d(x, padding, name=None, title=None):
 def chunk(x, n: int, name=None):
     """Split channels into ``n`` equal parts, as ``torch.chunk(x, n, dim=1)``."""
     C = x.shape[0]
-    step = sympy.sympify(C) / n
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # a count of tensors, so a number
+        raise ShapeError(name or "chunk", "chunk count must be a positive integer", f"n={n!r}")
+    step = sympy.Integer(C) / n if isinstance(C, int) else C / n
     if step.is_integer is False:
         raise ShapeError(name or "chunk", "chunk count must divide the channels", f"{n} chunks of {C} channels")
     step = int(step) if step.is_Integer else step

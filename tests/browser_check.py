@@ -1,4 +1,5 @@
-"""Open the gallery's index.html in headless Chromium and check that every image rendered.
+"""Open the gallery's index.html in headless Chromium and check that every image rendered,
+every diagram has hover texts (shape, params, MACs) and every model has its inline tables.
 
 The page's own script marks each ``<img data-check>`` with ``data-loaded="yes"`` once the
 browser has decoded it (``naturalWidth > 0``; a malformed SVG or a missing file gives "no")
@@ -21,7 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+FLAGS = ["--allow-file-access-from-files", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--hide-scrollbars"]
 
@@ -50,7 +51,7 @@ class _Images(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == "img" and "data-check" in a:
+        if tag in ("img", "object") and "data-check" in a:
             self.images.append(a)
         elif tag == "body":
             self.body = a
@@ -69,7 +70,10 @@ def check(index, screenshot=None, browser=None) -> dict:
     if screenshot:
         run_browser(browser, url, [f"--screenshot={Path(screenshot).resolve()}", "--window-size=1400,2400"])
     return dict(images=parser.images, loaded=len(parser.images) - len(failed), failed=failed,
-                summary=parser.body.get("data-images"))
+                summary=parser.body.get("data-images"), tooltips=int(parser.body.get("data-tooltips") or 0),
+                tables=int(parser.body.get("data-tables") or 0),
+                bare=[a.get("data") for a in parser.images if a.get("data-check") == "diagram"
+                      and int(a.get("data-tooltips") or 0) == 0])
 
 
 def main(argv=None) -> int:
@@ -89,8 +93,11 @@ def main(argv=None) -> int:
     for src in r["failed"]:
         print(f"not rendered: {src}")
     diagrams = sum(a.get("data-check") == "diagram" and a.get("data-loaded") == "yes" for a in r["images"])
-    print(f"browser check: {r['loaded']}/{n} images rendered ({diagrams} diagrams) in {args.index}")
-    return 0 if not r["failed"] else 1
+    for src in r["bare"]:
+        print(f"no hover texts: {src}")
+    print(f"browser check: {r['loaded']}/{n} images rendered ({diagrams} diagrams, {r['tooltips']} hover texts), "
+          f"{r['tables']} inline tables in {args.index}")
+    return 0 if not r["failed"] and not r["bare"] and r["tables"] >= diagrams else 1
 
 
 if __name__ == "__main__":

@@ -8,4 +8,18 @@ another:
   Numba, CuPy and registry tests, and the suite's error measure :func:`cases.rel_err`;
 * ``onnx_cases``: the every-op network, small zoo inputs and ONNX Runtime runs;
 * ``torch_models``: checks of PyTorch models through ``from_torch`` and ONNX.
+
+Fixtures: ``host``, the CuPy backend's CUDA sources compiled for this machine's C++ compiler.
 """
+import pytest
+
+
+@pytest.fixture(scope="session")
+def host():
+    """The "host" device of the CuPy backend: every CUDA kernel compiled for the CPU."""
+    from cnngraph.backends import cupy_backend as cb
+
+    try:
+        return cb.get_device("host")
+    except Exception as e:
+        pytest.skip(f"no host C++ compiler for the CUDA sources: {e}")

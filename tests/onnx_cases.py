@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnngraph.ir import graph as cg_graph
 from cnngraph import zoo
 from cnngraph.ir import ops
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm,
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
-                          relu6, scope, sigmoid, silu, softmax, tanh)
+                          pad2d, pad_channels, rbf, relu6, scale, scope, sigmoid, silu, softmax, tanh, leaky_relu, elu,
+                          mish, prelu)
 from cnngraph.ir.errors import ShapeError
 from cases import rel_err  # noqa: F401  (re-exported: the suite's one error measure)
 
@@ -39,12 +39,6 @@ def small_input(name):
     return m.input
 
 
-def _node(x, op, attrs, name):
-    """A layer the DSL has no function for (yet), added straight to the graph."""
-    cg_graph.add_node(x.net.g, name, op, attrs, [x.name])
-    return type(x)(x.net, name)
-
-
 def all_ops_net(input=(6, 17, 19)):
     """One network using every op of the registry with non-default attributes: asymmetric
     padding, dilation, groups, ceil mode, count_include_pad off, adaptive pooling with
@@ -67,6 +61,9 @@ def all_ops_net(input=(6, 17, 19)):
     sides = [flatten(global_avgpool(t, name=f"{t.name}_gap"), name=f"{t.name}_flat") for t in (y, z, w)]
     x = add(x, x, x, name="sum3")
     x = silu(x, name="silu")
+    x = leaky_relu(x, negative_slope=0.2, name="leaky")
+    x = mish(elu(x, alpha=0.7, name="elu"), name="mish")
+    x = prelu(x, num_parameters=12, name="prelu")
     p, q = chunk(x, 2, name="split")
     p = gelu(p, name="gelu")
     q = tanh(q, name="tanh")
@@ -80,10 +77,9 @@ def all_ops_net(input=(6, 17, 19)):
     x = instancenorm(x, affine=True, name="in_affine")
     x = batchnorm(x, affine=False, name="bn_plain")
     x = identity(x, name="ident")
-    x = _node(x, "scale", dict(factor=0.5), "scale")
-    x = _node(x, "pad_channels", dict(before=2, after=4, stride=(2, 2)), "pad_c")
-    if "pad2d" in ops.REGISTRY:  # being added to the registry
-        x = _node(x, "pad2d", dict(padding=(-1, 1, 2, -1)), "pad_crop")
+    x = scale(x, 0.5, name="scale")
+    x = pad_channels(x, 4, stride=2, before=2, name="pad_c")
+    x = pad2d(x, (-1, 1, 2, -1), name="pad_crop")
     se = global_avgpool(x, name="se_pool")
     se = flatten(se, name="se_flat")
     se = linear(se, 18, name="se_fc")
@@ -105,7 +101,7 @@ def all_ops_net(input=(6, 17, 19)):
     h = batchnorm(h, name="bn1d")
     h = layernorm(h, affine=False, name="ln1d")
     if "rbf" in ops.REGISTRY:
-        h = _node(h, "rbf", dict(out_features=9), "rbf")
+        h = rbf(h, 9, name="rbf")
     h = linear(h, 5, name="fc_out")
     softmax(h, name="softmax")
     return net.graph
@@ -177,3 +173,25 @@ def ort_run(model, feeds):
 
 def registry_ops():
     return set(ops.REGISTRY) - {"input"}
+
+
+# ---------------------------------------------------------------- hand-written ONNX graphs
+def hand_model(nodes, inits=(), inputs=None, outputs=None, opset=17):
+    """An ONNX model of ``nodes`` on an N×4×8×8 input ``x`` with output ``y`` (onnx.helper only)."""
+    from onnx import TensorProto, helper
+
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    g = helper.make_graph(nodes, "hand", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8  # what ONNX Runtime reads
+    return m
+
+
+def conv_model(w=None):
+    """One 3×3 Conv (padding 1) with weight ``w`` (default 6×4×3×3 ones)."""
+    from onnx import helper, numpy_helper
+
+    w = np.ones((6, 4, 3, 3), np.float32) if w is None else w
+    return hand_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                      [numpy_helper.from_array(w, "w")])

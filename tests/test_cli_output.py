@@ -35,3 +35,14 @@ def test_init_weights(tmp_path, capsys):
     g = zoo.build("resnet18")
     ws = load(out, g)
     assert count(ws, g) == 11689512 and all((ws[k] == v).all() for k, v in init(g, seed=0).items())
+
+
+def test_plan_formula_simplified(capsys):
+    from cnngraph.compiler import compile
+    from cnngraph.ir.symbols import h, w
+
+    assert main(["plan", "resnet18", "--input", "3,32*h,32*w"]) == 0
+    out = capsys.readouterr().out
+    assert "planned activation memory per sample: 90112hw B" in out and "Max" not in out
+    # the same number as the numeric plan at 224×224 (h = w = 7)
+    assert compile(zoo.build("resnet18")).memory.planned_bytes == 90112 * 49

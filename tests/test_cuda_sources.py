@@ -153,14 +153,6 @@ def test_every_kernel_has_an_argument_generator():
         _args(name, rng)
 
 
-@pytest.fixture(scope="module")
-def host():
-    try:
-        return cb.get_device("host")
-    except Exception as e:
-        pytest.skip(f"no host C++ compiler for the CUDA sources: {e}")
-
-
 EXACT = {"im2col", "maxpool", "mul_bcast", "adaptive_pool"}  # only loads, stores, max and adds in one order
 
 

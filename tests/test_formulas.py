@@ -354,3 +354,15 @@ def test_docs_table_matches_the_blocks():
         assert cells[2] == b.cost.text and cells[5] == (b.receptive.label if not b.receptive.whole else "whole"), name
         if name != "inception":
             assert cells[3] == b.params.text and cells[4] == b.memory.text, name
+
+
+def test_per_layer_rows_add_up_to_the_totals():
+    """BN and the residual add write memory: they are rows too, so the rows sum to the block's total."""
+    import sympy
+
+    from cnngraph import formulas
+
+    b = formulas.block("bottleneck")
+    for field in ("cost", "params", "memory"):
+        assert sympy.simplify(sum(getattr(l, field).expr for l in b.layers) - getattr(b, field).expr) == 0
+    assert [l.name for l in b.layers][-2:] == ["block.bn3", "block.add"]

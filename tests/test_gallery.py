@@ -44,7 +44,7 @@ def test_bars_per_block_for_deep_networks():
     assert sum(d["flops"]) == pytest.approx(r.total.flops / 1e6)
     assert plots.bars_data(r, by="stage")["labels"] == ["conv1", "bn1", "maxpool", "layer1", "layer2", "layer3",
                                                          "layer4", "avgpool", "flatten", "fc"]
-    with pytest.raises(CnnGraphError, match="numeric"):
+    with pytest.raises(CnnGraphError, match="plots need numbers"):
         plots.bars_data(analyze(zoo.build("resnet18"), input=(3, H, W)))
 
 
@@ -135,7 +135,9 @@ def test_browser_renders_every_diagram():
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     n = len(gallery.committed_models(ROOT / "gallery"))
-    assert f"({n} diagrams)" in done.stdout
+    assert f"({n} diagrams, " in done.stdout  # every diagram rendered, with its hover texts
+    tables = int(done.stdout.split(" inline tables")[0].rsplit(" ", 1)[1])
+    assert tables >= n  # every model's tables inline
 
 
 def test_cli_plot(tmp_path, capsys):

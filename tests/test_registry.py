@@ -82,14 +82,6 @@ def _reference(name, v64, p):
     return np.asarray(op.activation.ref(np, erf, v64, a), np.float64)
 
 
-@pytest.fixture(scope="module")
-def host():
-    try:
-        return cb.get_device("host")
-    except Exception as e:
-        pytest.skip(f"no host C++ compiler for the CUDA sources: {e}")
-
-
 @pytest.mark.parametrize("name", sorted(CUDA_ACTS))
 def test_activation_kernels_agree_with_the_reference(name, host):
     """Numba's act_row, the CuPy emulation and the CUDA expression (host-compiled epilogue

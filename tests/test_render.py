@@ -189,4 +189,4 @@ def test_cli_render(tmp_path, capsys):
     dot = out.read_text()
     assert "256×8h×8w" in dot and "rankdir=LR" in dot and "label=<BN<BR/>" in dot
     assert main(["render", "alexnet", "-o", str(tmp_path / "x.gif")]) == 2
-    assert "use a .svg" in capsys.readouterr().err
+    assert "must end with .svg or .png or .pdf or .dot" in capsys.readouterr().err

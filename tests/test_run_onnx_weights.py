@@ -44,4 +44,4 @@ def test_run_takes_a_symbolic_input_size_from_the_input_file(tmp_path, capsys):
     np.save(xf, x[:, :2])  # two channels for a three-channel model
     assert main(["run", str(model), "--input-file", str(xf)]) == 2
     err = capsys.readouterr().err
-    assert "(2, 2, 40, 48) does not fit the model's N×3×H×W" in err and "Traceback" not in err
+    assert "2×2×40×48 does not fit the model's N×3×H×W" in err and "Traceback" not in err

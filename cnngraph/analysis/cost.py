@@ -30,7 +30,7 @@ import sympy
 from cnngraph.ir import graph as _graph
 from cnngraph.ir import ops
 
-KINDS_OTHER = ("pool", "act", "norm", "merge")
+KINDS_OTHER = ("pool", "act", "norm", "merge")  # kinds whose other operations a convention may count
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,21 @@ class Convention:
     bytes_per_element: int = 4
     batch: object = 1  # int or sympy symbol (e.g. N)
     count_inplace: bool = False  # count the outputs of in-place activations as memory
+
+    def __post_init__(self):
+        # Checked where a convention is made, so the API and every command refuse the same values.
+        from cnngraph.ir.errors import InputError
+        from cnngraph.ir.sizes import check_size
+
+        if self.flops_per_mac not in (1, 2) or isinstance(self.flops_per_mac, bool):
+            raise InputError(f"flops_per_mac={self.flops_per_mac!r}: must be 1 or 2")
+        unknown = [c for c in self.count if c not in KINDS_OTHER]
+        if isinstance(self.count, str) or unknown:
+            raise InputError(f"count={self.count!r}: kinds are {', '.join(KINDS_OTHER)} (or none)")
+        if isinstance(self.bytes_per_element, bool) or not isinstance(self.bytes_per_element, int) \
+                or not 1 <= self.bytes_per_element <= 16:
+            raise InputError(f"bytes_per_element={self.bytes_per_element!r}: must be an integer from 1 to 16")
+        object.__setattr__(self, "batch", check_size(self.batch, "batch"))
 
     @classmethod
     def named(cls, name: str, **over) -> "Convention":
@@ -249,8 +264,8 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     """
     g = _graph.as_graph(g)
     convention = replace(convention or Convention(), **conv) if conv else (convention or Convention())
-    if input is not None:  # the notes of this input, not those stored for the graph's own
-        shapes, notes = _graph.infer(g, tuple(input) if not isinstance(input, dict) else input, strict)
+    if input is not None or strict:  # the notes of this input; strict re-checks the stored input too
+        shapes, notes = _graph.infer(g, input if input is None or isinstance(input, dict) else tuple(input), strict)
     else:
         _graph.check(g)
         shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])

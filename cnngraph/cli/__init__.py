@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import re
 import sys
-from pathlib import Path
 
-from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError, InputError, UserCodeError
 
 # command -> (module defining add_<command>, help line); the order of `cnngraph --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,29 +39,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def parse_input(text: str | None):
-    """``"3,227,227"`` or ``"3,32*h,32*w"`` -> a shape tuple (symbols are positive integers)."""
+def parse_input(text: str | None, what: str = "--input"):
+    """``"3,227,227"`` or ``"3,32*h,32*w"`` -> a shape tuple (symbols are positive integers).
+
+    Read by the safe parser of :mod:`cnngraph.sizes`: nothing the user types is evaluated.
+    """
     if text is None:
         return None
-    import sympy
+    from cnngraph.ir.sizes import parse_shape
 
-    from cnngraph.ir.symbols import sym
-
-    out = []
-    for part in text.split(","):
-        names = {n: sym(n) for n in re.findall(r"[A-Za-z_]\w*", part)}  # "N" is a size, not sympy.N
-        e = sympy.sympify(part.strip(), locals=names)
-        out.append(int(e) if e.is_Integer else e)
-    return tuple(out)
+    return parse_shape(text, what)
 
 
 def parse_options(items) -> dict:
-    """``["depth=50", "variant=paper"]`` -> dict with ints, floats, booleans and int tuples converted."""
+    """``["depth=50", "variant=paper"]`` -> dict with ints, floats, booleans and int tuples converted.
+
+    A word (``variant=paper``, ``width=W``) stays text; anything else that is not a number
+    must be a size expression (``width=64*a``), read by the safe parser, never evaluated.
+    """
+    import re
+
+    from cnngraph.ir.sizes import MAX_LENGTH, parse_expr
+
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise CnnGraphError(f"model option {item!r} must look like name=value")
+            raise InputError(f"model option {item!r} must look like name=value")
         k, v = item.split("=", 1)
+        if not k.isidentifier():
+            raise InputError(f"model option {item!r}: {k!r} is not an option name")
+        if len(v) > MAX_LENGTH:
+            raise InputError(f"model option {k}: value is {len(v)} characters long (at most {MAX_LENGTH})")
         low = v.lower()
         if low in ("true", "false"):
             out[k] = low == "true"
@@ -76,7 +82,7 @@ def parse_options(items) -> dict:
                 try:
                     out[k] = float(v)
                 except ValueError:
-                    out[k] = v
+                    out[k] = v if re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", v) else parse_expr(v, f"model option {k}")
     return out
 
 
@@ -125,15 +131,30 @@ def add_convention_args(p):
 def convention_from(args):
     from cnngraph.analysis.cost import Convention
 
+    from cnngraph.analysis.cost import KINDS_OTHER
+    from cnngraph.ir.sizes import parse_size
+
     count = () if args.count in ("none", "") else tuple(c.strip() for c in args.count.split(","))
-    batch = parse_input(args.batch)[0]
+    bad = [c for c in count if c not in KINDS_OTHER]
+    if bad:
+        raise InputError(f"--count {args.count!r}: unknown kind {bad[0]!r}; kinds are {', '.join(KINDS_OTHER)} or none")
+    if not 1 <= args.bytes <= 16:
+        raise InputError(f"--bytes {args.bytes}: bytes per element must be from 1 to 16")
+    batch = parse_size(args.batch, "--batch")
     return Convention(flops_per_mac=args.flops_per_mac, count=count, bytes_per_element=args.bytes, batch=batch)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line too (``cnngraph run --help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"cnngraph: error: {self.prog}: {message} ({self.prog} --help for the usage)\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; only ``command``'s module is imported to add its arguments
     (every command's when ``command`` is ``"*"``)."""
-    p = argparse.ArgumentParser(prog="cnngraph", description="Symbolic graph compiler and visualizer for CNNs.")
+    p = _Parser(prog="cnngraph", description="Symbolic graph compiler and visualizer for CNNs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
@@ -143,19 +164,58 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one command. Every failure is one line on stderr and a non-zero exit: 2 for bad
+    input (:class:`CnnGraphError`), 1 for anything else; ``--debug`` shows the traceback.
+    An error raised inside the user's own ``file.py:function`` gets its traceback, as Python's."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    import warnings
+
     try:
-        return args.func(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _note  # a warning (a dtype conversion, a cache repair) is one line too
+            return args.func(args) or 0
     except CnnGraphError as e:
-        print(f"cnngraph: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"cnngraph: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `cnngraph zoo | head`: the reader has seen enough
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except UserCodeError as e:
+        print(e.traceback_text, file=sys.stderr, end="")
+        return 1
+    except KeyboardInterrupt:
+        print("cnngraph: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an environment failure: still one line, traceback on --debug
+        if debug:
+            raise
+        print(f"cnngraph: error: {_describe(e)} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _note(message, category, filename, lineno, file=None, line=None):
+    print(f"cnngraph: note: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(e) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or _one_line(e)}"
+    return f"{type(e).__name__}: {_one_line(e)}"
 
 
 if __name__ == "__main__":  # pragma: no cover

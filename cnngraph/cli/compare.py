@@ -18,6 +18,11 @@ def _cmd_compare(args):
     from cnngraph.analysis.cost import analyze
     from cnngraph.present.compare import bars, compare_rows, render
 
+    if args.plot:
+        from cnngraph.io.files import check_output
+        from cnngraph.present.plots import _META
+
+        check_output(args.plot, tuple("." + f for f in _META), "--plot")
     inp, opts, conv = parse_input(args.input), parse_options(args.option), convention_from(args)
     reports = [analyze(load_model(m, inp, opts), convention=conv) for m in args.models]
     rows = compare_rows(reports)

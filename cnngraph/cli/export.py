@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from cnngraph.cli import add_model_args, load_model, parse_input, parse_options
+from cnngraph.ir.errors import CnnGraphError
 
 
 def cmd_export(args):
     from cnngraph.compiler import weights as cg_weights
+    from cnngraph.io.files import check_output
+    from cnngraph.ir.sizes import parse_size
     from cnngraph.onnx.exporter import export
 
+    check_output(args.output, (".onnx",))
+    if not 13 <= args.opset <= 21:
+        raise CnnGraphError(f"--opset {args.opset}: cnngraph exports opsets 13 to 21")
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     if args.weights:
         ws = cg_weights.load(args.weights, g)
@@ -15,7 +21,10 @@ def cmd_export(args):
         ws = g.graph["weights"]
     else:
         ws = cg_weights.init(g, seed=args.seed)
-    batch = int(args.batch) if args.batch.isdigit() else args.batch
+    batch = parse_size(args.batch, "--batch")
+    if not isinstance(batch, int) and not batch.is_Symbol:
+        raise CnnGraphError(f"--batch {args.batch}: an ONNX batch is a number or a name (dim_param)")
+    batch = batch if isinstance(batch, int) else batch.name
     m = export(g, ws, args.output, batch=batch, opset=args.opset)
     print(f"wrote {args.output}: {len(m.graph.node)} ONNX nodes, {len(m.graph.initializer)} initializers, "
           f"opset {args.opset}, batch {batch}")

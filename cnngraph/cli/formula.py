@@ -34,16 +34,19 @@ def add_receptive(r):
     r.set_defaults(func=cmd_receptive)
 
 
-def _pairs(text: str) -> dict:
-    from cnngraph.cli import parse_input
+def _pairs(text: str, option: str) -> dict:
     from cnngraph.ir.errors import CnnGraphError
+    from cnngraph.ir.sizes import parse_size
 
     out = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         if "=" not in item:
-            raise CnnGraphError(f"{item!r} must look like NAME=VALUE")
+            raise CnnGraphError(f"{option} {item!r} must look like NAME=VALUE")
         k, v = item.split("=", 1)
-        out[k.strip()] = parse_input(v)[0]
+        k = k.strip()
+        if not k.isidentifier():
+            raise CnnGraphError(f"{option} {item!r}: {k!r} is not a symbol name")
+        out[k] = parse_size(v, f"{option} {k}")
     return out
 
 
@@ -52,12 +55,13 @@ def model_options(items) -> dict:
     expression over positive-integer symbols, so a width multiplier stays symbolic."""
     import re
 
-    from cnngraph.cli import parse_input, parse_options
+    from cnngraph.cli import parse_options
+    from cnngraph.ir.sizes import parse_expr
 
     out = parse_options(items)
     for k, v in out.items():
         if isinstance(v, str) and re.search(r"[*/+()^-]", v):
-            out[k] = parse_input(v)[0]
+            out[k] = parse_expr(v, f"model option {k}")
     return out
 
 
@@ -76,10 +80,10 @@ def cmd_formula(args):
         return 0
     fmt = args.format
     key = args.name.replace("-", "_").lower()
-    values = _pairs(args.at)
+    values = _pairs(args.at, "--at")
     if key in formulas.BLOCKS:
         include = tuple(x.strip() for x in args.include.split(",") if x.strip())
-        b = formulas.block(key, include=include, **_pairs(args.set))
+        b = formulas.block(key, include=include, **_pairs(args.set, "--set"))
         print(b.to("text" if fmt == "markdown" else fmt), end="")
         if values and fmt == "text":
             print(f"  at {', '.join(f'{k} = {v}' for k, v in values.items())}:")
@@ -97,6 +101,9 @@ def cmd_formula(args):
         nf = formulas.network(g)
     else:
         nf = formulas.network(args.name, input=parse_input(args.input), **options)
+    why = nf.outside(values) if values else None
+    if why:
+        raise CnnGraphError(f"{args.name} at {args.at} is outside the model's domain: {why}")
     print(nf.to(fmt), end="")
     if values and fmt == "text":
         print(f"  at {', '.join(f'{k} = {v}' for k, v in values.items())}:")

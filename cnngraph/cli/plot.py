@@ -19,8 +19,10 @@ def add_plot(p):
 def _cmd_plot(args):
     from cnngraph import zoo
     from cnngraph.analysis.cost import analyze
-    from cnngraph.present.plots import layer_bars, zoo_scatter
+    from cnngraph.io.files import check_output
+    from cnngraph.present.plots import _META, layer_bars, zoo_scatter
 
+    check_output(args.output, tuple("." + f for f in _META))
     inp, opts, conv = parse_input(args.input), parse_options(args.option), convention_from(args)
     if args.compare:
         names = args.models or zoo.names()

@@ -1,8 +1,6 @@
 """``cnngraph reconcile``: the seeds' numbers beside cnngraph's (:mod:`cnngraph.zoo.reconcile`)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def add_reconcile(p):
     p.add_argument("-o", "--out", help="write to this file (default: print)")
@@ -11,11 +9,14 @@ def add_reconcile(p):
 
 
 def _cli(args):
+    from cnngraph.io.files import check_output, write_text
     from cnngraph.zoo.reconcile import markdown, to_json
 
+    if args.out:
+        check_output(args.out)
     text = markdown() if args.format == "markdown" else to_json()
     if args.out:
-        Path(args.out).write_text(text)
+        write_text(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text)

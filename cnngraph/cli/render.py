@@ -31,8 +31,10 @@ def add_render(p):
 
 
 def _cmd_render(args):
-    from cnngraph.present.render import render
+    from cnngraph.io.files import check_output
+    from cnngraph.present.render import FORMATS, render
 
+    check_output(args.output, tuple("." + f for f in FORMATS) + (".gv",))
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     fold = False if args.no_fold else (tuple(k.strip() for k in args.fold.split(",")) if args.fold else True)
     path = render(g, args.output, direction=args.direction, fold=fold, collapse=0 if args.expand else args.collapse,

@@ -23,6 +23,7 @@ import numpy as np
 from cnngraph.cli import add_model_args, load_model, parse_input, parse_options
 from cnngraph.ir.errors import CnnGraphError
 
+
 def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -40,13 +41,29 @@ def prepare(args):
     from cnngraph.compiler import compile
     from cnngraph.compiler.weights import init, load
 
+    if args.batch < 1:
+        raise CnnGraphError(f"--batch {args.batch}: must be a positive integer")
+    if getattr(args, "repeat", 1) < 1:
+        raise CnnGraphError(f"--repeat {args.repeat}: must be a positive integer")
+    if getattr(args, "warmup", 0) < 0:
+        raise CnnGraphError(f"--warmup {args.warmup}: must not be negative")
+    output = _check_output(args) if getattr(args, "output", None) else None
     shape = parse_input(args.input)
     g = load_model(args.model, shape, parse_options(args.option))
-    if args.input_file:  # a symbolic input takes its size from the array
-        g = _size_from_file(g, _read_input_file(args.input_file))
+    batch, input_head = args.batch, None
+    if args.input_file:  # the header only: its dtype and shape (a symbolic input takes its size)
+        input_head = _input_header(args.input_file)
+        g = _size_from_file(g, input_head.shape, args.input_file)
+        batch = input_head.shape[0] if len(input_head.shape) == 4 else 1
+    check_memory(g, batch, args.model)
     # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
-    ws = load(args.weights, g) if args.weights else (g.graph.get("weights") or init(g, seed=args.seed))
+    ws = load(args.weights, g, allow_nonfinite=args.allow_nonfinite) if args.weights else \
+        (g.graph.get("weights") or init(g, seed=args.seed))
     plan = compile(g, ws)
+    if output is not None and output.suffix.lower() == ".npy" and len(plan.outputs) > 1:
+        raise CnnGraphError(f"--output {output}: the model has {len(plan.outputs)} outputs "
+                            f"({', '.join(plan.outputs)}); give a .npz file to save them all")
+    args._input_head, args._output = input_head, output
     backend = backends.get(args.backend)
     with _progress() as bar:
         task = bar.add_task("packing weights", total=len(plan.steps), step="")
@@ -60,38 +77,81 @@ def first_run(ex, x, label="first run (compiles kernels not yet cached)"):
         return ex.run(x, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
 
 
-def _read_input_file(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise CnnGraphError(f"{path}: not a readable .npy array ({e})") from None
+def _numeric_input(g) -> tuple:
+    from cnngraph.ir import ops
+
+    shape = g.nodes[g.graph["inputs"][0]]["shape"]
+    if not all(ops.is_int(s) for s in shape):
+        raise CnnGraphError(f"input shape {ops.fmt_shape(shape)} is symbolic; give a numeric --input to run")
+    return tuple(int(s) for s in shape)
 
 
-def _size_from_file(g, x):
-    """``g`` for the size of the array ``x`` (N×C×H×W or C×H×W) when its input size is symbolic."""
+def _input_header(path):
+    """The --input-file's header (name, dtype, shape), read and dtype-checked before any data."""
+    from cnngraph.io import arrays
+
+    if not str(path).lower().endswith(".npy"):
+        raise CnnGraphError(f"--input-file {path}: must be a .npy array")
+    (h,) = arrays.headers(path, "--input-file").values()
+    arrays.check_dtypes({h.name: h}, str(path))
+    return h
+
+
+def _size_from_file(g, shape, path):
+    """``g`` for an array of ``shape`` (N×C×H×W or C×H×W): a symbolic input takes its size,
+    a numeric one must match."""
     from cnngraph.ir import ops
     from cnngraph.ir.graph import input_shape, with_input
 
     want = input_shape(g)
-    if all(ops.is_int(s) for s in want):
-        return g
-    got = x.shape[x.ndim - len(want):]
-    if x.ndim not in (len(want), len(want) + 1) or any(ops.is_int(w) and int(w) != v for w, v in zip(want, got)):
-        raise CnnGraphError(f"input file: array of shape {x.shape} does not fit the model's N×{ops.fmt_shape(want)}")
-    return with_input(g, tuple(int(v) for v in got))
+    got = tuple(shape[len(shape) - len(want):])
+    if len(shape) not in (len(want), len(want) + 1) or (len(shape) > len(want) and shape[0] < 1) or \
+            any(ops.is_int(w) and int(w) != v for w, v in zip(want, got)):
+        raise CnnGraphError(f"{path}: array of shape {'×'.join(map(str, shape))} does not fit the model's "
+                            f"N×{ops.fmt_shape(want)}")
+    return g if all(ops.is_int(s) for s in want) else with_input(g, got)
 
 
 def _input_batch(args, plan):
     shape = tuple(int(s) for s in plan.values[plan.inputs[0]].shape)
     if args.input_file:
-        x = _read_input_file(args.input_file).astype(np.float32)
-        if x.shape == shape:
-            x = x[None]
-        if tuple(x.shape[1:]) != shape:
-            raise CnnGraphError(f"{args.input_file}: array of shape {x.shape} does not fit the model's N×"
-                                f"{'×'.join(map(str, shape))}")
-        return x
+        from cnngraph.io import arrays
+
+        h = args._input_head
+        x = arrays.read(args.input_file, {h.name: h}, args.allow_nonfinite)[h.name]
+        return x[None] if x.shape == shape else x
     return np.random.default_rng(args.seed).standard_normal((args.batch,) + shape).astype(np.float32)
+
+
+def check_memory(g, batch: int, label: str = "the model") -> int:
+    """Bytes a run needs (weights, their packed copies, planned activations and the input
+    for ``batch``), refused with the figures when /proc/meminfo's MemAvailable is smaller.
+
+    Computed from the graph alone, before weights, arenas or the input are allocated.
+    """
+    from cnngraph.compiler import compile
+    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.compiler.weights import param_shapes
+    from cnngraph.io import arrays
+
+    _numeric_input(g)
+    weights = sum(int(np.prod(s)) for s, _ in param_shapes(g).values()) * 4
+    per_sample = int(compile(g).memory.planned_bytes)
+    inp = int(np.prod(_numeric_input(g))) * 4
+    need = 2 * weights + batch * (per_sample + inp)
+    free = arrays.memory_available()
+    if free is not None and need > free:
+        raise CnnGraphError(f"{label} at batch {batch} needs {fmt_bytes(need)} (weights {fmt_bytes(weights)} ×2 packed, "
+                            f"activations {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
+                            f"{fmt_bytes(free)} of memory are available")
+    return need
+
+
+def _check_output(args):
+    """The --output path, checked before the model runs: .npy (one output) or .npz."""
+    from cnngraph.io.files import check_output
+
+    return check_output(args.output, (".npy", ".npz"), "--output")
 
 
 def cmd_run(args):
@@ -110,11 +170,15 @@ def cmd_run(args):
                 top = np.argsort(row)[::-1][:5]
                 print(f"  sample {i}: top-5 " + ", ".join(f"{j} ({row[j]:.4g})" for j in top))
     if args.output:
-        if len(outs) == 1:
-            np.save(args.output, outs[0])
-        else:
-            np.savez(args.output, **dict(zip(plan.outputs, outs)))
-        print(f"wrote {args.output}")
+        from cnngraph.io.files import atomic_open
+
+        out = args._output
+        with atomic_open(out) as f:
+            if out.suffix.lower() == ".npy":
+                np.save(f, outs[0])
+            else:
+                np.savez(f, **dict(zip(plan.outputs, outs)))
+        print(f"wrote {out}" + (f" ({', '.join(plan.outputs)})" if out.suffix.lower() == ".npz" else ""))
     return 0
 
 
@@ -124,7 +188,7 @@ def _rss_mb() -> float:
 
 def cmd_bench(args):
     from cnngraph.analysis.cost import analyze
-    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.present.printer import fmt_bytes
 
     g, plan, ex = prepare(args)
     x = _input_batch(args, plan)
@@ -161,14 +225,21 @@ def cmd_bench(args):
 
 def cmd_plan(args):
     from cnngraph.compiler import compile
-    from cnngraph.compiler.plan import fmt_bytes
+    from cnngraph.present.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     plan = compile(g)
     print(plan.summary())
     m = plan.memory
-    print(f"planned activation memory per sample: {fmt_bytes(m.planned_bytes)}")
-    print(f"naive sum per sample:                 {fmt_bytes(m.naive_bytes)}")
+    if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
+        planned, naive = fmt_bytes(m.planned_bytes), fmt_bytes(m.naive_bytes)
+    else:  # symbolic: the one printer, Max terms that can never win dropped
+        from cnngraph.present import printer
+
+        planned, naive = (printer.text(printer.simplify_max(b)) + " B" for b in (m.planned_bytes, m.naive_bytes))
+    print(f"planned activation memory per sample: {planned}  (buffers after reuse; MB = 2^20 B)")
+    print(f"naive sum per sample:                 {naive}  (every value its own buffer; the table's memory "
+          "counts layer outputs instead)")
     if args.steps:
         for i, s in enumerate(plan.steps):
             tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \
@@ -180,7 +251,9 @@ def cmd_plan(args):
 
 def cmd_init_weights(args):
     from cnngraph.compiler.weights import count, init, save
+    from cnngraph.io.files import check_output
 
+    check_output(args.output, (".safetensors", ".npz"))
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     ws = init(g, seed=args.seed)
     save(ws, args.output)
@@ -198,11 +271,13 @@ def _common(p):
     p.add_argument("--weights", help="weights file (.npz or .safetensors, torchvision state_dict names)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and input (default 0)")
     p.add_argument("--input-file", help="input batch as a .npy array (N, C, H, W) or one sample (C, H, W)")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="run even if the weights or the input hold NaN or infinity (an error otherwise)")
 
 
 def add_run(r):
     _common(r)
-    r.add_argument("--output", help="save the output(s) to a .npy (.npz for several outputs)")
+    r.add_argument("--output", help="save the output to FILE.npy (one output) or every output to FILE.npz")
     r.set_defaults(func=cmd_run)
 
 

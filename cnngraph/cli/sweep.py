@@ -88,6 +88,10 @@ def cmd_sweep(args):
     from cnngraph.explore.sweep import check, sweep
 
     space = parse_space(args.space)
+    if args.out:
+        from cnngraph.io.files import check_output
+
+        check_output(args.out, (".csv", ".json", ".parquet", ".pq"), "--out")
     if args.out and args.out.lower().endswith((".parquet", ".pq")):
         from cnngraph.explore.table import require_pyarrow
 

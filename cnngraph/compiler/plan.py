@@ -35,6 +35,7 @@ import sympy
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
+from cnngraph.present.printer import fmt_bytes
 
 
 @dataclass
@@ -126,16 +127,6 @@ class Plan:
                 f"activation memory per sample {fmt_bytes(m.planned_bytes)} planned, "
                 f"{fmt_bytes(m.naive_bytes)} naive" + (f", {fmt_bytes(m.live_peak_bytes)} live peak"
                                                         if m.live_peak is not None else ""))
-
-
-def fmt_bytes(b) -> str:
-    if not ops.is_int(b):
-        return str(b) + " B"
-    b = int(b)
-    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if b >= f:
-            return f"{b / f:.1f} {unit}"
-    return f"{b} B"
 
 
 # ---------------------------------------------------------------- lowering

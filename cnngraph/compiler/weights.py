@@ -77,7 +77,7 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
 
 
 def check(g, weights: dict, strict: bool = True) -> None:
-    """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.graph.check_weights`:
+    """Raise a clear error on a wrongly shaped tensor (:func:`cnngraph.ir.graph.check_weights`:
     one line with the input size it fits), else listing missing and unexpected weights."""
     g = as_graph(g)
     have = {k: v for k, v in weights.items() if not k.endswith(IGNORED_SUFFIXES)}
@@ -94,34 +94,47 @@ def check(g, weights: dict, strict: bool = True) -> None:
         raise CnnGraphError(f"weights do not fit {g.graph.get('name', 'the graph')}: " + " | ".join(parts))
 
 
-def load(path, g=None, dtype=np.float32) -> dict:
-    """Weights from ``.npz`` or ``.safetensors`` (checked against ``g`` when given)."""
-    p = Path(path)
-    if not p.exists():
-        raise CnnGraphError(f"no such weights file: {p}")
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as f:
-            ws = {k: f[k] for k in f.files}
-    elif p.suffix == ".safetensors":
-        from safetensors.numpy import load_file
+def load(path, g=None, dtype=np.float32, allow_nonfinite: bool = False) -> dict:
+    """Weights from ``.npz`` or ``.safetensors`` (checked against ``g`` when given).
 
-        ws = load_file(str(p))
-    else:
+    Headers are read first (:mod:`cnngraph.arrays`): names, dtypes and shapes are checked
+    against ``g`` (without ``g``: the total against the memory available) before any data is
+    read. float16/64 tensors are converted to float32 (a ``ConversionWarning`` says so);
+    integer, boolean and complex tensors and non-finite values (unless ``allow_nonfinite``)
+    are errors naming the tensor.
+    """
+    from cnngraph.io import arrays
+
+    p = Path(path)
+    if p.suffix.lower() not in (".npz", ".safetensors"):
         raise CnnGraphError(f"weights file must be .npz or .safetensors, got {p.name}")
-    ws = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in ws.items() if not k.endswith(IGNORED_SUFFIXES)}
+    heads = {k: h for k, h in arrays.headers(p, "weights file").items() if not k.endswith(IGNORED_SUFFIXES)}
+    arrays.check_dtypes(heads, str(p))
     if g is not None:
-        check(g, ws)
-    return ws
+        # Zero-stride stand-ins carry each header's shape at no memory cost.
+        check(g, {k: np.lib.stride_tricks.as_strided(np.zeros((), np.float32), h.shape, (0,) * len(h.shape))
+                  for k, h in heads.items()})
+    else:
+        need, free = sum(h.size for h in heads.values()) * 4, arrays.memory_available()
+        if free is not None and need > free:
+            raise CnnGraphError(f"{p}: its tensors need {need / 2**20:,.0f} MiB as float32; "
+                                f"{free / 2**20:,.0f} MiB of memory are available")
+    ws = arrays.read(p, heads, allow_nonfinite)
+    return ws if dtype == np.float32 else {k: v.astype(dtype) for k, v in ws.items()}
 
 
 def save(weights: dict, path) -> None:
+    from cnngraph.io.files import atomic_open, atomic_path
+
     p = Path(path)
     if p.suffix == ".npz":
-        np.savez(p, **weights)
+        with atomic_open(p) as f:
+            np.savez(f, **weights)
     elif p.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(p))
+        with atomic_path(p) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, tmp)
     else:
         raise CnnGraphError(f"weights file must be .npz or .safetensors, got {p.name}")
 

@@ -87,7 +87,10 @@ class Table:
         pa, pq = require_pyarrow()
         t = pa.table({k: v for k, v in self.columns.items()})
         t = t.replace_schema_metadata({"cnngraph": json.dumps(self.meta, ensure_ascii=False)})
-        pq.write_table(t, str(path))
+        from cnngraph.io.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            pq.write_table(t, tmp)
 
     def save(self, path) -> str:
         """Write to ``path`` in the format its extension says (.csv, .json, .parquet)."""
@@ -138,7 +141,9 @@ def require_pyarrow():
 
 def _write(text: str, path) -> str:
     if path is not None:
-        Path(path).write_text(text)
+        from cnngraph.io.files import write_text
+
+        write_text(path, text)  # whole or not at all
     return text
 
 

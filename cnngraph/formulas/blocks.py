@@ -25,6 +25,7 @@ from cnngraph.dsl import Net, add, batchnorm, conv2d, relu6
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir.ops import is_int
 from cnngraph.analysis.receptive import Field, receptive_field
+from cnngraph.ir.sizes import as_expr
 from cnngraph.ir.symbols import sym
 # The zoo's own block functions, imported here (not per call) so a block's formulas cost
 # only their derivation.
@@ -324,7 +325,7 @@ def block(name: str, include=(), **sizes) -> Block:
     bad = set(sizes) - set(spec.defaults)
     if bad:
         raise CnnGraphError(f"block {spec.name}: unknown size {sorted(bad)[0]!r}; sizes: {', '.join(spec.defaults)}")
-    return _derive(spec.name, include, tuple(sorted(((k, sympy.sympify(v)) for k, v in sizes.items()),
+    return _derive(spec.name, include, tuple(sorted(((k, as_expr(v, k)) for k, v in sizes.items()),
                                                     key=lambda kv: kv[0])))
 
 

@@ -66,6 +66,10 @@ class Formula:
     expr: object
     form: str = "block"
 
+    def __post_init__(self):
+        if isinstance(self.expr, str):  # text is read by the safe parser, never by sympify
+            object.__setattr__(self, "expr", present.parse(self.expr))
+
     @property
     def shown(self):
         """The expression laid out for printing (expanded, common factors pulled out)."""
@@ -162,7 +166,7 @@ def costs(g, include=(), input=None, per_layer: bool = True) -> dict:
         macs.append(r.macs)
         params.append(p)
         memory.append(r.memory_bytes)
-        if per_layer and (r.flops != 0 or p != 0):
+        if per_layer and (r.flops != 0 or p != 0 or r.memory_bytes != 0):  # BN and add write memory: listed, so rows add up
             label = _label(REGISTRY[r.op].label(r.attrs, r.input_shapes, r.output_shape), r.attrs)
             layers.append(LayerCost(r.name, label, Formula(r.flops), Formula(p), Formula(r.memory_bytes)))
     total = lambda xs: tidy(sympy.Add(*xs))  # noqa: E731

@@ -40,6 +40,18 @@ class NetworkFormulas:
     stages: dict
     convention: str
     checks: list = field(default_factory=list)  # (text, ok) comparisons with a numeric analysis
+    conditions: tuple = ()  # (layer, rule, relation) the symbols must meet: the formulas' domain
+
+    def outside(self, values: dict):
+        """Why ``values`` (by symbol name) lie outside the formulas' domain, or None.
+
+        >>> from cnngraph.ir.symbols import H, W
+        >>> network("alexnet", input=(3, H, W)).outside({"H": 8, "W": 8}) is not None
+        True
+        """
+        from cnngraph.ir.graph import outside_domain
+
+        return outside_domain(self.conditions, values)
 
     def to(self, fmt: str = "text") -> str:
         if fmt == "json":
@@ -133,7 +145,8 @@ def network(model, input=None, **options) -> NetworkFormulas:
     # the network's totals as sums of the few stage totals, not of every layer again
     totals = {k: Formula(tidy(sympy.Add(*(sympy.sympify(getattr(c, k)) for c in per_stage.values()))), "expanded")
               for k in FIELDS}
-    nf = NetworkFormulas(name, tuple(input), assumption, totals, stages, str(report.convention))
+    nf = NetworkFormulas(name, tuple(input), assumption, totals, stages, str(report.convention),
+                         conditions=tuple(g.graph.get("conditions", ())))
     if usual is not None and spatial and not options:
         _check(nf, g, usual)
     return nf

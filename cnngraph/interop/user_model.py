@@ -17,7 +17,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir.errors import CnnGraphError, UserCodeError
 
 
 def _module(path: str):
@@ -34,7 +34,7 @@ def _module(path: str):
         mod = None
         run = lambda: importlib.import_module(path)  # noqa: E731
     try:
-        return run() or mod
+        return user_code(run) or mod
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("torch", "torchvision", "timm"):
             raise CnnGraphError(f"{path} imports {e.name}, which is not installed: "
@@ -42,6 +42,24 @@ def _module(path: str):
         if mod is None and e.name == path.split(".")[0]:
             raise CnnGraphError(f"no module named {path!r} (use file.py:function for a file)") from None
         raise
+
+
+def user_code(fn, *args, **kwargs):
+    """Call into the user's own code: their exceptions become a :class:`UserCodeError`
+    holding their traceback as Python prints it, without cnngraph's frames; cnngraph's own
+    errors (from the DSL their code calls) and a missing module pass through unchanged."""
+    try:
+        return fn(*args, **kwargs)
+    except (CnnGraphError, ModuleNotFoundError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:
+        import traceback
+
+        tb = e.__traceback__.tb_next  # this function's own frame
+        while tb is not None and (tb.tb_frame.f_code.co_filename.startswith("<frozen")
+                                  or tb.tb_frame.f_code.co_filename == __file__):
+            tb = tb.tb_next
+        raise UserCodeError("".join(traceback.format_exception(type(e), e, tb))) from None
 
 
 def _takes(fn, name: str) -> bool:
@@ -80,7 +98,7 @@ def build_user_model(path: str, fn_name: str, input=None, options=None):
     if input is not None and _takes(fn, "input"):
         kwargs["input"] = input
     _check_arguments(fn, f"{path}:{fn_name}", kwargs)
-    result = fn(**kwargs)
+    result = user_code(fn, **kwargs)
     return as_graph(result, input, f"{path}:{fn_name}")
 
 

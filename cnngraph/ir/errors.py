@@ -26,3 +26,17 @@ class GraphError(CnnGraphError):
 
 class FitWarning(UserWarning):
     """A stride does not fit the padded input exactly; the output size was floored."""
+
+
+class InputError(CnnGraphError):
+    """A value the user gave cannot be used: a size that is not an integer expression, a file
+    that is not what it claims, an option out of range. The message names the value and the rule."""
+
+
+class UserCodeError(Exception):
+    """An exception raised inside the user's own model file (``file.py:function``); carries
+    the traceback text of their code, which the command line prints as Python would."""
+
+    def __init__(self, traceback_text: str):
+        super().__init__(traceback_text)
+        self.traceback_text = traceback_text

@@ -56,27 +56,59 @@ def _apply(op_name: str, attrs_key, in_shapes: tuple, strict: bool):
     """Shape rule, cached: repeated blocks cost one sympy evaluation, not one per node."""
     op = ops.get(op_name)
     ctx = ops.Ctx("?", strict)
-    out = op.shape(dict(attrs_key), list(in_shapes), ctx)
-    return tuple(out), tuple(ctx.notes)
+    out = op.shape(ops.check_attrs("?", dict(attrs_key)), list(in_shapes), ctx)
+    return tuple(out), tuple(ctx.notes), tuple(ctx.conditions)
 
 
-def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = False):
+def apply_rule(name: str, op_name: str, attrs: dict, in_shapes, strict: bool = False, conditions=None):
     """Output shape of one layer; errors and notes name the layer.
 
-    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])
+    ``conditions``, a list, receives ``(layer, rule, relation)`` for each condition the
+    symbols must meet (``H ≥ 11`` for an 11×11 valid conv): see :func:`outside_domain`.
+
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 55, 55)])
     ((64, 27, 27), ())
+    >>> apply_rule("p", "maxpool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0, 0, 0)), [(64, 56, 56)])[1][0]
+    'p: stride does not fit the padded input along H ((56 + 0 − 3) / 2 = 53/2 is not an integer); output size floored'
     """
     op = ops.get(op_name)
+    attrs = ops.with_defaults(op_name, attrs)
     lo, hi = op.arity
     n = len(in_shapes)
     if n < lo or (hi is not None and n > hi):
         want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
         raise ShapeError(name, f"{op_name} takes {want} inputs", f"got {n}")
     try:
-        out, notes = _apply(op_name, freeze(attrs), tuple(tuple(s) for s in in_shapes), strict)
+        out, notes, conds = _apply(op_name, freeze(attrs), tuple(tuple(s) for s in in_shapes), strict)
     except ShapeError as e:
         raise ShapeError(name, e.rule, e.numbers) from None
+    if conditions is not None:
+        conditions.extend((name, rule, rel) for rule, rel in conds)
     return out, tuple(f"{name}: {m}" for m in notes)
+
+
+def outside_domain(g, values: dict):
+    """The first condition of ``g``'s symbolic sizes (or of a list of ``(layer, rule,
+    relation)``) that ``values`` (by symbol name) break, as a message; else None.
+
+    >>> from cnngraph import zoo
+    >>> from cnngraph.ir.symbols import H, W
+    >>> g = zoo.build("alexnet", input=(3, H, W))
+    >>> outside_domain(g, {"H": 8, "W": 8})
+    'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
+    >>> outside_domain(g, {"H": 224, "W": 224}) is None
+    True
+    """
+    import sympy
+
+    conditions = g.graph.get("conditions", ()) if hasattr(g, "graph") else g
+    at = {s: values[s.name] for _, _, rel in conditions for s in rel.free_symbols if s.name in values}
+    for layer, rule, rel in conditions:
+        v = rel.subs(at)
+        if v is sympy.false:
+            shown = ", ".join(f"{k} = {x}" for k, x in values.items())
+            return f"{layer}: {rule} needs {rel}, false at {shown}"
+    return None
 
 
 def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None, strict=False):
@@ -88,10 +120,12 @@ def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None,
     attrs = ops.with_defaults(op, attrs)
     if name in g:
         raise GraphError(f"{name}: a layer with this name already exists")
+    attrs = ops.check_attrs(name, attrs)
     for i in inputs:
         if i not in g:
             raise GraphError(f"{name}: input {i!r} is not in the graph (dangling input)")
-    shape, notes = apply_rule(name, op, attrs, [g.nodes[i]["shape"] for i in inputs], strict)
+    shape, notes = apply_rule(name, op, attrs, [g.nodes[i]["shape"] for i in inputs], strict,
+                              g.graph.setdefault("conditions", []))
     # Reported, not warned: a floored stride is routine (every stride-2 ResNet conv at 224).
     g.graph.setdefault("notes", []).extend(notes)
     g.add_node(name, op=op, attrs=attrs, inputs=list(inputs), path=tuple(path), title=title, shape=shape)
@@ -172,17 +206,18 @@ def input_shape(g, name=None) -> tuple:
     return g.nodes[name or g.graph["inputs"][0]]["shape"]
 
 
-def infer_shapes(g, input_shape=None, strict: bool = False) -> dict:
+def infer_shapes(g, input_shape=None, strict: bool = False, conditions=None) -> dict:
     """Shapes of every node for a new input shape (or the stored one), without changing ``g``.
 
-    ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``. Weights
-    the graph carries (``g.graph["weights"]``, an imported model's) must fit the new shapes
-    (:func:`check_weights`).
+    ``input_shape`` is a tuple for the first input or a dict ``{input_name: shape}``;
+    ``conditions`` (a list) receives the symbolic sizes' conditions, as in :func:`apply_rule`.
+    Weights the graph carries (``g.graph["weights"]``, an imported model's) must fit the new
+    shapes (:func:`check_weights`).
     """
-    return infer(g, input_shape, strict)[0]
+    return infer(g, input_shape, strict, conditions)[0]
 
 
-def infer(g, input_shape=None, strict: bool = False) -> tuple[dict, list]:
+def infer(g, input_shape=None, strict: bool = False, conditions=None) -> tuple[dict, list]:
     """``(shapes, notes)`` for a new input shape: :func:`infer_shapes` and the stride notes
     of that input (each rule's notes are recomputed, never copied from ``g``).
 
@@ -194,13 +229,13 @@ def infer(g, input_shape=None, strict: bool = False) -> tuple[dict, list]:
     'conv1: stride does not fit the padded input along H ((224 + 6 − 7) / 2 = 223/2 is not an integer); output size floored'
     """
     g = as_graph(g)
-    shapes, notes = _infer(g, input_shape, strict)
+    shapes, notes = _infer(g, input_shape, strict, conditions)
     if g.graph.get("weights"):  # an imported model carries weights made for one input size
         check_weights(g, g.graph["weights"], shapes)
     return shapes, notes
 
 
-def _infer(g, input_shape, strict=False) -> tuple[dict, list]:
+def _infer(g, input_shape, strict=False, conditions=None) -> tuple[dict, list]:
     check(g)
     if input_shape is None:
         given = {}
@@ -213,8 +248,8 @@ def _infer(g, input_shape, strict=False) -> tuple[dict, list]:
         d = g.nodes[n]
         attrs = d["attrs"]
         if d["op"] == "input" and n in given:
-            attrs = {**attrs, "shape": given[n]}
-        shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict)
+            attrs = ops.check_attrs(n, {**attrs, "shape": given[n]})
+        shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict, conditions)
         shapes[n] = shape
         notes.extend(msgs)
     return shapes, notes
@@ -320,15 +355,16 @@ def _fitting_channels(g, weights, key, have, shape) -> str:
 
 
 def with_input(g, input_shape, strict: bool = False):
-    """A copy of ``g`` whose shapes and stride notes are re-inferred for a new input shape."""
+    """A copy of ``g`` whose shapes, stride notes and size conditions are re-inferred for a new input shape."""
     g = as_graph(g)
-    shapes, notes = infer(g, input_shape, strict)
+    conditions = []
+    shapes, notes = infer(g, input_shape, strict, conditions)
     h = g.copy()
-    h.graph = {**g.graph, "notes": notes}
+    h.graph = {**g.graph, "notes": notes, "conditions": conditions}
     for n, s in shapes.items():
         h.nodes[n]["shape"] = s
         if h.nodes[n]["op"] == "input":
-            h.nodes[n]["attrs"] = {**h.nodes[n]["attrs"], "shape": s}
+            h.nodes[n]["attrs"] = {**h.nodes[n]["attrs"], "shape": s}  # checked by infer_shapes
     return h
 
 
@@ -336,6 +372,3 @@ def layer_inputs(g, n) -> list:
     """Input shapes of node ``n`` in port order."""
     return [g.nodes[i]["shape"] for i in g.nodes[n]["inputs"]]
 
-
-def display_name(g, n) -> str:
-    return g.nodes[n].get("title") or n

@@ -128,6 +128,7 @@ class Ctx:
     name: str
     strict: bool = False
     notes: list = field(default_factory=list)
+    conditions: list = field(default_factory=list)  # (rule, relation) a symbolic size needs to hold
 
     def fail(self, rule: str, numbers: str = ""):
         raise ShapeError(self.name, rule, numbers)
@@ -137,6 +138,64 @@ class Ctx:
         if self.strict:
             self.fail(rule, numbers)
         self.notes.append(f"{rule} ({numbers}); output size floored")
+
+    def require(self, rule: str, relation):
+        """A condition the symbols must meet for this layer to exist (``H + 2 ≥ 11``);
+        a formula evaluated where it fails is outside the model's domain."""
+        if relation is not sympy.true:
+            self.conditions.append((rule, relation))
+
+
+# ---------------------------------------------------------------- attribute values
+# What a value of each attribute may be, by attribute name (the same meaning in every op):
+# sizes are positive integers (or integer expressions), offsets any integers (each op's rule
+# bounds their sign), and the float hyper-parameters finite numbers in their range.
+SIZE_ATTRS = frozenset({"out_channels", "out_features", "groups", "num_groups", "num_features", "size",
+                        "kernel", "stride", "dilation", "output_size", "shape"})
+OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after"})
+FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
+               "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
+               "k": (None, None, "a finite number"), "factor": (None, None, "a finite number"),
+               "momentum": (None, None, "a finite number")}
+
+
+def check_attrs(layer: str, attrs: dict) -> dict:
+    """``attrs`` with every size checked (strings parsed by :mod:`cnngraph.sizes`); a
+    :class:`ShapeError` naming the layer, the attribute, the value and the rule otherwise.
+
+    >>> check_attrs("conv1", dict(out_channels="2*C", kernel=(3, 3)))["out_channels"]
+    2*C
+    >>> check_attrs("conv1", dict(out_channels=4.5))
+    Traceback (most recent call last):
+    ...
+    cnngraph.ir.errors.ShapeError: conv1: out_channels must be an integer (out_channels=4.5)
+    """
+    import math
+
+    from cnngraph.ir.errors import InputError
+    from cnngraph.ir.sizes import check_size
+
+    out = dict(attrs)
+    for key, v in attrs.items():
+        if key in SIZE_ATTRS or key in OFFSET_ATTRS:
+            items = v if isinstance(v, (tuple, list)) else (v,)
+            if all(type(x) is int and (x > 0 or key in OFFSET_ATTRS) for x in items):
+                continue  # the common case, plain valid ints: no sympy, no parsing
+            try:
+                got = tuple(check_size(x, key, positive=key in SIZE_ATTRS, decided=key in SIZE_ATTRS) for x in items)
+            except InputError as e:
+                rule = str(e).split(": ", 1)[-1]
+                shown = tuple(v) if isinstance(v, list) else v
+                raise ShapeError(layer, f"{'input sizes' if key == 'shape' else key} {rule}", f"{key}={shown!r}" if not hasattr(shown, "free_symbols")
+                                 else f"{key}={shown}") from None
+            out[key] = got if isinstance(v, (tuple, list)) else got[0]
+        elif key in FLOAT_ATTRS and v is not None:
+            lo, hi, rule = FLOAT_ATTRS[key]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+                (lo is None or v > lo or (key == "p" and v == lo)) and (hi is None or v < hi)
+            if not ok:
+                raise ShapeError(layer, f"{key} must be {rule}", f"{key}={v!r}")
+    return out
 
 
 # ---------------------------------------------------------------- the Op record
@@ -311,6 +370,11 @@ def _need_chw(ctx: Ctx, shape: Shape, what: str):
         ctx.fail(f"{what} needs a C×H×W feature map", f"got shape {fmt_shape(shape)}")
 
 
+def _nonnegative_padding(ctx: Ctx, padding):
+    if any(negative(p) for p in padding):
+        ctx.fail("padding must not be negative (pad2d crops)", f"padding={tuple(padding)}")
+
+
 def window_out(ctx, L, k, s, p0, p1, d, ceil_mode, axis: str):
     """floor((L + p0 + p1 − d·(k−1) − 1)/s) + 1 (ceiling with ceil_mode), with checks."""
     span = d * (k - 1) + 1
@@ -320,6 +384,8 @@ def window_out(ctx, L, k, s, p0, p1, d, ceil_mode, axis: str):
             f"kernel larger than padded input along {axis}",
             f"input {L} + padding {p0}+{p1} = {tidy(sympy.sympify(L + p0 + p1))} < effective kernel {span}",
         )
+    if not is_int(room) and not sympy.sympify(room).is_nonnegative:
+        ctx.require(f"kernel fits the padded input along {axis}", sympy.Ge(L + p0 + p1, span))
     if is_int(room) and is_int(s) and room % s:
         if not ceil_mode:
             ctx.unfit(
@@ -352,6 +418,7 @@ def _conv_shape(a, ins, ctx):
     if divides(g, cout) is False:
         ctx.fail("groups must divide out_channels", f"groups={g}, out_channels={cout}")
     (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    _nonnegative_padding(ctx, a["padding"])
     Ho = window_out(ctx, H, kh, sh, pt, pb, dh, False, "H")
     Wo = window_out(ctx, W, kw, sw, pl, pr, dw, False, "W")
     return (cout, Ho, Wo)
@@ -400,6 +467,7 @@ def _pool_shape(a, ins, ctx):
     C, H, W = x
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = a["kernel"], a["stride"], a["padding"]
     dh, dw = a["dilation"]
+    _nonnegative_padding(ctx, a["padding"])
     if is_int(kh) and (2 * max(pt, pb) > kh or 2 * max(pl, pr) > kw):
         ctx.fail("pooling padding must be at most half the kernel", f"kernel {kh}x{kw}, padding {a['padding']}")
     ceil = a["ceil_mode"]
@@ -623,11 +691,7 @@ activation("prelu", "prelu", Activation(
     doc="PReLU: x, or a learnt slope·x below 0; one slope, or one per channel (num_parameters = C)")
 
 
-def _softmax_shape(a, ins, ctx):
-    return tuple(ins[0])
-
-
-register(Op("softmax", "act", (1, 1), _softmax_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
+register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
 
 
@@ -806,7 +870,8 @@ register(Op("pad_channels", "reshape", (1, 1), _pad_channels_shape,
 
 
 def _input_shape(a, ins, ctx):
-    shape = tuple(tidy(sympy.sympify(s)) if not isinstance(s, int) else s for s in a["shape"])
+    # check_attrs has made every size an int or an integer expression (strings parsed safely)
+    shape = tuple(tidy(s) for s in a["shape"])
     for s in shape:
         if nonpositive(s):
             ctx.fail("input sizes must be positive", f"shape {fmt_shape(shape)}")

@@ -15,8 +15,6 @@ dimension (``N``) unless given as a number; symbolic input sizes become dim_para
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import sympy
@@ -364,11 +362,14 @@ def export(g, weights: dict | None = None, path=None, batch="N", opset: int = 17
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise CnnGraphError(f"{g.graph.get('name', '')}: exported ONNX model does not validate: {e}") from None
     if path is not None:
-        Path(path).write_bytes(data if data is not None else model.SerializeToString())
+        from cnngraph.io.files import write_bytes
+
+        write_bytes(path, data if data is not None else model.SerializeToString())
     return model
 
 
 def save(model: onnx.ModelProto, path) -> None:
     """Write the model as a single file (no external data; 2 GB protobuf limit)."""
-    data = model.SerializeToString()
-    Path(path).write_bytes(data)
+    from cnngraph.io.files import write_bytes
+
+    write_bytes(path, model.SerializeToString())

@@ -864,7 +864,17 @@ def _expand(imp, node, a, where):
         if int(np.prod(target)) > MAX_FOLD:
             raise CnnGraphError(f"{where}: folding would create {int(np.prod(target))} elements (limit {MAX_FOLD})")
         return Const(np.broadcast_to(arr, target).copy(), v.name)
-    # Broadcasting before a Mul/Add (x * s.expand_as(x)): the element-wise op broadcasts anyway.
+    # Broadcasting before a Mul/Add (x * s.expand_as(x)): the element-wise op broadcasts anyway,
+    # but only to a shape that broadcasts with the input, as ONNX Runtime checks.
+    # The target may hold symbolic sizes (a dynamic exporter's Shape arithmetic): compare numbers only.
+    target = tuple(int(t) if isinstance(t, (int, np.integer)) else ops.tidy(t) for t in shape)
+    have = tuple(v.shape)
+    for p, q in zip(reversed(have), reversed(target)):
+        if ops.same(p, q) is False and not any(ops.is_int(s) and int(s) == 1 for s in (p, q)):
+            raise CnnGraphError(f"{where}: Expand to {list(target)} does not broadcast with the input's "
+                                f"{ops.fmt_shape(have)} ({p} vs {q})")
+    if len(target) > len(have):
+        raise CnnGraphError(f"{where}: Expand to rank {len(target)} from rank {len(have)} is not supported")
     return v
 
 

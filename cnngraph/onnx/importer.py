@@ -48,6 +48,11 @@ from cnngraph.onnx.common import (ACTIVATIONS, FLOAT_TYPES, INPLACE_DEFAULT, MAX
                                   tensor_array)
 from cnngraph.onnx.handlers import HANDLERS, fold_constants
 
+# The newest default-domain opset read: what ONNX Runtime 1.2x runs. A newer file may use
+# operator versions whose meaning the handlers do not know, so it is refused, as ORT does.
+MAX_OPSET = 23
+
+
 class _Importer:
     def __init__(self, model, label):
         self.m, self.label = model, label
@@ -55,6 +60,8 @@ class _Importer:
         for o in model.opset_import:
             if o.domain in ("", "ai.onnx"):
                 self.opset = o.version
+        if self.opset > MAX_OPSET:
+            raise CnnGraphError(f"{label}: opset {self.opset} is newer than cnngraph reads (opsets up to {MAX_OPSET})")
         self.g = CnnGraph(name=model.graph.name or label, inputs=[], outputs=[], notes=[])
         self.values: dict = {}
         self.weights: dict = {}  # node -> {field: array}
@@ -276,10 +283,17 @@ class _Importer:
     def _needed(self, gp):
         """The nodes the outputs depend on, in a dependency order (not trusting the file's)."""
         producer = {}
+        given = {t.name for t in gp.initializer} | {i.name for i in gp.input}
         for idx, n in enumerate(gp.node):
             for o in n.output:
-                if o:
-                    producer[o] = idx
+                if not o:
+                    continue
+                # ONNX graphs are in single static assignment form: ONNX Runtime refuses a second producer.
+                if o in producer or o in given:
+                    first = gp.node[producer[o]].name if o in producer else "a graph input or initializer"
+                    raise CnnGraphError(f"{self.label}: tensor {o!r} is produced twice ({first or '?'} and "
+                                        f"{n.name or n.op_type}); ONNX requires one producer per tensor")
+                producer[o] = idx
         need, stack = set(), [o.name for o in gp.output]
         while stack:
             v = stack.pop()

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnngraph import zoo
 from cnngraph.ir.errors import CnnGraphError
+from cnngraph.present.printer import fmt_bytes
 from cnngraph.present.tables import HIDDEN_BY_DEFAULT
 
 DIAGRAM = dict(direction="TB", fold=True, collapse=3, legend=True, title=True)
@@ -52,27 +54,11 @@ class File:
 
 
 def zoo_order() -> list:
-    """Zoo names in a fixed order: by zoo module (``zoo._MODULES``), then as each module registers
-    them. (``zoo.names()`` follows import order, which depends on what was imported first.)"""
-    names = zoo.names()
-    modules = {m: i for i, m in enumerate(zoo._MODULES)}
-    rank = {n: i for i, n in enumerate(names)}
-
-    def key(n):
-        mod = zoo.MODELS[n].fn.__module__.rsplit(".", 1)[-1]
-        return modules.get(mod, len(modules)), mod, rank[n]
-
-    return sorted(names, key=key)
+    """Zoo names in the zoo's fixed order (:func:`cnngraph.zoo.names`)."""
+    return zoo.names()
 
 
 # ---------------------------------------------------------------- one model
-def _human_bytes(n) -> str:
-    for unit, div in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if n >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n} B"
-
-
 def _closed_form(name: str):
     """(markdown, one-line macs text) from cnngraph.formulas, or (None, reason) when unavailable."""
     try:
@@ -114,7 +100,7 @@ def plan_model(name: str):
     lines = [f"# {name}", "", f"{m.summary}. Family `{m.family}`, input {entry['input']}.", "",
              f"![{name} diagram]({name}.svg)", "",
              "| params | multiply-adds | flop | activation memory |", "|---:|---:|---:|---:|",
-             f"| {t.params:,} | {t.macs:,} | {t.flops:,} | {t.memory_bytes:,} B ({_human_bytes(t.memory_bytes)}) |", "",
+             f"| {t.params:,} | {t.macs:,} | {t.flops:,} | {t.memory_bytes:,} B ({fmt_bytes(t.memory_bytes)}) |", "",
              f"Convention: {report.convention}", "", "## Closed form", ""]
     lines += [closed.rstrip("\n")] if closed else [f"Not available ({closed_line})."]
     lines += ["", f"## Costs {dict(layer='per layer', block='per block', stage='per stage')[bars['by']]}", "",
@@ -127,9 +113,10 @@ def plan_model(name: str):
                   "", report.to("markdown", style="groups", groups=2).rstrip("\n"), ""]
     files = {
         f"models/{name}.svg": File("dot", dot, render.source_key(dot)),
-        f"models/{name}.md": File("text", "\n".join(lines)),
+        f"models/{name}.md": File("text", "\n".join(lines)),  # also inlined as HTML in index.html
         f"models/{name}-costs.svg": File("bars", bars, plots.data_key(bars)),
     }
+    entry["page"] = "\n".join(lines)
     return files, entry
 
 
@@ -159,7 +146,56 @@ def _fmt(n) -> str:
     return human(n)
 
 
-def index_html(entries, has_reconcile: bool) -> str:
+_INLINE = [(re.compile(r"`([^`]*)`"), r"<code>\1</code>"), (re.compile(r"\*\*([^*]+)\*\*"), r"<b>\1</b>"),
+           (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r"<a href='\2'>\1</a>")]
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    for pattern, repl in _INLINE:
+        out = pattern.sub(repl, out)
+    return out
+
+
+def markdown_html(text: str, base: str = "") -> str:
+    """The Markdown the gallery writes (headings, pipe tables, lists, paragraphs; images left
+    out, the page shows them) as HTML; ``base`` prefixes relative links (``models/``)."""
+    out, table, items = [], [], []
+
+    def flush():
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|[-:| ]+\|", r)]
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
+            head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
+            out.append(f"<table class='layers'><tr>{head}</tr>{body}</table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        flush()
+        if not line.strip() or line.startswith("!["):
+            continue
+        m = re.match(r"(#+) (.*)", line)
+        if m:
+            level = min(6, len(m.group(1)) + 3)
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+        else:
+            out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    text = "\n".join(out)
+    return re.sub(r"href='(?!https?:|#|/)([^']+)'", lambda m: f"href='{base}{m.group(1)}'", text) if base else text
+
+
+def index_html(entries, has_reconcile: bool, reconcile_md: str = "") -> str:
     """The static index page: every model's diagram and cost chart, totals and links."""
     esc = lambda s: html.escape(str(s))  # noqa: E731
     families = list(dict.fromkeys(e["family"] for e in entries))
@@ -172,27 +208,32 @@ def index_html(entries, has_reconcile: bool) -> str:
             cards.append(f"<section class='model' id='m-{n}'><h3>{n}</h3><p>{esc(e['summary'])}</p>"
                          f"<p class='err'>{esc(e['error'])}</p></section>")
             continue
-        rows.append(f"<tr><td><a href='#m-{n}'>{n}</a></td><td>{esc(e['family'])}</td><td>{esc(e['input'])}</td>"
+        rows.append(f"<tr data-model='{n}'><td><a href='#m-{n}'>{n}</a></td><td>{esc(e['family'])}</td><td>{esc(e['input'])}</td>"
                     f"<td title='{e['params']:,}'>{_fmt(e['params'])}</td><td title='{e['macs']:,}'>{_fmt(e['macs'])}</td>"
-                    f"<td title='{e['memory']:,} B'>{_human_bytes(e['memory'])}</td></tr>")
+                    f"<td title='{e['memory']:,} B'>{fmt_bytes(e['memory'])}</td></tr>")
         closed = f"<p class='closed'>Closed form — {esc(e['closed'])}</p>" if e.get("closed") else ""
         cards.append(
             f"<section class='model' id='m-{n}'><h3>{n} <span class='fam'>{esc(e['family'])}</span></h3>"
             f"<p>{esc(e['summary'])}. Input {esc(e['input'])}: <b>{_fmt(e['params'])}</b> params, "
-            f"<b>{_fmt(e['macs'])}</b> multiply-adds, {_human_bytes(e['memory'])} of activations (fp32).</p>{closed}"
-            f"<div class='figs'><figure class='diagram'><a href='models/{n}.svg'>"
-            f"<img src='models/{n}.svg' alt='{n} diagram' data-check='diagram'></a></figure>"
+            f"<b>{_fmt(e['macs'])}</b> multiply-adds, {fmt_bytes(e['memory'])} of activations (fp32).</p>{closed}"
+            f"<div class='figs'><figure class='diagram'>"
+            f"<object data='models/{n}.svg' type='image/svg+xml' aria-label='{n} diagram' data-check='diagram'>"
+            f"{n} diagram</object></figure>"
             f"<figure class='plot'><a href='models/{n}-costs.svg'><img src='models/{n}-costs.svg' alt='{n} costs "
             f"{esc(e['by'])}' data-check='plot'></a></figure></div>"
             f"<p class='links'><a href='models/{n}.md'>per-layer table and closed form (Markdown)</a> · "
-            f"<a href='models/{n}.svg'>diagram</a> · <a href='models/{n}-costs.svg'>cost chart</a></p></section>")
+            f"<a href='models/{n}.svg'>diagram</a> · <a href='models/{n}-costs.svg'>cost chart</a></p>"
+            f"<details class='page'><summary>totals, closed forms per stage, per-layer table</summary>"
+            f"{markdown_html(e.get('page', ''), 'models/')}</details></section>")
     nav = " · ".join(f"<a href='#f-{esc(f)}'>{esc(f)}</a>" for f in families)
     by_family = []
     for f in families:
         by_family.append(f"<h2 id='f-{esc(f)}'>{esc(f)}</h2>")
         by_family += [c for e, c in zip(entries, cards) if e["family"] == f]
-    reconcile = ("<p>Every number of the five lectures recomputed: <a href='reconciliation.md'>seed reconciliation "
-                 "(Markdown)</a>.</p>" if has_reconcile else "")
+    reconcile = ("<section id='reconciliation'><h2>Seed reconciliation</h2><details><summary>Every number of the "
+                 "five lectures recomputed, with the reason for each difference (also "
+                 "<a href='reconciliation.md'>as Markdown</a>)</summary>"
+                 f"{markdown_html(reconcile_md)}</details></section>" if has_reconcile else "")
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -212,6 +253,12 @@ figure {{ margin: 0; }}
 .diagram img {{ max-width: 100%; }}
 .plot {{ flex: 1 1 auto; min-width: 0; overflow: auto; }} .plot img {{ max-width: 100%; }}
 .closed {{ font-family: monospace; font-size: 0.85em; color: #495057; }}
+table.layers {{ border-collapse: collapse; font-size: 0.8em; margin: 0.4em 0; }}
+table.layers td, table.layers th {{ padding: 0.1em 0.5em; border-bottom: 1px solid #f1f3f5; text-align: right; }}
+table.layers td:first-child, table.layers th:first-child {{ text-align: left; }}
+details summary {{ cursor: pointer; color: #1864ab; font-size: 0.9em; }}
+#search {{ font-size: 1em; padding: 0.3em 0.5em; width: 24em; }}
+.diagram object {{ max-width: 100%; }}
 .err {{ color: #c92a2a; }} .links {{ font-size: 0.85em; }}
 #zoo img {{ max-width: 100%; }}
 </style>
@@ -224,6 +271,8 @@ multiply-adds of conv and linear layers, params = weights + biases (batch norm's
 activation memory = output elements × 4 bytes, batch 1. Boxes fold batch norm and activations into the layer
 before them; blue edges are shortcuts; "× n" boxes stand for n more blocks like the one drawn before them.</p>
 <p>Families: {nav}</p>
+<p><input id="search" type="search" placeholder="search models: name, family or description"
+ aria-label="search models"> <span id="found"></span></p>
 {reconcile}
 <section id="zoo"><h2>The zoo at a glance</h2>
 <img src="zoo.svg" alt="params vs multiply-adds of the zoo" data-check="plot"></section>
@@ -238,15 +287,40 @@ EfficientNet scaling search: docs/design-space.md.</p>
 </table>
 {chr(10).join(by_family)}
 <script>
-// Marks every image as loaded or not, for the headless-browser check (tests/browser_check.py).
+// Search: show only the models (cards and summary rows) whose text holds every word typed.
+document.getElementById("search").addEventListener("input", function (ev) {{
+  var words = ev.target.value.toLowerCase().split(/\s+/).filter(Boolean), shown = 0;
+  document.querySelectorAll("section.model").forEach(function (card) {{
+    var text = card.querySelector("h3").textContent + " " + card.querySelector("p").textContent;
+    var hit = words.every(function (w) {{ return text.toLowerCase().indexOf(w) >= 0; }});
+    card.style.display = hit ? "" : "none";
+    var row = document.querySelector("tr[data-model='" + card.id.slice(2) + "']");
+    if (row) row.style.display = hit ? "" : "none";
+    if (hit) shown++;
+  }});
+  document.getElementById("found").textContent = words.length ? shown + " models" : "";
+}});
+// Marks every image and diagram as loaded or not, and counts the diagrams' hover texts and the
+// inline tables, for the headless-browser check (tests/browser_check.py).
 window.addEventListener("load", function () {{
-  var imgs = document.querySelectorAll("img[data-check]"), ok = 0;
+  var imgs = document.querySelectorAll("[data-check]"), ok = 0, tips = 0;
   imgs.forEach(function (img) {{
-    var good = img.complete && img.naturalWidth > 0;
+    var good;
+    if (img.tagName === "OBJECT") {{
+      var doc = img.contentDocument, root = doc && doc.documentElement;
+      good = !!root && root.tagName.toLowerCase() === "svg";
+      var n = good ? doc.querySelectorAll("a[*|title]").length : 0;
+      img.setAttribute("data-tooltips", n);
+      tips += n;
+    }} else {{
+      good = img.complete && img.naturalWidth > 0;
+    }}
     img.setAttribute("data-loaded", good ? "yes" : "no");
     if (good) ok++;
   }});
   document.body.setAttribute("data-images", ok + "/" + imgs.length);
+  document.body.setAttribute("data-tooltips", tips);
+  document.body.setAttribute("data-tables", document.querySelectorAll("table.layers").length);
 }});
 </script>
 </body>
@@ -269,7 +343,7 @@ def readme_md(entries, has_reconcile: bool) -> str:
             lines.append(f"| {n} | {e['family']} | {e['input']} | | | | [notes](models/{n}.md) (not analyzed) |")
             continue
         lines.append(f"| {n} | {e['family']} | {e['input']} | {e['params']:,} | {e['macs']:,} | "
-                     f"{_human_bytes(e['memory'])} | [table](models/{n}.md) · [diagram](models/{n}.svg) · "
+                     f"{fmt_bytes(e['memory'])} | [table](models/{n}.md) · [diagram](models/{n}.svg) · "
                      f"[chart](models/{n}-costs.svg) |")
     return "\n".join(lines) + "\n"
 
@@ -317,13 +391,13 @@ def plan(models=None, jobs=None) -> dict:
         files.update(f)
         entries.append(e)
     good = [e for e in entries if "error" not in e]
-    scatter = dict(points=plots.scatter_points(good), version=plots.PLOT_VERSION)
+    scatter = dict(points=plots.scatter_points(good), version=plots.PLOT_VERSION, ticks="plain")
     files["zoo.svg"] = File("scatter", scatter, plots.data_key(scatter))
     design = dict(design, version=plots.PLOT_VERSION)
     files["design-space.svg"] = File("pareto", design, plots.data_key(design))
     if reconcile_md is not None:
         files["reconciliation.md"] = File("text", reconcile_md)
-    files["index.html"] = File("text", index_html(entries, reconcile_md is not None))
+    files["index.html"] = File("text", index_html(entries, reconcile_md is not None, reconcile_md or ""))
     files["README.md"] = File("text", readme_md(entries, reconcile_md is not None))
     return files
 
@@ -331,15 +405,16 @@ def plan(models=None, jobs=None) -> dict:
 def _draw(item):
     """Write one file (in a worker): text as is, SVGs drawn and stamped."""
     path, f = item
+    from cnngraph.io.files import write_text
     from cnngraph.present import plots
     from cnngraph.present import render
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if f.kind == "text":
-        p.write_text(f.content)
+        write_text(p, f.content)
     elif f.kind == "dot":
-        p.write_text(render.svg_of(f.content))
+        write_text(p, render.svg_of(f.content))
     elif f.kind == "bars":
         plots.save(plots.draw_bars(f.content), p, f.key)
     elif f.kind == "scatter":

@@ -164,6 +164,8 @@ def save(fig, path, key: str | None = None) -> Path:
     """Save a figure as SVG, PNG or PDF (by suffix), deterministically; SVGs get ``key`` stamped."""
     import matplotlib
 
+    from cnngraph.io.files import atomic_path, write_text
+
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in _META:
@@ -176,9 +178,10 @@ def save(fig, path, key: str | None = None) -> Path:
             fig.savefig(buf, format="svg", metadata=_META["svg"])
             text = buf.getvalue()
             text = compact(text)
-            path.write_text(stamp(text, key) if key else text)
+            write_text(path, stamp(text, key) if key else text)
         else:
-            fig.savefig(path, format=fmt, metadata=_META[fmt], dpi=110)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, metadata=_META[fmt], dpi=110)
     return path
 
 

@@ -32,8 +32,6 @@ import functools
 
 import sympy
 
-from cnngraph.ir.symbols import sym
-
 SPATIAL = ("H", "W", "h", "w")
 BATCH = ("N",)
 CHANNEL_NAMES = ("k",)  # DenseNet's growth rate is a channel count
@@ -211,6 +209,40 @@ def _flat_mul(e) -> list:
     for a in sympy.Mul.make_args(e):
         out.extend(_flat_mul(a) if a.is_Mul else [a])
     return out
+
+
+def _surely_ge(a, b) -> bool:
+    """a ≥ b for every value of the (positive integer) symbols: with each symbol s = 1 + t,
+    t ≥ 0, a − b is a polynomial in t whose coefficients are all non-negative."""
+    d = sympy.sympify(a - b)
+    free = sorted(d.free_symbols, key=str)
+    if not free:
+        return bool(d >= 0)
+    if not all(x.is_positive and x.is_integer for x in free):
+        return False
+    t = [sympy.Dummy() for _ in free]
+    d = sympy.expand(d.subs(dict(zip(free, [1 + u for u in t]))))
+    try:
+        return all(c >= 0 for c in sympy.Poly(d, *t).coeffs())
+    except sympy.PolynomialError:
+        return False
+
+
+def simplify_max(expr):
+    """Max(...) with every argument that another argument always exceeds dropped (sizes are
+    positive integers): ``4·Max(1000, 512hw, 2048hw)`` is ``8192hw``.
+
+    >>> from cnngraph.ir.symbols import h, w
+    >>> simplify_max(4 * sympy.Max(1000, 512 * h * w, 2048 * h * w))
+    8192*h*w
+    """
+    def one(m):
+        args = list(m.args)
+        keep = [a for i, a in enumerate(args)
+                if not any(j != i and _surely_ge(b, a) and not (_surely_ge(a, b) and j > i) for j, b in enumerate(args))]
+        return sympy.Max(*keep) if len(keep) > 1 else keep[0]
+
+    return sympy.sympify(expr).replace(lambda e: isinstance(e, sympy.Max), one)
 
 
 def _decimal_text(x) -> str:
@@ -411,11 +443,9 @@ def parse(s: str):
     >>> parse("(9*C + C**2)*H*W").expand()
     C**2*H*W + 9*C*H*W
     """
-    import re
+    from cnngraph.ir.sizes import parse_expr
 
-    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", s)) - {"floor", "ceiling", "sqrt", "Max", "Min", "oo", "log",
-                                                             "exp", "Rational"}
-    return sympy.sympify(s, locals={n: sym(n) for n in names})
+    return sympy.sympify(parse_expr(s, "formula", functions=("sqrt",)))  # the safe parser: no eval
 
 
 def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
@@ -423,3 +453,18 @@ def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     left = render(sympy.expand(lhs), fmt, unknown)
     right = render(sympy.sympify(rhs), fmt, unknown)
     return f"{left} = {right}"
+
+
+def fmt_bytes(b) -> str:
+    """A byte count for people: ``1.5 MB`` (binary units, one decimal), a formula as printed.
+
+    >>> fmt_bytes(802816), fmt_bytes(512)
+    ('784.0 KB', '512 B')
+    """
+    if not (isinstance(b, int) or isinstance(b, sympy.Integer)):
+        return str(b) + " B"
+    b = int(b)
+    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if b >= f:
+            return f"{b / f:.1f} {unit}"
+    return f"{b} B"

@@ -793,11 +793,13 @@ def render(g, path, format: str | None = None, **options) -> Path:
     fmt = "dot" if fmt == "gv" else fmt
     if fmt not in FORMATS:
         raise CnnGraphError(f"cannot render to {path.name!r}: use a .svg, .png, .pdf or .dot file (or format=)")
+    from cnngraph.io.files import write_bytes, write_text
+
     source = to_dot(g, **options)
     if fmt == "dot":
-        path.write_text(source)
+        write_text(path, source)
     elif fmt == "svg":
-        path.write_text(svg_of(source))
+        write_text(path, svg_of(source))
     else:
-        path.write_bytes(dot_to(source, fmt))
+        write_bytes(path, dot_to(source, fmt))
     return path

@@ -28,9 +28,9 @@ class ModelInfo:
 
 MODELS: dict[str, ModelInfo] = {}
 
-# Modules holding zoo models; each registers its models on import.
-_MODULES = ["classic", "resnet", "mobile", "efficientnet", "inception", "densenet", "preact", "cifar", "resnext",
-            "senet", "nasnet"]
+# Modules holding zoo models, in the zoo's order; each registers its models on import.
+MODULES = ("classic", "resnet", "mobile", "efficientnet", "inception", "densenet", "preact", "cifar", "resnext",
+           "senet", "nasnet")
 
 
 def register(name: str, input: tuple, summary: str, family: str = "", **options):
@@ -44,13 +44,17 @@ def register(name: str, input: tuple, summary: str, family: str = "", **options)
 
 
 def _load():
-    for m in _MODULES:
+    for m in MODULES:
         importlib.import_module(f"{__name__}.{m}")
 
 
 def names() -> list:
+    """Every model's name in a fixed order: by zoo module (:data:`MODULES`), then as the module
+    registers them, whatever was imported first (models registered elsewhere come last)."""
     _load()
-    return list(MODELS)
+    modules = {f"{__name__}.{m}": i for i, m in enumerate(MODULES)}
+    rank = {n: i for i, n in enumerate(MODELS)}
+    return sorted(MODELS, key=lambda n: (modules.get(MODELS[n].fn.__module__, len(modules)), rank[n]))
 
 
 def info(name: str) -> ModelInfo:

@@ -27,7 +27,7 @@ from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d
 from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
-from cnngraph.zoo.resnet import RESNET_LAYERS, check_variant, classifier, stages, stem
+from cnngraph.zoo.resnet import EXPANSION, RESNET_LAYERS, check_variant, classifier, stages, stem
 
 
 def _preact(x):
@@ -70,8 +70,8 @@ def preact_bottleneck(x, planes, stride=1, variant="torchvision"):
     y = relu(batchnorm(y, name="bn2"), name="relu2")
     y = conv2d(y, planes, 3, stride=s3, padding=1, bias=False, name="conv2")
     y = relu(batchnorm(y, name="bn3"), name="relu3")
-    y = conv2d(y, planes * 4, 1, bias=False, name="conv3")
-    shortcut = x if (stride == 1 and x.C == planes * 4) else _projection(a, planes * 4, stride)
+    y = conv2d(y, planes * EXPANSION, 1, bias=False, name="conv3")
+    shortcut = x if (stride == 1 and x.C == planes * EXPANSION) else _projection(a, planes * EXPANSION, stride)
     return add(y, shortcut, name="add")
 
 

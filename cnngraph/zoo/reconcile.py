@@ -87,7 +87,9 @@ SYMS = {n: sym(n) for n in "C H W K G c w P f S F Ci Co".split()}
 
 
 def _parse(text: str):
-    return sympy.sympify(text, locals=SYMS)
+    from cnngraph.present.printer import parse  # the safe parser: names are positive-integer symbols
+
+    return parse(text)
 
 
 def _agrees(value, printed: str, formula: bool = False) -> bool:

@@ -47,9 +47,18 @@ def bottleneck_width(planes, groups=1, base_width=64):
     return planes * base_width / 64 * groups
 
 
+# A bottleneck's output channels per plane: torchvision's Bottleneck.expansion (BasicBlock's is 1).
+EXPANSION = 4
+
+
 @block("BasicBlock")
 def basic_block(x, planes, stride=1, groups=1, base_width=64):
-    """Two 3×3 convs and a shortcut: 18HWC² multiply-adds at stride 1."""
+    """Two 3×3 convs and a shortcut: 18HWC² multiply-adds at stride 1. As torchvision's
+    BasicBlock, only ``groups=1`` and ``base_width=64`` exist (ResNeXt and Wide ResNet widen
+    bottlenecks)."""
+    if groups != 1 or base_width != 64:
+        raise CnnGraphError(f"basic_block supports only groups=1 and base_width=64 (torchvision's BasicBlock), "
+                            f"got groups={groups}, base_width={base_width}")
     y = conv_bn(x, planes, 3, stride, conv="conv1", bn="bn1", act_name="relu1")
     y = conv_bn(y, planes, 3, 1, conv="conv2", bn="bn2", act=False)
     return relu(add(y, _shortcut(x, planes, stride), name="add"), name="relu")
@@ -57,19 +66,19 @@ def basic_block(x, planes, stride=1, groups=1, base_width=64):
 
 def bottleneck_branch(x, planes, stride=1, groups=1, base_width=64, variant="torchvision"):
     """The residual branch of a bottleneck, up to ``bn3``: 1×1 reduce, 3×3 (grouped for
-    ResNeXt), 1×1 expand to ``4·planes``. Shared by ResNet, ResNeXt and SE-ResNet blocks."""
+    ResNeXt), 1×1 expand to ``EXPANSION·planes``. Shared by ResNet, ResNeXt and SE-ResNet blocks."""
     width = bottleneck_width(planes, groups, base_width)
     s1, s3 = (1, stride) if variant == "torchvision" else (stride, 1)
     y = conv_bn(x, width, 1, s1, conv="conv1", bn="bn1", act_name="relu1")
     y = conv_bn(y, width, 3, s3, groups=groups, conv="conv2", bn="bn2", act_name="relu2")
-    return conv_bn(y, planes * 4, 1, 1, conv="conv3", bn="bn3", act=False)
+    return conv_bn(y, planes * EXPANSION, 1, 1, conv="conv3", bn="bn3", act=False)
 
 
 @block("Bottleneck")
 def bottleneck(x, planes, stride=1, groups=1, base_width=64, variant="torchvision"):
     """1×1 reduce, 3×3, 1×1 expand (×4): 17HWC² multiply-adds for 4C in and out at stride 1."""
     y = bottleneck_branch(x, planes, stride, groups, base_width, variant)
-    return relu(add(y, _shortcut(x, planes * 4, stride), name="add"), name="relu")
+    return relu(add(y, _shortcut(x, planes * EXPANSION, stride), name="add"), name="relu")
 
 
 RESNET_LAYERS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
@@ -131,7 +140,7 @@ def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, varian
 
     def block_fn(x, planes, stride, name):
         if kind == "basic":
-            return basic_block(x, planes, stride, name=name)
+            return basic_block(x, planes, stride, groups, width_per_group, name=name)
         return bottleneck(x, planes, stride, groups, width_per_group, variant, name=name)
 
     net = Net(title or f"resnet{depth}", variant=variant)

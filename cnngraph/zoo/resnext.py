@@ -38,7 +38,7 @@ from cnngraph.dsl import Net, add, batchnorm, block, conv2d, relu, scope
 from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
-from cnngraph.zoo.resnet import (RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
+from cnngraph.zoo.resnet import (EXPANSION, RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
                      stages, stem)
 
 FORMS = ("grouped", "pathways")
@@ -53,7 +53,7 @@ def pathways_branch(x, planes, stride=1, groups=1, base_width=64, variant="torch
         with scope(f"path{i}", "pathway"):
             y = conv_bn(x, c, 1, s1, conv="conv1", bn="bn1", act_name="relu1")
             y = conv_bn(y, c, 3, s3, conv="conv2", bn="bn2", act_name="relu2")
-            outs.append(conv2d(y, planes * 4, 1, bias=False, name="conv3"))
+            outs.append(conv2d(y, planes * EXPANSION, 1, bias=False, name="conv3"))
     y = outs[0] if groups == 1 else add(*outs, name="sum")
     return batchnorm(y, name="bn3")
 
@@ -62,7 +62,7 @@ def pathways_branch(x, planes, stride=1, groups=1, base_width=64, variant="torch
 def pathways_block(x, planes, stride=1, groups=1, base_width=64, variant="torchvision"):
     """A ResNeXt block drawn as G parallel pathways (seed 000, "G parallel pathways")."""
     y = pathways_branch(x, planes, stride, groups, base_width, variant)
-    return relu(add(y, _shortcut(x, planes * 4, stride), name="add"), name="relu")
+    return relu(add(y, _shortcut(x, planes * EXPANSION, stride), name="add"), name="relu")
 
 
 def resnext_block(x, planes, stride=1, groups=32, base_width=4, form="grouped", variant="torchvision", name=None):
