@@ -30,12 +30,14 @@ import threading
 
 import numpy as np
 
+from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
 from cnngraph.compiler.passes import bn_scale_shift
 from cnngraph.ir.ops import act_code, act_param
 from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
 
 from cnngraph.backends import numba_kernels as K
+from cnngraph.backends import numba_winograd as WG
 from cnngraph.backends.common import Executor, Runtime, avgpool_divisor, conv_geometry, pool_geometry, weight
 
 NAME = "numba"
@@ -51,6 +53,14 @@ MIN_ROWS = 256
 TILES_PER_THREAD = 4
 SMALL_M = 512  # rows per thread below which the output channels are split instead
 MIN_TILE_MACS = 1 << 20
+# Winograd: a block of tiles' transformed inputs and products (α² × tiles × channels) stay
+# within about WINO_BYTES (the core's L2); at least WINO_MIN_TILES tiles per GEMM, else the
+# whole batch is transformed first and the α² GEMMs are shared between the threads.
+WINO_BYTES = 1 << 20
+WINO_MIN_TILES = 32
+# A chunk of an element-wise, pooling or direct-convolution step has at least this many
+# element operations (tens of microseconds), or the step runs on the calling thread alone.
+MIN_CHUNK_WORK = 1 << 15
 
 
 def num_threads() -> int:
@@ -126,14 +136,17 @@ class Pool:
             buf = self.scratch[w][key] = np.empty(max(size, 1), np.float32)
         return buf[:size].reshape(shape)
 
-    def ranges(self, total: int, grain: int = 1):
-        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long."""
-        parts = max(1, min(4 * self.threads, total // max(grain, 1)))
+    def ranges(self, total: int, grain: int = 1, work: int = 1):
+        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long and
+        at least MIN_CHUNK_WORK element operations (``work`` per item): waking another thread
+        costs more than a smaller chunk's work, so small steps run on the caller alone."""
+        grain = max(grain, MIN_CHUNK_WORK // max(work, 1), 1)
+        parts = max(1, min(4 * self.threads, total // grain))
         step = -(-total // parts)
         return [(a, min(a + step, total)) for a in range(0, total, step)]
 
-    def for_ranges(self, total: int, fn, grain: int = 1):
-        rs = self.ranges(total, grain)
+    def for_ranges(self, total: int, fn, grain: int = 1, work: int = 1):
+        rs = self.ranges(total, grain, work)
         self.run(lambda i, w: fn(*rs[i], w), len(rs))
 
 
@@ -240,8 +253,13 @@ def _gemm_builder(step, plan, rt, k, w):
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
     Kd = k["kh"] * k["kw"] * cg
-    w = w.reshape(G, og, cg, k["kh"], k["kw"])
-    wm = [np.ascontiguousarray(w[g].transpose(2, 3, 1, 0).reshape(Kd, og)) for g in range(G)]
+    # (G, kh·kw·cg, og): rows in im2col's column order (tap, then channel), one matrix per group.
+    # A 1×1 ungrouped kernel (and a linear layer) is the transposed view of the weights
+    # themselves: BLAS reads it transposed, no packed copy (VGG-16's classifier is 0.5 GB).
+    if (k["kh"], k["kw"], G) == (1, 1, 1):
+        wm = w.reshape(1, og, cg).transpose(0, 2, 1)
+    else:
+        wm = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1).reshape(G, Kd, og))
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     alias = _aliases(plan, step)
@@ -271,27 +289,26 @@ def _gemm_builder(step, plan, rt, k, w):
         def tile(i, wk):
             r0 = i * rows
             r1 = min(M, r0 + rows)
-            for g in range(G):
-                if direct:
-                    a = x2[r0:r1, g * cg:(g + 1) * cg] if G > 1 else x2[r0:r1]
+            n = r1 - r0
+            if direct:
+                a = x2[r0:r1].reshape(n, G, cg)
+            else:
+                a = P.buffer(wk, "cols", (n, G, Kd))
+                K.im2col(x, a.reshape(n, G * Kd), r0, r1, *geo, G, cg)
+            # One BLAS call per group, all groups' products side by side in the output rows;
+            # through a scratch block when the output overwrites the residual.
+            dst = P.buffer(wk, "gemm", (n, cout)) if alias else out2[r0:r1]
+            np.matmul(a.transpose(1, 0, 2), wm, out=dst.reshape(n, G, og).transpose(1, 0, 2))
+            if alias:
+                if fast is not None:
+                    K.epilogue_clamp(dst, r0, 0, res2, r0, r1, 0, cout, ones, fbias, *fast, res is not None)
+                    out2[r0:r1] = dst
                 else:
-                    a = P.buffer(wk, "cols", (r1 - r0, Kd))
-                    K.im2col(x, a, r0, r1, *geo, g * cg, cg)
-                c0, c1 = g * og, (g + 1) * og
-                if alias or G > 1:
-                    blk = P.buffer(wk, "gemm", (r1 - r0, og))
-                    np.matmul(a, wm[g], out=blk)
-                    if fast is not None:
-                        K.epilogue_clamp(blk, r0, 0, res2, r0, r1, c0, c1, ones, fbias, *fast, res is not None)
-                        out2[r0:r1, c0:c1] = blk
-                    else:
-                        K.epilogue(blk, True, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
-                else:
-                    np.matmul(a, wm[g], out=out2[r0:r1])
-                    if fast is not None:
-                        K.epilogue_clamp(out2, 0, c0, res2, r0, r1, c0, c1, ones, fbias, *fast, res is not None)
-                    else:
-                        K.epilogue(out2, False, out2, r0, r1, c0, c1, EMPTY1, bias, res2, a1, a2)
+                    K.epilogue(dst, True, out2, r0, r1, 0, cout, EMPTY1, bias, res2, a1, a2)
+            elif fast is not None:
+                K.epilogue_clamp(out2, 0, 0, res2, r0, r1, 0, cout, ones, fbias, *fast, res is not None)
+            else:
+                K.epilogue(out2, False, out2, r0, r1, 0, cout, EMPTY1, bias, res2, a1, a2)
 
         P.run(tile, ntiles)
 
@@ -301,7 +318,7 @@ def _gemm_builder(step, plan, rt, k, w):
             a = x2
         else:
             a = P.buffer(0, "cols_all", (M, Kd))
-            P.for_ranges(M, lambda r0, r1, wk: K.im2col(x, a[r0:r1], r0, r1, *geo, 0, cg), grain=16)
+            P.for_ranges(M, lambda r0, r1, wk: K.im2col(x, a[r0:r1], r0, r1, *geo, 1, cg), work=Kd)
         nb = _block(cout, 2 * P.threads, 64)
         blocks = [(c, min(c + nb, cout)) for c in range(0, cout, nb)]
 
@@ -327,33 +344,95 @@ def _gemm_builder(step, plan, rt, k, w):
     return run
 
 
-def build_conv2d(step, plan, rt):
-    k = conv_geometry(step)
-    G = k["groups"]
-    cg, og = k["cin"] // G, k["cout"] // G
-    w = weight(plan, step, "weight")
-    if G == 1 or og >= 64:
-        return _gemm_builder(step, plan, rt, k, w)
+def _winograd_builder(step, plan, rt, k, w, m):
+    """3×3 stride-1 convolution by Winograd F(m×m, 3×3) (:mod:`.numba_winograd`)."""
+    P: Pool = rt.extra["pool"]
+    a = m + 2
+    U = WG.filter_transform(w, m)  # (α², C_in, C_out), packed once
+    bias = _bias(plan, step)
+    a1, a2 = _codes(step)
+    cin, cout = k["cin"], k["cout"]
+    th, tw = -(-k["Ho"] // m), -(-k["Wo"] // m)
+    geo, pad = (m, th, tw), (k["pt"], k["pl"])
+
+    def scratch(wk):
+        return P.buffer(wk, "wd", (2, a, a, cin)), P.buffer(wk, "wt", (a, m, cout)), P.buffer(wk, "wy", (m, m, cout))
+
+    def run(ins, out, res):
+        x = ins[0]
+        T = x.shape[0] * th * tw
+        r = res if res is not None else EMPTY4
+        blk = max(WINO_MIN_TILES, min(WINO_BYTES // (4 * a * a * (cin + cout)), -(-T // (TILES_PER_THREAD * P.threads))))
+        if T >= 2 * P.threads * blk:
+            # Enough tiles: each block is transformed, multiplied and transformed back in cache.
+            def block(i, wk):
+                t0, t1 = i * blk, min(T, (i + 1) * blk)
+                V = P.buffer(wk, "wv", (t1 - t0, a * a, cin))
+                Mo = P.buffer(wk, "wm", (t1 - t0, a * a, cout))
+                d, tmp, y = scratch(wk)
+                WG.input_transform(x, V, t0, t1, t0, *geo, *pad, d)
+                np.matmul(V.transpose(1, 0, 2), U, out=Mo.transpose(1, 0, 2))
+                WG.output_transform(Mo, out, t0, t1, t0, *geo, bias, r, a1, a2, tmp, y)
+
+            P.run(block, -(-T // blk))
+            return
+        # Few tiles (batch 1, late layers): transform all, share the α² GEMMs, transform back.
+        V = P.buffer(0, "wv_all", (T, a * a, cin))
+        Mo = P.buffer(0, "wm_all", (T, a * a, cout))
+        P.for_ranges(T, lambda t0, t1, wk: WG.input_transform(x, V, t0, t1, 0, *geo, *pad, scratch(wk)[0]),
+                     work=a * a * cin)
+        P.run(lambda p, wk: np.matmul(V[:, p], U[p], out=Mo[:, p]), a * a)
+        P.for_ranges(T, lambda t0, t1, wk: WG.output_transform(Mo, out, t0, t1, 0, *geo, bias, r, a1, a2,
+                                                                *scratch(wk)[1:]), work=a * a * cout)
+
+    return run
+
+
+def _direct_builder(step, plan, rt, k, w):
+    """Depthwise (one input channel per group, any multiplier) and grouped convolutions by
+    direct channels-last kernels over output rows (n, oh), epilogue fused."""
     P: Pool = rt.extra["pool"]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+    G = k["groups"]
+    cg, og = k["cin"] // G, k["cout"] // G
     if cg == 1:
         wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
 
-        def run(ins, out, res):
-            r = res if res is not None else EMPTY4
-            P.for_ranges(out.shape[0] * k["Ho"],
-                         lambda t0, t1, wk: K.depthwise(ins[0], wd, bias, out, t0, t1, og, *geo, r, a1, a2))
+        def kernel(x, out, t0, t1, r):
+            K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
+    else:
+        wg = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1))
 
-        return run
-    wg = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1))
+        def kernel(x, out, t0, t1, r):
+            K.grouped(x, wg, bias, out, t0, t1, *geo, r, a1, a2)
 
-    def run_grouped(ins, out, res):
+    def run(ins, out, res):
         r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.grouped(ins[0], wg, bias, out, t0, t1, *geo, r, a1, a2))
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: kernel(ins[0], out, t0, t1, r),
+                     work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
 
-    return run_grouped
+    return run
+
+
+def _winograd(m):
+    return lambda step, plan, rt, k, w: _winograd_builder(step, plan, rt, k, w, m)
+
+
+# The convolution algorithms of cnngraph.algorithms.ALGORITHMS this backend runs.
+CONV_KERNELS = {"gemm": _gemm_builder, "im2col": _gemm_builder, "depthwise": _direct_builder,
+                "grouped": _direct_builder, **{a: _winograd(m) for a, m in WINOGRAD_TILE.items()}}
+
+
+def build_conv2d(step, plan, rt):
+    k = conv_geometry(step)
+    algorithm = step.algorithm or choose_conv(k, plan_batch(plan)).algorithm  # plans made by hand
+    return CONV_KERNELS[algorithm](step, plan, rt, k, weight(plan, step, "weight"))
+
+
+def plan_batch(plan) -> int:
+    return int(getattr(plan, "batch", 1))
 
 
 def build_linear(step, plan, rt):
@@ -373,7 +452,7 @@ def _elementwise(step, rt, scale, bias, a1, a2, p1=0.0):
         r2 = _rows2(res) if res is not None else EMPTY2
         C = o2.shape[1]
         P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2,
-                                                                p1), grain=max(1, 4096 // C))
+                                                                p1), work=C)
 
     return run
 
@@ -406,7 +485,7 @@ def build_add(step, plan, rt):
                 K.epilogue(src, False, o2, r0, r1, 0, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0)
                 src = o2
 
-        P.for_ranges(o2.shape[0], tile, grain=max(1, 4096 // C))
+        P.for_ranges(o2.shape[0], tile, work=C * len(terms))
 
     return run
 
@@ -423,7 +502,7 @@ def build_mul(step, plan, rt):
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         s2 = ins[1].reshape(ins[1].shape[0], -1)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), grain=64)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), work=x2.shape[1])
 
     return run
 
@@ -434,7 +513,8 @@ def build_maxpool2d(step, plan, rt):
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo))
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo),
+                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
 
     return run
 
@@ -445,7 +525,8 @@ def build_avgpool2d(step, plan, rt):
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"])
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div))
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div),
+                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
 
     return run
 
@@ -456,7 +537,8 @@ def _adaptive(is_max):
         Ho = int(step.out_shape[1])
 
         def run(ins, out, res):
-            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max))
+            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max),
+                         work=ins[0][0].size // Ho)
 
         return run
 
@@ -468,7 +550,7 @@ def build_softmax(step, plan, rt):
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), grain=16)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), work=4 * x2.shape[1])
 
     return run
 
@@ -498,7 +580,8 @@ def _norm(kind):
             N = x.shape[0]
             x3 = x.reshape(N, -1, x.shape[3])
             o3 = out.reshape(N, -1, out.shape[3])
-            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element))
+            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element),
+                         work=3 * x3[0].size)
 
         return run
 
@@ -512,7 +595,7 @@ def build_lrn(step, plan, rt):
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), grain=16)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), work=x2.shape[1] * args[0])
 
     return run
 

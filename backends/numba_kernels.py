@@ -13,12 +13,53 @@ from __future__ import annotations
 
 import math
 
+import llvmlite.binding as llvm
 import numpy as np
 
 from . import numba_cache  # noqa: F401  - before numba: kernels cache in the user's cache folder
 from numba import njit  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+
+# Loops over the channels that read or write many rows (Winograd's 36 patch positions)
+# vectorise only when LLVM may check that many address ranges for overlap before the loop;
+# its defaults give up (and run scalar code, 5-10× slower) beyond a handful. These options
+# only raise those limits; they affect kernels compiled after this import.
+for _opt in ("-runtime-memory-check-threshold=256", "-memory-check-merge-threshold=256",
+             "-vectorize-memory-check-threshold=256"):
+    llvm.set_option("", _opt)
+
+
+# exp for sigmoid and SiLU without a library call, so the loops over channels vectorise
+# (LLVM's expf is scalar: 3 ns a value, 30× slower): 2^f by its Taylor series on
+# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n built from n's bits; arguments clamped
+# to [-87, 88], where exp stays a normal float32.
+_LN2 = 0.6931471805599453
+_E1, _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(_LN2 ** i / math.factorial(i)) for i in range(1, 8))
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(2.0 ** (2 ** k)) for k in range(7))
+_LOG2E = np.float32(1.4426950408889634)
+
+
+@njit(inline="always", **JIT)
+def _pow2_bit(m, k, p):
+    """The factor of 2^m contributed by bit k of m (p = 2^(2^k)): p or 1, branch-free."""
+    return np.float32(1) + np.float32((m >> k) & 1) * (p - np.float32(1))
+
+
+@njit(inline="always", **JIT)
+def exp32(x):
+    """exp(x) in float32, vectorisable (see above)."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    y = x * _LOG2E
+    nf = np.floor(y + np.float32(0.5))
+    f = y - nf
+    p = np.float32(1) + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * (_E5 + f * (_E6 + f * _E7))))))
+    n = np.int32(nf)
+    m = abs(n)
+    s = (_pow2_bit(m, 0, _P0) * _pow2_bit(m, 1, _P1) * _pow2_bit(m, 2, _P2) * _pow2_bit(m, 3, _P3)
+         * _pow2_bit(m, 4, _P4) * _pow2_bit(m, 5, _P5) * _pow2_bit(m, 6, _P6))
+    return p * s if n >= 0 else p / s
+
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
 ACT_ROW_CODES = {"relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "silu": 5, "hardswish": 6, "hardsigmoid": 7, "gelu": 8,
@@ -40,13 +81,13 @@ def act_row(t, code, p=0.0):
             t[c] = min(max(t[c], np.float32(0)), np.float32(6))
     elif code == 3:
         for c in range(n):
-            t[c] = np.float32(1) / (np.float32(1) + np.exp(-t[c]))
+            t[c] = np.float32(1) / (np.float32(1) + exp32(-t[c]))
     elif code == 4:
         for c in range(n):
             t[c] = np.tanh(t[c])
     elif code == 5:
         for c in range(n):
-            t[c] = t[c] / (np.float32(1) + np.exp(-t[c]))
+            t[c] = t[c] / (np.float32(1) + exp32(-t[c]))
     elif code == 6:
         for c in range(n):
             t[c] = t[c] * min(max(t[c] + np.float32(3), np.float32(0)), np.float32(6)) / np.float32(6)
@@ -127,15 +168,16 @@ def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2,
 
 
 @njit(**JIT)
-def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
-    """Rows r0:r1 of the packed matrix of a convolution: row = output pixel (n, oh, ow),
-    columns = (i, j, channel) taps of channels c0:c0+cg, zeros in the padding.
+def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
+    """Rows r0:r1 of the packed matrix of a convolution with G groups of cg input channels:
+    row = output pixel (n, oh, ow), columns = (group, i, j, channel) taps, zeros in the
+    padding (row r is ``cols[r - r0]``).
 
-    With all channels and no horizontal dilation, the kw taps of a kernel row are one
+    With one group and no horizontal dilation, the kw taps of a kernel row are one
     contiguous run of kw·C inputs (channels last): copied at once when inside the image."""
     N, H, W, C = x.shape
     xf = x.reshape(N * H * W * C)
-    run = cg == C and dw == 1
+    run = G == 1 and dw == 1
     hw = Ho * Wo
     for r in range(r0, r1):
         n = r // hw
@@ -145,19 +187,27 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, c0, cg):
         iw0 = ow * sw - pl
         for i in range(kh):
             ih = oh * sh - pt + i * dh
-            col = i * kw * cg
             if ih < 0 or ih >= H:
-                cols[row, col:col + kw * cg] = 0
+                for g in range(G):
+                    col = (g * kh + i) * kw * cg
+                    cols[row, col:col + kw * cg] = 0
             elif run and iw0 >= 0 and iw0 + kw <= W:
                 o = ((n * H + ih) * W + iw0) * C
-                cols[row, col:col + kw * C] = xf[o:o + kw * C]
+                cols[row, i * kw * C:(i + 1) * kw * C] = xf[o:o + kw * C]
             else:
+                # element loops, not slice copies: groups may be a few channels wide
                 for j in range(kw):
                     iw = iw0 + j * dw
-                    if 0 <= iw < W:
-                        cols[row, col + j * cg:col + (j + 1) * cg] = x[n, ih, iw, c0:c0 + cg]
-                    else:
-                        cols[row, col + j * cg:col + (j + 1) * cg] = 0
+                    inside = 0 <= iw < W
+                    for g in range(G):
+                        col = ((g * kh + i) * kw + j) * cg
+                        if inside:
+                            xo = ((n * H + ih) * W + iw) * C + g * cg
+                            for ci in range(cg):
+                                cols[row, col + ci] = xf[xo + ci]
+                        else:
+                            for ci in range(cg):
+                                cols[row, col + ci] = 0
 
 
 @njit(**JIT)

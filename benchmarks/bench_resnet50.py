@@ -28,7 +28,11 @@ import time
 
 import numpy as np
 
-PEERS = ("cnngraph-numba", "onnxruntime", "pytorch-eager")
+PEERS = ["cnngraph-numba", "onnxruntime", "pytorch-eager"]
+try:
+    import torch  # noqa: F401
+except ImportError:  # PyTorch is optional: compare with ONNX Runtime alone
+    PEERS.remove("pytorch-eager")
 
 
 def threads() -> int:
@@ -47,33 +51,42 @@ def setup(peer: str, batch: int, size: int, seed: int = 0):
         from cnngraph.backends.numba_backend import executor
         from cnngraph.compiler import compile
 
-        ex = executor(compile(g, ws))
+        ex = executor(compile(g, ws, batch=batch))
         return (lambda: ex.run(x)[0]), x
     if peer == "onnxruntime":
-        import onnxruntime as ort
-
         from cnngraph.onnx import export
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads()
-        sess = ort.InferenceSession(export(g, ws).SerializeToString(), so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return (lambda: sess.run(None, {name: x})[0]), x
+        return ort_callable(export(g, ws).SerializeToString(), x), x
     if peer == "pytorch-eager":
-        import torch
-
         from cnngraph.interop.torch_ref import to_torch
 
-        torch.set_num_threads(threads())
-        m = to_torch(g, ws)
-        xt = torch.from_numpy(x)
-
-        def run():
-            with torch.inference_mode():
-                return m(xt).numpy()
-
-        return run, x
+        return torch_callable(to_torch(g, ws), x), x
     raise ValueError(peer)
+
+
+def ort_callable(model, x):
+    """One batch through ONNX Runtime (CPU, all cores) on ``model`` (bytes or a path)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads()
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda: sess.run(None, {name: x})[0]
+
+
+def torch_callable(m, x):
+    """One batch through the PyTorch module ``m`` (inference mode, all cores), NumPy out."""
+    import torch
+
+    torch.set_num_threads(threads())
+    xt = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return m(xt).numpy()
+
+    return run
 
 
 def sgemm_gflops(n=2048, repeat=5) -> float:
@@ -108,7 +121,7 @@ def time_peers(batch: int, size: int, rounds: int, warmup: int):
             t = time.perf_counter()
             fn()
             times[p].append(time.perf_counter() - t)
-    ref = outs["pytorch-eager"]
+    ref = outs["pytorch-eager" if "pytorch-eager" in outs else "onnxruntime"]
     err = {p: float(np.abs(o - ref).max() / np.abs(ref).max()) for p, o in outs.items()}
     return times, err
 
@@ -163,6 +176,8 @@ def main(argv=None):
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k)}
     print(f"ResNet-50 {args.size}×{args.size} float32, {threads()} threads; BLAS: {blas_info()}; "
           f"OpenBLAS overrides: {env or 'none'}")
+    if "pytorch-eager" not in PEERS:
+        print("PyTorch is not installed: the PyTorch eager peer is skipped")
     results = {"size": args.size, "threads": threads(), "blas": blas_info(), "macs_per_image": macs, "runs": []}
     for batch in batches:
         print(f"batch {batch}:", flush=True)
@@ -177,7 +192,7 @@ def main(argv=None):
                                "rel_err_vs_pytorch": err[p]}
         ours = med["cnngraph-numba"]
         row["ratio_vs_onnxruntime"] = ours / med["onnxruntime"]
-        row["ratio_vs_pytorch"] = ours / med["pytorch-eager"]
+        row["ratio_vs_pytorch"] = ours / med["pytorch-eager"] if "pytorch-eager" in med else None
         row["planned_activation_mb"] = plan.memory.at(batch).planned_bytes / 2**20
         if not args.no_memory:
             for p in PEERS:
@@ -194,8 +209,9 @@ def main(argv=None):
                 if mem else ""
             print(f"  {p:15s} {r['median_ms']:8.1f} ms (min {r['min_ms']:.1f})  {r['images_per_s']:7.1f} img/s  "
                   f"{r['gflops']:6.1f} GFLOP/s  err {r['rel_err_vs_pytorch']:.1e}{ms}")
-        print(f"  cnngraph / onnxruntime = {row['ratio_vs_onnxruntime']:.2f}×, cnngraph / pytorch = "
-              f"{row['ratio_vs_pytorch']:.2f}×; planned activations {row['planned_activation_mb']:.1f} MB", flush=True)
+        vs_torch = f"{row['ratio_vs_pytorch']:.2f}×" if row["ratio_vs_pytorch"] else "(PyTorch not installed)"
+        print(f"  cnngraph / onnxruntime = {row['ratio_vs_onnxruntime']:.2f}×, cnngraph / pytorch = {vs_torch}; "
+              f"planned activations {row['planned_activation_mb']:.1f} MB", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

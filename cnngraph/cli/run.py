@@ -59,7 +59,7 @@ def prepare(args):
     # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
     ws = load(args.weights, g, allow_nonfinite=args.allow_nonfinite) if args.weights else \
         (g.graph.get("weights") or init(g, seed=args.seed))
-    plan = compile(g, ws)
+    plan = compile(g, ws, batch=args.batch)
     if output is not None and output.suffix.lower() == ".npy" and len(plan.outputs) > 1:
         raise CnnGraphError(f"--output {output}: the model has {len(plan.outputs)} outputs "
                             f"({', '.join(plan.outputs)}); give a .npz file to save them all")
@@ -220,7 +220,45 @@ def cmd_bench(args):
     print(f"  memory           activations {fmt_bytes(mem.planned_bytes)} planned (naive {fmt_bytes(mem.naive_bytes)}), "
           f"weights {fmt_bytes(sum(int(np.size(v)) for v in plan.weights.values()) * 4)}, "
           f"process peak RSS {_rss_mb():.0f} MB")
+    if args.per_layer:
+        per_layer(ex, x, args.repeat, ceiling)
     return 0
+
+
+def step_macs(step, n: int) -> int:
+    """Multiply-adds of a conv2d or linear step for a batch of n (0 for other ops)."""
+    if step.op == "conv2d":
+        from cnngraph.compiler.algorithms import conv_geometry
+
+        k = conv_geometry(step)
+        return n * k["Ho"] * k["Wo"] * k["cout"] * (k["cin"] // k["groups"]) * k["kh"] * k["kw"]
+    if step.op == "linear":
+        return n * int(step.in_shapes[0][0]) * int(step.out_shape[0])
+    return 0
+
+
+def per_layer(ex, x, repeat: int, ceiling: float) -> None:
+    """Each step's median time over ``repeat`` runs (timestamps between steps), its GFLOP/s
+    (2 FLOP per multiply-add, the layer's own count, whatever the algorithm) and share."""
+    plan = ex.plan
+    times = [[] for _ in plan.steps]
+    for _ in range(repeat):
+        stamps = [time.perf_counter()]
+        ex.run(x, progress=lambda i, s: stamps.append(time.perf_counter()))
+        for i in range(len(plan.steps)):
+            times[i].append(stamps[i + 1] - stamps[i])
+    med = [statistics.median(t) for t in times]
+    total = sum(med)
+    n = x.shape[0]
+    print(f"per step (median of {repeat} runs; SGEMM ceiling {ceiling:.1f} GFLOP/s; GFLOP/s counts the layer's "
+          "direct multiply-adds, so Winograd can exceed the ceiling):")
+    print(f"  {'#':>3} {'step':34s} {'op / algorithm':22s} {'ms':>8} {'GFLOP/s':>8} {'ceiling':>7} {'share':>6}")
+    for i, (s, t) in enumerate(zip(plan.steps, med)):
+        f = 2 * step_macs(s, n) / t / 1e9 if t > 0 else 0.0
+        alg = s.op + (f" {s.algorithm}" if s.algorithm else "")
+        print(f"  {i:3d} {s.node[:34]:34s} {alg[:22]:22s} {t * 1e3:8.2f} {f:8.1f} "
+              f"{(f'{f / ceiling:.0%}' if f else ''):>7} {t / total:6.1%}")
+    print(f"  sum {total * 1e3:.1f} ms")
 
 
 def cmd_plan(args):
@@ -228,7 +266,7 @@ def cmd_plan(args):
     from cnngraph.present.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
-    plan = compile(g)
+    plan = compile(g, batch=args.batch)
     print(plan.summary())
     m = plan.memory
     if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
@@ -246,6 +284,8 @@ def cmd_plan(args):
                 "".join(f" +{a}" for a in (s.act2,) if a)
             print(f"{i:4d} {s.op:18s} {s.node + (' → ' + s.output if s.output != s.node else ''):48s} "
                   f"slot {plan.values[s.output].slot}{tail}")
+            if s.algorithm:
+                print(f"{'':23s}{s.algorithm}: {s.why}")
     return 0
 
 
@@ -285,12 +325,16 @@ def add_bench(b):
     _common(b)
     b.add_argument("--repeat", type=int, default=10, help="timed runs (default 10)")
     b.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    b.add_argument("--per-layer", action="store_true",
+                   help="then each step's time, GFLOP/s and share beside the SGEMM ceiling")
     b.set_defaults(func=cmd_bench)
 
 
 def add_plan(p):
     add_model_args(p)
-    p.add_argument("--steps", action="store_true", help="list the steps with their slots and epilogues")
+    p.add_argument("--steps", action="store_true",
+                   help="list the steps with their slots, epilogues and each convolution's algorithm and why")
+    p.add_argument("--batch", type=int, default=1, help="batch size the algorithms are chosen for (default 1)")
     p.set_defaults(func=cmd_plan)
 
 

@@ -10,17 +10,21 @@ planning (:mod:`cnngraph.compiler.plan`).
 """
 from __future__ import annotations
 
+from cnngraph.compiler.algorithms import choose_algorithms
 from cnngraph.ir.graph import as_graph, check_weights, with_input
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
 from cnngraph.compiler.plan import Plan, lower, plan_memory
 
 
-def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True) -> Plan:
+def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True,
+            batch: int = 1) -> Plan:
     """Run the passes and return the execution plan.
 
     ``input`` re-infers the graph for another input shape; ``weights`` (torchvision names)
     are folded with the batch norms and kept in ``plan.weights``; ``fold``/``fuse`` switch
-    batch-norm folding and epilogue fusion off (for tests and comparisons).
+    batch-norm folding and epilogue fusion off (for tests and comparisons); ``batch`` is the
+    batch size each convolution's algorithm is chosen for (:mod:`cnngraph.compiler.algorithms`;
+    the plan runs at any batch size).
     """
     g = as_graph(g)
     if input is not None:
@@ -34,4 +38,5 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     fusions = fuse_epilogues(g, order) if fuse else {}
     plan = lower(g, order, fusions, weights)
     plan.memory = plan_memory(plan)
-    return plan
+    plan.batch = batch
+    return choose_algorithms(plan, batch)

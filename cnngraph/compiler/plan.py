@@ -66,6 +66,8 @@ class Step:
     residual: str | None = None
     act2: str | None = None
     nodes: list = field(default_factory=list)  # every graph node the step computes
+    algorithm: str | None = None  # conv2d: a name of cnngraph.algorithms.ALGORITHMS
+    why: str = ""  # the cost model's reason for that algorithm
 
     @property
     def reads(self) -> list:
@@ -113,6 +115,7 @@ class Plan:
     graph: object = None
     layout: str = "NHWC"
     dtype: str = "float32"
+    batch: int = 1  # the batch size the algorithms were chosen for (any batch runs)
 
     @property
     def is_symbolic(self) -> bool:

@@ -1,0 +1,140 @@
+"""Which algorithm each convolution step runs, and why: a small cost model the compiler applies
+and ``cnngraph plan --steps`` prints.
+
+Every ``conv2d`` step of a plan gets ``step.algorithm`` (a name of :data:`ALGORITHMS`) and
+``step.why`` (the numbers behind the choice). The choice is backend-neutral: a backend runs
+the named algorithm when it has a kernel for it and its own convolution otherwise (the CuPy
+backend convolves directly whatever the plan says).
+
+The cost model counts *MAC-equivalents* for the whole batch: a GEMM of ``M×K`` by ``K×N``
+costs ``(M + GEMM_OVERHEAD_ROWS)·K·N`` (BLAS packs the ``K×N`` operand at each call, which
+weighs like that many extra rows), and each element an algorithm copies or transforms
+outside a GEMM costs :data:`MOVE_COST` (a multiply-add runs at about 50 G/s per core in a
+BLAS kernel, a strided copy or an add chain at a few G elements/s). The candidates of a
+3×3 stride-1 convolution are im2col + GEMM and Winograd F(2×2, 3×3) / F(4×4, 3×3); the
+cheapest wins. Winograd's input and output transforms read and write ``α²`` values per
+tile and channel (``α = m + 2``) with about ``α`` adds each, so they weigh
+:data:`TRANSFORM_COST` per element.
+
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import compile
+>>> p = compile(zoo.build("resnet50"), batch=8)
+>>> [(s.node, s.algorithm) for s in p.steps][:4]
+[('conv1', 'im2col'), ('maxpool', None), ('layer1.0.conv1', 'gemm'), ('layer1.0.conv2', 'winograd4')]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The algorithms a conv2d step may name, and what each means (the one place they are named
+# outside the backends' kernel tables).
+ALGORITHMS = {
+    "gemm": "1×1 stride-1 unpadded convolution: one GEMM on the (N·H·W, C_in) input",
+    "im2col": "tiles of output pixels packed (im2col) and multiplied by the (kh·kw·C_in, C_out) weights "
+              "(one GEMM per group)",
+    "winograd2": "Winograd F(2×2, 3×3): 4×4 input tiles, 16 GEMMs over channels, 2.25× fewer multiplies",
+    "winograd4": "Winograd F(4×4, 3×3): 6×6 input tiles, 36 GEMMs over channels, 4× fewer multiplies",
+    "depthwise": "depthwise convolution (one input channel per group): a direct channels-last kernel",
+    "grouped": "grouped convolution: a direct channels-last kernel (for groups too narrow for GEMMs)",
+}
+WINOGRAD_TILE = {"winograd2": 2, "winograd4": 4}
+
+GEMM_OVERHEAD_ROWS = 24
+GEMM_MIN_N = 16  # a GEMM narrower than this runs as slowly as one this wide (one SIMD register)
+MOVE_COST = 4.0
+TRANSFORM_COST = 6.0
+DIRECT_COST = 128.0  # the direct grouped kernel, per output pixel, tap and input channel (a short
+# loop over the group's outputs: its time barely depends on their number)
+GROUP_PACK_WIDTH = 64  # packing a group of cg channels costs MOVE_COST·max(1, this / cg) per value
+GEMM_ROWS_PER_CALL = 4096  # the backends' tiles hold at most about this many rows
+# F(4×4, 3×3) rounds 2-3× more than direct convolution (its transforms multiply by up to 8
+# and 5); on the stem-side layers of a deep net that error propagates through every later
+# layer (Inception-v3 at 75×75 went from 4e-5 to 1.7e-4 against float64). It is used only
+# where at least this many input channels average it out.
+WINOGRAD4_MIN_CIN = 64
+
+
+@dataclass
+class Choice:
+    algorithm: str
+    why: str
+    costs: dict  # algorithm -> MAC-equivalents (candidates that were compared)
+
+
+def gemm_cost(M: int, K: int, N: int) -> float:
+    """MAC-equivalents of an (M×K)(K×N) product done in calls of at most GEMM_ROWS_PER_CALL rows."""
+    calls = max(1, -(-M // GEMM_ROWS_PER_CALL))
+    return (M + calls * GEMM_OVERHEAD_ROWS) * K * max(N, GEMM_MIN_N)
+
+
+def conv_geometry(step) -> dict:
+    """A conv2d step's sizes as ints: channels, input/output sizes, kernel, stride, padding
+    (top, left, bottom, right), dilation, groups. Raises TypeError when they are symbolic."""
+    a = step.attrs
+    cin, H, W = map(int, step.in_shapes[0])
+    cout, Ho, Wo = map(int, step.out_shape)
+    return dict(cin=cin, H=H, W=W, cout=cout, Ho=Ho, Wo=Wo, kh=int(a["kernel"][0]), kw=int(a["kernel"][1]),
+                sh=int(a["stride"][0]), sw=int(a["stride"][1]), pt=int(a["padding"][0]), pl=int(a["padding"][1]),
+                pb=int(a["padding"][2]), pr=int(a["padding"][3]), dh=int(a["dilation"][0]),
+                dw=int(a["dilation"][1]), groups=int(a["groups"]))
+
+
+def winograd_ok(k: dict) -> bool:
+    """Winograd applies to ungrouped 3×3 convolutions of stride 1 without dilation."""
+    return (k["kh"], k["kw"], k["sh"], k["sw"], k["dh"], k["dw"], k["groups"]) == (3, 3, 1, 1, 1, 1, 1)
+
+
+def conv_costs(k: dict, batch: int) -> dict:
+    """MAC-equivalents of each applicable GEMM-based algorithm for geometry ``k``
+    (:func:`conv_geometry`'s keys) at ``batch``."""
+    rows = batch * k["Ho"] * k["Wo"]
+    G = k["groups"]
+    cg, og = k["cin"] // G, k["cout"] // G
+    Kd = k["kh"] * k["kw"] * cg
+    move = MOVE_COST * (max(1.0, GROUP_PACK_WIDTH / cg) if G > 1 else 1.0)
+    costs = {"im2col": G * (gemm_cost(rows, Kd, og) + move * rows * Kd)}
+    if G > 1:
+        costs["grouped"] = DIRECT_COST * rows * Kd * G
+    if (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0):
+        costs["gemm"] = G * gemm_cost(rows, cg, og)
+    if winograd_ok(k):
+        for name, m in WINOGRAD_TILE.items():
+            if m == 4 and k["cin"] < WINOGRAD4_MIN_CIN:
+                continue
+            a = m + 2
+            tiles = batch * -(-k["Ho"] // m) * -(-k["Wo"] // m)
+            costs[name] = (a * a * gemm_cost(tiles, k["cin"], k["cout"])
+                           + TRANSFORM_COST * tiles * a * a * (k["cin"] + k["cout"]))
+    return costs
+
+
+def _g(x: float) -> str:
+    return f"{x / 1e9:.2f}G" if x >= 1e7 else f"{x / 1e6:.1f}M"
+
+
+def choose_conv(k: dict, batch: int = 1) -> Choice:
+    """The algorithm of a convolution with geometry ``k`` at ``batch``, and why."""
+    G = k["groups"]
+    cg = k["cin"] // G
+    if G > 1 and cg == 1:
+        return Choice("depthwise", f"{k['cin']}→{k['cout']} channels in {G} groups of one input channel", {})
+    costs = conv_costs(k, batch)
+    best = min(costs, key=costs.get)
+    others = ", ".join(f"{a} {_g(c)}" for a, c in sorted(costs.items(), key=lambda t: t[1]) if a != best)
+    why = f"{_g(costs[best])} MAC-eq at batch {batch}" + (f" (vs {others})" if others else "")
+    return Choice(best, why, costs)
+
+
+def choose_algorithms(plan, batch: int = 1):
+    """Set ``algorithm`` and ``why`` on every numeric conv2d step of ``plan`` (in place);
+    symbolic steps are left unset (their costs need sizes). Returns the plan."""
+    for step in plan.steps:
+        if step.op != "conv2d":
+            continue
+        try:
+            k = conv_geometry(step)
+        except TypeError:  # symbolic sizes
+            continue
+        c = choose_conv(k, batch)
+        step.algorithm, step.why = c.algorithm, c.why
+    return plan
