@@ -476,6 +476,66 @@ def build_rbf(step, plan, rt):
     return run
 
 
+def resize_taps(L: int, O: int, mode: str, align_corners: bool, scale=None):
+    """Source rows of each output row and their weights, as PyTorch's interpolate: two
+    arrays ``(O, 2)`` (index, weight; nearest uses one tap of weight 1).
+
+    ``scale`` is the user's scale factor when one was given (PyTorch maps coordinates with
+    1/scale then, not with L/O).
+
+    >>> resize_taps(2, 4, "bilinear", False)[1][:, 0].tolist()
+    [1.0, 0.75, 0.75, 1.0]
+    """
+    o = np.arange(O, dtype=np.float64)
+    ratio = 1.0 / float(scale) if scale else L / O
+    if mode == "nearest":
+        i0 = np.minimum(np.floor(o * np.float32(ratio)).astype(np.int64), L - 1)
+        return np.stack([i0, i0], 1), np.stack([np.ones(O), np.zeros(O)], 1).astype(np.float32)
+    if align_corners:
+        src = o * ((L - 1) / (O - 1)) if O > 1 else np.zeros(O)
+    else:
+        src = np.maximum((o + 0.5) * ratio - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), L - 1)
+    i1 = np.minimum(i0 + 1, L - 1)
+    w1 = (src - i0).astype(np.float32)
+    return np.stack([i0, i1], 1), np.stack([1 - w1, w1], 1).astype(np.float32)
+
+
+def resize_geometry(step):
+    """The row and column taps of a resize step."""
+    a = step.attrs
+    _, H, W = map(int, step.in_shapes[0])
+    _, Ho, Wo = map(int, step.out_shape)
+    scale = a.get("scale") if len(step.in_shapes) == 1 and a.get("output_size") is None else None
+    sh, sw = (scale or (None, None))
+    mode, corners = a["mode"], bool(a.get("align_corners", False))
+    return resize_taps(H, Ho, mode, corners, sh), resize_taps(W, Wo, mode, corners, sw)
+
+
+def build_resize(step, plan, rt):
+    xp = rt.xp
+    (ih, wh), (iw, ww) = resize_geometry(step)
+    ih, wh, iw, ww = (rt.asarray(v) for v in (ih, wh, iw, ww))
+
+    def run(ins, out, res):
+        x = ins[0]  # (N, H, W, C): rows, then columns, each a two-tap weighted sum
+        rows = x[:, ih[:, 0]] * wh[None, :, 0, None, None] + x[:, ih[:, 1]] * wh[None, :, 1, None, None]
+        out[...] = rows[:, :, iw[:, 0]] * ww[None, None, :, 0, None] + rows[:, :, iw[:, 1]] * ww[None, None, :, 1, None]
+
+    return run
+
+
+def build_layer_scale(step, plan, rt):
+    g = rt.asarray(weight(plan, step, step.attrs.get("field", "weight")))
+
+    def run(ins, out, res):
+        y = ins[0] * g  # channels last: γ broadcasts over the last axis
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
 def build_copy(step, plan, rt):
     def run(ins, out, res):
         out[...] = ins[0]
@@ -488,10 +548,11 @@ GENERIC: dict = {
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
     "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
     "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
+    "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
     "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
-    "pad_channels": build_pad_channels, "rbf": build_rbf,
+    "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

@@ -29,6 +29,7 @@ from cnngraph.ir import graph as _graph
 from cnngraph.ir.errors import CnnGraphError, ShapeError
 from cnngraph.ir import ops
 from cnngraph.ir.graph import CnnGraph
+from cnngraph.ir.ops import exact_scale
 
 __all__ = [
     "Net", "Tensor", "scope", "block",
@@ -37,6 +38,7 @@ __all__ = [
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
     "leaky_relu", "elu", "mish", "prelu",
+    "resize", "layernorm2d", "layer_scale",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -387,3 +389,37 @@ def pad_channels(x, after, stride=1, before=0, name=None, title=None):
 def rbf(x, out_features, name=None, title=None):
     """Euclidean radial basis units with fixed prototypes (LeNet-5's output layer)."""
     return x.net.layer("rbf", [x], dict(out_features=out_features), name, title, base="rbf")
+
+
+def resize(x, scale=None, size=None, like=None, mode: str = "nearest", align_corners: bool = False,
+           name=None, title=None):
+    """Upsample or resize, as ``F.interpolate``: by ``scale`` (a number or a pair), to ``size``
+    (H, W), or to the spatial size of the tensor ``like`` (kept symbolic: a decoder's skip).
+
+    >>> from cnngraph.ir.symbols import H, W
+    >>> net = Net("up")
+    >>> x = net.input(8, H, W)
+    >>> resize(x, 2, mode="bilinear").shape
+    (8, 2*H, 2*W)
+    """
+    given = [v is not None for v in (scale, size, like)]
+    if sum(given) != 1:
+        raise ShapeError(name or "resize", "resize takes exactly one of scale, size, like",
+                         f"scale={scale!r}, size={size!r}, like={like!r}")
+    attrs = dict(mode=mode, align_corners=bool(align_corners) if mode == "bilinear" else False)
+    if scale is not None:
+        attrs["scale"] = tuple(exact_scale(v) for v in _pair(scale, "scale", name or "resize"))
+    if size is not None:
+        attrs["output_size"] = _pair(size, "size", name or "resize")
+    inputs = [x] if like is None else [x, like]
+    return x.net.layer("resize", inputs, attrs, name, title)
+
+
+def layernorm2d(x, eps: float = 1e-6, affine: bool = True, name=None, title=None):
+    """Layer norm over the channels at each pixel, γ and β per channel (ConvNeXt's LayerNorm2d)."""
+    return x.net.layer("layernorm2d", [x], dict(eps=eps, affine=affine), name, title, base="ln")
+
+
+def layer_scale(x, field: str = "weight", name=None, title=None):
+    """A learned per-channel scale γ·x (ConvNeXt); its weight is ``{name}.{field}``."""
+    return x.net.layer("layer_scale", [x], dict(field=field), name, title)

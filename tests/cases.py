@@ -19,7 +19,7 @@ from cnngraph.compiler.weights import init
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
-                          scale, sigmoid, softmax, tanh)
+                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -92,6 +92,12 @@ OP_CASES: dict = {
     "leaky_relu_slope": (8, lambda x: leaky_relu(conv2d(x, 8, 1), negative_slope=0.2)),
     "elu_alpha": (8, lambda x: elu(conv2d(x, 8, 1), alpha=0.7)),
     "prelu_per_channel": (8, lambda x: prelu(conv2d(x, 8, 1), num_parameters=8)),
+    # resizing: nearest by 2, bilinear by 1.5, align_corners to a size, to another tensor's size
+    "resize_nearest_x2": (8, lambda x: resize(x, 2)),
+    "resize_bilinear_x1.5": (8, lambda x: resize(x, 1.5, mode="bilinear")),
+    "resize_bilinear_corners_size": (8, lambda x: resize(x, size=(13, 7), mode="bilinear", align_corners=True)),
+    "resize_like": (8, lambda x: add(resize(maxpool2d(x, 2), like=x, mode="bilinear"), x)),
+    "layernorm2d_layer_scale": (8, lambda x: layer_scale(layernorm2d(x))),
 }
 
 

@@ -10,7 +10,7 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
                           pad2d, pad_channels, rbf, relu6, scale, scope, sigmoid, silu, softmax, tanh, leaky_relu, elu,
-                          mish, prelu)
+                          mish, prelu, resize, layernorm2d, layer_scale)
 from cnngraph.ir.errors import ShapeError
 from cases import rel_err  # noqa: F401  (re-exported: the suite's one error measure)
 
@@ -86,6 +86,15 @@ def all_ops_net(input=(6, 17, 19)):
     se = hardsigmoid(se, name="se_gate")
     x = mul(x, se, name="se_mul")
     x = layernorm(x, name="ln")
+    if "layernorm2d" in ops.REGISTRY:
+        x = layernorm2d(x, name="ln_channels")
+        x = layer_scale(x, field="layer_scale", name="ls")
+    if "resize" in ops.REGISTRY:  # 6×6 maps: nearest ×2, bilinear ×1.5, align_corners to 7×9, to another's size
+        small = avgpool2d(x, 2, name="ups_small")
+        sides += [flatten(t, name=f"{t.name}_flat") for t in (
+            resize(x, 2, name="up_nearest"), resize(x, 1.5, mode="bilinear", name="up_bilinear"),
+            resize(x, size=(7, 9), mode="bilinear", align_corners=True, name="up_corners"),
+            resize(small, like=x, mode="bilinear", name="up_like"), resize(small, (2, 3), name="up_nearest_rect"))]
     s = adaptive_avgpool2d(x, (4, 5), name="adaptive_avg_uneven")  # 6×6 -> 4×5: overlapping windows
     t = adaptive_maxpool2d(x, (5, 4), name="adaptive_max_uneven")
     t = sigmoid(t, name="sig")

@@ -402,8 +402,8 @@ def test_pointwise_chains_are_recognised_and_others_refused():
 
 
 def test_unsupported_ops_are_listed_with_their_nodes():
-    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["a"], name="up1", mode="nearest"),
-             helper.make_node("Resize", ["a", "", "scales"], ["b"], name="up2", mode="nearest"),
+    nodes = [helper.make_node("SpaceToDepth", ["x"], ["a"], name="s2d1", blocksize=1),
+             helper.make_node("SpaceToDepth", ["a"], ["b"], name="s2d2", blocksize=1),
              helper.make_node("Conv", ["b", "w"], ["c"], name="conv"),
              helper.make_node("NonZero", ["c"], ["d"], name="nz"),
              helper.make_node("MyOp", ["d"], ["y"], name="custom", domain="com.example")]
@@ -412,7 +412,7 @@ def test_unsupported_ops_are_listed_with_their_nodes():
     with pytest.raises(CnnGraphError) as e:
         load(m)
     msg = str(e.value)
-    assert "unsupported ONNX op types: NonZero (nz); Resize (up1, up2); com.example.MyOp (custom)" in msg
+    assert "unsupported ONNX op types: NonZero (nz); SpaceToDepth (s2d1, s2d2); com.example.MyOp (custom)" in msg
 
 
 # ---------------------------------------------------------------- command line

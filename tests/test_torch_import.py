@@ -42,12 +42,27 @@ def build(name):
     return torchvision.models.get_model(name, weights=None, **kw).eval()
 
 
-def sizes(name):
-    return SIZES.get(name, (64, 80))
+# The legacy ONNX exporter writes an adaptive pooling only when its output divides its input:
+# AlexNet's and VGG's 6×6 / 7×7 pools need inputs whose last feature map is a multiple of it.
+ONNX_SIZES = {"alexnet": (224, 415), **{n: (224, 448) for n in CLASSIFICATION if n.startswith("vgg")}}
+
+
+def sizes(name, onnx=False):
+    return (onnx and ONNX_SIZES.get(name)) or SIZES.get(name, (64, 80))
+
+
+# What does not work yet, and why (strict: a model that starts working fails the test until removed here).
+KNOWN: dict = {}
 
 
 def _models(names, sample):
-    return [pytest.param(n, marks=() if n in sample else pytest.mark.models) for n in names]
+    out = []
+    for n in names:
+        marks = [] if n in sample else [pytest.mark.models]
+        if n in KNOWN:
+            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN[n]))
+        out.append(pytest.param(n, marks=marks))
+    return out
 
 
 @pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, SAMPLE))
@@ -60,7 +75,7 @@ def test_torchvision_from_torch(name):
 def test_torchvision_onnx(name):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    check_onnx(build(name), sizes(name))
+    check_onnx(build(name), sizes(name, onnx=True))
 
 
 def test_names_are_module_names_and_weights_the_state_dict():
@@ -160,3 +175,39 @@ def test_cli_says_when_torch_is_missing(tmp_path, capsys, monkeypatch):
     assert main(["table", f"{f}:build"]) == 2
     err = capsys.readouterr().err
     assert "imports torch" in err and "not installed" in err and "Traceback" not in err
+
+
+def test_plain_symbols_give_one_floor_per_stage():
+    """⌊H/32 − 1/32⌋, not five nested floors: ResNet-18's MACs have one floor of H per
+    stride-2 stage (conv1, maxpool, layer2, layer3, layer4) and none nested."""
+    import sympy
+
+    for g in (from_torch(build("resnet18")), _onnx_graph(build("resnet18"))):
+        floors = sympy.sympify(analyze(g).total.macs).atoms(sympy.floor)
+        assert floors and all(not f.args[0].atoms(sympy.floor) for f in floors)
+        assert len({f for f in floors if f.has(H)}) == 5
+
+
+def _onnx_graph(model):
+    pytest.importorskip("onnx")
+    import io
+    import warnings
+
+    from cnngraph.onnx import load
+
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, 3, 64, 64), f, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "N", 2: "H", 3: "W"}})
+    return load(f.getvalue())
+
+
+def test_imported_model_on_stride_aligned_input_reads_like_the_zoo():
+    from cnngraph import zoo
+    from cnngraph.ir.symbols import h, w
+
+    shape = (3, 32 * h, 32 * w)
+    want = analyze(zoo.build("resnet50", input=shape)).total
+    got = analyze(_onnx_graph(build("resnet50")), input=shape).total
+    assert got.macs == want.macs == 83410944 * h * w + 2048000

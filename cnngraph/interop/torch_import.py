@@ -230,6 +230,14 @@ class _Converter:
                 a = a.reshape(reshape[k])
             self.weights[f"{node}.{k}"] = np.ascontiguousarray(a)
 
+    def fresh_module(self, qual: str) -> str:
+        """A node name for a module that computes through its parameters (not a call)."""
+        name, k = qual, 0
+        while name in self.g:
+            k += 1
+            name = f"{qual}_{k}"
+        return name
+
     def shape(self, t: T):
         return self.g.nodes[t.node]["shape"]
 
@@ -361,12 +369,28 @@ def _flat(xs):
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Param:
+    """A parameter or buffer read directly (``self.layer_scale``), not through a module call."""
+
+    target: str  # its state_dict name
+    value: np.ndarray
+
+    @property
+    def owner(self):
+        return self.target.rsplit(".", 1)[0] if "." in self.target else ""
+
+    @property
+    def field(self):
+        return self.target.rsplit(".", 1)[-1]
+
+
 def _get_attr(module, target):
     obj = module
     for part in target.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy()
+        return Param(target, obj.detach().cpu().numpy().astype(np.float32))
     return obj
 
 
@@ -473,11 +497,42 @@ def m_groupnorm(cv, m, qual, x):
 def m_layernorm(cv, m, qual, x):
     x = cv.tensor(x)
     shape = cv.shape(x)
+    if x.layout == "hwc" and tuple(m.normalized_shape) == (shape[0],):  # over the channels
+        t = cv.add("layernorm2d", [x], dict(eps=float(m.eps), affine=bool(m.elementwise_affine)), module=qual)
+        cv.weights_of(qual, t.node)
+        return t
     if x.layout == "hwc" or tuple(m.normalized_shape) != tuple(shape):
         cv.fail(f"LayerNorm over {tuple(m.normalized_shape)} of a {'×'.join(map(str, shape))} tensor "
                 "(only the whole per-sample tensor)")
     t = cv.add("layernorm", [x], dict(eps=float(m.eps), affine=bool(m.elementwise_affine)), module=qual)
     cv.weights_of(qual, t.node)
+    return t
+
+
+def f_layer_norm(cv, *args, **kwargs):
+    """``F.layer_norm`` over the channels of a channels-last tensor with the module's own
+    weight and bias (torchvision's and timm's LayerNorm2d): layernorm2d named after that module."""
+    a = _bind(("input", "normalized_shape", "weight", "bias", "eps"), dict(weight=None, bias=None, eps=1e-5),
+              args, kwargs, cv.where())
+    x = cv.tensor(a["input"])
+    C = cv.shape(x)[0]
+    w, b = a["weight"], a["bias"]
+    if x.layout != "hwc" or tuple(a["normalized_shape"]) != (C,):
+        cv.fail(f"layer_norm over {tuple(a['normalized_shape'])} (only the channels of a channels-last tensor)")
+    if not (isinstance(w, Param) and isinstance(b, Param) and w.owner == b.owner):
+        cv.fail("layer_norm whose weight and bias are not one module's parameters")
+    t = cv.add("layernorm2d", [x], dict(eps=float(a["eps"]), affine=True), name=cv.fresh_module(w.owner))
+    cv.weights[f"{t.node}.weight"] = w.value.reshape(C)
+    cv.weights[f"{t.node}.bias"] = b.value.reshape(C)
+    return t
+
+
+def _layer_scale(cv, x, p):
+    C = cv.shape(x)[0]
+    if p.value.size != C or p.value.shape[0] != C and p.value.shape[-1] != C:
+        cv.fail(f"product with parameter {p.target} of shape {p.value.shape} (only a per-channel scale)")
+    t = cv.add("layer_scale", [x], dict(field=p.field), name=cv.fresh_module(p.owner))
+    cv.weights[f"{t.node}.{p.field}"] = p.value.reshape(C)
     return t
 
 
@@ -660,13 +715,16 @@ def f_dropout(cv, *args, **kwargs):
 
 
 def _arith(py, merge):
-    """``a + b`` / ``a * b``: sizes computed in Python, tensors merged in the graph."""
+    """``a + b`` / ``a * b``: sizes computed in Python, tensors merged in the graph, a tensor
+    times a per-channel parameter a layer scale."""
 
     def conv(cv, a, b, *rest, **kw):
         if not isinstance(a, T) and not isinstance(b, T):
             return py(a, b)
         if isinstance(a, T) and isinstance(b, T):
             return merge(cv, a, b)
+        if py is operator.mul and isinstance(a, Param) != isinstance(b, Param):
+            return _layer_scale(cv, *((b, a) if isinstance(a, Param) else (a, b)))
         cv.fail(f"{py.__name__} of a tensor and a constant has no cnngraph equivalent")
 
     return conv
@@ -775,6 +833,40 @@ def m_softmax(cv, m, qual, x):
     return cv.add("softmax", [x], {}, module=qual)
 
 
+def _interpolate(cv, x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None, antialias=False, module=None):
+    """``F.interpolate`` / ``nn.Upsample``: the registry's resize. A size read from another
+    tensor (``x.shape[-2:]``) stays a reference to it, so it follows any input size."""
+    x = cv.chw(x)
+    if mode not in ("nearest", "bilinear") or antialias:
+        cv.fail(f"interpolation mode {mode!r}{' with antialias' if antialias else ''} (nearest and bilinear only)")
+    attrs = dict(mode=mode, align_corners=bool(align_corners) if mode == "bilinear" else False)
+    if size is not None:
+        if isinstance(size, Dims) and isinstance(size.src, T) and size.src.layout == "chw" and size.axes == (2, 3):
+            return cv.add("resize", [x, size.src], attrs, module=module)
+        attrs["output_size"] = _pair(size)
+        return cv.add("resize", [x], attrs, module=module)
+    if scale_factor is None:
+        cv.fail("interpolate needs a size or a scale factor")
+    scale = tuple(ops.exact_scale(v) for v in _pair(scale_factor))
+    if recompute_scale_factor and not all(isinstance(v, int) for v in scale):
+        cv.fail("recompute_scale_factor=True with a fractional scale")
+    attrs["scale"] = scale
+    return cv.add("resize", [x], attrs, module=module)
+
+
+def f_interpolate(cv, *args, **kwargs):
+    a = _bind(("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+              dict(size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
+                   antialias=False), args, kwargs, cv.where())
+    return _interpolate(cv, a.pop("input"), **a)
+
+
+def m_upsample(cv, m, qual, x):
+    return _interpolate(cv, x, m.size, m.scale_factor, m.mode, m.align_corners,
+                        getattr(m, "recompute_scale_factor", None), module=qual)
+
+
 # ---------------------------------------------------------------- element-wise activations, derived
 def _act_module(op):
     param = ops.get(op).activation.param  # LeakyReLU's negative_slope, ELU's alpha
@@ -835,7 +927,8 @@ MODULES = {
     nn.GroupNorm: m_groupnorm, nn.LayerNorm: m_layernorm, nn.LocalResponseNorm: m_lrn,
     nn.MaxPool2d: m_maxpool, nn.AvgPool2d: m_avgpool, nn.AdaptiveAvgPool2d: _AAP[0], nn.AdaptiveMaxPool2d: _AMP[0],
     nn.Flatten: m_flatten, nn.Dropout: m_dropout, nn.Dropout2d: m_dropout, nn.Identity: m_identity,
-    nn.Softmax: m_softmax, nn.PReLU: m_prelu, **_ACT_MODULES,
+    nn.Softmax: m_softmax, nn.PReLU: m_prelu, nn.Upsample: m_upsample,
+    nn.UpsamplingNearest2d: m_upsample, nn.UpsamplingBilinear2d: m_upsample, **_ACT_MODULES,
 }
 
 FUNCTIONS = {
@@ -844,7 +937,7 @@ FUNCTIONS = {
     torch.flatten: _known(f_flatten), torch.reshape: _known(f_reshape), torch.cat: _known(f_cat),
     torch.concat: _known(f_cat), torch.chunk: _known(_chunk), torch.split: _known(_split),
     torch.transpose: _known(_transpose), torch.permute: _known(_permute),
-    F.dropout: _known(f_dropout), F.softmax: _known(f_softmax), torch.softmax: _known(f_softmax),
+    F.interpolate: _known(f_interpolate), F.layer_norm: _known(f_layer_norm), F.dropout: _known(f_dropout), F.softmax: _known(f_softmax), torch.softmax: _known(f_softmax),
     operator.add: _known(_arith(operator.add, _merge_add)), operator.iadd: _known(_arith(operator.add, _merge_add)),
     torch.add: _known(_arith(operator.add, _merge_add)),
     operator.mul: _known(_arith(operator.mul, _merge_mul)), operator.imul: _known(_arith(operator.mul, _merge_mul)),

@@ -147,7 +147,24 @@ TABLE = {
     "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
     "scale": lambda w, xs, a, hw: xs[0] * a["factor"],
     "pad_channels": lambda w, xs, a, hw: _pad_channels(xs[0], a),
+    # over the channels: channels last, F.layer_norm, back (ConvNeXt's LayerNorm2d)
+    "layernorm2d": lambda w, xs, a, hw: F.layer_norm(xs[0].permute(0, 2, 3, 1), (xs[0].shape[1],), w("weight"),
+                                                     w("bias"), a["eps"]).permute(0, 3, 1, 2),
+    "layer_scale": lambda w, xs, a, hw: xs[0] * w(a["field"]).reshape(1, -1, 1, 1),
+    "resize": lambda w, xs, a, hw: _resize(xs, a),
 }
+
+
+def _resize(xs, a):
+    """F.interpolate with the user's scale factor when there was one (PyTorch maps
+    coordinates with it), else with the output size (or the second input's H×W)."""
+    x = xs[0]
+    corners = bool(a.get("align_corners")) if a["mode"] == "bilinear" else None
+    if len(xs) == 2:
+        return F.interpolate(x, size=tuple(xs[1].shape[2:]), mode=a["mode"], align_corners=corners)
+    if a.get("output_size") is not None:
+        return F.interpolate(x, size=tuple(int(v) for v in a["output_size"]), mode=a["mode"], align_corners=corners)
+    return F.interpolate(x, scale_factor=tuple(float(s) for s in a["scale"]), mode=a["mode"], align_corners=corners)
 
 
 def _activation(act):

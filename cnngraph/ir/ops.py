@@ -60,10 +60,31 @@ def numel(shape: Shape) -> Size:
     return prod(shape)
 
 
+def _unnest(a, rounding, b):
+    """``a`` with one rounding of the same kind opened up when that is exact: for a positive
+    integer ``b`` and integer ``k``, floor((floor(x) + k)/b) = floor((x + k)/b) (and the same for
+    ceiling), so a stack of stride-2 layers gives one floor per stage, ⌊H/4 − 1/4⌋, not
+    ⌊⌊H/2 − 1/2⌋/2⌋."""
+    if not (is_int(b) and int(b) > 0) or not isinstance(a, sympy.Expr):
+        return a
+    terms = sympy.Add.make_args(sympy.expand(a))
+    inner = [t for t in terms if isinstance(t, rounding)]
+    rest = [t for t in terms if not isinstance(t, rounding)]
+    if len(inner) != 1 or not all(t.is_integer for t in rest):
+        return a
+    return inner[0].args[0] + sympy.Add(*rest)
+
+
 def floordiv(a, b):
+    """floor(a/b), one floor where a nested one can be opened exactly.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> floordiv(floordiv(H - 1, 2), 2)
+    floor(H/4 - 1/4)
+    """
     if is_int(a) and is_int(b):
         return int(a) // int(b)
-    return tidy(sympy.floor(sympy.sympify(a) / b))
+    return tidy(sympy.floor(_unnest(sympy.sympify(a), sympy.floor, b) / b))
 
 
 def div(a, b):
@@ -76,7 +97,7 @@ def div(a, b):
 def ceildiv(a, b):
     if is_int(a) and is_int(b):
         return -(-int(a) // int(b))
-    return tidy(sympy.ceiling(sympy.sympify(a) / b))
+    return tidy(sympy.ceiling(_unnest(sympy.sympify(a), sympy.ceiling, b) / b))
 
 
 def divides(d, n) -> bool | None:
@@ -747,6 +768,17 @@ register(Op("layernorm", "norm", (1, 1), _same_shape,
             ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "LN",
             doc="layer norm over the whole per-sample tensor, element-wise affine as nn.LayerNorm",
             defaults=_NORM, weights=_affine(tuple)))
+register(Op("layernorm2d", "norm", (1, 1), _same_shape,
+            ops=lambda a, ins, out: tidy(2 * numel(out)), label=lambda a, ins, out: "LN (channels)",
+            doc="layer norm over the channels at each pixel, γ and β per channel (ConvNeXt's LayerNorm2d, "
+                "nn.LayerNorm on a channels-last tensor)",
+            defaults=_NORM, weights=_affine(lambda x: (x[0],))))
+register(Op("layer_scale", "act", (1, 1), _same_shape,
+            ops=lambda a, ins, out: numel(out), label=lambda a, ins, out: "layer scale",
+            doc="a learned per-channel scale γ·x (ConvNeXt's layer scale); its weight is named `field` "
+                "(torchvision: `layer_scale`, timm: `gamma`)",
+            defaults=dict(field="weight"),
+            weights=lambda a, ins: [Weight(a["field"], (ins[0][0],), "param", "scale")]))
 register(Op("lrn", "norm", (1, 1), _same_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",
             doc="local response normalization across `size` neighbouring channels (AlexNet)",
@@ -867,6 +899,61 @@ def _pad_channels_shape(a, ins, ctx):
 register(Op("pad_channels", "reshape", (1, 1), _pad_channels_shape,
             label=lambda a, ins, out: f"pad C +{a['before'] + a['after']}" + (f", /{a['stride'][0]}" if a["stride"][0] != 1 else ""),
             doc="zero channels added before/after x[:, :, ::s, ::s] (CIFAR ResNets' parameter-free option-A shortcut)"))
+
+
+def exact_scale(v):
+    """A scale factor as an exact number: an int, or a sympy Rational (1.5 -> 3/2), so
+    floor(H·scale) stays exact and symbolic.
+
+    >>> exact_scale(2.0), exact_scale(1.5)
+    (2, 3/2)
+    """
+    from fractions import Fraction
+
+    f = Fraction(v).limit_denominator(10**6)
+    return int(f) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
+
+
+def _resize_shape(a, ins, ctx):
+    x = ins[0]
+    _need_chw(ctx, x, "resize")
+    if a["mode"] not in ("nearest", "bilinear"):
+        ctx.fail("resize mode must be nearest or bilinear", f"mode={a['mode']!r}")
+    if a.get("align_corners") and a["mode"] != "bilinear":
+        ctx.fail("align_corners applies to bilinear resizing only", f"mode={a['mode']!r}")
+    C, H, W = x
+    if len(ins) == 2:  # to the spatial size of another tensor (a decoder's skip, the input)
+        _need_chw(ctx, ins[1], "resize's size reference")
+        return (C, ins[1][1], ins[1][2])
+    if a.get("output_size") is not None:
+        oh, ow = a["output_size"]
+    else:
+        (sh, sw) = a["scale"]
+        if nonpositive(sh) or nonpositive(sw):
+            ctx.fail("resize scale must be positive", f"scale={a['scale']}")
+        # PyTorch and ONNX: floor(size · scale)
+        oh, ow = floordiv(H * sympy.Rational(sh).p, sympy.Rational(sh).q), floordiv(W * sympy.Rational(sw).p, sympy.Rational(sw).q)
+    if nonpositive(oh) or nonpositive(ow):
+        ctx.fail("resize output size must be positive", f"{fmt_shape(x)} to {oh}×{ow}")
+    return (C, tidy(oh), tidy(ow))
+
+
+def _resize_label(a, ins, out):
+    if len(ins) == 2:
+        to = "to match"
+    elif a.get("output_size") is not None:
+        to = f"to {a['output_size'][0]}×{a['output_size'][1]}"
+    else:
+        sh, sw = a["scale"]
+        to = f"×{sh}" if sh == sw else f"×{sh}×{sw}"
+    return f"{a['mode']} resize {to}" + (", corners" if a.get("align_corners") else "")
+
+
+register(Op("resize", "reshape", (1, 2), _resize_shape,
+            ops=lambda a, ins, out: tidy(4 * numel(out)) if a["mode"] == "bilinear" else 0,
+            label=_resize_label,
+            doc="upsampling/resizing, nearest or bilinear (align_corners either way), by a scale, to a size, "
+                "or to the H×W of a second input; bilinear counts 4 operations per output (its weighted taps)"))
 
 
 def _input_shape(a, ins, ctx):

@@ -357,6 +357,7 @@ PENDING_TEXT = {
     "lrn_k": "an LRN's k + α·mean",
     "lrn_den": "an LRN's denominator",
     "unsqueezed": "an unsqueezed vector",
+    "channels_last": "a channels-last (N×H×W×C) transpose",
     "rbf_diff": "a difference with a constant matrix",
     "rbf_square": "a squared difference with a constant matrix",
 }

@@ -240,6 +240,19 @@ def _rbf(b, n, ins, shapes, a, ws):
     return b.node("ReduceSum", [d, b.const(f"{n}/axis2", [2])], n, n, keepdims=0)
 
 
+def _layernorm2d(b, n, ins, shapes, a, ws):
+    """Over the channels: to channels last and back, as PyTorch exports ConvNeXt's LayerNorm2d."""
+    t = b.node("Transpose", ins, f"{n}/to_channels_last", f"{n}/to_channels_last", perm=[0, 2, 3, 1])
+    scale, bias = _norm_scale_bias(b, n, a, ws, (_int(n, "channels", shapes[0][0]),), a["affine"])
+    y = b.node("LayerNormalization", [t, scale, bias], f"{n}/norm", f"{n}/norm", axis=-1, epsilon=float(a["eps"]))
+    return b.node("Transpose", [y], n, n, perm=[0, 3, 1, 2])
+
+
+def _layer_scale(b, n, ins, shapes, a, ws):
+    f = a["field"]
+    return b.node("Mul", [ins[0], b.init(f"{n}.{f}", _f32(ws, f"{n}.{f}").reshape(-1, 1, 1))], n, n)
+
+
 # The exporter's table: op -> emitter(builder, name, inputs, input shapes, attrs, weights) returning
 # the output name. Activations come from the registry (their ``onnx`` emitter).
 EMITTERS = {
@@ -270,7 +283,35 @@ EMITTERS = {
     "pad_channels": _pad_channels,
     "pad2d": _pad2d,
     "rbf": _rbf,
+    "layernorm2d": _layernorm2d,
+    "layer_scale": _layer_scale,
+    "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
 }
+
+
+def _resize(b, n, ins, a):
+    """ONNX Resize with PyTorch's coordinate rules: nearest = asymmetric + floor, bilinear =
+    linear with align_corners or pytorch_half_pixel. A scale is written as scales; a size
+    (or a second input's H×W) as sizes = the input's N, C and the target H, W."""
+    x = ins[0]
+    if a["mode"] == "nearest":
+        modes = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    else:
+        modes = dict(mode="linear", coordinate_transformation_mode="align_corners" if a.get("align_corners")
+                     else "pytorch_half_pixel")
+    roi = b.init(f"{n}/roi", np.zeros(0, np.float32))
+    if len(ins) == 1 and a.get("output_size") is None:
+        scales = b.init(f"{n}/scales", np.asarray([1, 1, *(float(v) for v in a["scale"])], np.float32))
+        return b.node("Resize", [x, roi, scales], n, n, **modes)
+    nc = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+    nc = b.node("Slice", [nc, b.const(f"{n}/0", [0]), b.const(f"{n}/2", [2])], f"{n}/nc", f"{n}/nc")
+    if len(ins) == 2:
+        hw = b.node("Shape", [ins[1]], f"{n}/like_shape", f"{n}/like_shape")
+        hw = b.node("Slice", [hw, b.const(f"{n}/2b", [2]), b.const(f"{n}/4", [4])], f"{n}/hw", f"{n}/hw")
+    else:
+        hw = b.const(f"{n}/hw", _ints(n, "output size", a["output_size"]))
+    sizes = b.node("Concat", [nc, hw], f"{n}/sizes", f"{n}/sizes", axis=0)
+    return b.node("Resize", [x, roi, "", sizes], n, n, **modes)
 
 
 def _groupnorm(b, n, x, a, in_shape, ws):

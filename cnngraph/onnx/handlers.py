@@ -343,7 +343,10 @@ def _instancenorm(imp, node, a, where):
 
 @handler("LayerNormalization")
 def _layernorm(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind == "channels_last":
+        return _layernorm_channels(imp, node, a, where, v)
+    x = imp.act(v, where)
     axis = a.get("axis", -1) % len(x.shape)
     if axis != 1:
         raise CnnGraphError(f"{where}: LayerNormalization is supported over the whole sample (axis 1), got axis "
@@ -365,6 +368,21 @@ def _layernorm(imp, node, a, where):
     ws = dict(weight=scale, bias=bias) if affine else None
     return imp.new("layernorm", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=affine), [x], where,
                    _prefix_of(imp, node, (1, 2)) if affine else None, ws)
+
+
+def _layernorm_channels(imp, node, a, where, v):
+    """Transpose(0,2,3,1) → LayerNormalization(axis=-1) → …: a layer norm over the channels
+    (ConvNeXt's LayerNorm2d); the result stays channels-last until transposed back."""
+    if a.get("axis", -1) % 4 != 3:
+        raise CnnGraphError(f"{where}: LayerNormalization of a channels-last tensor over axis {a.get('axis')} "
+                            "(only the channels, axis -1)")
+    C = int(v.src.shape[1])
+    scale, _ = _float_const(imp, node, 1, where, "the scale")
+    bias = _float_const(imp, node, 2, where, "the bias")[0] if _in(node, 2) else np.zeros(C, np.float32)
+    ws = dict(weight=np.broadcast_to(scale, (C,)).copy(), bias=np.broadcast_to(bias, (C,)).copy())
+    y = imp.new("layernorm2d", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=True), [v.src], where,
+                _prefix_of(imp, node, (1, 2)), ws)
+    return Pending("channels_last", y, v.shape, where, {})
 
 
 @handler("GroupNormalization")
@@ -884,6 +902,11 @@ def _transpose(imp, node, a, where):
     perm = a.get("perm")
     if isinstance(v, Const):
         return Const(np.transpose(np.asarray(v.value), perm))
+    if isinstance(v, Pending) and v.kind == "channels_last" and perm == [0, 3, 1, 2]:
+        return v.src  # back to N×C×H×W
+    if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
+        x = imp.act(v, where)
+        return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
     if isinstance(v, Pending) and v.kind == "split_channels":
         want = [0, 2, 1] + list(range(3, len(v.shape)))
         if perm == want:
@@ -1039,6 +1062,10 @@ def _with_const_tensor(imp, node, op, v, c, v_first, where):
         if cname:
             imp.prefix[x.node] = cname
         return x
+    if op == "Mul" and per is not None and len(x.shape) == 4 and c.name:
+        # γ·x with a named per-channel parameter (ConvNeXt's layer scale): its name is the state_dict's
+        owner, _, field = c.name.rpartition(".")
+        return imp.new("layer_scale", dict(field=field), [x], where, owner or None, {field: per})
     raise CnnGraphError(f"{where}: {op} of a tensor and a constant tensor {list(np.shape(c.value))} is supported only as "
                         "the bias of a Conv/MatMul or the affine part of a group norm")
 
@@ -1175,3 +1202,68 @@ def fold_constants(node, a, where, arrays):
         raise CnnGraphError(f"{where}: {node.op_type} of constants cannot be evaluated ({e})") from None
     out = out if isinstance(out, list) else [out]
     return [Const(_check_fold(np.asarray(y), where, *[x for x in arrays if x is not None])) for y in out]
+
+
+@handler("Resize", "Upsample")
+def _resize(imp, node, a, where):
+    """PyTorch's interpolations as ONNX writes them: nearest with asymmetric coordinates and
+    floor rounding, linear with align_corners or (pytorch_)half_pixel; by scales or sizes."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    mode = a.get("mode", "nearest")
+    ctm = a.get("coordinate_transformation_mode", "half_pixel" if node.op_type == "Resize" else "asymmetric")
+    if a.get("antialias"):
+        raise CnnGraphError(f"{where}: Resize with antialias is not supported")
+    if mode == "nearest" and ctm == "asymmetric" and a.get("nearest_mode", "round_prefer_floor") == "floor":
+        attrs = dict(mode="nearest", align_corners=False)
+    elif mode == "nearest" and node.op_type == "Upsample":
+        attrs = dict(mode="nearest", align_corners=False)
+    elif mode in ("linear", "bilinear") and ctm in ("align_corners", "pytorch_half_pixel", "half_pixel"):
+        attrs = dict(mode="bilinear", align_corners=ctm == "align_corners")
+    else:
+        raise CnnGraphError(f"{where}: Resize mode {mode!r} with coordinate_transformation_mode {ctm!r}"
+                            f"{' and nearest_mode ' + repr(a.get('nearest_mode')) if mode == 'nearest' else ''} "
+                            "is not supported (PyTorch's nearest and bilinear are)")
+    if a.get("axes") is not None:
+        raise CnnGraphError(f"{where}: Resize with an axes attribute is not supported")
+    scales_at, sizes_at = (1, None) if node.op_type == "Upsample" or len(node.input) == 2 else (2, 3)
+    like = _size_source(imp, _in(node, sizes_at)) if sizes_at is not None else None
+    if like is not None:
+        return imp.new("resize", attrs, [x, like], where)
+    if sizes_at is not None and _in(node, sizes_at):
+        sizes = list(np.asarray(imp.const(node.input[sizes_at], where, "Resize sizes").value).reshape(-1))
+        if len(sizes) != 4:
+            raise CnnGraphError(f"{where}: Resize sizes {sizes} must give N, C, H, W")
+        attrs["output_size"] = (ops.tidy(sympy.sympify(sizes[2])), ops.tidy(sympy.sympify(sizes[3])))
+    else:
+        scales, _ = _float_const(imp, node, scales_at, where, "Resize scales")
+        scales = [float(v) for v in scales.reshape(-1)]
+        if len(scales) != 4 or scales[0] != 1 or scales[1] != 1:
+            raise CnnGraphError(f"{where}: Resize scales {scales} must be 1, 1, s_h, s_w")
+        attrs["scale"] = (ops.exact_scale(scales[2]), ops.exact_scale(scales[3]))
+    return imp.new("resize", attrs, [x], where)
+
+
+def _size_source(imp, name):
+    """The tensor whose H×W a Resize's sizes copy, when they are Concat(…, Slice(Shape(t), 2, 4))
+    (cnngraph's and PyTorch's exports of interpolate(x, size=t.shape[-2:])): then the resize
+    keeps following t at any input size."""
+    if not name:
+        return None
+    if not hasattr(imp, "producers"):
+        imp.producers = {o: n for n in imp.m.graph.node for o in n.output}
+    cat = imp.producers.get(name)
+    if cat is None or cat.op_type != "Concat" or len(cat.input) != 2:
+        return None
+    sl = imp.producers.get(cat.input[1])
+    if sl is None or sl.op_type != "Slice" or len(sl.input) < 3:
+        return None
+    shape = imp.producers.get(sl.input[0])
+    try:
+        starts = [int(v) for v in np.asarray(imp.values[sl.input[1]].value).reshape(-1)]
+        ends = [int(v) for v in np.asarray(imp.values[sl.input[2]].value).reshape(-1)]
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+    if shape is None or shape.op_type != "Shape" or starts != [2] or ends[0] < 4 or len(sl.input) > 3 and sl.input[3]:
+        return None
+    src = imp.values.get(shape.input[0])
+    return src if isinstance(src, Act) and len(src.shape) == 4 else None
