@@ -25,6 +25,7 @@ error ``max|a − b| / max|b|`` against PyTorch, or ONNX Runtime without it).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -45,12 +46,8 @@ PEERS = ("cnngraph", "onnxruntime", "pytorch")
 
 
 def have_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """PyTorch and torchvision installed? (looked up, not imported: the parent process stays light)"""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "torchvision"))
 
 
 def model_and_weights(model: str, seed: int = 0):

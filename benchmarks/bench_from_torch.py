@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+
+from bench_analyze import best  # best of several runs (this script's directory is on sys.path)
 
 TASKS = {
     "cnngraph from_torch (3,H,W)": "import cnngraph\nfrom cnngraph.ir.symbols import H, W\n"
@@ -37,15 +38,6 @@ model = torchvision.models.resnet152(weights=None).eval()
 FRESH = PRELUDE + "{task}\nt = time.perf_counter()\nrun()\nprint(time.perf_counter() - t)\n"
 
 
-def best(fn, repeat=3):
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return min(out)
-
-
 def fresh(task: str) -> float:
     res = subprocess.run([sys.executable, "-c", FRESH.format(task=task)], capture_output=True, text=True)
     if res.returncode:
@@ -61,7 +53,7 @@ def main():
         try:
             ns = dict(env)
             exec(task, ns)
-            same[name] = best(ns["run"])
+            same[name] = best(ns["run"], 3)
             own[name] = fresh(task)
         except (ImportError, RuntimeError) as e:
             print(f"{name}: skipped ({e})")

@@ -26,13 +26,13 @@ import sys
 import threading
 import time
 
+import importlib.util
+
 import numpy as np
 
 PEERS = ["cnngraph-numba", "onnxruntime", "pytorch-eager"]
-try:
-    import torch  # noqa: F401
-except ImportError:  # PyTorch is optional: compare with ONNX Runtime alone
-    PEERS.remove("pytorch-eager")
+if importlib.util.find_spec("torch") is None:  # PyTorch is optional: compare with ONNX Runtime alone
+    PEERS.remove("pytorch-eager")  # (found without importing it: importing torch would weigh on every peer's memory)
 
 
 def threads() -> int:
