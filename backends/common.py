@@ -484,7 +484,7 @@ def resize_taps(L: int, O: int, mode: str, align_corners: bool, scale=None):
     1/scale then, not with L/O).
 
     >>> resize_taps(2, 4, "bilinear", False)[1][:, 0].tolist()
-    [1.0, 0.75, 0.75, 1.0]
+    [1.0, 0.75, 0.25, 0.75]
     """
     o = np.arange(O, dtype=np.float64)
     ratio = 1.0 / float(scale) if scale else L / O
