@@ -289,7 +289,7 @@ EfficientNet scaling search: docs/design-space.md.</p>
 <script>
 // Search: show only the models (cards and summary rows) whose text holds every word typed.
 document.getElementById("search").addEventListener("input", function (ev) {{
-  var words = ev.target.value.toLowerCase().split(/\s+/).filter(Boolean), shown = 0;
+  var words = ev.target.value.toLowerCase().split(/\\s+/).filter(Boolean), shown = 0;
   document.querySelectorAll("section.model").forEach(function (card) {{
     var text = card.querySelector("h3").textContent + " " + card.querySelector("p").textContent;
     var hit = words.every(function (w) {{ return text.toLowerCase().indexOf(w) >= 0; }});
