@@ -17,7 +17,7 @@ DOC_SPACES = [
     ("resnet50", "a=0.25..2:0.05, d=1..4, r=128..320:32"),
     ("mobilenet_v2", "a=0.35..1.4:0.05, r=96..224:32"),
     ("efficientnet_b0", "a=1..1.4:0.05, d=1..1.4:0.1, r=224..320:16"),
-    ("resnet18", "a=0.5..1.5:0.25, g=1|2|4, r=160..224:32"),
+    ("resnet50", "a=0.5..1:0.25, g=1|2|4, r=160..224:32"),  # groups: bottlenecks only, as torchvision
     ("mobilenet_v2", "a=0.5|1, e=4|6, k=3|5, r=128|160"),
     ("mobilenet_v2", "a=0.35..1.4:0.15, r=96..224:32"),  # the latency sweeps of the docs
     ("resnet50", "a=0.25..1:0.25, r=96..224:64"),
