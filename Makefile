@@ -30,7 +30,7 @@ demo: setup
 # PyTorch, torchvision and timm: optional (a large download on most machines), for
 # cross-checks, from_torch and the model sweeps.
 torch: $(STAMP)
-	$(PIP) install -q 'torch==2.14.1' 'torchvision==0.29.1' timm
+	$(PIP) install -q 'torch==2.14.1' 'torchvision==0.29.1' timm onnxscript
 
 # Every torchvision and timm CNN through from_torch and ONNX (long: `make test` runs a sample).
 test-models: setup torch
