@@ -515,7 +515,9 @@ def resize_geometry(step):
 def build_resize(step, plan, rt):
     xp = rt.xp
     (ih, wh), (iw, ww) = resize_geometry(step)
-    ih, wh, iw, ww = (rt.asarray(v) for v in (ih, wh, iw, ww))
+    # taps stay integer (rt.asarray makes float32 weights); weights go through the runtime as any weight
+    ih, iw = xp.asarray(ih), xp.asarray(iw)
+    wh, ww = rt.asarray(wh), rt.asarray(ww)
 
     def run(ins, out, res):
         x = ins[0]  # (N, H, W, C): rows, then columns, each a two-tap weighted sum

@@ -261,8 +261,8 @@ def main(argv=None):
         cells.append(f"{own['cnngraph']['peak_mb']:.0f} / {own['onnxruntime']['peak_mb']:.0f} MB")
         print("| " + " | ".join(cells) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        from cnngraph.io.files import write_text  # atomic: a cut-short run leaves the old file whole
+        write_text(args.json, json.dumps(results, indent=1))
     return 0
 
 

@@ -213,8 +213,8 @@ def main(argv=None):
         print(f"  cnngraph / onnxruntime = {row['ratio_vs_onnxruntime']:.2f}×, cnngraph / pytorch = {vs_torch}; "
               f"planned activations {row['planned_activation_mb']:.1f} MB", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        from cnngraph.io.files import write_text  # atomic: a cut-short run leaves the old file whole
+        write_text(args.json, json.dumps(results, indent=1))
     return 0
 
 

@@ -548,12 +548,16 @@ def _gather(imp, node, a, where):
     return Const(_check_fold(np.take(data, idx.astype(np.int64), axis=a.get("axis", 0)), where))
 
 
+def _axes(imp, node, a, where):
+    """The ``axes`` of a reduction or (un)squeeze: an attribute before opset 13/18, a constant input since."""
+    if a.get("axes") is not None or not _in(node, 1):
+        return a.get("axes")
+    return as_ints(imp.const(node.input[1], where, "axes").value, where, "axes")
+
+
 @handler("Squeeze", "Unsqueeze")
 def _squeeze(imp, node, a, where):
-    v = imp.val(node.input[0], where)
-    axes = a.get("axes")
-    if axes is None and _in(node, 1):
-        axes = as_ints(imp.const(node.input[1], where, "axes").value, where, "axes")
+    v, axes = imp.val(node.input[0], where), _axes(imp, node, a, where)
     if isinstance(v, Const):
         arr = np.asarray(v.value)
         if node.op_type == "Unsqueeze":
@@ -917,10 +921,7 @@ def _transpose(imp, node, a, where):
 
 @handler("ReduceSum")
 def _reduce_sum(imp, node, a, where):
-    v = imp.val(node.input[0], where)
-    axes = a.get("axes")
-    if axes is None and _in(node, 1):
-        axes = as_ints(imp.const(node.input[1], where, "axes").value, where, "axes")
+    v, axes = imp.val(node.input[0], where), _axes(imp, node, a, where)
     if isinstance(v, Const):
         arr = np.asarray(v.value)
         return Const(np.sum(arr, axis=tuple(axes) if axes else None, keepdims=bool(a.get("keepdims", 1))))
