@@ -141,7 +141,7 @@ def slides_form(expr, factor: bool = True):
     >>> text(slides_form(C * H * W * (C + 9)))
     '(9C + C²)HW'
     """
-    expr = sympy.sympify(expr)
+    expr = sympy.sympify(expr, strict=True)
     if not expr.free_symbols or (not expr.is_Add and _monomial(expr)):
         return expr  # a number or a single product: nothing to lay out
     if expr.atoms(sympy.Function):
@@ -214,7 +214,7 @@ def _flat_mul(e) -> list:
 def _surely_ge(a, b) -> bool:
     """a ≥ b for every value of the (positive integer) symbols: with each symbol s = 1 + t,
     t ≥ 0, a − b is a polynomial in t whose coefficients are all non-negative."""
-    d = sympy.sympify(a - b)
+    d = sympy.sympify(a - b, strict=True)
     free = sorted(d.free_symbols, key=str)
     if not free:
         return bool(d >= 0)
@@ -242,7 +242,7 @@ def simplify_max(expr):
                 if not any(j != i and _surely_ge(b, a) and not (_surely_ge(a, b) and j > i) for j, b in enumerate(args))]
         return sympy.Max(*keep) if len(keep) > 1 else keep[0]
 
-    return sympy.sympify(expr).replace(lambda e: isinstance(e, sympy.Max), one)
+    return sympy.sympify(expr, strict=True).replace(lambda e: isinstance(e, sympy.Max), one)
 
 
 def _decimal_text(x) -> str:
@@ -278,7 +278,7 @@ class _Printer:
 
     # expressions
     def __call__(self, e) -> str:
-        e = sympy.sympify(e)
+        e = sympy.sympify(e, strict=True)
         if e.is_Add:
             return self.add(e)
         if e.is_Mul or (e.is_Rational and not e.is_Integer):
@@ -445,13 +445,13 @@ def parse(s: str):
     """
     from cnngraph.ir.sizes import parse_expr
 
-    return sympy.sympify(parse_expr(s, "formula", functions=("sqrt",)))  # the safe parser: no eval
+    return sympy.sympify(parse_expr(s, "formula", functions=("sqrt",)), strict=True)  # the safe parser: no eval
 
 
 def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     """``lhs = rhs`` in descending powers of ``unknown``: ``9Gc² + 8GCc − 17C² = 0``."""
     left = render(sympy.expand(lhs), fmt, unknown)
-    right = render(sympy.sympify(rhs), fmt, unknown)
+    right = render(sympy.sympify(rhs, strict=True), fmt, unknown)
     return f"{left} = {right}"
 
 
