@@ -146,6 +146,34 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
 
 
 @njit(**JIT)
+def epilogue_t(yt, dst, r0, r1, c0, c1, bias, res, a1, a2):
+    """The epilogue from a transposed GEMM block: ``dst[r, c] = act2(act1(yt[c − c0, r − r0] +
+    bias[c]) + res[r, c])`` for rows r0:r1, columns c0:c1 (``yt`` is (c1 − c0, r1 − r0), the
+    product ``W[c0:c1] @ xᵀ`` of a narrow GEMM). ``dst`` may share memory with ``res``: each
+    row goes through a small buffer."""
+    n = c1 - c0
+    t = np.empty(n, np.float32)
+    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    bv = bias[c0:c1] if has_bias else bias
+    for r in range(r0, r1):
+        k = r - r0
+        for c in range(n):
+            t[c] = yt[c, k]
+        if has_bias:
+            for c in range(n):
+                t[c] += bv[c]
+        act_row(t, a1)
+        if has_res:
+            rv = res[r, c0:c1]
+            for c in range(n):
+                t[c] += rv[c]
+        act_row(t, a2)
+        dv = dst[r, c0:c1]
+        for c in range(n):
+            dv[c] = t[c]
+
+
+@njit(**JIT)
 def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2, hi2, has_res):
     """The epilogue in place on ``y`` when both activations are clamps (none, ReLU, ReLU6):
     ``v = clamp(y·scale + bias, lo1, hi1) + res; y = clamp(v, lo2, hi2)``, branch-free so
@@ -429,3 +457,4 @@ def lrn(x, out, r0, r1, size, alpha, beta, k):
             for q in range(max(0, c - lo), min(C, c + hi + 1)):
                 s += x[r, q] * x[r, q]
             out[r, c] = x[r, c] / (k + alpha / size * s) ** beta
+
