@@ -656,11 +656,28 @@ def release_free_memory() -> bool:
     return True
 
 
-def executor(plan: Plan, progress=None) -> Executor:
+def executor(plan: Plan, progress=None, release_weights: bool = False) -> Executor:
     """An executor of ``plan`` on this backend (kernels built and weights packed once; the
-    freed temporaries handed back to the system, :func:`release_free_memory`)."""
+    freed temporaries handed back to the system, :func:`release_free_memory`).
+
+    ``release_weights``: each weight leaves ``plan.weights`` as soon as the last step using
+    it has its kernel (which holds it packed, or in place), so the originals of packed
+    weights are freed while the others are being packed (on ResNet-50 about 50 MB less at
+    the peak); the plan cannot build another executor afterwards.
+    """
     release_free_memory()  # what compiling the plan freed: packing reuses it
-    ex = Executor(plan, BACKEND, progress=progress)
+    hook = progress
+    if release_weights and plan.weights is not None:
+        last = {key: i for i, step in enumerate(plan.steps) for key in step.params.values()}
+
+        def hook(i, step):
+            for key in step.params.values():
+                if last.get(key) == i:
+                    plan.weights.pop(key, None)
+            if progress:
+                progress(i, step)
+
+    ex = Executor(plan, BACKEND, progress=hook)
     release_free_memory()
     return ex
 
