@@ -202,26 +202,35 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
     padding (row r is ``cols[r - r0]``).
 
     With one group and no horizontal dilation, the kw taps of a kernel row are one
-    contiguous run of kw·C inputs (channels last): copied at once when inside the image."""
+    contiguous run of kw·C inputs (channels last): copied at once when inside the image (a
+    plain loop for runs shorter than 64 values, such as the stem's 7 taps × 3 channels,
+    where a slice copy's set-up costs more than the copy)."""
     N, H, W, C = x.shape
     xf = x.reshape(N * H * W * C)
     run = G == 1 and dw == 1
     hw = Ho * Wo
+    L = kw * C
     for r in range(r0, r1):
         n = r // hw
         oh = (r % hw) // Wo
         ow = r % Wo
-        row = r - r0
+        cr = cols[r - r0]
         iw0 = ow * sw - pl
         for i in range(kh):
             ih = oh * sh - pt + i * dh
             if ih < 0 or ih >= H:
                 for g in range(G):
                     col = (g * kh + i) * kw * cg
-                    cols[row, col:col + kw * cg] = 0
+                    for q in range(kw * cg):
+                        cr[col + q] = 0
             elif run and iw0 >= 0 and iw0 + kw <= W:
                 o = ((n * H + ih) * W + iw0) * C
-                cols[row, i * kw * C:(i + 1) * kw * C] = xf[o:o + kw * C]
+                b = i * L
+                if L < 64:
+                    for q in range(L):
+                        cr[b + q] = xf[o + q]
+                else:
+                    cr[b:b + L] = xf[o:o + L]
             else:
                 # element loops, not slice copies: groups may be a few channels wide
                 for j in range(kw):
@@ -232,10 +241,10 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
                         if inside:
                             xo = ((n * H + ih) * W + iw) * C + g * cg
                             for ci in range(cg):
-                                cols[row, col + ci] = xf[xo + ci]
+                                cr[col + ci] = xf[xo + ci]
                         else:
                             for ci in range(cg):
-                                cols[row, col + ci] = 0
+                                cr[col + ci] = 0
 
 
 @njit(**JIT)
