@@ -429,3 +429,39 @@ def lrn(x, out, r0, r1, size, alpha, beta, k):
             for q in range(max(0, c - lo), min(C, c + hi + 1)):
                 s += x[r, q] * x[r, q]
             out[r, c] = x[r, c] / (k + alpha / size * s) ** beta
+
+
+@njit(**JIT)
+def col2im_transpose(cols, out, n0, t0, t1, H, W, kh, kw, sh, sw, pt, pl, dh, dw, og, bias, res, a1, a2):
+    """A transposed convolution's output rows t0:t1 of (n, oh) gathered from ``cols``, the GEMM
+    of samples n0… (``cols[g, (n − n0, ih, iw), (i, j, o)]``: input pixel times tap (i, j)):
+    output (oh, ow) takes input (ih, iw) through tap (i, j) where oh = ih·sh − pt + i·dh
+    (and the same along W). Gathering (not scattering) lets threads own output rows; the
+    bias and the epilogue are fused."""
+    G = cols.shape[0]
+    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
+    acc = np.empty(C, np.float32)
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        for ow in range(Wo):
+            if bias.shape[0] > 0:
+                for c in range(C):
+                    acc[c] = bias[c]
+            else:
+                acc[:] = 0
+            for i in range(kh):
+                num = oh + pt - i * dh
+                if num < 0 or num % sh != 0 or num // sh >= H:
+                    continue
+                ih = num // sh
+                for j in range(kw):
+                    num2 = ow + pl - j * dw
+                    if num2 < 0 or num2 % sw != 0 or num2 // sw >= W:
+                        continue
+                    row = ((n - n0) * H + ih) * W + num2 // sw
+                    base = (i * kw + j) * og
+                    for g in range(G):
+                        src = cols[g, row, base:base + og]
+                        for o in range(og):
+                            acc[g * og + o] += src[o]
+            store_pixel(acc, out, res, n, oh, ow, a1, a2)
