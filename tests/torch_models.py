@@ -37,8 +37,8 @@ def hook_counts(model, x):
     def linear(m, i, o):
         macs[0] += o.numel() // o.shape[0] * m.in_features
 
-    kinds = {nn.Conv2d: conv, nn.ConvTranspose2d: conv_t, nn.Linear: linear}
-    hooks = [m.register_forward_hook(kinds[type(m)]) for m in model.modules() if type(m) in kinds]
+    kinds = ((nn.Conv2d, conv), (nn.ConvTranspose2d, conv_t), (nn.Linear, linear))
+    hooks = [m.register_forward_hook(fn) for m in model.modules() for cls, fn in kinds if isinstance(m, cls)]
     try:
         with torch.no_grad():
             y = model(x if isinstance(x, torch.Tensor) else torch.from_numpy(x))

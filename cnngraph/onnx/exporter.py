@@ -170,6 +170,13 @@ def _conv_transpose(b, n, ins, shapes, a, ws):
     attrs = _window_attrs(n, a)
     attrs["dilations"] = _ints(n, "dilation", a["dilation"])
     op = _ints(n, "output_padding", a["output_padding"])
+    pads, strides = attrs["pads"], attrs["strides"]
+    for ax in range(2):
+        # ONNX Runtime refuses an output padding not below the stride (PyTorch allows one below the
+        # dilation): cropping less at the end gives the same rows
+        if op[ax] >= strides[ax]:
+            take = min(op[ax], pads[2 + ax])
+            op[ax], pads[2 + ax] = op[ax] - take, pads[2 + ax] - take
     if op != [0, 0]:
         attrs["output_padding"] = op
     return b.node("ConvTranspose", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
