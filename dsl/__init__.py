@@ -327,7 +327,9 @@ def instancenorm(x, eps: float = 1e-5, affine: bool = False, name=None, title=No
 
 
 def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, name=None, title=None):
-    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``."""
+    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``:
+    x / (k + alpha/size·Σx²)^beta over ``size`` neighbouring channels; ``k > 0`` and ``alpha ≥ 0``
+    (the base stays positive, so the output is finite for every input)."""
     return x.net.layer("lrn", [x], dict(size=size, alpha=alpha, beta=beta, k=k), name, title, base="norm")
 
 

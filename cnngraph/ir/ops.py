@@ -844,7 +844,15 @@ register(Op("layer_scale", "act", (1, 1), _same_shape,
                 "(torchvision: `layer_scale`, timm: `gamma`)",
             defaults=dict(field="weight"),
             weights=lambda a, ins: [Weight(a["field"], (ins[0][0],), "param", "scale")]))
-register(Op("lrn", "norm", (1, 1), _same_shape,
+def _lrn_shape(a, ins, ctx):
+    # x / (k + α/n·Σx²)^β is finite for every input only while the base stays positive.
+    if not (a["k"] > 0 and a["alpha"] >= 0):
+        ctx.fail("LRN needs k > 0 and alpha ≥ 0 so that its base k + alpha/size·Σx² stays positive",
+                 f"k={a['k']}, alpha={a['alpha']}")
+    return tuple(ins[0])
+
+
+register(Op("lrn", "norm", (1, 1), _lrn_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",
             doc="local response normalization across `size` neighbouring channels (AlexNet)",
             defaults=dict(size=5, alpha=1e-4, beta=0.75, k=1.0)))
