@@ -39,7 +39,7 @@ from cnngraph.compiler.plan import Plan
 from cnngraph.backends import numba_kernels as K
 from cnngraph.backends import numba_winograd as WG
 from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_geometry, pack_transpose_weight,
-                                      pool_geometry, transpose_geometry, weight)
+                                      pool_geometry, resize_geometry, transpose_geometry, weight)
 
 NAME = "numba"
 EMPTY1 = np.empty(0, np.float32)
@@ -629,6 +629,52 @@ def _norm(kind):
     return build
 
 
+def build_prelu(step, plan, rt):
+    P = rt.extra["pool"]
+    slope = np.ascontiguousarray(weight(plan, step, "weight").reshape(-1))
+
+    def run(ins, out, res):
+        x2, o2 = _rows2(ins[0]), _rows2(out)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.prelu_rows(x2, o2, r0, r1, slope), work=x2.shape[1])
+
+    return run
+
+
+def build_layer_scale(step, plan, rt):
+    """γ·x per channel: the epilogue kernel with γ as its scale (a residual add and an activation fused)."""
+    gamma = np.ascontiguousarray(weight(plan, step, step.attrs["field"]).reshape(-1))
+    return _elementwise(step, rt, gamma, EMPTY1, *_codes(step))
+
+
+def build_layernorm2d(step, plan, rt):
+    P = rt.extra["pool"]
+    eps = float(step.attrs["eps"])
+    if "weight" in step.params:
+        gamma, beta = (np.ascontiguousarray(weight(plan, step, f).reshape(-1)) for f in ("weight", "bias"))
+    else:
+        gamma = beta = EMPTY1
+
+    def run(ins, out, res):
+        x2, o2 = _rows2(ins[0]), _rows2(out)
+        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.layernorm_rows(x2, o2, r0, r1, eps, gamma, beta),
+                     work=3 * x2.shape[1])
+
+    return run
+
+
+def build_resize(step, plan, rt):
+    P = rt.extra["pool"]
+    (ih, wh), (iw, ww) = resize_geometry(step)
+    nearest = step.attrs["mode"] == "nearest"
+    Ho = int(step.out_shape[1])
+
+    def run(ins, out, res):
+        P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.resize_rows(ins[0], out, t0, t1, ih, wh, iw, ww, nearest),
+                     work=out.shape[2] * out.shape[3] * (1 if nearest else 6))
+
+    return run
+
+
 def build_lrn(step, plan, rt):
     P = rt.extra["pool"]
     a = step.attrs
@@ -646,7 +692,8 @@ KERNELS = {
     "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _adaptive(False), "adaptive_maxpool2d": _adaptive(True), "softmax": build_softmax,
     "groupnorm": _norm("groupnorm"), "instancenorm": _norm("instancenorm"), "layernorm": _norm("layernorm"),
-    "lrn": build_lrn,
+    "lrn": build_lrn, "prelu": build_prelu, "layer_scale": build_layer_scale, "layernorm2d": build_layernorm2d,
+    "resize": build_resize,
     **{a: build_act for a in K.ACT_ROW_CODES},
 }
 # flatten, concat, slice, channel_shuffle: memory copies, the generic NumPy kernels.

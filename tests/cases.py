@@ -111,6 +111,10 @@ OP_CASES: dict = {
     "resize_bilinear_corners_size": (8, lambda x: resize(x, size=(13, 7), mode="bilinear", align_corners=True)),
     "resize_like": (8, lambda x: add(resize(maxpool2d(x, 2), like=x, mode="bilinear"), x)),
     "layernorm2d_layer_scale": (8, lambda x: layer_scale(layernorm2d(x))),
+    # ConvNeXt's block end: a layer scale (timm's `gamma`) with the residual add fused into its epilogue
+    "layer_scale_residual_fused": (8, lambda x: add(layer_scale(layernorm2d(conv2d(x, 8, 1), affine=False),
+                                                                field="gamma"), x)),
+    "resize_nearest_down_up_size": (8, lambda x: resize(x, size=(5, 17))),
 }
 
 

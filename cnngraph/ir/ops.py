@@ -842,7 +842,7 @@ register(Op("layer_scale", "act", (1, 1), _same_shape,
             ops=lambda a, ins, out: numel(out), label=lambda a, ins, out: "layer scale",
             doc="a learned per-channel scale γ·x (ConvNeXt's layer scale); its weight is named `field` "
                 "(torchvision: `layer_scale`, timm: `gamma`)",
-            defaults=dict(field="weight"),
+            defaults=dict(field="weight"), fusion="anchor",  # the residual add after it fuses into its epilogue
             weights=lambda a, ins: [Weight(a["field"], (ins[0][0],), "param", "scale")]))
 def _lrn_shape(a, ins, ctx):
     # x / (k + α/n·Σx²)^β is finite for every input only while the base stays positive.
