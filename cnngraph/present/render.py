@@ -145,6 +145,7 @@ class Box:
     first: str = ""  # summary: first and last collapsed block
     last: str = ""
     like: str = ""  # summary: the expanded block the collapsed ones repeat
+    full: str = ""  # a stage or block box: the scope's full name (its label may be short)
 
 
 @dataclass
@@ -437,9 +438,13 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
         main = next((m for m in ms if ops.get(g.nodes[m]["op"]).kind in ("conv", "linear")), ms[0])
         subs = [item for t, item in children[u] if t == "scope"]
         kinds = list(dict.fromkeys(x[-1][1] for x in subs))
-        inner = f"{len(subs)} × {kinds[0]}" if len(kinds) == 1 and len(subs) > 1 else u[-1][1]
-        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _scope_name(u),
-                f"{inner} · {fmt_shape(g.nodes[ms[-1]]['shape'])}", u[:-1] if depth == "block" else ())
+        if depth == "stage" and len(kinds) == 1 and len(subs) > 1:
+            inner = f"{len(subs)} × {kinds[0]}"  # a stage of repeated blocks
+        else:
+            inner = "" if u[-1][1] in GENERIC_KINDS or u[-1][1].lower() in u[-1][0].lower() else u[-1][1]
+        shape = fmt_shape(g.nodes[ms[-1]]["shape"])
+        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _short_name(u, u[:-1]),
+                f"{inner} · {shape}" if inner else shape, u[:-1] if depth == "block" else (), full=_scope_name(u))
         boxes[b.id] = b
         for m in ms:
             box_of[m] = b.id
@@ -502,16 +507,22 @@ def _mark_skips(g, order, boxes, box_of, edges):
 GENERIC_KINDS = ("stage", "block", "branch", "layers", "pathway", "path")
 
 
+def _short_name(scope, anchor) -> str:
+    """The scope's name below ``anchor`` ("branch3" in "inception3a"), a bare index with its
+    parent's name ("layer1.0", "features.3")."""
+    names = [n for n, _ in scope[len(anchor):]]
+    if names[0].isdigit() and len(scope) > 1:
+        names.insert(0, scope[len(scope) - len(names) - 1][0])
+    return ".".join(names)
+
+
 def _cluster_label(scope, anchor, subs, top: bool) -> str:
     """A short title: the scope's name below the frame around it ("branch3", not
     "inception3a.branch3"), a bare index with its parent's name ("layer1.0"), the kind
     when it adds something ("layer1.0 · Bottleneck"), and at the top level the count of
     repeated blocks inside ("layer3 · 6 × Bottleneck").
     """
-    names = [n for n, _ in scope[len(anchor):]]
-    if names[0].isdigit() and anchor:
-        names.insert(0, anchor[-1][0])
-    label = ".".join(names)
+    label = _short_name(scope, anchor)
     kind = scope[-1][1]
     if kind not in GENERIC_KINDS and kind.lower() not in label.lower():
         label += f" · {kind}"
@@ -564,15 +575,13 @@ def _clusters(g, boxes, children, edges, wrap=frozenset()):
             chosen[scope] = None
         else:
             singles.append(scope)
-    for scope in singles:  # a lone box beside sibling branches is a branch too
+    for scope in singles:  # a lone box beside sibling branches, parallel to all of them, is a branch too
         within = set(inside.get(scope[:-1], boxes)) if scope[:-1] else set(boxes)
         mine = set(inside[scope])
-        for sib in chosen:
-            if sib[:-1] == scope[:-1] and sib != scope:
-                theirs = set(inside[sib])
-                if not reaches(mine, theirs, within) and not reaches(theirs, mine, within):
-                    chosen[scope] = None
-                    break
+        sibs = [t for kind, t in children[scope[:-1]] if kind == "scope" and t != scope and t in inside]
+        if any(t in chosen for t in sibs) and all(
+                not reaches(mine, set(inside[t]), within) and not reaches(set(inside[t]), mine, within) for t in sibs):
+            chosen[scope] = None
     order = [s for s in children if s in chosen]  # parents before children, graph order
     clusters: dict = {}
     for scope in order:
@@ -759,15 +768,22 @@ def branch_ports(lay: Layout, direction: str = "TB") -> dict:
     by_id = {c.id: c for c in lay.clusters}
     home = {b: c.id for c in lay.clusters for b in c.boxes}
 
-    def top(b, siblings):  # the sibling cluster holding box b, if any
+    def top(b, siblings):  # the sibling cluster holding box b (or b, a sibling summary), if any
+        if b in siblings:
+            return b
         c = home.get(b)
         while c is not None and c not in siblings:
             c = next((p.id for p in lay.clusters if c in p.children), None)
         return c
 
     out = {}
+    rank = {b: k for k, b in enumerate(lay.boxes)}
+    first = {c.id: min((rank[b] for b in _all_boxes(c, by_id)), default=0) for c in lay.clusters}
     for parent in lay.clusters:
-        sibs = parent.children
+        # Side by side: sub-clusters, boxes (a branch drawn as one box at --depth block) and
+        # summaries of collapsed sub-clusters (ResNeXt's "× 31 pathway"), not the closing merge.
+        sibs = sorted(parent.children + [b for b in parent.boxes if lay.boxes[b].kind != "merge"],
+                      key=lambda i: first[i] if i in first else rank[i])
         if len(sibs) < 2:
             continue
         into: dict = {}  # source box -> [(sibling index, edge)]
@@ -784,12 +800,16 @@ def branch_ports(lay: Layout, direction: str = "TB") -> dict:
     return out
 
 
+def _all_boxes(c: Cluster, by_id) -> list:
+    return c.boxes + [b for child in c.children for b in _all_boxes(by_id[child], by_id)]
+
+
 def _tooltip(b: Box, g=None, rows=None) -> str:
     """Hover text: the name, output shape, params and multiply-adds of the box's layers."""
     if b.repeat:
         head = f"{b.repeat} blocks {b.first} … {b.last}, each like {b.like}"
     else:
-        head = b.main if not b.id.startswith("u") else _scope_name(b.scope + ((b.label, ""),))
+        head = b.full or b.main
     if g is None or not rows:
         return head
     shape = fmt_shape(g.nodes[b.members[-1]]["shape"])
