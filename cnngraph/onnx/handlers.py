@@ -284,13 +284,68 @@ def _gemm(imp, node, a, where):
 
 @handler("MatMul")
 def _matmul(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind == "channels_last":
+        return _matmul_channels_last(imp, node, where, v)
+    x = imp.act(v, where)
     _need_rank(x, (2,), where, "MatMul with a weight matrix")
     w, _ = _float_const(imp, node, 1, where, "the weight")
     if w.ndim != 2 or ops.same(w.shape[0], x.shape[1]) is False:
         raise ShapeError(where, "MatMul weight does not fit the input features", f"weight {list(w.shape)}, input {ops.fmt_shape(x.shape)}")
     return imp.new("linear", dict(out_features=int(w.shape[1]), bias=False), [x], where, _prefix_of(imp, node, (1,)),
                    {"weight": w.T})
+
+
+def _matmul_channels_last(imp, node, where, v):
+    """A MatMul by a weight over the last axis of an N×H×W×C tensor (nn.Linear on a
+    channels-last tensor, ConvNeXt's MLP) is a 1×1 convolution of the N×C×H×W one."""
+    x = imp.act(v.src, where)
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    if w.ndim != 2 or ops.same(w.shape[0], x.shape[1]) is False:
+        raise ShapeError(where, "MatMul weight does not fit the channels of a channels-last tensor",
+                         f"weight {list(w.shape)}, input {ops.fmt_shape(v.shape)}")
+    attrs = dict(out_channels=int(w.shape[1]), kernel=(1, 1), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                 groups=1, bias=False)
+    y = imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1,)),
+                {"weight": w.T.reshape(w.shape[1], w.shape[0], 1, 1)})
+    return Pending("channels_last", y, (y.shape[0], y.shape[2], y.shape[3], y.shape[1]), where, {})
+
+
+# Element-wise ops, MatMul by a weight and layer norm read a channels-last (N×H×W×C) tensor
+# as its N×C×H×W source: the layout is undone before them and kept after them.
+CHANNELS_LAST_OPS = set(UNARY) | set(BINARY) | {"Clip"}
+
+
+def channels_last(imp, node, a, where):
+    """An element-wise node of channels-last tensors (and constants broadcast over their last
+    axis) computed on their N×C×H×W sources; its result is channels-last again."""
+    saved = {}
+    for name in node.input:
+        if not name or name in saved:
+            continue
+        v = imp.values.get(name)
+        if isinstance(v, Pending) and v.kind == "channels_last":
+            sub = v.src
+        elif isinstance(v, Const) and np.size(v.value) > 1:
+            arr = np.asarray(v.value)
+            if arr.ndim > 4:
+                raise CnnGraphError(f"{where}: {node.op_type} of a channels-last tensor and a rank-{arr.ndim} constant")
+            arr4 = arr.reshape((1,) * (4 - arr.ndim) + arr.shape)
+            sub = Const(np.transpose(arr4, (0, 3, 1, 2)), v.name)
+        elif isinstance(v, Const) or v is None:
+            continue
+        else:
+            raise CnnGraphError(f"{where}: {node.op_type} of a channels-last (N×H×W×C) tensor and an N×C×H×W one")
+        saved[name] = v
+        imp.values[name] = sub
+    try:
+        out = HANDLERS[node.op_type](imp, node, a, where)
+    finally:
+        imp.values.update(saved)
+    if isinstance(out, Const):
+        return out
+    shape = out.shape
+    return Pending("channels_last", out, (shape[0], shape[2], shape[3], shape[1]), where, {})
 
 
 @handler("BatchNormalization")
@@ -376,11 +431,12 @@ def _layernorm_channels(imp, node, a, where, v):
     if a.get("axis", -1) % 4 != 3:
         raise CnnGraphError(f"{where}: LayerNormalization of a channels-last tensor over axis {a.get('axis')} "
                             "(only the channels, axis -1)")
-    C = int(v.src.shape[1])
+    src = imp.act(v.src, where)
+    C = int(src.shape[1])
     scale, _ = _float_const(imp, node, 1, where, "the scale")
     bias = _float_const(imp, node, 2, where, "the bias")[0] if _in(node, 2) else np.zeros(C, np.float32)
     ws = dict(weight=np.broadcast_to(scale, (C,)).copy(), bias=np.broadcast_to(bias, (C,)).copy())
-    y = imp.new("layernorm2d", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=True), [v.src], where,
+    y = imp.new("layernorm2d", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=True), [src], where,
                 _prefix_of(imp, node, (1, 2)), ws)
     return Pending("channels_last", y, v.shape, where, {})
 
@@ -994,13 +1050,19 @@ def _binary(imp, node, a, where):
     x, y = vals
     # patterns with a constant tensor (not a number): biases, group norm's affine, RBF
     for first, second in ((x, y), (y, x)):
-        if isinstance(second, Const) and scalar_of(second) is None:
+        if isinstance(second, Const) and (scalar_of(second) is None or _named_tensor(second)):
             return _with_const_tensor(imp, node, op, first, second, first is x, where)
     if op == "Mul" and x is y and isinstance(x, Act):  # maybe the x² of a spelled-out LRN
         return Pending("square", x, x.shape, where)
     if isinstance(x, Pending) or isinstance(y, Pending):
         return _binary_pending(imp, node, op, x, y, where)
     return _binary_generic(imp, node, op, x, y, where)
+
+
+def _named_tensor(c):
+    """A constant of several numbers named as a module's parameter (``stages.0.blocks.0.gamma``):
+    a per-channel tensor even when its values are all equal (a freshly initialised layer scale)."""
+    return np.size(c.value) > 1 and bool(c.name) and not c.name.startswith(("onnx::", "/")) and "." in c.name
 
 
 def _fold_binary(op, arrs, where):
