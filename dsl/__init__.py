@@ -36,7 +36,7 @@ __all__ = [
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
     "leaky_relu", "elu", "mish", "prelu",
-    "resize", "layernorm2d", "layer_scale",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -423,3 +423,15 @@ def layernorm2d(x, eps: float = 1e-6, affine: bool = True, name=None, title=None
 def layer_scale(x, field: str = "weight", name=None, title=None):
     """A learned per-channel scale γ·x (ConvNeXt); its weight is ``{name}.{field}``."""
     return x.net.layer("layer_scale", [x], dict(field=field), name, title)
+
+
+def radix_softmax(x, radix: int, groups: int = 1, name=None, title=None):
+    """Split attention's softmax over ``radix`` groups of channels (ResNeSt's rSoftMax with
+    ``groups`` = cardinality; SKNet's selection over its paths with groups 1): channels read as
+    (groups, radix, k), softmax over radix, written as (radix, groups, k).
+
+    >>> net = Net("attn")
+    >>> radix_softmax(net.input(8, 1, 1), radix=2).shape
+    (8, 1, 1)
+    """
+    return x.net.layer("radix_softmax", [x], dict(radix=radix, groups=groups), name, title, base="rsoftmax")

@@ -737,6 +737,22 @@ register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambd
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
 
 
+def _radix_softmax_shape(a, ins, ctx):
+    (x,) = ins
+    r, g = a["radix"], a["groups"]
+    if not (is_int(r) and is_int(g) and r >= 1 and g >= 1) or divides(r * g, x[0]) is False:
+        ctx.fail("radix × groups must divide the channels", f"radix={r}, groups={g}, channels={x[0]}")
+    return tuple(x)
+
+
+register(Op("radix_softmax", "act", (1, 1), _radix_softmax_shape, ops=lambda a, ins, out: tidy(3 * numel(out)),
+            label=lambda a, ins, out: f"softmax over {a['radix']} splits",
+            defaults=dict(radix=2, groups=1),
+            doc="split attention's softmax over radix groups (ResNeSt's rSoftMax, SKNet's selection): channels "
+                "read as (groups, radix, C/(groups·radix)), softmax over the radix axis, written as (radix, groups, "
+                "C/(groups·radix))"))
+
+
 def _bn_shape(a, ins, ctx):
     (x,) = ins
     if a.get("num_features") is not None and same(a["num_features"], x[0]) is False:
