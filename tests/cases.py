@@ -19,7 +19,8 @@ from cnngraph.compiler.weights import init
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
-                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, conv_transpose2d)
+                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, conv_transpose2d,
+                          radix_softmax)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -115,6 +116,8 @@ OP_CASES: dict = {
     "layer_scale_residual_fused": (8, lambda x: add(layer_scale(layernorm2d(conv2d(x, 8, 1), affine=False),
                                                                 field="gamma"), x)),
     "resize_nearest_down_up_size": (8, lambda x: resize(x, size=(5, 17))),
+    # split attention: softmax over 2 radix groups of a 2-cardinality 12-channel map (k = 3)
+    "radix_softmax_groups": (12, lambda x: radix_softmax(x, radix=2, groups=2)),
 }
 
 
