@@ -426,12 +426,24 @@ def build_channel_shuffle(step, plan, rt):
 
 
 def build_scale(step, plan, rt):
-    f = float(step.attrs["factor"])
+    f, b = np.float32(step.attrs["factor"]), np.float32(step.attrs.get("shift", 0.0))
 
     def run(ins, out, res):
-        y = ins[0] * np.float32(f)
+        y = ins[0] * f
+        if b:
+            y += b
         epilogue(rt, step, y, res)
         out[...] = y
+
+    return run
+
+
+def build_clip(step, plan, rt):
+    lo, hi = step.attrs["low"], step.attrs["high"]
+    lo, hi = (None if lo is None else np.float32(lo)), (None if hi is None else np.float32(hi))
+
+    def run(ins, out, res):
+        out[...] = rt.xp.clip(ins[0], lo, hi)
 
     return run
 
@@ -553,7 +565,7 @@ GENERIC: dict = {
     "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
-    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
+    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "clip": build_clip, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }

@@ -61,6 +61,7 @@ ACTS: dict = {
     "leaky_relu": "v >= 0.f ? v : p * v",
     "elu": "v > 0.f ? v : p * expm1f(v)",
     "mish": "v * tanhf(fmaxf(v, 0.f) + log1pf(expf(-fabsf(v))))",
+    "softplus": "(fmaxf(p * v, 0.f) + log1pf(expf(-fabsf(p * v)))) / p",
 }
 
 

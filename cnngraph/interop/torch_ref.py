@@ -145,7 +145,8 @@ TABLE = {
     "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2])),
     # LeNet-5's RBF units: squared Euclidean distance to each prototype
     "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
-    "scale": lambda w, xs, a, hw: xs[0] * a["factor"],
+    "scale": lambda w, xs, a, hw: xs[0] * a["factor"] + a["shift"] if a["shift"] else xs[0] * a["factor"],
+    "clip": lambda w, xs, a, hw: torch.clamp(xs[0], a["low"], a["high"]),
     "pad_channels": lambda w, xs, a, hw: _pad_channels(xs[0], a),
     # over the channels: channels last, F.layer_norm, back (ConvNeXt's LayerNorm2d)
     "layernorm2d": lambda w, xs, a, hw: F.layer_norm(xs[0].permute(0, 2, 3, 1), (xs[0].shape[1],), w("weight"),

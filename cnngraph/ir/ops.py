@@ -177,7 +177,8 @@ OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after"})
 FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
                "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
                "k": (None, None, "a finite number"), "factor": (None, None, "a finite number"),
-               "momentum": (None, None, "a finite number")}
+               "momentum": (None, None, "a finite number"), "shift": (None, None, "a finite number"),
+               "low": (None, None, "a finite number"), "high": (None, None, "a finite number")}
 
 
 def check_attrs(layer: str, attrs: dict) -> dict:
@@ -263,7 +264,10 @@ class Activation:
     * ``inplace``: the DSL's default (torchvision's ``ReLU(inplace=True)``); ``False`` when
       PyTorch makes a new tensor;
     * ``param``: the attribute passed to the kernels as the activation's one float (the
-      LeakyReLU slope, the ELU α), or None.
+      LeakyReLU slope, the ELU α), or None;
+    * ``fit(f)``: the ``param`` value for which the activation could be the float64 function
+      ``f`` of a float (the ONNX importer then checks it everywhere), or None; by default the
+      activation is taken to be linear in its parameter at −1 (a slope, an α).
     """
 
     code: int
@@ -272,6 +276,7 @@ class Activation:
     onnx: Callable
     inplace: bool = True
     param: str | None = None
+    fit: Callable | None = None
 
 
 def _zero(a, ins, out):
@@ -675,6 +680,29 @@ def _onnx_mish(b, n, x, a):
     return b.node("Mul", [x, t], n, n)
 
 
+def _onnx_softplus(b, n, x, a):
+    beta = float(a["beta"])
+    if beta == 1.0:
+        return b.node("Softplus", [x], n, n)
+    t = b.node("Mul", [x, b.scalar(f"{n}/beta", beta)], f"{n}/mul", f"{n}/mul")
+    t = b.node("Softplus", [t], f"{n}/softplus", f"{n}/softplus")
+    return b.node("Div", [t, b.scalar(f"{n}/beta_div", beta)], n, n)
+
+
+def _fit_softplus(f):
+    """beta of a function that may be softplus(beta): f(0) = log(2)/beta."""
+    import math
+
+    y0 = float(f(0.0))
+    return math.log(2.0) / y0 if y0 > 0 else None
+
+
+def _softplus_shape(a, ins, ctx):
+    if not a["beta"] > 0:
+        ctx.fail("softplus needs beta > 0", f"beta={a['beta']}")
+    return tuple(ins[0])
+
+
 def _onnx_prelu(b, n, x, a):
     # ONNX broadcasts from the last axis: per-channel slopes of a C×H×W map become C×1×1.
     slope = a["weight"]
@@ -704,6 +732,12 @@ activation("elu", "elu", Activation(
 activation("mish", "mish", Activation(
     11, lambda xp, erf, v, a: v * xp.tanh(_softplus(xp, v)), lambda F, x, a: F.mish(x), _onnx_mish, inplace=False),
     doc="Mish: x·tanh(softplus(x)) (one operation per element)")
+activation("softplus", "softplus", Activation(
+    13, lambda xp, erf, v, a: _softplus(xp, a["beta"] * v) / a["beta"], lambda F, x, a: F.softplus(x, a["beta"]),
+    _onnx_softplus, param="beta", inplace=False, fit=_fit_softplus),
+    defaults=dict(beta=1.0), shape=_softplus_shape,
+    doc="softplus: log(1 + e^(beta·x))/beta, computed exactly (PyTorch's threshold=20 shortcut to x changes "
+        "no float32 result)")
 activation("prelu", "prelu", Activation(
     12, lambda xp, erf, v, a: xp.where(v >= 0, v, a["weight"] * v), lambda F, x, a: F.prelu(x, a["weight"]),
     _onnx_prelu, inplace=False),
@@ -830,9 +864,34 @@ def _mul_shape(a, ins, ctx):
 
 register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
-register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
-            label=lambda a, ins, out: f"×{a['factor']}",
-            doc="multiply by a constant factor, no parameters (Inception-ResNet's residual scaling)"))
+def _scale_label(a, ins, out):
+    f, s = a["factor"], a["shift"]
+    text = "" if f == 1 else f"×{f:g}" if isinstance(f, float) else f"×{f}"
+    return (text + (f" {s:+g}" if s else "")).strip() or "×1"
+
+
+register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: tidy(numel(out) * (1 + (a["shift"] != 0))),
+            inplace_ports=(0,), label=_scale_label, defaults=dict(shift=0.0),
+            doc="factor·x + shift for constant numbers, no parameters (Inception-ResNet's residual scaling, "
+                "x * 0.5 + 1.0 in a forward); one operation per element, two with a shift"))
+
+
+def _clip_shape(a, ins, ctx):
+    lo, hi = a["low"], a["high"]
+    if lo is None and hi is None or lo is not None and hi is not None and not lo < hi:
+        ctx.fail("clip needs low < high (one of them may be None: unbounded)", f"low={lo}, high={hi}")
+    return tuple(ins[0])
+
+
+def _clip_label(a, ins, out):
+    lo, hi = a["low"], a["high"]
+    return f"clip [{'-∞' if lo is None else f'{lo:g}'}, {'∞' if hi is None else f'{hi:g}'}]"
+
+
+register(Op("clip", "act", (1, 1), _clip_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+            memory=_inplace_numel, label=_clip_label, defaults=dict(low=None, high=None, inplace=False),
+            doc="clamp to [low, high] (nn.Hardtanh, torch.clamp, ONNX Clip); None leaves a side unbounded; "
+                "one operation per element"))
 
 
 def _concat_shape(a, ins, ctx):

@@ -279,7 +279,10 @@ EMITTERS = {
     "concat": lambda b, n, ins, shapes, a, ws: b.node("Concat", ins, n, n, axis=1),
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
-    "scale": lambda b, n, ins, shapes, a, ws: b.node("Mul", [ins[0], b.scalar(f"{n}/factor", float(a["factor"]))], n, n),
+    "scale": lambda b, n, ins, shapes, a, ws: _scale(b, n, ins[0], a),
+    "clip": lambda b, n, ins, shapes, a, ws: b.node(
+        "Clip", [ins[0], "" if a["low"] is None else b.scalar(f"{n}/min", float(a["low"])),
+                 "" if a["high"] is None else b.scalar(f"{n}/max", float(a["high"]))], n, n),
     "pad_channels": _pad_channels,
     "pad2d": _pad2d,
     "rbf": _rbf,
@@ -287,6 +290,15 @@ EMITTERS = {
     "layer_scale": _layer_scale,
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
 }
+
+
+def _scale(b, n, x, a):
+    """factor·x + shift: a Mul, then an Add when there is a shift."""
+    if not a["shift"]:
+        return b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], n, n)
+    if a["factor"] != 1:
+        x = b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], f"{n}/mul", f"{n}/mul")
+    return b.node("Add", [x, b.scalar(f"{n}/shift", float(a["shift"]))], n, n)
 
 
 def _resize(b, n, ins, a):
