@@ -36,8 +36,8 @@ __all__ = [
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
-    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
-    "leaky_relu", "elu", "mish", "prelu",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "clip", "pad_channels", "rbf",
+    "leaky_relu", "elu", "mish", "softplus", "prelu",
     "resize", "layernorm2d", "layer_scale",
 ]
 
@@ -376,9 +376,17 @@ def _flat(xs):
     return list(xs)
 
 
-def scale(x, factor, name=None, title=None):
-    """``x * factor`` for a constant factor, no parameters (Inception-ResNet's residual scaling)."""
-    return x.net.layer("scale", [x], dict(factor=factor), name, title, base="scale")
+def scale(x, factor, shift=0.0, name=None, title=None):
+    """``x * factor + shift`` for constant numbers, no parameters (Inception-ResNet's residual
+    scaling; ``x * 0.5 + 1.0`` in a user's forward)."""
+    return x.net.layer("scale", [x], dict(factor=factor, shift=shift), name, title, base="scale")
+
+
+def clip(x, low=None, high=None, inplace: bool = False, name=None, title=None):
+    """``torch.clamp(x, low, high)`` (``nn.Hardtanh(low, high)``); None leaves a side unbounded."""
+    attrs = dict(low=None if low is None else float(low), high=None if high is None else float(high),
+                 inplace=bool(inplace))
+    return x.net.layer("clip", [x], attrs, name, title, base="clip")
 
 
 def pad_channels(x, after, stride=1, before=0, name=None, title=None):
