@@ -23,8 +23,6 @@ import contextvars
 import functools
 from dataclasses import dataclass
 
-import sympy
-
 from cnngraph.ir import graph as _graph
 from cnngraph.ir.errors import CnnGraphError, ShapeError
 from cnngraph.ir import ops
@@ -362,10 +360,10 @@ def chunk(x, n: int, name=None):
     C = x.shape[0]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # a count of tensors, so a number
         raise ShapeError(name or "chunk", "chunk count must be a positive integer", f"n={n!r}")
-    step = sympy.Integer(C) / n if isinstance(C, int) else C / n
-    if step.is_integer is False:
+    step = ops.div(C, n)  # an int when n divides C, else a sympy quotient
+    if not ops.is_int(step) and step.is_integer is False:
         raise ShapeError(name or "chunk", "chunk count must divide the channels", f"{n} chunks of {C} channels")
-    step = int(step) if step.is_Integer else step
+    step = ops.tidy(step)
     base = name or "split"
     return [channel_slice(x, i * step, (i + 1) * step, name=f"{base}{i}" if name else None) for i in range(n)]
 

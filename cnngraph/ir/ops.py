@@ -13,7 +13,9 @@ Adding an op is one :func:`register` call.
 
 Shapes are per sample, without the batch dimension: ``(C, H, W)`` for feature maps and
 ``(F,)`` for vectors. Sizes are Python ints or sympy expressions; rules keep plain ints on
-the numeric path (fast) and fall back to sympy only when a size is symbolic.
+the numeric path and fall back to sympy only when a size is symbolic. sympy is imported only
+then (``sympy`` here is :mod:`cnngraph.ir.lazy`'s stand-in): a numeric graph is built and
+costed with Python ints alone.
 
 >>> op = REGISTRY["conv2d"]
 >>> a = dict(out_channels=64, kernel=(11, 11), stride=(4, 4), padding=(2, 2, 2, 2),
@@ -27,24 +29,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import sympy
+import sys
 
 from cnngraph.ir.errors import ShapeError
+from cnngraph.ir.lazy import sympy
 
 Shape = tuple
 Size = "int | sympy.Expr"
 
 
 # ---------------------------------------------------------------- arithmetic helpers
+def is_sym(x) -> bool:
+    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> is_sym(H), is_sym(2 * H), is_sym(224)
+    (True, True, False)
+    """
+    sp = sys.modules.get("sympy")
+    return sp is not None and isinstance(x, sp.Basic)
+
+
 def is_int(x) -> bool:
-    return isinstance(x, int) or isinstance(x, sympy.Integer)
+    """An integer size: a Python int or a sympy Integer.
+
+    >>> is_int(3), is_int(1.5)
+    (True, False)
+    """
+    return isinstance(x, int) or (is_sym(x) and x.is_Integer)
 
 
 def tidy(x):
     """Plain int for numeric sympy values, so the numeric path stays in Python ints."""
-    if isinstance(x, sympy.Integer):
+    if isinstance(x, int) or not is_sym(x):
+        return x
+    if x.is_Integer:
         return int(x)
-    if isinstance(x, sympy.Rational) and x.q == 1:
+    if x.is_Rational and x.q == 1:
         return int(x.p)
     return x
 
@@ -902,7 +923,7 @@ def _concat_shape(a, ins, ctx):
         for axis in range(1, len(first)):
             if same(first[axis], other[axis]) is False:
                 ctx.fail("concat needs equal spatial sizes", f"{fmt_shape(first)} and {fmt_shape(other)}")
-    return (tidy(sum((sympy.sympify(s[0]) for s in ins), sympy.Integer(0))),) + tuple(first[1:])
+    return (tidy(sum((s[0] for s in ins), 0)),) + tuple(first[1:])
 
 
 register(Op("concat", "merge", (1, None), _concat_shape, label=lambda a, ins, out: "concat",
@@ -981,6 +1002,23 @@ def exact_scale(v):
     return int(f) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
 
 
+def _ratio(v) -> tuple:
+    """(numerator, denominator) of a scale: an int, a float or a sympy Rational.
+
+    >>> _ratio(2), _ratio(1.5)
+    ((2, 1), (3, 2))
+    """
+    if isinstance(v, int):
+        return v, 1
+    if is_sym(v):
+        r = sympy.Rational(v)
+        return int(r.p), int(r.q)
+    from fractions import Fraction
+
+    f = Fraction(v)
+    return f.numerator, f.denominator
+
+
 def _resize_shape(a, ins, ctx):
     x = ins[0]
     _need_chw(ctx, x, "resize")
@@ -999,7 +1037,8 @@ def _resize_shape(a, ins, ctx):
         if nonpositive(sh) or nonpositive(sw):
             ctx.fail("resize scale must be positive", f"scale={a['scale']}")
         # PyTorch and ONNX: floor(size · scale)
-        oh, ow = floordiv(H * sympy.Rational(sh).p, sympy.Rational(sh).q), floordiv(W * sympy.Rational(sw).p, sympy.Rational(sw).q)
+        (ph, qh), (pw, qw) = _ratio(sh), _ratio(sw)
+        oh, ow = floordiv(H * ph, qh), floordiv(W * pw, qw)
     if nonpositive(oh) or nonpositive(ow):
         ctx.fail("resize output size must be positive", f"{fmt_shape(x)} to {oh}×{ow}")
     return (C, tidy(oh), tidy(ow))
