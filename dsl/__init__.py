@@ -35,7 +35,8 @@ __all__ = [
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "clip", "pad_channels", "rbf",
-    "leaky_relu", "elu", "mish", "softplus", "prelu",
+    "depth_to_space", "space_to_depth",
+    "leaky_relu", "elu", "mish", "softplus", "gelu_tanh", "prelu",
     "resize", "layernorm2d", "layer_scale",
 ]
 
@@ -378,6 +379,18 @@ def scale(x, factor, shift=0.0, name=None, title=None):
     """``x * factor + shift`` for constant numbers, no parameters (Inception-ResNet's residual
     scaling; ``x * 0.5 + 1.0`` in a user's forward)."""
     return x.net.layer("scale", [x], dict(factor=factor, shift=shift), name, title, base="scale")
+
+
+def depth_to_space(x, block, mode="CRD", name=None, title=None):
+    """C·r² channels into r×r blocks of space: ``nn.PixelShuffle(block)`` (mode CRD) or ONNX's
+    DepthToSpace in DCR order."""
+    return x.net.layer("depth_to_space", [x], dict(block=block, mode=mode), name, title, base="depth_to_space")
+
+
+def space_to_depth(x, block, mode="CRD", name=None, title=None):
+    """r×r blocks of space into C·r² channels: ``nn.PixelUnshuffle(block)`` (mode CRD) or ONNX's
+    SpaceToDepth and TResNet's SpaceToDepth (mode DCR)."""
+    return x.net.layer("space_to_depth", [x], dict(block=block, mode=mode), name, title, base="space_to_depth")
 
 
 def clip(x, low=None, high=None, inplace: bool = False, name=None, title=None):

@@ -19,7 +19,8 @@ from cnngraph.compiler.weights import init
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
-                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, clip, softplus)
+                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, clip, softplus,
+                          depth_to_space, space_to_depth)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -78,6 +79,10 @@ OP_CASES: dict = {
     "add3_dropout_identity": (8, lambda x: add(x, dropout(relu(x, inplace=False)), identity(x))),
     "scale": (8, lambda x: scale(x, 0.17)),
     "scale_shift": (8, lambda x: scale(x, -0.5, shift=1.25)),
+    "depth_to_space_crd": (8, lambda x: depth_to_space(x, 2)),
+    "depth_to_space_dcr": (8, lambda x: depth_to_space(x, 2, mode="DCR")),
+    "space_to_depth_crd": (8, lambda x: space_to_depth(pad2d(x, (0, 0, 1, 1)), 2)),
+    "space_to_depth_dcr": (8, lambda x: space_to_depth(pad2d(x, (1, 0, 2, 1)), 3, mode="DCR")),
     "clip_both_and_above": (8, lambda x: clip(clip(x, -0.5, 0.8), high=0.3)),
     "flatten_linear_relu_softmax": (8, lambda x: softmax(relu(linear(flatten(x), 7)))),
     "linear_bn": (8, lambda x: batchnorm(linear(flatten(x), 7))),

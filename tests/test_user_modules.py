@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 nn = torch.nn
 F = torch.nn.functional
 
-from torch_models import file_tensors, hook_counts, matmul_macs, onnx_bytes, ort_run, outputs_of, rel_err  # noqa: E402
+from torch_models import hook_counts, matmul_macs, onnx_bytes, ort_run, outputs_of, rel_err  # noqa: E402
 
 from cnngraph import analyze  # noqa: E402
 from cnngraph.backends.numba_backend import run as numba_run  # noqa: E402
@@ -475,6 +475,22 @@ def _x(size, seed=0):
     return np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32)
 
 
+def file_tensors(data):
+    """The file's float initializers by (size, bytes), 2-D ones also transposed: a Linear
+    exported as MatMul stores its weight transposed, a PReLU slope 1×1×1 where PyTorch has 1."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = set()
+    for t in onnx.load_from_string(data).graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            a = numpy_helper.to_array(t).astype(np.float32)
+            out.add((a.size, a.tobytes()))
+            if a.ndim == 2:
+                out.add((a.size, np.ascontiguousarray(a.T).tobytes()))
+    return out
+
+
 def check_torch_path(m, sizes):
     g_sym = from_torch(m, input=(3, H, W))
     sym = analyze(g_sym).total
@@ -506,7 +522,7 @@ def check_onnx_path(m, size):
     tensors = file_tensors(data)
     per_layer = {}
     for k, v in h.graph["weights"].items():
-        assert (v.shape, np.asarray(v, np.float32).tobytes()) in tensors, (k, v.shape)
+        assert (v.size, np.asarray(v, np.float32).tobytes()) in tensors, (k, v.shape)
         node, field = k.rsplit(".", 1)
         if r.rows and field in ("weight", "bias"):
             per_layer[node] = per_layer.get(node, 0) + v.size

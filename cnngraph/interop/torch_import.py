@@ -648,6 +648,9 @@ def _reshape(cv, x, *shape):
     full = cv.dims(x)
     if len(shape) == 2 and _same(shape[0], BATCH) and x.layout != "hwc":
         return x if x.layout == "vec" else cv.add("flatten", [x], {})
+    if x.layout == "vec" and len(shape) == 4 and _same(shape[0], BATCH) and shape[2:] == (1, 1) \
+            and (shape[1] == -1 or _same(shape[1], full[1])):
+        return x  # y.view(b, c, 1, 1) of a vector: a per-channel scale (squeeze-and-excitation)
     if (x.layout == "chw" and len(shape) == 5 and _same(shape[0], BATCH) and isinstance(shape[1], int)
             and _same(shape[3], full[2]) and _same(shape[4], full[3])):
         return Grouped(x, shape[1])  # N, g, C/g, H, W: the first step of a channel shuffle
@@ -685,6 +688,8 @@ def _shuffle_done(cv, x, start, end):
 def _permute(cv, x, *dims):
     if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
         dims = tuple(dims[0])
+    if isinstance(x, Grouped) and tuple(_dim(cv, d, 5) for d in dims) == (0, 2, 1, 3, 4):
+        return Grouped(x.src, x.groups, not x.swapped)  # the transpose(1, 2) of a channel shuffle
     x = cv.tensor(x)
     dims = tuple(_dim(cv, d, 4) for d in dims)
     if x.layout == "chw" and dims == (0, 2, 3, 1):
@@ -700,6 +705,18 @@ def m_permute(cv, m, qual, x):  # torchvision.ops.misc.Permute
 
 def _identity(cv, x, *args, **kwargs):
     return x
+
+
+def _expand_as(cv, x, other):
+    """``y.expand_as(x)`` of a per-channel scale (a C vector, C×1×1) before ``x * y``: the
+    product broadcasts it anyway."""
+    y, o = cv.tensor(x), cv.chw(other, "expand_as's target")
+    sy, so = cv.shape(y), cv.shape(o)
+    if ops.same(sy[0], so[0]) is True and all(v == 1 for v in sy[1:]):
+        return y
+    if tuple(sy) == tuple(so):
+        return y
+    cv.fail(f"expand_as of a {'×'.join(map(str, sy))} tensor to {'×'.join(map(str, so))} (only a per-channel scale)")
 
 
 def m_identity(cv, m, qual, x, *args, **kwargs):
@@ -807,13 +824,13 @@ def m_hardtanh(cv, m, qual, x):
     return _clip(cv, x, m.min_val, m.max_val, bool(m.inplace), module=qual)
 
 
-SOFTPLUS_THRESHOLD = 15.0  # above it, PyTorch's x·beta > threshold → x shortcut changes no float32 value
+SOFTPLUS_THRESHOLD = 15.0  # from it on, PyTorch's x·beta > threshold → x shortcut changes no float32 value
 
 
 def _softplus_checked(cv, x, beta, threshold, module=None, qual=None):
     if threshold < SOFTPLUS_THRESHOLD:
         cv.fail(f"Softplus(threshold={threshold}): below {SOFTPLUS_THRESHOLD:g}, PyTorch's linear shortcut "
-                "differs from softplus by more than float32 rounding; cnngraph computes softplus exactly")
+                "differs from softplus by more than float32 rounding; cnngraph's softplus switches at 20")
     return cv.add("softplus", [cv.tensor(x)], dict(beta=float(beta)), module=qual, base="softplus")
 
 
@@ -824,6 +841,22 @@ def m_softplus(cv, m, qual, x):
 def f_softplus(cv, *args, **kwargs):
     a = _bind(("input", "beta", "threshold"), dict(beta=1.0, threshold=20.0), args, kwargs, cv.where())
     return _softplus_checked(cv, a["input"], a["beta"], a["threshold"])
+
+
+def m_pixel_shuffle(cv, m, qual, x):
+    return cv.add("depth_to_space", [cv.chw(x)], dict(block=int(m.upscale_factor), mode="CRD"), module=qual)
+
+
+def m_pixel_unshuffle(cv, m, qual, x):
+    return cv.add("space_to_depth", [cv.chw(x)], dict(block=int(m.downscale_factor), mode="CRD"), module=qual)
+
+
+def f_pixel_shuffle(cv, x, upscale_factor):
+    return cv.add("depth_to_space", [cv.chw(x)], dict(block=int(upscale_factor), mode="CRD"), base="pixel_shuffle")
+
+
+def f_pixel_unshuffle(cv, x, downscale_factor):
+    return cv.add("space_to_depth", [cv.chw(x)], dict(block=int(downscale_factor), mode="CRD"), base="pixel_unshuffle")
 
 
 def m_instancenorm(cv, m, qual, x):
@@ -988,16 +1021,28 @@ def m_upsample(cv, m, qual, x):
 
 
 # ---------------------------------------------------------------- element-wise activations, derived
+# PyTorch's approximate= forms of an activation: (op, approximate) -> the registry's op.
+APPROXIMATE = {("gelu", "none"): "gelu", ("gelu", "tanh"): "gelu_tanh"}
+
+
+def _approximate(cv, op, approximate):
+    if approximate == "none" and (op, approximate) not in APPROXIMATE:
+        return op
+    found = APPROXIMATE.get((op, approximate))
+    if found is None:
+        cv.fail(f"{op}(approximate={approximate!r}) has no cnngraph equivalent")
+    return found
+
+
 def _act_module(op):
     param = ops.get(op).activation.param  # LeakyReLU's negative_slope, ELU's alpha
 
     def conv(cv, m, qual, x):
-        if getattr(m, "approximate", "none") != "none":
-            cv.fail(f"{type(m).__name__}(approximate={m.approximate!r})")
+        name = _approximate(cv, op, getattr(m, "approximate", "none"))
         attrs = dict(inplace=bool(getattr(m, "inplace", False)))
         if param is not None:
             attrs[param] = float(getattr(m, param))
-        return cv.add(op, [cv.tensor(x)], attrs, module=qual)
+        return cv.add(name, [cv.tensor(x)], attrs, module=qual)
 
     return conv
 
@@ -1006,8 +1051,9 @@ def _act_function(op):
     param = ops.get(op).activation.param
 
     def conv(cv, x, *args, **kwargs):
-        if kwargs.get("approximate", "none") != "none":
-            cv.fail(f"{op}(approximate={kwargs['approximate']!r})")
+        op_name = _approximate(cv, op, kwargs.get("approximate", "none"))
+        if op_name != op:
+            return cv.add(op_name, [cv.tensor(x)], dict(inplace=bool(kwargs.get("inplace", False))), base=op)
         attrs = dict(inplace=bool(kwargs.get("inplace", False)))
         if param is not None and (args or param in kwargs):  # else the registry's default
             attrs[param] = float(args[0] if args else kwargs[param])
@@ -1050,6 +1096,7 @@ MODULES = {
     nn.Softmax: m_softmax, nn.PReLU: m_prelu, nn.Upsample: m_upsample,
     nn.UpsamplingNearest2d: m_upsample, nn.UpsamplingBilinear2d: m_upsample, **_ACT_MODULES,
     nn.Softplus: m_softplus, nn.Hardtanh: m_hardtanh, nn.InstanceNorm2d: m_instancenorm,
+    nn.PixelShuffle: m_pixel_shuffle, nn.PixelUnshuffle: m_pixel_unshuffle,
 }
 
 FUNCTIONS = {
@@ -1068,7 +1115,9 @@ FUNCTIONS = {
     operator.truediv: _known(_arith(operator.truediv, None)), torch.div: _known(_arith(operator.truediv, None)),
     operator.neg: _known(_neg), torch.neg: _known(_neg), operator.getitem: _known(f_getitem),
     torch.clamp: _known(_clamp), torch.clip: _known(_clamp), F.hardtanh: _known(f_hardtanh),
-    F.instance_norm: _known(f_instance_norm),
+    F.instance_norm: _known(f_instance_norm), F.pixel_shuffle: _known(f_pixel_shuffle),
+    F.pixel_unshuffle: _known(f_pixel_unshuffle), torch.pixel_shuffle: _known(f_pixel_shuffle),
+    torch.pixel_unshuffle: _known(f_pixel_unshuffle),
     getattr: _known(f_getattr),
     **{f: _known(c) for f, c in _ACT_FUNCTIONS.items()},
     F.softplus: _known(f_softplus),  # after the derived table: it checks PyTorch's threshold
@@ -1077,7 +1126,7 @@ FUNCTIONS = {
 METHODS = {
     "size": _known(method_size), "dim": _known(method_dim), "view": _known(method_view),
     "reshape": _known(method_view), "flatten": _known(lambda cv, x, start_dim=0, end_dim=-1: f_flatten(cv, x, start_dim, end_dim)),
-    "contiguous": _known(_identity), "transpose": _known(_transpose), "permute": _known(_permute),
+    "contiguous": _known(_identity), "expand_as": _known(_expand_as), "transpose": _known(_transpose), "permute": _known(_permute),
     "chunk": _known(_chunk), "split": _known(_split), "mean": _known(method_mean),
     "add": _known(_arith(operator.add, _merge_add)), "add_": _known(_arith(operator.add, _merge_add)),
     "mul": _known(_arith(operator.mul, _merge_mul)), "mul_": _known(_arith(operator.mul, _merge_mul)),

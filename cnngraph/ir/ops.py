@@ -193,7 +193,7 @@ class Ctx:
 # sizes are positive integers (or integer expressions), offsets any integers (each op's rule
 # bounds their sign), and the float hyper-parameters finite numbers in their range.
 SIZE_ATTRS = frozenset({"out_channels", "out_features", "groups", "num_groups", "num_features", "size",
-                        "kernel", "stride", "dilation", "output_size", "shape"})
+                        "kernel", "stride", "dilation", "output_size", "shape", "block"})
 OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after"})
 FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
                "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
@@ -689,6 +689,30 @@ activation("gelu", "gelu", Activation(
     inplace=False))
 
 
+_GELU_TANH_C = 0.7978845608028654  # √(2/π)
+
+
+def _onnx_gelu_tanh(b, n, x, a):
+    if b.opset >= 20:
+        return b.node("Gelu", [x], n, n, approximate="tanh")
+    # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+    t = b.node("Pow", [x, b.scalar(f"{n}/three", 3.0)], f"{n}/cube", f"{n}/cube")
+    t = b.node("Mul", [t, b.scalar(f"{n}/k", 0.044715)], f"{n}/k3", f"{n}/k3")
+    t = b.node("Add", [x, t], f"{n}/inner", f"{n}/inner")
+    t = b.node("Mul", [t, b.scalar(f"{n}/c", _GELU_TANH_C)], f"{n}/scaled", f"{n}/scaled")
+    t = b.node("Tanh", [t], f"{n}/tanh", f"{n}/tanh")
+    t = b.node("Add", [t, b.scalar(f"{n}/one", 1.0)], f"{n}/add", f"{n}/add")
+    t = b.node("Mul", [x, t], f"{n}/mul", f"{n}/mul")
+    return b.node("Mul", [t, b.scalar(f"{n}/half", 0.5)], n, n)
+
+
+activation("gelu_tanh", "gelu (tanh)", Activation(
+    14, lambda xp, erf, v, a: 0.5 * v * (1 + xp.tanh(_GELU_TANH_C * (v + 0.044715 * v * v * v))),
+    lambda F, x, a: F.gelu(x, approximate="tanh"), _onnx_gelu_tanh, inplace=False),
+    doc="GELU's tanh approximation, nn.GELU(approximate='tanh'): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) "
+        "(one operation per element)")
+
+
 def _softplus(xp, v):  # log(1 + eˣ) without overflow
     return xp.maximum(v, 0) + xp.log1p(xp.exp(-xp.abs(v)))
 
@@ -754,11 +778,12 @@ activation("mish", "mish", Activation(
     11, lambda xp, erf, v, a: v * xp.tanh(_softplus(xp, v)), lambda F, x, a: F.mish(x), _onnx_mish, inplace=False),
     doc="Mish: x·tanh(softplus(x)) (one operation per element)")
 activation("softplus", "softplus", Activation(
-    13, lambda xp, erf, v, a: _softplus(xp, a["beta"] * v) / a["beta"], lambda F, x, a: F.softplus(x, a["beta"]),
+    13, lambda xp, erf, v, a: xp.where(a["beta"] * v > 20, v, _softplus(xp, a["beta"] * v) / a["beta"]),
+    lambda F, x, a: F.softplus(x, a["beta"]),
     _onnx_softplus, param="beta", inplace=False, fit=_fit_softplus),
     defaults=dict(beta=1.0), shape=_softplus_shape,
-    doc="softplus: log(1 + e^(beta·x))/beta, computed exactly (PyTorch's threshold=20 shortcut to x changes "
-        "no float32 result)")
+    doc="softplus: log(1 + e^(beta·x))/beta, and x where beta·x > 20 as PyTorch's default threshold (the "
+        "difference is below float32 rounding there; one operation per element)")
 activation("prelu", "prelu", Activation(
     12, lambda xp, erf, v, a: xp.where(v >= 0, v, a["weight"] * v), lambda F, x, a: F.prelu(x, a["weight"]),
     _onnx_prelu, inplace=False),
@@ -1053,6 +1078,51 @@ def _resize_label(a, ins, out):
         sh, sw = a["scale"]
         to = f"×{sh}" if sh == sw else f"×{sh}×{sw}"
     return f"{a['mode']} resize {to}" + (", corners" if a.get("align_corners") else "")
+
+
+BLOCK_MODES = ("CRD", "DCR")  # channel order of the r×r block's values: c·r² + (i·r + j), or (i·r + j)·C + c
+
+
+def _block_checks(ctx, a, x, what):
+    _need_chw(ctx, x, what)
+    r = a["block"]
+    if a["mode"] not in BLOCK_MODES:
+        ctx.fail(f"{what} mode must be CRD (PyTorch's pixel shuffle) or DCR (ONNX's default)", f"mode={a['mode']!r}")
+    if not (is_int(r) and int(r) >= 1):
+        ctx.fail(f"{what} block must be a positive integer", f"block={r}")
+    return int(r)
+
+
+def _depth_to_space_shape(a, ins, ctx):
+    (x,) = ins
+    r = _block_checks(ctx, a, x, "depth_to_space")
+    C, H, W = x
+    if divides(r * r, C) is False:
+        ctx.fail("depth_to_space needs channels divisible by block²", f"{C} channels, block {r}")
+    return (div(C, r * r), tidy(H * r), tidy(W * r))
+
+
+def _space_to_depth_shape(a, ins, ctx):
+    (x,) = ins
+    r = _block_checks(ctx, a, x, "space_to_depth")
+    C, H, W = x
+    for axis, L in (("H", H), ("W", W)):
+        if divides(r, L) is False:
+            ctx.fail(f"space_to_depth needs {axis} divisible by the block", f"{axis}={L}, block {r}")
+    # a symbolic size is taken to be a multiple of the block (PyTorch refuses the others)
+    return (tidy(C * r * r), floordiv(H, r), floordiv(W, r))
+
+
+register(Op("depth_to_space", "reshape", (1, 1), _depth_to_space_shape,
+            label=lambda a, ins, out: f"depth→space ×{a['block']}" + (" (DCR)" if a["mode"] == "DCR" else ""),
+            defaults=dict(mode="CRD"),
+            doc="rearrange C·r² channels into r×r blocks of space: nn.PixelShuffle (mode CRD), ONNX DepthToSpace "
+                "(CRD or DCR); a copy, no arithmetic"))
+register(Op("space_to_depth", "reshape", (1, 1), _space_to_depth_shape,
+            label=lambda a, ins, out: f"space→depth /{a['block']}" + (" (DCR)" if a["mode"] == "DCR" else ""),
+            defaults=dict(mode="CRD"),
+            doc="rearrange r×r blocks of space into C·r² channels: nn.PixelUnshuffle (mode CRD), ONNX SpaceToDepth "
+                "and TResNet's SpaceToDepth (DCR); a copy, no arithmetic"))
 
 
 register(Op("resize", "reshape", (1, 2), _resize_shape,

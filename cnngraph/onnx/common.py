@@ -389,6 +389,8 @@ PENDING_TEXT = {
     "view": "a reshaped view of a tensor",
     "split_channels": "a channel-split reshape",
     "swapped": "a channel-split reshape and transpose",
+    "blocks": "a reshape into r×r blocks of space",
+    "blocks_moved": "a reshape into r×r blocks of space and a transpose",
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",
     "subsample": "a strided slice",

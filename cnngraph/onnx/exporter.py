@@ -210,6 +210,20 @@ def _channel_shuffle(b, n, ins, shapes, a, ws):
     return b.node("Reshape", [t, shape], n, n)
 
 
+def _space_to_depth(b, n, ins, shapes, a, ws):
+    """SpaceToDepth is DCR only: CRD (PixelUnshuffle) is SpaceToDepth followed by the channel
+    shuffle that takes (i·r + j)·C + c to c·r² + i·r + j."""
+    r = _int(n, "block", a["block"])
+    if a["mode"] == "DCR":
+        return b.node("SpaceToDepth", ins, n, n, blocksize=r)
+    t = b.node("SpaceToDepth", ins, f"{n}/dcr", f"{n}/dcr", blocksize=r)
+    c = _int(n, "channels", shapes[0][0])
+    shape = b.node("Shape", [t], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [t, b.const(f"{n}/grouped", [0, r * r, c, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    return b.node("Reshape", [t, shape], n, n)
+
+
 def _slice(b, n, ins, shapes, a, ws):
     start, stop = _int(n, "start", a["start"]), _int(n, "stop", a["stop"])
     return b.node("Slice", [ins[0], b.const(f"{n}/start", [start]), b.const(f"{n}/stop", [stop]),
@@ -279,6 +293,9 @@ EMITTERS = {
     "concat": lambda b, n, ins, shapes, a, ws: b.node("Concat", ins, n, n, axis=1),
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
+    "depth_to_space": lambda b, n, ins, shapes, a, ws: b.node("DepthToSpace", ins, n, n, blocksize=int(a["block"]),
+                                                             mode=a["mode"]),
+    "space_to_depth": _space_to_depth,
     "scale": lambda b, n, ins, shapes, a, ws: _scale(b, n, ins[0], a),
     "clip": lambda b, n, ins, shapes, a, ws: b.node(
         "Clip", [ins[0], "" if a["low"] is None else b.scalar(f"{n}/min", float(a["low"])),

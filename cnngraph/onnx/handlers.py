@@ -438,6 +438,18 @@ def _flatten(imp, node, a, where):
     return imp.new("flatten", {}, [x], where)
 
 
+@handler("DepthToSpace", "SpaceToDepth")
+def _blocks(imp, node, a, where):
+    """DepthToSpace (mode DCR, ONNX's default, or CRD: PyTorch's pixel shuffle) and SpaceToDepth (DCR)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, node.op_type)
+    mode = a.get("mode", "DCR") if node.op_type == "DepthToSpace" else "DCR"
+    if "blocksize" not in a:
+        raise CnnGraphError(f"{where}: {node.op_type} needs its blocksize attribute")
+    op = "depth_to_space" if node.op_type == "DepthToSpace" else "space_to_depth"
+    return imp.new(op, dict(block=int(a["blocksize"]), mode=mode), [x], where)
+
+
 @handler("Dropout")
 def _dropout(imp, node, a, where):
     x = imp.act(imp.val(node.input[0], where), where)
@@ -845,6 +857,8 @@ def _reshape_value(imp, v, shape, where):
             return base
         if v.kind == "view" and len(shape) == 4 and _same_shape(shape, v.shape):
             return v
+        if v.kind == "blocks_moved" and _same_shape(shape, (v.shape[0], ops.prod(v.shape[1:4])) + v.shape[4:]):
+            return imp.new("space_to_depth", dict(block=v.info["block"], mode=v.info["mode"]), [base], where)
         raise CnnGraphError(f"{where}: Reshape of {PENDING_TEXT.get(v.kind, v.kind)} to {list(shape)} is not supported")
     x = imp.act(src, where)
     if not same_size(shape[0], x.shape[0]):
@@ -860,6 +874,11 @@ def _reshape_value(imp, v, shape, where):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
             return Pending("split_channels", x, shape, where, dict(groups=shape[1]))
+    if len(x.shape) == 4 and len(shape) == 6 and ops.is_int(shape[3]) and shape[3] == shape[5] \
+            and same_size(shape[1], x.shape[1]) and same_size(shape[2] * shape[3], x.shape[2]) \
+            and same_size(shape[4] * shape[5], x.shape[3]):
+        # N×C×(H/r)×r×(W/r)×r: the first step of PixelUnshuffle / TResNet's space-to-depth
+        return Pending("blocks", x, shape, where, dict(block=int(shape[3])))
     if len(x.shape) == 4 and len(shape) == 3:
         G = shape[1]
         if ops.is_int(G) and divides(G, x.shape[1]):
@@ -911,6 +930,11 @@ def _transpose(imp, node, a, where):
     if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
         x = imp.act(v, where)
         return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
+    if isinstance(v, Pending) and v.kind == "blocks" and perm in ([0, 1, 3, 5, 2, 4], [0, 3, 5, 1, 2, 4]):
+        # C, r, r first: PixelUnshuffle's channel order c·r² + i·r + j (CRD); r, r, C first: DCR
+        shape = tuple(v.shape[k] for k in perm)
+        mode = "CRD" if perm[1] == 1 else "DCR"
+        return Pending("blocks_moved", v.src, shape, where, dict(block=v.info["block"], mode=mode))
     if isinstance(v, Pending) and v.kind == "split_channels":
         want = [0, 2, 1] + list(range(3, len(v.shape)))
         if perm == want:
