@@ -741,6 +741,8 @@ def _arith(py, merge):
         if not isinstance(a, T) and not isinstance(b, T):
             return py(a, b)
         if isinstance(a, T) and isinstance(b, T) and merge is not None:
+            if kw.get("alpha", rest[0] if rest else 1) != 1:
+                cv.fail(f"{py.__name__} of two tensors with alpha={kw.get('alpha', rest[0] if rest else 1)}")
             return merge(cv, a, b)
         if py is operator.mul and isinstance(a, Param) != isinstance(b, Param):
             return _layer_scale(cv, *((b, a) if isinstance(a, Param) else (a, b)))
@@ -887,6 +889,14 @@ def _merge_add(cv, a, b):
     if a.layout != b.layout:
         cv.fail("add of tensors in different layouts")
     return cv.add("add", [a, b], {})
+
+
+def _merge_sub(cv, a, b):
+    """a − b of two tensors: a + (−1)·b."""
+    if a.layout != b.layout or any(ops.same(p, q) is False for p, q in zip(cv.shape(a), cv.shape(b))):
+        cv.fail("sub of tensors of different layouts or shapes (no broadcasting)")
+    neg = cv.add("scale", [b], dict(factor=-1.0), base="neg")
+    return cv.add("add", [a, neg], {}, base="sub")
 
 
 def _merge_mul(cv, a, b):
@@ -1110,7 +1120,8 @@ FUNCTIONS = {
     torch.add: _known(_arith(operator.add, _merge_add)),
     operator.mul: _known(_arith(operator.mul, _merge_mul)), operator.imul: _known(_arith(operator.mul, _merge_mul)),
     torch.mul: _known(_arith(operator.mul, _merge_mul)),
-    operator.sub: _known(_arith(operator.sub, None)), torch.sub: _known(_arith(operator.sub, None)),
+    operator.sub: _known(_arith(operator.sub, _merge_sub)), torch.sub: _known(_arith(operator.sub, _merge_sub)),
+    operator.isub: _known(_arith(operator.sub, _merge_sub)),
     operator.floordiv: _arith(operator.floordiv, None),
     operator.truediv: _known(_arith(operator.truediv, None)), torch.div: _known(_arith(operator.truediv, None)),
     operator.neg: _known(_neg), torch.neg: _known(_neg), operator.getitem: _known(f_getitem),
@@ -1130,7 +1141,7 @@ METHODS = {
     "chunk": _known(_chunk), "split": _known(_split), "mean": _known(method_mean),
     "add": _known(_arith(operator.add, _merge_add)), "add_": _known(_arith(operator.add, _merge_add)),
     "mul": _known(_arith(operator.mul, _merge_mul)), "mul_": _known(_arith(operator.mul, _merge_mul)),
-    "sub": _known(_arith(operator.sub, None)), "div": _known(_arith(operator.truediv, None)),
+    "sub": _known(_arith(operator.sub, _merge_sub)), "div": _known(_arith(operator.truediv, None)),
     "neg": _known(_neg), "clamp": _known(_clamp), "clip": _known(_clamp), "clamp_": _known(_clamp),
     "softmax": _known(lambda cv, x, dim=None, **k: _softmax(cv, x, dim)),
     **{m: _known(c) for m, c in _ACT_METHODS.items()},

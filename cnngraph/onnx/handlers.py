@@ -1121,7 +1121,17 @@ def _binary_pending(imp, node, op, x, y, where):
 def _binary_generic(imp, node, op, x, y, where):
     if isinstance(x, Act) and isinstance(y, Act) and op in ("Add", "Sum", "Mul"):
         return imp._merge(op, [x, y], where)
+    if isinstance(x, Act) and isinstance(y, Act) and op == "Sub" and x is not y:
+        return _difference(imp, x, y, where)
     return _binary_values(imp, node, op, x, y, where)
+
+
+def _difference(imp, x, y, where):
+    """x − y of two tensors: x + (−1)·y (a scale and an add layer)."""
+    if not _same_shape(x.shape, y.shape):
+        raise CnnGraphError(f"{where}: Sub of tensors of different shapes ({ops.fmt_shape(x.shape)} and "
+                            f"{ops.fmt_shape(y.shape)}) is not supported")
+    return imp._merge("Sub", [x, y], where)
 
 
 def _binary_values(imp, node, op, x, y, where):
@@ -1131,7 +1141,9 @@ def _binary_values(imp, node, op, x, y, where):
     if px is not None and py is not None and px[0] is not py[0]:
         if op in ("Add", "Sum", "Mul"):
             return imp._merge(op, [imp.act(x, where), imp.act(y, where)], where)
-        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add and mul are)")
+        if op == "Sub":
+            return _difference(imp, imp.act(x, where), imp.act(y, where), where)
+        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add, sub and mul are)")
     src = (px or py)[0]
     chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
     operands = (px[2] if px else x, py[2] if py else y)

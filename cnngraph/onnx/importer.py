@@ -142,7 +142,7 @@ class _Importer:
            follows it is an activation and it can be computed itself (relu(relu6(x)) is two
            layers, not one relu6);
         2. else the whole chain as one activation (x·sigmoid(x) is SiLU; GELU's five nodes);
-        3. else an add / mul of tensors (relu(x) + x).
+        3. else an add / mul / difference of tensors (relu(x) + x, x − sigmoid(x)).
 
         ``extended`` (tried when the plain plan fails) also takes constant arithmetic
         (``0.5·x + 1``, one ``scale`` layer for a run of them) and clamps to any bounds.
@@ -169,7 +169,7 @@ class _Importer:
             plan = ("act", pw, whole, ("done", pw.src))
         if plan is None:
             parts = [o for o in pw.operands if not isinstance(o, Const)]
-            if pw.op_type in ("Add", "Sum", "Mul") and len(parts) == len(pw.operands) >= 2:
+            if pw.op_type in ("Add", "Sum", "Mul", "Sub") and len(parts) == len(pw.operands) >= 2:
                 subs = [("done", o) if isinstance(o, Act) else self._plan(o, memo, extended) for o in parts]
                 if all(subs):
                     plan = ("merge", pw, pw.op_type, subs)
@@ -195,6 +195,9 @@ class _Importer:
         return pw.act
 
     def _merge(self, op_type, acts, where):
+        if op_type == "Sub":  # x − y: x + (−1)·y
+            neg = self.new("scale", {"factor": -1.0}, [acts[1]], f"{where}/neg")
+            return self.new("add", {}, [acts[0], neg], where)
         if op_type == "Mul":
             a, b = acts
 
