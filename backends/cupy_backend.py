@@ -552,7 +552,9 @@ def build_batchnorm(step, plan, rt):
 def build_scale(step, plan, rt):
     c = nhwc(step.in_shapes[0])[-1]
     f = _dev(rt).asarray(np.full(c, np.float32(step.attrs["factor"])))
-    return _elementwise(step, rt, f, None, *_codes(step))
+    shift = float(step.attrs.get("shift", 0.0))
+    b = _dev(rt).asarray(np.full(c, np.float32(shift))) if shift else None
+    return _elementwise(step, rt, f, b, *_codes(step))
 
 
 def build_add(step, plan, rt):

@@ -145,6 +145,8 @@ def _args(name, rng):
                     size=int(rng.integers(1, 7)), alpha=float(rng.uniform(1e-4, 1)), beta=float(rng.uniform(0.5, 1)),
                     kk=float(rng.uniform(1, 2))), ("out",)
     if name == "col2im_transpose":
+        # the activations an epilogue takes (no parameter: the kernel passes none)
+        fused = [ops.act_code(a) for a in ACTS if ops.get(a).fusion == "act"] + [0]
         k = _conv_geometry(rng)
         og = int(rng.integers(1, 4))
         Cout = k["G"] * og
@@ -160,7 +162,7 @@ def _args(name, rng):
         return dict(cols=cols, bias=_f(rng, Cout), res=_f(rng, *out.shape), out=out, n0=n0, Nc=Nc, H=k["H"], W=k["W"],
                     Ho=out.shape[1], Wo=out.shape[2], Cout=Cout, kh=k["kh"], kw=k["kw"], sh=k["sh"], sw=k["sw"],
                     pt=k["pt"], pl=k["pl"], dh=k["dh"], dw=k["dw"], og=og, has_bias=int(rng.integers(0, 2)),
-                    has_res=int(rng.integers(0, 2)), act1=int(rng.choice(acts)), act2=int(rng.choice(acts))), ("out",)
+                    has_res=int(rng.integers(0, 2)), act1=int(rng.choice(fused)), act2=int(rng.choice(fused))), ("out",)
     if name == "prelu":
         rows, C = int(rng.integers(1, 6)), int(rng.integers(1, 12))
         per_channel = int(rng.integers(0, 2))
