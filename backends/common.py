@@ -333,6 +333,22 @@ def build_softmax(step, plan, rt):
     return run
 
 
+def build_radix_softmax(step, plan, rt):
+    """Channels (groups, radix, k) -> softmax over radix -> channels (radix, groups, k)."""
+    xp = rt.xp
+    r, g = int(step.attrs["radix"]), int(step.attrs["groups"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        lead, C = x.shape[:-1], x.shape[-1]
+        t = x.reshape(lead + (g, r, C // (g * r)))
+        e = xp.exp(t - t.max(axis=-2, keepdims=True))
+        e = e / e.sum(axis=-2, keepdims=True)
+        out[...] = xp.swapaxes(e, -3, -2).reshape(out.shape)
+
+    return run
+
+
 def _affine_params(step, plan, rt, shape_fn):
     if "weight" not in step.params:
         return None, None
@@ -555,6 +571,7 @@ GENERIC: dict = {
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
     "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
+    "radix_softmax": build_radix_softmax,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

@@ -613,9 +613,36 @@ KERNELS = {
 BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor)
 
 
+def release_free_memory() -> bool:
+    """Hand the heap memory freed so far back to the operating system (glibc's ``malloc_trim``);
+    False where there is no glibc. Building an executor frees many temporaries of a few MB
+    (weights in float64 for Winograd's transform, packing copies) that glibc otherwise keeps
+    (its mmap threshold grows with the blocks freed): on ResNet-50 about 80 MB of the process's
+    resident memory.
+
+    >>> isinstance(release_free_memory(), bool)
+    True
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def executor(plan: Plan, progress=None) -> Executor:
-    """An executor of ``plan`` on this backend (kernels built and weights packed once)."""
-    return Executor(plan, BACKEND, progress=progress)
+    """An executor of ``plan`` on this backend (kernels built and weights packed once; the
+    freed temporaries handed back to the system, :func:`release_free_memory`)."""
+    release_free_memory()  # what compiling the plan freed: packing reuses it
+    ex = Executor(plan, BACKEND, progress=progress)
+    release_free_memory()
+    return ex
 
 
 def run(plan: Plan, *inputs):

@@ -23,8 +23,6 @@ import contextvars
 import functools
 from dataclasses import dataclass
 
-import sympy
-
 from cnngraph.ir import graph as _graph
 from cnngraph.ir.errors import CnnGraphError, ShapeError
 from cnngraph.ir import ops
@@ -38,7 +36,7 @@ __all__ = [
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
     "leaky_relu", "elu", "mish", "prelu",
-    "resize", "layernorm2d", "layer_scale",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -305,7 +303,9 @@ def instancenorm(x, eps: float = 1e-5, affine: bool = False, name=None, title=No
 
 
 def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, name=None, title=None):
-    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``."""
+    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``:
+    x / (k + alpha/size·Σx²)^beta over ``size`` neighbouring channels; ``k > 0`` and ``alpha ≥ 0``
+    (the base stays positive, so the output is finite for every input)."""
     return x.net.layer("lrn", [x], dict(size=size, alpha=alpha, beta=beta, k=k), name, title, base="norm")
 
 
@@ -360,10 +360,10 @@ def chunk(x, n: int, name=None):
     C = x.shape[0]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # a count of tensors, so a number
         raise ShapeError(name or "chunk", "chunk count must be a positive integer", f"n={n!r}")
-    step = sympy.Integer(C) / n if isinstance(C, int) else C / n
-    if step.is_integer is False:
+    step = ops.div(C, n)  # an int when n divides C, else a sympy quotient
+    if not ops.is_int(step) and step.is_integer is False:
         raise ShapeError(name or "chunk", "chunk count must divide the channels", f"{n} chunks of {C} channels")
-    step = int(step) if step.is_Integer else step
+    step = ops.tidy(step)
     base = name or "split"
     return [channel_slice(x, i * step, (i + 1) * step, name=f"{base}{i}" if name else None) for i in range(n)]
 
@@ -423,3 +423,15 @@ def layernorm2d(x, eps: float = 1e-6, affine: bool = True, name=None, title=None
 def layer_scale(x, field: str = "weight", name=None, title=None):
     """A learned per-channel scale γ·x (ConvNeXt); its weight is ``{name}.{field}``."""
     return x.net.layer("layer_scale", [x], dict(field=field), name, title)
+
+
+def radix_softmax(x, radix: int, groups: int = 1, name=None, title=None):
+    """Split attention's softmax over ``radix`` groups of channels (ResNeSt's rSoftMax with
+    ``groups`` = cardinality; SKNet's selection over its paths with groups 1): channels read as
+    (groups, radix, k), softmax over radix, written as (radix, groups, k).
+
+    >>> net = Net("attn")
+    >>> radix_softmax(net.input(8, 1, 1), radix=2).shape
+    (8, 1, 1)
+    """
+    return x.net.layer("radix_softmax", [x], dict(radix=radix, groups=groups), name, title, base="rsoftmax")

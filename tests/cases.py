@@ -19,7 +19,7 @@ from cnngraph.compiler.weights import init
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
-                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale)
+                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, radix_softmax)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -98,6 +98,8 @@ OP_CASES: dict = {
     "resize_bilinear_corners_size": (8, lambda x: resize(x, size=(13, 7), mode="bilinear", align_corners=True)),
     "resize_like": (8, lambda x: add(resize(maxpool2d(x, 2), like=x, mode="bilinear"), x)),
     "layernorm2d_layer_scale": (8, lambda x: layer_scale(layernorm2d(x))),
+    # split attention: softmax over 2 radix groups of a 2-cardinality 12-channel map (k = 3)
+    "radix_softmax_groups": (12, lambda x: radix_softmax(x, radix=2, groups=2)),
 }
 
 

@@ -152,7 +152,15 @@ TABLE = {
                                                      w("bias"), a["eps"]).permute(0, 3, 1, 2),
     "layer_scale": lambda w, xs, a, hw: xs[0] * w(a["field"]).reshape(1, -1, 1, 1),
     "resize": lambda w, xs, a, hw: _resize(xs, a),
+    "radix_softmax": lambda w, xs, a, hw: _radix_softmax(xs[0], a["radix"], a["groups"]),
 }
+
+
+def _radix_softmax(x, radix, groups):
+    """timm's RadixSoftmax (ResNeSt) on any N×C×… tensor: view as (groups, radix, rest),
+    softmax over radix, transpose to (radix, groups, rest)."""
+    n = x.shape[0]
+    return torch.softmax(x.reshape(n, groups, radix, -1), dim=2).transpose(1, 2).reshape(x.shape)
 
 
 def _resize(xs, a):

@@ -13,7 +13,9 @@ Adding an op is one :func:`register` call.
 
 Shapes are per sample, without the batch dimension: ``(C, H, W)`` for feature maps and
 ``(F,)`` for vectors. Sizes are Python ints or sympy expressions; rules keep plain ints on
-the numeric path (fast) and fall back to sympy only when a size is symbolic.
+the numeric path and fall back to sympy only when a size is symbolic. sympy is imported only
+then (``sympy`` here is :mod:`cnngraph.ir.lazy`'s stand-in): a numeric graph is built and
+costed with Python ints alone.
 
 >>> op = REGISTRY["conv2d"]
 >>> a = dict(out_channels=64, kernel=(11, 11), stride=(4, 4), padding=(2, 2, 2, 2),
@@ -28,24 +30,43 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import sympy
+import sys
 
 from cnngraph.ir.errors import ShapeError
+from cnngraph.ir.lazy import sympy
 
 Shape = tuple
 Size = "int | sympy.Expr"
 
 
 # ---------------------------------------------------------------- arithmetic helpers
+def is_sym(x) -> bool:
+    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> is_sym(H), is_sym(2 * H), is_sym(224)
+    (True, True, False)
+    """
+    sp = sys.modules.get("sympy")
+    return sp is not None and isinstance(x, sp.Basic)
+
+
 def is_int(x) -> bool:
-    return isinstance(x, int) or isinstance(x, sympy.Integer)
+    """An integer size: a Python int or a sympy Integer.
+
+    >>> is_int(3), is_int(1.5)
+    (True, False)
+    """
+    return isinstance(x, int) or (is_sym(x) and x.is_Integer)
 
 
 def tidy(x):
     """Plain int for numeric sympy values, so the numeric path stays in Python ints."""
-    if isinstance(x, sympy.Integer):
+    if isinstance(x, int) or not is_sym(x):
+        return x
+    if x.is_Integer:
         return int(x)
-    if isinstance(x, sympy.Rational) and x.q == 1:
+    if x.is_Rational and x.q == 1:
         return int(x.p)
     return x
 
@@ -732,6 +753,22 @@ register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambd
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
 
 
+def _radix_softmax_shape(a, ins, ctx):
+    (x,) = ins
+    r, g = a["radix"], a["groups"]
+    if not (is_int(r) and is_int(g) and r >= 1 and g >= 1) or divides(r * g, x[0]) is False:
+        ctx.fail("radix × groups must divide the channels", f"radix={r}, groups={g}, channels={x[0]}")
+    return tuple(x)
+
+
+register(Op("radix_softmax", "act", (1, 1), _radix_softmax_shape, ops=lambda a, ins, out: tidy(3 * numel(out)),
+            label=lambda a, ins, out: f"softmax over {a['radix']} splits",
+            defaults=dict(radix=2, groups=1),
+            doc="split attention's softmax over radix groups (ResNeSt's rSoftMax, SKNet's selection): channels "
+                "read as (groups, radix, C/(groups·radix)), softmax over the radix axis, written as (radix, groups, "
+                "C/(groups·radix))"))
+
+
 def _bn_shape(a, ins, ctx):
     (x,) = ins
     if a.get("num_features") is not None and same(a["num_features"], x[0]) is False:
@@ -795,7 +832,15 @@ register(Op("layer_scale", "act", (1, 1), _same_shape,
                 "(torchvision: `layer_scale`, timm: `gamma`)",
             defaults=dict(field="weight"),
             weights=lambda a, ins: [Weight(a["field"], (ins[0][0],), "param", "scale")]))
-register(Op("lrn", "norm", (1, 1), _same_shape,
+def _lrn_shape(a, ins, ctx):
+    # x / (k + α/n·Σx²)^β is finite for every input only while the base stays positive.
+    if not (a["k"] > 0 and a["alpha"] >= 0):
+        ctx.fail("LRN needs k > 0 and alpha ≥ 0 so that its base k + alpha/size·Σx² stays positive",
+                 f"k={a['k']}, alpha={a['alpha']}")
+    return tuple(ins[0])
+
+
+register(Op("lrn", "norm", (1, 1), _lrn_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",
             doc="local response normalization across `size` neighbouring channels (AlexNet)",
             defaults=dict(size=5, alpha=1e-4, beta=0.75, k=1.0)))
@@ -851,7 +896,7 @@ def _concat_shape(a, ins, ctx):
         for axis in range(1, len(first)):
             if same(first[axis], other[axis]) is False:
                 ctx.fail("concat needs equal spatial sizes", f"{fmt_shape(first)} and {fmt_shape(other)}")
-    return (tidy(sum((sympy.sympify(s[0]) for s in ins), sympy.Integer(0))),) + tuple(first[1:])
+    return (tidy(sum((s[0] for s in ins), 0)),) + tuple(first[1:])
 
 
 register(Op("concat", "merge", (1, None), _concat_shape, label=lambda a, ins, out: "concat",
@@ -930,6 +975,23 @@ def exact_scale(v):
     return int(f) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
 
 
+def _ratio(v) -> tuple:
+    """(numerator, denominator) of a scale: an int, a float or a sympy Rational.
+
+    >>> _ratio(2), _ratio(1.5)
+    ((2, 1), (3, 2))
+    """
+    if isinstance(v, int):
+        return v, 1
+    if is_sym(v):
+        r = sympy.Rational(v)
+        return int(r.p), int(r.q)
+    from fractions import Fraction
+
+    f = Fraction(v)
+    return f.numerator, f.denominator
+
+
 def _resize_shape(a, ins, ctx):
     x = ins[0]
     _need_chw(ctx, x, "resize")
@@ -948,7 +1010,8 @@ def _resize_shape(a, ins, ctx):
         if nonpositive(sh) or nonpositive(sw):
             ctx.fail("resize scale must be positive", f"scale={a['scale']}")
         # PyTorch and ONNX: floor(size · scale)
-        oh, ow = floordiv(H * sympy.Rational(sh).p, sympy.Rational(sh).q), floordiv(W * sympy.Rational(sw).p, sympy.Rational(sw).q)
+        (ph, qh), (pw, qw) = _ratio(sh), _ratio(sw)
+        oh, ow = floordiv(H * ph, qh), floordiv(W * pw, qw)
     if nonpositive(oh) or nonpositive(ow):
         ctx.fail("resize output size must be positive", f"{fmt_shape(x)} to {oh}×{ow}")
     return (C, tidy(oh), tidy(ow))

@@ -286,7 +286,19 @@ EMITTERS = {
     "layernorm2d": _layernorm2d,
     "layer_scale": _layer_scale,
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
+    "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
 }
+
+
+def _radix_softmax(b, n, x, a):
+    """As PyTorch exports timm's RadixSoftmax: Reshape (N, groups, radix, -1), Transpose,
+    Softmax over the radix axis, Reshape back to the input's shape."""
+    r, g = _int(n, "radix", a["radix"]), _int(n, "groups", a["groups"])
+    shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, g, r, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    t = b.node("Softmax", [t], f"{n}/softmax", f"{n}/softmax", axis=1)
+    return b.node("Reshape", [t, shape], n, n)
 
 
 def _resize(b, n, ins, a):
