@@ -27,10 +27,9 @@ costed with Python ints alone.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
-
-import sys
 
 from cnngraph.ir.errors import ShapeError
 from cnngraph.ir.lazy import sympy
