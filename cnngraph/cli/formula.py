@@ -142,7 +142,7 @@ def receptive_table(g, fields, fmt="text", everything=False) -> str:
     import io
     import json
 
-    from cnngraph.present import printer as present
+    from cnngraph.ir import printer as present
     from cnngraph.ir.ops import REGISTRY
     from cnngraph.formulas.report import _table, shape_text
 

@@ -188,7 +188,7 @@ def _rss_mb() -> float:
 
 def cmd_bench(args):
     from cnngraph.analysis.cost import analyze
-    from cnngraph.present.printer import fmt_bytes
+    from cnngraph.ir.printer import fmt_bytes
 
     g, plan, ex = prepare(args)
     x = _input_batch(args, plan)
@@ -263,7 +263,7 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
 
 def cmd_plan(args):
     from cnngraph.compiler import compile
-    from cnngraph.present.printer import fmt_bytes
+    from cnngraph.ir.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     plan = compile(g, batch=args.batch)
@@ -272,7 +272,7 @@ def cmd_plan(args):
     if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
         planned, naive = fmt_bytes(m.planned_bytes), fmt_bytes(m.naive_bytes)
     else:  # symbolic: the one printer, Max terms that can never win dropped
-        from cnngraph.present import printer
+        from cnngraph.ir import printer
 
         planned, naive = (printer.text(printer.simplify_max(b)) + " B" for b in (m.planned_bytes, m.naive_bytes))
     print(f"planned activation memory per sample: {planned}  (buffers after reuse; MB = 2^20 B)")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.analysis.cost import analyze, total
 from cnngraph.ir.ops import is_int, tidy
 from cnngraph.ir.symbols import h, w

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.ir.ops import fmt_shape
 
 

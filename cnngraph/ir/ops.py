@@ -29,27 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import sys
-
 from cnngraph.ir.errors import ShapeError
-from cnngraph.ir.lazy import sympy
+from cnngraph.ir.lazy import is_sym, sympy
+from cnngraph.ir.printer import shape as fmt_shape  # the one printer of shapes
 
 Shape = tuple
 Size = "int | sympy.Expr"
 
 
 # ---------------------------------------------------------------- arithmetic helpers
-def is_sym(x) -> bool:
-    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
-
-    >>> from cnngraph.ir.symbols import H
-    >>> is_sym(H), is_sym(2 * H), is_sym(224)
-    (True, True, False)
-    """
-    sp = sys.modules.get("sympy")
-    return sp is not None and isinstance(x, sp.Basic)
-
-
 def is_int(x) -> bool:
     """An integer size: a Python int or a sympy Integer.
 
@@ -156,10 +144,6 @@ def same(a, b) -> bool | None:
     if d.is_zero is False:
         return False
     return None
-
-
-def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(s) for s in shape)
 
 
 # ---------------------------------------------------------------- rule context

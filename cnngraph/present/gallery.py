@@ -33,7 +33,7 @@ from pathlib import Path
 
 from cnngraph import zoo
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.present.printer import fmt_bytes
+from cnngraph.ir.printer import fmt_bytes
 from cnngraph.present.tables import HIDDEN_BY_DEFAULT
 
 DIAGRAM = dict(direction="TB", fold=True, collapse=3, legend=True, title=True)
