@@ -323,6 +323,7 @@ class Op:
     absorbs_norm: bool = False  # a following batch norm folds into its weights (conv, linear)
     folds: bool = False  # folds into the conv or linear layer before it (batch norm)
     passthrough: bool = False  # the identity at inference (dropout, identity)
+    elementwise: bool = False  # combines its inputs element by element (add, mul): drawn as a circle, shallower inputs are shortcuts
     activation: Activation = None
 
     def weight_specs(self, attrs: dict, in_shapes) -> list:
@@ -818,7 +819,7 @@ def _add_shape(a, ins, ctx):
 
 register(Op("add", "merge", (2, None), _add_shape, ops=lambda a, ins, out: tidy(numel(out) * (len(ins) - 1)),
             label=lambda a, ins, out: "+", doc="element-wise sum (residual shortcut, ResNeXt pathways)",
-            inplace_ports=(0,), fusion="anchor"))
+            inplace_ports=(0,), fusion="anchor", elementwise=True))
 
 
 def _mul_shape(a, ins, ctx):
@@ -833,7 +834,7 @@ def _mul_shape(a, ins, ctx):
     return tuple(x)
 
 
-register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,), elementwise=True,
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
 register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
             label=lambda a, ins, out: f"×{a['factor']}",

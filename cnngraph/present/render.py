@@ -269,8 +269,6 @@ def _collapse(g, order, children, nodes_in, min_run):
 
 def _label(g, n) -> str:
     d = g.nodes[n]
-    if d["op"] == "input":
-        return "Input " + fmt_shape(d["shape"])
     op = ops.get(d["op"])
     ins = _graph.layer_inputs(g, n)
     if op.label is None:
@@ -343,7 +341,7 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
         if len(ins) == 1 and ins[0] not in collapsed and ins[0] not in unit_of:
             p = ins[0]
             hp = group[p]
-            joinable = members[hp][-1] == p and g.out_degree(p) == 1 and g.nodes[hp]["op"] != "input"
+            joinable = members[hp][-1] == p and g.out_degree(p) == 1 and ops.get(g.nodes[hp]["op"]).kind != "input"
             same = joinable and g.nodes[p]["path"] == d["path"] and g.nodes[hp]["path"] == d["path"]
             # A block's closing activation may sit in the enclosing scope (n's path a prefix of p's).
             inner = joinable and tuple(g.nodes[hp]["path"][:len(d["path"])]) == tuple(d["path"])
@@ -423,8 +421,7 @@ def _mark_skips(g, order, boxes, box_of, edges):
     for e in edges:
         preds[e.dst].append(e)
     for b, box in boxes.items():
-        main_op = g.nodes[box.main]["op"]
-        if main_op in ("add", "mul") and len(preds[b]) > 1:
+        if ops.get(g.nodes[box.main]["op"]).elementwise and len(preds[b]) > 1:
             deepest = max(depth[e.tensor] for e in preds[b])
             for e in preds[b]:
                 e.skip = depth[e.tensor] < deepest
@@ -557,7 +554,7 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
             small.append(f"same as {b.like}")
             attrs.update(shape="box3d", style="filled", fillcolor="#f8f9fa", color="#868e96")
             big = f"<B>{_esc(b.label)}</B>"
-        elif g.nodes[b.main]["op"] in ("add", "mul"):
+        elif ops.get(g.nodes[b.main]["op"]).elementwise:
             attrs.update(shape="circle", fillcolor=KIND_COLOURS["merge"], width="0.3", height="0.3", fixedsize="true",
                          fontsize="14", margin="0")
             folded = [_label(g, m) for m in b.members if m != b.main]
