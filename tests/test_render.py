@@ -5,6 +5,8 @@ import shutil
 import pytest
 import sympy
 
+import cnngraph
+
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
 from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu, scope
@@ -193,7 +195,17 @@ def test_render_files_and_stamp(tmp_path):
     assert render(g, tmp_path / "r.dot").read_text().startswith("digraph resnet18")
     with pytest.raises(CnnGraphError, match="use a .svg"):
         render(g, tmp_path / "r.jpeg")
-    assert g._repr_svg_().startswith("<?xml")
+    assert cnngraph.svg(g) == svg  # what a notebook shows: registered with IPython by name
+    registered = []
+
+    class Formatter:
+        def for_type_by_name(self, module, name, fn):
+            registered.append((module, name, fn))
+
+    shell = type("Shell", (), {"display_formatter": type("D", (), {"formatters": {"image/svg+xml": Formatter()}})()})()
+    assert cnngraph.notebook_display(shell)
+    (module, name, fn), = registered
+    assert type(g).__module__ == module and type(g).__name__ == name and fn(g) == svg
 
 
 @needs_dot
