@@ -116,11 +116,16 @@ def test_inception_branches_side_by_side():
     assert len(sources) == 4  # the four branches meet at the filter concatenation
     if shutil.which("dot") is None:
         pytest.skip("dot not installed: layout positions not checked")
-    # Graphviz places the four branches side by side: their last boxes on one rank, at four x positions.
+    # Graphviz places the four branches side by side, in the order written: their first boxes
+    # on one rank, branch1 (a lone 1×1 conv, in a cluster of its own) leftmost.
     placed = json.loads(dot_to(to_dot(g, title=False), "json"))
     pos = {o["name"]: tuple(map(float, o["pos"].split(","))) for o in placed["objects"] if "pos" in o}
-    assert len({pos[b][1] for b in sources}) == 1
-    assert len({pos[b][0] for b in sources}) == 4
+    branches = [lay_c for lay_c in lay.clusters if lay_c.id in block.children]
+    assert [c.label for c in branches] == ["branch1", "branch2", "branch3", "branch4"]
+    firsts = [c.boxes[0] for c in branches]
+    assert len({pos[b][1] for b in firsts}) == 1
+    xs = [pos[b][0] for b in firsts]
+    assert xs == sorted(xs) and len(set(xs)) == 4
 
 
 def test_symbolic_shapes_on_edges_and_sizes_text():

@@ -22,18 +22,23 @@ MATMUL_KINDS = ("conv", "linear")
 
 
 def hook_counts(model, x):
-    """Parameters, multiply-adds per sample of every Conv2d and Linear call (by forward
-    hooks) and the raw output, for a torch or NumPy input batch."""
+    """Parameters, multiply-adds per sample of every Conv2d, ConvTranspose2d and Linear call
+    (by forward hooks) and the raw output, for a torch or NumPy input batch. A transposed
+    convolution multiplies every input pixel by every tap (fvcore's and ptflops' count)."""
     macs = [0]
 
     def conv(m, i, o):
         macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
 
+    def conv_t(m, i, o):
+        x = i[0]
+        macs[0] += x.numel() // x.shape[0] * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
     def linear(m, i, o):
         macs[0] += o.numel() // o.shape[0] * m.in_features
 
-    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    kinds = ((nn.Conv2d, conv), (nn.ConvTranspose2d, conv_t), (nn.Linear, linear))
+    hooks = [m.register_forward_hook(fn) for m in model.modules() for cls, fn in kinds if isinstance(m, cls)]
     try:
         with torch.no_grad():
             y = model(x if isinstance(x, torch.Tensor) else torch.from_numpy(x))
@@ -110,13 +115,35 @@ def ort_run(data, x):
 
 
 def file_tensors(data):
-    """The file's float initializers as (shape, bytes) keys: what "the file's own tensors" are."""
+    """The file's float initializers as (shape, bytes) keys: what "the file's own tensors" are.
+    A MatMul's (in, out) matrix is stored transposed from the layer's (out, in) weight, so a
+    2-D tensor also gives its transpose, as (out, in) and as a 1×1 conv's (out, in, 1, 1)
+    (nn.Linear on a channels-last tensor, ConvNeXt's MLP); a C×1×1 tensor (torchvision's layer
+    scale) also gives its C values."""
     import onnx
     from onnx import numpy_helper
 
     m = onnx.load_from_string(data)
-    return {(tuple(t.dims), numpy_helper.to_array(t).astype(np.float32).tobytes())
-            for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    out = set()
+    for t in m.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            a = numpy_helper.to_array(t).astype(np.float32)
+            out.add((tuple(a.shape), a.tobytes()))
+            if a.ndim > 1 and a.size == max(a.shape):  # a per-channel C×1×1 tensor, held as C
+                out.add(((a.size,), a.tobytes()))
+            if a.ndim == 2:
+                tb = np.ascontiguousarray(a.T).tobytes()
+                out.update({(a.shape[::-1], tb), (a.shape[::-1] + (1, 1), tb)})
+    return out
+
+
+def _role(g, node, field):
+    """"param" or "buffer": what the registry says tensor ``field`` of ``node`` is."""
+    from cnngraph.ir import ops
+
+    d = g.nodes[node]
+    ins = [g.nodes[i]["shape"] for i in d["inputs"]]
+    return ops.REGISTRY[d["op"]].tensors(d["attrs"], ins)[field][1]
 
 
 def check_onnx(model, sizes):
@@ -139,7 +166,7 @@ def check_onnx(model, sizes):
         for k, v in ws.items():
             assert (v.shape, np.asarray(v, np.float32).tobytes()) in tensors, (s, k, v.shape)
             node, field = k.rsplit(".", 1)
-            if field in ("weight", "bias"):
+            if _role(h, node, field) == "param":
                 per_layer[node] = per_layer.get(node, 0) + v.size
         for row in r.rows:
             assert row.params == per_layer.get(row.name, 0), (s, row.name, row.params, per_layer.get(row.name))

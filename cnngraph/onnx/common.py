@@ -360,6 +360,10 @@ PENDING_TEXT = {
     "channels_last": "a channels-last (N×H×W×C) transpose",
     "rbf_diff": "a difference with a constant matrix",
     "rbf_square": "a squared difference with a constant matrix",
+    "radix_view": "a view into (groups, radix, rest) of a split attention",
+    "radix_swapped": "the radix-first transpose of a split attention",
+    "radix_softmaxed": "the softmax over the radix of a split attention",
+    "stack_part": "one tensor of a torch.stack",
 }
 
 
