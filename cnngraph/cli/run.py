@@ -226,15 +226,17 @@ def cmd_bench(args):
 
 
 def step_macs(step, n: int) -> int:
-    """Multiply-adds of a conv2d or linear step for a batch of n (0 for other ops)."""
-    if step.op == "conv2d":
-        from cnngraph.compiler.algorithms import conv_geometry
+    """Multiply-adds of a step's own op for a batch of n, as the registry counts them (0 for
+    ops without any).
 
-        k = conv_geometry(step)
-        return n * k["Ho"] * k["Wo"] * k["cout"] * (k["cin"] // k["groups"]) * k["kh"] * k["kw"]
-    if step.op == "linear":
-        return n * int(step.in_shapes[0][0]) * int(step.out_shape[0])
-    return 0
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import compile
+    >>> [step_macs(s, 2) for s in compile(zoo.build("lenet5")).steps if s.op == "conv2d"]
+    [784000, 9800000]
+    """
+    from cnngraph.ir import ops
+
+    return n * int(ops.get(step.op).macs(step.attrs, step.in_shapes, step.out_shape))
 
 
 def per_layer(ex, x, repeat: int, ceiling: float) -> None:
