@@ -68,7 +68,8 @@ def exp32(x):
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
 ACT_ROW_CODES = {"relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "silu": 5, "hardswish": 6, "hardsigmoid": 7, "gelu": 8,
-                 "leaky_relu": 9, "elu": 10, "mish": 11}
+                 "leaky_relu": 9, "elu": 10, "mish": 11, "softplus": 13,
+                 "gelu_tanh": 14}
 
 
 @njit(**JIT)
@@ -111,6 +112,16 @@ def act_row(t, code, p=0.0):
     elif code == 11:
         for c in range(n):
             t[c] = t[c] * np.float32(math.tanh(max(t[c], np.float32(0)) + math.log1p(math.exp(-abs(t[c])))))
+    elif code == 14:
+        for c in range(n):
+            v = t[c]
+            t[c] = np.float32(0.5) * v * (np.float32(1) + np.float32(math.tanh(
+                np.float32(0.7978845608028654) * (v + np.float32(0.044715) * v * v * v))))
+    elif code == 13:
+        for c in range(n):
+            b = np.float32(p) * t[c]
+            if b <= np.float32(20):  # PyTorch's threshold: x itself above it
+                t[c] = np.float32((max(b, np.float32(0)) + math.log1p(math.exp(-abs(b)))) / p)
 
 
 @njit(**JIT)
