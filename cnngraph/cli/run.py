@@ -142,7 +142,7 @@ def check_memory(g, batch: int, label: str = "the model") -> int:
     free = arrays.memory_available()
     if free is not None and need > free:
         raise CnnGraphError(f"{label} at batch {batch} needs {fmt_bytes(need)} (weights {fmt_bytes(weights)} ×2 packed, "
-                            f"activations {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
+                            f"planned arena {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
                             f"{fmt_bytes(free)} of memory are available")
     return need
 
