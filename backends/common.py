@@ -156,6 +156,54 @@ def build_conv2d(step, plan, rt):
     return run
 
 
+def transpose_geometry(step) -> dict:
+    """A conv_transpose2d step's sizes as ints (:func:`conv_geometry`'s keys), ``oph``/``opw`` its
+    output padding, ``cg``/``og`` the input and output channels per group."""
+    k = conv_geometry(step)
+    k["oph"], k["opw"] = (int(v) for v in step.attrs["output_padding"])
+    k["cg"], k["og"] = k["cin"] // k["groups"], k["cout"] // k["groups"]
+    return k
+
+
+def pack_transpose_weight(w: np.ndarray, k: dict) -> np.ndarray:
+    """(C_in, C_out/G, kh, kw) → (G, C_in/G, kh·kw·C_out/G): one GEMM per group gives every
+    tap's contribution of each input pixel (columns: tap, then output channel)."""
+    G, cg, og = k["groups"], k["cg"], k["og"]
+    return np.ascontiguousarray(w.reshape(G, cg, og, k["kh"], k["kw"]).transpose(0, 1, 3, 4, 2)
+                                .reshape(G, cg, k["kh"] * k["kw"] * og))
+
+
+def build_conv_transpose2d(step, plan, rt):
+    """Every tap's product of the input (a GEMM per group) added into a strided window of the
+    uncropped output (scatter), then cropped by the padding."""
+    xp, k = rt.xp, transpose_geometry(step)
+    G, cg, og, kh, kw = k["groups"], k["cg"], k["og"], k["kh"], k["kw"]
+    wk = rt.asarray(pack_transpose_weight(weight(plan, step, "weight"), k).reshape(G, cg, kh, kw, og))
+    b = rt.asarray(weight(plan, step, "bias")) if "bias" in step.params else None
+    H, W = k["H"], k["W"]
+    full_h = (H - 1) * k["sh"] + k["dh"] * (kh - 1) + 1 + max(0, k["oph"] - k["pb"])
+    full_w = (W - 1) * k["sw"] + k["dw"] * (kw - 1) + 1 + max(0, k["opw"] - k["pr"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        N = x.shape[0]
+        xg = x.reshape(N, H, W, G, cg)
+        y = xp.zeros((N, full_h, full_w, G, og), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                r0, c0 = i * k["dh"], j * k["dw"]
+                y[:, r0:r0 + k["sh"] * (H - 1) + 1:k["sh"], c0:c0 + k["sw"] * (W - 1) + 1:k["sw"]] += \
+                    xp.einsum("nhwgc,gco->nhwgo", xg, wk[:, :, i, j])
+        y = y.reshape(N, full_h, full_w, k["cout"])[:, k["pt"]:k["pt"] + k["Ho"], k["pl"]:k["pl"] + k["Wo"]]
+        y = xp.ascontiguousarray(y)
+        if b is not None:
+            y += b
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
 def build_linear(step, plan, rt):
     xp = rt.xp
     wt = rt.asarray(np.ascontiguousarray(weight(plan, step, "weight").T))
@@ -562,7 +610,7 @@ def build_copy(step, plan, rt):
 
 
 GENERIC: dict = {
-    "conv2d": build_conv2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
+    "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
     "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
     "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),

@@ -36,7 +36,7 @@ __all__ = [
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
     "leaky_relu", "elu", "mish", "prelu",
-    "resize", "layernorm2d", "layer_scale", "radix_softmax",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax", "conv_transpose2d",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -212,6 +212,28 @@ def conv2d(x: Tensor, out_channels, kernel_size=3, stride=1, padding=0, dilation
     attrs = dict(out_channels=out_channels, kernel=k, stride=_pair(stride, "stride", ln),
                  padding=_pads(padding, k, d, ln), dilation=d, groups=groups, bias=bool(bias))
     return x.net.layer("conv2d", [x], attrs, name, title, base="conv")
+
+
+def conv_transpose2d(x: Tensor, out_channels, kernel_size=2, stride=1, padding=0, output_padding=0, groups=1,
+                     bias: bool = True, dilation=1, name=None, title=None) -> Tensor:
+    """Transposed 2-D convolution, as ``torch.nn.ConvTranspose2d`` (same argument order):
+    ``padding`` crops (an int, a pair or top, left, bottom, right), ``output_padding`` adds
+    rows and columns at the end.
+
+    >>> from cnngraph.ir.symbols import H, W
+    >>> net = Net("up")
+    >>> conv_transpose2d(net.input(64, H, W), 32, 2, stride=2).shape
+    (32, 2*H, 2*W)
+    >>> conv_transpose2d(Net("up2").input(8, 5, 5), 4, 3, stride=2, padding=1, output_padding=1).shape
+    (4, 10, 10)
+    """
+    ln = _layer_name(name, "conv_transpose2d")
+    k = _pair(kernel_size, "kernel_size", ln)
+    d = _pair(dilation, "dilation", ln)
+    attrs = dict(out_channels=out_channels, kernel=k, stride=_pair(stride, "stride", ln),
+                 padding=_pads(padding, k, d, ln), output_padding=_pair(output_padding, "output_padding", ln),
+                 dilation=d, groups=groups, bias=bool(bias))
+    return x.net.layer("conv_transpose2d", [x], attrs, name, title, base="upconv")
 
 
 def _pool(op, base, x, kernel_size, stride, padding, ceil_mode, name, title, **extra):

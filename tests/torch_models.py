@@ -22,18 +22,23 @@ MATMUL_KINDS = ("conv", "linear")
 
 
 def hook_counts(model, x):
-    """Parameters, multiply-adds per sample of every Conv2d and Linear call (by forward
-    hooks) and the raw output, for a torch or NumPy input batch."""
+    """Parameters, multiply-adds per sample of every Conv2d, ConvTranspose2d and Linear call
+    (by forward hooks) and the raw output, for a torch or NumPy input batch. A transposed
+    convolution multiplies every input pixel by every tap (fvcore's and ptflops' count)."""
     macs = [0]
 
     def conv(m, i, o):
         macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
 
+    def conv_t(m, i, o):
+        x = i[0]
+        macs[0] += x.numel() // x.shape[0] * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
     def linear(m, i, o):
         macs[0] += o.numel() // o.shape[0] * m.in_features
 
-    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    kinds = ((nn.Conv2d, conv), (nn.ConvTranspose2d, conv_t), (nn.Linear, linear))
+    hooks = [m.register_forward_hook(fn) for m in model.modules() for cls, fn in kinds if isinstance(m, cls)]
     try:
         with torch.no_grad():
             y = model(x if isinstance(x, torch.Tensor) else torch.from_numpy(x))

@@ -454,6 +454,28 @@ def m_conv2d(cv, m, qual, x):
     return t
 
 
+def m_conv_transpose2d(cv, m, qual, x, output_size=None):
+    """``nn.ConvTranspose2d``; an ``output_size`` argument sets the output padding, as PyTorch does,
+    when it is the same number at every input size."""
+    if m.padding_mode != "zeros":
+        cv.fail(f"padding_mode={m.padding_mode!r} (only zero padding)")
+    k, s, d, p = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation), tuple(m.padding)
+    op = tuple(m.output_padding)
+    x = cv.chw(x)
+    if output_size is not None:
+        L = cv.shape(x)[1:]
+        want = tuple(output_size)[-2:]
+        op = tuple(ops.tidy(sympy.expand(sympy.sympify(w) - ((l - 1) * ss - 2 * pp + dd * (kk - 1) + 1)))
+                   for w, l, ss, pp, dd, kk in zip(want, L, s, p, d, k))
+        if not all(ops.is_int(v) for v in op):
+            cv.fail(f"output_size {want} gives an output padding {op} that depends on the input size")
+    attrs = dict(out_channels=m.out_channels, kernel=k, stride=s, padding=(p[0], p[1], p[0], p[1]),
+                 output_padding=tuple(int(v) for v in op), dilation=d, groups=m.groups, bias=m.bias is not None)
+    t = cv.add("conv_transpose2d", [x], attrs, module=qual)
+    cv.weights_of(qual, t.node)
+    return t
+
+
 def m_linear(cv, m, qual, x):
     x = cv.tensor(x)
     if x.layout == "hwc":  # a Linear over the channels of a channels-last map is a 1×1 conv
@@ -923,7 +945,7 @@ _AAP = _adaptive("adaptive_avgpool2d")
 _AMP = _adaptive("adaptive_maxpool2d")
 
 MODULES = {
-    nn.Conv2d: m_conv2d, nn.Linear: m_linear, nn.BatchNorm2d: m_batchnorm, nn.BatchNorm1d: m_batchnorm,
+    nn.Conv2d: m_conv2d, nn.ConvTranspose2d: m_conv_transpose2d, nn.Linear: m_linear, nn.BatchNorm2d: m_batchnorm, nn.BatchNorm1d: m_batchnorm,
     nn.GroupNorm: m_groupnorm, nn.LayerNorm: m_layernorm, nn.LocalResponseNorm: m_lrn,
     nn.MaxPool2d: m_maxpool, nn.AvgPool2d: m_avgpool, nn.AdaptiveAvgPool2d: _AAP[0], nn.AdaptiveMaxPool2d: _AMP[0],
     nn.Flatten: m_flatten, nn.Dropout: m_dropout, nn.Dropout2d: m_dropout, nn.Identity: m_identity,

@@ -93,6 +93,18 @@ def _conv(x, a, w, b):
     return F.conv2d(x, w, b, a["stride"], (p[0], p[1]), a["dilation"], a["groups"])
 
 
+def _conv_transpose(x, a, w, b, out_hw):
+    p, op = a["padding"], a["output_padding"]
+    if _symmetric(p):
+        return F.conv_transpose2d(x, w, b, a["stride"], (p[0], p[1]), tuple(op), a["groups"], a["dilation"])
+    # Asymmetric padding (ONNX pads): the uncropped output, zeros where output_padding reaches
+    # past it, cropped by the padding; then the bias.
+    y = F.conv_transpose2d(x, w, None, a["stride"], 0, 0, a["groups"], a["dilation"])
+    (ho, wo), (fh, fw) = out_hw, y.shape[2:]
+    y = F.pad(y, (0, max(0, p[1] + wo - fw), 0, max(0, p[0] + ho - fh)))[:, :, p[0]:p[0] + ho, p[1]:p[1] + wo]
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
 def _channel_shuffle(x, groups):
     n, c = x.shape[0], x.shape[1]
     rest = x.shape[2:]
@@ -122,6 +134,7 @@ def _pad_channels(x, a):
 # come from the registry (their ``torch`` function); every other op is one line here.
 TABLE = {
     "conv2d": lambda w, xs, a, hw: _conv(xs[0], a, w("weight"), w("bias")),
+    "conv_transpose2d": lambda w, xs, a, hw: _conv_transpose(xs[0], a, w("weight"), w("bias"), hw),
     "maxpool2d": lambda w, xs, a, hw: _max_pool(xs[0], a, hw),
     "avgpool2d": lambda w, xs, a, hw: _avg_pool(xs[0], a, hw),
     "adaptive_avgpool2d": lambda w, xs, a, hw: F.adaptive_avg_pool2d(xs[0], a["output_size"]),
@@ -203,7 +216,7 @@ class TorchGraph(torch.nn.Module):
             if d["op"] != "input" and d["op"] not in TABLE:
                 raise CnnGraphError(f"{n}: op {d['op']!r} has no PyTorch reference yet")
             a = dict(d["attrs"])
-            for key in ("kernel", "stride", "padding", "dilation", "output_size"):
+            for key in ("kernel", "stride", "padding", "dilation", "output_size", "output_padding"):
                 if key in a:
                     a[key] = _ints(n, key, a[key])
             for key in ("groups", "out_channels", "out_features", "start", "stop", "num_groups", "size", "before", "after"):

@@ -194,7 +194,7 @@ class Ctx:
 # bounds their sign), and the float hyper-parameters finite numbers in their range.
 SIZE_ATTRS = frozenset({"out_channels", "out_features", "groups", "num_groups", "num_features", "size",
                         "kernel", "stride", "dilation", "output_size", "shape"})
-OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after"})
+OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after", "output_padding"})
 FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
                "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
                "k": (None, None, "a finite number"), "factor": (None, None, "a finite number"),
@@ -331,7 +331,7 @@ class Op:
     defaults: dict = field(default_factory=dict)  # attribute defaults, applied where a node is made
     weights: Callable = None  # weights(attrs, in_shapes) -> [Weight]
     window: Callable = None  # window(attrs) -> Window, for ops that slide a window
-    spatial: str = "same"  # how output positions see the input: same, window, adaptive, whole
+    spatial: str = "same"  # how output positions see the input: same, window, transposed, adaptive, whole
     reduce: str = None  # pooling reduction: "max" or "avg"
     filters: str = None  # the attribute giving the output width (out_channels, out_features)
     inplace_ports: tuple = ()  # input ports the kernel may overwrite with its output
@@ -501,6 +501,71 @@ register(Op("conv2d", "conv", (1, 1), _conv_shape, macs=_conv_macs, label=_conv_
             defaults=dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=True),
             weights=_conv_weights, window=_window, spatial="window", filters="out_channels", fusion="anchor",
             absorbs_norm=True))
+
+
+def _conv_transpose_shape(a, ins, ctx):
+    """PyTorch's ConvTranspose2d: (L − 1)·s − p₀ − p₁ + d·(k − 1) + output_padding + 1 per axis."""
+    (x,) = ins
+    _need_chw(ctx, x, "conv_transpose2d")
+    cin, H, W = x
+    cout, g = a["out_channels"], a["groups"]
+    if divides(g, cin) is False:
+        ctx.fail("groups must divide in_channels", f"groups={g}, in_channels={cin}")
+    if divides(g, cout) is False:
+        ctx.fail("groups must divide out_channels", f"groups={g}, out_channels={cout}")
+    _nonnegative_padding(ctx, a["padding"])
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    out = []
+    for axis, L, k, s, p0, p1, d, op in (("H", H, kh, sh, pt, pb, dh, a["output_padding"][0]),
+                                         ("W", W, kw, sw, pl, pr, dw, a["output_padding"][1])):
+        if negative(op) or (is_int(op) and is_int(s) and is_int(d) and int(op) >= max(int(s), int(d))):
+            ctx.fail(f"output_padding along {axis} must be smaller than the stride or the dilation",
+                     f"output_padding={op}, stride={s}, dilation={d}")
+        o = tidy((L - 1) * s - p0 - p1 + d * (k - 1) + op + 1)
+        if nonpositive(o):
+            ctx.fail(f"output size along {axis} is not positive", f"({L} − 1)·{s} − {p0} − {p1} + {d}·({k} − 1) + "
+                     f"{op} + 1 = {o}")
+        if not is_int(o) and not sympy.sympify(o).is_positive:
+            ctx.require(f"output size along {axis} is positive", sympy.Gt(o, 0))
+        out.append(o)
+    return (cout, out[0], out[1])
+
+
+def _conv_transpose_weights(a, ins):
+    # PyTorch's and ONNX's layout: (C_in, C_out/groups, kh, kw)
+    yield Weight("weight", (ins[0][0], div(a["out_channels"], a["groups"]), *a["kernel"]), "param", "he")
+    if a["bias"]:
+        yield Weight("bias", (a["out_channels"],), "param", "bias")
+
+
+def _conv_transpose_macs(a, ins, out):
+    # Every input pixel times every tap (fvcore's, ptflops' and torch.utils.flop_counter's
+    # count): C_in·H·W·(C_out/groups)·kh·kw, taps that land in the cropped padding included.
+    kh, kw = a["kernel"]
+    return tidy(numel(ins[0]) * div(a["out_channels"], a["groups"]) * kh * kw)
+
+
+def _conv_transpose_label(a, ins, out):
+    kh, kw = a["kernel"]
+    s = f"{kh}x{kw} conv^T, {a['out_channels']}"
+    if a["stride"][0] != 1:
+        s += f", ×{a['stride'][0]}"
+    if a["groups"] != 1:
+        s += f", g={a['groups']}"
+    if tuple(a["dilation"]) != (1, 1):
+        s += f", d={a['dilation'][0]}"
+    return s
+
+
+register(Op("conv_transpose2d", "conv", (1, 1), _conv_transpose_shape, macs=_conv_transpose_macs,
+            label=_conv_transpose_label,
+            doc="transposed 2-D convolution (decoders, U-Nets), as nn.ConvTranspose2d: output "
+                "(L − 1)·s − pads + d·(k − 1) + output_padding + 1; weight C_in × C_out/groups × kh × kw; "
+                "MACs = C_in·H·W·(C_out/groups)·kh·kw (every input pixel times every tap, as fvcore and ptflops)",
+            defaults=dict(stride=(1, 1), padding=(0, 0, 0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1,
+                          bias=True),
+            weights=_conv_transpose_weights, window=_window, spatial="transposed", filters="out_channels",
+            fusion="anchor"))
 
 
 def _pool_shape(a, ins, ctx):
@@ -814,7 +879,7 @@ register(Op("layer_scale", "act", (1, 1), _same_shape,
             ops=lambda a, ins, out: numel(out), label=lambda a, ins, out: "layer scale",
             doc="a learned per-channel scale γ·x (ConvNeXt's layer scale); its weight is named `field` "
                 "(torchvision: `layer_scale`, timm: `gamma`)",
-            defaults=dict(field="weight"),
+            defaults=dict(field="weight"), fusion="anchor",  # the residual add after it fuses into its epilogue
             weights=lambda a, ins: [Weight(a["field"], (ins[0][0],), "param", "scale")]))
 def _lrn_shape(a, ins, ctx):
     # x / (k + α/n·Σx²)^β is finite for every input only while the base stays positive.

@@ -162,6 +162,26 @@ def _conv(b, n, ins, shapes, a, ws):
     return b.node("Conv", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
 
 
+def _conv_transpose(b, n, ins, shapes, a, ws):
+    _int(n, "in_channels", shapes[0][0])
+    _int(n, "out_channels", a["out_channels"])
+    w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
+    inputs = [ins[0], w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
+    attrs = _window_attrs(n, a)
+    attrs["dilations"] = _ints(n, "dilation", a["dilation"])
+    op = _ints(n, "output_padding", a["output_padding"])
+    pads, strides = attrs["pads"], attrs["strides"]
+    for ax in range(2):
+        # ONNX Runtime refuses an output padding not below the stride (PyTorch allows one below the
+        # dilation): cropping less at the end gives the same rows
+        if op[ax] >= strides[ax]:
+            take = min(op[ax], pads[2 + ax])
+            op[ax], pads[2 + ax] = op[ax] - take, pads[2 + ax] - take
+    if op != [0, 0]:
+        attrs["output_padding"] = op
+    return b.node("ConvTranspose", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
+
+
 def _linear(b, n, ins, shapes, a, ws):
     inputs = [ins[0], b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))]
     if a["bias"]:
@@ -257,6 +277,7 @@ def _layer_scale(b, n, ins, shapes, a, ws):
 # the output name. Activations come from the registry (their ``onnx`` emitter).
 EMITTERS = {
     "conv2d": _conv,
+    "conv_transpose2d": _conv_transpose,
     "maxpool2d": lambda b, n, ins, shapes, a, ws: b.node("MaxPool", ins, n, n, ceil_mode=int(bool(a["ceil_mode"])),
                                                          **_window_attrs(n, a)),
     "avgpool2d": lambda b, n, ins, shapes, a, ws: b.node(

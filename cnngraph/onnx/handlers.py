@@ -149,6 +149,66 @@ def _conv(imp, node, a, where):
     return imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
 
 
+@handler("ConvTranspose")
+def _conv_transpose(imp, node, a, where):
+    """Transposed convolution: weight (C_in, C_out/group, kh, kw); pads from ``pads``, from
+    ``auto_pad`` or from ``output_shape`` (the total the spec derives, split as ``auto_pad`` says)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, "ConvTranspose")
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    if w.ndim != 4:
+        raise CnnGraphError(f"{where}: ConvTranspose weight must be 4-D (C_in, C_out/groups, kh, kw), got {list(w.shape)}")
+    kernel = list(a.get("kernel_shape", list(w.shape[2:])))
+    if kernel != list(w.shape[2:]):
+        raise ShapeError(where, "kernel_shape disagrees with the weight", f"kernel_shape {kernel}, weight {list(w.shape)}")
+    groups = a.get("group", 1)
+    if groups < 1 or ops.same(w.shape[0], x.shape[1]) is False:
+        raise ShapeError(where, "the weight's first axis must equal the input channels", f"{w.shape[0]} vs {x.shape[1]}")
+    strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+    out_pad = list(a.get("output_padding", [0, 0]))
+    if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2 or len(out_pad) != 2:
+        raise CnnGraphError(f"{where}: only 2-D transposed convolutions are supported (kernel {kernel})")
+    auto = a.get("auto_pad", "NOTSET")
+    target = a.get("output_shape")
+    if target is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [[0, 0], [0, 0]]
+        for ax in range(2):
+            L, s, d, k = x.shape[2 + ax], strides[ax], dil[ax], kernel[ax]
+            want = target[-2 + ax] if target is not None else L * s
+            total = ops.tidy(s * (L - 1) + out_pad[ax] + (k - 1) * d + 1 - want)
+            if not ops.is_int(total):
+                raise CnnGraphError(f"{where}: output_shape {list(target)} gives padding {total}, which depends on "
+                                    "the input size; give the input a numeric size")
+            total = int(total)
+            if total < 0:
+                raise CnnGraphError(f"{where}: output_shape {list(target)} is larger than the transposed convolution "
+                                    f"gives without padding along axis {2 + ax}; not supported")
+            lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            pads[ax] = [lo, total - lo]
+        pads = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
+    elif auto == "VALID":
+        pads = (0, 0, 0, 0)
+    elif auto in ("NOTSET", ""):
+        p = a.get("pads", [0, 0, 0, 0])
+        if len(p) != 4:
+            raise CnnGraphError(f"{where}: pads must have 4 values for a 2-D window, got {p}")
+        pads = tuple(p)
+    else:
+        raise CnnGraphError(f"{where}: unknown auto_pad {auto!r}")
+    if any(v < 0 for v in pads):
+        raise CnnGraphError(f"{where}: negative pads {list(pads)} are not supported")
+    ws = {"weight": w}
+    cout = int(w.shape[1]) * groups
+    if _in(node, 2):
+        b, _ = _float_const(imp, node, 2, where, "the bias")
+        if b.shape != (cout,):
+            raise ShapeError(where, "bias must have one value per output channel", f"bias {list(b.shape)}, C_out {cout}")
+        ws["bias"] = b
+    attrs = dict(out_channels=cout, kernel=tuple(kernel), stride=tuple(strides), padding=pads,
+                 output_padding=tuple(out_pad), dilation=tuple(dil), groups=groups, bias="bias" in ws)
+    return imp.new("conv_transpose2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
+
+
 def _pool_attrs(imp, x, a, where, op):
     kernel = a.get("kernel_shape")
     if kernel is None:
