@@ -122,3 +122,10 @@ def test_counts_only_for_repeated_blocks_and_names_are_the_scopes_own():
     lay = layout(zoo.build("efficientnet_b0"))
     assert "block.1 · SqueezeExcitation" in [c.label for c in lay.clusters]
     assert not any(c.label.startswith("1.0.") for c in lay.clusters)
+
+
+def test_names_only_when_asked():
+    g = zoo.build("alexnet")
+    plain, named = to_dot(g), to_dot(g, names=True)
+    assert ">conv1</FONT>" not in plain and ">conv1</FONT>" in named
+    assert ">input</FONT>" not in named  # the input box says "Input 3×227×227" already

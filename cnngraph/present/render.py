@@ -692,14 +692,14 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
         dot.attr(label=text, labelloc="t", labeljust="l" if direction in ("LR", "RL") else "c", fontsize="14")
 
     by_id = {c.id: c for c in lay.clusters}
-    names = {r.name: r.title for r in report.rows} if report else _graph.layer_names(g)
+    layer_name = {r.name: r.title for r in report.rows} if report else _graph.layer_names(g)
     small_pt = 8 if depth == "layer" else 10  # an overview is for slides: every text at least 13 px
 
     def emit_box(sub, b: Box):
         attrs = {"tooltip": _tooltip(b, g, rows)}
         small = []
-        if names and not b.repeat and b.id[0] != "u":
-            small.append(names[b.main])
+        if names and not b.repeat and b.id[0] != "u" and b.kind != "input":
+            small.append(layer_name[b.main])
         if b.repeat:
             small.append(f"{b.first} … {b.last}" if b.repeat > 1 else b.first)
             small.append(f"same as {b.like}")
