@@ -490,12 +490,24 @@ def build_channel_shuffle(step, plan, rt):
 
 
 def build_scale(step, plan, rt):
-    f = float(step.attrs["factor"])
+    f, b = np.float32(step.attrs["factor"]), np.float32(step.attrs.get("shift", 0.0))
 
     def run(ins, out, res):
-        y = ins[0] * np.float32(f)
+        y = ins[0] * f
+        if b:
+            y += b
         epilogue(rt, step, y, res)
         out[...] = y
+
+    return run
+
+
+def build_clip(step, plan, rt):
+    lo, hi = step.attrs["low"], step.attrs["high"]
+    lo, hi = (None if lo is None else np.float32(lo)), (None if hi is None else np.float32(hi))
+
+    def run(ins, out, res):
+        out[...] = rt.xp.clip(ins[0], lo, hi)
 
     return run
 
@@ -602,6 +614,31 @@ def build_layer_scale(step, plan, rt):
     return run
 
 
+# The NHWC axes order of each block rearrangement: depth_to_space reshapes (N, H, W, C) to
+# (N, H, W, c, r, r) for CRD / (N, H, W, r, r, c) for DCR, space_to_depth reshapes
+# (N, H, W, C) to (N, H/r, r, W/r, r, C); then one transpose and a reshape to the output.
+_BLOCK_AXES = {("depth_to_space", "CRD"): (0, 1, 4, 2, 5, 3), ("depth_to_space", "DCR"): (0, 1, 3, 2, 4, 5),
+               ("space_to_depth", "CRD"): (0, 1, 3, 5, 2, 4), ("space_to_depth", "DCR"): (0, 1, 3, 2, 4, 5)}
+
+
+def build_blocks(step, plan, rt):
+    """depth_to_space / space_to_depth (PixelShuffle, PixelUnshuffle) on channels-last arrays."""
+    r, mode = int(step.attrs["block"]), step.attrs["mode"]
+    axes = _BLOCK_AXES[step.op, mode]
+
+    def run(ins, out, res):
+        x = ins[0]
+        N, Hh, Ww, C = x.shape
+        if step.op == "depth_to_space":
+            c = C // (r * r)
+            v = x.reshape((N, Hh, Ww, c, r, r) if mode == "CRD" else (N, Hh, Ww, r, r, c))
+        else:
+            v = x.reshape(N, Hh // r, r, Ww // r, r, C)
+        out[...] = v.transpose(axes).reshape(out.shape)
+
+    return run
+
+
 def build_copy(step, plan, rt):
     def run(ins, out, res):
         out[...] = ins[0]
@@ -617,7 +654,8 @@ GENERIC: dict = {
     "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
-    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
+    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "clip": build_clip,
+    "depth_to_space": build_blocks, "space_to_depth": build_blocks, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
     "radix_softmax": build_radix_softmax,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry

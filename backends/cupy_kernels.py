@@ -61,6 +61,8 @@ ACTS: dict = {
     "leaky_relu": "v >= 0.f ? v : p * v",
     "elu": "v > 0.f ? v : p * expm1f(v)",
     "mish": "v * tanhf(fmaxf(v, 0.f) + log1pf(expf(-fabsf(v))))",
+    "softplus": "p * v > 20.f ? v : (fmaxf(p * v, 0.f) + log1pf(expf(-fabsf(p * v)))) / p",
+    "gelu_tanh": "0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)))",
 }
 
 

@@ -8,6 +8,11 @@ kernel compiles once.
 
 Activation codes are the registry's (:attr:`cnngraph.ir.ops.Activation.code`, 0 none); :func:`act_row`
 holds one branch per activation of this backend's kernel table :data:`ACT_ROW_CODES`.
+
+>>> import numpy as np
+>>> t = np.array([-2.0, 0.5, 7.0], np.float32)
+>>> act_row(t, 1); t  # in place: ReLU is activation code 1 (cnngraph.ir.ops)
+array([0. , 0.5, 7. ], dtype=float32)
 """
 from __future__ import annotations
 
@@ -63,7 +68,8 @@ def exp32(x):
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
 ACT_ROW_CODES = {"relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "silu": 5, "hardswish": 6, "hardsigmoid": 7, "gelu": 8,
-                 "leaky_relu": 9, "elu": 10, "mish": 11}
+                 "leaky_relu": 9, "elu": 10, "mish": 11, "softplus": 13,
+                 "gelu_tanh": 14}
 
 
 @njit(**JIT)
@@ -106,6 +112,16 @@ def act_row(t, code, p=0.0):
     elif code == 11:
         for c in range(n):
             t[c] = t[c] * np.float32(math.tanh(max(t[c], np.float32(0)) + math.log1p(math.exp(-abs(t[c])))))
+    elif code == 14:
+        for c in range(n):
+            v = t[c]
+            t[c] = np.float32(0.5) * v * (np.float32(1) + np.float32(math.tanh(
+                np.float32(0.7978845608028654) * (v + np.float32(0.044715) * v * v * v))))
+    elif code == 13:
+        for c in range(n):
+            b = np.float32(p) * t[c]
+            if b <= np.float32(20):  # PyTorch's threshold: x itself above it
+                t[c] = np.float32((max(b, np.float32(0)) + math.log1p(math.exp(-abs(b)))) / p)
 
 
 @njit(**JIT)

@@ -34,8 +34,9 @@ __all__ = [
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
-    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
-    "leaky_relu", "elu", "mish", "prelu",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "clip", "pad_channels", "rbf",
+    "depth_to_space", "space_to_depth",
+    "leaky_relu", "elu", "mish", "softplus", "gelu_tanh", "prelu",
     "resize", "layernorm2d", "layer_scale", "radix_softmax", "conv_transpose2d",
 ]
 
@@ -396,9 +397,29 @@ def _flat(xs):
     return list(xs)
 
 
-def scale(x, factor, name=None, title=None):
-    """``x * factor`` for a constant factor, no parameters (Inception-ResNet's residual scaling)."""
-    return x.net.layer("scale", [x], dict(factor=factor), name, title, base="scale")
+def scale(x, factor, shift=0.0, name=None, title=None):
+    """``x * factor + shift`` for constant numbers, no parameters (Inception-ResNet's residual
+    scaling; ``x * 0.5 + 1.0`` in a user's forward)."""
+    return x.net.layer("scale", [x], dict(factor=factor, shift=shift), name, title, base="scale")
+
+
+def depth_to_space(x, block, mode="CRD", name=None, title=None):
+    """C·r² channels into r×r blocks of space: ``nn.PixelShuffle(block)`` (mode CRD) or ONNX's
+    DepthToSpace in DCR order."""
+    return x.net.layer("depth_to_space", [x], dict(block=block, mode=mode), name, title, base="depth_to_space")
+
+
+def space_to_depth(x, block, mode="CRD", name=None, title=None):
+    """r×r blocks of space into C·r² channels: ``nn.PixelUnshuffle(block)`` (mode CRD) or ONNX's
+    SpaceToDepth and TResNet's SpaceToDepth (mode DCR)."""
+    return x.net.layer("space_to_depth", [x], dict(block=block, mode=mode), name, title, base="space_to_depth")
+
+
+def clip(x, low=None, high=None, inplace: bool = False, name=None, title=None):
+    """``torch.clamp(x, low, high)`` (``nn.Hardtanh(low, high)``); None leaves a side unbounded."""
+    attrs = dict(low=None if low is None else float(low), high=None if high is None else float(high),
+                 inplace=bool(inplace))
+    return x.net.layer("clip", [x], attrs, name, title, base="clip")
 
 
 def pad_channels(x, after, stride=1, before=0, name=None, title=None):

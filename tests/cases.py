@@ -20,7 +20,7 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
                           scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, conv_transpose2d,
-                          radix_softmax)
+                          radix_softmax, clip, softplus, depth_to_space, space_to_depth)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -91,6 +91,12 @@ OP_CASES: dict = {
     "add3_relu": (8, lambda x: relu(add(x, sigmoid(x), tanh(x)))),
     "add3_dropout_identity": (8, lambda x: add(x, dropout(relu(x, inplace=False)), identity(x))),
     "scale": (8, lambda x: scale(x, 0.17)),
+    "scale_shift": (8, lambda x: scale(x, -0.5, shift=1.25)),
+    "depth_to_space_crd": (8, lambda x: depth_to_space(x, 2)),
+    "depth_to_space_dcr": (8, lambda x: depth_to_space(x, 2, mode="DCR")),
+    "space_to_depth_crd": (8, lambda x: space_to_depth(pad2d(x, (0, 0, 1, 1)), 2)),
+    "space_to_depth_dcr": (8, lambda x: space_to_depth(pad2d(x, (1, 0, 2, 1)), 3, mode="DCR")),
+    "clip_both_and_above": (8, lambda x: clip(clip(x, -0.5, 0.8), high=0.3)),
     "flatten_linear_relu_softmax": (8, lambda x: softmax(relu(linear(flatten(x), 7)))),
     "linear_bn": (8, lambda x: batchnorm(linear(flatten(x), 7))),
     "norms": (8, lambda x: instancenorm(layernorm(groupnorm(x, 4)), affine=True)),
@@ -106,6 +112,7 @@ OP_CASES: dict = {
     "leaky_relu_slope": (8, lambda x: leaky_relu(conv2d(x, 8, 1), negative_slope=0.2)),
     "elu_alpha": (8, lambda x: elu(conv2d(x, 8, 1), alpha=0.7)),
     "prelu_per_channel": (8, lambda x: prelu(conv2d(x, 8, 1), num_parameters=8)),
+    "softplus_beta": (8, lambda x: softplus(conv2d(x, 8, 1), beta=2.5)),
     # resizing: nearest by 2, bilinear by 1.5, align_corners to a size, to another tensor's size
     "resize_nearest_x2": (8, lambda x: resize(x, 2)),
     "resize_bilinear_x1.5": (8, lambda x: resize(x, 1.5, mode="bilinear")),

@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 from cnngraph import analyze, formulas, zoo
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.cli import main
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.formulas import Formula, block, equal_cost, limit, network, ratio, study

@@ -7,7 +7,7 @@ import pytest
 
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
-from cnngraph.present import printer
+from cnngraph.ir import printer
 
 UNITS = "1 KiB = 2^10 B, 1 MiB = 2^20 B"
 

@@ -111,6 +111,20 @@ def _channel_shuffle(x, groups):
     return x.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(n, c, *rest)
 
 
+def _depth_to_space(x, r, mode):
+    if mode == "CRD":
+        return F.pixel_shuffle(x, r)
+    n, c, h, w = x.shape
+    return x.reshape(n, r, r, c // (r * r), h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c // (r * r), h * r, w * r)
+
+
+def _space_to_depth(x, r, mode):
+    if mode == "CRD":
+        return F.pixel_unshuffle(x, r)
+    n, c, h, w = x.shape  # TResNet's SpaceToDepth
+    return x.reshape(n, c, h // r, r, w // r, r).permute(0, 3, 5, 1, 2, 4).reshape(n, c * r * r, h // r, w // r)
+
+
 def _mul(x, s):
     while s.dim() < x.dim():
         s = s.unsqueeze(-1)
@@ -155,10 +169,13 @@ TABLE = {
     "concat": lambda w, xs, a, hw: torch.cat(xs, dim=1),
     "channel_shuffle": lambda w, xs, a, hw: _channel_shuffle(xs[0], a["groups"]),
     "slice": lambda w, xs, a, hw: xs[0][:, a["start"]:a["stop"]],
+    "depth_to_space": lambda w, xs, a, hw: _depth_to_space(xs[0], int(a["block"]), a["mode"]),
+    "space_to_depth": lambda w, xs, a, hw: _space_to_depth(xs[0], int(a["block"]), a["mode"]),
     "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2])),
     # LeNet-5's RBF units: squared Euclidean distance to each prototype
     "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
-    "scale": lambda w, xs, a, hw: xs[0] * a["factor"],
+    "scale": lambda w, xs, a, hw: xs[0] * a["factor"] + a["shift"] if a["shift"] else xs[0] * a["factor"],
+    "clip": lambda w, xs, a, hw: torch.clamp(xs[0], a["low"], a["high"]),
     "pad_channels": lambda w, xs, a, hw: _pad_channels(xs[0], a),
     # over the channels: channels last, F.layer_norm, back (ConvNeXt's LayerNorm2d)
     "layernorm2d": lambda w, xs, a, hw: F.layer_norm(xs[0].permute(0, 2, 3, 1), (xs[0].shape[1],), w("weight"),

@@ -29,27 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import sys
-
 from cnngraph.ir.errors import ShapeError
-from cnngraph.ir.lazy import sympy
+from cnngraph.ir.lazy import is_sym, sympy
+from cnngraph.ir.printer import shape as fmt_shape  # the one printer of shapes
 
 Shape = tuple
 Size = "int | sympy.Expr"
 
 
 # ---------------------------------------------------------------- arithmetic helpers
-def is_sym(x) -> bool:
-    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
-
-    >>> from cnngraph.ir.symbols import H
-    >>> is_sym(H), is_sym(2 * H), is_sym(224)
-    (True, True, False)
-    """
-    sp = sys.modules.get("sympy")
-    return sp is not None and isinstance(x, sp.Basic)
-
-
 def is_int(x) -> bool:
     """An integer size: a Python int or a sympy Integer.
 
@@ -158,10 +146,6 @@ def same(a, b) -> bool | None:
     return None
 
 
-def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(s) for s in shape)
-
-
 # ---------------------------------------------------------------- rule context
 @dataclass
 class Ctx:
@@ -193,12 +177,13 @@ class Ctx:
 # sizes are positive integers (or integer expressions), offsets any integers (each op's rule
 # bounds their sign), and the float hyper-parameters finite numbers in their range.
 SIZE_ATTRS = frozenset({"out_channels", "out_features", "groups", "num_groups", "num_features", "size",
-                        "kernel", "stride", "dilation", "output_size", "shape"})
+                        "kernel", "stride", "dilation", "output_size", "shape", "block"})
 OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after", "output_padding"})
 FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
                "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
                "k": (None, None, "a finite number"), "factor": (None, None, "a finite number"),
-               "momentum": (None, None, "a finite number")}
+               "momentum": (None, None, "a finite number"), "shift": (None, None, "a finite number"),
+               "low": (None, None, "a finite number"), "high": (None, None, "a finite number")}
 
 
 def check_attrs(layer: str, attrs: dict) -> dict:
@@ -284,7 +269,10 @@ class Activation:
     * ``inplace``: the DSL's default (torchvision's ``ReLU(inplace=True)``); ``False`` when
       PyTorch makes a new tensor;
     * ``param``: the attribute passed to the kernels as the activation's one float (the
-      LeakyReLU slope, the ELU α), or None.
+      LeakyReLU slope, the ELU α), or None;
+    * ``fit(f)``: the ``param`` value for which the activation could be the float64 function
+      ``f`` of a float (the ONNX importer then checks it everywhere), or None; by default the
+      activation is taken to be linear in its parameter at −1 (a slope, an α).
     """
 
     code: int
@@ -293,6 +281,7 @@ class Activation:
     onnx: Callable
     inplace: bool = True
     param: str | None = None
+    fit: Callable | None = None
 
 
 def _zero(a, ins, out):
@@ -339,6 +328,7 @@ class Op:
     absorbs_norm: bool = False  # a following batch norm folds into its weights (conv, linear)
     folds: bool = False  # folds into the conv or linear layer before it (batch norm)
     passthrough: bool = False  # the identity at inference (dropout, identity)
+    elementwise: bool = False  # combines its inputs element by element (add, mul): drawn as a circle, shallower inputs are shortcuts
     activation: Activation = None
 
     def weight_specs(self, attrs: dict, in_shapes) -> list:
@@ -749,6 +739,30 @@ activation("gelu", "gelu", Activation(
     inplace=False))
 
 
+_GELU_TANH_C = 0.7978845608028654  # √(2/π)
+
+
+def _onnx_gelu_tanh(b, n, x, a):
+    if b.opset >= 20:
+        return b.node("Gelu", [x], n, n, approximate="tanh")
+    # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+    t = b.node("Pow", [x, b.scalar(f"{n}/three", 3.0)], f"{n}/cube", f"{n}/cube")
+    t = b.node("Mul", [t, b.scalar(f"{n}/k", 0.044715)], f"{n}/k3", f"{n}/k3")
+    t = b.node("Add", [x, t], f"{n}/inner", f"{n}/inner")
+    t = b.node("Mul", [t, b.scalar(f"{n}/c", _GELU_TANH_C)], f"{n}/scaled", f"{n}/scaled")
+    t = b.node("Tanh", [t], f"{n}/tanh", f"{n}/tanh")
+    t = b.node("Add", [t, b.scalar(f"{n}/one", 1.0)], f"{n}/add", f"{n}/add")
+    t = b.node("Mul", [x, t], f"{n}/mul", f"{n}/mul")
+    return b.node("Mul", [t, b.scalar(f"{n}/half", 0.5)], n, n)
+
+
+activation("gelu_tanh", "gelu (tanh)", Activation(
+    14, lambda xp, erf, v, a: 0.5 * v * (1 + xp.tanh(_GELU_TANH_C * (v + 0.044715 * v * v * v))),
+    lambda F, x, a: F.gelu(x, approximate="tanh"), _onnx_gelu_tanh, inplace=False),
+    doc="GELU's tanh approximation, nn.GELU(approximate='tanh'): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) "
+        "(one operation per element)")
+
+
 def _softplus(xp, v):  # log(1 + eˣ) without overflow
     return xp.maximum(v, 0) + xp.log1p(xp.exp(-xp.abs(v)))
 
@@ -759,6 +773,29 @@ def _onnx_mish(b, n, x, a):
     t = b.node("Softplus", [x], f"{n}/softplus", f"{n}/softplus")
     t = b.node("Tanh", [t], f"{n}/tanh", f"{n}/tanh")
     return b.node("Mul", [x, t], n, n)
+
+
+def _onnx_softplus(b, n, x, a):
+    beta = float(a["beta"])
+    if beta == 1.0:
+        return b.node("Softplus", [x], n, n)
+    t = b.node("Mul", [x, b.scalar(f"{n}/beta", beta)], f"{n}/mul", f"{n}/mul")
+    t = b.node("Softplus", [t], f"{n}/softplus", f"{n}/softplus")
+    return b.node("Div", [t, b.scalar(f"{n}/beta_div", beta)], n, n)
+
+
+def _fit_softplus(f):
+    """beta of a function that may be softplus(beta): f(0) = log(2)/beta."""
+    import math
+
+    y0 = float(f(0.0))
+    return math.log(2.0) / y0 if y0 > 0 else None
+
+
+def _softplus_shape(a, ins, ctx):
+    if not a["beta"] > 0:
+        ctx.fail("softplus needs beta > 0", f"beta={a['beta']}")
+    return tuple(ins[0])
 
 
 def _onnx_prelu(b, n, x, a):
@@ -790,6 +827,13 @@ activation("elu", "elu", Activation(
 activation("mish", "mish", Activation(
     11, lambda xp, erf, v, a: v * xp.tanh(_softplus(xp, v)), lambda F, x, a: F.mish(x), _onnx_mish, inplace=False),
     doc="Mish: x·tanh(softplus(x)) (one operation per element)")
+activation("softplus", "softplus", Activation(
+    13, lambda xp, erf, v, a: xp.where(a["beta"] * v > 20, v, _softplus(xp, a["beta"] * v) / a["beta"]),
+    lambda F, x, a: F.softplus(x, a["beta"]),
+    _onnx_softplus, param="beta", inplace=False, fit=_fit_softplus),
+    defaults=dict(beta=1.0), shape=_softplus_shape,
+    doc="softplus: log(1 + e^(beta·x))/beta, and x where beta·x > 20 as PyTorch's default threshold (the "
+        "difference is below float32 rounding there; one operation per element)")
 activation("prelu", "prelu", Activation(
     12, lambda xp, erf, v, a: xp.where(v >= 0, v, a["weight"] * v), lambda F, x, a: F.prelu(x, a["weight"]),
     _onnx_prelu, inplace=False),
@@ -915,7 +959,7 @@ def _add_shape(a, ins, ctx):
 
 register(Op("add", "merge", (2, None), _add_shape, ops=lambda a, ins, out: tidy(numel(out) * (len(ins) - 1)),
             label=lambda a, ins, out: "+", doc="element-wise sum (residual shortcut, ResNeXt pathways)",
-            inplace_ports=(0,), fusion="anchor"))
+            inplace_ports=(0,), fusion="anchor", elementwise=True))
 
 
 def _mul_shape(a, ins, ctx):
@@ -930,11 +974,36 @@ def _mul_shape(a, ins, ctx):
     return tuple(x)
 
 
-register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,), elementwise=True,
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
-register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
-            label=lambda a, ins, out: f"×{a['factor']}",
-            doc="multiply by a constant factor, no parameters (Inception-ResNet's residual scaling)"))
+def _scale_label(a, ins, out):
+    f, s = a["factor"], a["shift"]
+    text = "" if f == 1 else f"×{f:g}" if isinstance(f, float) else f"×{f}"
+    return (text + (f" {s:+g}" if s else "")).strip() or "×1"
+
+
+register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: tidy(numel(out) * (1 + (a["shift"] != 0))),
+            inplace_ports=(0,), label=_scale_label, defaults=dict(shift=0.0),
+            doc="factor·x + shift for constant numbers, no parameters (Inception-ResNet's residual scaling, "
+                "x * 0.5 + 1.0 in a forward); one operation per element, two with a shift"))
+
+
+def _clip_shape(a, ins, ctx):
+    lo, hi = a["low"], a["high"]
+    if lo is None and hi is None or lo is not None and hi is not None and not lo < hi:
+        ctx.fail("clip needs low < high (one of them may be None: unbounded)", f"low={lo}, high={hi}")
+    return tuple(ins[0])
+
+
+def _clip_label(a, ins, out):
+    lo, hi = a["low"], a["high"]
+    return f"clip [{'-∞' if lo is None else f'{lo:g}'}, {'∞' if hi is None else f'{hi:g}'}]"
+
+
+register(Op("clip", "act", (1, 1), _clip_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+            memory=_inplace_numel, label=_clip_label, defaults=dict(low=None, high=None, inplace=False),
+            doc="clamp to [low, high] (nn.Hardtanh, torch.clamp, ONNX Clip); None leaves a side unbounded; "
+                "one operation per element"))
 
 
 def _concat_shape(a, ins, ctx):
@@ -1075,6 +1144,51 @@ def _resize_label(a, ins, out):
         sh, sw = a["scale"]
         to = f"×{sh}" if sh == sw else f"×{sh}×{sw}"
     return f"{a['mode']} resize {to}" + (", corners" if a.get("align_corners") else "")
+
+
+BLOCK_MODES = ("CRD", "DCR")  # channel order of the r×r block's values: c·r² + (i·r + j), or (i·r + j)·C + c
+
+
+def _block_checks(ctx, a, x, what):
+    _need_chw(ctx, x, what)
+    r = a["block"]
+    if a["mode"] not in BLOCK_MODES:
+        ctx.fail(f"{what} mode must be CRD (PyTorch's pixel shuffle) or DCR (ONNX's default)", f"mode={a['mode']!r}")
+    if not (is_int(r) and int(r) >= 1):
+        ctx.fail(f"{what} block must be a positive integer", f"block={r}")
+    return int(r)
+
+
+def _depth_to_space_shape(a, ins, ctx):
+    (x,) = ins
+    r = _block_checks(ctx, a, x, "depth_to_space")
+    C, H, W = x
+    if divides(r * r, C) is False:
+        ctx.fail("depth_to_space needs channels divisible by block²", f"{C} channels, block {r}")
+    return (div(C, r * r), tidy(H * r), tidy(W * r))
+
+
+def _space_to_depth_shape(a, ins, ctx):
+    (x,) = ins
+    r = _block_checks(ctx, a, x, "space_to_depth")
+    C, H, W = x
+    for axis, L in (("H", H), ("W", W)):
+        if divides(r, L) is False:
+            ctx.fail(f"space_to_depth needs {axis} divisible by the block", f"{axis}={L}, block {r}")
+    # a symbolic size is taken to be a multiple of the block (PyTorch refuses the others)
+    return (tidy(C * r * r), floordiv(H, r), floordiv(W, r))
+
+
+register(Op("depth_to_space", "reshape", (1, 1), _depth_to_space_shape,
+            label=lambda a, ins, out: f"depth→space ×{a['block']}" + (" (DCR)" if a["mode"] == "DCR" else ""),
+            defaults=dict(mode="CRD"),
+            doc="rearrange C·r² channels into r×r blocks of space: nn.PixelShuffle (mode CRD), ONNX DepthToSpace "
+                "(CRD or DCR); a copy, no arithmetic"))
+register(Op("space_to_depth", "reshape", (1, 1), _space_to_depth_shape,
+            label=lambda a, ins, out: f"space→depth /{a['block']}" + (" (DCR)" if a["mode"] == "DCR" else ""),
+            defaults=dict(mode="CRD"),
+            doc="rearrange r×r blocks of space into C·r² channels: nn.PixelUnshuffle (mode CRD), ONNX SpaceToDepth "
+                "and TResNet's SpaceToDepth (DCR); a copy, no arithmetic"))
 
 
 register(Op("resize", "reshape", (1, 2), _resize_shape,

@@ -230,6 +230,20 @@ def _channel_shuffle(b, n, ins, shapes, a, ws):
     return b.node("Reshape", [t, shape], n, n)
 
 
+def _space_to_depth(b, n, ins, shapes, a, ws):
+    """SpaceToDepth is DCR only: CRD (PixelUnshuffle) is SpaceToDepth followed by the channel
+    shuffle that takes (i·r + j)·C + c to c·r² + i·r + j."""
+    r = _int(n, "block", a["block"])
+    if a["mode"] == "DCR":
+        return b.node("SpaceToDepth", ins, n, n, blocksize=r)
+    t = b.node("SpaceToDepth", ins, f"{n}/dcr", f"{n}/dcr", blocksize=r)
+    c = _int(n, "channels", shapes[0][0])
+    shape = b.node("Shape", [t], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [t, b.const(f"{n}/grouped", [0, r * r, c, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    return b.node("Reshape", [t, shape], n, n)
+
+
 def _slice(b, n, ins, shapes, a, ws):
     start, stop = _int(n, "start", a["start"]), _int(n, "stop", a["stop"])
     return b.node("Slice", [ins[0], b.const(f"{n}/start", [start]), b.const(f"{n}/stop", [stop]),
@@ -300,7 +314,13 @@ EMITTERS = {
     "concat": lambda b, n, ins, shapes, a, ws: b.node("Concat", ins, n, n, axis=1),
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
-    "scale": lambda b, n, ins, shapes, a, ws: b.node("Mul", [ins[0], b.scalar(f"{n}/factor", float(a["factor"]))], n, n),
+    "depth_to_space": lambda b, n, ins, shapes, a, ws: b.node("DepthToSpace", ins, n, n, blocksize=int(a["block"]),
+                                                             mode=a["mode"]),
+    "space_to_depth": _space_to_depth,
+    "scale": lambda b, n, ins, shapes, a, ws: _scale(b, n, ins[0], a),
+    "clip": lambda b, n, ins, shapes, a, ws: b.node(
+        "Clip", [ins[0], "" if a["low"] is None else b.scalar(f"{n}/min", float(a["low"])),
+                 "" if a["high"] is None else b.scalar(f"{n}/max", float(a["high"]))], n, n),
     "pad_channels": _pad_channels,
     "pad2d": _pad2d,
     "rbf": _rbf,
@@ -309,6 +329,15 @@ EMITTERS = {
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
     "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
 }
+
+
+def _scale(b, n, x, a):
+    """factor·x + shift: a Mul, then an Add when there is a shift."""
+    if not a["shift"]:
+        return b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], n, n)
+    if a["factor"] != 1:
+        x = b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], f"{n}/mul", f"{n}/mul")
+    return b.node("Add", [x, b.scalar(f"{n}/shift", float(a["shift"]))], n, n)
 
 
 def _radix_softmax(b, n, x, a):

@@ -6,6 +6,9 @@ returns the value(s) of the node's outputs: a :class:`Const` (folded), an :class
 layer it added), a :class:`Pointwise` (an element-wise chain, recognised when used) or a
 :class:`Pending` (part of a multi-node pattern such as group norm or a channel shuffle).
 Supporting a new op type is one more ``@handler("OpType")`` function.
+
+>>> HANDLERS["Conv"].__name__, "Relu" in HANDLERS
+('_conv', True)
 """
 from __future__ import annotations
 
@@ -576,6 +579,18 @@ def _flatten(imp, node, a, where):
     return imp.new("flatten", {}, [x], where)
 
 
+@handler("DepthToSpace", "SpaceToDepth")
+def _blocks(imp, node, a, where):
+    """DepthToSpace (mode DCR, ONNX's default, or CRD: PyTorch's pixel shuffle) and SpaceToDepth (DCR)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, node.op_type)
+    mode = a.get("mode", "DCR") if node.op_type == "DepthToSpace" else "DCR"
+    if "blocksize" not in a:
+        raise CnnGraphError(f"{where}: {node.op_type} needs its blocksize attribute")
+    op = "depth_to_space" if node.op_type == "DepthToSpace" else "space_to_depth"
+    return imp.new(op, dict(block=int(a["blocksize"]), mode=mode), [x], where)
+
+
 @handler("Dropout")
 def _dropout(imp, node, a, where):
     x = imp.act(imp.val(node.input[0], where), where)
@@ -993,6 +1008,8 @@ def _reshape_value(imp, v, shape, where):
             return base
         if v.kind == "view" and len(shape) == 4 and _same_shape(shape, v.shape):
             return v
+        if v.kind == "blocks_moved" and _same_shape(shape, (v.shape[0], ops.prod(v.shape[1:4])) + v.shape[4:]):
+            return imp.new("space_to_depth", dict(block=v.info["block"], mode=v.info["mode"]), [base], where)
         if v.kind == "view" and len(shape) == 5 and same_size(ops.prod(shape[1:3]), base.shape[1]) and \
                 all(ops.is_int(d) and int(d) == 1 for d in shape[3:]):
             # an attention vector N×C viewed as N×radix×C/radix×1×1 (ResNeSt's x_attn.reshape)
@@ -1020,6 +1037,11 @@ def _reshape_value(imp, v, shape, where):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
             return Pending("split_channels", x, shape, where, dict(groups=shape[1]))
+    if len(x.shape) == 4 and len(shape) == 6 and ops.is_int(shape[3]) and shape[3] == shape[5] \
+            and same_size(shape[1], x.shape[1]) and same_size(shape[2] * shape[3], x.shape[2]) \
+            and same_size(shape[4] * shape[5], x.shape[3]):
+        # N×C×(H/r)×r×(W/r)×r: the first step of PixelUnshuffle / TResNet's space-to-depth
+        return Pending("blocks", x, shape, where, dict(block=int(shape[3])))
     if len(x.shape) in (2, 4) and len(shape) == 4 and ops.is_int(shape[1]) and ops.is_int(shape[2]) and \
             divides(int(shape[1]) * int(shape[2]), x.shape[1]) and same_size(ops.prod(shape[1:]), ops.prod(x.shape[1:])):
         # N×C×H×W viewed as N×groups×radix×(rest): the first step of a radix softmax
@@ -1075,6 +1097,11 @@ def _transpose(imp, node, a, where):
     if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
         x = imp.act(v, where)
         return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
+    if isinstance(v, Pending) and v.kind == "blocks" and perm in ([0, 1, 3, 5, 2, 4], [0, 3, 5, 1, 2, 4]):
+        # C, r, r first: PixelUnshuffle's channel order c·r² + i·r + j (CRD); r, r, C first: DCR
+        shape = tuple(v.shape[k] for k in perm)
+        mode = "CRD" if perm[1] == 1 else "DCR"
+        return Pending("blocks_moved", v.src, shape, where, dict(block=v.info["block"], mode=mode))
     if isinstance(v, Pending) and v.kind == "radix_view" and perm == [0, 2, 1, 3]:
         return Pending("radix_swapped", v.src, (v.shape[0], v.shape[2], v.shape[1], v.shape[3]), where, v.info)
     if isinstance(v, Pending) and v.kind == "split_channels":
@@ -1299,7 +1326,17 @@ def _binary_pending(imp, node, op, x, y, where):
 def _binary_generic(imp, node, op, x, y, where):
     if isinstance(x, Act) and isinstance(y, Act) and op in ("Add", "Sum", "Mul"):
         return imp._merge(op, [x, y], where)
+    if isinstance(x, Act) and isinstance(y, Act) and op == "Sub" and x is not y:
+        return _difference(imp, x, y, where)
     return _binary_values(imp, node, op, x, y, where)
+
+
+def _difference(imp, x, y, where):
+    """x − y of two tensors: x + (−1)·y (a scale and an add layer)."""
+    if not _same_shape(x.shape, y.shape):
+        raise CnnGraphError(f"{where}: Sub of tensors of different shapes ({ops.fmt_shape(x.shape)} and "
+                            f"{ops.fmt_shape(y.shape)}) is not supported")
+    return imp._merge("Sub", [x, y], where)
 
 
 def _binary_values(imp, node, op, x, y, where):
@@ -1309,7 +1346,9 @@ def _binary_values(imp, node, op, x, y, where):
     if px is not None and py is not None and px[0] is not py[0]:
         if op in ("Add", "Sum", "Mul"):
             return imp._merge(op, [imp.act(x, where), imp.act(y, where)], where)
-        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add and mul are)")
+        if op == "Sub":
+            return _difference(imp, imp.act(x, where), imp.act(y, where), where)
+        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add, sub and mul are)")
     src = (px or py)[0]
     chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
     operands = (px[2] if px else x, py[2] if py else y)

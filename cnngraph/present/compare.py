@@ -2,7 +2,7 @@
 forms, as text, Markdown, LaTeX or JSON, and a grouped bar chart.
 
 Memory here is the table's: every layer output written once, fp32 unless the convention says
-otherwise, in bytes (JSON) or MiB (text); :func:`cnngraph.present.printer.memory_note` says so
+otherwise, in bytes (JSON) or MiB (text); :func:`cnngraph.ir.printer.memory_note` says so
 under every format.
 
 >>> from cnngraph import zoo, analyze
@@ -16,7 +16,7 @@ import json
 
 import sympy
 
-from cnngraph.present import printer
+from cnngraph.ir import printer
 
 MEMORY_NOTE = printer.memory_note("activations")
 HEAD = ["model", "input", "params (M)", "MACs (G)", "memory (MiB)"]

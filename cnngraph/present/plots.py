@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.present import printer
+from cnngraph.ir import printer
 from cnngraph.present.render import KIND_COLOURS, stamp
 
 PLOT_VERSION = "4"  # bump when the drawing code changes
