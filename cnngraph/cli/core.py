@@ -92,7 +92,7 @@ def add_table(t):
     add_model_args(t)
     t.add_argument("--format", choices=("text", "markdown", "csv", "latex", "json"), default="text")
     t.add_argument("--style", choices=("slides", "exact"), default="slides",
-                   help="slides: KB / thousands / millions as in the lectures; exact: full integers")
+                   help="slides: KiB / thousands / millions as in the lectures; exact: full integers")
     t.add_argument("--all", action="store_true", help="also list activations and dropout")
     t.add_argument("--groups", type=int, default=0, metavar="DEPTH",
                    help="totals per group instead of per layer: 1 = per stage, 2 = per block")

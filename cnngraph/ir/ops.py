@@ -26,6 +26,8 @@ costed with Python ints alone.
 """
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -603,16 +605,31 @@ def _adaptive_shape(a, ins, ctx):
     return (x[0], oh, ow)
 
 
+def adaptive_reads(n, o):
+    """The summed window sizes of an adaptive pool of ``n`` inputs to ``o`` outputs.
+
+    Window i spans ⌊i·n/o⌋ … ⌈(i+1)·n/o⌉ (PyTorch's rule), so the sizes telescope to
+    n + Σ_{0<i<o} (⌈i·n/o⌉ − ⌊i·n/o⌋) = n + o − gcd(n, o): neighbours share an input unless
+    i·n/o is whole. Numeric sizes give the closed form; a symbolic ``n`` keeps the sum, so a
+    formula evaluates to the numeric count at every size (and is plain ``n`` when o = 1).
+
+    >>> adaptive_reads(7, 7), adaptive_reads(14, 7), adaptive_reads(13, 7), adaptive_reads(1, 6)
+    (7, 14, 19, 6)
+    >>> from cnngraph.ir.symbols import H
+    >>> adaptive_reads(H, 1), adaptive_reads(H, 2).subs(H, 5)
+    (H, 6)
+    """
+    if is_int(n):
+        return int(n) + o - math.gcd(int(n), o)
+    return n + sum(sympy.ceiling(sympy.Rational(i, o) * n) - sympy.floor(sympy.Rational(i, o) * n)
+                   for i in range(1, o))
+
+
 def _adaptive_ops(a, ins, out):
-    # Each output averages a window of about H/oh × W/ow inputs: every input is read once
-    # when the windows tile the input, which is the case for global pooling.
+    # Every output reads its window: C · (summed window sizes along H) · (along W), which is
+    # C·H·W when the windows tile the input (global pooling, or o dividing the size).
     C, H, W = ins[0]
-    oh, ow = out[1], out[2]
-    if is_int(H) and is_int(oh):
-        kh = max(((i + 1) * H + oh - 1) // oh - (i * H) // oh for i in range(oh))
-        kw = max(((j + 1) * W + ow - 1) // ow - (j * W) // ow for j in range(ow))
-        return tidy(C * oh * ow * kh * kw)
-    return tidy(C * H * W)
+    return tidy(C * adaptive_reads(H, int(out[1])) * adaptive_reads(W, int(out[2])))
 
 
 register(Op("adaptive_avgpool2d", "pool", (1, 1), _adaptive_shape, ops=_adaptive_ops,

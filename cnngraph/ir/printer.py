@@ -513,16 +513,41 @@ def shape(dims, fmt: str = "text") -> str:
     return _TIMES[fmt].join(p.paren(size(s, fmt)) if is_sym(s) and s.is_Add else size(s, fmt) for s in dims)
 
 
-def fmt_bytes(b) -> str:
-    """A byte count for people: ``1.5 MB`` (binary units, one decimal), a formula as printed.
+# ---------------------------------------------------------------- memory: one vocabulary
+# Every output that shows memory says what it counts with these words and prints bytes with
+# fmt_bytes: binary units, written KiB / MiB / GiB (1 KiB = 2^10 B, 1 MiB = 2^20 B).
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+UNITS = "1 KiB = 2^10 B, 1 MiB = 2^20 B"
+MEMORY_TERMS = {
+    "activations": "activation memory = every layer output written once (in-place outputs not counted), "
+                   "not the planned arena of cnngraph plan",
+    "arena": "planned arena = the buffers an executor allocates once dead values are reused (cnngraph plan)",
+    "naive": "naive = every value of the compiled plan (BN and activations fused into their layer) in a buffer "
+             "of its own",
+    "weights": "weights = parameters × 4 B (fp32)",
+    "elements": "block formulas count elements (multiply by 4 for fp32 bytes); model totals are in bytes",
+}
 
-    >>> fmt_bytes(802816), fmt_bytes(512)
-    ('784.0 KB', '512 B')
+
+def memory_note(*terms: str) -> str:
+    """The line that says what a memory number counts, and its units.
+
+    >>> memory_note("activations").endswith("1 KiB = 2^10 B, 1 MiB = 2^20 B")
+    True
+    """
+    return "; ".join(MEMORY_TERMS[t] for t in terms) + "; " + UNITS
+
+
+def fmt_bytes(b) -> str:
+    """A byte count for people: ``1.5 MiB`` (binary units, one decimal), a formula as printed.
+
+    >>> fmt_bytes(802816), fmt_bytes(512), fmt_bytes(3 * 2**30)
+    ('784.0 KiB', '512 B', '3.0 GiB')
     """
     if not (isinstance(b, int) or (is_sym(b) and b.is_Integer)):
-        return str(b) + " B"
+        return text(b) + " B"  # a formula, through the one printer
     b = int(b)
-    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+    for unit, f in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if b >= f:
             return f"{b / f:.1f} {unit}"
     return f"{b} B"
