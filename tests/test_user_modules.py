@@ -634,3 +634,50 @@ def test_user_module_onnx(name):
 
 def test_corpus_is_large_enough():
     assert len(MODELS) >= 30
+
+
+# ---------------------------------------------------------------- the ops these modules needed
+def test_block_ops_shapes_and_costs_from_first_principles():
+    """PixelShuffle / PixelUnshuffle move values and compute nothing: no MACs, no operations,
+    the output written once; sizes stay symbolic."""
+    from cnngraph.ir.symbols import h, w
+
+    m = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(12, 16, 1), nn.PixelShuffle(2))
+    g = from_torch(m, input=(3, 32 * h, 32 * w))
+    assert [g.nodes[n]["shape"] for n in ("0", "1", "2")] == [(12, 16 * h, 16 * w), (16, 16 * h, 16 * w),
+                                                              (4, 32 * h, 32 * w)]
+    rows = {r.name: r for r in analyze(from_torch(m, input=(3, 32, 64))).rows}
+    assert (rows["0"].macs, rows["0"].flops, rows["0"].params) == (0, 0, 0)
+    assert rows["0"].memory_bytes == 4 * 12 * 16 * 32 and rows["2"].memory_bytes == 4 * 4 * 32 * 64
+    assert rows["1"].macs == 16 * 16 * 32 * 12
+    with pytest.raises(TraceError, match="space_to_depth needs H divisible by the block"):
+        from_torch(m, input=(3, 31, 64))
+
+
+def test_scale_and_clip_costs():
+    """factor·x + shift: two operations per element (one without a shift); a clamp one."""
+    g = from_torch(nn.Sequential(Arith()), input=(3, 5, 7))
+    rows = {r.name: r for r in analyze(g).rows}
+    ops_of = {n: g.nodes[n]["op"] for n in g}
+    scales = [n for n, op in ops_of.items() if op == "scale"]
+    a = {n: g.nodes[n]["attrs"] for n in scales}
+    # (1 − y)/4 − 0.25 is one layer: −0.25·y + 0; × 2 and the negation are one more each
+    assert [(a[n]["factor"], a[n]["shift"]) for n in scales] == [(-0.25, 0.0), (2.0, 0.0), (-1.0, 0.0)]
+    assert all(rows[n].costs.all_ops == 6 * 5 * 7 for n in scales)
+    clips = [n for n, op in ops_of.items() if op == "clip"]
+    assert [(g.nodes[n]["attrs"]["low"], g.nodes[n]["attrs"]["high"]) for n in clips] == [(-0.6, 0.4), (-0.5, 0.5),
+                                                                                          (0.1, None)]
+    assert all(rows[n].costs.all_ops == 6 * 5 * 7 for n in clips)
+    g = from_torch(scalar_arithmetic(), input=(3, 5, 7))
+    (n,) = [n for n in g if g.nodes[n]["op"] == "scale"]
+    assert (g.nodes[n]["attrs"]["factor"], g.nodes[n]["attrs"]["shift"]) == (0.5, 1.0)
+    assert {r.name: r for r in analyze(g).rows}[n].costs.all_ops == 2 * 8 * 5 * 7
+
+
+def test_softplus_threshold_and_gelu_forms():
+    g = from_torch(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Softplus(beta=3.0), nn.GELU(approximate="tanh"), nn.GELU()),
+                   input=(3, 4, 4))
+    assert [(g.nodes[n]["op"], g.nodes[n]["attrs"].get("beta")) for n in ("1", "2", "3")] == [
+        ("softplus", 3.0), ("gelu_tanh", None), ("gelu", None)]
+    with pytest.raises(TraceError, match=r"^cannot convert: 0 \(Softplus\): Softplus\(threshold=5.0\): below 15"):
+        from_torch(nn.Softplus(threshold=5.0), input=(3, 4, 4))
