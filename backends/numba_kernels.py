@@ -8,6 +8,11 @@ kernel compiles once.
 
 Activation codes are the registry's (:attr:`cnngraph.ir.ops.Activation.code`, 0 none); :func:`act_row`
 holds one branch per activation of this backend's kernel table :data:`ACT_ROW_CODES`.
+
+>>> import numpy as np
+>>> t = np.array([-2.0, 0.5, 7.0], np.float32)
+>>> act_row(t, 1); t  # in place: ReLU is activation code 1 (cnngraph.ir.ops)
+array([0. , 0.5, 7. ], dtype=float32)
 """
 from __future__ import annotations
 

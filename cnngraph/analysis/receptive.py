@@ -73,7 +73,7 @@ class Field:
 
 def _show(x):
     if isinstance(x, sympy.Basic) and not x.is_Integer:
-        from cnngraph.present.printer import text
+        from cnngraph.ir.printer import text
 
         return text(x)
     return str(x)

@@ -29,6 +29,17 @@ class LazyModule:
         return f"<lazy module {self._name!r}{' (loaded)' if loaded(self._name) else ''}>"
 
 
+def is_sym(x) -> bool:
+    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> is_sym(H), is_sym(2 * H), is_sym(224)
+    (True, True, False)
+    """
+    sp = sys.modules.get("sympy")
+    return sp is not None and isinstance(x, sp.Basic)
+
+
 def loaded(name: str) -> bool:
     """Whether module ``name`` has been imported (by anyone)."""
     return name in sys.modules

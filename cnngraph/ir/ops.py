@@ -26,30 +26,20 @@ costed with Python ints alone.
 """
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import sys
-
 from cnngraph.ir.errors import ShapeError
-from cnngraph.ir.lazy import sympy
+from cnngraph.ir.lazy import is_sym, sympy
+from cnngraph.ir.printer import shape as fmt_shape  # the one printer of shapes
 
 Shape = tuple
 Size = "int | sympy.Expr"
 
 
 # ---------------------------------------------------------------- arithmetic helpers
-def is_sym(x) -> bool:
-    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
-
-    >>> from cnngraph.ir.symbols import H
-    >>> is_sym(H), is_sym(2 * H), is_sym(224)
-    (True, True, False)
-    """
-    sp = sys.modules.get("sympy")
-    return sp is not None and isinstance(x, sp.Basic)
-
-
 def is_int(x) -> bool:
     """An integer size: a Python int or a sympy Integer.
 
@@ -156,10 +146,6 @@ def same(a, b) -> bool | None:
     if d.is_zero is False:
         return False
     return None
-
-
-def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(s) for s in shape)
 
 
 # ---------------------------------------------------------------- rule context
@@ -344,6 +330,7 @@ class Op:
     absorbs_norm: bool = False  # a following batch norm folds into its weights (conv, linear)
     folds: bool = False  # folds into the conv or linear layer before it (batch norm)
     passthrough: bool = False  # the identity at inference (dropout, identity)
+    elementwise: bool = False  # combines its inputs element by element (add, mul): drawn as a circle, shallower inputs are shortcuts
     activation: Activation = None
 
     def weight_specs(self, attrs: dict, in_shapes) -> list:
@@ -618,16 +605,31 @@ def _adaptive_shape(a, ins, ctx):
     return (x[0], oh, ow)
 
 
+def adaptive_reads(n, o):
+    """The summed window sizes of an adaptive pool of ``n`` inputs to ``o`` outputs.
+
+    Window i spans ⌊i·n/o⌋ … ⌈(i+1)·n/o⌉ (PyTorch's rule), so the sizes telescope to
+    n + Σ_{0<i<o} (⌈i·n/o⌉ − ⌊i·n/o⌋) = n + o − gcd(n, o): neighbours share an input unless
+    i·n/o is whole. Numeric sizes give the closed form; a symbolic ``n`` keeps the sum, so a
+    formula evaluates to the numeric count at every size (and is plain ``n`` when o = 1).
+
+    >>> adaptive_reads(7, 7), adaptive_reads(14, 7), adaptive_reads(13, 7), adaptive_reads(1, 6)
+    (7, 14, 19, 6)
+    >>> from cnngraph.ir.symbols import H
+    >>> adaptive_reads(H, 1), adaptive_reads(H, 2).subs(H, 5)
+    (H, 6)
+    """
+    if is_int(n):
+        return int(n) + o - math.gcd(int(n), o)
+    return n + sum(sympy.ceiling(sympy.Rational(i, o) * n) - sympy.floor(sympy.Rational(i, o) * n)
+                   for i in range(1, o))
+
+
 def _adaptive_ops(a, ins, out):
-    # Each output averages a window of about H/oh × W/ow inputs: every input is read once
-    # when the windows tile the input, which is the case for global pooling.
+    # Every output reads its window: C · (summed window sizes along H) · (along W), which is
+    # C·H·W when the windows tile the input (global pooling, or o dividing the size).
     C, H, W = ins[0]
-    oh, ow = out[1], out[2]
-    if is_int(H) and is_int(oh):
-        kh = max(((i + 1) * H + oh - 1) // oh - (i * H) // oh for i in range(oh))
-        kw = max(((j + 1) * W + ow - 1) // ow - (j * W) // ow for j in range(ow))
-        return tidy(C * oh * ow * kh * kw)
-    return tidy(C * H * W)
+    return tidy(C * adaptive_reads(H, int(out[1])) * adaptive_reads(W, int(out[2])))
 
 
 register(Op("adaptive_avgpool2d", "pool", (1, 1), _adaptive_shape, ops=_adaptive_ops,
@@ -978,7 +980,7 @@ def _add_shape(a, ins, ctx):
 
 register(Op("add", "merge", (2, None), _add_shape, ops=lambda a, ins, out: tidy(numel(out) * (len(ins) - 1)),
             label=lambda a, ins, out: "+", doc="element-wise sum (residual shortcut, ResNeXt pathways)",
-            inplace_ports=(0,), fusion="anchor"))
+            inplace_ports=(0,), fusion="anchor", elementwise=True))
 
 
 def _mul_shape(a, ins, ctx):
@@ -993,7 +995,7 @@ def _mul_shape(a, ins, ctx):
     return tuple(x)
 
 
-register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,), elementwise=True,
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
 def _scale_label(a, ins, out):
     f, s = a["factor"], a["shift"]

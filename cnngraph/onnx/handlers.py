@@ -6,6 +6,9 @@ returns the value(s) of the node's outputs: a :class:`Const` (folded), an :class
 layer it added), a :class:`Pointwise` (an element-wise chain, recognised when used) or a
 :class:`Pending` (part of a multi-node pattern such as group norm or a channel shuffle).
 Supporting a new op type is one more ``@handler("OpType")`` function.
+
+>>> HANDLERS["Conv"].__name__, "Relu" in HANDLERS
+('_conv', True)
 """
 from __future__ import annotations
 

@@ -36,11 +36,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sympy
-from sympy.printing.str import StrPrinter
-
 from cnngraph.ir import graph as _graph
-from cnngraph.ir import ops
+from cnngraph.ir import ops, printer
+from cnngraph.ir.lazy import sympy  # imported where a value is symbolic
 from cnngraph.ir.errors import CnnGraphError
 
 # One colour per kind of op (fill); plots use the same palette.
@@ -70,47 +68,19 @@ _SHORT = {"conv": "conv", "pool": "pool", "linear": "FC", "merge": "merge", "res
 
 
 # ---------------------------------------------------------------- sizes as text
-class _SizePrinter(StrPrinter):
-    """Compact sizes: 2C, ⌊H/2⌋, C², 4·h·w (no ``*``, no ``floor(...)``)."""
-
-    def _print_floor(self, e):
-        return "⌊" + self._print(e.args[0]) + "⌋"
-
-    def _print_ceiling(self, e):
-        return "⌈" + self._print(e.args[0]) + "⌉"
-
-    def _print_Pow(self, e, rational=False):
-        sup = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-        if e.exp.is_Integer and 1 < int(e.exp) < 10 and (e.base.is_Symbol or e.base.is_Integer):
-            return self._print(e.base) + str(int(e.exp)).translate(sup)
-        return super()._print_Pow(e, rational)
-
-    def _print_Mul(self, e):
-        s = super()._print_Mul(e)
-        if all(len(x.name) == 1 for x in e.free_symbols):
-            return s.replace("*", "")  # 18*H*W*C**2 -> 18HWC²
-        s = re.sub(r"(?<![\w.])(\d+)\*(?=[A-Za-z(⌊⌈])", r"\1", s)  # 2*Cin -> 2Cin
-        return s.replace("*", "·")
-
-
-_PRINTER = _SizePrinter()
-
-
 def fmt_size(x) -> str:
-    """A size as short text: ``fmt_size(2*C) == "2C"``, ``floor(H/2)`` prints ``⌊H/2⌋``.
+    """A size as the one printer writes it (:func:`cnngraph.ir.printer.size`): ``2C``, ``⌊H/2⌋``.
 
     >>> from cnngraph.ir.symbols import C, H
     >>> fmt_size(2 * C), fmt_size(sympy.floor(H / 2)), fmt_size(9 * C**2)
     ('2C', '⌊H/2⌋', '9C²')
     """
-    if isinstance(x, sympy.Basic) and not x.is_Integer:
-        return _PRINTER.doprint(x)
-    return str(int(x)) if isinstance(x, sympy.Integer) else str(x)
+    return printer.size(x)
 
 
 def fmt_shape(shape) -> str:
-    """``(64, 56, 56)`` -> ``64×56×56``; symbolic sizes print compactly."""
-    return "×".join(fmt_size(s) for s in shape)
+    """``(64, 56, 56)`` -> ``64×56×56``; symbolic sizes as the one printer writes them."""
+    return printer.shape(shape)
 
 
 def human(x) -> str:
@@ -119,8 +89,8 @@ def human(x) -> str:
     >>> human(23296), human(72855552), human(4089184256), human(512)
     ('23.3k', '72.9M', '4.09G', '512')
     """
-    if isinstance(x, sympy.Basic) and not x.is_Number:
-        return fmt_size(x)
+    if ops.is_sym(x) and not x.is_Number:
+        return printer.size(x)
     x = int(x)
     for div, unit in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
         if abs(x) >= div:
@@ -305,8 +275,6 @@ def _no_op_merge(g, n) -> bool:
 
 def _label(g, n) -> str:
     d = g.nodes[n]
-    if d["op"] == "input":
-        return "Input " + fmt_shape(d["shape"])
     op = ops.get(d["op"])
     ins = _graph.layer_inputs(g, n)
     if op.label is None:
@@ -402,7 +370,7 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
         if len(ins) == 1 and ins[0] not in collapsed and ins[0] not in unit_of:
             p = ins[0]
             hp = group[p]
-            joinable = members[hp][-1] == p and g.out_degree(p) == 1 and g.nodes[hp]["op"] != "input"
+            joinable = members[hp][-1] == p and g.out_degree(p) == 1 and ops.get(g.nodes[hp]["op"]).kind != "input"
             same = joinable and g.nodes[p]["path"] == d["path"] and g.nodes[hp]["path"] == d["path"]
             # A block's closing activation may sit in the enclosing scope (n's path a prefix of p's).
             inner = joinable and tuple(g.nodes[hp]["path"][:len(d["path"])]) == tuple(d["path"])
@@ -491,8 +459,7 @@ def _mark_skips(g, order, boxes, box_of, edges):
     for e in edges:
         preds[e.dst].append(e)
     for b, box in boxes.items():
-        main_op = g.nodes[box.main]["op"]
-        if main_op in ("add", "mul") and len(preds[b]) > 1:
+        if ops.get(g.nodes[box.main]["op"]).elementwise and len(preds[b]) > 1:
             deepest = max(depth[e.tensor] for e in preds[b])
             for e in preds[b]:
                 e.skip = depth[e.tensor] < deepest
@@ -690,7 +657,7 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
             small.append(f"same as {b.like}")
             attrs.update(shape="box3d", style="filled", fillcolor="#f8f9fa", color="#868e96")
             big = f"<B>{_esc(b.label)}</B>"
-        elif g.nodes[b.main]["op"] in ("add", "mul"):
+        elif ops.get(g.nodes[b.main]["op"]).elementwise:
             attrs.update(shape="circle", fillcolor=KIND_COLOURS["merge"], width="0.3", height="0.3", fixedsize="true",
                          fontsize="14", margin="0")
             folded = [_label(g, m) for m in b.members if m != b.main]

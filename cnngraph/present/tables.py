@@ -16,7 +16,7 @@ import json
 import math
 import re
 
-from cnngraph.ir import ops
+from cnngraph.ir import ops, printer
 from cnngraph.ir.lazy import sympy  # imported where a value is symbolic
 
 HIDDEN_BY_DEFAULT = ("act", "dropout", "input")
@@ -27,8 +27,9 @@ EXACT_HEAD = ["Layer", "op", "input", "output", "params", "buffers", "MACs", "ot
 
 
 def _expr(v):
+    """A symbolic cell as the one printer writes it (``18HWC²``); numbers stay numbers."""
     if ops.is_sym(v) and not v.is_Number:
-        return str(sympy.factor_terms(v)).replace("**", "^").replace("*", "·")
+        return printer.size(v)
     return v
 
 
@@ -47,8 +48,6 @@ def _round(v, unit):
     three significant digits it needs (LeNet's conv1 is 0.52 k params, not 1); a symbolic value
     as a polynomial with decimal coefficients (``0.0276C``), through the one printer."""
     if ops.is_sym(v) and not v.is_Number:
-        from cnngraph.present import printer
-
         e = sympy.expand(sympy.sympify(v) / unit)
         terms = []
         for mono, coeff in e.as_coefficients_dict().items():
@@ -66,7 +65,7 @@ def _round(v, unit):
 def _hw(shape):
     if len(shape) == 3:
         h, w = shape[1], shape[2]
-        return _expr(h) if ops.same(h, w) else f"{_expr(h)}×{_expr(w)}"
+        return _expr(h) if ops.same(h, w) else printer.shape((h, w))
     return ""
 
 
