@@ -70,6 +70,8 @@ OP_CASES: dict = {
                                                           output_padding=(2, 1), dilation=(1, 2), bias=False)),
     "upconv_stride1_dilation_outpad": (8, lambda x: conv_transpose2d(x, 4, 3, padding=2, output_padding=1,
                                                                      dilation=2)),
+    "upconv_bn_folded_groups": (8, lambda x: relu(batchnorm(conv_transpose2d(x, 12, 3, stride=2, padding=1, groups=4,
+                                                                              bias=False)))),
     "upconv_residual_in_place": (8, lambda x: relu(add(conv_transpose2d(conv2d(x, 16, 3, stride=2, padding=1), 8, 3,
                                                                         stride=2, padding=1, output_padding=(0, 0)),
                                                        x))),

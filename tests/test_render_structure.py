@@ -108,3 +108,24 @@ def test_block_depth_names_are_short_and_branches_ordered():
     assert [lay.boxes[b].label for b in block.boxes if lay.boxes[b].kind != "merge"] == \
         ["branch1", "branch2", "branch3", "branch4"]
     assert lay.boxes[block.boxes[1]].chain == "128×28×28" and lay.boxes[block.boxes[1]].full == "inception3a.branch2"
+
+
+def test_counts_only_for_repeated_blocks_and_names_are_the_scopes_own():
+    # Inception-v3's modules hold seven BasicConv2d (one conv each): layers, not repeated blocks.
+    lay = layout(zoo.build("inception_v3"))
+    assert _cluster(lay, "Mixed_5b").label == "Mixed_5b · InceptionA"
+    assert not any("BasicConv2d" in c.label for c in lay.clusters)
+    # ResNet-152's stages repeat bottlenecks (3 convs and an add each); layer3 holds 36 of them.
+    lay = layout(zoo.build("resnet152"))
+    assert [c.label for c in lay.clusters if c.depth == 1][2] == "layer3 · 36 × Bottleneck"
+    # A frame's title is its own name even when the frames between are not drawn.
+    lay = layout(zoo.build("efficientnet_b0"))
+    assert "block.1 · SqueezeExcitation" in [c.label for c in lay.clusters]
+    assert not any(c.label.startswith("1.0.") for c in lay.clusters)
+
+
+def test_names_only_when_asked():
+    g = zoo.build("alexnet")
+    plain, named = to_dot(g), to_dot(g, names=True)
+    assert ">conv1</FONT>" not in plain and ">conv1</FONT>" in named
+    assert ">input</FONT>" not in named  # the input box says "Input 3×227×227" already

@@ -405,13 +405,13 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
     for k, (u, ms) in enumerate(grouped.items()):
         main = next((m for m in ms if ops.get(g.nodes[m]["op"]).kind in ("conv", "linear")), ms[0])
         subs = [item for t, item in children[u] if t == "scope"]
-        kinds = list(dict.fromkeys(x[-1][1] for x in subs))
-        if depth == "stage" and len(kinds) == 1 and len(subs) > 1:
-            inner = f"{len(subs)} × {kinds[0]}"  # a stage of repeated blocks
+        rep = _repeats(g, nodes_in, subs) if depth == "stage" else ""
+        if rep:
+            inner = rep  # a stage of repeated blocks
         else:
             inner = "" if u[-1][1] in GENERIC_KINDS or u[-1][1].lower() in u[-1][0].lower() else u[-1][1]
         shape = fmt_shape(g.nodes[ms[-1]]["shape"])
-        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _short_name(u, u[:-1]),
+        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _short_name(u),
                 f"{inner} · {shape}" if inner else shape, u[:-1] if depth == "block" else (), full=_scope_name(u))
         boxes[b.id] = b
         for m in ms:
@@ -438,7 +438,7 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
             seen.add((s, t))
             edges.append(Edge(s, t, i))
     _mark_skips(g, order, boxes, box_of, edges)
-    clusters, top, roots = _clusters(g, boxes, children, edges, wrappers(g, order))
+    clusters, top, roots = _clusters(g, boxes, children, nodes_in, edges, wrappers(g, order))
     return Layout(g.graph.get("name", ""), boxes, edges, clusters, top, roots, box_of)
 
 
@@ -452,9 +452,7 @@ def _mark_skips(g, order, boxes, box_of, edges):
     """
     depth: dict = {}
     for n in order:
-        d = g.nodes[n]
-        light = d["op"] in FOLD_OPS or ops.get(d["op"]).kind in FOLD_KINDS or _no_op_merge(g, n)
-        depth[n] = max((depth[i] for i in d["inputs"]), default=0) + (not light)
+        depth[n] = max((depth[i] for i in g.nodes[n]["inputs"]), default=0) + (not _light(g, n))
     preds: dict = {b: [] for b in boxes}
     for e in edges:
         preds[e.dst].append(e)
@@ -474,32 +472,49 @@ def _mark_skips(g, order, boxes, box_of, edges):
 GENERIC_KINDS = ("stage", "block", "branch", "layers", "pathway", "path")
 
 
-def _short_name(scope, anchor) -> str:
-    """The scope's name below ``anchor`` ("branch3" in "inception3a"), a bare index with its
-    parent's name ("layer1.0", "features.3")."""
-    names = [n for n, _ in scope[len(anchor):]]
+def _short_name(scope) -> str:
+    """The scope's own name ("branch3" in "inception3a"; the frame around says the rest), a
+    bare index with its parent's name ("layer1.0", "features.3", "block.1")."""
+    names = [scope[-1][0]]
     if names[0].isdigit() and len(scope) > 1:
-        names.insert(0, scope[len(scope) - len(names) - 1][0])
+        names.insert(0, scope[-2][0])
     return ".".join(names)
 
 
-def _cluster_label(scope, anchor, subs, top: bool) -> str:
-    """A short title: the scope's name below the frame around it ("branch3", not
-    "inception3a.branch3"), a bare index with its parent's name ("layer1.0"), the kind
-    when it adds something ("layer1.0 · Bottleneck"), and at the top level the count of
-    repeated blocks inside ("layer3 · 6 × Bottleneck").
+def _light(g, n) -> bool:
+    """A layer that never makes a box of its own when folded: norm, activation, dropout,
+    flatten / identity, a merge of one tensor."""
+    d = g.nodes[n]
+    return d["op"] in FOLD_OPS or ops.get(d["op"]).kind in FOLD_KINDS or _no_op_merge(g, n)
+
+
+def _repeats(g, nodes_in, subs) -> str:
+    """"6 × Bottleneck" when ``subs`` are two or more blocks of one kind, each with at least two
+    layers of its own (convs, pools, merges); "" otherwise: Inception-v3's seven BasicConv2d
+    (conv + BN + ReLU) in a module are its layers, not a repetition."""
+    kinds = {s[-1][1] for s in subs}
+    if len(subs) < 2 or len(kinds) > 1:
+        return ""
+    if any(sum(not _light(g, n) for n in nodes_in[s]) < 2 for s in subs):
+        return ""
+    return f"{len(subs)} × {subs[0][-1][1]}"
+
+
+def _cluster_label(g, scope, nodes_in, subs, top: bool) -> str:
+    """A short title: the scope's own name ("branch3", not "inception3a.branch3"), a bare
+    index with its parent's name ("layer1.0"), the kind when it adds something
+    ("layer1.0 · Bottleneck"), and at the top level the count of repeated blocks inside
+    ("layer3 · 6 × Bottleneck").
     """
-    label = _short_name(scope, anchor)
+    label = _short_name(scope)
     kind = scope[-1][1]
     if kind not in GENERIC_KINDS and kind.lower() not in label.lower():
         label += f" · {kind}"
-    kinds = [s[-1][1] for s in subs]
-    if top and len(subs) >= 2 and len(set(kinds)) == 1:
-        label += f" · {len(subs)} × {kinds[0]}"
-    return label
+    rep = _repeats(g, nodes_in, subs) if top else ""
+    return label + (f" · {rep}" if rep else "")
 
 
-def _clusters(g, boxes, children, edges, wrap=frozenset()):
+def _clusters(g, boxes, children, nodes_in, edges, wrap=frozenset()):
     """Nested clusters where the architecture has groups: scopes of two or more boxes, and a
     one-box scope drawn beside sibling branches (GoogLeNet's ``branch1``, a lone 1×1 conv, is
     a branch as much as ``branch2``). No cluster for a wrapper (a scope of :func:`wrappers`,
@@ -553,9 +568,8 @@ def _clusters(g, boxes, children, edges, wrap=frozenset()):
     clusters: dict = {}
     for scope in order:
         parent = parent_of(scope, clusters)
-        anchor = parent or next((scope[:k] for k in range(len(scope) - 1, 0, -1) if scope[:k] in wrap), ())
         subs = [item for t, item in children[scope] if t == "scope"]
-        label = _cluster_label(scope, anchor, subs, parent is None)
+        label = _cluster_label(g, scope, nodes_in, subs, parent is None)
         if len(inside[scope]) == 1:
             label = label.split(" · ")[0]  # a lone branch: its name ("branch1"), not its layer's kind
         clusters[scope] = Cluster(f"cluster_{len(clusters)}", scope, len(scope), label)
@@ -645,13 +659,14 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
         dot.attr(label=text, labelloc="t", labeljust="l" if direction in ("LR", "RL") else "c", fontsize="14")
 
     by_id = {c.id: c for c in lay.clusters}
+    layer_name = {r.name: r.title for r in report.rows} if report else _graph.layer_names(g)
     small_pt = 8 if depth == "layer" else 10  # an overview is for slides: every text at least 13 px
 
     def emit_box(sub, b: Box):
         attrs = {"tooltip": _tooltip(b, g, rows)}
         small = []
-        if names and not b.repeat and b.id[0] != "u":
-            small.append(g.nodes[b.main].get("title") or b.main)
+        if names and not b.repeat and b.id[0] != "u" and b.kind != "input":
+            small.append(layer_name[b.main])
         if b.repeat:
             small.append(f"{b.first} … {b.last}" if b.repeat > 1 else b.first)
             small.append(f"same as {b.like}")
