@@ -312,3 +312,18 @@ def test_all_geometries_are_distinct():
         assert len({str(v) for v in cols[i]}) >= 2
     assert any(c[0] == c[7] for c in GEOMETRIES)  # a depthwise one
     assert not list(itertools.filterfalse(lambda c: c[0] % c[7] == 0 and c[1] % c[7] == 0, GEOMETRIES))
+
+
+def test_batch_norm_folds_into_the_transposed_convolution():
+    """A U-Net decoder's ConvTranspose → BatchNorm → ReLU is one step: the batch norm scales each
+    output channel of the weight (axis 1 of every group's block) and the ReLU is its epilogue."""
+    from cases import build_case, case_data
+    from cnngraph.interop.torch_ref import run as torch_run
+
+    g = build_case("upconv_bn_folded_groups")
+    plan, x = case_data(g, seed=4, batch=2)
+    assert [(s.op, s.act1) for s in plan.steps] == [("conv_transpose2d", "relu")]
+    ws = init(g, seed=4, random_bn=True)
+    ref = torch_run(g, ws, x, dtype=torch.float64)
+    assert rel_err(numba_run(compile(g, ws), x)[0], ref) <= TOL
+    assert rel_err(cb.executor(compile(g, ws), device="shim").run(x)[0], ref) <= TOL
