@@ -158,3 +158,70 @@ def test_stride_notes_are_recomputed_for_every_input():
 
     assert not [n for n in with_input(g, (3, 225, 225)).graph["notes"] if n.startswith("conv1:")]
     assert len(g.graph["notes"]) == len(analyze(g).notes)  # the graph itself is left alone
+
+
+# Comparisons that may name a registered op outside cnngraph/ir/ops.py, each with its reason.
+# Keys are (path relative to cnngraph/, op name); every entry must still be found (no stale ones).
+ALLOWED_OP_TESTS = {
+    # The ONNX spelling of GroupNormalization (Reshape, InstanceNormalization, Reshape, Mul, Add) is
+    # matched step by step; its per-channel Mul and Add are the tail of that one decomposition, which
+    # is groupnorm's own ONNX form (layernorm's affine is not per channel, so no attribute covers it).
+    ("onnx/handlers.py", "groupnorm"),
+    # The import planner composes the two affine maps x·f + s it identified itself (``scale`` ∘
+    # ``scale``): the test is on the tag of its own plan, whose meaning is that composition.
+    ("onnx/importer.py", "scale"),
+}
+
+
+def _op_name_tests():
+    """(path, line, op name) of every comparison in the library that tests an op value
+    (a name ``op``/``*_op``, an attribute ``.op`` or a subscript ``["op"]``) against the
+    quoted name of a registered op, outside the registry itself."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(ops.__file__).resolve().parents[1]
+
+    def names_op(node):
+        if isinstance(node, ast.Name):
+            return node.id == "op" or node.id.endswith("_op")
+        if isinstance(node, ast.Attribute):
+            return node.attr == "op"
+        if isinstance(node, ast.Subscript):
+            return isinstance(node.slice, ast.Constant) and node.slice.value == "op"
+        return False
+
+    def quoted(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            for e in node.elts:
+                yield from quoted(e)
+
+    def scan(rel, text):
+        for node in ast.walk(ast.parse(text, rel)):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            if not any(names_op(s) for s in sides):
+                continue
+            for s in sides:
+                for name in quoted(s):
+                    if name in ops.REGISTRY:
+                        yield rel, node.lineno, name
+
+    sample = 'if d["op"] == "add" or node.op != "input" or op in ("conv2d", "Mul") or k == "relu": pass'
+    assert list(scan("sample", sample)) == [("sample", 1, "add"), ("sample", 1, "input"), ("sample", 1, "conv2d")]
+    return [f for path in sorted(root.rglob("*.py")) if path.relative_to(root).as_posix() != "ir/ops.py"
+            for f in scan(path.relative_to(root).as_posix(), path.read_text())]
+
+
+def test_no_op_name_is_tested_outside_the_registry():
+    """One source of truth: what an op means is read through its registry entry
+    (``ops.is_input``, ``Op.elementwise``, ``Op.chooses_algorithm``, ...), never by
+    testing its name in an ``if`` elsewhere (issue 11)."""
+    found = _op_name_tests()
+    offending = [f for f in found if (f[0], f[2]) not in ALLOWED_OP_TESTS]
+    assert not offending, "op names tested outside cnngraph/ir/ops.py: " + ", ".join(
+        f"{p}:{line} {name!r}" for p, line, name in offending)
+    assert {(p, name) for p, _, name in found} == set(ALLOWED_OP_TESTS), "stale entries in ALLOWED_OP_TESTS"

@@ -275,7 +275,7 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
     for n in order:
         d = g.nodes[n]
         ins = [shapes[i] for i in d["inputs"]]
-        attrs = d["attrs"] if d["op"] != "input" else {**d["attrs"], "shape": shapes[n]}
+        attrs = d["attrs"] if not ops.is_input(d["op"]) else {**d["attrs"], "shape": shapes[n]}
         rows.append(Row(n, names[n], d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
                         attrs, layer_costs(d["op"], attrs, ins, shapes[n], convention)))
     first = g.graph["inputs"][0]

@@ -173,7 +173,7 @@ def receptive_fields(g, input=None) -> dict:
         d = g.nodes[n]
         op, a = d["op"], d["attrs"]
         ins = [out[i] for i in d["inputs"]]
-        if op == "input":
+        if ops.is_input(op):
             out[n] = INPUT
             continue
         f = _merge(ins)

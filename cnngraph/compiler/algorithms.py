@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnngraph.ir import ops
+
 # The algorithms a conv2d step may name, and what each means (the one place they are named
 # outside the backends' kernel tables).
 ALGORITHMS = {
@@ -129,7 +131,7 @@ def choose_algorithms(plan, batch: int = 1):
     """Set ``algorithm`` and ``why`` on every numeric conv2d step of ``plan`` (in place);
     symbolic steps are left unset (their costs need sizes). Returns the plan."""
     for step in plan.steps:
-        if step.op != "conv2d":
+        if not ops.get(step.op).chooses_algorithm:
             continue
         try:
             k = conv_geometry(step)

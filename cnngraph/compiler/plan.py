@@ -147,12 +147,12 @@ def lower(g, order, fusions: dict, weights=None) -> Plan:
     pending = []
     for n in order:
         d = g.nodes[n]
-        if d["op"] == "input" or n in absorbed:
+        if ops.is_input(d["op"]) or n in absorbed:
             continue
         f = fusions.get(n)
         out = f.output if f else n
         ins = list(d["inputs"])
-        if f and d["op"] == "add" and f.residual is not None:
+        if f and ops.get(d["op"]).elementwise and f.residual is not None:
             ins = ins[:1]
         step = Step(d["op"], n, ins, out, dict(d["attrs"]), [g.nodes[i]["shape"] for i in d["inputs"]],
                     g.nodes[n]["shape"], _params(g, n), *(

@@ -22,6 +22,7 @@ import sympy
 from cnngraph.ir import printer as present
 from cnngraph.ir.printer import memory_note
 from cnngraph.analysis.cost import analyze, total
+from cnngraph.ir import ops
 from cnngraph.ir.ops import is_int, tidy
 from cnngraph.ir.symbols import h, w
 from cnngraph.formulas.core import Formula
@@ -98,7 +99,7 @@ def stage_rows(report) -> dict:
     groups: dict = {}
     seen_stage = False
     for r in report.rows:
-        if r.op == "input":
+        if ops.is_input(r.op):
             continue
         if r.path:
             key = r.path[0][0]

@@ -231,7 +231,7 @@ class TorchGraph(torch.nn.Module):
         self._nodes = {}
         for n in self._order:
             d = g.nodes[n]
-            if d["op"] != "input" and d["op"] not in TABLE:
+            if not ops.is_input(d["op"]) and d["op"] not in TABLE:
                 raise CnnGraphError(f"{n}: op {d['op']!r} has no PyTorch reference yet")
             a = dict(d["attrs"])
             for key in ("kernel", "stride", "padding", "dilation", "output_size", "output_padding"):
@@ -274,7 +274,7 @@ class TorchGraph(torch.nn.Module):
         vals = dict(zip(self._inputs, xs))
         for n in self._order:
             op, a, ins, out_hw = self._nodes[n]
-            if op != "input":
+            if not ops.is_input(op):
                 vals[n] = TABLE[op](lambda role, n=n: self._w(n, role), [vals[i] for i in ins], a, out_hw)
         outs = tuple(vals[o] for o in self._outputs)
         return outs[0] if len(outs) == 1 else outs

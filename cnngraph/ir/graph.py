@@ -127,7 +127,7 @@ def add_node(g, name: str, op: str, attrs: dict, inputs=(), path=(), title=None,
     for port, i in enumerate(inputs):
         if not g.has_edge(i, name):  # add(x, x) has one edge; `inputs` keeps both ports
             g.add_edge(i, name, port=port)
-    if op == "input":
+    if ops.is_input(op):
         g.graph.setdefault("inputs", []).append(name)
     return shape
 
@@ -166,7 +166,7 @@ def check(g) -> None:
         for i in d.get("inputs", []):
             if i not in g:
                 raise GraphError(f"{n}: input {i!r} is not in the graph (dangling input)")
-        if d["op"] != "input" and not d.get("inputs"):
+        if not ops.is_input(d["op"]) and not d.get("inputs"):
             raise GraphError(f"{n}: {d['op']} has no input")
     topo_order(g)
     if not g.graph.get("inputs"):
@@ -278,7 +278,7 @@ def _infer(g, input_shape, strict=False, conditions=None) -> tuple[dict, list]:
     for n in topo_order(g):
         d = g.nodes[n]
         attrs = d["attrs"]
-        if d["op"] == "input" and n in given:
+        if ops.is_input(d["op"]) and n in given:
             attrs = ops.check_attrs(n, {**attrs, "shape": given[n]})
         shape, msgs = apply_rule(n, d["op"], attrs, [shapes[i] for i in d["inputs"]], strict, conditions)
         shapes[n] = shape
@@ -394,7 +394,7 @@ def with_input(g, input_shape, strict: bool = False):
     h.graph = {**g.graph, "notes": notes, "conditions": conditions}
     for n, s in shapes.items():
         h.nodes[n]["shape"] = s
-        if h.nodes[n]["op"] == "input":
+        if ops.is_input(h.nodes[n]["op"]):
             h.nodes[n]["attrs"] = {**h.nodes[n]["attrs"], "shape": s}  # checked by infer_shapes
     return h
 

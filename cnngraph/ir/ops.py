@@ -333,6 +333,8 @@ class Op:
     passthrough: bool = False  # the identity at inference (dropout, identity)
     elementwise: bool = False  # combines its inputs element by element (add, mul): drawn as a circle, shallower inputs are shortcuts
     activation: Activation = None
+    is_input: bool = False  # a graph input: no inputs, its shape is given (not computed), no kernel
+    chooses_algorithm: bool = False  # the compiler picks its algorithm by cost (direct, im2col, Winograd, FFT)
 
     def weight_specs(self, attrs: dict, in_shapes) -> list:
         """The :class:`Weight` list of a node (empty for ops without weights)."""
@@ -371,6 +373,15 @@ def register(op: Op) -> Op:
         ACTIVATIONS[op.name] = op
     REGISTRY[op.name] = op
     return op
+
+
+def is_input(name: str) -> bool:
+    """Whether op ``name`` is a graph input (its shape is given, it has no kernel).
+
+    >>> is_input("input"), is_input("conv2d")
+    (True, False)
+    """
+    return get(name).is_input
 
 
 def act_code(name: str | None) -> int:
@@ -493,7 +504,7 @@ register(Op("conv2d", "conv", (1, 1), _conv_shape, macs=_conv_macs, label=_conv_
             doc="2-D convolution (cross-correlation), grouped when groups > 1",
             defaults=dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=True),
             weights=_conv_weights, window=_window, spatial="window", filters="out_channels", fusion="anchor",
-            absorbs_norm=True))
+            absorbs_norm=True, chooses_algorithm=True))
 
 
 def _conv_transpose_shape(a, ins, ctx):
@@ -1238,7 +1249,7 @@ def _input_shape(a, ins, ctx):
 
 
 register(Op("input", "input", (0, 0), _input_shape, memory=_zero,
-            label=lambda a, ins, out: f"Input {fmt_shape(out)}", doc="graph input (per sample, no batch)"))
+            label=lambda a, ins, out: f"Input {fmt_shape(out)}", doc="graph input (per sample, no batch)", is_input=True))
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -442,12 +442,12 @@ def export(g, weights: dict | None = None, path=None, batch="N", opset: int = 17
         batch = int(batch)
     b = _Builder(opset)
     for n in topo_order(g):
-        if g.nodes[n]["op"] != "input":
+        if not ops.is_input(g.nodes[n]["op"]):
             _export_node(b, g, n, weights)
     inputs = [_value_info(i, g.nodes[i]["shape"], batch) for i in g.graph["inputs"]]
     outs = [_value_info(o, g.nodes[o]["shape"], batch) for o in outputs(g)]
     for o in outputs(g):
-        if g.nodes[o]["op"] == "input":
+        if ops.is_input(g.nodes[o]["op"]):
             raise CnnGraphError(f"{o}: an input cannot also be an output in ONNX")
     model = b.model
     model.graph.name = g.graph.get("name") or "cnngraph"

@@ -1268,7 +1268,7 @@ def _with_const_tensor(imp, node, op, v, c, v_first, where):
     per = _per_channel(c, x)
     cname = strip_weight_suffix(c.name) if c.name else None
     if op == "Add" and per is not None and single:
-        if d["op"] in ("conv2d", "linear") and not d["attrs"]["bias"]:
+        if ops.get(d["op"]).absorbs_norm and not d["attrs"]["bias"]:  # a per-output-channel add is its bias
             d["attrs"] = {**d["attrs"], "bias": True}
             imp.weights.setdefault(x.node, {})["bias"] = per
             if cname and x.node not in imp.prefix:

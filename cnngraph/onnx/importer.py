@@ -186,7 +186,7 @@ class _Importer:
             pw.act = self._merge(plan[2], [self._build(s) for s in plan[3]], pw.where)
             return pw.act
         (op, attrs), src = plan[2], self._build(plan[3])
-        if op == "identity":
+        if ops.get(op).passthrough:  # the identity at inference: no node
             pw.act = src
             return src
         if op in INPLACE_DEFAULT:

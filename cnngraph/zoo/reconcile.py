@@ -336,11 +336,11 @@ def _resnet_table() -> list:
         per = 2 if d < 50 else 3
         out.append(Claim(s, f"ResNet table, ResNet-{d}", "weighted layers: stem + per-stage layers + FC", str(d),
                          lambda d=d: sum(1 for r in report(f"resnet{d}").rows
-                                         if r.op in ("conv2d", "linear") and "downsample" not in r.name)))
+                                         if r.kind in ("conv", "linear") and "downsample" not in r.name)))
         for i, b in enumerate(blocks):
             out.append(Claim(s, f"ResNet table, ResNet-{d}, stage {i + 1}", "layers", str(b * per),
                              lambda d=d, i=i: sum(1 for r in report(f"resnet{d}").rows
-                                                  if r.op == "conv2d" and r.name.startswith(f"layer{i + 1}.")
+                                                  if r.kind == "conv" and r.name.startswith(f"layer{i + 1}.")
                                                   and "downsample" not in r.name)))
     return out
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnngraph.dsl import Net, add, batchnorm, block, conv2d, relu, scope
+from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
@@ -114,7 +115,8 @@ def _grouped_blocks(g):
     chain conv1 → bn1 → relu1 → conv2 → bn2 → relu2 → conv3 → bn3, with a 3×3 ``conv2``."""
     found = []
     for n, d in g.nodes(data=True):
-        if d["op"] != "conv2d" or not n.endswith(".conv2"):
+        op = ops.get(d["op"])
+        if op.kind != "conv" or op.spatial != "window" or not n.endswith(".conv2"):  # a plain (not transposed) conv
             continue
         p = n[: -len(".conv2")]
         chain = [f"{p}.{k}" for k in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3")]
