@@ -1296,7 +1296,7 @@ def _with_const_tensor(imp, node, op, v, c, v_first, where):
             owner, field = None, "weight"
         return imp.new("layer_scale", dict(field=field), [x], where, owner or None, {field: per})
     raise CnnGraphError(f"{where}: {op} of a tensor and a constant tensor {list(np.shape(c.value))} is supported only as "
-                        "the bias of a Conv/MatMul or the affine part of a group norm")
+                        "the bias of a Conv/ConvTranspose/MatMul or the affine part of a group norm")
 
 
 LRN_STEPS = {"lrn_mean": ("Mul", "alpha"), "lrn_alpha": ("Add", "k"), "lrn_k": ("Pow", "beta")}
