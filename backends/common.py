@@ -460,9 +460,45 @@ def build_pad2d(step, plan, rt):
     _, Ho, Wo = map(int, step.out_shape)
     dst = (slice(max(0, t), Ho - max(0, b)), slice(max(0, l), Wo - max(0, r)))
 
+    if step.attrs.get("mode", "constant") == "reflect":
+        xp = rt.xp
+
+        def reflect(ins, out, res):
+            out[...] = xp.pad(ins[0], ((0, 0), (t, b), (l, r), (0, 0)), mode="reflect")
+
+        return reflect
+
     def run(ins, out, res):
         out[...] = 0
         out[:, dst[0], dst[1], :] = ins[0][:, src[0], src[1], :]
+
+    return run
+
+
+def build_blurpool2d(step, plan, rt):
+    """Σ over the k×k taps of the binomial filter times the strided input (N, H, W, C)."""
+    (kh, kw), (sh, sw) = (tuple(int(v) for v in step.attrs[k]) for k in ("kernel", "stride"))
+    f = ops.blur_filter(kh, kw).astype(np.float32)
+    _, Ho, Wo = map(int, step.out_shape)
+
+    def run(ins, out, res):
+        x = ins[0]
+        out[...] = 0
+        for i in range(kh):
+            for j in range(kw):
+                out += np.float32(f[i, j]) * x[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw, :]
+
+    return run
+
+
+def build_space_to_depth(step, plan, rt):
+    """(N, H, W, C) -> (N, H/b, W/b, b·b·C), channel = (row, column, c) in the block."""
+    bs = int(step.attrs["block"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        N, H, W, C = x.shape
+        out[...] = x.reshape(N, H // bs, bs, W // bs, bs, C).transpose(0, 1, 3, 2, 4, 5).reshape(out.shape)
 
     return run
 
@@ -571,7 +607,8 @@ GENERIC: dict = {
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
     "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
-    "radix_softmax": build_radix_softmax,
+    "radix_softmax": build_radix_softmax, "space_to_depth": build_space_to_depth,
+    "blurpool2d": build_blurpool2d,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

@@ -36,7 +36,7 @@ __all__ = [
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
     "leaky_relu", "elu", "mish", "prelu",
-    "resize", "layernorm2d", "layer_scale", "radix_softmax",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax", "space_to_depth", "blurpool2d",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -343,8 +343,9 @@ def channel_slice(x, start, stop, name=None, title=None):
     return x.net.layer("slice", [x], dict(start=start, stop=stop), name, title)
 
 
-def pad2d(x, padding, name=None, title=None):
+def pad2d(x, padding, mode: str = "constant", name=None, title=None):
     """Zero padding by ``padding`` = int or (top, left, bottom, right); negative values crop.
+    ``mode="reflect"`` mirrors the border instead (blur pooling).
 
     ``pad2d(x, (-1, -1, 1, 1))`` shifts the map up-left by one pixel (NASNet's factorized
     reduction). Note the order: ``torch.nn.ZeroPad2d`` takes (left, right, top, bottom).
@@ -352,7 +353,7 @@ def pad2d(x, padding, name=None, title=None):
     p = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
     if len(p) != 4:
         raise ShapeError(name or "pad2d", "padding must be an int or (top, left, bottom, right)", f"got {padding!r}")
-    return x.net.layer("pad2d", [x], dict(padding=p), name, title, base="pad")
+    return x.net.layer("pad2d", [x], dict(padding=p, mode=mode), name, title, base="pad")
 
 
 def chunk(x, n: int, name=None):
@@ -435,3 +436,25 @@ def radix_softmax(x, radix: int, groups: int = 1, name=None, title=None):
     (8, 1, 1)
     """
     return x.net.layer("radix_softmax", [x], dict(radix=radix, groups=groups), name, title, base="rsoftmax")
+
+
+def space_to_depth(x, block: int = 2, name=None, title=None):
+    """Each ``block``×``block`` patch moved into channels (TResNet's stem, ONNX SpaceToDepth).
+
+    >>> net = Net("s2d")
+    >>> space_to_depth(net.input(3, 8, 12), 4).shape
+    (48, 2, 3)
+    """
+    return x.net.layer("space_to_depth", [x], dict(block=block), name, title, base="s2d")
+
+
+def blurpool2d(x, kernel: int = 3, stride: int = 2, name=None, title=None):
+    """Blur pooling: each channel filtered by the fixed ``kernel``×``kernel`` binomial filter,
+    subsampled by ``stride`` (timm's BlurPool2d after its reflect padding; no parameters).
+
+    >>> net = Net("blur")
+    >>> blurpool2d(pad2d(net.input(8, 16, 16), 1, mode="reflect")).shape
+    (8, 8, 8)
+    """
+    attrs = dict(kernel=_pair(kernel, "kernel", name or "blurpool2d"), stride=_pair(stride, "stride", name or "blurpool2d"))
+    return x.net.layer("blurpool2d", [x], attrs, name, title, base="blur")

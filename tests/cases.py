@@ -19,7 +19,8 @@ from cnngraph.compiler.weights import init
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
-                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, radix_softmax)
+                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, radix_softmax,
+                          space_to_depth, blurpool2d)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -100,6 +101,10 @@ OP_CASES: dict = {
     "layernorm2d_layer_scale": (8, lambda x: layer_scale(layernorm2d(x))),
     # split attention: softmax over 2 radix groups of a 2-cardinality 12-channel map (k = 3)
     "radix_softmax_groups": (12, lambda x: radix_softmax(x, radix=2, groups=2)),
+    "pad2d_reflect": (8, lambda x: pad2d(x, (1, 2, 0, 3), mode="reflect")),
+    "space_to_depth": (8, lambda x: space_to_depth(pad2d(x, (1, 0, 0, 1)), 2)),  # 10×12 -> 5×6
+    "blurpool_reflect": (8, lambda x: blurpool2d(pad2d(x, 1, mode="reflect"), 3, 2)),
+    "blurpool_4x2_stride_1x2": (8, lambda x: blurpool2d(x, (4, 2), (1, 2))),
 }
 
 

@@ -56,3 +56,15 @@ def test_selective_kernel_attention():
     check_onnx(m, SIZES)
     found = ops_of(m)
     assert found.count("radix_softmax") == 1 and found.count("concat") == 1
+
+
+def test_space_to_depth_and_blur_pool():
+    """TResNet's stem (view, permute, view) is one space_to_depth; BlurPool2d's reflect Pad and
+    its depthwise Conv by a fixed binomial constant are a reflect pad2d and a blurpool2d, with
+    no parameters (the filter is no parameter of the module either)."""
+    from timm.layers import BlurPool2d, SpaceToDepth
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(SpaceToDepth(4), torch.nn.Conv2d(48, 16, 3, padding=1), BlurPool2d(16, 3, 2)).eval()
+    check_onnx(m, (16, 24))
+    assert ops_of(m, 16) == ["input", "space_to_depth", "conv2d", "pad2d", "blurpool2d"]

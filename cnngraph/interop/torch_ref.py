@@ -142,7 +142,8 @@ TABLE = {
     "concat": lambda w, xs, a, hw: torch.cat(xs, dim=1),
     "channel_shuffle": lambda w, xs, a, hw: _channel_shuffle(xs[0], a["groups"]),
     "slice": lambda w, xs, a, hw: xs[0][:, a["start"]:a["stop"]],
-    "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2])),
+    "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2]),
+                                        mode=a.get("mode", "constant")),
     # LeNet-5's RBF units: squared Euclidean distance to each prototype
     "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
     "scale": lambda w, xs, a, hw: xs[0] * a["factor"],
@@ -153,7 +154,22 @@ TABLE = {
     "layer_scale": lambda w, xs, a, hw: xs[0] * w(a["field"]).reshape(1, -1, 1, 1),
     "resize": lambda w, xs, a, hw: _resize(xs, a),
     "radix_softmax": lambda w, xs, a, hw: _radix_softmax(xs[0], a["radix"], a["groups"]),
+    "space_to_depth": lambda w, xs, a, hw: _space_to_depth(xs[0], a["block"]),
+    "blurpool2d": lambda w, xs, a, hw: _blurpool(xs[0], a["kernel"], a["stride"]),
 }
+
+
+def _blurpool(x, kernel, stride):
+    """timm's BlurPool2d after its padding: a depthwise conv with the fixed binomial filter."""
+    f = torch.as_tensor(ops.blur_filter(*kernel), dtype=x.dtype)
+    return F.conv2d(x, f.expand(x.shape[1], 1, *kernel), stride=tuple(stride), groups=x.shape[1])
+
+
+def _space_to_depth(x, bs):
+    """timm's SpaceToDepth (TResNet's stem): view, permute, view."""
+    N, C, H, W = x.shape
+    x = x.view(N, C, H // bs, bs, W // bs, bs).permute(0, 3, 5, 1, 2, 4)
+    return x.reshape(N, C * bs * bs, H // bs, W // bs)
 
 
 def _radix_softmax(x, radix, groups):

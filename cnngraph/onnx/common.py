@@ -364,6 +364,8 @@ PENDING_TEXT = {
     "radix_swapped": "the radix-first transpose of a split attention",
     "radix_softmaxed": "the softmax over the radix of a split attention",
     "stack_part": "one tensor of a torch.stack",
+    "s2d_view": "a view into blocks (space to depth)",
+    "s2d_perm": "the permuted blocks of a space to depth",
 }
 
 

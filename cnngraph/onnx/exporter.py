@@ -229,7 +229,8 @@ def _pad_channels(b, n, ins, shapes, a, ws):
 
 def _pad2d(b, n, ins, shapes, a, ws):
     t, l, bo, r = _ints(n, "padding", a["padding"])
-    return b.node("Pad", [ins[0], b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
+    mode = {"mode": "reflect"} if a.get("mode", "constant") == "reflect" else {}
+    return b.node("Pad", [ins[0], b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n, **mode)
 
 
 def _rbf(b, n, ins, shapes, a, ws):
@@ -287,7 +288,19 @@ EMITTERS = {
     "layer_scale": _layer_scale,
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
     "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
+    "blurpool2d": lambda b, n, ins, shapes, a, ws: _blurpool(b, n, ins[0], shapes[0], a),
+    "space_to_depth": lambda b, n, ins, shapes, a, ws: b.node("SpaceToDepth", ins, n, n,
+                                                             blocksize=_int(n, "block", a["block"])),
 }
+
+
+def _blurpool(b, n, x, shape, a):
+    """A depthwise Conv whose weight is the fixed binomial filter (a constant, not a parameter),
+    as PyTorch exports timm's BlurPool2d."""
+    (kh, kw), s, C = _ints(n, "kernel", a["kernel"]), _ints(n, "stride", a["stride"]), _int(n, "channels", shape[0])
+    f = np.broadcast_to(ops.blur_filter(kh, kw).astype(np.float32), (C, 1, kh, kw))
+    return b.node("Conv", [x, b.init(f"{n}/blur_filter", f)], n, n, group=C, kernel_shape=[kh, kw], strides=list(s),
+                  pads=[0, 0, 0, 0])
 
 
 def _radix_softmax(b, n, x, a):

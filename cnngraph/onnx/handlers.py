@@ -138,6 +138,9 @@ def _conv(imp, node, a, where):
         raise ShapeError(where, "weight input channels × groups must equal the input channels",
                          f"{w.shape[1]} × {groups} vs {x.shape[1]}")
     stride, dil, pads = _window(imp, x, a, where, kernel)
+    blur = _blur(imp, node, w, groups, stride, dil, pads)
+    if blur is not None:
+        return imp.new("blurpool2d", blur, [x], where)
     ws = {"weight": w}
     if _in(node, 2):
         b, _ = _float_const(imp, node, 2, where, "the bias")
@@ -147,6 +150,18 @@ def _conv(imp, node, a, where):
     attrs = dict(out_channels=int(w.shape[0]), kernel=tuple(kernel), stride=stride, padding=pads, dilation=dil,
                  groups=groups, bias="bias" in ws)
     return imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
+
+
+def _blur(imp, node, w, groups, stride, dil, pads):
+    """Blur pooling's attributes when a Conv is one: depthwise, no bias, no padding, every
+    channel's filter the fixed binomial one, and that filter a constant rather
+    than a parameter (its name is not a module's ``.weight``)."""
+    kh, kw = w.shape[2:]
+    name = imp.values[node.input[1]].name or node.input[1]
+    if _in(node, 2) or groups != w.shape[0] or w.shape[1] != 1 or set(dil) != {1} or any(pads) or \
+            name.endswith(".weight") or not np.allclose(w, ops.blur_filter(kh, kw)[None, None], rtol=0, atol=1e-7):
+        return None
+    return dict(kernel=(int(kh), int(kw)), stride=tuple(int(v) for v in stride))
 
 
 def _pool_attrs(imp, x, a, where, op):
@@ -844,9 +859,15 @@ def _spatial_slice(x, axes, starts, ends, steps, where):
 @handler("Pad")
 def _pad(imp, node, a, where):
     v = imp.val(node.input[0], where)
-    if a.get("mode", "constant") != "constant":
-        raise CnnGraphError(f"{where}: Pad mode {a.get('mode')!r} is not supported (zero padding only)")
+    mode = a.get("mode", "constant")
+    if mode not in ("constant", "reflect"):
+        raise CnnGraphError(f"{where}: Pad mode {mode!r} is not supported (constant and reflect are)")
     pads = a.get("pads") or as_ints(imp.const(node.input[1], where, "pads").value, where, "pads")
+    if mode == "reflect":
+        if len(pads) != 8 or any(pads[:2] + pads[4:6]) or _in(node, 3):
+            raise CnnGraphError(f"{where}: reflect Pad is supported over height and width, got pads {pads}")
+        x = imp.act(v, where)
+        return imp.new("pad2d", dict(padding=(pads[2], pads[3], pads[6], pads[7]), mode="reflect"), [x], where)
     value = a.get("value", 0.0)
     if _in(node, 2):
         s = scalar_of(imp.const(node.input[2], where, "the pad value"))
@@ -937,6 +958,9 @@ def _reshape_value(imp, v, shape, where):
                 all(ops.is_int(d) and int(d) == 1 for d in shape[3:]):
             # an attention vector N×C viewed as N×radix×C/radix×1×1 (ResNeSt's x_attn.reshape)
             return Pending("split_channels", base, shape, where, dict(groups=shape[1]))
+        if v.kind == "s2d_perm" and len(shape) == 4 and same_size(shape[1], ops.prod(v.shape[1:4])):
+            # timm's SpaceToDepth: view (N, C, H/b, b, W/b, b), permute (0, 3, 5, 1, 2, 4), view
+            return imp.new("space_to_depth", dict(block=v.info["block"]), [base], where)
         if v.kind == "radix_softmaxed":
             y = v.src
             if _same_shape(shape, y.shape):
@@ -960,6 +984,10 @@ def _reshape_value(imp, v, shape, where):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
             return Pending("split_channels", x, shape, where, dict(groups=shape[1]))
+    if len(x.shape) == 4 and len(shape) == 6 and same_size(shape[1], x.shape[1]) and ops.is_int(shape[3]) and \
+            same_size(shape[3], shape[5]) and same_size(shape[2] * shape[3], x.shape[2]) and \
+            same_size(shape[4] * shape[5], x.shape[3]):
+        return Pending("s2d_view", x, shape, where, dict(block=int(shape[3])))
     if len(x.shape) in (2, 4) and len(shape) == 4 and ops.is_int(shape[1]) and ops.is_int(shape[2]) and \
             divides(int(shape[1]) * int(shape[2]), x.shape[1]) and same_size(ops.prod(shape[1:]), ops.prod(x.shape[1:])):
         # N×C×H×W viewed as N×groups×radix×(rest): the first step of a radix softmax
@@ -1004,6 +1032,13 @@ def _expand(imp, node, a, where):
     return v
 
 
+@handler("SpaceToDepth")
+def _space_to_depth(imp, node, a, where):
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, "SpaceToDepth")
+    return imp.new("space_to_depth", dict(block=int(a["blocksize"])), [x], where)
+
+
 @handler("Transpose")
 def _transpose(imp, node, a, where):
     v = imp.val(node.input[0], where)
@@ -1015,6 +1050,9 @@ def _transpose(imp, node, a, where):
     if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
         x = imp.act(v, where)
         return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
+    if isinstance(v, Pending) and v.kind == "s2d_view" and perm == [0, 3, 5, 1, 2, 4]:
+        b = v.info["block"]
+        return Pending("s2d_perm", v.src, (v.shape[0], b, b, v.shape[1], v.shape[2], v.shape[4]), where, v.info)
     if isinstance(v, Pending) and v.kind == "radix_view" and perm == [0, 2, 1, 3]:
         return Pending("radix_swapped", v.src, (v.shape[0], v.shape[2], v.shape[1], v.shape[3]), where, v.info)
     if isinstance(v, Pending) and v.kind == "split_channels":
