@@ -36,6 +36,7 @@ class Const:
 
     value: np.ndarray
     name: str = ""
+    real: bool = False  # symbolic sizes cast to a float type: Div divides exactly (then Ceil/Floor round)
 
 
 @dataclass(eq=False)
@@ -365,6 +366,7 @@ PENDING_TEXT = {
     "radix_softmaxed": "the softmax over the radix of a split attention",
     "stack_part": "one tensor of a torch.stack",
     "s2d_view": "a view into blocks (space to depth)",
+    "zero_pad": "a zero padding",
     "s2d_perm": "the permuted blocks of a space to depth",
 }
 

@@ -33,6 +33,8 @@ UNARY = {
     "Reciprocal": lambda a: lambda v: 1.0 / v,
     "Softplus": lambda a: lambda v: np.logaddexp(0.0, v),
     "Softsign": lambda a: lambda v: v / (1.0 + np.abs(v)),
+    "Ceil": lambda a: np.ceil,  # shape arithmetic ("same" padding computed in the graph)
+    "Floor": lambda a: np.floor,
     "LeakyRelu": lambda a: lambda v: np.where(v >= 0, v, a.get("alpha", 0.01) * v),
     "Elu": lambda a: lambda v: np.where(v >= 0, v, a.get("alpha", 1.0) * np.expm1(np.minimum(v, 0))),
     "HardSigmoid": lambda a: lambda v: np.clip(a.get("alpha", 0.2) * v + a.get("beta", 0.5), 0.0, 1.0),
@@ -125,7 +127,11 @@ def _need_rank(x, ranks, where, what):
 
 @handler("Conv")
 def _conv(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    extra = (0, 0, 0, 0)
+    if isinstance(v, Pending) and v.kind == "zero_pad" and a.get("auto_pad", "NOTSET") in ("NOTSET", ""):
+        v, extra = v.src, v.info["padding"]
+    x = imp.act(v, where)
     _need_rank(x, (4,), where, "Conv")
     w, _ = _float_const(imp, node, 1, where, "the weight")
     if w.ndim != 4:
@@ -138,6 +144,7 @@ def _conv(imp, node, a, where):
         raise ShapeError(where, "weight input channels × groups must equal the input channels",
                          f"{w.shape[1]} × {groups} vs {x.shape[1]}")
     stride, dil, pads = _window(imp, x, a, where, kernel)
+    pads = tuple(ops.tidy(p + q) for p, q in zip(pads, extra))
     blur = _blur(imp, node, w, groups, stride, dil, pads)
     if blur is not None:
         return imp.new("blurpool2d", blur, [x], where)
@@ -563,8 +570,10 @@ def _cast(imp, node, a, where):
     to = a.get("to")
     if isinstance(v, Const):
         arr = np.asarray(v.value)
-        if arr.dtype == object:
-            return v
+        if arr.dtype == object:  # symbolic sizes: a float type divides exactly, an int type truncates
+            if to in FLOAT_TYPES:
+                return Const(arr, real=True)
+            return Const(_sym_map(sympy.floor, arr) if v.real else arr)
         if to not in DTYPES:
             raise CnnGraphError(f"{where}: Cast to {onnx.TensorProto.DataType.Name(to)} is not supported")
         return Const(arr.astype(DTYPES[to][0]))
@@ -862,7 +871,7 @@ def _pad(imp, node, a, where):
     mode = a.get("mode", "constant")
     if mode not in ("constant", "reflect"):
         raise CnnGraphError(f"{where}: Pad mode {mode!r} is not supported (constant and reflect are)")
-    pads = a.get("pads") or as_ints(imp.const(node.input[1], where, "pads").value, where, "pads")
+    pads = a.get("pads") or _sizes(imp.const(node.input[1], where, "pads").value, where, "pads")
     if mode == "reflect":
         if len(pads) != 8 or any(pads[:2] + pads[4:6]) or _in(node, 3):
             raise CnnGraphError(f"{where}: reflect Pad is supported over height and width, got pads {pads}")
@@ -900,8 +909,26 @@ def _pad(imp, node, a, where):
     if stride != (1, 1):
         x = imp.act(v, where)
     if not (cb or ca) and "pad2d" in ops.REGISTRY:
+        if not any(ops.negative(p) for p in (t, l, b, r)):
+            # zero padding: the next Conv takes it as its own padding (timm's Conv2dSame, pad_same)
+            shape = (x.shape[0], x.shape[1], ops.tidy(x.shape[2] + t + b), ops.tidy(x.shape[3] + l + r))
+            return Pending("zero_pad", x, shape, where, dict(padding=(t, l, b, r)))
         return imp.new("pad2d", dict(padding=(t, l, b, r)), [x], where)
     raise CnnGraphError(f"{where}: Pad {pads} pads channels and height/width at once; not supported")
+
+
+def _sizes(a, where, what):
+    """Integers, or symbolic sizes (sympy integer expressions) computed from dim_params."""
+    arr = np.asarray(a).reshape(-1)
+    if arr.dtype != object:
+        return as_ints(arr, where, what)
+    out = []
+    for v in arr:
+        v = sympy.sympify(v)
+        if v.is_integer is False or v.free_symbols == set() and not v.is_Integer:
+            raise CnnGraphError(f"{where}: {what} must be integers, got {list(arr)}")
+        out.append(ops.tidy(v))
+    return out
 
 
 @handler("Reshape")
@@ -1111,6 +1138,8 @@ def _unary(imp, node, a, where):
     f = UNARY[node.op_type](a)
     if isinstance(v, Const):
         arr = np.asarray(v.value)
+        if arr.dtype == object and node.op_type in SYMBOLIC_UNARY:
+            return Const(_sym_map(SYMBOLIC_UNARY[node.op_type], arr), real=v.real)
         if arr.dtype == object:
             raise CnnGraphError(f"{where}: {node.op_type} of symbolic sizes is not supported")
         return Const(f(arr.astype(np.float64)).astype(arr.dtype))
@@ -1129,7 +1158,11 @@ def _clip(imp, node, a, where):
         raise CnnGraphError(f"{where}: Clip bounds must be single numbers")
     v = imp.val(node.input[0], where)
     if isinstance(v, Const):
-        return Const(np.clip(np.asarray(v.value), lo, hi))
+        arr = np.asarray(v.value)
+        if arr.dtype == object:  # timm's "same" padding: clamp(..., min=0) of symbolic sizes
+            lo_, hi_ = (sympy.oo if b == np.inf else -sympy.oo if b == -np.inf else _exact(b) for b in (lo, hi))
+            return Const(_sym_map(lambda t: sympy.Min(sympy.Max(t, lo_), hi_), arr), real=v.real)
+        return Const(np.clip(arr, lo, hi))
     src, chain, operand = _as_pointwise(v, where, imp)
     return Pointwise(src, lambda t: np.clip(t, lo, hi), where, "Clip", (operand,), chain + (where,))
 
@@ -1141,7 +1174,14 @@ def _binary(imp, node, a, where):
     op = node.op_type
     if all(isinstance(v, Const) for v in vals):
         arrs = [np.asarray(v.value) for v in vals]
-        return Const(_check_fold(_fold_binary(op, arrs, where), where, *arrs))
+        real = any(v.real for v in vals)
+        if any(x.dtype == object for x in arrs) and (real or op in ("Max", "Min")):
+            f = SYMBOLIC_BINARY[op]
+            out = arrs[0]
+            for other in arrs[1:]:
+                out = np.vectorize(lambda p, q: ops.tidy(f(_exact(p), _exact(q))), otypes=[object])(out, other)
+            return Const(_check_fold(np.asarray(out, dtype=object), where, *arrs), real=real)
+        return Const(_check_fold(_fold_binary(op, arrs, where), where, *arrs), real=real)
     if len(vals) > 2:
         if op != "Sum" or not all(isinstance(v, (Act, Pointwise)) for v in vals):
             raise CnnGraphError(f"{where}: {op} of more than two tensors is supported as a sum of tensors")
@@ -1159,6 +1199,25 @@ def _binary(imp, node, a, where):
     if isinstance(x, Pending) or isinstance(y, Pending):
         return _binary_pending(imp, node, op, x, y, where)
     return _binary_generic(imp, node, op, x, y, where)
+
+
+# Shape arithmetic on symbolic sizes (object arrays of sympy expressions): PyTorch's
+# (x / s).ceil() of a size cast to float, clamp(min=0), max() (timm's "same" padding).
+SYMBOLIC_UNARY = {"Ceil": sympy.ceiling, "Floor": sympy.floor, "Neg": lambda t: -t, "Abs": sympy.Abs}
+SYMBOLIC_BINARY = {"Add": lambda p, q: p + q, "Sum": lambda p, q: p + q, "Sub": lambda p, q: p - q,
+                   "Mul": lambda p, q: p * q, "Div": lambda p, q: p / q, "Pow": lambda p, q: p ** q,
+                   "Max": sympy.Max, "Min": sympy.Min}
+
+
+def _exact(t):
+    """A size or a shape-arithmetic number as an exact sympy value (2.0 -> 2, 0.5 -> 1/2)."""
+    if isinstance(t, (float, np.floating)) and math.isfinite(t):
+        return sympy.sympify(ops.exact_scale(float(t)))
+    return sympy.sympify(t)
+
+
+def _sym_map(f, arr):
+    return np.asarray(np.vectorize(lambda t: ops.tidy(f(_exact(t))), otypes=[object])(arr), dtype=object)
 
 
 def _named_tensor(c):

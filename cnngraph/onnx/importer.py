@@ -98,6 +98,9 @@ class _Importer:
             if v.kind == "square":  # x·x that did not turn out to be part of an LRN
                 v.act = self.new("mul", {}, [v.src, v.src], v.where)
                 return v.act
+            if v.kind == "zero_pad":  # not taken by a Conv: a layer of its own
+                v.act = self.new("pad2d", {"padding": v.info["padding"]}, [v.src], v.where)
+                return v.act
             if v.kind == "spatial_slice" and isinstance(v.src, Act) and "pad2d" in ops.REGISTRY:
                 v.act = self._crop(v)
                 return v.act
