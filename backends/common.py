@@ -491,6 +491,24 @@ def build_blurpool2d(step, plan, rt):
     return run
 
 
+def build_channel_conv(step, plan, rt):
+    """y[:, c] = Σ_t w[t]·x[:, c + t − pad] over a zero-padded vector of channels."""
+    xp = rt.xp
+    w = weight(plan, step, "weight").reshape(-1)
+    k, p = int(step.attrs["size"]), int(step.attrs["pad"])
+
+    def run(ins, out, res):
+        x = ins[0].reshape(ins[0].shape[0], -1)
+        xpad = xp.pad(x, ((0, 0), (p, p)))
+        y = out.reshape(out.shape[0], -1)
+        n = y.shape[1]
+        y[...] = 0
+        for t in range(k):
+            y += np.float32(w[t]) * xpad[:, t:t + n]
+
+    return run
+
+
 def build_space_to_depth(step, plan, rt):
     """(N, H, W, C) -> (N, H/b, W/b, b·b·C), channel = (row, column, c) in the block."""
     bs = int(step.attrs["block"])
@@ -608,7 +626,7 @@ GENERIC: dict = {
     "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
     "radix_softmax": build_radix_softmax, "space_to_depth": build_space_to_depth,
-    "blurpool2d": build_blurpool2d,
+    "blurpool2d": build_blurpool2d, "channel_conv": build_channel_conv,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

@@ -36,7 +36,7 @@ __all__ = [
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
     "leaky_relu", "elu", "mish", "prelu",
-    "resize", "layernorm2d", "layer_scale", "radix_softmax", "space_to_depth", "blurpool2d",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax", "space_to_depth", "blurpool2d", "channel_conv",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -458,3 +458,15 @@ def blurpool2d(x, kernel: int = 3, stride: int = 2, name=None, title=None):
     """
     attrs = dict(kernel=_pair(kernel, "kernel", name or "blurpool2d"), stride=_pair(stride, "stride", name or "blurpool2d"))
     return x.net.layer("blurpool2d", [x], attrs, name, title, base="blur")
+
+
+def channel_conv(x, size: int = 3, pad: int | None = None, name=None, title=None):
+    """A 1-D convolution of one ``size``-tap filter sliding along a vector of channels (ECA's
+    Conv1d over the pooled channels); ``pad`` defaults to (size − 1)/2, keeping C.
+
+    >>> net = Net("eca")
+    >>> channel_conv(net.input(64), 5).shape
+    (64,)
+    """
+    p = (size - 1) // 2 if pad is None else pad
+    return x.net.layer("channel_conv", [x], dict(size=size, pad=p), name, title, base="conv1d")

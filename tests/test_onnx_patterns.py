@@ -105,3 +105,14 @@ def test_tf_same_padding_computed_in_the_graph():
         num = analyze(load(_export(m, np.zeros((1, 3, h, w), np.float32), dynamic_hw=False))).total
         for f in ("macs", "flops", "memory_bytes"):
             assert sympy.sympify(getattr(total, f)).subs({H: h, W: w}) == getattr(num, f), (h, w, f)
+
+
+def test_eca_conv_along_channels():
+    """ECA: ReduceMean → Reshape N×1×C → 1-D Conv → Sigmoid → Reshape N×C×1×1 → Expand → Mul:
+    a channel_conv (its Conv1d's weight, MACs = C·k as the forward hook counts) gating the map."""
+    from timm.layers import EcaModule
+
+    m = net(EcaModule(16, kernel_size=5))
+    check_onnx(m, SIZES)
+    found = ops_of(m)
+    assert found.count("channel_conv") == 1 and "sigmoid" in found and "mul" in found

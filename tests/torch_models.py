@@ -22,18 +22,18 @@ MATMUL_KINDS = ("conv", "linear")
 
 
 def hook_counts(model, x):
-    """Parameters, multiply-adds per sample of every Conv2d and Linear call (by forward
-    hooks) and the raw output, for a torch or NumPy input batch."""
+    """Parameters, multiply-adds per sample of every Conv2d, Conv1d and Linear call (by
+    forward hooks) and the raw output, for a torch or NumPy input batch."""
     macs = [0]
 
-    def conv(m, i, o):
-        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    def conv(m, i, o):  # Conv2d, and Conv1d (ECA's along the channels)
+        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * int(np.prod(m.kernel_size))
 
     def linear(m, i, o):
         macs[0] += o.numel() // o.shape[0] * m.in_features
 
-    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(linear if isinstance(m, nn.Linear) else conv)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))]
     try:
         with torch.no_grad():
             y = model(x if isinstance(x, torch.Tensor) else torch.from_numpy(x))

@@ -156,6 +156,8 @@ TABLE = {
     "radix_softmax": lambda w, xs, a, hw: _radix_softmax(xs[0], a["radix"], a["groups"]),
     "space_to_depth": lambda w, xs, a, hw: _space_to_depth(xs[0], a["block"]),
     "blurpool2d": lambda w, xs, a, hw: _blurpool(xs[0], a["kernel"], a["stride"]),
+    # ECA: nn.Conv1d(1, 1, k, padding=p, bias=False) over the N×1×C view of the pooled channels
+    "channel_conv": lambda w, xs, a, hw: F.conv1d(xs[0].unsqueeze(1), w("weight"), padding=a["pad"]).squeeze(1),
 }
 
 

@@ -640,6 +640,27 @@ register(Op("linear", "linear", (1, 1), _linear_shape,
             doc="fully connected layer; MACs = C_in·C_out", defaults=dict(bias=True),
             weights=_linear_weights, spatial="whole", filters="out_features", fusion="anchor", absorbs_norm=True))
 
+def _channel_conv_shape(a, ins, ctx):
+    (x,) = ins
+    k, p = a["size"], a["pad"]
+    if len(x) != 1:
+        ctx.fail("channel_conv slides along a vector of channels; pool and flatten first", f"got shape {fmt_shape(x)}")
+    if not (is_int(k) and is_int(p) and k >= 1 and p >= 0):
+        ctx.fail("channel_conv size must be positive and pad non-negative", f"size={k}, pad={p}")
+    out = tidy(x[0] + 2 * p - k + 1)
+    if nonpositive(out):
+        ctx.fail("channel_conv filter is longer than the padded channels", f"{x[0]} channels, size {k}, pad {p}")
+    return (out,)
+
+
+register(Op("channel_conv", "conv", (1, 1), _channel_conv_shape,
+            macs=lambda a, ins, out: tidy(out[0] * a["size"]),
+            label=lambda a, ins, out: f"conv1d k={a['size']} over channels",
+            defaults=dict(size=3, pad=1),
+            weights=lambda a, ins: [Weight("weight", (1, 1, a["size"]), "param", "he")],
+            doc="a 1-D convolution sliding one filter of `size` taps along a vector of channels, `pad` zeros on both ends, "
+                "no bias (ECA's nn.Conv1d(1, 1, k) over the pooled channels); MACs = C_out·size"))
+
 # LeNet-5's output layer (LeCun et al. 1998): y_i = Σ_j (x_j − w_ij)². Its prototypes w were
 # chosen by hand and kept fixed, so they are buffers, not trained parameters: that is what
 # makes the paper's "60,000 trainable parameters" exact.

@@ -289,9 +289,19 @@ EMITTERS = {
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
     "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
     "blurpool2d": lambda b, n, ins, shapes, a, ws: _blurpool(b, n, ins[0], shapes[0], a),
+    "channel_conv": lambda b, n, ins, shapes, a, ws: _channel_conv(b, n, ins[0], a, ws),
     "space_to_depth": lambda b, n, ins, shapes, a, ws: b.node("SpaceToDepth", ins, n, n,
                                                              blocksize=_int(n, "block", a["block"])),
 }
+
+
+def _channel_conv(b, n, x, a, ws):
+    """As PyTorch exports ECA: the N×C vector viewed N×1×C, a 1-D Conv, flattened back."""
+    k, p = _int(n, "size", a["size"]), _int(n, "pad", a["pad"])
+    t = b.node("Unsqueeze", [x, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
+    t = b.node("Conv", [t, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))], f"{n}/conv", f"{n}/conv",
+               kernel_shape=[k], pads=[p, p], strides=[1], dilations=[1], group=1)
+    return b.node("Flatten", [t], n, n, axis=1)
 
 
 def _blurpool(b, n, x, shape, a):

@@ -128,6 +128,8 @@ def _need_rank(x, ranks, where, what):
 @handler("Conv")
 def _conv(imp, node, a, where):
     v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind == "unsqueezed":
+        return _channel_conv(imp, node, a, where, v)
     extra = (0, 0, 0, 0)
     if isinstance(v, Pending) and v.kind == "zero_pad" and a.get("auto_pad", "NOTSET") in ("NOTSET", ""):
         v, extra = v.src, v.info["padding"]
@@ -157,6 +159,20 @@ def _conv(imp, node, a, where):
     attrs = dict(out_channels=int(w.shape[0]), kernel=tuple(kernel), stride=stride, padding=pads, dilation=dil,
                  groups=groups, bias="bias" in ws)
     return imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
+
+
+def _channel_conv(imp, node, a, where, v):
+    """A 1-D Conv(1 → 1) of an N×C vector viewed N×1×C: ECA's Conv1d along the channels."""
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    pads = list(a.get("pads", [0, 0]))
+    if w.ndim != 3 or w.shape[:2] != (1, 1) or _in(node, 2) or a.get("group", 1) != 1 or \
+            set(a.get("strides", [1])) != {1} or set(a.get("dilations", [1])) != {1} or len(pads) != 2 or \
+            pads[0] != pads[1] or a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise CnnGraphError(f"{where}: a Conv of an N×1×C view is supported as a 1-D convolution along the channels "
+                            f"(one 1→1 filter, stride 1, equal padding, no bias; ECA), got weight {list(w.shape)}")
+    y = imp.new("channel_conv", dict(size=int(w.shape[2]), pad=int(pads[0])), [imp.act(v.src, where)], where,
+                _prefix_of(imp, node, (1,)), {"weight": w})
+    return Pending("unsqueezed", y, (y.shape[0], 1, y.shape[1]), where)
 
 
 def _blur(imp, node, w, groups, stride, dil, pads):
@@ -340,14 +356,22 @@ CHANNELS_LAST_OPS = set(UNARY) | set(BINARY) | {"Clip"}
 
 def channels_last(imp, node, a, where):
     """An element-wise node of channels-last tensors (and constants broadcast over their last
-    axis) computed on their N×C×H×W sources; its result is channels-last again."""
+    axis) computed on their N×C×H×W sources; its result is channels-last again. The same for
+    an N×1×C view of a vector (ECA's gate) with numbers."""
+    kinds = {v.kind for i in node.input if isinstance(v := imp.values.get(i), Pending) and v.kind in LAYOUTS}
+    if len(kinds) != 1:
+        raise CnnGraphError(f"{where}: {node.op_type} of tensors in different layouts ({', '.join(sorted(kinds))})")
+    kind = kinds.pop()
     saved = {}
     for name in node.input:
         if not name or name in saved:
             continue
         v = imp.values.get(name)
-        if isinstance(v, Pending) and v.kind == "channels_last":
+        if isinstance(v, Pending) and v.kind == kind:
             sub = v.src
+        elif kind == "unsqueezed" and isinstance(v, Const) and np.size(v.value) > 1:
+            imp.values.update(saved)
+            return None  # not a gate: a difference with a matrix (LeNet-5's RBF) has its own handler
         elif isinstance(v, Const) and np.size(v.value) > 1:
             arr = np.asarray(v.value)
             if arr.ndim > 4:
@@ -367,7 +391,12 @@ def channels_last(imp, node, a, where):
     if isinstance(out, Const):
         return out
     shape = out.shape
+    if kind == "unsqueezed":
+        return Pending(kind, out, (shape[0], 1, shape[1]), where)
     return Pending("channels_last", out, (shape[0], shape[2], shape[3], shape[1]), where, {})
+
+
+LAYOUTS = ("channels_last", "unsqueezed")
 
 
 @handler("BatchNormalization")
@@ -532,6 +561,8 @@ def _flatten(imp, node, a, where):
         arr = np.asarray(v.value)
         ax = a.get("axis", 1) % max(arr.ndim, 1)
         return Const(arr.reshape(int(np.prod(arr.shape[:ax])), -1))
+    if isinstance(v, Pending) and v.kind == "unsqueezed" and isinstance(v.src, (Act, Pointwise)) and a.get("axis", 1) == 1:
+        return v.src
     x = imp.act(v, where)
     if a.get("axis", 1) % len(x.shape) != 1:
         raise CnnGraphError(f"{where}: Flatten is supported from axis 1 (keeping the batch), got axis {a.get('axis')}")
@@ -988,6 +1019,12 @@ def _reshape_value(imp, v, shape, where):
         if v.kind == "s2d_perm" and len(shape) == 4 and same_size(shape[1], ops.prod(v.shape[1:4])):
             # timm's SpaceToDepth: view (N, C, H/b, b, W/b, b), permute (0, 3, 5, 1, 2, 4), view
             return imp.new("space_to_depth", dict(block=v.info["block"]), [base], where)
+        if v.kind == "unsqueezed" and isinstance(base, (Act, Pointwise)) and len(base.shape) == 2:
+            base = imp.act(base, where)
+            if _same_shape(shape, base.shape):
+                return base
+            if len(shape) == 4 and same_size(shape[1], base.shape[1]) and shape[2] == 1 and shape[3] == 1:
+                return Pending("view", base, shape, where)
         if v.kind == "radix_softmaxed":
             y = v.src
             if _same_shape(shape, y.shape):
@@ -1007,6 +1044,8 @@ def _reshape_value(imp, v, shape, where):
         return imp.new("flatten", {}, [x], where)
     if len(x.shape) == 2 and len(shape) == 4 and same_size(shape[1], x.shape[1]) and shape[2] == 1 and shape[3] == 1:
         return Pending("view", x, shape, where)
+    if len(x.shape) == 2 and len(shape) == 3 and shape[1] == 1 and same_size(shape[2], x.shape[1]):
+        return Pending("unsqueezed", x, shape, where)  # ECA's view(N, 1, C) of the pooled channels
     if len(x.shape) == 4 and len(shape) in (4, 5) and same_size(ops.prod(shape[1:3]), x.shape[1]):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
