@@ -61,6 +61,8 @@ ACTS: dict = {
     "leaky_relu": "v >= 0.f ? v : p * v",
     "elu": "v > 0.f ? v : p * expm1f(v)",
     "mish": "v * tanhf(fmaxf(v, 0.f) + log1pf(expf(-fabsf(v))))",
+    "softplus": "p * v > 20.f ? v : (fmaxf(p * v, 0.f) + log1pf(expf(-fabsf(p * v)))) / p",
+    "gelu_tanh": "0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)))",
 }
 
 
@@ -616,6 +618,170 @@ def _lrn_np(t, x, out, rows, C, size, alpha, beta, kk):
     t.st(out, base + t.c, t.ld(x, base + t.c) / denom)
 
 
+COL2IM_TRANSPOSE = Kernel(
+    "col2im_transpose",
+    "const float* cols, const float* bias, const float* res, float* out, int n0, int Nc, int H, int W, int Ho, "
+    "int Wo, int Cout, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int og, int has_bias, "
+    "int has_res, int act1, int act2",
+    (("n", "Nc"), ("oh", "Ho"), ("ow", "Wo"), ("co", "Cout")),
+    """
+// a transposed convolution's output, gathered from the GEMM of samples n0 .. n0+Nc: cols is
+// (G, Nc·H·W, kh·kw·og), input pixel times tap (i, j); output oh takes input ih through tap i
+// where oh = ih·sh − pt + i·dh (the same along W); bias and epilogue fused
+const int g = co / og, o = co % og, T = kh * kw * og;
+float acc = has_bias ? bias[co] : 0.f;
+for (int i = 0; i < kh; ++i) {
+    const int a = oh + pt - i * dh;
+    if (a < 0 || a % sh != 0 || a / sh >= H) continue;
+    for (int j = 0; j < kw; ++j) {
+        const int b = ow + pl - j * dw;
+        if (b < 0 || b % sw != 0 || b / sw >= W) continue;
+        acc += cols[((long long)g * Nc * H * W + (n * H + a / sh) * W + b / sw) * T + (i * kw + j) * og + o];
+    }
+}
+acc = cnn_act(acc, act1, 0.f);
+const int q = (((n0 + n) * Ho + oh) * Wo + ow) * Cout + co;
+if (has_res) acc += res[q];
+out[q] = cnn_act(acc, act2, 0.f);
+""",
+    None,
+    aliases={"out": ("res",)},
+    doc="the gather (col2im) of a transposed convolution after its GEMM, epilogue fused",
+)
+
+
+def _col2im_transpose_np(t, cols, bias, res, out, n0, Nc, H, W, Ho, Wo, Cout, kh, kw, sh, sw, pt, pl, dh, dw, og,
+                         has_bias, has_res, act1, act2):
+    def tap(i, j):
+        a, b = t.oh + pt - i * dh, t.ow + pl - j * dw
+        ok = (a >= 0) & (a % sh == 0) & (a // sh < H) & (b >= 0) & (b % sw == 0) & (b // sw < W)
+        g, o = t.co // og, t.co % og
+        return ok, ((g * Nc * H * W + (t.n * H + a // sh) * W + b // sw) * (kh * kw * og) + (i * kw + j) * og + o)
+
+    acc = t.ld(bias, t.co) if has_bias else t.zeros()
+    for i in range(kh):
+        for j in range(kw):
+            ok, idx = t.memo(("tap", i, j), lambda: tap(i, j))
+            acc = np.where(ok, acc + t.ld(cols, idx, mask=ok), acc)
+    acc = act_numpy(acc, act1)
+    q = t.memo("out", lambda: (((n0 + t.n) * Ho + t.oh) * Wo + t.ow) * Cout + t.co)
+    if has_res:
+        acc = acc + t.ld(res, q)
+    t.st(out, q, act_numpy(acc, act2))
+
+
+PRELU = Kernel(
+    "prelu",
+    "const float* x, const float* slope, float* out, int rows, int C, int per_channel",
+    (("r", "rows"), ("c", "C")),
+    """
+// x, or a learnt slope times x below 0: one slope, or one per channel
+const int o = r * C + c;
+const float v = x[o];
+out[o] = v >= 0.f ? v : slope[per_channel ? c : 0] * v;
+""",
+    None,
+    aliases={"out": ("x",)},
+    doc="PReLU with one slope or one per channel",
+)
+
+
+def _prelu_np(t, x, slope, out, rows, C, per_channel):
+    o = t.memo("index", lambda: t.r * C + t.c)
+    v = t.ld(x, o)
+    s = t.ld(slope, t.c if per_channel else t.c * 0)
+    t.st(out, o, np.where(v >= 0, v, s * v))
+
+
+LAYERNORM_ROWS = Kernel(
+    "layernorm_rows",
+    "const float* x, const float* gamma, const float* beta, float* out, int rows, int C, float eps, int affine",
+    (("r", "rows"),),
+    """
+// layer norm over the C channels of one pixel per thread (ConvNeXt's LayerNorm2d); x is read
+// before out is written
+const float* xr = x + (long long)r * C;
+float* yr = out + (long long)r * C;
+float s = 0.f;
+for (int k = 0; k < C; ++k) s += xr[k];
+const float mean = s / C;
+float v = 0.f;
+for (int k = 0; k < C; ++k) { const float d = xr[k] - mean; v += d * d; }
+const float inv = 1.f / sqrtf(v / C + eps);
+for (int k = 0; k < C; ++k) {
+    const float y = (xr[k] - mean) * inv;
+    yr[k] = affine ? y * gamma[k] + beta[k] : y;
+}
+""",
+    None,
+    aliases={"out": ("x",)},
+    doc="layer norm over the channels of each pixel, γ and β per channel",
+)
+
+
+def _layernorm_rows_np(t, x, gamma, beta, out, rows, C, eps, affine):
+    base = t.r * C
+    s = t.zeros()
+    for k in range(C):
+        s = s + t.ld(x, base + k)
+    mean = s / np.float32(C)
+    v = t.zeros()
+    for k in range(C):
+        d = t.ld(x, base + k) - mean
+        v = v + d * d
+    inv = np.float32(1) / np.sqrt(v / np.float32(C) + np.float32(eps))
+    ys = []
+    for k in range(C):
+        y = (t.ld(x, base + k) - mean) * inv
+        ys.append(y * t.ld(gamma, t.r * 0 + k) + t.ld(beta, t.r * 0 + k) if affine else y)
+    for k in range(C):  # every load before the first store (out may be x)
+        t.st(out, base + k, ys[k])
+
+
+RESIZE = Kernel(
+    "resize",
+    "const float* x, const float* taps_h, const float* taps_w, float* out, int N, int H, int W, int C, int Ho, "
+    "int Wo, int nearest",
+    (("n", "N"), ("oh", "Ho"), ("ow", "Wo"), ("c", "C")),
+    """
+// nearest or bilinear: taps are rows (i0, i1, w0, w1) per output row and column (indices held
+// exactly as floats); PyTorch's order: w0h·(w0w·x00 + w1w·x01) + w1h·(w0w·x10 + w1w·x11)
+const float* th = taps_h + oh * 4;
+const float* tw = taps_w + ow * 4;
+const int h0 = (int)th[0], h1 = (int)th[1], w0 = (int)tw[0], w1 = (int)tw[1];
+const float* xn = x + (long long)n * H * W * C + c;
+const float x00 = xn[(h0 * W + w0) * C];
+float v = x00;
+if (!nearest) {
+    const float x01 = xn[(h0 * W + w1) * C], x10 = xn[(h1 * W + w0) * C], x11 = xn[(h1 * W + w1) * C];
+    v = th[2] * (tw[2] * x00 + tw[3] * x01) + th[3] * (tw[2] * x10 + tw[3] * x11);
+}
+out[((n * Ho + oh) * Wo + ow) * C + c] = v;
+""",
+    None,
+    doc="nearest or bilinear resizing (PyTorch's interpolate)",
+)
+
+
+def _resize_np(t, x, taps_h, taps_w, out, N, H, W, C, Ho, Wo, nearest):
+    def index():
+        th = (t.oh * 4)[:, None] + np.arange(4)
+        tw = (t.ow * 4)[:, None] + np.arange(4)
+        return th, tw
+
+    th, tw = t.memo("taps", index)
+    ph, pw = t.ld(taps_h, th), t.ld(taps_w, tw)
+    h0, h1, w0, w1 = (a.astype(np.int64) for a in (ph[:, 0], ph[:, 1], pw[:, 0], pw[:, 1]))
+    base = t.n * H * W * C + t.c
+    x00 = t.ld(x, base + (h0 * W + w0) * C)
+    if nearest:
+        v = x00
+    else:
+        x01, x10, x11 = (t.ld(x, base + (a * W + b) * C) for a, b in ((h0, w1), (h1, w0), (h1, w1)))
+        v = ph[:, 2] * (pw[:, 2] * x00 + pw[:, 3] * x01) + ph[:, 3] * (pw[:, 2] * x10 + pw[:, 3] * x11)
+    t.st(out, t.memo("out", lambda: ((t.n * Ho + t.oh) * Wo + t.ow) * C + t.c), v)
+
+
 def _with(k: Kernel, fn) -> Kernel:
     return Kernel(k.name, k.signature, k.space, k.body, fn, k.aliases, k.doc)
 
@@ -623,7 +789,9 @@ def _with(k: Kernel, fn) -> Kernel:
 KERNELS: dict = {k.name: k for k in (
     _with(EPILOGUE, _epilogue_np), _with(IM2COL, _im2col_np), _with(DIRECT_CONV, _direct_conv_np),
     _with(MAXPOOL, _maxpool_np), _with(AVGPOOL, _avgpool_np), _with(ADAPTIVE_POOL, _adaptive_pool_np),
-    _with(MUL_BCAST, _mul_bcast_np), _with(SOFTMAX, _softmax_np), _with(LRN, _lrn_np))}
+    _with(MUL_BCAST, _mul_bcast_np), _with(SOFTMAX, _softmax_np), _with(LRN, _lrn_np),
+    _with(COL2IM_TRANSPOSE, _col2im_transpose_np), _with(PRELU, _prelu_np),
+    _with(LAYERNORM_ROWS, _layernorm_rows_np), _with(RESIZE, _resize_np))}
 
 
 # ---------------------------------------------------------------- launches (shared by every device)

@@ -142,7 +142,7 @@ def check_memory(g, batch: int, label: str = "the model") -> int:
     free = arrays.memory_available()
     if free is not None and need > free:
         raise CnnGraphError(f"{label} at batch {batch} needs {fmt_bytes(need)} (weights {fmt_bytes(weights)} ×2 packed, "
-                            f"activations {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
+                            f"planned arena {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
                             f"{fmt_bytes(free)} of memory are available")
     return need
 
@@ -188,7 +188,7 @@ def _rss_mb() -> float:
 
 def cmd_bench(args):
     from cnngraph.analysis.cost import analyze
-    from cnngraph.present.printer import fmt_bytes
+    from cnngraph.ir.printer import fmt_bytes
 
     g, plan, ex = prepare(args)
     x = _input_batch(args, plan)
@@ -217,24 +217,26 @@ def cmd_bench(args):
     gemm = ex.backend.gemm_name
     print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s ({gemm} float32, this run): "
           f"{gflops / ceiling:.0%} of it; the batch cannot beat {2 * macs * n / 1e9 / ceiling * 1e3:.1f} ms")
-    print(f"  memory           activations {fmt_bytes(mem.planned_bytes)} planned (naive {fmt_bytes(mem.naive_bytes)}), "
+    print(f"  memory           planned arena {fmt_bytes(mem.planned_bytes)} per sample (naive {fmt_bytes(mem.naive_bytes)}), "
           f"weights {fmt_bytes(sum(int(np.size(v)) for v in plan.weights.values()) * 4)}, "
-          f"process peak RSS {_rss_mb():.0f} MB")
+          f"process peak RSS {_rss_mb():.0f} MiB (1 MiB = 2^20 B)")
     if args.per_layer:
         per_layer(ex, x, args.repeat, ceiling)
     return 0
 
 
 def step_macs(step, n: int) -> int:
-    """Multiply-adds of a conv2d or linear step for a batch of n (0 for other ops)."""
-    if step.op == "conv2d":
-        from cnngraph.compiler.algorithms import conv_geometry
+    """Multiply-adds of a step's own op for a batch of n, as the registry counts them (0 for
+    ops without any).
 
-        k = conv_geometry(step)
-        return n * k["Ho"] * k["Wo"] * k["cout"] * (k["cin"] // k["groups"]) * k["kh"] * k["kw"]
-    if step.op == "linear":
-        return n * int(step.in_shapes[0][0]) * int(step.out_shape[0])
-    return 0
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import compile
+    >>> [step_macs(s, 2) for s in compile(zoo.build("lenet5")).steps if s.op == "conv2d"]
+    [784000, 9800000]
+    """
+    from cnngraph.ir import ops
+
+    return n * int(ops.get(step.op).macs(step.attrs, step.in_shapes, step.out_shape))
 
 
 def per_layer(ex, x, repeat: int, ceiling: float) -> None:
@@ -263,7 +265,7 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
 
 def cmd_plan(args):
     from cnngraph.compiler import compile
-    from cnngraph.present.printer import fmt_bytes
+    from cnngraph.ir.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     plan = compile(g, batch=args.batch)
@@ -272,12 +274,16 @@ def cmd_plan(args):
     if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
         planned, naive = fmt_bytes(m.planned_bytes), fmt_bytes(m.naive_bytes)
     else:  # symbolic: the one printer, Max terms that can never win dropped
-        from cnngraph.present import printer
+        from cnngraph.ir import printer
 
         planned, naive = (printer.text(printer.simplify_max(b)) + " B" for b in (m.planned_bytes, m.naive_bytes))
-    print(f"planned activation memory per sample: {planned}  (buffers after reuse; MB = 2^20 B)")
-    print(f"naive sum per sample:                 {naive}  (every value its own buffer; the table's memory "
-          "counts layer outputs instead)")
+    print(f"planned arena per sample: {planned}  (buffers after reuse)")
+    print(f"naive sum per sample:     {naive}  (every value its own buffer)")
+    from cnngraph.analysis.cost import analyze
+    from cnngraph.ir.printer import memory_note
+
+    print(f"table's activation memory: {fmt_bytes(analyze(g).total.memory_bytes)}  (every layer output written once)")
+    print(memory_note("arena", "naive", "activations"))
     if args.steps:
         for i, s in enumerate(plan.steps):
             tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \

@@ -136,7 +136,9 @@ def fold_batchnorm(g, weights: dict | None = None):
             w = ws[f"{p}.weight"]
             b = ws[f"{p}.bias"].astype(np.float64) if pd["attrs"]["bias"] else np.zeros(cout)
             # scale and shift are computed in float64; the product rounds once to the weights' type
-            ws[f"{p}.weight"] = w * scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+            along = _role(h, p).scale_outputs  # which weight axis holds the output channels: the registry says
+            ws[f"{p}.weight"] = (along(w, scale.astype(w.dtype), pd["attrs"]) if along is not None
+                                 else w * scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1)))
             ws[f"{p}.bias"] = (b * scale + shift).astype(w.dtype)
             for f in ("weight", "bias", "running_mean", "running_var"):
                 ws.pop(f"{n}.{f}", None)

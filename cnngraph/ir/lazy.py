@@ -21,12 +21,24 @@ class LazyModule:
     def __init__(self, name: str):
         self._name = name
 
-    def __getattr__(self, attr):
-        module = importlib.import_module(self._name)
-        return getattr(module, attr)
+    def __getattr__(self, attr):  # only for names not read before: those are kept on the instance
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)
+        return value
 
     def __repr__(self):
         return f"<lazy module {self._name!r}{' (loaded)' if loaded(self._name) else ''}>"
+
+
+def is_sym(x) -> bool:
+    """``x`` is a sympy object. Never imports sympy: without sympy loaded there is none.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> is_sym(H), is_sym(2 * H), is_sym(224)
+    (True, True, False)
+    """
+    sp = sys.modules.get("sympy")
+    return sp is not None and isinstance(x, sp.Basic)
 
 
 def loaded(name: str) -> bool:

@@ -162,6 +162,26 @@ def _conv(b, n, ins, shapes, a, ws):
     return b.node("Conv", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
 
 
+def _conv_transpose(b, n, ins, shapes, a, ws):
+    _int(n, "in_channels", shapes[0][0])
+    _int(n, "out_channels", a["out_channels"])
+    w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
+    inputs = [ins[0], w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
+    attrs = _window_attrs(n, a)
+    attrs["dilations"] = _ints(n, "dilation", a["dilation"])
+    op = _ints(n, "output_padding", a["output_padding"])
+    pads, strides = attrs["pads"], attrs["strides"]
+    for ax in range(2):
+        # ONNX Runtime refuses an output padding not below the stride (PyTorch allows one below the
+        # dilation): cropping less at the end gives the same rows
+        if op[ax] >= strides[ax]:
+            take = min(op[ax], pads[2 + ax])
+            op[ax], pads[2 + ax] = op[ax] - take, pads[2 + ax] - take
+    if op != [0, 0]:
+        attrs["output_padding"] = op
+    return b.node("ConvTranspose", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
+
+
 def _linear(b, n, ins, shapes, a, ws):
     inputs = [ins[0], b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))]
     if a["bias"]:
@@ -206,6 +226,20 @@ def _channel_shuffle(b, n, ins, shapes, a, ws):
     grp, c = _int(n, "groups", a["groups"]), _int(n, "channels", shapes[0][0])
     shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
     t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, grp, c // grp, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    return b.node("Reshape", [t, shape], n, n)
+
+
+def _space_to_depth(b, n, ins, shapes, a, ws):
+    """SpaceToDepth is DCR only: CRD (PixelUnshuffle) is SpaceToDepth followed by the channel
+    shuffle that takes (i·r + j)·C + c to c·r² + i·r + j."""
+    r = _int(n, "block", a["block"])
+    if a["mode"] == "DCR":
+        return b.node("SpaceToDepth", ins, n, n, blocksize=r)
+    t = b.node("SpaceToDepth", ins, f"{n}/dcr", f"{n}/dcr", blocksize=r)
+    c = _int(n, "channels", shapes[0][0])
+    shape = b.node("Shape", [t], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [t, b.const(f"{n}/grouped", [0, r * r, c, -1])], f"{n}/reshape", f"{n}/reshape")
     t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
     return b.node("Reshape", [t, shape], n, n)
 
@@ -258,6 +292,7 @@ def _layer_scale(b, n, ins, shapes, a, ws):
 # the output name. Activations come from the registry (their ``onnx`` emitter).
 EMITTERS = {
     "conv2d": _conv,
+    "conv_transpose2d": _conv_transpose,
     "maxpool2d": lambda b, n, ins, shapes, a, ws: b.node("MaxPool", ins, n, n, ceil_mode=int(bool(a["ceil_mode"])),
                                                          **_window_attrs(n, a)),
     "avgpool2d": lambda b, n, ins, shapes, a, ws: b.node(
@@ -280,7 +315,13 @@ EMITTERS = {
     "concat": lambda b, n, ins, shapes, a, ws: b.node("Concat", ins, n, n, axis=1),
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
-    "scale": lambda b, n, ins, shapes, a, ws: b.node("Mul", [ins[0], b.scalar(f"{n}/factor", float(a["factor"]))], n, n),
+    "depth_to_space": lambda b, n, ins, shapes, a, ws: b.node("DepthToSpace", ins, n, n, blocksize=int(a["block"]),
+                                                             mode=a["mode"]),
+    "space_to_depth": _space_to_depth,
+    "scale": lambda b, n, ins, shapes, a, ws: _scale(b, n, ins[0], a),
+    "clip": lambda b, n, ins, shapes, a, ws: b.node(
+        "Clip", [ins[0], "" if a["low"] is None else b.scalar(f"{n}/min", float(a["low"])),
+                 "" if a["high"] is None else b.scalar(f"{n}/max", float(a["high"]))], n, n),
     "pad_channels": _pad_channels,
     "pad2d": _pad2d,
     "rbf": _rbf,
@@ -290,8 +331,6 @@ EMITTERS = {
     "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
     "blurpool2d": lambda b, n, ins, shapes, a, ws: _blurpool(b, n, ins[0], shapes[0], a),
     "channel_conv": lambda b, n, ins, shapes, a, ws: _channel_conv(b, n, ins[0], a, ws),
-    "space_to_depth": lambda b, n, ins, shapes, a, ws: b.node("SpaceToDepth", ins, n, n,
-                                                             blocksize=_int(n, "block", a["block"])),
 }
 
 
@@ -311,6 +350,15 @@ def _blurpool(b, n, x, shape, a):
     f = np.broadcast_to(ops.blur_filter(kh, kw).astype(np.float32), (C, 1, kh, kw))
     return b.node("Conv", [x, b.init(f"{n}/blur_filter", f)], n, n, group=C, kernel_shape=[kh, kw], strides=list(s),
                   pads=[0, 0, 0, 0])
+
+
+def _scale(b, n, x, a):
+    """factor·x + shift: a Mul, then an Add when there is a shift."""
+    if not a["shift"]:
+        return b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], n, n)
+    if a["factor"] != 1:
+        x = b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], f"{n}/mul", f"{n}/mul")
+    return b.node("Add", [x, b.scalar(f"{n}/shift", float(a["shift"]))], n, n)
 
 
 def _radix_softmax(b, n, x, a):

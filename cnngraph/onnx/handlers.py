@@ -6,6 +6,9 @@ returns the value(s) of the node's outputs: a :class:`Const` (folded), an :class
 layer it added), a :class:`Pointwise` (an element-wise chain, recognised when used) or a
 :class:`Pending` (part of a multi-node pattern such as group norm or a channel shuffle).
 Supporting a new op type is one more ``@handler("OpType")`` function.
+
+>>> HANDLERS["Conv"].__name__, "Relu" in HANDLERS
+('_conv', True)
 """
 from __future__ import annotations
 
@@ -185,6 +188,66 @@ def _blur(imp, node, w, groups, stride, dil, pads):
             name.endswith(".weight") or not np.allclose(w, ops.blur_filter(kh, kw)[None, None], rtol=0, atol=1e-7):
         return None
     return dict(kernel=(int(kh), int(kw)), stride=tuple(int(v) for v in stride))
+
+
+@handler("ConvTranspose")
+def _conv_transpose(imp, node, a, where):
+    """Transposed convolution: weight (C_in, C_out/group, kh, kw); pads from ``pads``, from
+    ``auto_pad`` or from ``output_shape`` (the total the spec derives, split as ``auto_pad`` says)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, "ConvTranspose")
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    if w.ndim != 4:
+        raise CnnGraphError(f"{where}: ConvTranspose weight must be 4-D (C_in, C_out/groups, kh, kw), got {list(w.shape)}")
+    kernel = list(a.get("kernel_shape", list(w.shape[2:])))
+    if kernel != list(w.shape[2:]):
+        raise ShapeError(where, "kernel_shape disagrees with the weight", f"kernel_shape {kernel}, weight {list(w.shape)}")
+    groups = a.get("group", 1)
+    if groups < 1 or ops.same(w.shape[0], x.shape[1]) is False:
+        raise ShapeError(where, "the weight's first axis must equal the input channels", f"{w.shape[0]} vs {x.shape[1]}")
+    strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+    out_pad = list(a.get("output_padding", [0, 0]))
+    if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2 or len(out_pad) != 2:
+        raise CnnGraphError(f"{where}: only 2-D transposed convolutions are supported (kernel {kernel})")
+    auto = a.get("auto_pad", "NOTSET")
+    target = a.get("output_shape")
+    if target is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [[0, 0], [0, 0]]
+        for ax in range(2):
+            L, s, d, k = x.shape[2 + ax], strides[ax], dil[ax], kernel[ax]
+            want = target[-2 + ax] if target is not None else L * s
+            total = ops.tidy(s * (L - 1) + out_pad[ax] + (k - 1) * d + 1 - want)
+            if not ops.is_int(total):
+                raise CnnGraphError(f"{where}: output_shape {list(target)} gives padding {total}, which depends on "
+                                    "the input size; give the input a numeric size")
+            total = int(total)
+            if total < 0:
+                raise CnnGraphError(f"{where}: output_shape {list(target)} is larger than the transposed convolution "
+                                    f"gives without padding along axis {2 + ax}; not supported")
+            lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            pads[ax] = [lo, total - lo]
+        pads = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
+    elif auto == "VALID":
+        pads = (0, 0, 0, 0)
+    elif auto in ("NOTSET", ""):
+        p = a.get("pads", [0, 0, 0, 0])
+        if len(p) != 4:
+            raise CnnGraphError(f"{where}: pads must have 4 values for a 2-D window, got {p}")
+        pads = tuple(p)
+    else:
+        raise CnnGraphError(f"{where}: unknown auto_pad {auto!r}")
+    if any(v < 0 for v in pads):
+        raise CnnGraphError(f"{where}: negative pads {list(pads)} are not supported")
+    ws = {"weight": w}
+    cout = int(w.shape[1]) * groups
+    if _in(node, 2):
+        b, _ = _float_const(imp, node, 2, where, "the bias")
+        if b.shape != (cout,):
+            raise ShapeError(where, "bias must have one value per output channel", f"bias {list(b.shape)}, C_out {cout}")
+        ws["bias"] = b
+    attrs = dict(out_channels=cout, kernel=tuple(kernel), stride=tuple(strides), padding=pads,
+                 output_padding=tuple(out_pad), dilation=tuple(dil), groups=groups, bias="bias" in ws)
+    return imp.new("conv_transpose2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
 
 
 def _pool_attrs(imp, x, a, where, op):
@@ -567,6 +630,18 @@ def _flatten(imp, node, a, where):
     if a.get("axis", 1) % len(x.shape) != 1:
         raise CnnGraphError(f"{where}: Flatten is supported from axis 1 (keeping the batch), got axis {a.get('axis')}")
     return imp.new("flatten", {}, [x], where)
+
+
+@handler("DepthToSpace", "SpaceToDepth")
+def _blocks(imp, node, a, where):
+    """DepthToSpace (mode DCR, ONNX's default, or CRD: PyTorch's pixel shuffle) and SpaceToDepth (DCR)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, node.op_type)
+    mode = a.get("mode", "DCR") if node.op_type == "DepthToSpace" else "DCR"
+    if "blocksize" not in a:
+        raise CnnGraphError(f"{where}: {node.op_type} needs its blocksize attribute")
+    op = "depth_to_space" if node.op_type == "DepthToSpace" else "space_to_depth"
+    return imp.new(op, dict(block=int(a["blocksize"]), mode=mode), [x], where)
 
 
 @handler("Dropout")
@@ -1012,19 +1087,12 @@ def _reshape_value(imp, v, shape, where):
             return base
         if v.kind == "view" and len(shape) == 4 and _same_shape(shape, v.shape):
             return v
+        if v.kind == "blocks_moved" and _same_shape(shape, (v.shape[0], ops.prod(v.shape[1:4])) + v.shape[4:]):
+            return imp.new("space_to_depth", dict(block=v.info["block"], mode=v.info["mode"]), [base], where)
         if v.kind == "view" and len(shape) == 5 and same_size(ops.prod(shape[1:3]), base.shape[1]) and \
                 all(ops.is_int(d) and int(d) == 1 for d in shape[3:]):
             # an attention vector N×C viewed as N×radix×C/radix×1×1 (ResNeSt's x_attn.reshape)
             return Pending("split_channels", base, shape, where, dict(groups=shape[1]))
-        if v.kind == "s2d_perm" and len(shape) == 4 and same_size(shape[1], ops.prod(v.shape[1:4])):
-            # timm's SpaceToDepth: view (N, C, H/b, b, W/b, b), permute (0, 3, 5, 1, 2, 4), view
-            return imp.new("space_to_depth", dict(block=v.info["block"]), [base], where)
-        if v.kind == "unsqueezed" and isinstance(base, (Act, Pointwise)) and len(base.shape) == 2:
-            base = imp.act(base, where)
-            if _same_shape(shape, base.shape):
-                return base
-            if len(shape) == 4 and same_size(shape[1], base.shape[1]) and shape[2] == 1 and shape[3] == 1:
-                return Pending("view", base, shape, where)
         if v.kind == "radix_softmaxed":
             y = v.src
             if _same_shape(shape, y.shape):
@@ -1050,10 +1118,11 @@ def _reshape_value(imp, v, shape, where):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
             return Pending("split_channels", x, shape, where, dict(groups=shape[1]))
-    if len(x.shape) == 4 and len(shape) == 6 and same_size(shape[1], x.shape[1]) and ops.is_int(shape[3]) and \
-            same_size(shape[3], shape[5]) and same_size(shape[2] * shape[3], x.shape[2]) and \
-            same_size(shape[4] * shape[5], x.shape[3]):
-        return Pending("s2d_view", x, shape, where, dict(block=int(shape[3])))
+    if len(x.shape) == 4 and len(shape) == 6 and ops.is_int(shape[3]) and shape[3] == shape[5] \
+            and same_size(shape[1], x.shape[1]) and same_size(shape[2] * shape[3], x.shape[2]) \
+            and same_size(shape[4] * shape[5], x.shape[3]):
+        # N×C×(H/r)×r×(W/r)×r: the first step of PixelUnshuffle / TResNet's space-to-depth
+        return Pending("blocks", x, shape, where, dict(block=int(shape[3])))
     if len(x.shape) in (2, 4) and len(shape) == 4 and ops.is_int(shape[1]) and ops.is_int(shape[2]) and \
             divides(int(shape[1]) * int(shape[2]), x.shape[1]) and same_size(ops.prod(shape[1:]), ops.prod(x.shape[1:])):
         # N×C×H×W viewed as N×groups×radix×(rest): the first step of a radix softmax
@@ -1098,13 +1167,6 @@ def _expand(imp, node, a, where):
     return v
 
 
-@handler("SpaceToDepth")
-def _space_to_depth(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
-    _need_rank(x, (4,), where, "SpaceToDepth")
-    return imp.new("space_to_depth", dict(block=int(a["blocksize"])), [x], where)
-
-
 @handler("Transpose")
 def _transpose(imp, node, a, where):
     v = imp.val(node.input[0], where)
@@ -1116,9 +1178,11 @@ def _transpose(imp, node, a, where):
     if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
         x = imp.act(v, where)
         return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
-    if isinstance(v, Pending) and v.kind == "s2d_view" and perm == [0, 3, 5, 1, 2, 4]:
-        b = v.info["block"]
-        return Pending("s2d_perm", v.src, (v.shape[0], b, b, v.shape[1], v.shape[2], v.shape[4]), where, v.info)
+    if isinstance(v, Pending) and v.kind == "blocks" and perm in ([0, 1, 3, 5, 2, 4], [0, 3, 5, 1, 2, 4]):
+        # C, r, r first: PixelUnshuffle's channel order c·r² + i·r + j (CRD); r, r, C first: DCR
+        shape = tuple(v.shape[k] for k in perm)
+        mode = "CRD" if perm[1] == 1 else "DCR"
+        return Pending("blocks_moved", v.src, shape, where, dict(block=v.info["block"], mode=mode))
     if isinstance(v, Pending) and v.kind == "radix_view" and perm == [0, 2, 1, 3]:
         return Pending("radix_swapped", v.src, (v.shape[0], v.shape[2], v.shape[1], v.shape[3]), where, v.info)
     if isinstance(v, Pending) and v.kind == "split_channels":
@@ -1375,7 +1439,17 @@ def _binary_pending(imp, node, op, x, y, where):
 def _binary_generic(imp, node, op, x, y, where):
     if isinstance(x, Act) and isinstance(y, Act) and op in ("Add", "Sum", "Mul"):
         return imp._merge(op, [x, y], where)
+    if isinstance(x, Act) and isinstance(y, Act) and op == "Sub" and x is not y:
+        return _difference(imp, x, y, where)
     return _binary_values(imp, node, op, x, y, where)
+
+
+def _difference(imp, x, y, where):
+    """x − y of two tensors: x + (−1)·y (a scale and an add layer)."""
+    if not _same_shape(x.shape, y.shape):
+        raise CnnGraphError(f"{where}: Sub of tensors of different shapes ({ops.fmt_shape(x.shape)} and "
+                            f"{ops.fmt_shape(y.shape)}) is not supported")
+    return imp._merge("Sub", [x, y], where)
 
 
 def _binary_values(imp, node, op, x, y, where):
@@ -1385,7 +1459,9 @@ def _binary_values(imp, node, op, x, y, where):
     if px is not None and py is not None and px[0] is not py[0]:
         if op in ("Add", "Sum", "Mul"):
             return imp._merge(op, [imp.act(x, where), imp.act(y, where)], where)
-        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add and mul are)")
+        if op == "Sub":
+            return _difference(imp, imp.act(x, where), imp.act(y, where), where)
+        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add, sub and mul are)")
     src = (px or py)[0]
     chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
     operands = (px[2] if px else x, py[2] if py else y)
