@@ -1093,6 +1093,12 @@ def _reshape_value(imp, v, shape, where):
                 all(ops.is_int(d) and int(d) == 1 for d in shape[3:]):
             # an attention vector N×C viewed as N×radix×C/radix×1×1 (ResNeSt's x_attn.reshape)
             return Pending("split_channels", base, shape, where, dict(groups=shape[1]))
+        if v.kind == "unsqueezed" and isinstance(base, (Act, Pointwise)) and len(base.shape) == 2:
+            base = imp.act(base, where)
+            if _same_shape(shape, base.shape):
+                return base
+            if len(shape) == 4 and same_size(shape[1], base.shape[1]) and shape[2] == 1 and shape[3] == 1:
+                return Pending("view", base, shape, where)
         if v.kind == "radix_softmaxed":
             y = v.src
             if _same_shape(shape, y.shape):
