@@ -7,7 +7,7 @@ basic: ResNet basic block: ...
   the seeds: Total FLOPs: 18HWC² (seed 000)
   cost             18HWC²
   params           18C²
-  memory           5HWC
+  memory ... 5HWC
 ...
 0
 """
