@@ -931,6 +931,10 @@ activation("prelu", "prelu", Activation(
 
 register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
+register(Op("log_softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
+            label=lambda a, ins, out: "log softmax",
+            doc="log softmax over the channel/feature axis, x − max − log Σ exp(x − max) (exp, sum, subtract; "
+                "MNIST-style classifiers' F.log_softmax)"))
 
 
 def _radix_softmax_shape(a, ins, ctx):
