@@ -129,3 +129,9 @@ def test_names_only_when_asked():
     plain, named = to_dot(g), to_dot(g, names=True)
     assert ">conv1</FONT>" not in plain and ">conv1</FONT>" in named
     assert ">input</FONT>" not in named  # the input box says "Input 3×227×227" already
+
+
+def test_side_by_side_branches_are_not_counted_as_repeats():
+    lay = layout(zoo.build("inception_resnet_v2"), depth="block")
+    assert _cluster(lay, "mixed_7a").label == "mixed_7a"  # not "mixed_7a · 3 × branch"
+    assert _cluster(lay, "repeat_1").label == "repeat_1 · 20 × Block17"

@@ -489,14 +489,19 @@ def _light(g, n) -> bool:
 
 
 def _repeats(g, nodes_in, subs) -> str:
-    """"6 × Bottleneck" when ``subs`` are two or more blocks of one kind, each with at least two
-    layers of its own (convs, pools, merges); "" otherwise: Inception-v3's seven BasicConv2d
-    (conv + BN + ReLU) in a module are its layers, not a repetition."""
+    """"6 × Bottleneck" when ``subs`` are two or more blocks of one kind, one feeding the next,
+    each with at least two layers of its own (convs, pools, merges); "" otherwise:
+    Inception-v3's seven BasicConv2d (conv + BN + ReLU) in a module are its layers, and
+    Inception-ResNet's three branches side by side are not a repetition."""
     kinds = {s[-1][1] for s in subs}
     if len(subs) < 2 or len(kinds) > 1:
         return ""
     if any(sum(not _light(g, n) for n in nodes_in[s]) < 2 for s in subs):
         return ""
+    for a, b in zip(subs, subs[1:]):  # one after another: side-by-side branches are not repeats
+        before = set(nodes_in[a])
+        if not any(i in before for n in nodes_in[b] for i in g.nodes[n]["inputs"]):
+            return ""
     return f"{len(subs)} × {subs[0][-1][1]}"
 
 
