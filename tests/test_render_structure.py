@@ -135,3 +135,10 @@ def test_side_by_side_branches_are_not_counted_as_repeats():
     lay = layout(zoo.build("inception_resnet_v2"), depth="block")
     assert _cluster(lay, "mixed_7a").label == "mixed_7a"  # not "mixed_7a · 3 × branch"
     assert _cluster(lay, "repeat_1").label == "repeat_1 · 20 × Block17"
+
+
+def test_a_lone_box_is_framed_only_as_a_branch_of_a_common_source():
+    # SE-ResNet's projection shortcut is parallel to the block's `se` frame but not fed like it:
+    # no frame, as in plain ResNet-50.
+    for model in ("se_resnet50", "resnet50"):
+        assert not any(c.label == "downsample" for c in layout(zoo.build(model)).clusters), model

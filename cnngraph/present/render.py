@@ -521,8 +521,9 @@ def _cluster_label(g, scope, nodes_in, subs, top: bool) -> str:
 
 def _clusters(g, boxes, children, nodes_in, edges, wrap=frozenset()):
     """Nested clusters where the architecture has groups: scopes of two or more boxes, and a
-    one-box scope drawn beside sibling branches (GoogLeNet's ``branch1``, a lone 1×1 conv, is
-    a branch as much as ``branch2``). No cluster for a wrapper (a scope of :func:`wrappers`,
+    one-box scope fed by the same box as sibling branches and parallel to them all
+    (GoogLeNet's ``branch1``, a lone 1×1 conv, is a branch as much as ``branch2``; SE-ResNet's
+    ``downsample`` beside the block's ``se`` is not). No cluster for a wrapper (a scope of :func:`wrappers`,
     or one holding all its parent holds but the merge that closes it: MobileNet v2's ``conv``
     inside an inverted residual)."""
     inside: dict = {}  # scope -> box ids
@@ -562,11 +563,15 @@ def _clusters(g, boxes, children, nodes_in, edges, wrap=frozenset()):
             chosen[scope] = None
         else:
             singles.append(scope)
-    for scope in singles:  # a lone box beside sibling branches, parallel to all of them, is a branch too
+    def sources(scope):  # boxes outside the scope that feed it
+        mine = set(inside[scope])
+        return {e.src for e in edges if e.dst in mine and e.src not in mine}
+
+    for scope in singles:  # a lone box fed like sibling branches and parallel to them all is a branch too
         within = set(inside.get(scope[:-1], boxes)) if scope[:-1] else set(boxes)
         mine = set(inside[scope])
         sibs = [t for kind, t in children[scope[:-1]] if kind == "scope" and t != scope and t in inside]
-        if any(t in chosen for t in sibs) and all(
+        if any(t in chosen and sources(t) & sources(scope) for t in sibs) and all(
                 not reaches(mine, set(inside[t]), within) and not reaches(set(inside[t]), mine, within) for t in sibs):
             chosen[scope] = None
     order = [s for s in children if s in chosen]  # parents before children, graph order
