@@ -142,3 +142,14 @@ def test_a_lone_box_is_framed_only_as_a_branch_of_a_common_source():
     # no frame, as in plain ResNet-50.
     for model in ("se_resnet50", "resnet50"):
         assert not any(c.label == "downsample" for c in layout(zoo.build(model)).clusters), model
+
+
+def test_block_depth_never_draws_a_wrapper_as_the_block():
+    # MobileNet v3's features.N.block wraps all of features.N but the residual add: the inverted
+    # residual itself is the block, its add inside the box.
+    g = graph.as_graph(zoo.build("mobilenet_v3_large"))
+    lay = layout(g, depth="block", collapse=0)
+    labels = [b.label for b in lay.boxes.values()]
+    assert "block" not in labels and labels.count("features.4") == 1
+    assert lay.box_of["features.4.add"] == lay.box_of["features.4.block.0.0"]
+    assert not any(b.kind == "merge" for b in lay.boxes.values())

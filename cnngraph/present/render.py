@@ -319,7 +319,9 @@ def units(g, order, depth: str) -> dict:
     """{raw node: scope drawn as one box} for ``depth`` ``stage`` or ``block`` ({} for ``layer``).
 
     A stage is a top-level scope, or a child of a :func:`wrappers` scope (torchvision's
-    ``features``); a block is one level below.
+    ``features``); a block is one level below, unless that level only wraps the stage's layers
+    (MobileNet v3's ``features.4.block`` holds all of ``features.4`` but its residual add):
+    then the stage is the block.
     """
     if depth not in DEPTHS:
         raise CnnGraphError(f"depth must be stage, block or layer, got {depth!r}")
@@ -327,14 +329,28 @@ def units(g, order, depth: str) -> dict:
     if not level:
         return {}
     wrap = wrappers(g, order)
-    out = {}
+    held: dict = {}  # scope -> its layers that are not merges
+    for n in order:
+        if ops.get(g.nodes[n]["op"]).kind != "merge":
+            p = tuple(g.nodes[n].get("path") or ())
+            for k in range(1, len(p) + 1):
+                held[p[:k]] = held.get(p[:k], 0) + 1
+    out, promoted = {}, set()
     for n in order:
         p = tuple(g.nodes[n].get("path") or ())
         start = 0
         while start < len(p) and p[:start + 1] in wrap:
             start += 1
         if len(p) >= start + level:
-            out[n] = p[:start + level]
+            u = p[:start + level]
+            if level > 1 and held.get(u, 0) == held.get(u[:-1], -1):
+                u = u[:-1]  # a wrapper of its parent's layers: the parent is the block
+                promoted.add(u)
+            out[n] = u
+    for n in order:  # the promoted block's own layers (its residual add) join it
+        p = tuple(g.nodes[n].get("path") or ())
+        if n not in out and p in promoted:
+            out[n] = p
     return out
 
 
