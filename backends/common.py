@@ -381,6 +381,16 @@ def build_softmax(step, plan, rt):
     return run
 
 
+def build_log_softmax(step, plan, rt):
+    xp = rt.xp
+
+    def run(ins, out, res):
+        t = ins[0] - ins[0].max(axis=-1, keepdims=True)
+        out[...] = t - xp.log(xp.exp(t).sum(axis=-1, keepdims=True))
+
+    return run
+
+
 def build_radix_softmax(step, plan, rt):
     """Channels (groups, radix, k) -> softmax over radix -> channels (radix, groups, k)."""
     xp = rt.xp
@@ -650,7 +660,7 @@ GENERIC: dict = {
     "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
     "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
-    "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
+    "softmax": build_softmax, "log_softmax": build_log_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
     "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,

@@ -33,7 +33,7 @@ __all__ = [
     "Net", "Tensor", "scope", "block",
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
-    "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
+    "softmax", "log_softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "clip", "pad_channels", "rbf",
     "depth_to_space", "space_to_depth",
     "leaky_relu", "elu", "mish", "softplus", "gelu_tanh", "prelu",
@@ -306,6 +306,11 @@ for _name in ops.ACTIVATIONS:
 
 def softmax(x, name=None, title=None):
     return x.net.layer("softmax", [x], {}, name, title)
+
+
+def log_softmax(x, name=None, title=None):
+    """``F.log_softmax(x, dim=1)``: the log of the softmax over channels/features."""
+    return x.net.layer("log_softmax", [x], {}, name, title)
 
 
 def batchnorm(x, eps: float = 1e-5, affine: bool = True, name=None, title=None):

@@ -161,6 +161,7 @@ TABLE = {
     "layernorm": lambda w, xs, a, hw: F.layer_norm(xs[0], tuple(xs[0].shape[1:]), w("weight"), w("bias"), a["eps"]),
     "lrn": lambda w, xs, a, hw: F.local_response_norm(xs[0], a["size"], a["alpha"], a["beta"], a["k"]),
     "softmax": lambda w, xs, a, hw: torch.softmax(xs[0], dim=1),
+    "log_softmax": lambda w, xs, a, hw: torch.log_softmax(xs[0], dim=1),
     "dropout": lambda w, xs, a, hw: xs[0],
     "identity": lambda w, xs, a, hw: xs[0],
     "flatten": lambda w, xs, a, hw: torch.flatten(xs[0], 1),

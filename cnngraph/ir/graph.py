@@ -24,7 +24,7 @@ import functools
 
 import networkx as nx
 
-from cnngraph.ir import ops
+from cnngraph.ir import ops, printer
 from cnngraph.ir.errors import CnnGraphError, GraphError, ShapeError
 
 
@@ -90,7 +90,7 @@ def outside_domain(g, values: dict):
     >>> from cnngraph.ir.symbols import H, W
     >>> g = zoo.build("alexnet", input=(3, H, W))
     >>> outside_domain(g, {"H": 8, "W": 8})
-    'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
+    'features.2: kernel fits the padded input along H needs ⌊H/4 − 7/4⌋ + 1 ≥ 3, false at H = 8, W = 8'
     >>> outside_domain(g, {"H": 224, "W": 224}) is None
     True
     """
@@ -102,7 +102,7 @@ def outside_domain(g, values: dict):
         v = rel.subs(at)
         if v is sympy.false:
             shown = ", ".join(f"{k} = {x}" for k, x in values.items())
-            return f"{layer}: {rule} needs {rel}, false at {shown}"
+            return f"{layer}: {rule} needs {printer.relation(rel)}, false at {shown}"
     return None
 
 

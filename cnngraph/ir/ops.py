@@ -328,6 +328,7 @@ class Op:
     inplace_ports: tuple = ()  # input ports the kernel may overwrite with its output
     fusion: str = None  # "anchor": a step that takes an epilogue; "act": an epilogue activation
     absorbs_norm: bool = False  # a following batch norm folds into its weights (conv, linear)
+    scale_outputs: Callable = None  # (weight, per-output-channel scale, attrs) -> scaled weight; None: along axis 0
     folds: bool = False  # folds into the conv or linear layer before it (batch norm)
     passthrough: bool = False  # the identity at inference (dropout, identity)
     elementwise: bool = False  # combines its inputs element by element (add, mul): drawn as a circle, shallower inputs are shortcuts
@@ -537,6 +538,14 @@ def _conv_transpose_macs(a, ins, out):
     return tidy(numel(ins[0]) * div(a["out_channels"], a["groups"]) * kh * kw)
 
 
+def _conv_transpose_scale_outputs(w, s, a):
+    """The weight with output channel g·(C_out/G) + o scaled by s: the axis 1 of each group's
+    (C_in/G, C_out/G, kh, kw) block (a batch norm folded into the transposed convolution)."""
+    G = int(a["groups"])
+    cin, og = w.shape[0], w.shape[1]
+    return (w.reshape(G, cin // G, og, *w.shape[2:]) * s.reshape(G, 1, og, 1, 1)).reshape(w.shape)
+
+
 def _conv_transpose_label(a, ins, out):
     kh, kw = a["kernel"]
     s = f"{kh}x{kw} conv^T, {a['out_channels']}"
@@ -557,7 +566,7 @@ register(Op("conv_transpose2d", "conv", (1, 1), _conv_transpose_shape, macs=_con
             defaults=dict(stride=(1, 1), padding=(0, 0, 0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1,
                           bias=True),
             weights=_conv_transpose_weights, window=_window, spatial="transposed", filters="out_channels",
-            fusion="anchor"))
+            fusion="anchor", absorbs_norm=True, scale_outputs=_conv_transpose_scale_outputs))
 
 
 def _pool_shape(a, ins, ctx):
@@ -861,6 +870,10 @@ activation("prelu", "prelu", Activation(
 
 register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
+register(Op("log_softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
+            label=lambda a, ins, out: "log softmax",
+            doc="log softmax over the channel/feature axis, x − max − log Σ exp(x − max) (exp, sum, subtract; "
+                "MNIST-style classifiers' F.log_softmax)"))
 
 
 def _radix_softmax_shape(a, ins, ctx):

@@ -253,6 +253,12 @@ def simplify_max(expr):
     return sympy.sympify(expr, strict=True).replace(lambda e: isinstance(e, sympy.Max), one)
 
 
+# How each syntax writes a relation: a size's condition H + 4 ≥ 11
+_RELATIONS = {op: dict(zip(("text", "latex", "plain"), forms)) for op, forms in {
+    ">=": ("≥", r"\geq", ">="), "<=": ("≤", r"\leq", "<="), ">": (">", ">", ">"), "<": ("<", "<", "<"),
+    "==": ("=", "=", "=="), "!=": ("≠", r"\neq", "!=")}.items()}
+
+
 def _decimal_text(x) -> str:
     """A float as a plain decimal, never with an exponent: 0.000032, 0.0276, 1.5."""
     out = f"{float(x):.12f}".rstrip("0").rstrip(".")
@@ -299,6 +305,8 @@ class _Printer:
             return self.symbol(e)
         if e.is_Float:
             return _decimal_text(e)
+        if e.is_Relational:
+            return f"{self(e.lhs)} {_RELATIONS[e.rel_op][self.style]} {self(e.rhs)}"
         if isinstance(e, sympy.Function) or e.is_Function:
             return self.function(e)
         if e is sympy.oo:
@@ -461,6 +469,16 @@ def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     left = render(sympy.expand(lhs), fmt, unknown)
     right = render(sympy.sympify(rhs, strict=True), fmt, unknown)
     return f"{left} = {right}"
+
+
+def relation(rel, fmt: str = "text") -> str:
+    """A condition on sizes, each side laid out as :func:`size` does: ``⌊H/4 − 7/4⌋ + 1 ≥ 3``.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> relation(sympy.Ge(sympy.floor(H / 4 - sympy.Rational(7, 4)) + 1, 3))
+    '⌊H/4 − 7/4⌋ + 1 ≥ 3'
+    """
+    return f"{size(rel.lhs, fmt)} {_RELATIONS[rel.rel_op]['plain' if fmt == 'json' else fmt]} {size(rel.rhs, fmt)}"
 
 
 def size(x, fmt: str = "text") -> str:

@@ -390,6 +390,7 @@ PENDING_TEXT = {
     "split_channels": "a channel-split reshape",
     "swapped": "a channel-split reshape and transpose",
     "blocks": "a reshape into r×r blocks of space",
+    "half_squeezed": "an N×C×1×1 tensor squeezed along its width only",
     "blocks_moved": "a reshape into r×r blocks of space and a transpose",
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",

@@ -302,6 +302,7 @@ EMITTERS = {
     "flatten": lambda b, n, ins, shapes, a, ws: b.node("Flatten", ins, n, n, axis=1),
     "linear": _linear,
     "softmax": lambda b, n, ins, shapes, a, ws: b.node("Softmax", ins, n, n, axis=1),
+    "log_softmax": lambda b, n, ins, shapes, a, ws: b.node("LogSoftmax", ins, n, n, axis=1),
     "batchnorm": _batchnorm,
     "instancenorm": _instancenorm,
     "layernorm": _layernorm,

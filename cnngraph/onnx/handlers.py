@@ -532,19 +532,19 @@ def _lrn(imp, node, a, where):
     return imp.new("lrn", attrs, [x], where)
 
 
-@handler("Softmax")
+@handler("Softmax", "LogSoftmax")
 def _softmax(imp, node, a, where):
     v = imp.val(node.input[0], where)
-    if isinstance(v, Pending) and v.kind in ("radix_swapped", "swapped", "split_channels"):
+    if node.op_type == "Softmax" and isinstance(v, Pending) and v.kind in ("radix_swapped", "swapped", "split_channels"):
         return _radix_softmax(imp, node, a, where, v)
     x = imp.act(v, where)
     r = len(x.shape)
     axis = a.get("axis", -1 if imp.opset >= 13 else 1) % r
     ok = axis == 1 and (r == 2 or imp.opset >= 13)
     if not ok:
-        raise CnnGraphError(f"{where}: Softmax is supported over the channel/feature axis, got axis {a.get('axis')} "
-                            f"of shape {ops.fmt_shape(x.shape)} (opset {imp.opset})")
-    return imp.new("softmax", {}, [x], where)
+        raise CnnGraphError(f"{where}: {node.op_type} is supported over the channel/feature axis, got axis "
+                            f"{a.get('axis')} of shape {ops.fmt_shape(x.shape)} (opset {imp.opset})")
+    return imp.new("softmax" if node.op_type == "Softmax" else "log_softmax", {}, [x], where)
 
 
 def _radix_softmax(imp, node, a, where, v):
@@ -724,12 +724,17 @@ def _squeeze(imp, node, a, where):
     if node.op_type == "Squeeze" and isinstance(v, Pending) and v.kind == "lrn_window" and \
             [k % 5 for k in (axes or [1])] == [1]:
         return Pending("lrn_mean", v.src, v.src.shape, where, v.info)
+    if node.op_type == "Squeeze" and isinstance(v, Pending) and v.kind == "half_squeezed" and axes is not None \
+            and [k % 3 for k in axes] == [2]:
+        return imp.new("flatten", {}, [v.src], where)  # x.squeeze(-1).squeeze(-1), second step
     if node.op_type == "Squeeze":
         x = imp.act(v, where)
         axes = sorted(k % len(x.shape) for k in (axes if axes is not None else
                                                   [i for i, s in enumerate(x.shape) if s == 1 and i > 0]))
         if len(x.shape) == 4 and axes == [2, 3] and x.shape[2] == 1 and x.shape[3] == 1:
             return imp.new("flatten", {}, [x], where)
+        if len(x.shape) == 4 and axes == [3] and x.shape[2] == 1 and x.shape[3] == 1:
+            return Pending("half_squeezed", x, tuple(x.shape[:3]), where)
         raise CnnGraphError(f"{where}: Squeeze is supported for N×C×1×1 -> N×C, got axes {axes} of {ops.fmt_shape(x.shape)}")
     if isinstance(v, Pending) and v.kind == "square" and [k % 5 for k in axes] == [1]:
         return Pending("lrn_sq", v.src, (v.shape[0], 1) + tuple(v.shape[1:]), where)
