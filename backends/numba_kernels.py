@@ -17,7 +17,9 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from . import numba_cache  # noqa: F401  - before numba: kernels cache in the user's cache folder
-from numba import njit  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
@@ -32,18 +34,23 @@ for _opt in ("-runtime-memory-check-threshold=256", "-memory-check-merge-thresho
 
 # exp for sigmoid and SiLU without a library call, so the loops over channels vectorise
 # (LLVM's expf is scalar: 3 ns a value, 30× slower): 2^f by its Taylor series on
-# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n built from n's bits; arguments clamped
-# to [-87, 88], where exp stays a normal float32.
+# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n, a float32 whose exponent bits are
+# n + 127 (a bit cast, no arithmetic); arguments clamped to [-87, 88], where n + 127 stays in
+# [1, 254] and exp a normal float32.
 _LN2 = 0.6931471805599453
 _E1, _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(_LN2 ** i / math.factorial(i)) for i in range(1, 8))
-_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(2.0 ** (2 ** k)) for k in range(7))
 _LOG2E = np.float32(1.4426950408889634)
 
 
-@njit(inline="always", **JIT)
-def _pow2_bit(m, k, p):
-    """The factor of 2^m contributed by bit k of m (p = 2^(2^k)): p or 1, branch-free."""
-    return np.float32(1) + np.float32((m >> k) & 1) * (p - np.float32(1))
+@intrinsic
+def _bits_to_f32(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 ``bits`` (an LLVM bitcast: vectorises)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
 
 
 @njit(inline="always", **JIT)
@@ -54,11 +61,7 @@ def exp32(x):
     nf = np.floor(y + np.float32(0.5))
     f = y - nf
     p = np.float32(1) + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * (_E5 + f * (_E6 + f * _E7))))))
-    n = np.int32(nf)
-    m = abs(n)
-    s = (_pow2_bit(m, 0, _P0) * _pow2_bit(m, 1, _P1) * _pow2_bit(m, 2, _P2) * _pow2_bit(m, 3, _P3)
-         * _pow2_bit(m, 4, _P4) * _pow2_bit(m, 5, _P5) * _pow2_bit(m, 6, _P6))
-    return p * s if n >= 0 else p / s
+    return p * _bits_to_f32(np.int32((np.int32(nf) + np.int32(127)) << np.int32(23)))
 
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
@@ -436,16 +439,26 @@ def expand_groups(x, n, ih, xe, src):
     """Input row ``ih`` of sample n, each pixel's channels repeated per output channel of its
     group: ``xe[iw, ci, c] = x[n, ih, iw, src[ci, c]]`` with ``src[ci, g·og + o] = g·cg + ci``,
     so a grouped convolution can multiply whole rows of output channels at once
-    (:func:`grouped_rows`)."""
-    W = x.shape[2]
+    (:func:`grouped_rows`). Groups of at least 16 outputs store each value as a broadcast
+    run, narrower ones gather (``GROUPED_BROADCAST_MIN`` of the cost model)."""
+    W, Cin = x.shape[2], x.shape[3]
     cg, C = src.shape
+    G = Cin // cg
+    og = C // G
     for iw in range(W):
         xv = x[n, ih, iw]
         for ci in range(cg):
             ev = xe[iw, ci]
-            sv = src[ci]
-            for c in range(C):
-                ev[c] = xv[sv[c]]
+            if og >= 16:
+                for g in range(G):
+                    v = xv[g * cg + ci]
+                    gv = ev[g * og:(g + 1) * og]
+                    for o in range(og):
+                        gv[o] = v
+            else:
+                sv = src[ci]
+                for c in range(C):
+                    ev[c] = xv[sv[c]]
 
 
 @njit(**JIT)

@@ -136,9 +136,11 @@ def test_residual_into_its_own_buffer(geometry):
 
 
 def test_plans_choose_the_grouped_kernel_for_narrow_groups():
-    """ResNeXt-50 32×4d: the direct kernel for 4 and 8 channels per group at stride 1, batched
-    GEMMs from 16 on (the cost model of cnngraph.compiler.algorithms)."""
-    p = compile(zoo.build("resnext50_32x4d"), batch=1)
-    alg = {s.node: s.algorithm for s in p.steps if s.op == "conv2d" and s.attrs["groups"] > 1}
-    assert alg["layer1.0.conv2"] == alg["layer2.1.conv2"] == "grouped"
-    assert alg["layer3.1.conv2"] == alg["layer4.1.conv2"] == "im2col"
+    """ResNeXt-50 32×4d: the direct kernel for 4, 8 and 16 channels per group at stride 1, batched
+    GEMMs for 32 (the cost model of cnngraph.compiler.algorithms)."""
+    for batch in (1, 8):
+        p = compile(zoo.build("resnext50_32x4d"), batch=batch)
+        alg = {s.node: s.algorithm for s in p.steps if s.op == "conv2d" and s.attrs["groups"] > 1}
+        assert alg["layer1.0.conv2"] == alg["layer2.0.conv2"] == alg["layer2.1.conv2"] == "grouped"
+        assert alg["layer3.1.conv2"] == "grouped"
+        assert alg["layer4.0.conv2"] == alg["layer4.1.conv2"] == "im2col"
