@@ -156,6 +156,54 @@ def build_conv2d(step, plan, rt):
     return run
 
 
+def transpose_geometry(step) -> dict:
+    """A conv_transpose2d step's sizes as ints (:func:`conv_geometry`'s keys), ``oph``/``opw`` its
+    output padding, ``cg``/``og`` the input and output channels per group."""
+    k = conv_geometry(step)
+    k["oph"], k["opw"] = (int(v) for v in step.attrs["output_padding"])
+    k["cg"], k["og"] = k["cin"] // k["groups"], k["cout"] // k["groups"]
+    return k
+
+
+def pack_transpose_weight(w: np.ndarray, k: dict) -> np.ndarray:
+    """(C_in, C_out/G, kh, kw) → (G, C_in/G, kh·kw·C_out/G): one GEMM per group gives every
+    tap's contribution of each input pixel (columns: tap, then output channel)."""
+    G, cg, og = k["groups"], k["cg"], k["og"]
+    return np.ascontiguousarray(w.reshape(G, cg, og, k["kh"], k["kw"]).transpose(0, 1, 3, 4, 2)
+                                .reshape(G, cg, k["kh"] * k["kw"] * og))
+
+
+def build_conv_transpose2d(step, plan, rt):
+    """Every tap's product of the input (a GEMM per group) added into a strided window of the
+    uncropped output (scatter), then cropped by the padding."""
+    xp, k = rt.xp, transpose_geometry(step)
+    G, cg, og, kh, kw = k["groups"], k["cg"], k["og"], k["kh"], k["kw"]
+    wk = rt.asarray(pack_transpose_weight(weight(plan, step, "weight"), k).reshape(G, cg, kh, kw, og))
+    b = rt.asarray(weight(plan, step, "bias")) if "bias" in step.params else None
+    H, W = k["H"], k["W"]
+    full_h = (H - 1) * k["sh"] + k["dh"] * (kh - 1) + 1 + max(0, k["oph"] - k["pb"])
+    full_w = (W - 1) * k["sw"] + k["dw"] * (kw - 1) + 1 + max(0, k["opw"] - k["pr"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        N = x.shape[0]
+        xg = x.reshape(N, H, W, G, cg)
+        y = xp.zeros((N, full_h, full_w, G, og), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                r0, c0 = i * k["dh"], j * k["dw"]
+                y[:, r0:r0 + k["sh"] * (H - 1) + 1:k["sh"], c0:c0 + k["sw"] * (W - 1) + 1:k["sw"]] += \
+                    xp.einsum("nhwgc,gco->nhwgo", xg, wk[:, :, i, j])
+        y = y.reshape(N, full_h, full_w, k["cout"])[:, k["pt"]:k["pt"] + k["Ho"], k["pl"]:k["pl"] + k["Wo"]]
+        y = xp.ascontiguousarray(y)
+        if b is not None:
+            y += b
+        epilogue(rt, step, y, res)
+        out[...] = y
+
+    return run
+
+
 def build_linear(step, plan, rt):
     xp = rt.xp
     wt = rt.asarray(np.ascontiguousarray(weight(plan, step, "weight").T))
@@ -333,6 +381,22 @@ def build_softmax(step, plan, rt):
     return run
 
 
+def build_radix_softmax(step, plan, rt):
+    """Channels (groups, radix, k) -> softmax over radix -> channels (radix, groups, k)."""
+    xp = rt.xp
+    r, g = int(step.attrs["radix"]), int(step.attrs["groups"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        lead, C = x.shape[:-1], x.shape[-1]
+        t = x.reshape(lead + (g, r, C // (g * r)))
+        e = xp.exp(t - t.max(axis=-2, keepdims=True))
+        e = e / e.sum(axis=-2, keepdims=True)
+        out[...] = xp.swapaxes(e, -3, -2).reshape(out.shape)
+
+    return run
+
+
 def _affine_params(step, plan, rt, shape_fn):
     if "weight" not in step.params:
         return None, None
@@ -426,12 +490,24 @@ def build_channel_shuffle(step, plan, rt):
 
 
 def build_scale(step, plan, rt):
-    f = float(step.attrs["factor"])
+    f, b = np.float32(step.attrs["factor"]), np.float32(step.attrs.get("shift", 0.0))
 
     def run(ins, out, res):
-        y = ins[0] * np.float32(f)
+        y = ins[0] * f
+        if b:
+            y += b
         epilogue(rt, step, y, res)
         out[...] = y
+
+    return run
+
+
+def build_clip(step, plan, rt):
+    lo, hi = step.attrs["low"], step.attrs["high"]
+    lo, hi = (None if lo is None else np.float32(lo)), (None if hi is None else np.float32(hi))
+
+    def run(ins, out, res):
+        out[...] = rt.xp.clip(ins[0], lo, hi)
 
     return run
 
@@ -538,6 +614,31 @@ def build_layer_scale(step, plan, rt):
     return run
 
 
+# The NHWC axes order of each block rearrangement: depth_to_space reshapes (N, H, W, C) to
+# (N, H, W, c, r, r) for CRD / (N, H, W, r, r, c) for DCR, space_to_depth reshapes
+# (N, H, W, C) to (N, H/r, r, W/r, r, C); then one transpose and a reshape to the output.
+_BLOCK_AXES = {("depth_to_space", "CRD"): (0, 1, 4, 2, 5, 3), ("depth_to_space", "DCR"): (0, 1, 3, 2, 4, 5),
+               ("space_to_depth", "CRD"): (0, 1, 3, 5, 2, 4), ("space_to_depth", "DCR"): (0, 1, 3, 2, 4, 5)}
+
+
+def build_blocks(step, plan, rt):
+    """depth_to_space / space_to_depth (PixelShuffle, PixelUnshuffle) on channels-last arrays."""
+    r, mode = int(step.attrs["block"]), step.attrs["mode"]
+    axes = _BLOCK_AXES[step.op, mode]
+
+    def run(ins, out, res):
+        x = ins[0]
+        N, Hh, Ww, C = x.shape
+        if step.op == "depth_to_space":
+            c = C // (r * r)
+            v = x.reshape((N, Hh, Ww, c, r, r) if mode == "CRD" else (N, Hh, Ww, r, r, c))
+        else:
+            v = x.reshape(N, Hh // r, r, Ww // r, r, C)
+        out[...] = v.transpose(axes).reshape(out.shape)
+
+    return run
+
+
 def build_copy(step, plan, rt):
     def run(ins, out, res):
         out[...] = ins[0]
@@ -546,15 +647,17 @@ def build_copy(step, plan, rt):
 
 
 GENERIC: dict = {
-    "conv2d": build_conv2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
+    "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
     "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
     "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
     "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
-    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "pad2d": build_pad2d,
+    "dropout": build_copy, "identity": build_copy, "scale": build_scale, "clip": build_clip,
+    "depth_to_space": build_blocks, "space_to_depth": build_blocks, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
+    "radix_softmax": build_radix_softmax,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

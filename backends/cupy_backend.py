@@ -477,6 +477,50 @@ def build_conv2d(step, plan, rt):
     return run
 
 
+def build_conv_transpose2d(step, plan, rt):
+    """Transposed convolution: the GEMM of the input by the packed weights (every input pixel
+    times every tap, one per group) into the workspace, then the ``col2im_transpose`` gather
+    with bias and epilogue fused; samples in chunks that fit the workspace."""
+    dev, ws = _dev(rt), rt.extra["workspace"]
+    k = common.transpose_geometry(step)
+    G, cg, og = k["groups"], k["cg"], k["og"]
+    wm = dev.asarray(common.pack_transpose_weight(weight(plan, step, "weight"), k))
+    T = int(wm.shape[2])
+    bias = _bias(rt, plan, step)
+    a1, a2 = _codes(step)
+    hw = k["H"] * k["W"]
+    per_sample = hw * G * T
+    cap = rt.extra["workspace_elems"]
+
+    def chunk(n):  # samples per GEMM
+        return max(1, min(n, cap // max(per_sample, 1)))
+
+    ws.reserve("transpose_cols", lambda n: chunk(n) * per_sample)
+    gather = dev.kernel(K["col2im_transpose"])
+    e = _empty(rt)
+    geo = dict(H=k["H"], W=k["W"], Ho=k["Ho"], Wo=k["Wo"], Cout=k["cout"], kh=k["kh"], kw=k["kw"], sh=k["sh"],
+               sw=k["sw"], pt=k["pt"], pl=k["pl"], dh=k["dh"], dw=k["dw"], og=og, has_bias=int(bias is not None),
+               act1=a1, act2=a2)
+
+    def run(ins, out, res):
+        x = ins[0]
+        N = x.shape[0]
+        nb = chunk(N)
+        for n0 in range(0, N, nb):
+            nc = min(nb, N - n0)
+            M = nc * hw
+            cols = ws.get("transpose_cols", (G, M, T))
+            xs = x[n0:n0 + nc].reshape(M, G, cg)
+            if G == 1:
+                dev.matmul(xs.reshape(M, cg), wm[0], out=cols[0])
+            else:
+                dev.matmul(xs.transpose(1, 0, 2), wm, out=cols)
+            gather(cols=cols, bias=e if bias is None else bias, res=e if res is None else res, out=out, n0=n0, Nc=nc,
+                   has_res=int(res is not None), **geo)
+
+    return run
+
+
 def build_linear(step, plan, rt):
     fin, fout = int(step.in_shapes[0][0]), int(step.out_shape[0])
     k = dict(cin=fin, cout=fout, H=1, W=1, Ho=1, Wo=1, kh=1, kw=1, sh=1, sw=1, pt=0, pl=0, pb=0, pr=0, dh=1, dw=1,
@@ -607,8 +651,8 @@ def build_lrn(step, plan, rt):
 
 
 KERNELS = {
-    "conv2d": build_conv2d, "linear": build_linear, "batchnorm": build_batchnorm, "add": build_add,
-    "mul": build_mul, "scale": build_scale, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
+    "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear,
+    "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul, "scale": build_scale, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _adaptive(False), "adaptive_maxpool2d": _adaptive(True), "softmax": build_softmax,
     "lrn": build_lrn,
     **{a: build_act for a in ACTS},

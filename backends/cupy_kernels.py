@@ -61,6 +61,8 @@ ACTS: dict = {
     "leaky_relu": "v >= 0.f ? v : p * v",
     "elu": "v > 0.f ? v : p * expm1f(v)",
     "mish": "v * tanhf(fmaxf(v, 0.f) + log1pf(expf(-fabsf(v))))",
+    "softplus": "p * v > 20.f ? v : (fmaxf(p * v, 0.f) + log1pf(expf(-fabsf(p * v)))) / p",
+    "gelu_tanh": "0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)))",
 }
 
 
@@ -616,6 +618,58 @@ def _lrn_np(t, x, out, rows, C, size, alpha, beta, kk):
     t.st(out, base + t.c, t.ld(x, base + t.c) / denom)
 
 
+COL2IM_TRANSPOSE = Kernel(
+    "col2im_transpose",
+    "const float* cols, const float* bias, const float* res, float* out, int n0, int Nc, int H, int W, int Ho, "
+    "int Wo, int Cout, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int og, int has_bias, "
+    "int has_res, int act1, int act2",
+    (("n", "Nc"), ("oh", "Ho"), ("ow", "Wo"), ("co", "Cout")),
+    """
+// a transposed convolution's output, gathered from the GEMM of samples n0 .. n0+Nc: cols is
+// (G, Nc·H·W, kh·kw·og), input pixel times tap (i, j); output oh takes input ih through tap i
+// where oh = ih·sh − pt + i·dh (the same along W); bias and epilogue fused
+const int g = co / og, o = co % og, T = kh * kw * og;
+float acc = has_bias ? bias[co] : 0.f;
+for (int i = 0; i < kh; ++i) {
+    const int a = oh + pt - i * dh;
+    if (a < 0 || a % sh != 0 || a / sh >= H) continue;
+    for (int j = 0; j < kw; ++j) {
+        const int b = ow + pl - j * dw;
+        if (b < 0 || b % sw != 0 || b / sw >= W) continue;
+        acc += cols[((long long)g * Nc * H * W + (n * H + a / sh) * W + b / sw) * T + (i * kw + j) * og + o];
+    }
+}
+acc = cnn_act(acc, act1, 0.f);
+const int q = (((n0 + n) * Ho + oh) * Wo + ow) * Cout + co;
+if (has_res) acc += res[q];
+out[q] = cnn_act(acc, act2, 0.f);
+""",
+    None,
+    aliases={"out": ("res",)},
+    doc="the gather (col2im) of a transposed convolution after its GEMM, epilogue fused",
+)
+
+
+def _col2im_transpose_np(t, cols, bias, res, out, n0, Nc, H, W, Ho, Wo, Cout, kh, kw, sh, sw, pt, pl, dh, dw, og,
+                         has_bias, has_res, act1, act2):
+    def tap(i, j):
+        a, b = t.oh + pt - i * dh, t.ow + pl - j * dw
+        ok = (a >= 0) & (a % sh == 0) & (a // sh < H) & (b >= 0) & (b % sw == 0) & (b // sw < W)
+        g, o = t.co // og, t.co % og
+        return ok, ((g * Nc * H * W + (t.n * H + a // sh) * W + b // sw) * (kh * kw * og) + (i * kw + j) * og + o)
+
+    acc = t.ld(bias, t.co) if has_bias else t.zeros()
+    for i in range(kh):
+        for j in range(kw):
+            ok, idx = t.memo(("tap", i, j), lambda: tap(i, j))
+            acc = np.where(ok, acc + t.ld(cols, idx, mask=ok), acc)
+    acc = act_numpy(acc, act1)
+    q = t.memo("out", lambda: (((n0 + t.n) * Ho + t.oh) * Wo + t.ow) * Cout + t.co)
+    if has_res:
+        acc = acc + t.ld(res, q)
+    t.st(out, q, act_numpy(acc, act2))
+
+
 def _with(k: Kernel, fn) -> Kernel:
     return Kernel(k.name, k.signature, k.space, k.body, fn, k.aliases, k.doc)
 
@@ -623,7 +677,8 @@ def _with(k: Kernel, fn) -> Kernel:
 KERNELS: dict = {k.name: k for k in (
     _with(EPILOGUE, _epilogue_np), _with(IM2COL, _im2col_np), _with(DIRECT_CONV, _direct_conv_np),
     _with(MAXPOOL, _maxpool_np), _with(AVGPOOL, _avgpool_np), _with(ADAPTIVE_POOL, _adaptive_pool_np),
-    _with(MUL_BCAST, _mul_bcast_np), _with(SOFTMAX, _softmax_np), _with(LRN, _lrn_np))}
+    _with(MUL_BCAST, _mul_bcast_np), _with(SOFTMAX, _softmax_np), _with(LRN, _lrn_np),
+    _with(COL2IM_TRANSPOSE, _col2im_transpose_np))}
 
 
 # ---------------------------------------------------------------- launches (shared by every device)

@@ -8,6 +8,11 @@ kernel compiles once.
 
 Activation codes are the registry's (:attr:`cnngraph.ir.ops.Activation.code`, 0 none); :func:`act_row`
 holds one branch per activation of this backend's kernel table :data:`ACT_ROW_CODES`.
+
+>>> import numpy as np
+>>> t = np.array([-2.0, 0.5, 7.0], np.float32)
+>>> act_row(t, 1); t  # in place: ReLU is activation code 1 (cnngraph.ir.ops)
+array([0. , 0.5, 7. ], dtype=float32)
 """
 from __future__ import annotations
 
@@ -66,7 +71,8 @@ def exp32(x):
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
 ACT_ROW_CODES = {"relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "silu": 5, "hardswish": 6, "hardsigmoid": 7, "gelu": 8,
-                 "leaky_relu": 9, "elu": 10, "mish": 11}
+                 "leaky_relu": 9, "elu": 10, "mish": 11, "softplus": 13,
+                 "gelu_tanh": 14}
 
 
 @njit(**JIT)
@@ -109,6 +115,16 @@ def act_row(t, code, p=0.0):
     elif code == 11:
         for c in range(n):
             t[c] = t[c] * np.float32(math.tanh(max(t[c], np.float32(0)) + math.log1p(math.exp(-abs(t[c])))))
+    elif code == 14:
+        for c in range(n):
+            v = t[c]
+            t[c] = np.float32(0.5) * v * (np.float32(1) + np.float32(math.tanh(
+                np.float32(0.7978845608028654) * (v + np.float32(0.044715) * v * v * v))))
+    elif code == 13:
+        for c in range(n):
+            b = np.float32(p) * t[c]
+            if b <= np.float32(20):  # PyTorch's threshold: x itself above it
+                t[c] = np.float32((max(b, np.float32(0)) + math.log1p(math.exp(-abs(b)))) / p)
 
 
 @njit(**JIT)
@@ -624,3 +640,108 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
         ov = of[base:base + RC]
         for e in range(RC):
             ov[e] = acc[e]
+
+
+@njit(**JIT)
+def col2im_transpose(cols, out, n0, t0, t1, H, W, kh, kw, sh, sw, pt, pl, dh, dw, og, bias, res, a1, a2):
+    """A transposed convolution's output rows t0:t1 of (n, oh) gathered from ``cols``, the GEMM
+    of samples n0… (``cols[g, (n − n0, ih, iw), (i, j, o)]``: input pixel times tap (i, j)):
+    output (oh, ow) takes input (ih, iw) through tap (i, j) where oh = ih·sh − pt + i·dh
+    (and the same along W). Gathering (not scattering) lets threads own output rows; the
+    bias and the epilogue are fused."""
+    G = cols.shape[0]
+    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
+    acc = np.empty(C, np.float32)
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        for ow in range(Wo):
+            if bias.shape[0] > 0:
+                for c in range(C):
+                    acc[c] = bias[c]
+            else:
+                acc[:] = 0
+            for i in range(kh):
+                num = oh + pt - i * dh
+                if num < 0 or num % sh != 0 or num // sh >= H:
+                    continue
+                ih = num // sh
+                for j in range(kw):
+                    num2 = ow + pl - j * dw
+                    if num2 < 0 or num2 % sw != 0 or num2 // sw >= W:
+                        continue
+                    row = ((n - n0) * H + ih) * W + num2 // sw
+                    base = (i * kw + j) * og
+                    for g in range(G):
+                        src = cols[g, row, base:base + og]
+                        for o in range(og):
+                            acc[g * og + o] += src[o]
+            store_pixel(acc, out, res, n, oh, ow, a1, a2)
+
+
+@njit(**JIT)
+def prelu_rows(x, out, r0, r1, slope):
+    """PReLU for rows r0:r1 of (N·H·W, C): x, or slope·x below 0; ``slope`` has one value or one per channel."""
+    C = x.shape[1]
+    one = slope.shape[0] == 1
+    for r in range(r0, r1):
+        xv, ov = x[r], out[r]
+        if one:
+            s = slope[0]
+            for c in range(C):
+                v = xv[c]
+                ov[c] = v if v >= 0 else s * v
+        else:
+            for c in range(C):
+                v = xv[c]
+                ov[c] = v if v >= 0 else slope[c] * v
+
+
+@njit(**JIT)
+def layernorm_rows(x, out, r0, r1, eps, gamma, beta):
+    """Layer norm over the channels of each row r0:r1 of (N·H·W, C) (ConvNeXt's LayerNorm2d):
+    mean and variance in float64, then γ, β per channel (``gamma`` empty: no affine)."""
+    C = x.shape[1]
+    affine = gamma.shape[0] > 0
+    for r in range(r0, r1):
+        xv, ov = x[r], out[r]
+        s = 0.0
+        for c in range(C):
+            s += xv[c]
+        mean = s / C
+        v = 0.0
+        for c in range(C):
+            d = xv[c] - mean
+            v += d * d
+        inv = 1.0 / np.sqrt(v / C + eps)
+        m32, i32 = np.float32(mean), np.float32(inv)
+        if affine:
+            for c in range(C):
+                ov[c] = (xv[c] - m32) * i32 * gamma[c] + beta[c]
+        else:
+            for c in range(C):
+                ov[c] = (xv[c] - m32) * i32
+
+
+@njit(**JIT)
+def resize_rows(x, out, t0, t1, ih, wh, iw, ww, nearest):
+    """Nearest or bilinear resizing for output rows t0:t1 of (n, oh): output (oh, ow) is
+    wh[oh, 0]·(ww[ow, 0]·x[ih0, iw0] + ww[ow, 1]·x[ih0, iw1]) + wh[oh, 1]·(…row ih1…), PyTorch's
+    order of operations; nearest reads the one tap (ih0, iw0)."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        h0, h1 = ih[oh, 0], ih[oh, 1]
+        a, b = wh[oh, 0], wh[oh, 1]
+        for ow in range(Wo):
+            w0, w1 = iw[ow, 0], iw[ow, 1]
+            ov = out[n, oh, ow]
+            x00 = x[n, h0, w0]
+            if nearest:
+                for c in range(C):
+                    ov[c] = x00[c]
+            else:
+                p, q = ww[ow, 0], ww[ow, 1]
+                x01, x10, x11 = x[n, h0, w1], x[n, h1, w0], x[n, h1, w1]
+                for c in range(C):
+                    ov[c] = a * (p * x00[c] + q * x01[c]) + b * (p * x10[c] + q * x11[c])

@@ -51,13 +51,20 @@ AT_MATRIX = {
 }
 
 
-def filter_transform(w, m: int) -> np.ndarray:
-    """``U`` as (α², C_in, C_out) float32 from filters ``w`` (C_out, C_in, 3, 3), in float64."""
+def filter_transform(w, m: int, block: int = 32) -> np.ndarray:
+    """``U`` as (α², C_in, C_out) float32 from filters ``w`` (C_out, C_in, 3, 3), computed in
+    float64 ``block`` output channels at a time (the float64 temporaries of a whole 512-channel
+    layer would take about 100 MB at once, more than the packed result)."""
     Gm = G_MATRIX[m]
-    t = np.tensordot(np.asarray(w, np.float64), Gm, axes=([3], [1]))  # (o, c, i, b): contracts j
-    u = np.tensordot(t, Gm, axes=([2], [1]))  # (o, c, b, a): contracts i
     a = m + 2
-    return np.ascontiguousarray(u.transpose(3, 2, 1, 0).reshape(a * a, w.shape[1], w.shape[0]), dtype=np.float32)
+    co, ci = w.shape[0], w.shape[1]
+    U = np.empty((a * a, ci, co), np.float32)
+    for o0 in range(0, co, block):
+        wb = np.asarray(w[o0:o0 + block], np.float64)
+        t = np.tensordot(wb, Gm, axes=([3], [1]))  # (o, c, i, b): contracts j
+        u = np.tensordot(t, Gm, axes=([2], [1]))  # (o, c, b, a): contracts i
+        U[:, :, o0:o0 + block] = u.transpose(3, 2, 1, 0).reshape(a * a, ci, -1)
+    return U
 
 
 @njit(**JIT, inline="always")

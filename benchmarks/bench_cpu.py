@@ -68,13 +68,14 @@ def setup(peer: str, model: str, batch: int, onnx_path: str | None = None):
     g, ws = model_and_weights(model)
     x = make_input(g, batch)
     if peer == "cnngraph":
-        from cnngraph.backends.numba_backend import executor
+        from cnngraph.backends.numba_backend import executor, release_free_memory
         from cnngraph.compiler import compile
 
         plan = compile(g, ws, batch=batch)
         del ws
         ex = executor(plan)
         plan.weights = None  # packed into the kernels; the folded copy is no longer needed
+        release_free_memory()
         return (lambda: ex.run(x)[0]), x
     if peer == "onnxruntime":
         if onnx_path is None:

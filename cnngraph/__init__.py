@@ -18,6 +18,7 @@ models; :mod:`cnngraph.cli` the commands.
 from __future__ import annotations
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,33 @@ def from_torch(module, input=None, name=None):
     from cnngraph.ir.symbols import H, W
 
     return convert(module, input=input if input is not None else (3, H, W), name=name)
+
+
+def svg(g) -> str:
+    """The SVG diagram of graph ``g`` (:func:`cnngraph.present.render.to_svg`): what a
+    notebook shows for a graph."""
+    from cnngraph.present.render import to_svg
+
+    return to_svg(g)
+
+
+def notebook_display(shell=None) -> bool:
+    """Make IPython (``shell``, default the running one) draw every graph as its SVG diagram.
+
+    Registered by the class's name, so neither the graph module nor the renderer is imported
+    until a graph is shown; called when cnngraph is imported inside IPython. True when a shell
+    took it.
+    """
+    if shell is None:
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None:
+        return False
+    shell.display_formatter.formatters["image/svg+xml"].for_type_by_name("cnngraph.ir.graph", "CnnGraph", svg)
+    return True
+
+
+notebook_display()
 
 
 def __getattr__(name: str):

@@ -23,8 +23,6 @@ import contextvars
 import functools
 from dataclasses import dataclass
 
-import sympy
-
 from cnngraph.ir import graph as _graph
 from cnngraph.ir.errors import CnnGraphError, ShapeError
 from cnngraph.ir import ops
@@ -36,9 +34,10 @@ __all__ = [
     "conv2d", "maxpool2d", "avgpool2d", "adaptive_avgpool2d", "adaptive_maxpool2d", "global_avgpool",
     "flatten", "linear", "relu", "relu6", "tanh", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu",
     "softmax", "batchnorm", "layernorm", "groupnorm", "instancenorm", "lrn", "dropout", "identity",
-    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "pad_channels", "rbf",
-    "leaky_relu", "elu", "mish", "prelu",
-    "resize", "layernorm2d", "layer_scale",
+    "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "clip", "pad_channels", "rbf",
+    "depth_to_space", "space_to_depth",
+    "leaky_relu", "elu", "mish", "softplus", "gelu_tanh", "prelu",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax", "conv_transpose2d",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -216,6 +215,28 @@ def conv2d(x: Tensor, out_channels, kernel_size=3, stride=1, padding=0, dilation
     return x.net.layer("conv2d", [x], attrs, name, title, base="conv")
 
 
+def conv_transpose2d(x: Tensor, out_channels, kernel_size=2, stride=1, padding=0, output_padding=0, groups=1,
+                     bias: bool = True, dilation=1, name=None, title=None) -> Tensor:
+    """Transposed 2-D convolution, as ``torch.nn.ConvTranspose2d`` (same argument order):
+    ``padding`` crops (an int, a pair or top, left, bottom, right), ``output_padding`` adds
+    rows and columns at the end.
+
+    >>> from cnngraph.ir.symbols import H, W
+    >>> net = Net("up")
+    >>> conv_transpose2d(net.input(64, H, W), 32, 2, stride=2).shape
+    (32, 2*H, 2*W)
+    >>> conv_transpose2d(Net("up2").input(8, 5, 5), 4, 3, stride=2, padding=1, output_padding=1).shape
+    (4, 10, 10)
+    """
+    ln = _layer_name(name, "conv_transpose2d")
+    k = _pair(kernel_size, "kernel_size", ln)
+    d = _pair(dilation, "dilation", ln)
+    attrs = dict(out_channels=out_channels, kernel=k, stride=_pair(stride, "stride", ln),
+                 padding=_pads(padding, k, d, ln), output_padding=_pair(output_padding, "output_padding", ln),
+                 dilation=d, groups=groups, bias=bool(bias))
+    return x.net.layer("conv_transpose2d", [x], attrs, name, title, base="upconv")
+
+
 def _pool(op, base, x, kernel_size, stride, padding, ceil_mode, name, title, **extra):
     ln = _layer_name(name, op)
     k = _pair(kernel_size, "kernel_size", ln)
@@ -305,7 +326,9 @@ def instancenorm(x, eps: float = 1e-5, affine: bool = False, name=None, title=No
 
 
 def lrn(x, size=5, alpha=1e-4, beta=0.75, k=1.0, name=None, title=None):
-    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``."""
+    """Local response normalization across channels (AlexNet), as ``torch.nn.LocalResponseNorm``:
+    x / (k + alpha/size·Σx²)^beta over ``size`` neighbouring channels; ``k > 0`` and ``alpha ≥ 0``
+    (the base stays positive, so the output is finite for every input)."""
     return x.net.layer("lrn", [x], dict(size=size, alpha=alpha, beta=beta, k=k), name, title, base="norm")
 
 
@@ -360,10 +383,10 @@ def chunk(x, n: int, name=None):
     C = x.shape[0]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # a count of tensors, so a number
         raise ShapeError(name or "chunk", "chunk count must be a positive integer", f"n={n!r}")
-    step = sympy.Integer(C) / n if isinstance(C, int) else C / n
-    if step.is_integer is False:
+    step = ops.div(C, n)  # an int when n divides C, else a sympy quotient
+    if not ops.is_int(step) and step.is_integer is False:
         raise ShapeError(name or "chunk", "chunk count must divide the channels", f"{n} chunks of {C} channels")
-    step = int(step) if step.is_Integer else step
+    step = ops.tidy(step)
     base = name or "split"
     return [channel_slice(x, i * step, (i + 1) * step, name=f"{base}{i}" if name else None) for i in range(n)]
 
@@ -374,9 +397,29 @@ def _flat(xs):
     return list(xs)
 
 
-def scale(x, factor, name=None, title=None):
-    """``x * factor`` for a constant factor, no parameters (Inception-ResNet's residual scaling)."""
-    return x.net.layer("scale", [x], dict(factor=factor), name, title, base="scale")
+def scale(x, factor, shift=0.0, name=None, title=None):
+    """``x * factor + shift`` for constant numbers, no parameters (Inception-ResNet's residual
+    scaling; ``x * 0.5 + 1.0`` in a user's forward)."""
+    return x.net.layer("scale", [x], dict(factor=factor, shift=shift), name, title, base="scale")
+
+
+def depth_to_space(x, block, mode="CRD", name=None, title=None):
+    """C·r² channels into r×r blocks of space: ``nn.PixelShuffle(block)`` (mode CRD) or ONNX's
+    DepthToSpace in DCR order."""
+    return x.net.layer("depth_to_space", [x], dict(block=block, mode=mode), name, title, base="depth_to_space")
+
+
+def space_to_depth(x, block, mode="CRD", name=None, title=None):
+    """r×r blocks of space into C·r² channels: ``nn.PixelUnshuffle(block)`` (mode CRD) or ONNX's
+    SpaceToDepth and TResNet's SpaceToDepth (mode DCR)."""
+    return x.net.layer("space_to_depth", [x], dict(block=block, mode=mode), name, title, base="space_to_depth")
+
+
+def clip(x, low=None, high=None, inplace: bool = False, name=None, title=None):
+    """``torch.clamp(x, low, high)`` (``nn.Hardtanh(low, high)``); None leaves a side unbounded."""
+    attrs = dict(low=None if low is None else float(low), high=None if high is None else float(high),
+                 inplace=bool(inplace))
+    return x.net.layer("clip", [x], attrs, name, title, base="clip")
 
 
 def pad_channels(x, after, stride=1, before=0, name=None, title=None):
@@ -423,3 +466,15 @@ def layernorm2d(x, eps: float = 1e-6, affine: bool = True, name=None, title=None
 def layer_scale(x, field: str = "weight", name=None, title=None):
     """A learned per-channel scale γ·x (ConvNeXt); its weight is ``{name}.{field}``."""
     return x.net.layer("layer_scale", [x], dict(field=field), name, title)
+
+
+def radix_softmax(x, radix: int, groups: int = 1, name=None, title=None):
+    """Split attention's softmax over ``radix`` groups of channels (ResNeSt's rSoftMax with
+    ``groups`` = cardinality; SKNet's selection over its paths with groups 1): channels read as
+    (groups, radix, k), softmax over radix, written as (radix, groups, k).
+
+    >>> net = Net("attn")
+    >>> radix_softmax(net.input(8, 1, 1), radix=2).shape
+    (8, 1, 1)
+    """
+    return x.net.layer("radix_softmax", [x], dict(radix=radix, groups=groups), name, title, base="rsoftmax")

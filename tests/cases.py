@@ -19,7 +19,8 @@ from cnngraph.compiler.weights import init
 from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgpool2d, batchnorm, channel_shuffle,
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
-                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale)
+                          scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, conv_transpose2d,
+                          radix_softmax, clip, softplus, depth_to_space, space_to_depth)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -59,6 +60,19 @@ OP_CASES: dict = {
     "conv_groups2_batched_gemm": _conv(c=64, cout=64, kernel_size=3, padding=1, groups=2),
     "depthwise_stride2": _conv(cout=8, kernel_size=3, padding=1, stride=2, groups=8),
     "depthwise_mult2": _conv(cout=16, kernel_size=5, padding=2, groups=8),
+    # transposed convolutions: a U-Net's 2×2 up-convolution; stride 2 with cropping padding, output
+    # padding and groups, its epilogue fused; asymmetric (ONNX) padding with dilation and a stride per
+    # axis; stride 1 with output padding below the dilation; one in place over a skip (residual)
+    "upconv2x2_stride2": (8, lambda x: conv_transpose2d(x, 6, 2, stride=2)),
+    "upconv3x3_pad_outpad_groups_relu": (8, lambda x: relu(conv_transpose2d(x, 12, 3, stride=2, padding=1,
+                                                                            output_padding=1, groups=4))),
+    "upconv_asym_dilated": (8, lambda x: conv_transpose2d(x, 5, (3, 4), stride=(3, 2), padding=(0, 1, 2, 3),
+                                                          output_padding=(2, 1), dilation=(1, 2), bias=False)),
+    "upconv_stride1_dilation_outpad": (8, lambda x: conv_transpose2d(x, 4, 3, padding=2, output_padding=1,
+                                                                     dilation=2)),
+    "upconv_residual_in_place": (8, lambda x: relu(add(conv_transpose2d(conv2d(x, 16, 3, stride=2, padding=1), 8, 3,
+                                                                        stride=2, padding=1, output_padding=(0, 0)),
+                                                       x))),
     "residual_block_in_place": (8, _residual_block),
     "grouped_residual_in_place": (8, lambda x: _residual_block(x, groups=4)),
     "wide_grouped_residual": (64, lambda x: _residual_block(x, groups=2)),
@@ -77,6 +91,12 @@ OP_CASES: dict = {
     "add3_relu": (8, lambda x: relu(add(x, sigmoid(x), tanh(x)))),
     "add3_dropout_identity": (8, lambda x: add(x, dropout(relu(x, inplace=False)), identity(x))),
     "scale": (8, lambda x: scale(x, 0.17)),
+    "scale_shift": (8, lambda x: scale(x, -0.5, shift=1.25)),
+    "depth_to_space_crd": (8, lambda x: depth_to_space(x, 2)),
+    "depth_to_space_dcr": (8, lambda x: depth_to_space(x, 2, mode="DCR")),
+    "space_to_depth_crd": (8, lambda x: space_to_depth(pad2d(x, (0, 0, 1, 1)), 2)),
+    "space_to_depth_dcr": (8, lambda x: space_to_depth(pad2d(x, (1, 0, 2, 1)), 3, mode="DCR")),
+    "clip_both_and_above": (8, lambda x: clip(clip(x, -0.5, 0.8), high=0.3)),
     "flatten_linear_relu_softmax": (8, lambda x: softmax(relu(linear(flatten(x), 7)))),
     "linear_bn": (8, lambda x: batchnorm(linear(flatten(x), 7))),
     "norms": (8, lambda x: instancenorm(layernorm(groupnorm(x, 4)), affine=True)),
@@ -92,12 +112,19 @@ OP_CASES: dict = {
     "leaky_relu_slope": (8, lambda x: leaky_relu(conv2d(x, 8, 1), negative_slope=0.2)),
     "elu_alpha": (8, lambda x: elu(conv2d(x, 8, 1), alpha=0.7)),
     "prelu_per_channel": (8, lambda x: prelu(conv2d(x, 8, 1), num_parameters=8)),
+    "softplus_beta": (8, lambda x: softplus(conv2d(x, 8, 1), beta=2.5)),
     # resizing: nearest by 2, bilinear by 1.5, align_corners to a size, to another tensor's size
     "resize_nearest_x2": (8, lambda x: resize(x, 2)),
     "resize_bilinear_x1.5": (8, lambda x: resize(x, 1.5, mode="bilinear")),
     "resize_bilinear_corners_size": (8, lambda x: resize(x, size=(13, 7), mode="bilinear", align_corners=True)),
     "resize_like": (8, lambda x: add(resize(maxpool2d(x, 2), like=x, mode="bilinear"), x)),
     "layernorm2d_layer_scale": (8, lambda x: layer_scale(layernorm2d(x))),
+    # ConvNeXt's block end: a layer scale (timm's `gamma`) with the residual add fused into its epilogue
+    "layer_scale_residual_fused": (8, lambda x: add(layer_scale(layernorm2d(conv2d(x, 8, 1), affine=False),
+                                                                field="gamma"), x)),
+    "resize_nearest_down_up_size": (8, lambda x: resize(x, size=(5, 17))),
+    # split attention: softmax over 2 radix groups of a 2-cardinality 12-channel map (k = 3)
+    "radix_softmax_groups": (12, lambda x: radix_softmax(x, radix=2, groups=2)),
 }
 
 

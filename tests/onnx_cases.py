@@ -10,7 +10,7 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_shuffle, chunk, concat, conv2d, dropout, flatten, gelu, global_avgpool, groupnorm,
                           hardsigmoid, hardswish, identity, instancenorm, layernorm, linear, lrn, maxpool2d, mul, relu,
                           pad2d, pad_channels, rbf, relu6, scale, scope, sigmoid, silu, softmax, tanh, leaky_relu, elu,
-                          mish, prelu, resize, layernorm2d, layer_scale)
+                          mish, prelu, resize, layernorm2d, layer_scale, conv_transpose2d)
 from cnngraph.ir.errors import ShapeError
 from cases import rel_err  # noqa: F401  (re-exported: the suite's one error measure)
 
@@ -95,6 +95,11 @@ def all_ops_net(input=(6, 17, 19)):
             resize(x, 2, name="up_nearest"), resize(x, 1.5, mode="bilinear", name="up_bilinear"),
             resize(x, size=(7, 9), mode="bilinear", align_corners=True, name="up_corners"),
             resize(small, like=x, mode="bilinear", name="up_like"), resize(small, (2, 3), name="up_nearest_rect"))]
+    # transposed convolutions: grouped with cropping and output padding; asymmetric pads and dilation
+    sides += [flatten(t, name=f"{t.name}_flat") for t in (
+        conv_transpose2d(x, 6, 3, stride=2, padding=1, output_padding=1, groups=3, name="upconv_grouped"),
+        conv_transpose2d(x, 4, (2, 3), stride=(2, 1), padding=(0, 1, 1, 0), dilation=(1, 2), bias=False,
+                         name="upconv_asym"))]
     s = adaptive_avgpool2d(x, (4, 5), name="adaptive_avg_uneven")  # 6×6 -> 4×5: overlapping windows
     t = adaptive_maxpool2d(x, (5, 4), name="adaptive_max_uneven")
     t = sigmoid(t, name="sig")

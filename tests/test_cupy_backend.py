@@ -37,7 +37,8 @@ def test_op_matches_numba_and_generic(name):
 def test_residual_cases_really_run_in_place():
     """The in-place cases write the block's output over its residual (the GEMM then goes
     through the workspace; the direct kernel reads each residual element before writing it)."""
-    for name in ("residual_block_in_place", "grouped_residual_in_place", "wide_grouped_residual"):
+    for name in ("residual_block_in_place", "grouped_residual_in_place", "wide_grouped_residual",
+                 "upconv_residual_in_place"):
         plan, _ = case_data(build_case(name))
         assert any(cb._aliases(plan, s) for s in plan.steps), name
 

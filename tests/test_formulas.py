@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 from cnngraph import analyze, formulas, zoo
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.cli import main
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.formulas import Formula, block, equal_cost, limit, network, ratio, study
@@ -297,6 +297,33 @@ def test_floors_collapsed_stay_exact(model, size):
         assert nf.totals[f](H=size, W=size) == getattr(numeric, f), f
     if model == "vgg16":
         assert "⌊H/32⌋⌊W/32⌋" in nf.totals["macs"].text
+
+
+def test_adaptive_pool_counts_its_windows_at_every_size():
+    """An adaptive pool reads each of its windows (PyTorch's ⌊i·n/o⌋ … ⌈(i+1)·n/o⌉), and
+    the symbolic count evaluates to the numeric one at every size. Found by the torchvision
+    sweep: AlexNet at 63×63 pools a 1×1 map to 6×6, where the numeric count (largest window
+    times outputs) and the symbolic one (C·H·W) disagreed."""
+    from cnngraph.dsl import Net, adaptive_avgpool2d, adaptive_maxpool2d, conv2d
+
+    def graph(n, o, op):
+        net = Net("a")
+        op(conv2d(net.input(3, n, n + 1), 4, 3, stride=2, padding=1, name="conv"), o, name="pool")
+        return net.graph
+
+    def windows(n, o):  # summed window sizes, window by window
+        return sum(-(-(i + 1) * n // o) - i * n // o for i in range(o))
+
+    for op in (adaptive_avgpool2d, adaptive_maxpool2d):
+        for o in ((1, 1), (2, 3), (6, 6), (7, 4)):
+            sym = analyze(graph(H, o, op)).rows[-1].costs
+            for n in range(1, 30):
+                num = analyze(graph(n, o, op)).rows[-1].costs
+                m, m1 = (n + 1) // 2, (n + 2) // 2  # the conv's output: ⌈n/2⌉ × ⌈(n+1)/2⌉
+                assert num.all_ops == 4 * windows(m, o[0]) * windows(m1, o[1]), (op, o, n)
+                assert sympy.sympify(sym.all_ops).xreplace({H: n}) == num.all_ops, (op, o, n)
+    conv, pool = analyze(graph(H, (1, 1), adaptive_avgpool2d)).rows[-2:]
+    assert sympy.expand(pool.costs.all_ops - sympy.Mul(*conv.output_shape)) == 0  # global: C·H′·W′, nothing more
 
 
 # ---------------------------------------------------------------- presentation

@@ -231,6 +231,10 @@ def _dsl_cases():
     for v in (math.nan, 1.0, -0.1):
         cases.append((f"dropout p={v!r}", lambda x, v=v: dsl.dropout(x, v), "p must be a probability"))
     cases.append(("lrn alpha=nan", lambda x: dsl.lrn(x, 5, alpha=math.nan), "alpha must be a finite number"))
+    # a negative alpha or k makes the base k + α/n·Σx² negative for large inputs: NaN (found by the
+    # property test of test_property_inputs.py)
+    cases.append(("lrn alpha=-1", lambda x: dsl.lrn(x, 2, alpha=-1.0), "LRN needs k > 0 and alpha ≥ 0"))
+    cases.append(("lrn k=0", lambda x: dsl.lrn(x, 2, k=0.0), "LRN needs k > 0 and alpha ≥ 0"))
     cases.append(("conv2d groups=3 of 4 channels", conv(groups=3, out_channels=6), "groups must divide in_channels"))
     return cases
 

@@ -72,7 +72,7 @@ def test_activation_codes_are_explicit_and_every_backend_table_agrees():
 def _param(name):
     """A non-default parameter value of activation ``name`` (0 when it has none)."""
     p = ops.get(name).activation.param
-    return 0.0 if p is None else {"negative_slope": 0.2, "alpha": 0.7}[p]
+    return 0.0 if p is None else {"negative_slope": 0.2, "alpha": 0.7, "beta": 2.5}[p]
 
 
 def _reference(name, v64, p):

@@ -5,6 +5,8 @@ import shutil
 import pytest
 import sympy
 
+import cnngraph
+
 from cnngraph import analyze, zoo
 from cnngraph.cli import main
 from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu, scope
@@ -114,11 +116,16 @@ def test_inception_branches_side_by_side():
     assert len(sources) == 4  # the four branches meet at the filter concatenation
     if shutil.which("dot") is None:
         pytest.skip("dot not installed: layout positions not checked")
-    # Graphviz places the four branches side by side: their last boxes on one rank, at four x positions.
+    # Graphviz places the four branches side by side, in the order written: their first boxes
+    # on one rank, branch1 (a lone 1×1 conv, in a cluster of its own) leftmost.
     placed = json.loads(dot_to(to_dot(g, title=False), "json"))
     pos = {o["name"]: tuple(map(float, o["pos"].split(","))) for o in placed["objects"] if "pos" in o}
-    assert len({pos[b][1] for b in sources}) == 1
-    assert len({pos[b][0] for b in sources}) == 4
+    branches = [lay_c for lay_c in lay.clusters if lay_c.id in block.children]
+    assert [c.label for c in branches] == ["branch1", "branch2", "branch3", "branch4"]
+    firsts = [c.boxes[0] for c in branches]
+    assert len({pos[b][1] for b in firsts}) == 1
+    xs = [pos[b][0] for b in firsts]
+    assert xs == sorted(xs) and len(set(xs)) == 4
 
 
 def test_symbolic_shapes_on_edges_and_sizes_text():
@@ -126,9 +133,28 @@ def test_symbolic_shapes_on_edges_and_sizes_text():
     dot = to_dot(g, shapes=True)
     for s in ("3×32h×32w", "64×16h×16w", "64×8h×8w", "512×h×w", "512 "):
         assert s in dot
-    assert fmt_size(2 * C) == "2C" and fmt_size(18 * H * W * C**2) == "18C²HW"
+    assert fmt_size(2 * C) == "2C" and fmt_size(18 * H * W * C**2) == "18HWC²"
     assert fmt_shape((2 * C, sympy.floor(H / 2), sympy.floor(W / 2))) == "2C×⌊H/2⌋×⌊W/2⌋"
     assert human(61_100_840) == "61.1M" and human(999) == "999" and human(1_500) == "1.5k"
+
+
+def test_one_printer_for_diagrams_tables_formulas_and_errors():
+    from cnngraph.dsl import add as add_
+    from cnngraph.ir import ops, printer
+    from cnngraph.ir.errors import ShapeError
+    from cnngraph.present import tables
+
+    shape = (2 * C, sympy.floor(H / 2 - sympy.Rational(1, 2)) + 1, W)
+    assert fmt_shape(shape) == ops.fmt_shape(shape) == printer.shape(shape) == "2C×(⌊H/2 − 1/2⌋ + 1)×W"
+    cost = 18 * C**2 * H * W  # a basic block's multiply-adds: the slides write 18HWC²
+    assert fmt_size(cost) == human(cost) == tables._expr(cost) == printer.text(printer.slides_form(cost)) == "18HWC²"
+    from cnngraph.formulas import block
+
+    assert str(block("basic").cost) == "18HWC²"
+    net = Net("bad")
+    x = net.input(C, H, W)
+    with pytest.raises(ShapeError, match="2C×H×W"):
+        add_(conv2d(x, 2 * C, 1), x)
 
 
 def test_costs_on_boxes_match_the_cost_model():
@@ -174,7 +200,17 @@ def test_render_files_and_stamp(tmp_path):
     assert render(g, tmp_path / "r.dot").read_text().startswith("digraph resnet18")
     with pytest.raises(CnnGraphError, match="use a .svg"):
         render(g, tmp_path / "r.jpeg")
-    assert g._repr_svg_().startswith("<?xml")
+    assert cnngraph.svg(g) == svg  # what a notebook shows: registered with IPython by name
+    registered = []
+
+    class Formatter:
+        def for_type_by_name(self, module, name, fn):
+            registered.append((module, name, fn))
+
+    shell = type("Shell", (), {"display_formatter": type("D", (), {"formatters": {"image/svg+xml": Formatter()}})()})()
+    assert cnngraph.notebook_display(shell)
+    (module, name, fn), = registered
+    assert type(g).__module__ == module and type(g).__name__ == name and fn(g) == svg
 
 
 @needs_dot

@@ -4,6 +4,8 @@ checks of tests/torch_models.py.
 The models are chosen by a rule, not by hand: every timm module (family) of convolutional
 networks in CNN_MODULES, its models ranked by the SHA-1 of their names, the first PER_FAMILY
 of them with at most MAX_PARAMS parameters (counted on the meta device, without allocating).
+Each is checked at 64×64 and 96×96, or at the two smallest larger sizes its own forward pass
+accepts (Inception v3/v4 and Inception-ResNet-v2 refuse inputs under 75×75).
 tests/reference/timm_onnx.json records, for each chosen model, "ok" or the reason it fails;
 a model recorded "ok" must pass every check, a recorded failure is an expected failure
 (docs/own-models.md lists each one with its reason). Regenerate the record with
@@ -32,6 +34,7 @@ CNN_MODULES = ["byobnet", "convnext", "cspnet", "densenet", "dla", "dpn", "effic
 PER_FAMILY = 4
 MAX_PARAMS = 60_000_000
 SIZES = (64, 96)
+LARGER = (128, 160, 192, 224)  # for models whose own forward refuses 64×64 (Inception: at least 75)
 RECORD = Path(__file__).parent / "reference" / "timm_onnx.json"
 SAMPLE = ["ghostnet_050", "fasternet_t0"]  # two quick ones for `make test`
 
@@ -65,10 +68,26 @@ def build(name):
     return timm.create_model(name, pretrained=False).eval()
 
 
+def sizes_for(model):
+    """The two smallest of SIZES + LARGER at which the PyTorch model itself runs."""
+    ok = []
+    for s in SIZES + LARGER:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, s, s))
+        except RuntimeError:
+            continue
+        ok.append(s)
+        if len(ok) == 2:
+            return tuple(ok)
+    return SIZES
+
+
 def outcome(name):
     """"ok", or the first line of the error (what the record holds)."""
     try:
-        check_onnx(build(name), SIZES)
+        m = build(name)
+        check_onnx(m, sizes_for(m))
         return "ok"
     except AssertionError as e:
         return f"check failed: {str(e).splitlines()[0][:200]}"
@@ -92,7 +111,8 @@ def test_timm_model_through_onnx(name):
     (its recorded reason and today's are both shown; one that starts working passes)."""
     want = _record().get(name, "ok")
     if want == "ok":
-        check_onnx(build(name), SIZES)
+        m = build(name)
+        check_onnx(m, sizes_for(m))
         return
     got = outcome(name)
     if got != "ok":

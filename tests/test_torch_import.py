@@ -43,7 +43,10 @@ def build(name):
 
 
 # The legacy ONNX exporter writes an adaptive pooling only when its output divides its input:
-# AlexNet's and VGG's 6×6 / 7×7 pools need inputs whose last feature map is a multiple of it.
+# AlexNet's and VGG's 6×6 / 7×7 pools need inputs whose last feature map is a multiple of it,
+# and neither exporter writes them for a symbolic H, W (the legacy one refuses, "input size not
+# accessible"; torch.export specializes the pool to the example's size). Their ONNX files are
+# checked at two sizes; their symbolic formulas through from_torch.
 ONNX_SIZES = {"alexnet": (224, 415), **{n: (224, 448) for n in CLASSIFICATION if n.startswith("vgg")}}
 
 
@@ -53,14 +56,22 @@ def sizes(name, onnx=False):
 
 # What does not work yet, and why (strict: a model that starts working fails the test until removed here).
 KNOWN: dict = {}
+# What cannot be checked, and why (not run).
+NOT_RUN_ONNX = {
+    # 644 M float32 parameters are 2.6 GB: past protobuf's 2 GiB limit, so the file would need
+    # external data, which cnngraph.onnx.load refuses (it reads self-contained files only).
+    "regnet_y_128gf": "its ONNX file would exceed protobuf's 2 GiB limit (external data is refused)",
+}
 
 
-def _models(names, sample):
+def _models(names, sample, not_run=None):
     out = []
     for n in names:
         marks = [] if n in sample else [pytest.mark.models]
         if n in KNOWN:
             marks.append(pytest.mark.xfail(strict=True, reason=KNOWN[n]))
+        if n in (not_run or {}):
+            marks.append(pytest.mark.xfail(run=False, reason=not_run[n]))
         out.append(pytest.param(n, marks=marks))
     return out
 
@@ -71,11 +82,11 @@ def test_torchvision_from_torch(name):
     assert g.nodes["input"]["shape"] == (3, H, W)
 
 
-@pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, SAMPLE[:2]))
+@pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, SAMPLE[:2], NOT_RUN_ONNX))
 def test_torchvision_onnx(name):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    check_onnx(build(name), sizes(name, onnx=True))
+    check_onnx(build(name), sizes(name, onnx=True), symbolic=name not in ONNX_SIZES)
 
 
 def test_names_are_module_names_and_weights_the_state_dict():

@@ -159,3 +159,18 @@ def test_plans_with_winograd_match_im2col_plans(model):
             s.algorithm = "im2col"
     (a,), (b,) = nb.run(fast, x), nb.run(plain, x)
     assert rel_err(a, b.astype(np.float64)) <= 1e-4
+
+
+@pytest.mark.parametrize("m", sorted(G_MATRIX))
+def test_filter_transform_in_blocks_is_the_whole_transform(m):
+    """U computed a few output channels at a time (bounded float64 temporaries) equals
+    G g Gᵀ of every filter at once, and lands each output channel in its own column."""
+    from cnngraph.backends.numba_winograd import filter_transform
+
+    w = np.random.default_rng(m).standard_normal((37, 5, 3, 3)).astype(np.float32)
+    Gm = G_MATRIX[m]
+    ref = np.einsum("ai,ocij,bj->abco", Gm, w.astype(np.float64), Gm).reshape((m + 2) ** 2, 5, 37)
+    for block in (1, 8, 64):
+        U = filter_transform(w, m, block=block)
+        assert U.shape == ((m + 2) ** 2, 5, 37) and U.dtype == np.float32
+        np.testing.assert_allclose(U, ref, rtol=1e-6, atol=1e-6)

@@ -25,10 +25,9 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-import sympy
-
 from cnngraph.ir import graph as _graph
 from cnngraph.ir import ops
+from cnngraph.ir.lazy import sympy  # imported where a value is symbolic
 
 KINDS_OTHER = ("pool", "act", "norm", "merge")  # kinds whose other operations a convention may count
 
@@ -179,7 +178,7 @@ class Report:
         found = set()
         for f in ("macs", "params", "memory_bytes"):
             v = getattr(self.total, f)
-            if isinstance(v, sympy.Basic):
+            if ops.is_sym(v):
                 found |= v.free_symbols
         return sorted(found, key=str)
 
@@ -209,7 +208,7 @@ class Report:
     def subs(self, values: dict) -> "Report":
         """The same report with symbols replaced by numbers (or other expressions)."""
         def s(x):
-            return ops.tidy(sympy.sympify(x).subs(values)) if isinstance(x, sympy.Basic) else x
+            return ops.tidy(x.subs(values)) if ops.is_sym(x) else x
 
         rows = [replace(r, input_shapes=[tuple(s(v) for v in sh) for sh in r.input_shapes],
                         output_shape=tuple(s(v) for v in r.output_shape),

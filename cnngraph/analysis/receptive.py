@@ -9,7 +9,10 @@ For each node and each spatial axis (H, then W):
 
 A window layer (conv, pooling) of kernel ``k``, dilation ``d``, stride ``s`` and leading
 padding ``p`` maps ``(size, jump, start)`` to ``(size + d(k−1)·jump, jump·s,
-start + (d(k−1)/2 − p)·jump)``; element-wise layers keep the field. Global pooling and
+start + (d(k−1)/2 − p)·jump)``; a transposed convolution (an output every 1/s input pixels) maps
+it to ``(size + (⌈(d(k−1) + 1)/s⌉ − 1)·jump, jump/s, start + (p − d(k−1)/2)·jump/s)``, fractions of an
+input pixel (its size counts the most input pixels one output sees: ⌈(d(k−1) + 1)/s⌉ − 1 more
+than the field before it, in steps of ``jump``); element-wise layers keep the field. Global pooling and
 ``flatten`` see the whole input (``whole=True``; the size is then the span of the last
 feature map). A node with several inputs (add, concat, mul) takes the **largest** field
 over its inputs (``merged=True``): the max over paths, so a residual block's output counts
@@ -70,7 +73,7 @@ class Field:
 
 def _show(x):
     if isinstance(x, sympy.Basic) and not x.is_Integer:
-        from cnngraph.present.printer import text
+        from cnngraph.ir.printer import text
 
         return text(x)
     return str(x)
@@ -88,6 +91,25 @@ def _window(f: Field, kernel, stride, pad_lead, dilation=(1, 1), **flags) -> Fie
         jump.append(tidy(f.jump[ax] * stride[ax]))
     return Field(tuple(size), tuple(jump), tuple(start), f.whole or flags.get("whole", False), f.merged,
                  f.approximate or flags.get("approximate", False))
+
+
+def _transposed(f: Field, kernel, stride, pad_lead, dilation) -> Field:
+    """Output o of a transposed convolution takes input (o + p − i·d)/s for the taps i that
+    land on an input pixel: at most ⌈(d(k−1) + 1)/s⌉ of them, centred on (p − d(k−1)/2)/s, a
+    step of 1/s between outputs.
+
+    >>> _transposed(INPUT, (2, 3), (2, 2), (0, 1), (1, 1))
+    Field(size=(1, 2), jump=(1/2, 1/2), start=(-1/4, 0))
+    """
+    size, jump, start = [], [], []
+    for ax in range(2):
+        s = sympy.sympify(stride[ax])
+        span = dilation[ax] * (kernel[ax] - 1)
+        seen = ops.ceildiv(span + 1, s)
+        size.append(tidy(f.size[ax] + (seen - 1) * f.jump[ax]))
+        start.append(tidy(f.start[ax] + (pad_lead[ax] - sympy.Rational(1, 2) * span) / s * f.jump[ax]))
+        jump.append(tidy(f.jump[ax] / s))
+    return Field(tuple(size), tuple(jump), tuple(start), f.whole, f.merged, f.approximate)
 
 
 def _adaptive(f: Field, in_hw, out_hw) -> Field:
@@ -160,6 +182,9 @@ def receptive_fields(g, input=None) -> dict:
         if entry.spatial == "window":
             w = entry.window(a)
             out[n] = _window(f, w.kernel, w.stride, w.padding[:2], w.dilation)
+        elif entry.spatial == "transposed":
+            w = entry.window(a)
+            out[n] = _transposed(f, w.kernel, w.stride, w.padding[:2], w.dilation)
         elif entry.spatial == "adaptive":
             out[n] = _adaptive(f, x[1:], a["output_size"])
         elif entry.spatial == "whole" and len(x) == 3 and not f.whole:

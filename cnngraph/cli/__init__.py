@@ -8,6 +8,11 @@ imports this package.
 
 A MODEL argument is a zoo name (``resnet50``), an ONNX file (``model.onnx``) or a Python
 function building a graph (``mynet.py:build`` or ``package.module:build``).
+
+>>> parse_options(["depth=50", "variant=paper", "block_config=6,12,24,16", "width=64*a"])
+{'depth': 50, 'variant': 'paper', 'block_config': (6, 12, 24, 16), 'width': 64*a}
+>>> parse_input("3,32*h,32*w")
+(3, 32*h, 32*w)
 """
 from __future__ import annotations
 

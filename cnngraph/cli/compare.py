@@ -1,4 +1,15 @@
-"""``cnngraph compare``: models side by side (:mod:`cnngraph.present.compare`)."""
+"""``cnngraph compare``: models side by side (:mod:`cnngraph.present.compare`).
+
+>>> from cnngraph.cli import main
+>>> main(["compare", "lenet5", "alexnet", "--format", "markdown"])  # doctest: +ELLIPSIS
+| model | input | params (M) | MACs (G) | memory (MiB) |
+|---|---|---:|---:|---:|
+| lenet5 | 1×28×28 | 1.256 | 0.007 | 0.133 |
+| alexnet | 3×227×227 | 61.1 | 0.717 | 2.284 |
+<BLANKLINE>
+memory = every layer output written once ...
+0
+"""
 from __future__ import annotations
 
 from cnngraph.cli import add_convention_args, convention_from, load_model, parse_input, parse_options

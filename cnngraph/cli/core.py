@@ -1,4 +1,18 @@
-"""``cnngraph zoo``, ``cnngraph table`` and ``cnngraph ops``."""
+"""``cnngraph zoo``, ``cnngraph table`` and ``cnngraph ops``.
+
+>>> from cnngraph.cli import main
+>>> main(["table", "lenet5", "--format", "csv"])  # doctest: +ELLIPSIS
+Layer,C in,H/W in,filters,kernel,stride,pad,C out,H/W out,memory (KB),params (k),flop (M)
+conv1,1,28,20,5,1,2,20,28,61,0.52,0.392
+pool1,20,28,,2,2,0,20,14,15,0,0.0157
+...
+0
+>>> main(["zoo", "--names"])  # doctest: +ELLIPSIS
+alexnet
+alexnet_v1
+...
+0
+"""
 from __future__ import annotations
 
 from cnngraph.cli import add_convention_args, add_model_args, convention_from, load_model, parse_input, parse_options

@@ -1,4 +1,11 @@
-"""``cnngraph export MODEL -o FILE.onnx``: the command line of :mod:`cnngraph.onnx`."""
+"""``cnngraph export MODEL -o FILE.onnx``: the command line of :mod:`cnngraph.onnx`.
+
+>>> import os, tempfile
+>>> from cnngraph.cli import main
+>>> main(["export", "lenet5", "-o", os.path.join(tempfile.mkdtemp(), "lenet5.onnx")])  # doctest: +ELLIPSIS
+wrote .../lenet5.onnx: 10 ONNX nodes, 8 initializers, opset 17, batch N
+0
+"""
 from __future__ import annotations
 
 from cnngraph.cli import add_model_args, load_model, parse_input, parse_options

@@ -1,4 +1,16 @@
-"""``cnngraph formula`` and ``cnngraph receptive``."""
+"""``cnngraph formula`` and ``cnngraph receptive``.
+
+>>> from cnngraph.cli import main
+>>> main(["formula", "basic"])  # doctest: +ELLIPSIS
+basic: ResNet basic block: ...
+  input → output: C×H×W → C×H×W
+  the seeds: Total FLOPs: 18HWC² (seed 000)
+  cost             18HWC²
+  params           18C²
+  memory           5HWC
+...
+0
+"""
 from __future__ import annotations
 
 
@@ -142,9 +154,10 @@ def receptive_table(g, fields, fmt="text", everything=False) -> str:
     import io
     import json
 
-    from cnngraph.present import printer as present
+    from cnngraph.ir import printer as present
     from cnngraph.ir.ops import REGISTRY
-    from cnngraph.formulas.report import _table, shape_text
+    from cnngraph.formulas.report import _table
+    from cnngraph.ir.printer import shape as shape_text
 
     rows = []
     for n, f in fields.items():

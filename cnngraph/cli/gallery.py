@@ -1,4 +1,10 @@
-"""``cnngraph gallery``: write or check the static gallery (:mod:`cnngraph.present.gallery`)."""
+"""``cnngraph gallery``: write or check the static gallery (:mod:`cnngraph.present.gallery`).
+
+>>> from cnngraph.cli import build_parser
+>>> args = build_parser("gallery").parse_args(["gallery", "--models", "lenet5,alexnet", "--check"])
+>>> args.out, args.models, args.check
+('gallery', 'lenet5,alexnet', True)
+"""
 from __future__ import annotations
 
 

@@ -1,4 +1,11 @@
-"""``cnngraph plot``: charts of per-layer costs or of the zoo (:mod:`cnngraph.present.plots`)."""
+"""``cnngraph plot``: charts of per-layer costs or of the zoo (:mod:`cnngraph.present.plots`).
+
+>>> import os, tempfile
+>>> from cnngraph.cli import main
+>>> main(["plot", "lenet5", "-o", os.path.join(tempfile.mkdtemp(), "lenet5.svg")])  # doctest: +ELLIPSIS
+wrote .../lenet5.svg
+0
+"""
 from __future__ import annotations
 
 from cnngraph.cli import add_convention_args, convention_from, load_model, parse_input, parse_options

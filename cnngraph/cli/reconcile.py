@@ -1,4 +1,14 @@
-"""``cnngraph reconcile``: the seeds' numbers beside cnngraph's (:mod:`cnngraph.zoo.reconcile`)."""
+"""``cnngraph reconcile``: the seeds' numbers beside cnngraph's (:mod:`cnngraph.zoo.reconcile`).
+
+>>> import os, tempfile
+>>> from cnngraph.cli import main
+>>> out = os.path.join(tempfile.mkdtemp(), "reconciliation.md")
+>>> main(["reconcile", "-o", out])  # doctest: +ELLIPSIS
+wrote .../reconciliation.md
+0
+>>> open(out).read().startswith("#")
+True
+"""
 from __future__ import annotations
 
 

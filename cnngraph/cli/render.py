@@ -1,4 +1,14 @@
-"""``cnngraph render``: a model as a Graphviz diagram (:mod:`cnngraph.present.render`)."""
+"""``cnngraph render``: a model as a Graphviz diagram (:mod:`cnngraph.present.render`).
+
+>>> import os, tempfile
+>>> from cnngraph.cli import main
+>>> out = os.path.join(tempfile.mkdtemp(), "lenet5.dot")
+>>> main(["render", "lenet5", "-o", out])  # doctest: +ELLIPSIS
+wrote .../lenet5.dot
+0
+>>> "5x5 conv, 20" in open(out).read()
+True
+"""
 from __future__ import annotations
 
 import argparse

@@ -188,7 +188,7 @@ def _rss_mb() -> float:
 
 def cmd_bench(args):
     from cnngraph.analysis.cost import analyze
-    from cnngraph.present.printer import fmt_bytes
+    from cnngraph.ir.printer import fmt_bytes
 
     g, plan, ex = prepare(args)
     x = _input_batch(args, plan)
@@ -226,15 +226,17 @@ def cmd_bench(args):
 
 
 def step_macs(step, n: int) -> int:
-    """Multiply-adds of a conv2d or linear step for a batch of n (0 for other ops)."""
-    if step.op == "conv2d":
-        from cnngraph.compiler.algorithms import conv_geometry
+    """Multiply-adds of a step's own op for a batch of n, as the registry counts them (0 for
+    ops without any).
 
-        k = conv_geometry(step)
-        return n * k["Ho"] * k["Wo"] * k["cout"] * (k["cin"] // k["groups"]) * k["kh"] * k["kw"]
-    if step.op == "linear":
-        return n * int(step.in_shapes[0][0]) * int(step.out_shape[0])
-    return 0
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import compile
+    >>> [step_macs(s, 2) for s in compile(zoo.build("lenet5")).steps if s.op == "conv2d"]
+    [784000, 9800000]
+    """
+    from cnngraph.ir import ops
+
+    return n * int(ops.get(step.op).macs(step.attrs, step.in_shapes, step.out_shape))
 
 
 def per_layer(ex, x, repeat: int, ceiling: float) -> None:
@@ -263,7 +265,7 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
 
 def cmd_plan(args):
     from cnngraph.compiler import compile
-    from cnngraph.present.printer import fmt_bytes
+    from cnngraph.ir.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
     plan = compile(g, batch=args.batch)
@@ -272,7 +274,7 @@ def cmd_plan(args):
     if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
         planned, naive = fmt_bytes(m.planned_bytes), fmt_bytes(m.naive_bytes)
     else:  # symbolic: the one printer, Max terms that can never win dropped
-        from cnngraph.present import printer
+        from cnngraph.ir import printer
 
         planned, naive = (printer.text(printer.simplify_max(b)) + " B" for b in (m.planned_bytes, m.naive_bytes))
     print(f"planned activation memory per sample: {planned}  (buffers after reuse; MB = 2^20 B)")

@@ -3,6 +3,14 @@
     cnngraph sweep resnet50 --space 'a=0.25..2:0.05, d=1..4, r=128..320:32' --out sweep.csv
     cnngraph sweep mobilenet_v2 --space 'a=0.35..1.4:0.05, r=96..224:32' --latency --sample-latency 4
     cnngraph sweep mynet.py:build --space 'c=16..64:16, r=32|64' --kind c=size
+
+>>> from cnngraph.cli import main
+>>> main(["sweep", "resnet18", "--space", "a=0.5|1"])  # doctest: +ELLIPSIS
+resnet18: 2 design points (a=0.5|1.0): ...
+  a      params           macs          flops  memory_bytes
+0.5   3,055,880    483,149,824    484,065,536    11,847,584
+  1  11,689,512  1,814,073,344  1,815,904,768    23,691,168
+0
 """
 from __future__ import annotations
 

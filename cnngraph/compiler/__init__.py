@@ -5,6 +5,12 @@
 ``from cnngraph.compiler import compile`` imports the pipeline on first use.
 
 May import: :mod:`cnngraph.ir`, numpy. Read by ``cnngraph.backends``.
+
+>>> from cnngraph import zoo
+>>> from cnngraph.compiler import compile
+>>> plan = compile(zoo.build("lenet5"))
+>>> [s.op for s in plan.steps][:3]
+['conv2d', 'maxpool2d', 'conv2d']
 """
 from __future__ import annotations
 

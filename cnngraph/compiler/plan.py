@@ -35,7 +35,7 @@ import sympy
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.present.printer import fmt_bytes
+from cnngraph.ir.printer import fmt_bytes
 
 
 @dataclass

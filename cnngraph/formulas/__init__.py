@@ -36,25 +36,3 @@ def catalogue() -> list:
     """``(kind, name, summary)`` of every named block and study (``cnngraph formula --list``)."""
     return ([("block", n, s.summary) for n, s in BLOCKS.items()]
             + [("study", n, summary) for n, (_, summary) in STUDIES.items()])
-
-
-
-def _warm_up():
-    """Pay sympy's one-time costs (its assumption system, expansion, printing: tens of ms on
-    first use) at import, on a throw-away graph over symbols no named block uses, so the
-    first ``block()`` call costs only its own derivation."""
-    from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, maxpool2d, relu
-    from cnngraph.ir.symbols import sym
-
-    X, Y, Z, V = (sym(f"warm_{n}") for n in "XYZV")
-    net = Net("warm-up")
-    x = net.input(X, Y, Z)
-    y = relu(batchnorm(conv2d(x, V * X, 3, padding=1, groups=V, bias=False)))
-    y = conv2d(maxpool2d(y, 3, 1, padding=1), X, 1, bias=False)
-    concat(add(x, y), x)
-    f = costs(net.graph)
-    for e in (f["cost"], f["params"], f["memory"], Formula(f["cost"].expr / (X + 9))):
-        e.text, e.latex, e.json
-
-
-_warm_up()

@@ -18,7 +18,7 @@ from functools import reduce
 
 import sympy
 
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir.symbols import sym
 from cnngraph.formulas.blocks import Block, block

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.analysis.cost import Convention, analyze
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir.graph import as_graph

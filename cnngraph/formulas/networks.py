@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from cnngraph.present import printer as present
+from cnngraph.ir import printer as present
 from cnngraph.analysis.cost import analyze, total
 from cnngraph.ir.ops import is_int, tidy
 from cnngraph.ir.symbols import h, w
@@ -68,11 +68,11 @@ class NetworkFormulas:
             body = "".join(f"| {s} | " + " | ".join(f"`{fs[k].text}`" for k in FIELDS) + " |\n"
                            for s, fs in self.stages.items())
             body += "| **total** | " + " | ".join(f"`{self.totals[k].text}`" for k in FIELDS) + " |\n"
-            return (f"**{self.name}** on {present.text(self.input[0])}×{_shape(self.input[1:])} ({self.assumption})\n\n"
+            return (f"**{self.name}** on {present.shape(self.input)} ({self.assumption})\n\n"
                     + head + body + "\n" + "".join(f"- {t}\n" for t, _ in self.checks) + f"\nConvention: {self.convention}\n")
         from cnngraph.formulas.report import _table
 
-        lines = [f"{self.name}: closed-form totals on {_shape(self.input)} ({self.assumption})"]
+        lines = [f"{self.name}: closed-form totals on {present.shape(self.input)} ({self.assumption})"]
         lines += ["  " + x for x in _table([[k, f.text] for k, f in self.totals.items()])]
         lines.append("  per stage:")
         lines += ["    " + x for x in _table([[s] + [fs[k].text for k in FIELDS] for s, fs in self.stages.items()],
@@ -86,10 +86,6 @@ class NetworkFormulas:
 
     def _repr_markdown_(self):
         return self.to("markdown")
-
-
-def _shape(shape) -> str:
-    return "×".join(present.text(s) for s in shape)
 
 
 def stage_rows(report) -> dict:

@@ -1,21 +1,27 @@
-"""Text, LaTeX and JSON renderings of blocks, comparisons and networks."""
+"""Text, LaTeX and JSON renderings of blocks, comparisons and networks.
+
+>>> from cnngraph import formulas
+>>> print(block_text(formulas.block("basic")))  # doctest: +ELLIPSIS
+basic: ResNet basic block: ...
+  input → output: C×H×W → C×H×W
+  ...
+  cost             18HWC²
+  params           18C²
+  memory           5HWC
+...
+"""
 from __future__ import annotations
 
 import json
 
-from cnngraph.present import printer as present
-from cnngraph.ir.ops import fmt_shape
-
-
-def _shape(shape) -> str:
-    return "×".join(present.text(s) if not isinstance(s, int) else str(s) for s in shape)
+from cnngraph.ir import printer as present
 
 
 def _io(b) -> str:
     g = b.graph
     ins = [g.nodes[i]["shape"] for i in g.graph["inputs"]]
     outs = [g.nodes[o]["shape"] for o in g.graph["outputs"]]
-    return f"{' + '.join(_shape(s) for s in ins)} → {' + '.join(_shape(s) for s in outs)}"
+    return f"{' + '.join(present.shape(s) for s in ins)} → {' + '.join(present.shape(s) for s in outs)}"
 
 
 def _table(rows, head=None) -> list[str]:
@@ -79,6 +85,3 @@ def values_lines(formulas: dict, values: dict) -> list[str]:
             out.append([k, f.text, str(e)])
     return _table(out)
 
-
-def shape_text(shape) -> str:
-    return fmt_shape(tuple(present.text(s) if not isinstance(s, int) else s for s in shape))

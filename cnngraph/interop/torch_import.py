@@ -170,6 +170,7 @@ class _Converter:
         self.used: set = set()  # modules whose parameters the graph holds
         self.counts: dict = {}
         self.node = None  # the fx node being converted
+        self.scales: dict = {}  # scale layers made from arithmetic with numbers -> their fx node
 
     # -- naming
     def _scope(self):
@@ -454,6 +455,28 @@ def m_conv2d(cv, m, qual, x):
     return t
 
 
+def m_conv_transpose2d(cv, m, qual, x, output_size=None):
+    """``nn.ConvTranspose2d``; an ``output_size`` argument sets the output padding, as PyTorch does,
+    when it is the same number at every input size."""
+    if m.padding_mode != "zeros":
+        cv.fail(f"padding_mode={m.padding_mode!r} (only zero padding)")
+    k, s, d, p = tuple(m.kernel_size), tuple(m.stride), tuple(m.dilation), tuple(m.padding)
+    op = tuple(m.output_padding)
+    x = cv.chw(x)
+    if output_size is not None:
+        L = cv.shape(x)[1:]
+        want = tuple(output_size)[-2:]
+        op = tuple(ops.tidy(sympy.expand(sympy.sympify(w) - ((l - 1) * ss - 2 * pp + dd * (kk - 1) + 1)))
+                   for w, l, ss, pp, dd, kk in zip(want, L, s, p, d, k))
+        if not all(ops.is_int(v) for v in op):
+            cv.fail(f"output_size {want} gives an output padding {op} that depends on the input size")
+    attrs = dict(out_channels=m.out_channels, kernel=k, stride=s, padding=(p[0], p[1], p[0], p[1]),
+                 output_padding=tuple(int(v) for v in op), dilation=d, groups=m.groups, bias=m.bias is not None)
+    t = cv.add("conv_transpose2d", [x], attrs, module=qual)
+    cv.weights_of(qual, t.node)
+    return t
+
+
 def m_linear(cv, m, qual, x):
     x = cv.tensor(x)
     if x.layout == "hwc":  # a Linear over the channels of a channels-last map is a 1×1 conv
@@ -647,6 +670,9 @@ def _reshape(cv, x, *shape):
     full = cv.dims(x)
     if len(shape) == 2 and _same(shape[0], BATCH) and x.layout != "hwc":
         return x if x.layout == "vec" else cv.add("flatten", [x], {})
+    if x.layout == "vec" and len(shape) == 4 and _same(shape[0], BATCH) and shape[2:] == (1, 1) \
+            and (shape[1] == -1 or _same(shape[1], full[1])):
+        return x  # y.view(b, c, 1, 1) of a vector: a per-channel scale (squeeze-and-excitation)
     if (x.layout == "chw" and len(shape) == 5 and _same(shape[0], BATCH) and isinstance(shape[1], int)
             and _same(shape[3], full[2]) and _same(shape[4], full[3])):
         return Grouped(x, shape[1])  # N, g, C/g, H, W: the first step of a channel shuffle
@@ -684,6 +710,8 @@ def _shuffle_done(cv, x, start, end):
 def _permute(cv, x, *dims):
     if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
         dims = tuple(dims[0])
+    if isinstance(x, Grouped) and tuple(_dim(cv, d, 5) for d in dims) == (0, 2, 1, 3, 4):
+        return Grouped(x.src, x.groups, not x.swapped)  # the transpose(1, 2) of a channel shuffle
     x = cv.tensor(x)
     dims = tuple(_dim(cv, d, 4) for d in dims)
     if x.layout == "chw" and dims == (0, 2, 3, 1):
@@ -701,6 +729,18 @@ def _identity(cv, x, *args, **kwargs):
     return x
 
 
+def _expand_as(cv, x, other):
+    """``y.expand_as(x)`` of a per-channel scale (a C vector, C×1×1) before ``x * y``: the
+    product broadcasts it anyway."""
+    y, o = cv.tensor(x), cv.chw(other, "expand_as's target")
+    sy, so = cv.shape(y), cv.shape(o)
+    if ops.same(sy[0], so[0]) is True and all(v == 1 for v in sy[1:]):
+        return y
+    if tuple(sy) == tuple(so):
+        return y
+    cv.fail(f"expand_as of a {'×'.join(map(str, sy))} tensor to {'×'.join(map(str, so))} (only a per-channel scale)")
+
+
 def m_identity(cv, m, qual, x, *args, **kwargs):
     return x
 
@@ -715,25 +755,170 @@ def f_dropout(cv, *args, **kwargs):
 
 
 def _arith(py, merge):
-    """``a + b`` / ``a * b``: sizes computed in Python, tensors merged in the graph, a tensor
-    times a per-channel parameter a layer scale."""
+    """``a + b`` / ``a * b``...: sizes computed in Python, tensors merged in the graph, a tensor
+    times a per-channel parameter a layer scale, a tensor and a number the registry's
+    ``scale`` (factor·x + shift)."""
 
     def conv(cv, a, b, *rest, **kw):
         if not isinstance(a, T) and not isinstance(b, T):
             return py(a, b)
-        if isinstance(a, T) and isinstance(b, T):
+        if isinstance(a, T) and isinstance(b, T) and merge is not None:
+            if kw.get("alpha", rest[0] if rest else 1) != 1:
+                cv.fail(f"{py.__name__} of two tensors with alpha={kw.get('alpha', rest[0] if rest else 1)}")
             return merge(cv, a, b)
         if py is operator.mul and isinstance(a, Param) != isinstance(b, Param):
             return _layer_scale(cv, *((b, a) if isinstance(a, Param) else (a, b)))
-        cv.fail(f"{py.__name__} of a tensor and a constant has no cnngraph equivalent")
+        alpha = kw.get("alpha", rest[0] if rest else 1)
+        if _number(alpha) and py in (operator.add, operator.sub) and alpha != 1:  # torch.add(x, y, alpha=2)
+            if isinstance(b, T) or not _number(b):
+                cv.fail(f"{py.__name__} with alpha={alpha} of a tensor")
+            b = b * alpha
+        if isinstance(a, T) != isinstance(b, T) and _number(b if isinstance(a, T) else a):
+            affine = _AFFINE.get((py, isinstance(a, T)))
+            if affine is not None:
+                return _scale(cv, a if isinstance(a, T) else b, *affine(float(b if isinstance(a, T) else a)))
+        what = "two tensors" if isinstance(a, T) and isinstance(b, T) else "a tensor and a constant"
+        cv.fail(f"{py.__name__} of {what} has no cnngraph equivalent")
 
     return conv
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# (operator, tensor on the left) -> the (factor, shift) of tensor ∘ number as factor·x + shift
+_AFFINE = {
+    (operator.add, True): lambda c: (1.0, c), (operator.add, False): lambda c: (1.0, c),
+    (operator.sub, True): lambda c: (1.0, -c), (operator.sub, False): lambda c: (-1.0, c),
+    (operator.mul, True): lambda c: (c, 0.0), (operator.mul, False): lambda c: (c, 0.0),
+    (operator.truediv, True): lambda c: (1.0 / c, 0.0) if c else (None, None),
+}
+
+
+def _scale(cv, x, factor, shift):
+    """The registry's ``scale`` (factor·x + shift); a chain of them (``x * 0.5 + 1.0``) is one
+    layer when the one before has no other user."""
+    x = cv.tensor(x)
+    if factor is None:
+        cv.fail("division of a tensor by zero")
+    prev = cv.scales.get(x.node)
+    if prev is not None and len(prev.users) == 1:
+        attrs = cv.g.nodes[x.node]["attrs"]
+        attrs["factor"], attrs["shift"] = factor * attrs["factor"], factor * attrs["shift"] + shift
+        cv.scales[x.node] = cv.node
+        return x
+    t = cv.add("scale", [x], dict(factor=factor, shift=shift), base="scale")
+    cv.scales[t.node] = cv.node
+    return t
+
+
+def _neg(cv, x):
+    if not isinstance(x, T):
+        return operator.neg(x)
+    return _scale(cv, x, -1.0, 0.0)
+
+
+def _clamp(cv, *args, **kwargs):
+    """``torch.clamp(x, min, max)`` / ``x.clamp(...)`` / ``F.hardtanh``: the registry's clip
+    (ReLU6 when the bounds are 0 and 6, as ``nn.ReLU6``)."""
+    a = _bind(("input", "min", "max"), dict(min=None, max=None), args, kwargs, cv.where())
+    return _clip(cv, a["input"], a["min"], a["max"], inplace=bool(kwargs.get("inplace", False)))
+
+
+def _clip(cv, x, lo, hi, inplace=False, module=None):
+    x = cv.tensor(x)
+    for v in (lo, hi):
+        if v is not None and not _number(v):
+            cv.fail(f"clamp to a bound that is not a number ({type(v).__name__})")
+    if lo is not None and float(lo) == 0 and (hi is None or float(hi) == 6):  # what ONNX's Clip imports as
+        op = "relu" if hi is None else "relu6"
+        return cv.add(op, [x], dict(inplace=inplace), module=module, base=op)
+    return cv.add("clip", [x], dict(low=None if lo is None else float(lo), high=None if hi is None else float(hi),
+                                    inplace=inplace), module=module, base="clip")
+
+
+def f_hardtanh(cv, *args, **kwargs):
+    a = _bind(("input", "min_val", "max_val", "inplace"), dict(min_val=-1.0, max_val=1.0, inplace=False), args,
+              kwargs, cv.where())
+    return _clip(cv, a["input"], a["min_val"], a["max_val"], bool(a["inplace"]))
+
+
+def m_hardtanh(cv, m, qual, x):
+    return _clip(cv, x, m.min_val, m.max_val, bool(m.inplace), module=qual)
+
+
+SOFTPLUS_THRESHOLD = 15.0  # from it on, PyTorch's x·beta > threshold → x shortcut changes no float32 value
+
+
+def _softplus_checked(cv, x, beta, threshold, module=None, qual=None):
+    if threshold < SOFTPLUS_THRESHOLD:
+        cv.fail(f"Softplus(threshold={threshold}): below {SOFTPLUS_THRESHOLD:g}, PyTorch's linear shortcut "
+                "differs from softplus by more than float32 rounding; cnngraph's softplus switches at 20")
+    return cv.add("softplus", [cv.tensor(x)], dict(beta=float(beta)), module=qual, base="softplus")
+
+
+def m_softplus(cv, m, qual, x):
+    return _softplus_checked(cv, x, m.beta, m.threshold, qual=qual)
+
+
+def f_softplus(cv, *args, **kwargs):
+    a = _bind(("input", "beta", "threshold"), dict(beta=1.0, threshold=20.0), args, kwargs, cv.where())
+    return _softplus_checked(cv, a["input"], a["beta"], a["threshold"])
+
+
+def m_pixel_shuffle(cv, m, qual, x):
+    return cv.add("depth_to_space", [cv.chw(x)], dict(block=int(m.upscale_factor), mode="CRD"), module=qual)
+
+
+def m_pixel_unshuffle(cv, m, qual, x):
+    return cv.add("space_to_depth", [cv.chw(x)], dict(block=int(m.downscale_factor), mode="CRD"), module=qual)
+
+
+def f_pixel_shuffle(cv, x, upscale_factor):
+    return cv.add("depth_to_space", [cv.chw(x)], dict(block=int(upscale_factor), mode="CRD"), base="pixel_shuffle")
+
+
+def f_pixel_unshuffle(cv, x, downscale_factor):
+    return cv.add("space_to_depth", [cv.chw(x)], dict(block=int(downscale_factor), mode="CRD"), base="pixel_unshuffle")
+
+
+def m_instancenorm(cv, m, qual, x):
+    """``nn.InstanceNorm2d``: the registry's instance norm; with running statistics (used at
+    inference) it normalizes like a batch norm with those statistics."""
+    x = cv.chw(x)
+    if m.track_running_stats and m.running_mean is not None:
+        t = cv.add("batchnorm", [x], dict(num_features=m.num_features, eps=float(m.eps), affine=bool(m.affine)),
+                   module=qual)
+    else:
+        if cv.shape(x)[0] != m.num_features and ops.same(cv.shape(x)[0], m.num_features) is False:
+            cv.fail(f"InstanceNorm2d({m.num_features}) of a tensor with {cv.shape(x)[0]} channels")
+        t = cv.add("instancenorm", [x], dict(eps=float(m.eps), affine=bool(m.affine)), module=qual)
+    cv.weights_of(qual, t.node)
+    return t
+
+
+def f_instance_norm(cv, *args, **kwargs):
+    a = _bind(("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps"),
+              dict(running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True, momentum=0.1,
+                   eps=1e-5), args, kwargs, cv.where())
+    if a["weight"] is not None or a["bias"] is not None or not a["use_input_stats"]:
+        cv.fail("F.instance_norm with weights or running statistics (use nn.InstanceNorm2d)")
+    return cv.add("instancenorm", [cv.chw(a["input"])], dict(eps=float(a["eps"]), affine=False), base="instance_norm")
 
 
 def _merge_add(cv, a, b):
     if a.layout != b.layout:
         cv.fail("add of tensors in different layouts")
     return cv.add("add", [a, b], {})
+
+
+def _merge_sub(cv, a, b):
+    """a − b of two tensors: a + (−1)·b."""
+    if a.layout != b.layout or any(ops.same(p, q) is False for p, q in zip(cv.shape(a), cv.shape(b))):
+        cv.fail("sub of tensors of different layouts or shapes (no broadcasting)")
+    neg = cv.add("scale", [b], dict(factor=-1.0), base="neg")
+    return cv.add("add", [a, neg], {}, base="sub")
 
 
 def _merge_mul(cv, a, b):
@@ -868,16 +1053,28 @@ def m_upsample(cv, m, qual, x):
 
 
 # ---------------------------------------------------------------- element-wise activations, derived
+# PyTorch's approximate= forms of an activation: (op, approximate) -> the registry's op.
+APPROXIMATE = {("gelu", "none"): "gelu", ("gelu", "tanh"): "gelu_tanh"}
+
+
+def _approximate(cv, op, approximate):
+    if approximate == "none" and (op, approximate) not in APPROXIMATE:
+        return op
+    found = APPROXIMATE.get((op, approximate))
+    if found is None:
+        cv.fail(f"{op}(approximate={approximate!r}) has no cnngraph equivalent")
+    return found
+
+
 def _act_module(op):
     param = ops.get(op).activation.param  # LeakyReLU's negative_slope, ELU's alpha
 
     def conv(cv, m, qual, x):
-        if getattr(m, "approximate", "none") != "none":
-            cv.fail(f"{type(m).__name__}(approximate={m.approximate!r})")
+        name = _approximate(cv, op, getattr(m, "approximate", "none"))
         attrs = dict(inplace=bool(getattr(m, "inplace", False)))
         if param is not None:
             attrs[param] = float(getattr(m, param))
-        return cv.add(op, [cv.tensor(x)], attrs, module=qual)
+        return cv.add(name, [cv.tensor(x)], attrs, module=qual)
 
     return conv
 
@@ -886,8 +1083,9 @@ def _act_function(op):
     param = ops.get(op).activation.param
 
     def conv(cv, x, *args, **kwargs):
-        if kwargs.get("approximate", "none") != "none":
-            cv.fail(f"{op}(approximate={kwargs['approximate']!r})")
+        op_name = _approximate(cv, op, kwargs.get("approximate", "none"))
+        if op_name != op:
+            return cv.add(op_name, [cv.tensor(x)], dict(inplace=bool(kwargs.get("inplace", False))), base=op)
         attrs = dict(inplace=bool(kwargs.get("inplace", False)))
         if param is not None and (args or param in kwargs):  # else the registry's default
             attrs[param] = float(args[0] if args else kwargs[param])
@@ -923,12 +1121,14 @@ _AAP = _adaptive("adaptive_avgpool2d")
 _AMP = _adaptive("adaptive_maxpool2d")
 
 MODULES = {
-    nn.Conv2d: m_conv2d, nn.Linear: m_linear, nn.BatchNorm2d: m_batchnorm, nn.BatchNorm1d: m_batchnorm,
+    nn.Conv2d: m_conv2d, nn.ConvTranspose2d: m_conv_transpose2d, nn.Linear: m_linear, nn.BatchNorm2d: m_batchnorm, nn.BatchNorm1d: m_batchnorm,
     nn.GroupNorm: m_groupnorm, nn.LayerNorm: m_layernorm, nn.LocalResponseNorm: m_lrn,
     nn.MaxPool2d: m_maxpool, nn.AvgPool2d: m_avgpool, nn.AdaptiveAvgPool2d: _AAP[0], nn.AdaptiveMaxPool2d: _AMP[0],
     nn.Flatten: m_flatten, nn.Dropout: m_dropout, nn.Dropout2d: m_dropout, nn.Identity: m_identity,
     nn.Softmax: m_softmax, nn.PReLU: m_prelu, nn.Upsample: m_upsample,
     nn.UpsamplingNearest2d: m_upsample, nn.UpsamplingBilinear2d: m_upsample, **_ACT_MODULES,
+    nn.Softplus: m_softplus, nn.Hardtanh: m_hardtanh, nn.InstanceNorm2d: m_instancenorm,
+    nn.PixelShuffle: m_pixel_shuffle, nn.PixelUnshuffle: m_pixel_unshuffle,
 }
 
 FUNCTIONS = {
@@ -942,19 +1142,29 @@ FUNCTIONS = {
     torch.add: _known(_arith(operator.add, _merge_add)),
     operator.mul: _known(_arith(operator.mul, _merge_mul)), operator.imul: _known(_arith(operator.mul, _merge_mul)),
     torch.mul: _known(_arith(operator.mul, _merge_mul)),
-    operator.sub: _arith(operator.sub, None), operator.floordiv: _arith(operator.floordiv, None),
-    operator.truediv: _arith(operator.truediv, None), operator.getitem: _known(f_getitem),
+    operator.sub: _known(_arith(operator.sub, _merge_sub)), torch.sub: _known(_arith(operator.sub, _merge_sub)),
+    operator.isub: _known(_arith(operator.sub, _merge_sub)),
+    operator.floordiv: _arith(operator.floordiv, None),
+    operator.truediv: _known(_arith(operator.truediv, None)), torch.div: _known(_arith(operator.truediv, None)),
+    operator.neg: _known(_neg), torch.neg: _known(_neg), operator.getitem: _known(f_getitem),
+    torch.clamp: _known(_clamp), torch.clip: _known(_clamp), F.hardtanh: _known(f_hardtanh),
+    F.instance_norm: _known(f_instance_norm), F.pixel_shuffle: _known(f_pixel_shuffle),
+    F.pixel_unshuffle: _known(f_pixel_unshuffle), torch.pixel_shuffle: _known(f_pixel_shuffle),
+    torch.pixel_unshuffle: _known(f_pixel_unshuffle),
     getattr: _known(f_getattr),
     **{f: _known(c) for f, c in _ACT_FUNCTIONS.items()},
+    F.softplus: _known(f_softplus),  # after the derived table: it checks PyTorch's threshold
 }
 
 METHODS = {
     "size": _known(method_size), "dim": _known(method_dim), "view": _known(method_view),
     "reshape": _known(method_view), "flatten": _known(lambda cv, x, start_dim=0, end_dim=-1: f_flatten(cv, x, start_dim, end_dim)),
-    "contiguous": _known(_identity), "transpose": _known(_transpose), "permute": _known(_permute),
+    "contiguous": _known(_identity), "expand_as": _known(_expand_as), "transpose": _known(_transpose), "permute": _known(_permute),
     "chunk": _known(_chunk), "split": _known(_split), "mean": _known(method_mean),
     "add": _known(_arith(operator.add, _merge_add)), "add_": _known(_arith(operator.add, _merge_add)),
     "mul": _known(_arith(operator.mul, _merge_mul)), "mul_": _known(_arith(operator.mul, _merge_mul)),
+    "sub": _known(_arith(operator.sub, _merge_sub)), "div": _known(_arith(operator.truediv, None)),
+    "neg": _known(_neg), "clamp": _known(_clamp), "clip": _known(_clamp), "clamp_": _known(_clamp),
     "softmax": _known(lambda cv, x, dim=None, **k: _softmax(cv, x, dim)),
     **{m: _known(c) for m, c in _ACT_METHODS.items()},
 }

@@ -93,10 +93,36 @@ def _conv(x, a, w, b):
     return F.conv2d(x, w, b, a["stride"], (p[0], p[1]), a["dilation"], a["groups"])
 
 
+def _conv_transpose(x, a, w, b, out_hw):
+    p, op = a["padding"], a["output_padding"]
+    if _symmetric(p):
+        return F.conv_transpose2d(x, w, b, a["stride"], (p[0], p[1]), tuple(op), a["groups"], a["dilation"])
+    # Asymmetric padding (ONNX pads): the uncropped output, zeros where output_padding reaches
+    # past it, cropped by the padding; then the bias.
+    y = F.conv_transpose2d(x, w, None, a["stride"], 0, 0, a["groups"], a["dilation"])
+    (ho, wo), (fh, fw) = out_hw, y.shape[2:]
+    y = F.pad(y, (0, max(0, p[1] + wo - fw), 0, max(0, p[0] + ho - fh)))[:, :, p[0]:p[0] + ho, p[1]:p[1] + wo]
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
 def _channel_shuffle(x, groups):
     n, c = x.shape[0], x.shape[1]
     rest = x.shape[2:]
     return x.reshape(n, groups, c // groups, *rest).transpose(1, 2).reshape(n, c, *rest)
+
+
+def _depth_to_space(x, r, mode):
+    if mode == "CRD":
+        return F.pixel_shuffle(x, r)
+    n, c, h, w = x.shape
+    return x.reshape(n, r, r, c // (r * r), h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c // (r * r), h * r, w * r)
+
+
+def _space_to_depth(x, r, mode):
+    if mode == "CRD":
+        return F.pixel_unshuffle(x, r)
+    n, c, h, w = x.shape  # TResNet's SpaceToDepth
+    return x.reshape(n, c, h // r, r, w // r, r).permute(0, 3, 5, 1, 2, 4).reshape(n, c * r * r, h // r, w // r)
 
 
 def _mul(x, s):
@@ -122,6 +148,7 @@ def _pad_channels(x, a):
 # come from the registry (their ``torch`` function); every other op is one line here.
 TABLE = {
     "conv2d": lambda w, xs, a, hw: _conv(xs[0], a, w("weight"), w("bias")),
+    "conv_transpose2d": lambda w, xs, a, hw: _conv_transpose(xs[0], a, w("weight"), w("bias"), hw),
     "maxpool2d": lambda w, xs, a, hw: _max_pool(xs[0], a, hw),
     "avgpool2d": lambda w, xs, a, hw: _avg_pool(xs[0], a, hw),
     "adaptive_avgpool2d": lambda w, xs, a, hw: F.adaptive_avg_pool2d(xs[0], a["output_size"]),
@@ -142,17 +169,28 @@ TABLE = {
     "concat": lambda w, xs, a, hw: torch.cat(xs, dim=1),
     "channel_shuffle": lambda w, xs, a, hw: _channel_shuffle(xs[0], a["groups"]),
     "slice": lambda w, xs, a, hw: xs[0][:, a["start"]:a["stop"]],
+    "depth_to_space": lambda w, xs, a, hw: _depth_to_space(xs[0], int(a["block"]), a["mode"]),
+    "space_to_depth": lambda w, xs, a, hw: _space_to_depth(xs[0], int(a["block"]), a["mode"]),
     "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2])),
     # LeNet-5's RBF units: squared Euclidean distance to each prototype
     "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
-    "scale": lambda w, xs, a, hw: xs[0] * a["factor"],
+    "scale": lambda w, xs, a, hw: xs[0] * a["factor"] + a["shift"] if a["shift"] else xs[0] * a["factor"],
+    "clip": lambda w, xs, a, hw: torch.clamp(xs[0], a["low"], a["high"]),
     "pad_channels": lambda w, xs, a, hw: _pad_channels(xs[0], a),
     # over the channels: channels last, F.layer_norm, back (ConvNeXt's LayerNorm2d)
     "layernorm2d": lambda w, xs, a, hw: F.layer_norm(xs[0].permute(0, 2, 3, 1), (xs[0].shape[1],), w("weight"),
                                                      w("bias"), a["eps"]).permute(0, 3, 1, 2),
     "layer_scale": lambda w, xs, a, hw: xs[0] * w(a["field"]).reshape(1, -1, 1, 1),
     "resize": lambda w, xs, a, hw: _resize(xs, a),
+    "radix_softmax": lambda w, xs, a, hw: _radix_softmax(xs[0], a["radix"], a["groups"]),
 }
+
+
+def _radix_softmax(x, radix, groups):
+    """timm's RadixSoftmax (ResNeSt) on any N×C×… tensor: view as (groups, radix, rest),
+    softmax over radix, transpose to (radix, groups, rest)."""
+    n = x.shape[0]
+    return torch.softmax(x.reshape(n, groups, radix, -1), dim=2).transpose(1, 2).reshape(x.shape)
 
 
 def _resize(xs, a):
@@ -195,7 +233,7 @@ class TorchGraph(torch.nn.Module):
             if d["op"] != "input" and d["op"] not in TABLE:
                 raise CnnGraphError(f"{n}: op {d['op']!r} has no PyTorch reference yet")
             a = dict(d["attrs"])
-            for key in ("kernel", "stride", "padding", "dilation", "output_size"):
+            for key in ("kernel", "stride", "padding", "dilation", "output_size", "output_padding"):
                 if key in a:
                     a[key] = _ints(n, key, a[key])
             for key in ("groups", "out_channels", "out_features", "start", "stop", "num_groups", "size", "before", "after"):

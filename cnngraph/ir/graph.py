@@ -29,14 +29,9 @@ from cnngraph.ir.errors import CnnGraphError, GraphError, ShapeError
 
 
 class CnnGraph(nx.DiGraph):
-    """A networkx DiGraph that shows itself as SVG in Jupyter."""
-
-    def _repr_svg_(self):  # pragma: no cover - exercised in notebooks
-        try:
-            from cnngraph.present.render import to_svg
-        except ImportError:
-            return None
-        return to_svg(self)
+    """A networkx DiGraph with a short repr; Jupyter draws it as SVG (the display is
+    registered by the top-level package, :func:`cnngraph.notebook_display`, since a diagram
+    is presentation's business, not the IR's)."""
 
     def __repr__(self):
         return f"<CnnGraph {self.graph.get('name', '')!r}: {self.number_of_nodes()} nodes>"

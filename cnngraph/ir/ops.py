@@ -13,7 +13,9 @@ Adding an op is one :func:`register` call.
 
 Shapes are per sample, without the batch dimension: ``(C, H, W)`` for feature maps and
 ``(F,)`` for vectors. Sizes are Python ints or sympy expressions; rules keep plain ints on
-the numeric path (fast) and fall back to sympy only when a size is symbolic.
+the numeric path and fall back to sympy only when a size is symbolic. sympy is imported only
+then (``sympy`` here is :mod:`cnngraph.ir.lazy`'s stand-in): a numeric graph is built and
+costed with Python ints alone.
 
 >>> op = REGISTRY["conv2d"]
 >>> a = dict(out_channels=64, kernel=(11, 11), stride=(4, 4), padding=(2, 2, 2, 2),
@@ -24,12 +26,14 @@ the numeric path (fast) and fall back to sympy only when a size is symbolic.
 """
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import sympy
-
 from cnngraph.ir.errors import ShapeError
+from cnngraph.ir.lazy import is_sym, sympy
+from cnngraph.ir.printer import shape as fmt_shape  # the one printer of shapes
 
 Shape = tuple
 Size = "int | sympy.Expr"
@@ -37,14 +41,21 @@ Size = "int | sympy.Expr"
 
 # ---------------------------------------------------------------- arithmetic helpers
 def is_int(x) -> bool:
-    return isinstance(x, int) or isinstance(x, sympy.Integer)
+    """An integer size: a Python int or a sympy Integer.
+
+    >>> is_int(3), is_int(1.5)
+    (True, False)
+    """
+    return isinstance(x, int) or (is_sym(x) and x.is_Integer)
 
 
 def tidy(x):
     """Plain int for numeric sympy values, so the numeric path stays in Python ints."""
-    if isinstance(x, sympy.Integer):
+    if isinstance(x, int) or not is_sym(x):
+        return x
+    if x.is_Integer:
         return int(x)
-    if isinstance(x, sympy.Rational) and x.q == 1:
+    if x.is_Rational and x.q == 1:
         return int(x.p)
     return x
 
@@ -137,10 +148,6 @@ def same(a, b) -> bool | None:
     return None
 
 
-def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(s) for s in shape)
-
-
 # ---------------------------------------------------------------- rule context
 @dataclass
 class Ctx:
@@ -172,12 +179,13 @@ class Ctx:
 # sizes are positive integers (or integer expressions), offsets any integers (each op's rule
 # bounds their sign), and the float hyper-parameters finite numbers in their range.
 SIZE_ATTRS = frozenset({"out_channels", "out_features", "groups", "num_groups", "num_features", "size",
-                        "kernel", "stride", "dilation", "output_size", "shape"})
-OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after"})
+                        "kernel", "stride", "dilation", "output_size", "shape", "block"})
+OFFSET_ATTRS = frozenset({"padding", "start", "stop", "before", "after", "output_padding"})
 FLOAT_ATTRS = {"eps": (0.0, None, "a positive number"), "p": (0.0, 1.0, "a probability in [0, 1)"),
                "alpha": (None, None, "a finite number"), "beta": (None, None, "a finite number"),
                "k": (None, None, "a finite number"), "factor": (None, None, "a finite number"),
-               "momentum": (None, None, "a finite number")}
+               "momentum": (None, None, "a finite number"), "shift": (None, None, "a finite number"),
+               "low": (None, None, "a finite number"), "high": (None, None, "a finite number")}
 
 
 def check_attrs(layer: str, attrs: dict) -> dict:
@@ -263,7 +271,10 @@ class Activation:
     * ``inplace``: the DSL's default (torchvision's ``ReLU(inplace=True)``); ``False`` when
       PyTorch makes a new tensor;
     * ``param``: the attribute passed to the kernels as the activation's one float (the
-      LeakyReLU slope, the ELU α), or None.
+      LeakyReLU slope, the ELU α), or None;
+    * ``fit(f)``: the ``param`` value for which the activation could be the float64 function
+      ``f`` of a float (the ONNX importer then checks it everywhere), or None; by default the
+      activation is taken to be linear in its parameter at −1 (a slope, an α).
     """
 
     code: int
@@ -272,6 +283,7 @@ class Activation:
     onnx: Callable
     inplace: bool = True
     param: str | None = None
+    fit: Callable | None = None
 
 
 def _zero(a, ins, out):
@@ -310,7 +322,7 @@ class Op:
     defaults: dict = field(default_factory=dict)  # attribute defaults, applied where a node is made
     weights: Callable = None  # weights(attrs, in_shapes) -> [Weight]
     window: Callable = None  # window(attrs) -> Window, for ops that slide a window
-    spatial: str = "same"  # how output positions see the input: same, window, adaptive, whole
+    spatial: str = "same"  # how output positions see the input: same, window, transposed, adaptive, whole
     reduce: str = None  # pooling reduction: "max" or "avg"
     filters: str = None  # the attribute giving the output width (out_channels, out_features)
     inplace_ports: tuple = ()  # input ports the kernel may overwrite with its output
@@ -318,6 +330,7 @@ class Op:
     absorbs_norm: bool = False  # a following batch norm folds into its weights (conv, linear)
     folds: bool = False  # folds into the conv or linear layer before it (batch norm)
     passthrough: bool = False  # the identity at inference (dropout, identity)
+    elementwise: bool = False  # combines its inputs element by element (add, mul): drawn as a circle, shallower inputs are shortcuts
     activation: Activation = None
 
     def weight_specs(self, attrs: dict, in_shapes) -> list:
@@ -482,6 +495,71 @@ register(Op("conv2d", "conv", (1, 1), _conv_shape, macs=_conv_macs, label=_conv_
             absorbs_norm=True))
 
 
+def _conv_transpose_shape(a, ins, ctx):
+    """PyTorch's ConvTranspose2d: (L − 1)·s − p₀ − p₁ + d·(k − 1) + output_padding + 1 per axis."""
+    (x,) = ins
+    _need_chw(ctx, x, "conv_transpose2d")
+    cin, H, W = x
+    cout, g = a["out_channels"], a["groups"]
+    if divides(g, cin) is False:
+        ctx.fail("groups must divide in_channels", f"groups={g}, in_channels={cin}")
+    if divides(g, cout) is False:
+        ctx.fail("groups must divide out_channels", f"groups={g}, out_channels={cout}")
+    _nonnegative_padding(ctx, a["padding"])
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    out = []
+    for axis, L, k, s, p0, p1, d, op in (("H", H, kh, sh, pt, pb, dh, a["output_padding"][0]),
+                                         ("W", W, kw, sw, pl, pr, dw, a["output_padding"][1])):
+        if negative(op) or (is_int(op) and is_int(s) and is_int(d) and int(op) >= max(int(s), int(d))):
+            ctx.fail(f"output_padding along {axis} must be smaller than the stride or the dilation",
+                     f"output_padding={op}, stride={s}, dilation={d}")
+        o = tidy((L - 1) * s - p0 - p1 + d * (k - 1) + op + 1)
+        if nonpositive(o):
+            ctx.fail(f"output size along {axis} is not positive", f"({L} − 1)·{s} − {p0} − {p1} + {d}·({k} − 1) + "
+                     f"{op} + 1 = {o}")
+        if not is_int(o) and not sympy.sympify(o).is_positive:
+            ctx.require(f"output size along {axis} is positive", sympy.Gt(o, 0))
+        out.append(o)
+    return (cout, out[0], out[1])
+
+
+def _conv_transpose_weights(a, ins):
+    # PyTorch's and ONNX's layout: (C_in, C_out/groups, kh, kw)
+    yield Weight("weight", (ins[0][0], div(a["out_channels"], a["groups"]), *a["kernel"]), "param", "he")
+    if a["bias"]:
+        yield Weight("bias", (a["out_channels"],), "param", "bias")
+
+
+def _conv_transpose_macs(a, ins, out):
+    # Every input pixel times every tap (fvcore's, ptflops' and torch.utils.flop_counter's
+    # count): C_in·H·W·(C_out/groups)·kh·kw, taps that land in the cropped padding included.
+    kh, kw = a["kernel"]
+    return tidy(numel(ins[0]) * div(a["out_channels"], a["groups"]) * kh * kw)
+
+
+def _conv_transpose_label(a, ins, out):
+    kh, kw = a["kernel"]
+    s = f"{kh}x{kw} conv^T, {a['out_channels']}"
+    if a["stride"][0] != 1:
+        s += f", ×{a['stride'][0]}"
+    if a["groups"] != 1:
+        s += f", g={a['groups']}"
+    if tuple(a["dilation"]) != (1, 1):
+        s += f", d={a['dilation'][0]}"
+    return s
+
+
+register(Op("conv_transpose2d", "conv", (1, 1), _conv_transpose_shape, macs=_conv_transpose_macs,
+            label=_conv_transpose_label,
+            doc="transposed 2-D convolution (decoders, U-Nets), as nn.ConvTranspose2d: output "
+                "(L − 1)·s − pads + d·(k − 1) + output_padding + 1; weight C_in × C_out/groups × kh × kw; "
+                "MACs = C_in·H·W·(C_out/groups)·kh·kw (every input pixel times every tap, as fvcore and ptflops)",
+            defaults=dict(stride=(1, 1), padding=(0, 0, 0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1,
+                          bias=True),
+            weights=_conv_transpose_weights, window=_window, spatial="transposed", filters="out_channels",
+            fusion="anchor"))
+
+
 def _pool_shape(a, ins, ctx):
     (x,) = ins
     _need_chw(ctx, x, "pooling")
@@ -527,16 +605,31 @@ def _adaptive_shape(a, ins, ctx):
     return (x[0], oh, ow)
 
 
+def adaptive_reads(n, o):
+    """The summed window sizes of an adaptive pool of ``n`` inputs to ``o`` outputs.
+
+    Window i spans ⌊i·n/o⌋ … ⌈(i+1)·n/o⌉ (PyTorch's rule), so the sizes telescope to
+    n + Σ_{0<i<o} (⌈i·n/o⌉ − ⌊i·n/o⌋) = n + o − gcd(n, o): neighbours share an input unless
+    i·n/o is whole. Numeric sizes give the closed form; a symbolic ``n`` keeps the sum, so a
+    formula evaluates to the numeric count at every size (and is plain ``n`` when o = 1).
+
+    >>> adaptive_reads(7, 7), adaptive_reads(14, 7), adaptive_reads(13, 7), adaptive_reads(1, 6)
+    (7, 14, 19, 6)
+    >>> from cnngraph.ir.symbols import H
+    >>> adaptive_reads(H, 1), adaptive_reads(H, 2).subs(H, 5)
+    (H, 6)
+    """
+    if is_int(n):
+        return int(n) + o - math.gcd(int(n), o)
+    return n + sum(sympy.ceiling(sympy.Rational(i, o) * n) - sympy.floor(sympy.Rational(i, o) * n)
+                   for i in range(1, o))
+
+
 def _adaptive_ops(a, ins, out):
-    # Each output averages a window of about H/oh × W/ow inputs: every input is read once
-    # when the windows tile the input, which is the case for global pooling.
+    # Every output reads its window: C · (summed window sizes along H) · (along W), which is
+    # C·H·W when the windows tile the input (global pooling, or o dividing the size).
     C, H, W = ins[0]
-    oh, ow = out[1], out[2]
-    if is_int(H) and is_int(oh):
-        kh = max(((i + 1) * H + oh - 1) // oh - (i * H) // oh for i in range(oh))
-        kw = max(((j + 1) * W + ow - 1) // ow - (j * W) // ow for j in range(ow))
-        return tidy(C * oh * ow * kh * kw)
-    return tidy(C * H * W)
+    return tidy(C * adaptive_reads(H, int(out[1])) * adaptive_reads(W, int(out[2])))
 
 
 register(Op("adaptive_avgpool2d", "pool", (1, 1), _adaptive_shape, ops=_adaptive_ops,
@@ -663,6 +756,30 @@ activation("gelu", "gelu", Activation(
     inplace=False))
 
 
+_GELU_TANH_C = 0.7978845608028654  # √(2/π)
+
+
+def _onnx_gelu_tanh(b, n, x, a):
+    if b.opset >= 20:
+        return b.node("Gelu", [x], n, n, approximate="tanh")
+    # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+    t = b.node("Pow", [x, b.scalar(f"{n}/three", 3.0)], f"{n}/cube", f"{n}/cube")
+    t = b.node("Mul", [t, b.scalar(f"{n}/k", 0.044715)], f"{n}/k3", f"{n}/k3")
+    t = b.node("Add", [x, t], f"{n}/inner", f"{n}/inner")
+    t = b.node("Mul", [t, b.scalar(f"{n}/c", _GELU_TANH_C)], f"{n}/scaled", f"{n}/scaled")
+    t = b.node("Tanh", [t], f"{n}/tanh", f"{n}/tanh")
+    t = b.node("Add", [t, b.scalar(f"{n}/one", 1.0)], f"{n}/add", f"{n}/add")
+    t = b.node("Mul", [x, t], f"{n}/mul", f"{n}/mul")
+    return b.node("Mul", [t, b.scalar(f"{n}/half", 0.5)], n, n)
+
+
+activation("gelu_tanh", "gelu (tanh)", Activation(
+    14, lambda xp, erf, v, a: 0.5 * v * (1 + xp.tanh(_GELU_TANH_C * (v + 0.044715 * v * v * v))),
+    lambda F, x, a: F.gelu(x, approximate="tanh"), _onnx_gelu_tanh, inplace=False),
+    doc="GELU's tanh approximation, nn.GELU(approximate='tanh'): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) "
+        "(one operation per element)")
+
+
 def _softplus(xp, v):  # log(1 + eˣ) without overflow
     return xp.maximum(v, 0) + xp.log1p(xp.exp(-xp.abs(v)))
 
@@ -673,6 +790,29 @@ def _onnx_mish(b, n, x, a):
     t = b.node("Softplus", [x], f"{n}/softplus", f"{n}/softplus")
     t = b.node("Tanh", [t], f"{n}/tanh", f"{n}/tanh")
     return b.node("Mul", [x, t], n, n)
+
+
+def _onnx_softplus(b, n, x, a):
+    beta = float(a["beta"])
+    if beta == 1.0:
+        return b.node("Softplus", [x], n, n)
+    t = b.node("Mul", [x, b.scalar(f"{n}/beta", beta)], f"{n}/mul", f"{n}/mul")
+    t = b.node("Softplus", [t], f"{n}/softplus", f"{n}/softplus")
+    return b.node("Div", [t, b.scalar(f"{n}/beta_div", beta)], n, n)
+
+
+def _fit_softplus(f):
+    """beta of a function that may be softplus(beta): f(0) = log(2)/beta."""
+    import math
+
+    y0 = float(f(0.0))
+    return math.log(2.0) / y0 if y0 > 0 else None
+
+
+def _softplus_shape(a, ins, ctx):
+    if not a["beta"] > 0:
+        ctx.fail("softplus needs beta > 0", f"beta={a['beta']}")
+    return tuple(ins[0])
 
 
 def _onnx_prelu(b, n, x, a):
@@ -704,6 +844,13 @@ activation("elu", "elu", Activation(
 activation("mish", "mish", Activation(
     11, lambda xp, erf, v, a: v * xp.tanh(_softplus(xp, v)), lambda F, x, a: F.mish(x), _onnx_mish, inplace=False),
     doc="Mish: x·tanh(softplus(x)) (one operation per element)")
+activation("softplus", "softplus", Activation(
+    13, lambda xp, erf, v, a: xp.where(a["beta"] * v > 20, v, _softplus(xp, a["beta"] * v) / a["beta"]),
+    lambda F, x, a: F.softplus(x, a["beta"]),
+    _onnx_softplus, param="beta", inplace=False, fit=_fit_softplus),
+    defaults=dict(beta=1.0), shape=_softplus_shape,
+    doc="softplus: log(1 + e^(beta·x))/beta, and x where beta·x > 20 as PyTorch's default threshold (the "
+        "difference is below float32 rounding there; one operation per element)")
 activation("prelu", "prelu", Activation(
     12, lambda xp, erf, v, a: xp.where(v >= 0, v, a["weight"] * v), lambda F, x, a: F.prelu(x, a["weight"]),
     _onnx_prelu, inplace=False),
@@ -714,6 +861,22 @@ activation("prelu", "prelu", Activation(
 
 register(Op("softmax", "act", (1, 1), _same_shape, inplace_ports=(0,), ops=lambda a, ins, out: tidy(3 * numel(out)),
             label=lambda a, ins, out: "softmax", doc="softmax over the channel/feature axis (exp, sum, divide)"))
+
+
+def _radix_softmax_shape(a, ins, ctx):
+    (x,) = ins
+    r, g = a["radix"], a["groups"]
+    if not (is_int(r) and is_int(g) and r >= 1 and g >= 1) or divides(r * g, x[0]) is False:
+        ctx.fail("radix × groups must divide the channels", f"radix={r}, groups={g}, channels={x[0]}")
+    return tuple(x)
+
+
+register(Op("radix_softmax", "act", (1, 1), _radix_softmax_shape, ops=lambda a, ins, out: tidy(3 * numel(out)),
+            label=lambda a, ins, out: f"softmax over {a['radix']} splits",
+            defaults=dict(radix=2, groups=1),
+            doc="split attention's softmax over radix groups (ResNeSt's rSoftMax, SKNet's selection): channels "
+                "read as (groups, radix, C/(groups·radix)), softmax over the radix axis, written as (radix, groups, "
+                "C/(groups·radix))"))
 
 
 def _bn_shape(a, ins, ctx):
@@ -777,9 +940,17 @@ register(Op("layer_scale", "act", (1, 1), _same_shape,
             ops=lambda a, ins, out: numel(out), label=lambda a, ins, out: "layer scale",
             doc="a learned per-channel scale γ·x (ConvNeXt's layer scale); its weight is named `field` "
                 "(torchvision: `layer_scale`, timm: `gamma`)",
-            defaults=dict(field="weight"),
+            defaults=dict(field="weight"), fusion="anchor",  # the residual add after it fuses into its epilogue
             weights=lambda a, ins: [Weight(a["field"], (ins[0][0],), "param", "scale")]))
-register(Op("lrn", "norm", (1, 1), _same_shape,
+def _lrn_shape(a, ins, ctx):
+    # x / (k + α/n·Σx²)^β is finite for every input only while the base stays positive.
+    if not (a["k"] > 0 and a["alpha"] >= 0):
+        ctx.fail("LRN needs k > 0 and alpha ≥ 0 so that its base k + alpha/size·Σx² stays positive",
+                 f"k={a['k']}, alpha={a['alpha']}")
+    return tuple(ins[0])
+
+
+register(Op("lrn", "norm", (1, 1), _lrn_shape,
             ops=lambda a, ins, out: tidy(numel(out) * a["size"]), label=lambda a, ins, out: f"LRN {a['size']}",
             doc="local response normalization across `size` neighbouring channels (AlexNet)",
             defaults=dict(size=5, alpha=1e-4, beta=0.75, k=1.0)))
@@ -805,7 +976,7 @@ def _add_shape(a, ins, ctx):
 
 register(Op("add", "merge", (2, None), _add_shape, ops=lambda a, ins, out: tidy(numel(out) * (len(ins) - 1)),
             label=lambda a, ins, out: "+", doc="element-wise sum (residual shortcut, ResNeXt pathways)",
-            inplace_ports=(0,), fusion="anchor"))
+            inplace_ports=(0,), fusion="anchor", elementwise=True))
 
 
 def _mul_shape(a, ins, ctx):
@@ -820,11 +991,36 @@ def _mul_shape(a, ins, ctx):
     return tuple(x)
 
 
-register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,), elementwise=True,
             label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
-register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
-            label=lambda a, ins, out: f"×{a['factor']}",
-            doc="multiply by a constant factor, no parameters (Inception-ResNet's residual scaling)"))
+def _scale_label(a, ins, out):
+    f, s = a["factor"], a["shift"]
+    text = "" if f == 1 else f"×{f:g}" if isinstance(f, float) else f"×{f}"
+    return (text + (f" {s:+g}" if s else "")).strip() or "×1"
+
+
+register(Op("scale", "act", (1, 1), _same_shape, ops=lambda a, ins, out: tidy(numel(out) * (1 + (a["shift"] != 0))),
+            inplace_ports=(0,), label=_scale_label, defaults=dict(shift=0.0),
+            doc="factor·x + shift for constant numbers, no parameters (Inception-ResNet's residual scaling, "
+                "x * 0.5 + 1.0 in a forward); one operation per element, two with a shift"))
+
+
+def _clip_shape(a, ins, ctx):
+    lo, hi = a["low"], a["high"]
+    if lo is None and hi is None or lo is not None and hi is not None and not lo < hi:
+        ctx.fail("clip needs low < high (one of them may be None: unbounded)", f"low={lo}, high={hi}")
+    return tuple(ins[0])
+
+
+def _clip_label(a, ins, out):
+    lo, hi = a["low"], a["high"]
+    return f"clip [{'-∞' if lo is None else f'{lo:g}'}, {'∞' if hi is None else f'{hi:g}'}]"
+
+
+register(Op("clip", "act", (1, 1), _clip_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,),
+            memory=_inplace_numel, label=_clip_label, defaults=dict(low=None, high=None, inplace=False),
+            doc="clamp to [low, high] (nn.Hardtanh, torch.clamp, ONNX Clip); None leaves a side unbounded; "
+                "one operation per element"))
 
 
 def _concat_shape(a, ins, ctx):
@@ -835,7 +1031,7 @@ def _concat_shape(a, ins, ctx):
         for axis in range(1, len(first)):
             if same(first[axis], other[axis]) is False:
                 ctx.fail("concat needs equal spatial sizes", f"{fmt_shape(first)} and {fmt_shape(other)}")
-    return (tidy(sum((sympy.sympify(s[0]) for s in ins), sympy.Integer(0))),) + tuple(first[1:])
+    return (tidy(sum((s[0] for s in ins), 0)),) + tuple(first[1:])
 
 
 register(Op("concat", "merge", (1, None), _concat_shape, label=lambda a, ins, out: "concat",
@@ -914,6 +1110,23 @@ def exact_scale(v):
     return int(f) if f.denominator == 1 else sympy.Rational(f.numerator, f.denominator)
 
 
+def _ratio(v) -> tuple:
+    """(numerator, denominator) of a scale: an int, a float or a sympy Rational.
+
+    >>> _ratio(2), _ratio(1.5)
+    ((2, 1), (3, 2))
+    """
+    if isinstance(v, int):
+        return v, 1
+    if is_sym(v):
+        r = sympy.Rational(v)
+        return int(r.p), int(r.q)
+    from fractions import Fraction
+
+    f = Fraction(v)
+    return f.numerator, f.denominator
+
+
 def _resize_shape(a, ins, ctx):
     x = ins[0]
     _need_chw(ctx, x, "resize")
@@ -932,7 +1145,8 @@ def _resize_shape(a, ins, ctx):
         if nonpositive(sh) or nonpositive(sw):
             ctx.fail("resize scale must be positive", f"scale={a['scale']}")
         # PyTorch and ONNX: floor(size · scale)
-        oh, ow = floordiv(H * sympy.Rational(sh).p, sympy.Rational(sh).q), floordiv(W * sympy.Rational(sw).p, sympy.Rational(sw).q)
+        (ph, qh), (pw, qw) = _ratio(sh), _ratio(sw)
+        oh, ow = floordiv(H * ph, qh), floordiv(W * pw, qw)
     if nonpositive(oh) or nonpositive(ow):
         ctx.fail("resize output size must be positive", f"{fmt_shape(x)} to {oh}×{ow}")
     return (C, tidy(oh), tidy(ow))
@@ -947,6 +1161,51 @@ def _resize_label(a, ins, out):
         sh, sw = a["scale"]
         to = f"×{sh}" if sh == sw else f"×{sh}×{sw}"
     return f"{a['mode']} resize {to}" + (", corners" if a.get("align_corners") else "")
+
+
+BLOCK_MODES = ("CRD", "DCR")  # channel order of the r×r block's values: c·r² + (i·r + j), or (i·r + j)·C + c
+
+
+def _block_checks(ctx, a, x, what):
+    _need_chw(ctx, x, what)
+    r = a["block"]
+    if a["mode"] not in BLOCK_MODES:
+        ctx.fail(f"{what} mode must be CRD (PyTorch's pixel shuffle) or DCR (ONNX's default)", f"mode={a['mode']!r}")
+    if not (is_int(r) and int(r) >= 1):
+        ctx.fail(f"{what} block must be a positive integer", f"block={r}")
+    return int(r)
+
+
+def _depth_to_space_shape(a, ins, ctx):
+    (x,) = ins
+    r = _block_checks(ctx, a, x, "depth_to_space")
+    C, H, W = x
+    if divides(r * r, C) is False:
+        ctx.fail("depth_to_space needs channels divisible by block²", f"{C} channels, block {r}")
+    return (div(C, r * r), tidy(H * r), tidy(W * r))
+
+
+def _space_to_depth_shape(a, ins, ctx):
+    (x,) = ins
+    r = _block_checks(ctx, a, x, "space_to_depth")
+    C, H, W = x
+    for axis, L in (("H", H), ("W", W)):
+        if divides(r, L) is False:
+            ctx.fail(f"space_to_depth needs {axis} divisible by the block", f"{axis}={L}, block {r}")
+    # a symbolic size is taken to be a multiple of the block (PyTorch refuses the others)
+    return (tidy(C * r * r), floordiv(H, r), floordiv(W, r))
+
+
+register(Op("depth_to_space", "reshape", (1, 1), _depth_to_space_shape,
+            label=lambda a, ins, out: f"depth→space ×{a['block']}" + (" (DCR)" if a["mode"] == "DCR" else ""),
+            defaults=dict(mode="CRD"),
+            doc="rearrange C·r² channels into r×r blocks of space: nn.PixelShuffle (mode CRD), ONNX DepthToSpace "
+                "(CRD or DCR); a copy, no arithmetic"))
+register(Op("space_to_depth", "reshape", (1, 1), _space_to_depth_shape,
+            label=lambda a, ins, out: f"space→depth /{a['block']}" + (" (DCR)" if a["mode"] == "DCR" else ""),
+            defaults=dict(mode="CRD"),
+            doc="rearrange r×r blocks of space into C·r² channels: nn.PixelUnshuffle (mode CRD), ONNX SpaceToDepth "
+                "and TResNet's SpaceToDepth (DCR); a copy, no arithmetic"))
 
 
 register(Op("resize", "reshape", (1, 2), _resize_shape,

@@ -219,6 +219,9 @@ def parse_expr(text: str, what: str = "size", functions=()):
         raise InputError(f"{what} must be text, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise InputError(f"{what} is {len(text)} characters long (at most {MAX_LENGTH})")
+    plain = text.strip()
+    if plain.isascii() and plain.isdigit() and int(plain) <= MAX_MAGNITUDE:
+        return int(plain)  # a plain number (``--batch 1``): no parser, no sympy
     v = _Parser(text, what, functions).parse()
     return int(v) if v.is_Integer else v
 
@@ -242,6 +245,10 @@ def check_size(v, what: str = "size", positive: bool = True, decided: bool = Tru
     ...
     cnngraph.ir.errors.InputError: out_channels=4.5: must be an integer
     """
+    if type(v) is int:  # the common case, checked without sympy
+        if positive and v <= 0:
+            raise InputError(f"{what}={v}: must be positive")
+        return v
     import sympy
 
     if isinstance(v, str):

@@ -227,37 +227,85 @@ _SAMPLES = np.concatenate([np.linspace(-8.0, 8.0, 41) + 0.0137, [-30.0, -12.5, 1
 INPLACE_DEFAULT = {name: op.activation.inplace for name, op in ops.ACTIVATIONS.items()}
 
 
-def identify(fn):
+def identify(fn, extended: bool = False):
     """What an element-wise function is: ``(op, attrs)``, ``("identity", {})`` or None.
+
+    ``extended`` also recognises the constant arithmetic ``factor·x + shift`` with a shift
+    and clamps to any bounds (``clip``); the importer tries these only when the activations
+    and plain scales cannot express a chain, so that known patterns keep their one layer.
 
     >>> identify(lambda v: v * (1 / (1 + np.exp(-v))))
     ('silu', {})
     >>> identify(lambda v: 0.25 * v)
     ('scale', {'factor': 0.25})
+    >>> identify(lambda v: 1.0 - v / 2, extended=True)
+    ('scale', {'factor': -0.5, 'shift': 1.0})
+    >>> identify(lambda v: np.clip(v, -1.0, 2.5), extended=True)
+    ('clip', {'low': -1.0, 'high': 2.5})
     """
     with np.errstate(all="ignore"):
         y = np.asarray(fn(_SAMPLES.copy()), dtype=np.float64)
         one = float(np.asarray(fn(np.array([1.0])), dtype=np.float64)[0])
+        zero = float(np.asarray(fn(np.array([0.0])), dtype=np.float64)[0])
     if y.shape != _SAMPLES.shape or not np.all(np.isfinite(y)):
         return None
     for name, f in ACTIVATIONS.items():
         op = ops.get(name)
         param = op.activation.param
         attrs = {}
-        if param is not None:  # linear in its parameter at -1: fit it there, then check everywhere
-            unit = float(op.activation.ref(np, verf, np.array([-1.0]), {**op.defaults, param: 1.0})[0])
-            value = float(np.asarray(fn(np.array([-1.0])), dtype=np.float64)[0]) / unit
-            if not np.isfinite(value) or value <= 0:
+        if param is not None:
+            value = _fit(op, fn)
+            if value is None:
                 continue
             attrs = {param: short_float(value)}
             f = (lambda op, a: lambda v: op.activation.ref(np, verf, v, {**op.defaults, **a}))(op, attrs)
-        if np.allclose(y, f(_SAMPLES), rtol=1e-5, atol=1e-6):
-            return name, attrs
+        with np.errstate(all="ignore"):
+            if np.allclose(y, f(_SAMPLES), rtol=1e-5, atol=1e-6):
+                return name, attrs
     if np.allclose(y, one * _SAMPLES, rtol=1e-6, atol=1e-9):
         if abs(one - 1.0) < 1e-7:
             return "identity", {}
         return "scale", {"factor": short_float(one)}
-    return None
+    if not extended:
+        return None
+    if np.allclose(y, (one - zero) * _SAMPLES + zero, rtol=1e-6, atol=1e-7):
+        return "scale", {"factor": short_float(one - zero), "shift": short_float(zero)}
+    return _clip_of(fn)
+
+
+def _fit(op, fn):
+    """The parameter value for which activation ``op`` could be ``fn`` (checked by the caller)."""
+    act = op.activation
+    with np.errstate(all="ignore"):
+        if act.fit is not None:
+            value = act.fit(lambda v: float(np.asarray(fn(np.array([v])), dtype=np.float64)[0]))
+        else:  # linear in its parameter at -1: fit it there
+            unit = float(act.ref(np, verf, np.array([-1.0]), {**op.defaults, act.param: 1.0})[0])
+            value = float(np.asarray(fn(np.array([-1.0])), dtype=np.float64)[0]) / unit
+    if value is None or not np.isfinite(value) or value <= 0:
+        return None
+    return value
+
+
+_WIDE = np.concatenate([-np.logspace(-3, 30, 67)[::-1], [0.0], np.logspace(-3, 30, 67)])
+
+
+def _clip_of(fn):
+    """``("clip", {low, high})`` when ``fn`` clamps to bounds (None: unbounded), else None."""
+    with np.errstate(all="ignore"):
+        y = np.asarray(fn(_WIDE.copy()), dtype=np.float64)
+    if y.shape != _WIDE.shape or np.isnan(y).any():
+        return None
+    lo = None if y[0] <= -1e29 else float(y[0])
+    hi = None if y[-1] >= 1e29 else float(y[-1])
+    if lo is None and hi is None or lo is not None and hi is not None and not lo < hi:
+        return None
+    grid = np.concatenate([_SAMPLES, _WIDE])
+    with np.errstate(all="ignore"):
+        yy = np.asarray(fn(grid.copy()), dtype=np.float64)
+    if not np.allclose(yy, np.clip(grid, lo, hi), rtol=1e-6, atol=1e-7):
+        return None
+    return "clip", {"low": None if lo is None else short_float(lo), "high": None if hi is None else short_float(hi)}
 
 
 def known_activation(found):
@@ -341,6 +389,8 @@ PENDING_TEXT = {
     "view": "a reshaped view of a tensor",
     "split_channels": "a channel-split reshape",
     "swapped": "a channel-split reshape and transpose",
+    "blocks": "a reshape into r×r blocks of space",
+    "blocks_moved": "a reshape into r×r blocks of space and a transpose",
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",
     "subsample": "a strided slice",
@@ -360,6 +410,10 @@ PENDING_TEXT = {
     "channels_last": "a channels-last (N×H×W×C) transpose",
     "rbf_diff": "a difference with a constant matrix",
     "rbf_square": "a squared difference with a constant matrix",
+    "radix_view": "a view into (groups, radix, rest) of a split attention",
+    "radix_swapped": "the radix-first transpose of a split attention",
+    "radix_softmaxed": "the softmax over the radix of a split attention",
+    "stack_part": "one tensor of a torch.stack",
 }
 
 

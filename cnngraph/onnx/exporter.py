@@ -162,6 +162,26 @@ def _conv(b, n, ins, shapes, a, ws):
     return b.node("Conv", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
 
 
+def _conv_transpose(b, n, ins, shapes, a, ws):
+    _int(n, "in_channels", shapes[0][0])
+    _int(n, "out_channels", a["out_channels"])
+    w = b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))
+    inputs = [ins[0], w] + ([b.init(f"{n}.bias", _f32(ws, f"{n}.bias"))] if a["bias"] else [])
+    attrs = _window_attrs(n, a)
+    attrs["dilations"] = _ints(n, "dilation", a["dilation"])
+    op = _ints(n, "output_padding", a["output_padding"])
+    pads, strides = attrs["pads"], attrs["strides"]
+    for ax in range(2):
+        # ONNX Runtime refuses an output padding not below the stride (PyTorch allows one below the
+        # dilation): cropping less at the end gives the same rows
+        if op[ax] >= strides[ax]:
+            take = min(op[ax], pads[2 + ax])
+            op[ax], pads[2 + ax] = op[ax] - take, pads[2 + ax] - take
+    if op != [0, 0]:
+        attrs["output_padding"] = op
+    return b.node("ConvTranspose", inputs, n, n, group=_int(n, "groups", a["groups"]), **attrs)
+
+
 def _linear(b, n, ins, shapes, a, ws):
     inputs = [ins[0], b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))]
     if a["bias"]:
@@ -206,6 +226,20 @@ def _channel_shuffle(b, n, ins, shapes, a, ws):
     grp, c = _int(n, "groups", a["groups"]), _int(n, "channels", shapes[0][0])
     shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
     t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, grp, c // grp, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    return b.node("Reshape", [t, shape], n, n)
+
+
+def _space_to_depth(b, n, ins, shapes, a, ws):
+    """SpaceToDepth is DCR only: CRD (PixelUnshuffle) is SpaceToDepth followed by the channel
+    shuffle that takes (i·r + j)·C + c to c·r² + i·r + j."""
+    r = _int(n, "block", a["block"])
+    if a["mode"] == "DCR":
+        return b.node("SpaceToDepth", ins, n, n, blocksize=r)
+    t = b.node("SpaceToDepth", ins, f"{n}/dcr", f"{n}/dcr", blocksize=r)
+    c = _int(n, "channels", shapes[0][0])
+    shape = b.node("Shape", [t], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [t, b.const(f"{n}/grouped", [0, r * r, c, -1])], f"{n}/reshape", f"{n}/reshape")
     t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
     return b.node("Reshape", [t, shape], n, n)
 
@@ -257,6 +291,7 @@ def _layer_scale(b, n, ins, shapes, a, ws):
 # the output name. Activations come from the registry (their ``onnx`` emitter).
 EMITTERS = {
     "conv2d": _conv,
+    "conv_transpose2d": _conv_transpose,
     "maxpool2d": lambda b, n, ins, shapes, a, ws: b.node("MaxPool", ins, n, n, ceil_mode=int(bool(a["ceil_mode"])),
                                                          **_window_attrs(n, a)),
     "avgpool2d": lambda b, n, ins, shapes, a, ws: b.node(
@@ -279,14 +314,41 @@ EMITTERS = {
     "concat": lambda b, n, ins, shapes, a, ws: b.node("Concat", ins, n, n, axis=1),
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
-    "scale": lambda b, n, ins, shapes, a, ws: b.node("Mul", [ins[0], b.scalar(f"{n}/factor", float(a["factor"]))], n, n),
+    "depth_to_space": lambda b, n, ins, shapes, a, ws: b.node("DepthToSpace", ins, n, n, blocksize=int(a["block"]),
+                                                             mode=a["mode"]),
+    "space_to_depth": _space_to_depth,
+    "scale": lambda b, n, ins, shapes, a, ws: _scale(b, n, ins[0], a),
+    "clip": lambda b, n, ins, shapes, a, ws: b.node(
+        "Clip", [ins[0], "" if a["low"] is None else b.scalar(f"{n}/min", float(a["low"])),
+                 "" if a["high"] is None else b.scalar(f"{n}/max", float(a["high"]))], n, n),
     "pad_channels": _pad_channels,
     "pad2d": _pad2d,
     "rbf": _rbf,
     "layernorm2d": _layernorm2d,
     "layer_scale": _layer_scale,
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
+    "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
 }
+
+
+def _scale(b, n, x, a):
+    """factor·x + shift: a Mul, then an Add when there is a shift."""
+    if not a["shift"]:
+        return b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], n, n)
+    if a["factor"] != 1:
+        x = b.node("Mul", [x, b.scalar(f"{n}/factor", float(a["factor"]))], f"{n}/mul", f"{n}/mul")
+    return b.node("Add", [x, b.scalar(f"{n}/shift", float(a["shift"]))], n, n)
+
+
+def _radix_softmax(b, n, x, a):
+    """As PyTorch exports timm's RadixSoftmax: Reshape (N, groups, radix, -1), Transpose,
+    Softmax over the radix axis, Reshape back to the input's shape."""
+    r, g = _int(n, "radix", a["radix"]), _int(n, "groups", a["groups"])
+    shape = b.node("Shape", [x], f"{n}/shape", f"{n}/shape")
+    t = b.node("Reshape", [x, b.const(f"{n}/grouped", [0, g, r, -1])], f"{n}/reshape", f"{n}/reshape")
+    t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 2, 1, 3])
+    t = b.node("Softmax", [t], f"{n}/softmax", f"{n}/softmax", axis=1)
+    return b.node("Reshape", [t, shape], n, n)
 
 
 def _resize(b, n, ins, a):

@@ -6,6 +6,9 @@ returns the value(s) of the node's outputs: a :class:`Const` (folded), an :class
 layer it added), a :class:`Pointwise` (an element-wise chain, recognised when used) or a
 :class:`Pending` (part of a multi-node pattern such as group norm or a channel shuffle).
 Supporting a new op type is one more ``@handler("OpType")`` function.
+
+>>> HANDLERS["Conv"].__name__, "Relu" in HANDLERS
+('_conv', True)
 """
 from __future__ import annotations
 
@@ -149,6 +152,66 @@ def _conv(imp, node, a, where):
     return imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
 
 
+@handler("ConvTranspose")
+def _conv_transpose(imp, node, a, where):
+    """Transposed convolution: weight (C_in, C_out/group, kh, kw); pads from ``pads``, from
+    ``auto_pad`` or from ``output_shape`` (the total the spec derives, split as ``auto_pad`` says)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, "ConvTranspose")
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    if w.ndim != 4:
+        raise CnnGraphError(f"{where}: ConvTranspose weight must be 4-D (C_in, C_out/groups, kh, kw), got {list(w.shape)}")
+    kernel = list(a.get("kernel_shape", list(w.shape[2:])))
+    if kernel != list(w.shape[2:]):
+        raise ShapeError(where, "kernel_shape disagrees with the weight", f"kernel_shape {kernel}, weight {list(w.shape)}")
+    groups = a.get("group", 1)
+    if groups < 1 or ops.same(w.shape[0], x.shape[1]) is False:
+        raise ShapeError(where, "the weight's first axis must equal the input channels", f"{w.shape[0]} vs {x.shape[1]}")
+    strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+    out_pad = list(a.get("output_padding", [0, 0]))
+    if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2 or len(out_pad) != 2:
+        raise CnnGraphError(f"{where}: only 2-D transposed convolutions are supported (kernel {kernel})")
+    auto = a.get("auto_pad", "NOTSET")
+    target = a.get("output_shape")
+    if target is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [[0, 0], [0, 0]]
+        for ax in range(2):
+            L, s, d, k = x.shape[2 + ax], strides[ax], dil[ax], kernel[ax]
+            want = target[-2 + ax] if target is not None else L * s
+            total = ops.tidy(s * (L - 1) + out_pad[ax] + (k - 1) * d + 1 - want)
+            if not ops.is_int(total):
+                raise CnnGraphError(f"{where}: output_shape {list(target)} gives padding {total}, which depends on "
+                                    "the input size; give the input a numeric size")
+            total = int(total)
+            if total < 0:
+                raise CnnGraphError(f"{where}: output_shape {list(target)} is larger than the transposed convolution "
+                                    f"gives without padding along axis {2 + ax}; not supported")
+            lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            pads[ax] = [lo, total - lo]
+        pads = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
+    elif auto == "VALID":
+        pads = (0, 0, 0, 0)
+    elif auto in ("NOTSET", ""):
+        p = a.get("pads", [0, 0, 0, 0])
+        if len(p) != 4:
+            raise CnnGraphError(f"{where}: pads must have 4 values for a 2-D window, got {p}")
+        pads = tuple(p)
+    else:
+        raise CnnGraphError(f"{where}: unknown auto_pad {auto!r}")
+    if any(v < 0 for v in pads):
+        raise CnnGraphError(f"{where}: negative pads {list(pads)} are not supported")
+    ws = {"weight": w}
+    cout = int(w.shape[1]) * groups
+    if _in(node, 2):
+        b, _ = _float_const(imp, node, 2, where, "the bias")
+        if b.shape != (cout,):
+            raise ShapeError(where, "bias must have one value per output channel", f"bias {list(b.shape)}, C_out {cout}")
+        ws["bias"] = b
+    attrs = dict(out_channels=cout, kernel=tuple(kernel), stride=tuple(strides), padding=pads,
+                 output_padding=tuple(out_pad), dilation=tuple(dil), groups=groups, bias="bias" in ws)
+    return imp.new("conv_transpose2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
+
+
 def _pool_attrs(imp, x, a, where, op):
     kernel = a.get("kernel_shape")
     if kernel is None:
@@ -284,13 +347,68 @@ def _gemm(imp, node, a, where):
 
 @handler("MatMul")
 def _matmul(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind == "channels_last":
+        return _matmul_channels_last(imp, node, where, v)
+    x = imp.act(v, where)
     _need_rank(x, (2,), where, "MatMul with a weight matrix")
     w, _ = _float_const(imp, node, 1, where, "the weight")
     if w.ndim != 2 or ops.same(w.shape[0], x.shape[1]) is False:
         raise ShapeError(where, "MatMul weight does not fit the input features", f"weight {list(w.shape)}, input {ops.fmt_shape(x.shape)}")
     return imp.new("linear", dict(out_features=int(w.shape[1]), bias=False), [x], where, _prefix_of(imp, node, (1,)),
                    {"weight": w.T})
+
+
+def _matmul_channels_last(imp, node, where, v):
+    """A MatMul by a weight over the last axis of an N×H×W×C tensor (nn.Linear on a
+    channels-last tensor, ConvNeXt's MLP) is a 1×1 convolution of the N×C×H×W one."""
+    x = imp.act(v.src, where)
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    if w.ndim != 2 or ops.same(w.shape[0], x.shape[1]) is False:
+        raise ShapeError(where, "MatMul weight does not fit the channels of a channels-last tensor",
+                         f"weight {list(w.shape)}, input {ops.fmt_shape(v.shape)}")
+    attrs = dict(out_channels=int(w.shape[1]), kernel=(1, 1), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                 groups=1, bias=False)
+    y = imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1,)),
+                {"weight": w.T.reshape(w.shape[1], w.shape[0], 1, 1)})
+    return Pending("channels_last", y, (y.shape[0], y.shape[2], y.shape[3], y.shape[1]), where, {})
+
+
+# Element-wise ops, MatMul by a weight and layer norm read a channels-last (N×H×W×C) tensor
+# as its N×C×H×W source: the layout is undone before them and kept after them.
+CHANNELS_LAST_OPS = set(UNARY) | set(BINARY) | {"Clip"}
+
+
+def channels_last(imp, node, a, where):
+    """An element-wise node of channels-last tensors (and constants broadcast over their last
+    axis) computed on their N×C×H×W sources; its result is channels-last again."""
+    saved = {}
+    for name in node.input:
+        if not name or name in saved:
+            continue
+        v = imp.values.get(name)
+        if isinstance(v, Pending) and v.kind == "channels_last":
+            sub = v.src
+        elif isinstance(v, Const) and np.size(v.value) > 1:
+            arr = np.asarray(v.value)
+            if arr.ndim > 4:
+                raise CnnGraphError(f"{where}: {node.op_type} of a channels-last tensor and a rank-{arr.ndim} constant")
+            arr4 = arr.reshape((1,) * (4 - arr.ndim) + arr.shape)
+            sub = Const(np.transpose(arr4, (0, 3, 1, 2)), v.name)
+        elif isinstance(v, Const) or v is None:
+            continue
+        else:
+            raise CnnGraphError(f"{where}: {node.op_type} of a channels-last (N×H×W×C) tensor and an N×C×H×W one")
+        saved[name] = v
+        imp.values[name] = sub
+    try:
+        out = HANDLERS[node.op_type](imp, node, a, where)
+    finally:
+        imp.values.update(saved)
+    if isinstance(out, Const):
+        return out
+    shape = out.shape
+    return Pending("channels_last", out, (shape[0], shape[2], shape[3], shape[1]), where, {})
 
 
 @handler("BatchNormalization")
@@ -376,11 +494,12 @@ def _layernorm_channels(imp, node, a, where, v):
     if a.get("axis", -1) % 4 != 3:
         raise CnnGraphError(f"{where}: LayerNormalization of a channels-last tensor over axis {a.get('axis')} "
                             "(only the channels, axis -1)")
-    C = int(v.src.shape[1])
+    src = imp.act(v.src, where)
+    C = int(src.shape[1])
     scale, _ = _float_const(imp, node, 1, where, "the scale")
     bias = _float_const(imp, node, 2, where, "the bias")[0] if _in(node, 2) else np.zeros(C, np.float32)
     ws = dict(weight=np.broadcast_to(scale, (C,)).copy(), bias=np.broadcast_to(bias, (C,)).copy())
-    y = imp.new("layernorm2d", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=True), [v.src], where,
+    y = imp.new("layernorm2d", dict(eps=short_float(a.get("epsilon", 1e-5)), affine=True), [src], where,
                 _prefix_of(imp, node, (1, 2)), ws)
     return Pending("channels_last", y, v.shape, where, {})
 
@@ -415,7 +534,10 @@ def _lrn(imp, node, a, where):
 
 @handler("Softmax")
 def _softmax(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind in ("radix_swapped", "swapped", "split_channels"):
+        return _radix_softmax(imp, node, a, where, v)
+    x = imp.act(v, where)
     r = len(x.shape)
     axis = a.get("axis", -1 if imp.opset >= 13 else 1) % r
     ok = axis == 1 and (r == 2 or imp.opset >= 13)
@@ -423,6 +545,25 @@ def _softmax(imp, node, a, where):
         raise CnnGraphError(f"{where}: Softmax is supported over the channel/feature axis, got axis {a.get('axis')} "
                             f"of shape {ops.fmt_shape(x.shape)} (opset {imp.opset})")
     return imp.new("softmax", {}, [x], where)
+
+
+def _radix_softmax(imp, node, a, where, v):
+    """Softmax over the radix axis of split attention: after timm's RadixSoftmax view and
+    transpose (N×radix×groups×rest, ResNeSt), or of a N×paths×C×1×1 view (SKNet)."""
+    axis = a.get("axis", -1 if imp.opset >= 13 else 1) % len(v.shape)
+    if axis != 1 or (imp.opset < 13 and len(v.shape) > 2):
+        raise CnnGraphError(f"{where}: Softmax of {PENDING_TEXT.get(v.kind, v.kind)} is supported over axis 1 "
+                            f"(the radix of a split attention), got axis {a.get('axis')}")
+    x = imp.act(v.src, where)
+    if v.kind == "split_channels":  # N×radix×C×… : channels (radix, C), groups 1
+        y = imp.new("radix_softmax", dict(radix=int(v.info["groups"]), groups=1), [x], where)
+        return Pending("split_channels", y, v.shape, where, v.info)
+    if v.kind == "radix_swapped":
+        radix, groups = v.info["radix"], v.info["groups"]
+    else:  # a channel-split reshape N×g×C/g×rest, transposed: radix C/g, groups g
+        radix, groups = int(v.shape[1]), int(v.info["groups"])
+    y = imp.new("radix_softmax", dict(radix=radix, groups=groups), [x], where)
+    return Pending("radix_softmaxed", y, v.shape, where, {})
 
 
 @handler("Flatten")
@@ -436,6 +577,18 @@ def _flatten(imp, node, a, where):
     if a.get("axis", 1) % len(x.shape) != 1:
         raise CnnGraphError(f"{where}: Flatten is supported from axis 1 (keeping the batch), got axis {a.get('axis')}")
     return imp.new("flatten", {}, [x], where)
+
+
+@handler("DepthToSpace", "SpaceToDepth")
+def _blocks(imp, node, a, where):
+    """DepthToSpace (mode DCR, ONNX's default, or CRD: PyTorch's pixel shuffle) and SpaceToDepth (DCR)."""
+    x = imp.act(imp.val(node.input[0], where), where)
+    _need_rank(x, (4,), where, node.op_type)
+    mode = a.get("mode", "DCR") if node.op_type == "DepthToSpace" else "DCR"
+    if "blocksize" not in a:
+        raise CnnGraphError(f"{where}: {node.op_type} needs its blocksize attribute")
+    op = "depth_to_space" if node.op_type == "DepthToSpace" else "space_to_depth"
+    return imp.new(op, dict(block=int(a["blocksize"]), mode=mode), [x], where)
 
 
 @handler("Dropout")
@@ -588,6 +741,8 @@ def _squeeze(imp, node, a, where):
         return Pending("view", x, tuple(x.shape) + (1, 1), where)
     if len(x.shape) == 2 and axes == [1]:
         return Pending("unsqueezed", x, (x.shape[0], 1, x.shape[1]), where)
+    if len(x.shape) == 4 and axes == [1]:  # torch.stack(paths, dim=1), one part
+        return Pending("stack_part", x, (x.shape[0], 1) + tuple(x.shape[1:]), where)
     raise CnnGraphError(f"{where}: Unsqueeze of a computed tensor is supported as N×C -> N×C×1×1 (a broadcast "
                         f"scale), got axes {axes} of {ops.fmt_shape(x.shape)}")
 
@@ -603,6 +758,14 @@ def _concat(imp, node, a, where):
         return Const(_check_fold(np.concatenate(arrs, axis=axis), where))
     if all(isinstance(v, Pending) and v.kind in ("strip", "adaptive_strip") for v in vals):
         return _concat_strips(imp, vals, axis, where)
+    if all(isinstance(v, Pending) and v.kind == "stack_part" for v in vals) and axis is not None and axis % 5 == 1:
+        # torch.stack(paths, dim=1): the paths concatenated along channels, viewed N×paths×C×H×W
+        srcs = [v.src for v in vals]
+        if any(not _same_shape(t.shape, srcs[0].shape) for t in srcs):
+            raise CnnGraphError(f"{where}: stacked tensors of different shapes")
+        y = imp.new("concat", {}, srcs, where)
+        return Pending("split_channels", y, (y.shape[0], len(srcs)) + tuple(srcs[0].shape[1:]), where,
+                       dict(groups=len(srcs)))
     acts = [imp.act(v, where) for v in vals]
     r = len(acts[0].shape)
     if axis is None or axis % r != 1:
@@ -845,6 +1008,20 @@ def _reshape_value(imp, v, shape, where):
             return base
         if v.kind == "view" and len(shape) == 4 and _same_shape(shape, v.shape):
             return v
+        if v.kind == "blocks_moved" and _same_shape(shape, (v.shape[0], ops.prod(v.shape[1:4])) + v.shape[4:]):
+            return imp.new("space_to_depth", dict(block=v.info["block"], mode=v.info["mode"]), [base], where)
+        if v.kind == "view" and len(shape) == 5 and same_size(ops.prod(shape[1:3]), base.shape[1]) and \
+                all(ops.is_int(d) and int(d) == 1 for d in shape[3:]):
+            # an attention vector N×C viewed as N×radix×C/radix×1×1 (ResNeSt's x_attn.reshape)
+            return Pending("split_channels", base, shape, where, dict(groups=shape[1]))
+        if v.kind == "radix_softmaxed":
+            y = v.src
+            if _same_shape(shape, y.shape):
+                return y
+            if len(shape) == 2 and len(y.shape) == 4 and all(ops.is_int(d) and int(d) == 1 for d in y.shape[2:]):
+                return imp.new("flatten", {}, [y], where)
+            if len(shape) == 2 and len(y.shape) == 2:
+                return y
         raise CnnGraphError(f"{where}: Reshape of {PENDING_TEXT.get(v.kind, v.kind)} to {list(shape)} is not supported")
     x = imp.act(src, where)
     if not same_size(shape[0], x.shape[0]):
@@ -860,6 +1037,15 @@ def _reshape_value(imp, v, shape, where):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
             return Pending("split_channels", x, shape, where, dict(groups=shape[1]))
+    if len(x.shape) == 4 and len(shape) == 6 and ops.is_int(shape[3]) and shape[3] == shape[5] \
+            and same_size(shape[1], x.shape[1]) and same_size(shape[2] * shape[3], x.shape[2]) \
+            and same_size(shape[4] * shape[5], x.shape[3]):
+        # N×C×(H/r)×r×(W/r)×r: the first step of PixelUnshuffle / TResNet's space-to-depth
+        return Pending("blocks", x, shape, where, dict(block=int(shape[3])))
+    if len(x.shape) in (2, 4) and len(shape) == 4 and ops.is_int(shape[1]) and ops.is_int(shape[2]) and \
+            divides(int(shape[1]) * int(shape[2]), x.shape[1]) and same_size(ops.prod(shape[1:]), ops.prod(x.shape[1:])):
+        # N×C×H×W viewed as N×groups×radix×(rest): the first step of a radix softmax
+        return Pending("radix_view", x, shape, where, dict(groups=int(shape[1]), radix=int(shape[2])))
     if len(x.shape) == 4 and len(shape) == 3:
         G = shape[1]
         if ops.is_int(G) and divides(G, x.shape[1]):
@@ -911,6 +1097,13 @@ def _transpose(imp, node, a, where):
     if not isinstance(v, Pending) and perm == [0, 2, 3, 1] and len(v.shape) == 4:
         x = imp.act(v, where)
         return Pending("channels_last", x, (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), where, {})
+    if isinstance(v, Pending) and v.kind == "blocks" and perm in ([0, 1, 3, 5, 2, 4], [0, 3, 5, 1, 2, 4]):
+        # C, r, r first: PixelUnshuffle's channel order c·r² + i·r + j (CRD); r, r, C first: DCR
+        shape = tuple(v.shape[k] for k in perm)
+        mode = "CRD" if perm[1] == 1 else "DCR"
+        return Pending("blocks_moved", v.src, shape, where, dict(block=v.info["block"], mode=mode))
+    if isinstance(v, Pending) and v.kind == "radix_view" and perm == [0, 2, 1, 3]:
+        return Pending("radix_swapped", v.src, (v.shape[0], v.shape[2], v.shape[1], v.shape[3]), where, v.info)
     if isinstance(v, Pending) and v.kind == "split_channels":
         want = [0, 2, 1] + list(range(3, len(v.shape)))
         if perm == want:
@@ -928,7 +1121,20 @@ def _reduce_sum(imp, node, a, where):
     if isinstance(v, Pending) and v.kind == "rbf_square" and [k % 3 for k in axes or []] == [2] and not a.get("keepdims", 1):
         w = v.info["weight"]
         return imp.new("rbf", {"out_features": int(w.shape[0])}, [v.src], where, v.info.get("prefix"), {"weight": w})
-    raise CnnGraphError(f"{where}: ReduceSum of a computed tensor is supported only as the sum of an RBF layer")
+    if isinstance(v, Pending) and v.kind == "split_channels" and len(v.shape) == 5 and \
+            [k % 5 for k in axes or []] == [1] and not a.get("keepdims", 1):
+        return _radix_sum(imp, v, where)
+    raise CnnGraphError(f"{where}: ReduceSum of a computed tensor is supported as the sum over the radix splits "
+                        "of a split attention (N×radix×C×H×W over axis 1) or the sum of an RBF layer")
+
+
+def _radix_sum(imp, v, where):
+    """x.sum(dim=1) of N×radix×C×H×W: the sum of the radix channel slices of the source."""
+    x = imp.act(v.src, where)
+    r, C = int(v.info["groups"]), v.shape[2]
+    parts = [imp.new("slice", dict(start=ops.tidy(i * C), stop=ops.tidy((i + 1) * C)), [x], f"{where}/split{i}")
+             for i in range(r)]
+    return parts[0] if r == 1 else imp.new("add", {}, parts, where)
 
 
 # ---- element-wise ops
@@ -994,13 +1200,28 @@ def _binary(imp, node, a, where):
     x, y = vals
     # patterns with a constant tensor (not a number): biases, group norm's affine, RBF
     for first, second in ((x, y), (y, x)):
-        if isinstance(second, Const) and scalar_of(second) is None:
+        if isinstance(second, Const) and (scalar_of(second) is None or _named_tensor(second) or
+                                          (op == "Mul" and _channel_shaped(second, first))):
             return _with_const_tensor(imp, node, op, first, second, first is x, where)
     if op == "Mul" and x is y and isinstance(x, Act):  # maybe the x² of a spelled-out LRN
         return Pending("square", x, x.shape, where)
     if isinstance(x, Pending) or isinstance(y, Pending):
         return _binary_pending(imp, node, op, x, y, where)
     return _binary_generic(imp, node, op, x, y, where)
+
+
+def _named_tensor(c):
+    """A constant of several numbers named as a module's parameter (``stages.0.blocks.0.gamma``):
+    a per-channel tensor even when its values are all equal (a freshly initialised layer scale)."""
+    return np.size(c.value) > 1 and bool(c.name) and not c.name.startswith(("onnx::", "/")) and "." in c.name
+
+
+def _channel_shaped(c, v):
+    """A C×1×1 / 1×C×1×1 constant (C > 1) multiplying an N×C×H×W tensor: a per-channel tensor
+    even when its values are all equal (an exporter writes a number as one value, not C)."""
+    shape = np.shape(c.value)
+    C = getattr(v, "shape", (None, None))[1] if len(getattr(v, "shape", ())) == 4 else None
+    return C is not None and ops.is_int(C) and int(C) > 1 and shape in ((int(C), 1, 1), (1, int(C), 1, 1))
 
 
 def _fold_binary(op, arrs, where):
@@ -1063,9 +1284,11 @@ def _with_const_tensor(imp, node, op, v, c, v_first, where):
         if cname:
             imp.prefix[x.node] = cname
         return x
-    if op == "Mul" and per is not None and len(x.shape) == 4 and c.name:
+    if op == "Mul" and per is not None and len(x.shape) == 4:
         # γ·x with a named per-channel parameter (ConvNeXt's layer scale): its name is the state_dict's
         owner, _, field = c.name.rpartition(".")
+        if not owner or not _named_tensor(c):  # a folded, renamed tensor (onnx::Mul_12): named by its node
+            owner, field = None, "weight"
         return imp.new("layer_scale", dict(field=field), [x], where, owner or None, {field: per})
     raise CnnGraphError(f"{where}: {op} of a tensor and a constant tensor {list(np.shape(c.value))} is supported only as "
                         "the bias of a Conv/MatMul or the affine part of a group norm")
@@ -1082,6 +1305,12 @@ def _binary_pending(imp, node, op, x, y, where):
         return Pending(kind, x.src, x.shape, where, {**x.info, key: short_float(scalar_of(y))})
     if op == "Div" and isinstance(y, Pending) and y.kind == "lrn_den" and x is y.src:
         return imp.new("lrn", {k: y.info[k] for k in ("size", "alpha", "beta", "k")}, [x], where)
+    if op == "Mul" and all(isinstance(t, Pending) and t.kind == "split_channels" and len(t.shape) == 5 for t in (x, y)) \
+            and x.info["groups"] == y.info["groups"]:
+        # split attention: N×radix×C×H×W maps times their N×radix×C×1×1 weights
+        a, b = (x, y) if ops.numel(x.shape[3:]) != 1 or ops.numel(y.shape[3:]) == 1 else (y, x)
+        m = imp._merge("Mul", [imp.act(a.src, where), imp.act(b.src, where)], where)
+        return Pending("split_channels", m, a.shape, where, a.info)
     if op == "Mul":
         for a, b in ((x, y), (y, x)):
             if isinstance(b, Pending) and b.kind == "view" and not isinstance(a, Pending):
@@ -1097,7 +1326,17 @@ def _binary_pending(imp, node, op, x, y, where):
 def _binary_generic(imp, node, op, x, y, where):
     if isinstance(x, Act) and isinstance(y, Act) and op in ("Add", "Sum", "Mul"):
         return imp._merge(op, [x, y], where)
+    if isinstance(x, Act) and isinstance(y, Act) and op == "Sub" and x is not y:
+        return _difference(imp, x, y, where)
     return _binary_values(imp, node, op, x, y, where)
+
+
+def _difference(imp, x, y, where):
+    """x − y of two tensors: x + (−1)·y (a scale and an add layer)."""
+    if not _same_shape(x.shape, y.shape):
+        raise CnnGraphError(f"{where}: Sub of tensors of different shapes ({ops.fmt_shape(x.shape)} and "
+                            f"{ops.fmt_shape(y.shape)}) is not supported")
+    return imp._merge("Sub", [x, y], where)
 
 
 def _binary_values(imp, node, op, x, y, where):
@@ -1107,7 +1346,9 @@ def _binary_values(imp, node, op, x, y, where):
     if px is not None and py is not None and px[0] is not py[0]:
         if op in ("Add", "Sum", "Mul"):
             return imp._merge(op, [imp.act(x, where), imp.act(y, where)], where)
-        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add and mul are)")
+        if op == "Sub":
+            return _difference(imp, imp.act(x, where), imp.act(y, where), where)
+        raise CnnGraphError(f"{where}: {op} of two different tensors is not supported (only add, sub and mul are)")
     src = (px or py)[0]
     chain = tuple(dict.fromkeys((px[1] if px else ()) + (py[1] if py else ()) + (where,)))
     operands = (px[2] if px else x, py[2] if py else y)

@@ -44,9 +44,9 @@ from cnngraph.ir.graph import CnnGraph, add_node
 from cnngraph.ir.symbols import sym
 from cnngraph.onnx.common import (ACTIVATIONS, FLOAT_TYPES, INPLACE_DEFAULT, MAX_DIM, PENDING_TEXT, Act, Const, Pending,
                                   Pointwise, identify, known_activation, node_attrs, onnx_scope, read_model, same_size,
-                                  torch_name_scopes,
+                                  short_float, torch_name_scopes,
                                   tensor_array)
-from cnngraph.onnx.handlers import HANDLERS, fold_constants
+from cnngraph.onnx.handlers import CHANNELS_LAST_OPS, HANDLERS, channels_last, fold_constants
 
 # The newest default-domain opset read: what ONNX Runtime 1.2x runs. A newer file may use
 # operator versions whose meaning the handlers do not know, so it is refused, as ORT does.
@@ -128,20 +128,24 @@ class _Importer:
         """The layer(s) computing an element-wise chain, decided before any layer is made."""
         if pw.act is not None:
             return pw.act
-        plan = self._plan(pw, {})
+        plan = self._plan(pw, {}) or self._plan(pw, {}, extended=True)
         if plan is None:
             raise CnnGraphError(f"{pw.where}: the element-wise function computed by {', '.join(pw.chain)} is not "
-                                f"one of cnngraph's activations ({', '.join(ACTIVATIONS)}, scale by a number)")
+                                f"one of cnngraph's activations ({', '.join(ACTIVATIONS)}), a number·x + a number "
+                                "or a clamp, nor a sum or product of such functions")
         return self._build(plan)
 
-    def _plan(self, pw, memo):
+    def _plan(self, pw, memo, extended=False):
         """How to compute ``pw`` from layers, preferring one layer per ONNX activation:
 
         1. split at the inner node nearest to ``pw`` that every path goes through, when what
            follows it is an activation and it can be computed itself (relu(relu6(x)) is two
            layers, not one relu6);
         2. else the whole chain as one activation (x·sigmoid(x) is SiLU; GELU's five nodes);
-        3. else an add / mul of tensors (relu(x) + x).
+        3. else an add / mul / difference of tensors (relu(x) + x, x − sigmoid(x)).
+
+        ``extended`` (tried when the plain plan fails) also takes constant arithmetic
+        (``0.5·x + 1``, one ``scale`` layer for a run of them) and clamps to any bounds.
         """
         if pw.act is not None:
             return ("done", pw.act)
@@ -149,23 +153,24 @@ class _Importer:
             return memo[id(pw)]
         memo[id(pw)] = None
         plan = None
+        whole = known_activation(identify(pw.fn, extended))
         for q in reversed(pw.inner()):
             reached = [False]
-            found = known_activation(identify(lambda t: pw.fn(t, q, reached)))
+            found = known_activation(identify(lambda t: pw.fn(t, q, reached), extended))
             if found is None or reached[0]:
                 continue
-            sub = self._plan(q, memo)
+            if found[0] == "scale" and whole is not None and whole[0] not in ("scale", "identity"):
+                continue  # arithmetic around an activation is part of it: softplus(2x)/2 is softplus(β=2)
+            sub = self._plan(q, memo, extended)
             if sub is not None:
-                plan = ("act", pw, found, sub)
+                plan = _compose_scales(("act", pw, found, sub))
                 break
-        if plan is None:
-            found = known_activation(identify(pw.fn))
-            if found is not None:
-                plan = ("act", pw, found, ("done", pw.src))
+        if plan is None and whole is not None:
+            plan = ("act", pw, whole, ("done", pw.src))
         if plan is None:
             parts = [o for o in pw.operands if not isinstance(o, Const)]
-            if pw.op_type in ("Add", "Sum", "Mul") and len(parts) == len(pw.operands) >= 2:
-                subs = [("done", o) if isinstance(o, Act) else self._plan(o, memo) for o in parts]
+            if pw.op_type in ("Add", "Sum", "Mul", "Sub") and len(parts) == len(pw.operands) >= 2:
+                subs = [("done", o) if isinstance(o, Act) else self._plan(o, memo, extended) for o in parts]
                 if all(subs):
                     plan = ("merge", pw, pw.op_type, subs)
         memo[id(pw)] = plan
@@ -190,6 +195,9 @@ class _Importer:
         return pw.act
 
     def _merge(self, op_type, acts, where):
+        if op_type == "Sub":  # x − y: x + (−1)·y
+            neg = self.new("scale", {"factor": -1.0}, [acts[1]], f"{where}/neg")
+            return self.new("add", {}, [acts[0], neg], where)
         if op_type == "Mul":
             a, b = acts
 
@@ -363,6 +371,9 @@ class _Importer:
             # a constant sub-graph over weights (standardised, scaled, reshaped): evaluated now
             out = fold_constants(node, attrs, where, [None if v is None else np.asarray(v.value) for v in ins])
         try:
+            if out is None and node.op_type in CHANNELS_LAST_OPS and any(
+                    isinstance(v, Pending) and v.kind == "channels_last" for v in ins):
+                out = channels_last(self, node, attrs, where)
             if out is None:
                 out = HANDLERS[node.op_type](self, node, attrs, where)
         except CnnGraphError:
@@ -452,3 +463,16 @@ def load(src):
     ``g.graph["weights"]``, the batch size (a number or a symbol) in ``g.graph["batch"]``."""
     model, label = read_model(src)
     return _Importer(model, label).run()
+
+
+def _compose_scales(plan):
+    """``("act", pw, scale b, ("act", q, scale a, sub))`` as one scale: b(a(x)) = (fb·fa)·x + fb·sa + sb."""
+    (op, attrs), sub = plan[2], plan[3]
+    if op != "scale" or sub[0] != "act" or sub[2][0] != "scale" or sub[1].act is not None:
+        return plan
+    fa, sa = sub[2][1]["factor"], sub[2][1].get("shift", 0.0)
+    fb, sb = attrs["factor"], attrs.get("shift", 0.0)
+    a = {"factor": short_float(fb * fa), "shift": short_float(fb * sa + sb)}
+    if not a["shift"]:
+        del a["shift"]
+    return ("act", plan[1], ("scale", a), sub[3])

@@ -15,7 +15,7 @@ import json
 
 import sympy
 
-from cnngraph.present import printer
+from cnngraph.ir import printer
 
 MEMORY_NOTE = "memory = every layer output written once (activations, batch 1 unless --batch), MiB = 2^20 bytes"
 HEAD = ["model", "input", "params (M)", "MACs (G)", "memory (MiB)"]

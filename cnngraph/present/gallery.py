@@ -33,7 +33,8 @@ from pathlib import Path
 
 from cnngraph import zoo
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.present.printer import fmt_bytes
+from cnngraph.ir import printer
+from cnngraph.ir.printer import fmt_bytes
 from cnngraph.present.tables import HIDDEN_BY_DEFAULT
 
 DIAGRAM = dict(direction="TB", fold=True, collapse=3, legend=True, title=True)
@@ -69,14 +70,8 @@ def _closed_form(name: str):
         nf = formulas.network(name)
     except (CnnGraphError, ValueError, TypeError, ZeroDivisionError) as e:
         return None, f"no closed form: {e}"
-    shape = "×".join(str(f) for f in _shape_text(nf.input))
+    shape = printer.shape(nf.input)
     return nf.to("markdown"), f"multiply-adds on {shape}: {nf.totals['macs'].text}"
-
-
-def _shape_text(shape):
-    from cnngraph.present.render import fmt_size
-
-    return [fmt_size(s) for s in shape]
 
 
 def plan_model(name: str):

@@ -36,11 +36,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sympy
-from sympy.printing.str import StrPrinter
-
 from cnngraph.ir import graph as _graph
-from cnngraph.ir import ops
+from cnngraph.ir import ops, printer
+from cnngraph.ir.lazy import sympy  # imported where a value is symbolic
 from cnngraph.ir.errors import CnnGraphError
 
 # One colour per kind of op (fill); plots use the same palette.
@@ -70,47 +68,19 @@ _SHORT = {"conv": "conv", "pool": "pool", "linear": "FC", "merge": "merge", "res
 
 
 # ---------------------------------------------------------------- sizes as text
-class _SizePrinter(StrPrinter):
-    """Compact sizes: 2C, ⌊H/2⌋, C², 4·h·w (no ``*``, no ``floor(...)``)."""
-
-    def _print_floor(self, e):
-        return "⌊" + self._print(e.args[0]) + "⌋"
-
-    def _print_ceiling(self, e):
-        return "⌈" + self._print(e.args[0]) + "⌉"
-
-    def _print_Pow(self, e, rational=False):
-        sup = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-        if e.exp.is_Integer and 1 < int(e.exp) < 10 and (e.base.is_Symbol or e.base.is_Integer):
-            return self._print(e.base) + str(int(e.exp)).translate(sup)
-        return super()._print_Pow(e, rational)
-
-    def _print_Mul(self, e):
-        s = super()._print_Mul(e)
-        if all(len(x.name) == 1 for x in e.free_symbols):
-            return s.replace("*", "")  # 18*H*W*C**2 -> 18HWC²
-        s = re.sub(r"(?<![\w.])(\d+)\*(?=[A-Za-z(⌊⌈])", r"\1", s)  # 2*Cin -> 2Cin
-        return s.replace("*", "·")
-
-
-_PRINTER = _SizePrinter()
-
-
 def fmt_size(x) -> str:
-    """A size as short text: ``fmt_size(2*C) == "2C"``, ``floor(H/2)`` prints ``⌊H/2⌋``.
+    """A size as the one printer writes it (:func:`cnngraph.ir.printer.size`): ``2C``, ``⌊H/2⌋``.
 
     >>> from cnngraph.ir.symbols import C, H
     >>> fmt_size(2 * C), fmt_size(sympy.floor(H / 2)), fmt_size(9 * C**2)
     ('2C', '⌊H/2⌋', '9C²')
     """
-    if isinstance(x, sympy.Basic) and not x.is_Integer:
-        return _PRINTER.doprint(x)
-    return str(int(x)) if isinstance(x, sympy.Integer) else str(x)
+    return printer.size(x)
 
 
 def fmt_shape(shape) -> str:
-    """``(64, 56, 56)`` -> ``64×56×56``; symbolic sizes print compactly."""
-    return "×".join(fmt_size(s) for s in shape)
+    """``(64, 56, 56)`` -> ``64×56×56``; symbolic sizes as the one printer writes them."""
+    return printer.shape(shape)
 
 
 def human(x) -> str:
@@ -119,8 +89,8 @@ def human(x) -> str:
     >>> human(23296), human(72855552), human(4089184256), human(512)
     ('23.3k', '72.9M', '4.09G', '512')
     """
-    if isinstance(x, sympy.Basic) and not x.is_Number:
-        return fmt_size(x)
+    if ops.is_sym(x) and not x.is_Number:
+        return printer.size(x)
     x = int(x)
     for div, unit in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k")):
         if abs(x) >= div:
@@ -145,6 +115,7 @@ class Box:
     first: str = ""  # summary: first and last collapsed block
     last: str = ""
     like: str = ""  # summary: the expanded block the collapsed ones repeat
+    full: str = ""  # a stage or block box: the scope's full name (its label may be short)
 
 
 @dataclass
@@ -264,16 +235,15 @@ def _collapse(g, order, children, nodes_in, min_run):
 
     def visit(scope):
         items = children[scope]
-        segments = []  # (sub-scope, nodes): a block and the loose nodes between it and the next
-        loose = []
+        segments = []  # (sub-scope, nodes): a block and the loose nodes it alone feeds
         for kind, item in items:
             if kind == "scope":
-                if segments:
-                    segments[-1][1].extend(loose)
                 segments.append((item, list(nodes_in[item])))
-                loose = []
-            elif segments:
-                loose.append(item)
+            elif segments and all(i in segments[-1][1] for i in g.nodes[item]["inputs"]):
+                # A loose node fed only by the block before it (an activation the exporter
+                # left outside the block's scope) belongs to that block; a merge of several
+                # blocks (ResNeXt's sum of pathways) belongs to none.
+                segments[-1][1].append(item)
         segments = [(sub, _hull(g, order, rank, nodes)) for sub, nodes in segments]
         sigs = [_signature(g, nodes, sub) for sub, nodes in segments]
         i = 0
@@ -297,10 +267,14 @@ def _collapse(g, order, children, nodes_in, min_run):
     return collapsed, runs
 
 
+def _no_op_merge(g, n) -> bool:
+    """A merge of a single tensor (DenseNet's first concat): drawn as nothing, folded away."""
+    d = g.nodes[n]
+    return ops.get(d["op"]).kind == "merge" and len(d["inputs"]) == 1
+
+
 def _label(g, n) -> str:
     d = g.nodes[n]
-    if d["op"] == "input":
-        return "Input " + fmt_shape(d["shape"])
     op = ops.get(d["op"])
     ins = _graph.layer_inputs(g, n)
     if op.label is None:
@@ -314,27 +288,50 @@ def _label(g, n) -> str:
 DEPTHS = {"stage": 1, "block": 2, "layer": 0}
 
 
+def wrappers(g, order) -> set:
+    """Scopes that wrap most of the network rather than group part of it (torchvision's
+    ``features``): a scope holding more than half of the layers whose sibling scopes hold
+    no sub-scopes (``classifier``); ResNet-152's ``layer3`` is big but its siblings are
+    stages of blocks too, so it is a stage.
+
+    >>> from cnngraph import zoo
+    >>> from cnngraph.ir import graph
+    >>> g = graph.as_graph(zoo.build("mobilenet_v2"))
+    >>> sorted(wrappers(g, graph.topo_order(g)))
+    [(('features', 'stage'),)]
+    """
+    size: dict = {}
+    for n in order:
+        p = tuple(g.nodes[n].get("path") or ())
+        for k in range(1, len(p) + 1):
+            size[p[:k]] = size.get(p[:k], 0) + 1
+    nested = {s[:-1] for s in size if len(s) > 1}  # scopes with sub-scopes
+    out = set()
+    for s in size:
+        if 2 * size[s] > len(order) and (len(s) == 1 or s[:-1] in out):
+            siblings = [t for t in size if len(t) == len(s) and t[:-1] == s[:-1] and t != s]
+            if not any(t in nested for t in siblings):
+                out.add(s)
+    return out
+
+
 def units(g, order, depth: str) -> dict:
     """{raw node: scope drawn as one box} for ``depth`` ``stage`` or ``block`` ({} for ``layer``).
 
-    A stage is a top-level scope; a scope holding more than half of the graph (torchvision's
-    ``features``) is a wrapper, and its children are the stages. A block is one level below.
+    A stage is a top-level scope, or a child of a :func:`wrappers` scope (torchvision's
+    ``features``); a block is one level below.
     """
     if depth not in DEPTHS:
         raise CnnGraphError(f"depth must be stage, block or layer, got {depth!r}")
     level = DEPTHS[depth]
     if not level:
         return {}
-    size: dict = {}
-    for n in order:
-        p = tuple(g.nodes[n].get("path") or ())
-        for k in range(1, len(p) + 1):
-            size[p[:k]] = size.get(p[:k], 0) + 1
+    wrap = wrappers(g, order)
     out = {}
     for n in order:
         p = tuple(g.nodes[n].get("path") or ())
         start = 0
-        while start < len(p) and 2 * size[p[:start + 1]] > len(order):
+        while start < len(p) and p[:start + 1] in wrap:
             start += 1
         if len(p) >= start + level:
             out[n] = p[:start + level]
@@ -360,7 +357,7 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
 
     def foldable(n):
         d = g.nodes[n]
-        return d["op"] in fold_ops or ops.get(d["op"]).kind in fold_kinds
+        return d["op"] in fold_ops or ops.get(d["op"]).kind in fold_kinds or _no_op_merge(g, n)
 
     # Fold: backward into the producer (its only consumer), else forward into the consumer.
     group: dict = {}  # raw node -> group head
@@ -373,7 +370,7 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
         if len(ins) == 1 and ins[0] not in collapsed and ins[0] not in unit_of:
             p = ins[0]
             hp = group[p]
-            joinable = members[hp][-1] == p and g.out_degree(p) == 1 and g.nodes[hp]["op"] != "input"
+            joinable = members[hp][-1] == p and g.out_degree(p) == 1 and ops.get(g.nodes[hp]["op"]).kind != "input"
             same = joinable and g.nodes[p]["path"] == d["path"] and g.nodes[hp]["path"] == d["path"]
             # A block's closing activation may sit in the enclosing scope (n's path a prefix of p's).
             inner = joinable and tuple(g.nodes[hp]["path"][:len(d["path"])]) == tuple(d["path"])
@@ -394,8 +391,9 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
         main = next((m for m in ms if not foldable(m)), ms[0])
         kind = ops.get(g.nodes[main]["op"]).kind
         chain = ""
-        if len(ms) > 1:
-            words = [(_SHORT.get(kind, _label(g, m)) if m == main else _label(g, m)) for m in ms]
+        words = [(_SHORT.get(kind, _label(g, m)) if m == main else _label(g, m)) for m in ms
+                 if m == main or not _no_op_merge(g, m)]
+        if len(words) > 1:
             chain = " · ".join(words)
         b = Box(f"b{k}", ms, main, kind, _label(g, main), chain, tuple(g.nodes[main]["path"]))
         boxes[b.id] = b
@@ -408,9 +406,13 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
         main = next((m for m in ms if ops.get(g.nodes[m]["op"]).kind in ("conv", "linear")), ms[0])
         subs = [item for t, item in children[u] if t == "scope"]
         kinds = list(dict.fromkeys(x[-1][1] for x in subs))
-        inner = f"{len(subs)} × {kinds[0]}" if len(kinds) == 1 and len(subs) > 1 else u[-1][1]
-        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _scope_name(u),
-                f"{inner} · {fmt_shape(g.nodes[ms[-1]]['shape'])}", u[:-1] if depth == "block" else ())
+        if depth == "stage" and len(kinds) == 1 and len(subs) > 1:
+            inner = f"{len(subs)} × {kinds[0]}"  # a stage of repeated blocks
+        else:
+            inner = "" if u[-1][1] in GENERIC_KINDS or u[-1][1].lower() in u[-1][0].lower() else u[-1][1]
+        shape = fmt_shape(g.nodes[ms[-1]]["shape"])
+        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _short_name(u, u[:-1]),
+                f"{inner} · {shape}" if inner else shape, u[:-1] if depth == "block" else (), full=_scope_name(u))
         boxes[b.id] = b
         for m in ms:
             box_of[m] = b.id
@@ -436,25 +438,28 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
             seen.add((s, t))
             edges.append(Edge(s, t, i))
     _mark_skips(g, order, boxes, box_of, edges)
-    clusters, top, roots = _clusters(g, boxes, children)
+    clusters, top, roots = _clusters(g, boxes, children, edges, wrappers(g, order))
     return Layout(g.graph.get("name", ""), boxes, edges, clusters, top, roots, box_of)
 
 
 def _mark_skips(g, order, boxes, box_of, edges):
     """Residual shortcuts: inputs of an add/mul that arrive by a shorter path than the others.
 
-    A tensor's depth is the number of boxes on the longest path to it, measured on the layer
-    graph (acyclic whatever the boxes are) rather than on the boxes.
+    A tensor's depth is the number of layers on the longest path to it that would be boxes of
+    their own (norm, activations, dropout and no-op merges do not count), measured on the
+    layer graph: acyclic whatever the boxes are, and the same whether blocks are collapsed
+    (ResNeXt's pathway summary is as deep as the pathway drawn beside it) or not.
     """
     depth: dict = {}
     for n in order:
-        depth[n] = max((depth[i] + (box_of[i] != box_of[n]) for i in g.nodes[n]["inputs"]), default=1)
+        d = g.nodes[n]
+        light = d["op"] in FOLD_OPS or ops.get(d["op"]).kind in FOLD_KINDS or _no_op_merge(g, n)
+        depth[n] = max((depth[i] for i in d["inputs"]), default=0) + (not light)
     preds: dict = {b: [] for b in boxes}
     for e in edges:
         preds[e.dst].append(e)
     for b, box in boxes.items():
-        main_op = g.nodes[box.main]["op"]
-        if main_op in ("add", "mul") and len(preds[b]) > 1:
+        if ops.get(g.nodes[box.main]["op"]).elementwise and len(preds[b]) > 1:
             deepest = max(depth[e.tensor] for e in preds[b])
             for e in preds[b]:
                 e.skip = depth[e.tensor] < deepest
@@ -465,30 +470,95 @@ def _mark_skips(g, order, boxes, box_of, edges):
                 e.skip = True
 
 
-def _clusters(g, boxes, children):
-    """Nested clusters for scopes holding two or more boxes."""
-    count: dict = {}
+# Kinds that say nothing a cluster's name does not ("branch3 · branch"): left off titles.
+GENERIC_KINDS = ("stage", "block", "branch", "layers", "pathway", "path")
+
+
+def _short_name(scope, anchor) -> str:
+    """The scope's name below ``anchor`` ("branch3" in "inception3a"), a bare index with its
+    parent's name ("layer1.0", "features.3")."""
+    names = [n for n, _ in scope[len(anchor):]]
+    if names[0].isdigit() and len(scope) > 1:
+        names.insert(0, scope[len(scope) - len(names) - 1][0])
+    return ".".join(names)
+
+
+def _cluster_label(scope, anchor, subs, top: bool) -> str:
+    """A short title: the scope's name below the frame around it ("branch3", not
+    "inception3a.branch3"), a bare index with its parent's name ("layer1.0"), the kind
+    when it adds something ("layer1.0 · Bottleneck"), and at the top level the count of
+    repeated blocks inside ("layer3 · 6 × Bottleneck").
+    """
+    label = _short_name(scope, anchor)
+    kind = scope[-1][1]
+    if kind not in GENERIC_KINDS and kind.lower() not in label.lower():
+        label += f" · {kind}"
+    kinds = [s[-1][1] for s in subs]
+    if top and len(subs) >= 2 and len(set(kinds)) == 1:
+        label += f" · {len(subs)} × {kinds[0]}"
+    return label
+
+
+def _clusters(g, boxes, children, edges, wrap=frozenset()):
+    """Nested clusters where the architecture has groups: scopes of two or more boxes, and a
+    one-box scope drawn beside sibling branches (GoogLeNet's ``branch1``, a lone 1×1 conv, is
+    a branch as much as ``branch2``). No cluster for a wrapper (a scope of :func:`wrappers`,
+    or one holding all its parent holds but the merge that closes it: MobileNet v2's ``conv``
+    inside an inverted residual)."""
+    inside: dict = {}  # scope -> box ids
     for b in boxes.values():
         for k in range(1, len(b.scope) + 1):
-            count[b.scope[:k]] = count.get(b.scope[:k], 0) + 1
-    clusters: dict = {}
+            inside.setdefault(b.scope[:k], []).append(b.id)
+    succ: dict = {b: [] for b in boxes}
+    for e in edges:
+        succ[e.src].append(e.dst)
+
+    def reaches(src, dst, within):
+        seen, todo = set(src), list(src)
+        while todo:
+            for t in succ[todo.pop()]:
+                if t in dst:
+                    return True
+                if t in within and t not in seen:
+                    seen.add(t)
+                    todo.append(t)
+        return False
+
+    def parent_of(scope, chosen):
+        return next((scope[:k] for k in range(len(scope) - 1, 0, -1) if scope[:k] in chosen), None)
+
+    chosen: dict = {}  # scope -> None (ordered set), parents before children
+    singles = []
     for scope in children:  # insertion order: graph order, parents first
-        parent = next((scope[:k] for k in range(len(scope) - 1, 0, -1) if scope[:k] in clusters), None)
-        if parent is not None and count.get(scope, 0) == count[parent]:
-            # A wrapper holding everything its parent holds adds a frame, not information.
-            if " · " not in clusters[parent].label and scope[-1][1] not in ("stage", "block"):
-                clusters[parent].label += f" · {scope[-1][1]}"
+        if not scope or scope in wrap or scope not in inside:
             continue
-        if scope and count.get(scope, 0) >= 2:
-            label = _scope_name(scope)
-            kind = scope[-1][1]
-            if kind not in ("stage", "block"):
-                label += f" · {kind}"
-            subs = [item for t, item in children[scope] if t == "scope"]
-            kinds = [s[-1][1] for s in subs]
-            if len(subs) >= 2 and len(set(kinds)) == 1:
-                label += f" · {len(subs)} × {kinds[0]}"
-            clusters[scope] = Cluster(f"cluster_{len(clusters)}", scope, len(scope), label)
+        mine = set(inside[scope])
+        parent = parent_of(scope, chosen)
+        if parent is not None:
+            rest = [boxes[b] for b in inside[parent] if b not in mine]
+            if not rest or all(b.kind == "merge" and not b.repeat for b in rest):
+                continue  # a frame around all its parent holds, or all but the closing merge
+        if len(mine) >= 2:
+            chosen[scope] = None
+        else:
+            singles.append(scope)
+    for scope in singles:  # a lone box beside sibling branches, parallel to all of them, is a branch too
+        within = set(inside.get(scope[:-1], boxes)) if scope[:-1] else set(boxes)
+        mine = set(inside[scope])
+        sibs = [t for kind, t in children[scope[:-1]] if kind == "scope" and t != scope and t in inside]
+        if any(t in chosen for t in sibs) and all(
+                not reaches(mine, set(inside[t]), within) and not reaches(set(inside[t]), mine, within) for t in sibs):
+            chosen[scope] = None
+    order = [s for s in children if s in chosen]  # parents before children, graph order
+    clusters: dict = {}
+    for scope in order:
+        parent = parent_of(scope, clusters)
+        anchor = parent or next((scope[:k] for k in range(len(scope) - 1, 0, -1) if scope[:k] in wrap), ())
+        subs = [item for t, item in children[scope] if t == "scope"]
+        label = _cluster_label(scope, anchor, subs, parent is None)
+        if len(inside[scope]) == 1:
+            label = label.split(" · ")[0]  # a lone branch: its name ("branch1"), not its layer's kind
+        clusters[scope] = Cluster(f"cluster_{len(clusters)}", scope, len(scope), label)
     top = []
     for b in boxes.values():
         home = next((b.scope[:k] for k in range(len(b.scope), 0, -1) if b.scope[:k] in clusters), None)
@@ -498,7 +568,7 @@ def _clusters(g, boxes, children):
             clusters[home].boxes.append(b.id)
     roots = []
     for scope, c in clusters.items():
-        parent = next((scope[:k] for k in range(len(scope) - 1, 0, -1) if scope[:k] in clusters), None)
+        parent = parent_of(scope, clusters)
         (clusters[parent].children if parent else roots).append(c.id)
     return list(clusters.values()), top, roots
 
@@ -587,7 +657,7 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
             small.append(f"same as {b.like}")
             attrs.update(shape="box3d", style="filled", fillcolor="#f8f9fa", color="#868e96")
             big = f"<B>{_esc(b.label)}</B>"
-        elif g.nodes[b.main]["op"] in ("add", "mul"):
+        elif ops.get(g.nodes[b.main]["op"]).elementwise:
             attrs.update(shape="circle", fillcolor=KIND_COLOURS["merge"], width="0.3", height="0.3", fixedsize="true",
                          fontsize="14", margin="0")
             folded = [_label(g, m) for m in b.members if m != b.main]
@@ -624,8 +694,19 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
     for cid in lay.roots:
         emit_cluster(dot, cid)
     across = _wrap_columns(dot, lay) if wrap and not lay.clusters else set()
+    ports = branch_ports(lay, direction)
+    fans: dict = {}
+    for src, dst in ports:
+        fans.setdefault(src, []).append(dst)
+    for heads in fans.values():  # the branches start side by side, a lone box too
+        with dot.subgraph() as same:
+            same.attr(rank="same")
+            for b in heads:
+                same.node(b)
     for e in lay.edges:
         attrs = {}
+        if (e.src, e.dst) in ports:
+            attrs["tailport"] = ports[(e.src, e.dst)]
         if (e.src, e.dst) in across:
             attrs["constraint"] = "false"
         if e.skip:
@@ -640,12 +721,62 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
     return dot
 
 
+# Where the edges into side-by-side branches leave their common source, left to right.
+_FAN_PORTS = {2: ("sw", "se"), 3: ("sw", "s", "se"), 4: ("w", "sw", "se", "e"), 5: ("w", "sw", "s", "se", "e")}
+
+
+def branch_ports(lay: Layout, direction: str = "TB") -> dict:
+    """{(src, dst): tailport} for the edges from one box into sibling clusters that sit side by
+    side (GoogLeNet's four branches), so ``dot`` draws the branches in the order written:
+    left to right as the ports leave the source. (``dot`` orders sibling clusters by its own
+    crossing heuristics otherwise, and drew GoogLeNet's branches 1, 4, 3, 2.)"""
+    if direction not in ("TB", "BT"):
+        return {}
+    by_id = {c.id: c for c in lay.clusters}
+    home = {b: c.id for c in lay.clusters for b in c.boxes}
+
+    def top(b, siblings):  # the sibling cluster holding box b (or b, a sibling summary), if any
+        if b in siblings:
+            return b
+        c = home.get(b)
+        while c is not None and c not in siblings:
+            c = next((p.id for p in lay.clusters if c in p.children), None)
+        return c
+
+    out = {}
+    rank = {b: k for k, b in enumerate(lay.boxes)}
+    first = {c.id: min((rank[b] for b in _all_boxes(c, by_id)), default=0) for c in lay.clusters}
+    for parent in lay.clusters:
+        # Side by side: sub-clusters, boxes (a branch drawn as one box at --depth block) and
+        # summaries of collapsed sub-clusters (ResNeXt's "× 31 pathway"), not the closing merge.
+        sibs = sorted(parent.children + [b for b in parent.boxes if lay.boxes[b].kind != "merge"],
+                      key=lambda i: first[i] if i in first else rank[i])
+        if len(sibs) < 2:
+            continue
+        into: dict = {}  # source box -> [(sibling index, edge)]
+        for e in lay.edges:
+            t, s = top(e.dst, sibs), top(e.src, sibs)
+            if t is not None and s != t:
+                into.setdefault(e.src, []).append((sibs.index(t), e))
+        for src, fans in into.items():
+            fans.sort(key=lambda x: x[0])
+            ports = _FAN_PORTS.get(len(fans))
+            if ports and len({k for k, _ in fans}) == len(fans):
+                for port, (_, e) in zip(ports, fans):
+                    out[(e.src, e.dst)] = port if direction == "TB" else port.replace("s", "n")
+    return out
+
+
+def _all_boxes(c: Cluster, by_id) -> list:
+    return c.boxes + [b for child in c.children for b in _all_boxes(by_id[child], by_id)]
+
+
 def _tooltip(b: Box, g=None, rows=None) -> str:
     """Hover text: the name, output shape, params and multiply-adds of the box's layers."""
     if b.repeat:
         head = f"{b.repeat} blocks {b.first} … {b.last}, each like {b.like}"
     else:
-        head = b.main if not b.id.startswith("u") else _scope_name(b.scope + ((b.label, ""),))
+        head = b.full or b.main
     if g is None or not rows:
         return head
     shape = fmt_shape(g.nodes[b.members[-1]]["shape"])

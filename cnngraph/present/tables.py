@@ -16,10 +16,8 @@ import json
 import math
 import re
 
-import sympy
-
-from cnngraph.ir import ops
-from cnngraph.present import printer
+from cnngraph.ir import ops, printer
+from cnngraph.ir.lazy import sympy  # imported where a value is symbolic
 
 HIDDEN_BY_DEFAULT = ("act", "dropout", "input")
 
@@ -29,8 +27,9 @@ EXACT_HEAD = ["Layer", "op", "input", "output", "params", "buffers", "MACs", "ot
 
 
 def _expr(v):
-    if isinstance(v, sympy.Basic) and not v.is_Number:
-        return str(sympy.factor_terms(v)).replace("**", "^").replace("*", "·")
+    """A symbolic cell as the one printer writes it (``18HWC²``); numbers stay numbers."""
+    if ops.is_sym(v) and not v.is_Number:
+        return printer.size(v)
     return v
 
 
@@ -48,7 +47,7 @@ def _round(v, unit):
     """Value in ``unit`` as the slides print it: an integer (half up) from 10 up; below 10 the
     three significant digits it needs (LeNet's conv1 is 0.52 k params, not 1); a symbolic value
     as a polynomial with decimal coefficients (``0.0276C``), through the one printer."""
-    if isinstance(v, sympy.Basic) and not v.is_Number:
+    if ops.is_sym(v) and not v.is_Number:
         e = sympy.expand(sympy.sympify(v) / unit)
         terms = []
         for mono, coeff in e.as_coefficients_dict().items():
@@ -66,7 +65,7 @@ def _round(v, unit):
 def _hw(shape):
     if len(shape) == 3:
         h, w = shape[1], shape[2]
-        return _expr(h) if ops.same(h, w) else f"{_expr(h)}×{_expr(w)}"
+        return _expr(h) if ops.same(h, w) else printer.shape((h, w))
     return ""
 
 
@@ -223,7 +222,83 @@ def summarize_notes(notes, titles=None) -> list:
     return out + other
 
 
+# What rich would read as markup (``[bold]``) or an emoji code (``:smile:``): such text goes to rich.
+_RICH_SYNTAX = re.compile(r"\[|:\S*?:|\t|\r")
+TEXT_WIDTH = 200  # the text table's console width
+
+
+def _wrap(line: str, width: int) -> list:
+    """``line`` word-wrapped to ``width`` columns as rich wraps it: words keep the spaces after
+    them, a line's trailing spaces are cut only where they pass ``width``, a word longer than
+    ``width`` is folded."""
+    out, cur = [], ""
+    for word in re.findall(r"\s*\S+\s*", line) or [line]:
+        if len(cur) + len(word.rstrip()) <= width:
+            cur += word
+            continue
+        if cur:
+            out.append(cur)
+        if len(word.rstrip()) > width:  # folded into pieces of ``width``, the last one continues
+            pieces = [word[i:i + width] for i in range(0, len(word), width)]
+            out += pieces[:-1]
+            word = pieces[-1]
+        cur = word
+    out.append(cur)
+    return [ln[:width] + ln[width:].lstrip() if len(ln) > width else ln for ln in out]
+
+
+def _center(text: str, width: int) -> list:
+    """``text`` wrapped to ``width`` and each line centred in it (a table's title and caption)."""
+    lines = []
+    for ln in _wrap(text, width):
+        ln = ln.rstrip()[:width]
+        left = (width - len(ln)) // 2
+        lines.append(" " * left + ln + " " * (width - len(ln) - left))
+    return lines
+
+
+def _box_text(title, head, body, foot, notes, width=TEXT_WIDTH):
+    """The table as rich draws it (heavy head, right-aligned numbers, a rule above the total,
+    centred title and caption, notes wrapped under it), written directly: rich's layout takes
+    a quarter of a second for ResNet-50. None when rich is needed: the table is wider than
+    ``width`` (rich shrinks and wraps columns), a cell spans lines or is wider than its
+    length, or a text holds what rich reads as markup or an emoji code."""
+    from rich.cells import cell_len
+
+    rows = [[str(c) for c in head]] + [[str(c) for c in row] for row in body]
+    texts = [c for row in rows for c in row] + [title, foot] + list(notes)
+    if len(body) < 2 or any("\n" in t or cell_len(t) != len(t) or _RICH_SYNTAX.search(t) for t in texts):
+        return None
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    inner = sum(w + 2 for w in widths) + len(widths) - 1
+    if inner + 2 > width:
+        return None
+
+    def rule(left, fill, cross, right):
+        return left + cross.join(fill * (w + 2) for w in widths) + right
+
+    def line(cells, bar):
+        parts = [f" {c.ljust(w) if i == 0 else c.rjust(w)} " for i, (c, w) in enumerate(zip(cells, widths))]
+        return bar + bar.join(parts) + bar
+
+    out = _center(title, inner + 2)
+    out += [rule("┏", "━", "┳", "┓"), line(rows[0], "┃"), rule("┡", "━", "╇", "┩")]
+    out += [line(r, "│") for r in rows[1:-1]]
+    out += [rule("├", "─", "┼", "┤"), line(rows[-1], "│"), rule("└", "─", "┴", "┘")]
+    out += _center(foot, inner + 2)
+    for n in notes:
+        out += _wrap(f"note: {n}", width)
+    return "\n".join(out) + "\n"
+
+
 def _rich_text(title, head, body, foot, notes):
+    fast = _box_text(title, head, body, foot, notes)
+    if fast is not None:
+        return fast
+    return _rich_table(title, head, body, foot, notes)
+
+
+def _rich_table(title, head, body, foot, notes):
     from rich.console import Console
     from rich.table import Table
 
@@ -234,7 +309,7 @@ def _rich_text(title, head, body, foot, notes):
         t.add_row(*(str(c) for c in row))
     t.add_section()
     t.add_row(*(str(c) for c in body[-1]), style="bold")
-    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    console = Console(file=io.StringIO(), width=TEXT_WIDTH, record=True, color_system=None)
     console.print(t)
     for n in notes:
         console.print(f"note: {n}")
@@ -242,7 +317,7 @@ def _rich_text(title, head, body, foot, notes):
 
 
 def _jsonable(v):
-    if isinstance(v, sympy.Basic):
+    if ops.is_sym(v):
         return int(v) if v.is_Integer else str(v)
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]

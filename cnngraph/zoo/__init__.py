@@ -43,8 +43,12 @@ def register(name: str, input: tuple, summary: str, family: str = "", **options)
     return wrap
 
 
-def _load():
+def _load(until: str | None = None):
+    """Import the zoo modules in order (each registers its models); stop once ``until`` is
+    registered, so building one model imports only the modules up to its own."""
     for m in MODULES:
+        if until is not None and until in MODELS:
+            return
         importlib.import_module(f"{__name__}.{m}")
 
 
@@ -58,7 +62,7 @@ def names() -> list:
 
 
 def info(name: str) -> ModelInfo:
-    _load()
+    _load(until=name)
     try:
         return MODELS[name]
     except KeyError:

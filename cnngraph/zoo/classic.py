@@ -1,4 +1,9 @@
-"""LeNet-5, AlexNet, VGG: the classic plain stacks of seeds 000-004."""
+"""LeNet-5, AlexNet, VGG: the classic plain stacks of seeds 000-004.
+
+>>> from cnngraph import zoo, analyze
+>>> [analyze(zoo.build(n)).total.params for n in ("lenet5", "alexnet", "vgg16")]
+[1256080, 61100840, 138357544]
+"""
 from __future__ import annotations
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, conv2d, dropout, flatten, linear, maxpool2d, rbf, relu, scope)

@@ -22,12 +22,14 @@ CIFAR models: ``preact_resnet164`` and ``preact_resnet1001``, the paper's CIFAR-
 """
 from __future__ import annotations
 
+import functools
+
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, dropout, flatten, linear, relu,
                           scope)
 from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
-from cnngraph.zoo.resnet import EXPANSION, RESNET_LAYERS, check_variant, classifier, stages, stem
+from cnngraph.zoo.resnet import EXPANSION, RESNET_LAYERS, BlockKind, check_variant, classifier, stages, stem
 
 
 def _preact(x):
@@ -88,10 +90,11 @@ def preact_resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000,
     kind, layers = RESNET_LAYERS[depth]
     check_variant(variant)
 
+    fn = {BlockKind.BASIC: preact_basic_block,
+          BlockKind.BOTTLENECK: functools.partial(preact_bottleneck, variant=variant)}[kind]
+
     def block_fn(x, planes, stride, name):
-        if kind == "basic":
-            return preact_basic_block(x, planes, stride, name=name)
-        return preact_bottleneck(x, planes, stride, variant, name=name)
+        return fn(x, planes, stride, name=name)
 
     net = Net(f"preact_resnet{depth}", variant=variant)
     x = stem(net.input(*input), width, bn=stem_bn)

@@ -61,7 +61,9 @@ class Result:
     @property
     def ours_text(self) -> str:
         if self.claim.formula:
-            return sympy.sstr(sympy.factor(self.ours)).replace("**", "^")
+            from cnngraph.ir.printer import size  # the one printer: 18HWC², (9C + C²)HW
+
+            return size(sympy.sympify(self.ours))
         return _fmt(self.ours, _decimals(self.claim.printed))
 
 
@@ -87,7 +89,7 @@ SYMS = {n: sym(n) for n in "C H W K G c w P f S F Ci Co".split()}
 
 
 def _parse(text: str):
-    from cnngraph.present.printer import parse  # the safe parser: names are positive-integer symbols
+    from cnngraph.ir.printer import parse  # the safe parser: names are positive-integer symbols
 
     return parse(text)
 

@@ -14,6 +14,8 @@ stride in the first 1×1 conv; the 3.8 GFLOP of the paper and the slides' table)
 """
 from __future__ import annotations
 
+import enum
+import functools
 import math
 
 from cnngraph.dsl import (Net, add, adaptive_avgpool2d, batchnorm, block, conv2d, flatten, linear, maxpool2d, relu,
@@ -81,9 +83,34 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, variant="torchvisio
     return relu(add(y, _shortcut(x, planes * EXPANSION, stride), name="add"), name="relu")
 
 
-RESNET_LAYERS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
-                 101: ("bottleneck", [3, 4, 23, 3]), 152: ("bottleneck", [3, 8, 36, 3]),
-                 200: ("bottleneck", [3, 24, 36, 3])}  # 200: fb.resnet.torch's, as the pre-act ResNet-200
+class BlockKind(enum.Enum):
+    """torchvision's two residual blocks (``BasicBlock``, ``Bottleneck``); each family maps a
+    kind to its own block function (:data:`BLOCKS` here, pre-activation blocks in :mod:`.preact`).
+
+    >>> RESNET_LAYERS[50][0] is BlockKind.BOTTLENECK, BLOCKS[BlockKind.BASIC].__name__
+    (True, 'basic_block')
+    """
+
+    BASIC = "basic"
+    BOTTLENECK = "bottleneck"
+
+
+BLOCKS = {BlockKind.BASIC: basic_block, BlockKind.BOTTLENECK: bottleneck}
+
+RESNET_LAYERS = {18: (BlockKind.BASIC, [2, 2, 2, 2]), 34: (BlockKind.BASIC, [3, 4, 6, 3]),
+                 50: (BlockKind.BOTTLENECK, [3, 4, 6, 3]), 101: (BlockKind.BOTTLENECK, [3, 4, 23, 3]),
+                 152: (BlockKind.BOTTLENECK, [3, 8, 36, 3]),
+                 200: (BlockKind.BOTTLENECK, [3, 24, 36, 3])}  # 200: fb.resnet.torch's, as the pre-act ResNet-200
+
+
+def bottleneck_depth(depth: int, family: str) -> list:
+    """The stage lengths of a bottleneck ResNet of ``depth`` (ResNeXt, SE-ResNet); an error
+    naming ``family`` for a basic-block depth or an unknown one."""
+    kind, layers = RESNET_LAYERS.get(depth, (None, None))
+    if kind is not BlockKind.BOTTLENECK:
+        deep = [str(d) for d, (k, _) in RESNET_LAYERS.items() if k is BlockKind.BOTTLENECK]
+        raise CnnGraphError(f"{family} depth must be {', '.join(deep[:-1])} or {deep[-1]}, got {depth}")
+    return layers
 
 
 def stem(x, width=64, bn=True):
@@ -138,10 +165,10 @@ def resnet(input=(3, 224, 224), depth: int = 50, num_classes: int = 1000, varian
         width = make_divisible(width * width_mult)
     check_variant(variant)
 
+    fn = BLOCKS[kind] if kind is BlockKind.BASIC else functools.partial(BLOCKS[kind], variant=variant)
+
     def block_fn(x, planes, stride, name):
-        if kind == "basic":
-            return basic_block(x, planes, stride, groups, width_per_group, name=name)
-        return bottleneck(x, planes, stride, groups, width_per_group, variant, name=name)
+        return fn(x, planes, stride, groups, width_per_group, name=name)
 
     net = Net(title or f"resnet{depth}", variant=variant)
     x = stem(net.input(*input), width)

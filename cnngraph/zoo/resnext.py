@@ -38,7 +38,7 @@ from cnngraph.dsl import Net, add, batchnorm, block, conv2d, relu, scope
 from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
-from cnngraph.zoo.resnet import (EXPANSION, RESNET_LAYERS, _shortcut, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
+from cnngraph.zoo.resnet import (EXPANSION, _shortcut, bottleneck_depth, bottleneck, bottleneck_width, check_variant, classifier, conv_bn,
                      stages, stem)
 
 FORMS = ("grouped", "pathways")
@@ -78,8 +78,7 @@ def resnext(input=(3, 224, 224), depth: int = 50, groups: int = 32, width_per_gr
             num_classes: int = 1000, variant: str = "torchvision", title: str | None = None):
     """ImageNet ResNeXt-``depth`` with cardinality ``groups`` and group width ``width_per_group``
     in the first stage (doubling per stage, like every width of a ResNet)."""
-    if depth not in RESNET_LAYERS or RESNET_LAYERS[depth][0] != "bottleneck":
-        raise CnnGraphError(f"ResNeXt depth must be 50, 101, 152 or 200, got {depth}")
+    layers = bottleneck_depth(depth, "ResNeXt")
     check_variant(variant)
     if form not in FORMS:
         raise CnnGraphError(f"form must be one of {FORMS}, got {form!r}")
@@ -89,7 +88,7 @@ def resnext(input=(3, 224, 224), depth: int = 50, groups: int = 32, width_per_gr
 
     net = Net(title or f"resnext{depth}_{groups}x{width_per_group}d", form=form, variant=variant)
     x = stem(net.input(*input), 64)
-    x = stages(x, RESNET_LAYERS[depth][1], block_fn, 64)
+    x = stages(x, layers, block_fn, 64)
     classifier(x, num_classes)
     return net.graph
 

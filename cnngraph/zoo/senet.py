@@ -25,7 +25,7 @@ from cnngraph.ir.errors import CnnGraphError
 
 from cnngraph.zoo import register
 from cnngraph.zoo.mobile import squeeze_excitation
-from cnngraph.zoo.resnet import RESNET_LAYERS, _shortcut, bottleneck_branch, check_variant, classifier, stages, stem
+from cnngraph.zoo.resnet import _shortcut, bottleneck_depth, bottleneck_branch, check_variant, classifier, stages, stem
 
 
 def se_module(x, reduction: int = 16):
@@ -45,8 +45,7 @@ def se_bottleneck(x, planes, stride=1, groups=1, base_width=64, variant="torchvi
 def se_resnet(input=(3, 224, 224), depth: int = 50, groups: int = 1, width_per_group: int = 64,
               variant: str = "paper", reduction: int = 16, num_classes: int = 1000, title: str | None = None):
     """SE-ResNet-``depth`` (``groups`` > 1: SE-ResNeXt) with reduction ratio ``reduction``."""
-    if depth not in RESNET_LAYERS or RESNET_LAYERS[depth][0] != "bottleneck":
-        raise CnnGraphError(f"SE-ResNet depth must be 50, 101, 152 or 200, got {depth}")
+    layers = bottleneck_depth(depth, "SE-ResNet")
     check_variant(variant)
 
     def block_fn(x, planes, stride, name):
@@ -54,7 +53,7 @@ def se_resnet(input=(3, 224, 224), depth: int = 50, groups: int = 1, width_per_g
 
     net = Net(title or f"se_resnet{depth}", variant=variant)
     x = stem(net.input(*input), 64)
-    x = stages(x, RESNET_LAYERS[depth][1], block_fn, 64)
+    x = stages(x, layers, block_fn, 64)
     classifier(x, num_classes)
     return net.graph
 

@@ -1,4 +1,10 @@
-"""Pretty-printing of cost expressions in the form a person writes them.
+"""The one printer of sizes, shapes and formulas, in the form a person writes them: tables,
+diagrams, formulas and error messages all print through it, so one expression reads the same
+everywhere (``2C×⌊H/2⌋×W``, ``18HWC²``).
+
+:func:`size` and :func:`shape` print a size or a shape (digits for numbers, without importing
+sympy); :func:`text`, :func:`latex`, :func:`plain` and :func:`render` print an expression;
+:func:`fmt_bytes` a byte count.
 
 Three syntaxes for one layout: unicode ``text`` (``18HWC²``, ``(8Cc + 9c²)HWG``), ``latex``
 (``18 H W C^{2}``) and ``plain`` (``18*H*W*C**2``, a string ``sympy.sympify`` reads back; use
@@ -25,12 +31,14 @@ The layout follows the lecture slides:
 '(9*C + C**2)*H*W'
 >>> (parse('(9*C + C**2)*H*W') - (9*C*H*W + C**2*H*W)).expand()
 0
+>>> shape((2 * C, sympy.floor(H / 2), W)), shape((64, 56, 56))
+('2C×⌊H/2⌋×W', '64×56×56')
 """
 from __future__ import annotations
 
 import functools
 
-import sympy
+from cnngraph.ir.lazy import is_sym, sympy  # sympy imported only for a symbolic value
 
 SPATIAL = ("H", "W", "h", "w")
 BATCH = ("N",)
@@ -455,13 +463,45 @@ def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     return f"{left} = {right}"
 
 
+def size(x, fmt: str = "text") -> str:
+    """A size or a count as people read it: digits for a number (no sympy involved), an
+    expression in the slides' layout (:func:`slides_form`) in syntax ``fmt``.
+
+    >>> from cnngraph.ir.symbols import C, H, W
+    >>> size(224), size(2 * C), size(sympy.floor(H / 2)), size(18 * C**2 * H * W), size(C * H * W * (C + 9))
+    ('224', '2C', '⌊H/2⌋', '18HWC²', '(9C + C²)HW')
+    >>> size(18 * C**2 * H * W, "latex")
+    '18 H W C^{2}'
+    """
+    if not is_sym(x):
+        return str(x)
+    if x.is_Integer:
+        return str(int(x))
+    return render(slides_form(x), fmt)
+
+
+_TIMES = {"text": "×", "latex": r" \times ", "plain": "x", "json": "x"}
+
+
+def shape(dims, fmt: str = "text") -> str:
+    """A shape: its sizes (:func:`size`) joined by ``×`` (`` \\times `` in LaTeX, ``x`` in
+    plain), a size that is a sum in parentheses.
+
+    >>> from cnngraph.ir.symbols import C, H, W
+    >>> shape((64, 56, 56)), shape((2 * C, sympy.floor(H / 2 - sympy.Rational(1, 2)) + 1, W))
+    ('64×56×56', '2C×(⌊H/2 − 1/2⌋ + 1)×W')
+    """
+    p = _Printer("plain" if fmt == "json" else fmt)
+    return _TIMES[fmt].join(p.paren(size(s, fmt)) if is_sym(s) and s.is_Add else size(s, fmt) for s in dims)
+
+
 def fmt_bytes(b) -> str:
     """A byte count for people: ``1.5 MB`` (binary units, one decimal), a formula as printed.
 
     >>> fmt_bytes(802816), fmt_bytes(512)
     ('784.0 KB', '512 B')
     """
-    if not (isinstance(b, int) or isinstance(b, sympy.Integer)):
+    if not (isinstance(b, int) or (is_sym(b) and b.is_Integer)):
         return str(b) + " B"
     b = int(b)
     for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
