@@ -381,6 +381,16 @@ def build_softmax(step, plan, rt):
     return run
 
 
+def build_log_softmax(step, plan, rt):
+    xp = rt.xp
+
+    def run(ins, out, res):
+        t = ins[0] - ins[0].max(axis=-1, keepdims=True)
+        out[...] = t - xp.log(xp.exp(t).sum(axis=-1, keepdims=True))
+
+    return run
+
+
 def build_radix_softmax(step, plan, rt):
     """Channels (groups, radix, k) -> softmax over radix -> channels (radix, groups, k)."""
     xp = rt.xp
@@ -520,9 +530,51 @@ def build_pad2d(step, plan, rt):
     _, Ho, Wo = map(int, step.out_shape)
     dst = (slice(max(0, t), Ho - max(0, b)), slice(max(0, l), Wo - max(0, r)))
 
+    if step.attrs.get("mode", "constant") == "reflect":
+        xp = rt.xp
+
+        def reflect(ins, out, res):
+            out[...] = xp.pad(ins[0], ((0, 0), (t, b), (l, r), (0, 0)), mode="reflect")
+
+        return reflect
+
     def run(ins, out, res):
         out[...] = 0
         out[:, dst[0], dst[1], :] = ins[0][:, src[0], src[1], :]
+
+    return run
+
+
+def build_blurpool2d(step, plan, rt):
+    """Σ over the k×k taps of the binomial filter times the strided input (N, H, W, C)."""
+    (kh, kw), (sh, sw) = (tuple(int(v) for v in step.attrs[k]) for k in ("kernel", "stride"))
+    f = ops.blur_filter(kh, kw).astype(np.float32)
+    _, Ho, Wo = map(int, step.out_shape)
+
+    def run(ins, out, res):
+        x = ins[0]
+        out[...] = 0
+        for i in range(kh):
+            for j in range(kw):
+                out += np.float32(f[i, j]) * x[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw, :]
+
+    return run
+
+
+def build_channel_conv(step, plan, rt):
+    """y[:, c] = Σ_t w[t]·x[:, c + t − pad] over a zero-padded vector of channels."""
+    xp = rt.xp
+    w = weight(plan, step, "weight").reshape(-1)
+    k, p = int(step.attrs["size"]), int(step.attrs["pad"])
+
+    def run(ins, out, res):
+        x = ins[0].reshape(ins[0].shape[0], -1)
+        xpad = xp.pad(x, ((0, 0), (p, p)))
+        y = out.reshape(out.shape[0], -1)
+        n = y.shape[1]
+        y[...] = 0
+        for t in range(k):
+            y += np.float32(w[t]) * xpad[:, t:t + n]
 
     return run
 
@@ -650,7 +702,7 @@ GENERIC: dict = {
     "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
     "flatten": build_flatten, "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul,
-    "softmax": build_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
+    "softmax": build_softmax, "log_softmax": build_log_softmax, "layernorm": _build_norm(_ln_axes, _ln_shape),
     "layernorm2d": _build_norm(lambda step, x: (x, (3,)), _channel_shape), "layer_scale": build_layer_scale,
     "groupnorm": _build_norm(_gn_axes, _channel_shape), "instancenorm": _build_norm(_gn_axes, _channel_shape),
     "lrn": build_lrn, "concat": build_concat, "slice": build_slice, "channel_shuffle": build_channel_shuffle,
@@ -658,6 +710,7 @@ GENERIC: dict = {
     "depth_to_space": build_blocks, "space_to_depth": build_blocks, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
     "radix_softmax": build_radix_softmax,
+    "blurpool2d": build_blurpool2d, "channel_conv": build_channel_conv,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

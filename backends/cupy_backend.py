@@ -552,7 +552,9 @@ def build_batchnorm(step, plan, rt):
 def build_scale(step, plan, rt):
     c = nhwc(step.in_shapes[0])[-1]
     f = _dev(rt).asarray(np.full(c, np.float32(step.attrs["factor"])))
-    return _elementwise(step, rt, f, None, *_codes(step))
+    shift = float(step.attrs.get("shift", 0.0))
+    b = _dev(rt).asarray(np.full(c, np.float32(shift))) if shift else None
+    return _elementwise(step, rt, f, b, *_codes(step))
 
 
 def build_add(step, plan, rt):
@@ -638,6 +640,58 @@ def build_softmax(step, plan, rt):
     return run
 
 
+def build_prelu(step, plan, rt):
+    slope = _dev(rt).asarray(weight(plan, step, "weight").reshape(-1))
+    kern = _dev(rt).kernel(K["prelu"])
+    per_channel = int(slope.size > 1)
+
+    def run(ins, out, res):
+        o2 = _rows2(out)
+        kern(x=_rows2(ins[0]), slope=slope, out=o2, rows=o2.shape[0], C=o2.shape[1], per_channel=per_channel)
+
+    return run
+
+
+def build_layer_scale(step, plan, rt):
+    """γ·x per channel: the epilogue kernel with γ as its scale (a residual add and an activation fused)."""
+    gamma = _dev(rt).asarray(weight(plan, step, step.attrs["field"]).reshape(-1))
+    return _elementwise(step, rt, gamma, None, *_codes(step))
+
+
+def build_layernorm2d(step, plan, rt):
+    dev = _dev(rt)
+    affine = "weight" in step.params
+    gamma, beta = ((dev.asarray(weight(plan, step, f).reshape(-1)) for f in ("weight", "bias")) if affine
+                   else (_empty(rt), _empty(rt)))
+    kern = dev.kernel(K["layernorm_rows"])
+    eps = float(step.attrs["eps"])
+
+    def run(ins, out, res):
+        o2 = _rows2(out)
+        kern(x=_rows2(ins[0]), gamma=gamma, beta=beta, out=o2, rows=o2.shape[0], C=o2.shape[1], eps=eps,
+             affine=int(affine))
+
+    return run
+
+
+def build_resize(step, plan, rt):
+    dev = _dev(rt)
+    (ih, wh), (iw, ww) = common.resize_geometry(step)
+    # (O, 4) rows of i0, i1, w0, w1: indices below 2**24 are exact in float32
+    taps_h = dev.asarray(np.concatenate([ih, wh], 1).astype(np.float32))
+    taps_w = dev.asarray(np.concatenate([iw, ww], 1).astype(np.float32))
+    kern = dev.kernel(K["resize"])
+    C, H, W = map(int, step.in_shapes[0])
+    _, Ho, Wo = map(int, step.out_shape)
+    nearest = int(step.attrs["mode"] == "nearest")
+
+    def run(ins, out, res):
+        kern(x=ins[0], taps_h=taps_h, taps_w=taps_w, out=out, N=out.shape[0], H=H, W=W, C=C, Ho=Ho, Wo=Wo,
+             nearest=nearest)
+
+    return run
+
+
 def build_lrn(step, plan, rt):
     a = step.attrs
     kern = _dev(rt).kernel(K["lrn"])
@@ -654,10 +708,11 @@ KERNELS = {
     "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear,
     "batchnorm": build_batchnorm, "add": build_add, "mul": build_mul, "scale": build_scale, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _adaptive(False), "adaptive_maxpool2d": _adaptive(True), "softmax": build_softmax,
-    "lrn": build_lrn,
+    "lrn": build_lrn, "prelu": build_prelu, "layer_scale": build_layer_scale, "layernorm2d": build_layernorm2d,
+    "resize": build_resize,
     **{a: build_act for a in ACTS},
 }
-# flatten, concat, slice, channel_shuffle, pad2d, pad_channels, rbf, group/instance/layer norm:
+# flatten, concat, slice, channel_shuffle, pad2d, pad_channels, rbf, group/instance/layer norm (over a whole sample):
 # the generic xp kernels of cnngraph.backends.common, on CuPy arrays.
 
 

@@ -670,6 +670,118 @@ def _col2im_transpose_np(t, cols, bias, res, out, n0, Nc, H, W, Ho, Wo, Cout, kh
     t.st(out, q, act_numpy(acc, act2))
 
 
+PRELU = Kernel(
+    "prelu",
+    "const float* x, const float* slope, float* out, int rows, int C, int per_channel",
+    (("r", "rows"), ("c", "C")),
+    """
+// x, or a learnt slope times x below 0: one slope, or one per channel
+const int o = r * C + c;
+const float v = x[o];
+out[o] = v >= 0.f ? v : slope[per_channel ? c : 0] * v;
+""",
+    None,
+    aliases={"out": ("x",)},
+    doc="PReLU with one slope or one per channel",
+)
+
+
+def _prelu_np(t, x, slope, out, rows, C, per_channel):
+    o = t.memo("index", lambda: t.r * C + t.c)
+    v = t.ld(x, o)
+    s = t.ld(slope, t.c if per_channel else t.c * 0)
+    t.st(out, o, np.where(v >= 0, v, s * v))
+
+
+LAYERNORM_ROWS = Kernel(
+    "layernorm_rows",
+    "const float* x, const float* gamma, const float* beta, float* out, int rows, int C, float eps, int affine",
+    (("r", "rows"),),
+    """
+// layer norm over the C channels of one pixel per thread (ConvNeXt's LayerNorm2d); x is read
+// before out is written
+const float* xr = x + (long long)r * C;
+float* yr = out + (long long)r * C;
+float s = 0.f;
+for (int k = 0; k < C; ++k) s += xr[k];
+const float mean = s / C;
+float v = 0.f;
+for (int k = 0; k < C; ++k) { const float d = xr[k] - mean; v += d * d; }
+const float inv = 1.f / sqrtf(v / C + eps);
+for (int k = 0; k < C; ++k) {
+    const float y = (xr[k] - mean) * inv;
+    yr[k] = affine ? y * gamma[k] + beta[k] : y;
+}
+""",
+    None,
+    aliases={"out": ("x",)},
+    doc="layer norm over the channels of each pixel, γ and β per channel",
+)
+
+
+def _layernorm_rows_np(t, x, gamma, beta, out, rows, C, eps, affine):
+    base = t.r * C
+    s = t.zeros()
+    for k in range(C):
+        s = s + t.ld(x, base + k)
+    mean = s / np.float32(C)
+    v = t.zeros()
+    for k in range(C):
+        d = t.ld(x, base + k) - mean
+        v = v + d * d
+    inv = np.float32(1) / np.sqrt(v / np.float32(C) + np.float32(eps))
+    ys = []
+    for k in range(C):
+        y = (t.ld(x, base + k) - mean) * inv
+        ys.append(y * t.ld(gamma, t.r * 0 + k) + t.ld(beta, t.r * 0 + k) if affine else y)
+    for k in range(C):  # every load before the first store (out may be x)
+        t.st(out, base + k, ys[k])
+
+
+RESIZE = Kernel(
+    "resize",
+    "const float* x, const float* taps_h, const float* taps_w, float* out, int N, int H, int W, int C, int Ho, "
+    "int Wo, int nearest",
+    (("n", "N"), ("oh", "Ho"), ("ow", "Wo"), ("c", "C")),
+    """
+// nearest or bilinear: taps are rows (i0, i1, w0, w1) per output row and column (indices held
+// exactly as floats); PyTorch's order: w0h·(w0w·x00 + w1w·x01) + w1h·(w0w·x10 + w1w·x11)
+const float* th = taps_h + oh * 4;
+const float* tw = taps_w + ow * 4;
+const int h0 = (int)th[0], h1 = (int)th[1], w0 = (int)tw[0], w1 = (int)tw[1];
+const float* xn = x + (long long)n * H * W * C + c;
+const float x00 = xn[(h0 * W + w0) * C];
+float v = x00;
+if (!nearest) {
+    const float x01 = xn[(h0 * W + w1) * C], x10 = xn[(h1 * W + w0) * C], x11 = xn[(h1 * W + w1) * C];
+    v = th[2] * (tw[2] * x00 + tw[3] * x01) + th[3] * (tw[2] * x10 + tw[3] * x11);
+}
+out[((n * Ho + oh) * Wo + ow) * C + c] = v;
+""",
+    None,
+    doc="nearest or bilinear resizing (PyTorch's interpolate)",
+)
+
+
+def _resize_np(t, x, taps_h, taps_w, out, N, H, W, C, Ho, Wo, nearest):
+    def index():
+        th = (t.oh * 4)[:, None] + np.arange(4)
+        tw = (t.ow * 4)[:, None] + np.arange(4)
+        return th, tw
+
+    th, tw = t.memo("taps", index)
+    ph, pw = t.ld(taps_h, th), t.ld(taps_w, tw)
+    h0, h1, w0, w1 = (a.astype(np.int64) for a in (ph[:, 0], ph[:, 1], pw[:, 0], pw[:, 1]))
+    base = t.n * H * W * C + t.c
+    x00 = t.ld(x, base + (h0 * W + w0) * C)
+    if nearest:
+        v = x00
+    else:
+        x01, x10, x11 = (t.ld(x, base + (a * W + b) * C) for a, b in ((h0, w1), (h1, w0), (h1, w1)))
+        v = ph[:, 2] * (pw[:, 2] * x00 + pw[:, 3] * x01) + ph[:, 3] * (pw[:, 2] * x10 + pw[:, 3] * x11)
+    t.st(out, t.memo("out", lambda: ((t.n * Ho + t.oh) * Wo + t.ow) * C + t.c), v)
+
+
 def _with(k: Kernel, fn) -> Kernel:
     return Kernel(k.name, k.signature, k.space, k.body, fn, k.aliases, k.doc)
 
@@ -678,7 +790,8 @@ KERNELS: dict = {k.name: k for k in (
     _with(EPILOGUE, _epilogue_np), _with(IM2COL, _im2col_np), _with(DIRECT_CONV, _direct_conv_np),
     _with(MAXPOOL, _maxpool_np), _with(AVGPOOL, _avgpool_np), _with(ADAPTIVE_POOL, _adaptive_pool_np),
     _with(MUL_BCAST, _mul_bcast_np), _with(SOFTMAX, _softmax_np), _with(LRN, _lrn_np),
-    _with(COL2IM_TRANSPOSE, _col2im_transpose_np))}
+    _with(COL2IM_TRANSPOSE, _col2im_transpose_np), _with(PRELU, _prelu_np),
+    _with(LAYERNORM_ROWS, _layernorm_rows_np), _with(RESIZE, _resize_np))}
 
 
 # ---------------------------------------------------------------- launches (shared by every device)

@@ -165,6 +165,34 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
 
 
 @njit(**JIT)
+def epilogue_t(yt, dst, r0, r1, c0, c1, bias, res, a1, a2):
+    """The epilogue from a transposed GEMM block: ``dst[r, c] = act2(act1(yt[c − c0, r − r0] +
+    bias[c]) + res[r, c])`` for rows r0:r1, columns c0:c1 (``yt`` is (c1 − c0, r1 − r0), the
+    product ``W[c0:c1] @ xᵀ`` of a narrow GEMM). ``dst`` may share memory with ``res``: each
+    row goes through a small buffer."""
+    n = c1 - c0
+    t = np.empty(n, np.float32)
+    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    bv = bias[c0:c1] if has_bias else bias
+    for r in range(r0, r1):
+        k = r - r0
+        for c in range(n):
+            t[c] = yt[c, k]
+        if has_bias:
+            for c in range(n):
+                t[c] += bv[c]
+        act_row(t, a1)
+        if has_res:
+            rv = res[r, c0:c1]
+            for c in range(n):
+                t[c] += rv[c]
+        act_row(t, a2)
+        dv = dst[r, c0:c1]
+        for c in range(n):
+            dv[c] = t[c]
+
+
+@njit(**JIT)
 def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2, hi2, has_res):
     """The epilogue in place on ``y`` when both activations are clamps (none, ReLU, ReLU6):
     ``v = clamp(y·scale + bias, lo1, hi1) + res; y = clamp(v, lo2, hi2)``, branch-free so
@@ -193,26 +221,35 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
     padding (row r is ``cols[r - r0]``).
 
     With one group and no horizontal dilation, the kw taps of a kernel row are one
-    contiguous run of kw·C inputs (channels last): copied at once when inside the image."""
+    contiguous run of kw·C inputs (channels last): copied at once when inside the image (a
+    plain loop for runs shorter than 64 values, such as the stem's 7 taps × 3 channels,
+    where a slice copy's set-up costs more than the copy)."""
     N, H, W, C = x.shape
     xf = x.reshape(N * H * W * C)
     run = G == 1 and dw == 1
     hw = Ho * Wo
+    L = kw * C
     for r in range(r0, r1):
         n = r // hw
         oh = (r % hw) // Wo
         ow = r % Wo
-        row = r - r0
+        cr = cols[r - r0]
         iw0 = ow * sw - pl
         for i in range(kh):
             ih = oh * sh - pt + i * dh
             if ih < 0 or ih >= H:
                 for g in range(G):
                     col = (g * kh + i) * kw * cg
-                    cols[row, col:col + kw * cg] = 0
+                    for q in range(kw * cg):
+                        cr[col + q] = 0
             elif run and iw0 >= 0 and iw0 + kw <= W:
                 o = ((n * H + ih) * W + iw0) * C
-                cols[row, i * kw * C:(i + 1) * kw * C] = xf[o:o + kw * C]
+                b = i * L
+                if L < 64:
+                    for q in range(L):
+                        cr[b + q] = xf[o + q]
+                else:
+                    cr[b:b + L] = xf[o:o + L]
             else:
                 # element loops, not slice copies: groups may be a few channels wide
                 for j in range(kw):
@@ -223,10 +260,10 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
                         if inside:
                             xo = ((n * H + ih) * W + iw) * C + g * cg
                             for ci in range(cg):
-                                cols[row, col + ci] = xf[xo + ci]
+                                cr[col + ci] = xf[xo + ci]
                         else:
                             for ci in range(cg):
-                                cols[row, col + ci] = 0
+                                cr[col + ci] = 0
 
 
 @njit(**JIT)

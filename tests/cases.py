@@ -20,7 +20,8 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
                           scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, conv_transpose2d,
-                          radix_softmax, clip, softplus, depth_to_space, space_to_depth)
+                          radix_softmax, clip, softplus, depth_to_space, space_to_depth, log_softmax,
+                          blurpool2d, channel_conv)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -70,6 +71,8 @@ OP_CASES: dict = {
                                                           output_padding=(2, 1), dilation=(1, 2), bias=False)),
     "upconv_stride1_dilation_outpad": (8, lambda x: conv_transpose2d(x, 4, 3, padding=2, output_padding=1,
                                                                      dilation=2)),
+    "upconv_bn_folded_groups": (8, lambda x: relu(batchnorm(conv_transpose2d(x, 12, 3, stride=2, padding=1, groups=4,
+                                                                              bias=False)))),
     "upconv_residual_in_place": (8, lambda x: relu(add(conv_transpose2d(conv2d(x, 16, 3, stride=2, padding=1), 8, 3,
                                                                         stride=2, padding=1, output_padding=(0, 0)),
                                                        x))),
@@ -83,6 +86,7 @@ OP_CASES: dict = {
     "adaptive_avg_uneven": (8, lambda x: adaptive_avgpool2d(x, (4, 3))),
     "adaptive_max_uneven": (8, lambda x: adaptive_maxpool2d(x, (3, 4))),
     "softmax_channels": (8, softmax),
+    "log_softmax_channels": (8, log_softmax),
     "batchnorm_alone_relu": (8, lambda x: relu(batchnorm(x))),
     "lrn": (8, lambda x: lrn(x, size=5, alpha=1e-2, beta=0.75, k=2.0)),
     "lrn_even_size": (8, lambda x: lrn(x, size=4, alpha=1e-1, beta=0.5, k=1.0)),
@@ -125,6 +129,11 @@ OP_CASES: dict = {
     "resize_nearest_down_up_size": (8, lambda x: resize(x, size=(5, 17))),
     # split attention: softmax over 2 radix groups of a 2-cardinality 12-channel map (k = 3)
     "radix_softmax_groups": (12, lambda x: radix_softmax(x, radix=2, groups=2)),
+    "pad2d_reflect": (8, lambda x: pad2d(x, (1, 2, 0, 3), mode="reflect")),
+    "blurpool_reflect": (8, lambda x: blurpool2d(pad2d(x, 1, mode="reflect"), 3, 2)),
+    # ECA: pooled channels, a 5-tap 1-D conv along them (padding 1: 8 -> 6), then 3 taps keeping 6
+    "eca_channel_conv": (8, lambda x: channel_conv(channel_conv(flatten(adaptive_avgpool2d(x, 1)), 5, 1), 3)),
+    "blurpool_4x2_stride_1x2": (8, lambda x: blurpool2d(x, (4, 2), (1, 2))),
 }
 
 

@@ -43,6 +43,6 @@ def test_plan_formula_simplified(capsys):
 
     assert main(["plan", "resnet18", "--input", "3,32*h,32*w"]) == 0
     out = capsys.readouterr().out
-    assert "planned activation memory per sample: 90112hw B" in out and "Max" not in out
+    assert "planned arena per sample: 90112hw B" in out and "Max" not in out
     # the same number as the numeric plan at 224×224 (h = w = 7)
     assert compile(zoo.build("resnet18")).memory.planned_bytes == 90112 * 49

@@ -13,7 +13,7 @@ def test_compare_json_matches_the_tables(capsys):
     for row in data["models"]:
         t = want[row["name"]]
         assert (row["params"], row["macs"], row["memory_bytes"]) == (t.params, t.macs, t.memory_bytes)
-    assert data["models"][0]["params"] == 11689512 and "MiB = 2^20 bytes" in data["memory"]
+    assert data["models"][0]["params"] == 11689512 and "1 MiB = 2^20 B" in data["memory"]
 
 
 def test_compare_closed_forms_and_units():

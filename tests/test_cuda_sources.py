@@ -144,6 +144,44 @@ def _args(name, rng):
         return dict(x=_f(rng, rows, C), out=np.full((rows, C), np.nan, np.float32), rows=rows, C=C,
                     size=int(rng.integers(1, 7)), alpha=float(rng.uniform(1e-4, 1)), beta=float(rng.uniform(0.5, 1)),
                     kk=float(rng.uniform(1, 2))), ("out",)
+    if name == "col2im_transpose":
+        # the activations an epilogue takes (no parameter: the kernel passes none)
+        fused = [ops.act_code(a) for a in ACTS if ops.get(a).fusion == "act"] + [0]
+        k = _conv_geometry(rng)
+        og = int(rng.integers(1, 4))
+        Cout = k["G"] * og
+        oph, opw = (int(rng.integers(0, max(k["sh"], k["dh"]))), int(rng.integers(0, max(k["sw"], k["dw"]))))
+        Ho = (k["H"] - 1) * k["sh"] - 2 * k["pt"] + k["dh"] * (k["kh"] - 1) + oph + 1
+        Wo = (k["W"] - 1) * k["sw"] - 2 * k["pl"] + k["dw"] * (k["kw"] - 1) + opw + 1
+        N, n0 = 3, int(rng.integers(0, 2))
+        Nc = int(rng.integers(1, N - n0 + 1))
+        out = np.full((N, max(Ho, 1), max(Wo, 1), Cout), np.nan, np.float32)
+        cols = _f(rng, k["G"], Nc * k["H"] * k["W"], k["kh"] * k["kw"] * og)
+        out[:n0] = 0  # samples outside the chunk stay as they are
+        out[n0 + Nc:] = 0
+        return dict(cols=cols, bias=_f(rng, Cout), res=_f(rng, *out.shape), out=out, n0=n0, Nc=Nc, H=k["H"], W=k["W"],
+                    Ho=out.shape[1], Wo=out.shape[2], Cout=Cout, kh=k["kh"], kw=k["kw"], sh=k["sh"], sw=k["sw"],
+                    pt=k["pt"], pl=k["pl"], dh=k["dh"], dw=k["dw"], og=og, has_bias=int(rng.integers(0, 2)),
+                    has_res=int(rng.integers(0, 2)), act1=int(rng.choice(fused)), act2=int(rng.choice(fused))), ("out",)
+    if name == "prelu":
+        rows, C = int(rng.integers(1, 6)), int(rng.integers(1, 12))
+        per_channel = int(rng.integers(0, 2))
+        return dict(x=_f(rng, rows, C), slope=_f(rng, C if per_channel else 1), out=np.full((rows, C), np.nan, np.float32),
+                    rows=rows, C=C, per_channel=per_channel), ("out",)
+    if name == "layernorm_rows":
+        rows, C = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        return dict(x=_f(rng, rows, C) * 3 + 1, gamma=_f(rng, C), beta=_f(rng, C), out=np.full((rows, C), np.nan, np.float32),
+                    rows=rows, C=C, eps=float(rng.uniform(1e-6, 1e-3)), affine=int(rng.integers(0, 2))), ("out",)
+    if name == "resize":
+        from cnngraph.backends.common import resize_taps
+
+        N, H, W, C = 2, int(rng.integers(1, 7)), int(rng.integers(1, 7)), int(rng.integers(1, 5))
+        Ho, Wo = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+        mode = str(rng.choice(["nearest", "bilinear"]))
+        corners = bool(rng.integers(0, 2)) and mode == "bilinear"
+        taps = [np.concatenate(resize_taps(L, O, mode, corners), 1).astype(np.float32) for L, O in ((H, Ho), (W, Wo))]
+        return dict(x=_f(rng, N, H, W, C), taps_h=taps[0], taps_w=taps[1], out=np.full((N, Ho, Wo, C), np.nan, np.float32),
+                    N=N, H=H, W=W, C=C, Ho=Ho, Wo=Wo, nearest=int(mode == "nearest")), ("out",)
     raise AssertionError(f"no argument generator for kernel {name}")
 
 
@@ -153,7 +191,7 @@ def test_every_kernel_has_an_argument_generator():
         _args(name, rng)
 
 
-EXACT = {"im2col", "maxpool", "mul_bcast", "adaptive_pool"}  # only loads, stores, max and adds in one order
+EXACT = {"im2col", "maxpool", "mul_bcast", "adaptive_pool", "prelu"}  # only loads, stores, max and adds in one order
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))

@@ -389,21 +389,32 @@ def test_pointwise_chains_are_recognised_and_others_refused():
     h = load(m)
     assert h.nodes["hswish"]["op"] == "hardswish"
     m = chain([helper.make_node("Mul", ["x", "half"], ["y"], name="halve")], [("half", 0.5)])
-    assert load(m).nodes["halve"]["attrs"] == {"factor": 0.5}
+    assert load(m).nodes["halve"]["attrs"] == {"factor": 0.5, "shift": 0.0}
+    # constant arithmetic beyond a scale (planned only when nothing else fits): one layer for a run
+    m = chain([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+               helper.make_node("Mul", ["r", "half"], ["m"], name="mul"),
+               helper.make_node("Add", ["m", "one"], ["a"], name="add"),
+               helper.make_node("Sub", ["one", "a"], ["y"], name="rsub")], [("half", 0.5), ("one", 1.0)])
+    h = load(m)
+    assert [(h.nodes[n]["op"], h.nodes[n]["attrs"].get("factor"), h.nodes[n]["attrs"].get("shift")) for n in h][1:] == [
+        ("relu", None, None), ("scale", -0.5, 0.0)]
+    m = chain([helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp")], [("lo", -0.25), ("hi", 2.5)])
+    assert load(m).nodes["clamp"]["op"] == "clip" and load(m).nodes["clamp"]["attrs"]["low"] == -0.25
     # an activation with a parameter is recognised with its value (the registry's leaky_relu)
     m = chain([helper.make_node("LeakyRelu", ["x"], ["y"], name="leaky", alpha=0.1)])
     assert (load(m).nodes["leaky"]["op"], load(m).nodes["leaky"]["attrs"]["negative_slope"]) == ("leaky_relu", 0.1)
     m = chain([helper.make_node("Softsign", ["x"], ["y"], name="softsign")])
     with pytest.raises(CnnGraphError, match="softsign: the element-wise function computed by softsign is not one of"):
         load(m)
-    m = chain([helper.make_node("Gelu", ["x"], ["y"], name="gelu_tanh", approximate="tanh")], ())
-    with pytest.raises(CnnGraphError, match="gelu_tanh"):
-        load(_model(m.graph.node, opset=20))
+    m = chain([helper.make_node("Gelu", ["x"], ["y"], name="gelu_t", approximate="tanh")], ())
+    assert load(_model(m.graph.node, opset=20)).nodes["gelu_t"]["op"] == "gelu_tanh"
+    m = chain([helper.make_node("Softplus", ["x"], ["y"], name="softplus")])
+    assert (load(m).nodes["softplus"]["op"], load(m).nodes["softplus"]["attrs"]["beta"]) == ("softplus", 1.0)
 
 
 def test_unsupported_ops_are_listed_with_their_nodes():
-    nodes = [helper.make_node("SpaceToDepth", ["x"], ["a"], name="s2d1", blocksize=1),
-             helper.make_node("SpaceToDepth", ["a"], ["b"], name="s2d2", blocksize=1),
+    nodes = [helper.make_node("Hardmax", ["x"], ["a"], name="hm1"),
+             helper.make_node("Hardmax", ["a"], ["b"], name="hm2"),
              helper.make_node("Conv", ["b", "w"], ["c"], name="conv"),
              helper.make_node("NonZero", ["c"], ["d"], name="nz"),
              helper.make_node("MyOp", ["d"], ["y"], name="custom", domain="com.example")]
@@ -412,7 +423,7 @@ def test_unsupported_ops_are_listed_with_their_nodes():
     with pytest.raises(CnnGraphError) as e:
         load(m)
     msg = str(e.value)
-    assert "unsupported ONNX op types: NonZero (nz); SpaceToDepth (s2d1, s2d2); com.example.MyOp (custom)" in msg
+    assert "unsupported ONNX op types: Hardmax (hm1, hm2); NonZero (nz); com.example.MyOp (custom)" in msg
 
 
 # ---------------------------------------------------------------- command line

@@ -108,3 +108,48 @@ def test_block_depth_names_are_short_and_branches_ordered():
     assert [lay.boxes[b].label for b in block.boxes if lay.boxes[b].kind != "merge"] == \
         ["branch1", "branch2", "branch3", "branch4"]
     assert lay.boxes[block.boxes[1]].chain == "128×28×28" and lay.boxes[block.boxes[1]].full == "inception3a.branch2"
+
+
+def test_counts_only_for_repeated_blocks_and_names_are_the_scopes_own():
+    # Inception-v3's modules hold seven BasicConv2d (one conv each): layers, not repeated blocks.
+    lay = layout(zoo.build("inception_v3"))
+    assert _cluster(lay, "Mixed_5b").label == "Mixed_5b · InceptionA"
+    assert not any("BasicConv2d" in c.label for c in lay.clusters)
+    # ResNet-152's stages repeat bottlenecks (3 convs and an add each); layer3 holds 36 of them.
+    lay = layout(zoo.build("resnet152"))
+    assert [c.label for c in lay.clusters if c.depth == 1][2] == "layer3 · 36 × Bottleneck"
+    # A frame's title is its own name even when the frames between are not drawn.
+    lay = layout(zoo.build("efficientnet_b0"))
+    assert "block.1 · SqueezeExcitation" in [c.label for c in lay.clusters]
+    assert not any(c.label.startswith("1.0.") for c in lay.clusters)
+
+
+def test_names_only_when_asked():
+    g = zoo.build("alexnet")
+    plain, named = to_dot(g), to_dot(g, names=True)
+    assert ">conv1</FONT>" not in plain and ">conv1</FONT>" in named
+    assert ">input</FONT>" not in named  # the input box says "Input 3×227×227" already
+
+
+def test_side_by_side_branches_are_not_counted_as_repeats():
+    lay = layout(zoo.build("inception_resnet_v2"), depth="block")
+    assert _cluster(lay, "mixed_7a").label == "mixed_7a"  # not "mixed_7a · 3 × branch"
+    assert _cluster(lay, "repeat_1").label == "repeat_1 · 20 × Block17"
+
+
+def test_a_lone_box_is_framed_only_as_a_branch_of_a_common_source():
+    # SE-ResNet's projection shortcut is parallel to the block's `se` frame but not fed like it:
+    # no frame, as in plain ResNet-50.
+    for model in ("se_resnet50", "resnet50"):
+        assert not any(c.label == "downsample" for c in layout(zoo.build(model)).clusters), model
+
+
+def test_block_depth_never_draws_a_wrapper_as_the_block():
+    # MobileNet v3's features.N.block wraps all of features.N but the residual add: the inverted
+    # residual itself is the block, its add inside the box.
+    g = graph.as_graph(zoo.build("mobilenet_v3_large"))
+    lay = layout(g, depth="block", collapse=0)
+    labels = [b.label for b in lay.boxes.values()]
+    assert "block" not in labels and labels.count("features.5") == 1
+    assert lay.box_of["features.5.add"] == lay.box_of["features.5.block.0.0"]
+    assert not any(b.kind == "merge" for b in lay.boxes.values())

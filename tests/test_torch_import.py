@@ -31,7 +31,10 @@ CLASSIFICATION = [n for n in torchvision.models.list_models(module=torchvision.m
                   if not n.startswith(("vit_", "swin_", "maxvit"))]
 SEGMENTATION = torchvision.models.list_models(module=torchvision.models.segmentation)
 SIZES = {"inception_v3": (75, 107), "googlenet": (64, 96), "alexnet": (63, 95)}
-SAMPLE = ["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1", "googlenet"]
+SAMPLE = ["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1", "googlenet",
+          "lraspp_mobilenet_v3_large"]  # a segmentation head (bilinear resizes to the input's size): ~2 s
+# through ONNX: LRASPP ~8 s (FCN and DeepLabV3 take minutes: with -m models)
+ONNX_SAMPLE = SAMPLE[:2] + ["lraspp_mobilenet_v3_large"]
 
 
 def build(name):
@@ -82,7 +85,7 @@ def test_torchvision_from_torch(name):
     assert g.nodes["input"]["shape"] == (3, H, W)
 
 
-@pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, SAMPLE[:2], NOT_RUN_ONNX))
+@pytest.mark.parametrize("name", _models(CLASSIFICATION + SEGMENTATION, ONNX_SAMPLE, NOT_RUN_ONNX))
 def test_torchvision_onnx(name):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
@@ -222,3 +225,31 @@ def test_imported_model_on_stride_aligned_input_reads_like_the_zoo():
     want = analyze(zoo.build("resnet50", input=shape)).total
     got = analyze(_onnx_graph(build("resnet50")), input=shape).total
     assert got.macs == want.macs == 83410944 * h * w + 2048000
+
+
+def test_segmentation_onnx_with_symbolic_sizes_evaluates_to_the_numeric_tables():
+    """LRASPP exported with dynamic H, W: its resizes to the input's size stay symbolic, and the
+    symbolic totals at 64 and 80 equal the totals of the files exported at those sizes."""
+    pytest.importorskip("onnx")
+    import io
+    import warnings
+
+    import sympy
+
+    from cnngraph.onnx import load
+    from torch_models import onnx_bytes, sample
+
+    m = build("lraspp_mobilenet_v3_large")
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, torch.from_numpy(sample(64)), f, dynamo=False, opset_version=17, input_names=["input"],
+                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}})
+    g = load(f.getvalue())
+    assert g.nodes[g.graph["inputs"][0]]["shape"] == (3, H, W)
+    assert g.nodes[g.graph["outputs"][0]]["shape"][1:] == (H, W)
+    total = analyze(g).total
+    for s in (64, 80):
+        numeric = analyze(load(onnx_bytes(m, sample(s)))).total
+        for k in ("params", "macs", "flops", "memory_bytes"):
+            assert sympy.sympify(getattr(total, k)).subs({H: s, W: s}) == getattr(numeric, k), (s, k)

@@ -270,11 +270,13 @@ def analyze(g, input=None, convention: Convention | None = None, strict: bool = 
         shapes, notes = {n: d["shape"] for n, d in g.nodes(data=True)}, g.graph.get("notes", [])
         _graph.check_weights(g)  # no numbers from a graph whose own weights do not fit it
     rows = []
-    for n in _graph.topo_order(g):
+    order = _graph.topo_order(g)
+    names = _graph.layer_names(g, order)
+    for n in order:
         d = g.nodes[n]
         ins = [shapes[i] for i in d["inputs"]]
         attrs = d["attrs"] if d["op"] != "input" else {**d["attrs"], "shape": shapes[n]}
-        rows.append(Row(n, d.get("title") or n, d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
+        rows.append(Row(n, names[n], d["op"], ops.get(d["op"]).kind, d.get("path", ()), ins, shapes[n],
                         attrs, layer_costs(d["op"], attrs, ins, shapes[n], convention)))
     first = g.graph["inputs"][0]
     return Report(g.graph.get("name", ""), rows, convention, shapes[first], list(notes))

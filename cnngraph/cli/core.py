@@ -2,7 +2,7 @@
 
 >>> from cnngraph.cli import main
 >>> main(["table", "lenet5", "--format", "csv"])  # doctest: +ELLIPSIS
-Layer,C in,H/W in,filters,kernel,stride,pad,C out,H/W out,memory (KB),params (k),flop (M)
+Layer,C in,H/W in,filters,kernel,stride,pad,C out,H/W out,memory (KiB),params (k),flop (M)
 conv1,1,28,20,5,1,2,20,28,61,0.52,0.392
 pool1,20,28,,2,2,0,20,14,15,0,0.0157
 ...
@@ -92,7 +92,7 @@ def add_table(t):
     add_model_args(t)
     t.add_argument("--format", choices=("text", "markdown", "csv", "latex", "json"), default="text")
     t.add_argument("--style", choices=("slides", "exact"), default="slides",
-                   help="slides: KB / thousands / millions as in the lectures; exact: full integers")
+                   help="slides: KiB / thousands / millions as in the lectures; exact: full integers")
     t.add_argument("--all", action="store_true", help="also list activations and dropout")
     t.add_argument("--groups", type=int, default=0, metavar="DEPTH",
                    help="totals per group instead of per layer: 1 = per stage, 2 = per block")

@@ -5,9 +5,9 @@
 basic: ResNet basic block: ...
   input → output: C×H×W → C×H×W
   the seeds: Total FLOPs: 18HWC² (seed 000)
-  cost             18HWC²
-  params           18C²
-  memory           5HWC
+  cost               18HWC²
+  params             18C²
+  memory (elements)  5HWC
 ...
 0
 """
@@ -159,6 +159,9 @@ def receptive_table(g, fields, fmt="text", everything=False) -> str:
     from cnngraph.formulas.report import _table
     from cnngraph.ir.printer import shape as shape_text
 
+    from cnngraph.ir.graph import layer_names
+
+    names = layer_names(g)
     rows = []
     for n, f in fields.items():
         d = g.nodes[n]
@@ -169,7 +172,7 @@ def receptive_table(g, fields, fmt="text", everything=False) -> str:
         note = ", ".join(x for x, on in (("whole input", f.whole), ("max over paths", f.merged and
                                                                      REGISTRY[d["op"]].kind == "merge"),
                                          ("approximate", f.approximate)) if on)
-        rows.append([d.get("title") or n, label, shape_text(d["shape"]), pair(f.size), pair(f.jump), pair(f.start),
+        rows.append([names[n], label, shape_text(d["shape"]), pair(f.size), pair(f.jump), pair(f.start),
                      note])
     head = ["layer", "op", "output", "RF size", "jump", "start", "note"]
     if fmt == "json":

@@ -142,7 +142,7 @@ def check_memory(g, batch: int, label: str = "the model") -> int:
     free = arrays.memory_available()
     if free is not None and need > free:
         raise CnnGraphError(f"{label} at batch {batch} needs {fmt_bytes(need)} (weights {fmt_bytes(weights)} ×2 packed, "
-                            f"activations {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
+                            f"planned arena {fmt_bytes(per_sample)} and input {fmt_bytes(inp)} per sample); "
                             f"{fmt_bytes(free)} of memory are available")
     return need
 
@@ -217,9 +217,9 @@ def cmd_bench(args):
     gemm = ex.backend.gemm_name
     print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s ({gemm} float32, this run): "
           f"{gflops / ceiling:.0%} of it; the batch cannot beat {2 * macs * n / 1e9 / ceiling * 1e3:.1f} ms")
-    print(f"  memory           activations {fmt_bytes(mem.planned_bytes)} planned (naive {fmt_bytes(mem.naive_bytes)}), "
+    print(f"  memory           planned arena {fmt_bytes(mem.planned_bytes)} per sample (naive {fmt_bytes(mem.naive_bytes)}), "
           f"weights {fmt_bytes(sum(int(np.size(v)) for v in plan.weights.values()) * 4)}, "
-          f"process peak RSS {_rss_mb():.0f} MB")
+          f"process peak RSS {_rss_mb():.0f} MiB (1 MiB = 2^20 B)")
     if args.per_layer:
         per_layer(ex, x, args.repeat, ceiling)
     return 0
@@ -277,9 +277,13 @@ def cmd_plan(args):
         from cnngraph.ir import printer
 
         planned, naive = (printer.text(printer.simplify_max(b)) + " B" for b in (m.planned_bytes, m.naive_bytes))
-    print(f"planned activation memory per sample: {planned}  (buffers after reuse; MB = 2^20 B)")
-    print(f"naive sum per sample:                 {naive}  (every value its own buffer; the table's memory "
-          "counts layer outputs instead)")
+    print(f"planned arena per sample: {planned}  (buffers after reuse)")
+    print(f"naive sum per sample:     {naive}  (every value its own buffer)")
+    from cnngraph.analysis.cost import analyze
+    from cnngraph.ir.printer import memory_note
+
+    print(f"table's activation memory: {fmt_bytes(analyze(g).total.memory_bytes)}  (every layer output written once)")
+    print(memory_note("arena", "naive", "activations"))
     if args.steps:
         for i, s in enumerate(plan.steps):
             tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \

@@ -125,9 +125,9 @@ class Plan:
         m = self.memory
         if not ops.is_int(m.planned):
             return (f"{self.name}: {len(self.steps)} steps over {len(self.values)} values in {len(m.slots)} slots; "
-                    "activation memory is symbolic (formulas in plan.memory)")
+                    "planned arena is symbolic (formulas in plan.memory)")
         return (f"{self.name}: {len(self.steps)} steps over {len(self.values)} values in {len(m.slots)} slots; "
-                f"activation memory per sample {fmt_bytes(m.planned_bytes)} planned, "
+                f"planned arena per sample {fmt_bytes(m.planned_bytes)}, "
                 f"{fmt_bytes(m.naive_bytes)} naive" + (f", {fmt_bytes(m.live_peak_bytes)} live peak"
                                                         if m.live_peak is not None else ""))
 

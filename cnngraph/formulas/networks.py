@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from cnngraph.ir import printer as present
+from cnngraph.ir.printer import memory_note
 from cnngraph.analysis.cost import analyze, total
 from cnngraph.ir.ops import is_int, tidy
 from cnngraph.ir.symbols import h, w
@@ -59,7 +60,8 @@ class NetworkFormulas:
                                    assumption=self.assumption, convention=self.convention,
                                    totals={k: f.json for k, f in self.totals.items()},
                                    stages={s: {k: f.json for k, f in fs.items()} for s, fs in self.stages.items()},
-                                   checks=[dict(text=t, ok=ok) for t, ok in self.checks]), indent=1, ensure_ascii=False)
+                                   checks=[dict(text=t, ok=ok) for t, ok in self.checks],
+                                   memory=memory_note("activations")), indent=1, ensure_ascii=False)
         if fmt == "latex":
             lines = [rf"\text{{{k.replace('_', ' ')}}} &= {f.latex}" for k, f in self.totals.items()]
             return r"\begin{aligned} " + r" \\ ".join(lines) + r" \end{aligned}" + "\n"
@@ -69,7 +71,8 @@ class NetworkFormulas:
                            for s, fs in self.stages.items())
             body += "| **total** | " + " | ".join(f"`{self.totals[k].text}`" for k in FIELDS) + " |\n"
             return (f"**{self.name}** on {present.shape(self.input)} ({self.assumption})\n\n"
-                    + head + body + "\n" + "".join(f"- {t}\n" for t, _ in self.checks) + f"\nConvention: {self.convention}\n")
+                    + head + body + "\n" + "".join(f"- {t}\n" for t, _ in self.checks) + f"\nConvention: {self.convention}\n\n"
+                    f"memory_bytes: {memory_note('activations')}\n")
         from cnngraph.formulas.report import _table
 
         lines = [f"{self.name}: closed-form totals on {present.shape(self.input)} ({self.assumption})"]
@@ -79,6 +82,7 @@ class NetworkFormulas:
                                              ["stage"] + list(FIELDS))]
         lines += [f"  check: {t}" for t, _ in self.checks]
         lines.append(f"  convention: {self.convention}")
+        lines.append(f"  memory_bytes: {memory_note('activations')}")
         return "\n".join(lines) + "\n"
 
     def __str__(self):

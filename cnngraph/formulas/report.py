@@ -5,9 +5,9 @@
 basic: ResNet basic block: ...
   input → output: C×H×W → C×H×W
   ...
-  cost             18HWC²
-  params           18C²
-  memory           5HWC
+  cost               18HWC²
+  params             18C²
+  memory (elements)  5HWC
 ...
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from cnngraph.ir import printer as present
+from cnngraph.ir.printer import memory_note
 
 
 def _io(b) -> str:
@@ -40,19 +41,20 @@ def block_text(b, fmt: str = "text") -> str:
     if b.seed:
         lines.append(f"  the seeds: {b.seed}")
     lines += [f"  {line}" for line in _table([
-        ["cost", b.cost.text], ["params", b.params.text], ["memory", b.memory.text],
+        ["cost", b.cost.text], ["params", b.params.text], ["memory (elements)", b.memory.text],
         ["receptive field", str(b.receptive)]])]
     if b.layers:
-        lines.append("  per layer (cost, params, memory):")
+        lines.append("  per layer (cost, params, memory in elements):")
         lines += [f"    {line}" for line in _table(
             [[layer.name, layer.label, layer.cost.text, layer.params.text, layer.memory.text] for layer in b.layers])]
     lines.append(f"  convention: {b.convention}")
+    lines.append(f"  memory: {memory_note('elements')}")
     lines += [f"  note: {n}" for n in b.notes]
     return "\n".join(lines) + "\n"
 
 
 def block_latex(b) -> str:
-    rows = [(r"\text{cost}", b.cost.latex), (r"\text{params}", b.params.latex), (r"\text{memory}", b.memory.latex),
+    rows = [(r"\text{cost}", b.cost.latex), (r"\text{params}", b.params.latex), (r"\text{memory (elements)}", b.memory.latex),
             (r"\text{receptive field}", present.latex(b.receptive.size[0]))]
     body = r" \\ ".join(f"{k} &= {v}" for k, v in rows)
     return r"\begin{aligned} " + body + r" \end{aligned}"
@@ -71,6 +73,7 @@ def block_dict(b) -> dict:
         layers=[dict(name=x.name, label=x.label, cost=x.cost.json, params=x.params.json, memory=x.memory.json)
                 for x in b.layers],
         convention=b.convention, include=list(b.include), notes=list(b.notes),
+        units=dict(cost="multiply-adds", params="count", memory="elements"), memory_note=memory_note("elements"),
         symbols=sorted({s.name for f in (b.cost, b.params, b.memory) for s in f.symbols}))
 
 

@@ -999,6 +999,84 @@ def method_dim(cv, x):
     return len(cv.dims(cv.tensor(x)))
 
 
+@dataclass(frozen=True)
+class HalfSqueezed:
+    """``x.squeeze(-1)`` of an N×C×1×1 tensor: a flatten once the height goes too."""
+
+    src: T
+
+
+def _squeeze(cv, x, dim=None):
+    """``x.squeeze()``, ``x.squeeze(-1).squeeze(-1)``, ``x.squeeze((2, 3))`` of a globally
+    pooled N×C×1×1 tensor: a flatten."""
+    if isinstance(x, HalfSqueezed):
+        if dim is not None and _dim(cv, dim, 3) == 2:
+            return cv.add("flatten", [x.src], {}, base="flatten")
+        cv.fail(f"squeeze({dim}) of an N×C×1 tensor")
+    x = cv.tensor(x)
+    if x.layout == "vec":
+        return x
+    shape = cv.shape(x)
+    if x.layout != "chw" or len(shape) != 3 or shape[1] != 1 or shape[2] != 1:
+        cv.fail(f"squeeze of a {'×'.join(map(str, shape))} tensor (only N×C×1×1 after global pooling)")
+    dims = None if dim is None else sorted(_dim(cv, d, 4) for d in (dim if isinstance(dim, (list, tuple)) else [dim]))
+    if dims is None or dims == [2, 3]:
+        return cv.add("flatten", [x], {}, base="flatten")
+    if dims == [3]:
+        return HalfSqueezed(x)
+    cv.fail(f"squeeze of dimension(s) {dims} (only the 1×1 spatial ones)")
+
+
+def f_squeeze(cv, input, dim=None):
+    return _squeeze(cv, input, dim)
+
+
+def f_mean(cv, *args, **kwargs):
+    a = _bind(("input", "dim", "keepdim", "dtype"), dict(dim=None, keepdim=False, dtype=None), args, kwargs, cv.where())
+    return method_mean(cv, a["input"], a["dim"], a["keepdim"])
+
+
+def _zero_pad(cv, x, pad, module=None):
+    x = cv.chw(x)
+    pad = tuple(pad)
+    if len(pad) == 2:
+        pad = pad + (0, 0)
+    if len(pad) != 4 or not all(isinstance(p, int) for p in pad):
+        cv.fail(f"padding {pad} (only the last two dimensions, in numbers)")
+    left, right, top, bottom = pad  # PyTorch's order: last dimension first
+    return cv.add("pad2d", [x], dict(padding=(top, left, bottom, right)), module=module, base="pad")
+
+
+def f_pad(cv, *args, **kwargs):
+    """``F.pad(x, (left, right, top, bottom))`` with zeros (negative values crop): pad2d."""
+    a = _bind(("input", "pad", "mode", "value"), dict(mode="constant", value=None), args, kwargs, cv.where())
+    if a["mode"] != "constant" or a["value"] not in (None, 0, 0.0):
+        cv.fail(f"F.pad with mode={a['mode']!r}, value={a['value']!r} (zero padding only)")
+    return _zero_pad(cv, a["input"], a["pad"])
+
+
+def m_zero_pad(cv, m, qual, x):
+    """``nn.ZeroPad2d`` (and ``nn.ConstantPad2d`` with value 0)."""
+    if float(getattr(m, "value", 0.0)) != 0.0:
+        cv.fail(f"{type(m).__name__} with value {m.value} (zero padding only)")
+    return _zero_pad(cv, x, m.padding, module=qual)
+
+
+def m_log_softmax(cv, m, qual, x):
+    x = cv.tensor(x)
+    if m.dim is None or _dim(cv, m.dim, len(cv.dims(x))) != 1:
+        cv.fail(f"log softmax over dimension {m.dim} (only dim=1)")
+    return cv.add("log_softmax", [x], {}, module=qual)
+
+
+def f_log_softmax(cv, *args, **kwargs):
+    a = _bind(("input", "dim", "_stacklevel", "dtype"), dict(dim=None), args, kwargs, cv.where())
+    x = cv.tensor(a["input"])
+    if a["dim"] is None or _dim(cv, a["dim"], len(cv.dims(x))) != 1:
+        cv.fail(f"log_softmax over dimension {a['dim']} (only the channels / features, dim=1)")
+    return cv.add("log_softmax", [x], {}, base="log_softmax")
+
+
 def f_softmax(cv, *args, **kwargs):
     a = _bind(("input", "dim", "_stacklevel", "dtype"), dict(dim=None), args, kwargs, cv.where())
     return _softmax(cv, a["input"], a["dim"])
@@ -1128,7 +1206,8 @@ MODULES = {
     nn.Softmax: m_softmax, nn.PReLU: m_prelu, nn.Upsample: m_upsample,
     nn.UpsamplingNearest2d: m_upsample, nn.UpsamplingBilinear2d: m_upsample, **_ACT_MODULES,
     nn.Softplus: m_softplus, nn.Hardtanh: m_hardtanh, nn.InstanceNorm2d: m_instancenorm,
-    nn.PixelShuffle: m_pixel_shuffle, nn.PixelUnshuffle: m_pixel_unshuffle,
+    nn.PixelShuffle: m_pixel_shuffle, nn.PixelUnshuffle: m_pixel_unshuffle, nn.ZeroPad2d: m_zero_pad,
+    nn.ConstantPad2d: m_zero_pad, nn.LogSoftmax: m_log_softmax,
 }
 
 FUNCTIONS = {
@@ -1150,7 +1229,8 @@ FUNCTIONS = {
     torch.clamp: _known(_clamp), torch.clip: _known(_clamp), F.hardtanh: _known(f_hardtanh),
     F.instance_norm: _known(f_instance_norm), F.pixel_shuffle: _known(f_pixel_shuffle),
     F.pixel_unshuffle: _known(f_pixel_unshuffle), torch.pixel_shuffle: _known(f_pixel_shuffle),
-    torch.pixel_unshuffle: _known(f_pixel_unshuffle),
+    torch.pixel_unshuffle: _known(f_pixel_unshuffle), torch.squeeze: _known(f_squeeze), torch.mean: _known(f_mean),
+    F.pad: _known(f_pad), F.log_softmax: _known(f_log_softmax), torch.log_softmax: _known(f_log_softmax),
     getattr: _known(f_getattr),
     **{f: _known(c) for f, c in _ACT_FUNCTIONS.items()},
     F.softplus: _known(f_softplus),  # after the derived table: it checks PyTorch's threshold
@@ -1164,6 +1244,7 @@ METHODS = {
     "add": _known(_arith(operator.add, _merge_add)), "add_": _known(_arith(operator.add, _merge_add)),
     "mul": _known(_arith(operator.mul, _merge_mul)), "mul_": _known(_arith(operator.mul, _merge_mul)),
     "sub": _known(_arith(operator.sub, _merge_sub)), "div": _known(_arith(operator.truediv, None)),
+    "squeeze": _known(_squeeze), "log_softmax": _known(lambda cv, x, dim=None, **k: f_log_softmax(cv, x, dim)),
     "neg": _known(_neg), "clamp": _known(_clamp), "clip": _known(_clamp), "clamp_": _known(_clamp),
     "softmax": _known(lambda cv, x, dim=None, **k: _softmax(cv, x, dim)),
     **{m: _known(c) for m, c in _ACT_METHODS.items()},

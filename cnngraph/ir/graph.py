@@ -24,7 +24,7 @@ import functools
 
 import networkx as nx
 
-from cnngraph.ir import ops
+from cnngraph.ir import ops, printer
 from cnngraph.ir.errors import CnnGraphError, GraphError, ShapeError
 
 
@@ -90,7 +90,7 @@ def outside_domain(g, values: dict):
     >>> from cnngraph.ir.symbols import H, W
     >>> g = zoo.build("alexnet", input=(3, H, W))
     >>> outside_domain(g, {"H": 8, "W": 8})
-    'features.2: kernel fits the padded input along H needs floor(H/4 - 7/4) + 1 >= 3, false at H = 8, W = 8'
+    'features.2: kernel fits the padded input along H needs ⌊H/4 − 7/4⌋ + 1 ≥ 3, false at H = 8, W = 8'
     >>> outside_domain(g, {"H": 224, "W": 224}) is None
     True
     """
@@ -102,7 +102,7 @@ def outside_domain(g, values: dict):
         v = rel.subs(at)
         if v is sympy.false:
             shown = ", ".join(f"{k} = {x}" for k, x in values.items())
-            return f"{layer}: {rule} needs {rel}, false at {shown}"
+            return f"{layer}: {rule} needs {printer.relation(rel)}, false at {shown}"
     return None
 
 
@@ -190,6 +190,42 @@ def as_graph(obj):
     if isinstance(g, nx.DiGraph):
         return g
     raise GraphError(f"expected a cnngraph graph or a cnngraph.dsl.Net, got {type(obj).__name__}")
+
+
+# Kinds of layer that, untitled in a titled model, take the name of the layer they follow.
+FOLLOWER_KINDS = ("act", "dropout", "norm")
+
+
+def layer_names(g, order=None) -> dict:
+    """{node: the name tables, notes and diagrams show}: the layer's ``title``; in a model that
+    titles its layers (the slides' ``conv1`` for torchvision's ``features.0``), an untitled
+    activation, dropout or norm with one input is named after that input and its own op
+    (``conv1.relu``, ``fc6.dropout``); otherwise the node name. Names stay unique (a clash
+    keeps the node name).
+
+    >>> from cnngraph import zoo
+    >>> names = layer_names(as_graph(zoo.build("alexnet")))
+    >>> [names[n] for n in ("features.0", "features.1", "flatten", "classifier.0", "classifier.2", "classifier.3")]
+    ['conv1', 'conv1.relu', 'flatten', 'flatten.dropout', 'fc6.relu', 'fc6.dropout']
+    """
+    order = order or topo_order(g)
+    titled = any(g.nodes[n].get("title") for n in order)
+    out: dict = {}
+    base: dict = {}  # node -> the name a follower's name starts from
+    used = {g.nodes[n].get("title") for n in order} | set(order)
+    for n in order:
+        d = g.nodes[n]
+        ins = d["inputs"]
+        name = d.get("title") or n
+        if titled and not d.get("title") and len(ins) == 1 and ops.get(d["op"]).kind in FOLLOWER_KINDS:
+            derived = f"{base[ins[0]]}.{d['op']}"
+            if derived not in used:
+                name = derived
+                used.add(name)
+                base[n] = base[ins[0]]
+        out[n] = name
+        base.setdefault(n, name)
+    return out
 
 
 def outputs(g) -> list:

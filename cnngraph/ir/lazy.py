@@ -21,9 +21,10 @@ class LazyModule:
     def __init__(self, name: str):
         self._name = name
 
-    def __getattr__(self, attr):
-        module = importlib.import_module(self._name)
-        return getattr(module, attr)
+    def __getattr__(self, attr):  # only for names not read before: those are kept on the instance
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)
+        return value
 
     def __repr__(self):
         return f"<lazy module {self._name!r}{' (loaded)' if loaded(self._name) else ''}>"

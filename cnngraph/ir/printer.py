@@ -253,6 +253,12 @@ def simplify_max(expr):
     return sympy.sympify(expr, strict=True).replace(lambda e: isinstance(e, sympy.Max), one)
 
 
+# How each syntax writes a relation: a size's condition H + 4 ≥ 11
+_RELATIONS = {op: dict(zip(("text", "latex", "plain"), forms)) for op, forms in {
+    ">=": ("≥", r"\geq", ">="), "<=": ("≤", r"\leq", "<="), ">": (">", ">", ">"), "<": ("<", "<", "<"),
+    "==": ("=", "=", "=="), "!=": ("≠", r"\neq", "!=")}.items()}
+
+
 def _decimal_text(x) -> str:
     """A float as a plain decimal, never with an exponent: 0.000032, 0.0276, 1.5."""
     out = f"{float(x):.12f}".rstrip("0").rstrip(".")
@@ -299,6 +305,8 @@ class _Printer:
             return self.symbol(e)
         if e.is_Float:
             return _decimal_text(e)
+        if e.is_Relational:
+            return f"{self(e.lhs)} {_RELATIONS[e.rel_op][self.style]} {self(e.rhs)}"
         if isinstance(e, sympy.Function) or e.is_Function:
             return self.function(e)
         if e is sympy.oo:
@@ -463,6 +471,16 @@ def equation(lhs, unknown, rhs=0, fmt: str = "text") -> str:
     return f"{left} = {right}"
 
 
+def relation(rel, fmt: str = "text") -> str:
+    """A condition on sizes, each side laid out as :func:`size` does: ``⌊H/4 − 7/4⌋ + 1 ≥ 3``.
+
+    >>> from cnngraph.ir.symbols import H
+    >>> relation(sympy.Ge(sympy.floor(H / 4 - sympy.Rational(7, 4)) + 1, 3))
+    '⌊H/4 − 7/4⌋ + 1 ≥ 3'
+    """
+    return f"{size(rel.lhs, fmt)} {_RELATIONS[rel.rel_op]['plain' if fmt == 'json' else fmt]} {size(rel.rhs, fmt)}"
+
+
 def size(x, fmt: str = "text") -> str:
     """A size or a count as people read it: digits for a number (no sympy involved), an
     expression in the slides' layout (:func:`slides_form`) in syntax ``fmt``.
@@ -495,16 +513,41 @@ def shape(dims, fmt: str = "text") -> str:
     return _TIMES[fmt].join(p.paren(size(s, fmt)) if is_sym(s) and s.is_Add else size(s, fmt) for s in dims)
 
 
-def fmt_bytes(b) -> str:
-    """A byte count for people: ``1.5 MB`` (binary units, one decimal), a formula as printed.
+# ---------------------------------------------------------------- memory: one vocabulary
+# Every output that shows memory says what it counts with these words and prints bytes with
+# fmt_bytes: binary units, written KiB / MiB / GiB (1 KiB = 2^10 B, 1 MiB = 2^20 B).
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+UNITS = "1 KiB = 2^10 B, 1 MiB = 2^20 B"
+MEMORY_TERMS = {
+    "activations": "activation memory = every layer output written once (in-place outputs not counted), "
+                   "not the planned arena of cnngraph plan",
+    "arena": "planned arena = the buffers an executor allocates once dead values are reused (cnngraph plan)",
+    "naive": "naive = every value of the compiled plan (BN and activations fused into their layer) in a buffer "
+             "of its own",
+    "weights": "weights = parameters × 4 B (fp32)",
+    "elements": "block formulas count elements (multiply by 4 for fp32 bytes); model totals are in bytes",
+}
 
-    >>> fmt_bytes(802816), fmt_bytes(512)
-    ('784.0 KB', '512 B')
+
+def memory_note(*terms: str) -> str:
+    """The line that says what a memory number counts, and its units.
+
+    >>> memory_note("activations").endswith("1 KiB = 2^10 B, 1 MiB = 2^20 B")
+    True
+    """
+    return "; ".join(MEMORY_TERMS[t] for t in terms) + "; " + UNITS
+
+
+def fmt_bytes(b) -> str:
+    """A byte count for people: ``1.5 MiB`` (binary units, one decimal), a formula as printed.
+
+    >>> fmt_bytes(802816), fmt_bytes(512), fmt_bytes(3 * 2**30)
+    ('784.0 KiB', '512 B', '3.0 GiB')
     """
     if not (isinstance(b, int) or (is_sym(b) and b.is_Integer)):
-        return str(b) + " B"
+        return text(b) + " B"  # a formula, through the one printer
     b = int(b)
-    for unit, f in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+    for unit, f in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if b >= f:
             return f"{b / f:.1f} {unit}"
     return f"{b} B"

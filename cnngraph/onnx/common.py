@@ -36,6 +36,7 @@ class Const:
 
     value: np.ndarray
     name: str = ""
+    real: bool = False  # symbolic sizes cast to a float type: Div divides exactly (then Ceil/Floor round)
 
 
 @dataclass(eq=False)
@@ -390,6 +391,7 @@ PENDING_TEXT = {
     "split_channels": "a channel-split reshape",
     "swapped": "a channel-split reshape and transpose",
     "blocks": "a reshape into r×r blocks of space",
+    "half_squeezed": "an N×C×1×1 tensor squeezed along its width only",
     "blocks_moved": "a reshape into r×r blocks of space and a transpose",
     "groups": "a reshape into channel groups",
     "grouped_norm": "a group-wise normalization",
@@ -414,6 +416,7 @@ PENDING_TEXT = {
     "radix_swapped": "the radix-first transpose of a split attention",
     "radix_softmaxed": "the softmax over the radix of a split attention",
     "stack_part": "one tensor of a torch.stack",
+    "zero_pad": "a zero padding",
 }
 
 

@@ -2,7 +2,8 @@
 forms, as text, Markdown, LaTeX or JSON, and a grouped bar chart.
 
 Memory here is the table's: every layer output written once, fp32 unless the convention says
-otherwise, in bytes (JSON) or MiB = 2²⁰ bytes (text).
+otherwise, in bytes (JSON) or MiB (text); :func:`cnngraph.ir.printer.memory_note` says so
+under every format.
 
 >>> from cnngraph import zoo, analyze
 >>> rows = compare_rows([analyze(zoo.build("resnet18")), analyze(zoo.build("resnet34"))])
@@ -17,7 +18,7 @@ import sympy
 
 from cnngraph.ir import printer
 
-MEMORY_NOTE = "memory = every layer output written once (activations, batch 1 unless --batch), MiB = 2^20 bytes"
+MEMORY_NOTE = printer.memory_note("activations")
 HEAD = ["model", "input", "params (M)", "MACs (G)", "memory (MiB)"]
 
 
@@ -45,7 +46,7 @@ def render(rows, fmt: str = "text") -> str:
             {k: (list(map(js, v)) if k == "input" else js(v) if k != "name" else v) for k, v in r.items()}
             for r in rows]}, indent=1) + "\n"
     body = [[r["name"], "×".join(printer.text(s) if fmt != "latex" else printer.latex(s) for s in r["input"]),
-             _cell(r["params"], 10**6, fmt), _cell(r["macs"], 10**9, fmt), _cell(r["memory_bytes"], 2**20, fmt)]
+             _cell(r["params"], 10**6, fmt), _cell(r["macs"], 10**9, fmt), _cell(r["memory_bytes"], printer.MIB, fmt)]
             for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(HEAD) + " |", "|---|---|---:|---:|---:|"]
@@ -78,7 +79,7 @@ def bars(rows, path):
         from cnngraph.ir.errors import CnnGraphError
 
         raise CnnGraphError("a bar chart needs numbers: give a numeric --input (e.g. 3,224,224)")
-    groups = [("params", 10**6, "M"), ("macs", 10**9, "G MAC"), ("memory_bytes", 2**20, "MiB")]
+    groups = [("params", 10**6, "M"), ("macs", 10**9, "G MAC"), ("memory_bytes", printer.MIB, "MiB")]
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(2.2 + 1.6 * len(rows), 4), dpi=100)
         ax = fig.add_subplot()

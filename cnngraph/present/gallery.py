@@ -34,7 +34,7 @@ from pathlib import Path
 from cnngraph import zoo
 from cnngraph.ir.errors import CnnGraphError
 from cnngraph.ir import printer
-from cnngraph.ir.printer import fmt_bytes
+from cnngraph.ir.printer import fmt_bytes, memory_note
 from cnngraph.present.tables import HIDDEN_BY_DEFAULT
 
 DIAGRAM = dict(direction="TB", fold=True, collapse=3, legend=True, title=True)
@@ -96,7 +96,7 @@ def plan_model(name: str):
              f"![{name} diagram]({name}.svg)", "",
              "| params | multiply-adds | flop | activation memory |", "|---:|---:|---:|---:|",
              f"| {t.params:,} | {t.macs:,} | {t.flops:,} | {t.memory_bytes:,} B ({fmt_bytes(t.memory_bytes)}) |", "",
-             f"Convention: {report.convention}", "", "## Closed form", ""]
+             f"Convention: {report.convention}", "", memory_note("activations"), "", "## Closed form", ""]
     lines += [closed.rstrip("\n")] if closed else [f"Not available ({closed_line})."]
     lines += ["", f"## Costs {dict(layer='per layer', block='per block', stage='per stage')[bars['by']]}", "",
               f"![{name} costs]({name}-costs.svg)", ""]
@@ -263,7 +263,9 @@ details summary {{ cursor: pointer; color: #1864ab; font-size: 0.9em; }}
 <p>{len(entries)} models of the zoo, each drawn from the same graph its tables and formulas come from.
 Regenerate with <code>cnngraph gallery</code> (or <code>make gallery</code>). Costs follow the slides' convention:
 multiply-adds of conv and linear layers, params = weights + biases (batch norm's γ, β included),
-activation memory = output elements × 4 bytes, batch 1. Boxes fold batch norm and activations into the layer
+activation memory = every layer output written once (output elements × 4 bytes, batch 1; not the smaller
+arena <code>cnngraph plan</code> allocates after buffer reuse), printed in KiB / MiB (1 KiB = 2^10 B,
+1 MiB = 2^20 B). Boxes fold batch norm and activations into the layer
 before them; blue edges are shortcuts; "× n" boxes stand for n more blocks like the one drawn before them.</p>
 <p>Families: {nav}</p>
 <p><input id="search" type="search" placeholder="search models: name, family or description"

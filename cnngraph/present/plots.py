@@ -1,7 +1,7 @@
 """Plots of costs with matplotlib (imported lazily): per-layer bars and a comparison of models.
 
 * :func:`layer_bars` draws the seeds' AlexNet chart for any model: three panels of bars per
-  layer — memory (KB), params (k) and flop (M), in the slide table's units and convention
+  layer — memory (KiB), params (k) and flop (M), in the slide table's units and convention
   (flop = multiply-adds + pooling operations; under ``count=()`` the panel is multiply-adds) —
   with one colour per kind of op (the diagrams' palette). Deep networks are drawn per block
   (``by="block"``) or per stage so the bars stay readable; ``by="auto"`` picks.
@@ -23,11 +23,12 @@ import json
 from pathlib import Path
 
 from cnngraph.ir.errors import CnnGraphError
+from cnngraph.ir import printer
 from cnngraph.present.render import KIND_COLOURS, stamp
 
-PLOT_VERSION = "3"  # bump when the drawing code changes
+PLOT_VERSION = "4"  # bump when the drawing code changes
 HIDDEN = ("act", "dropout", "input")
-PANELS = (("memory", "memory (KB)"), ("params", "params (k)"), ("flops", "flop (M)"))
+PANELS = (("memory", "memory (KiB)"), ("params", "params (k)"), ("flops", "flop (M)"))
 _RC = {"svg.hashsalt": "cnngraph", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 8,
        "axes.spines.top": False, "axes.spines.right": False, "path.simplify": True}
 _META = {"svg": {"Date": None, "Creator": "cnngraph"}, "pdf": {"CreationDate": None, "ModDate": None, "Creator": "cnngraph"},
@@ -89,7 +90,7 @@ def bars_data(report, by: str = "auto", max_bars: int = 64) -> dict:
         labels.append(key)
         # A block's colour: its heaviest kind by multiply-adds (conv for a residual block).
         kinds.append(max(rs, key=lambda r: (r.macs, r.params, r.kind == "conv")).kind if len(rs) > 1 else rs[0].kind)
-        memory.append(sum(r.memory_bytes for r in rs) / 1024)
+        memory.append(sum(r.memory_bytes for r in rs) / printer.KIB)
         params.append(sum(r.params for r in rs) / 1000)
         flops.append(sum(r.flops for r in rs) / 1e6)
     t = report.total
@@ -97,7 +98,7 @@ def bars_data(report, by: str = "auto", max_bars: int = 64) -> dict:
     flop_label = "multiply-adds (M)" if (conv.flops_per_mac == 1 and not conv.count) else "flop (M)"
     return dict(name=report.name, by=by, flop_label=flop_label, input=[int(s) for s in report.input_shape], labels=labels, kinds=kinds,
                 memory=memory, params=params, flops=flops,
-                totals=dict(memory=t.memory_bytes / 1024, params=t.params / 1000, flops=t.flops / 1e6),
+                totals=dict(memory=t.memory_bytes / printer.KIB, params=t.params / 1000, flops=t.flops / 1e6),
                 convention=str(report.convention))
 
 
@@ -156,7 +157,8 @@ def draw_bars(data: dict):
         axes[0].legend([Patch(facecolor=KIND_COLOURS[k], edgecolor="#495057", linewidth=0.4) for k in shown], shown,
                        loc="upper right", ncols=len(shown), frameon=False, fontsize=7, bbox_to_anchor=(1.0, 0.92))
         per = {"layer": "per layer", "block": "per block", "stage": "per stage"}[data["by"]]
-        fig.suptitle(f"{data['name']} — input {'×'.join(map(str, data['input']))} — costs {per}", fontsize=10)
+        fig.suptitle(f"{data['name']} — input {'×'.join(map(str, data['input']))} — costs {per} "
+                     f"(memory: every layer output written once, fp32; 1 KiB = 2^10 B)", fontsize=10)
     return fig
 
 
@@ -201,7 +203,7 @@ def layer_bars(report, path=None, by: str = "auto"):
     >>> from cnngraph import zoo, analyze
     >>> fig = layer_bars(analyze(zoo.build("alexnet")))
     >>> [ax.get_ylabel() for ax in fig.axes]
-    ['memory (KB)', 'params (k)', 'flop (M)']
+    ['memory (KiB)', 'params (k)', 'flop (M)']
     """
     data = bars_data(report, by)
     fig = draw_bars(data)
@@ -220,7 +222,7 @@ def scatter_points(items) -> list:
             points[key]["names"].append(e["name"])
         else:
             points[key] = dict(names=[e["name"]], family=e["family"], params=e["params"] / 1e6, macs=e["macs"] / 1e9,
-                               memory=e["memory"] / 2**20)
+                               memory=e["memory"] / printer.MIB)
     return list(points.values())
 
 
@@ -303,7 +305,7 @@ def draw_scatter(data: dict, title: str = "cnngraph zoo: multiply-adds vs params
             axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("multiply-adds (G), batch 1")
         ax.set_ylabel("params (M)")
-        ax.set_title(title + " — bubble area ∝ activation memory (fp32, batch 1)", fontsize=10)
+        ax.set_title(title + " — bubble area ∝ activation memory (every layer output, fp32, batch 1)", fontsize=10)
         ax.grid(True, which="major", color="#e9ecef", linewidth=0.6)
         ax.set_axisbelow(True)
         if xs:

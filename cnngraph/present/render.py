@@ -319,7 +319,9 @@ def units(g, order, depth: str) -> dict:
     """{raw node: scope drawn as one box} for ``depth`` ``stage`` or ``block`` ({} for ``layer``).
 
     A stage is a top-level scope, or a child of a :func:`wrappers` scope (torchvision's
-    ``features``); a block is one level below.
+    ``features``); a block is one level below, unless that level only wraps the stage's layers
+    (MobileNet v3's ``features.4.block`` holds all of ``features.4`` but its residual add):
+    then the stage is the block.
     """
     if depth not in DEPTHS:
         raise CnnGraphError(f"depth must be stage, block or layer, got {depth!r}")
@@ -327,14 +329,28 @@ def units(g, order, depth: str) -> dict:
     if not level:
         return {}
     wrap = wrappers(g, order)
-    out = {}
+    held: dict = {}  # scope -> its layers that are not merges
+    for n in order:
+        if ops.get(g.nodes[n]["op"]).kind != "merge":
+            p = tuple(g.nodes[n].get("path") or ())
+            for k in range(1, len(p) + 1):
+                held[p[:k]] = held.get(p[:k], 0) + 1
+    out, promoted = {}, set()
     for n in order:
         p = tuple(g.nodes[n].get("path") or ())
         start = 0
         while start < len(p) and p[:start + 1] in wrap:
             start += 1
         if len(p) >= start + level:
-            out[n] = p[:start + level]
+            u = p[:start + level]
+            if level > 1 and held.get(u, 0) == held.get(u[:-1], -1):
+                u = u[:-1]  # a wrapper of its parent's layers: the parent is the block
+                promoted.add(u)
+            out[n] = u
+    for n in order:  # the promoted block's own layers (its residual add) join it
+        p = tuple(g.nodes[n].get("path") or ())
+        if n not in out and p in promoted:
+            out[n] = p
     return out
 
 
@@ -405,13 +421,13 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
     for k, (u, ms) in enumerate(grouped.items()):
         main = next((m for m in ms if ops.get(g.nodes[m]["op"]).kind in ("conv", "linear")), ms[0])
         subs = [item for t, item in children[u] if t == "scope"]
-        kinds = list(dict.fromkeys(x[-1][1] for x in subs))
-        if depth == "stage" and len(kinds) == 1 and len(subs) > 1:
-            inner = f"{len(subs)} × {kinds[0]}"  # a stage of repeated blocks
+        rep = _repeats(g, nodes_in, subs) if depth == "stage" else ""
+        if rep:
+            inner = rep  # a stage of repeated blocks
         else:
             inner = "" if u[-1][1] in GENERIC_KINDS or u[-1][1].lower() in u[-1][0].lower() else u[-1][1]
         shape = fmt_shape(g.nodes[ms[-1]]["shape"])
-        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _short_name(u, u[:-1]),
+        b = Box(f"u{k}", ms, main, ops.get(g.nodes[main]["op"]).kind, _short_name(u),
                 f"{inner} · {shape}" if inner else shape, u[:-1] if depth == "block" else (), full=_scope_name(u))
         boxes[b.id] = b
         for m in ms:
@@ -438,7 +454,7 @@ def layout(g, fold=True, collapse: int = 3, order=None, depth: str = "layer") ->
             seen.add((s, t))
             edges.append(Edge(s, t, i))
     _mark_skips(g, order, boxes, box_of, edges)
-    clusters, top, roots = _clusters(g, boxes, children, edges, wrappers(g, order))
+    clusters, top, roots = _clusters(g, boxes, children, nodes_in, edges, wrappers(g, order))
     return Layout(g.graph.get("name", ""), boxes, edges, clusters, top, roots, box_of)
 
 
@@ -452,9 +468,7 @@ def _mark_skips(g, order, boxes, box_of, edges):
     """
     depth: dict = {}
     for n in order:
-        d = g.nodes[n]
-        light = d["op"] in FOLD_OPS or ops.get(d["op"]).kind in FOLD_KINDS or _no_op_merge(g, n)
-        depth[n] = max((depth[i] for i in d["inputs"]), default=0) + (not light)
+        depth[n] = max((depth[i] for i in g.nodes[n]["inputs"]), default=0) + (not _light(g, n))
     preds: dict = {b: [] for b in boxes}
     for e in edges:
         preds[e.dst].append(e)
@@ -474,35 +488,58 @@ def _mark_skips(g, order, boxes, box_of, edges):
 GENERIC_KINDS = ("stage", "block", "branch", "layers", "pathway", "path")
 
 
-def _short_name(scope, anchor) -> str:
-    """The scope's name below ``anchor`` ("branch3" in "inception3a"), a bare index with its
-    parent's name ("layer1.0", "features.3")."""
-    names = [n for n, _ in scope[len(anchor):]]
+def _short_name(scope) -> str:
+    """The scope's own name ("branch3" in "inception3a"; the frame around says the rest), a
+    bare index with its parent's name ("layer1.0", "features.3", "block.1")."""
+    names = [scope[-1][0]]
     if names[0].isdigit() and len(scope) > 1:
-        names.insert(0, scope[len(scope) - len(names) - 1][0])
+        names.insert(0, scope[-2][0])
     return ".".join(names)
 
 
-def _cluster_label(scope, anchor, subs, top: bool) -> str:
-    """A short title: the scope's name below the frame around it ("branch3", not
-    "inception3a.branch3"), a bare index with its parent's name ("layer1.0"), the kind
-    when it adds something ("layer1.0 · Bottleneck"), and at the top level the count of
-    repeated blocks inside ("layer3 · 6 × Bottleneck").
+def _light(g, n) -> bool:
+    """A layer that never makes a box of its own when folded: norm, activation, dropout,
+    flatten / identity, a merge of one tensor."""
+    d = g.nodes[n]
+    return d["op"] in FOLD_OPS or ops.get(d["op"]).kind in FOLD_KINDS or _no_op_merge(g, n)
+
+
+def _repeats(g, nodes_in, subs) -> str:
+    """"6 × Bottleneck" when ``subs`` are two or more blocks of one kind, one feeding the next,
+    each with at least two layers of its own (convs, pools, merges); "" otherwise:
+    Inception-v3's seven BasicConv2d (conv + BN + ReLU) in a module are its layers, and
+    Inception-ResNet's three branches side by side are not a repetition."""
+    kinds = {s[-1][1] for s in subs}
+    if len(subs) < 2 or len(kinds) > 1:
+        return ""
+    if any(sum(not _light(g, n) for n in nodes_in[s]) < 2 for s in subs):
+        return ""
+    for a, b in zip(subs, subs[1:]):  # one after another: side-by-side branches are not repeats
+        before = set(nodes_in[a])
+        if not any(i in before for n in nodes_in[b] for i in g.nodes[n]["inputs"]):
+            return ""
+    return f"{len(subs)} × {subs[0][-1][1]}"
+
+
+def _cluster_label(g, scope, nodes_in, subs, top: bool) -> str:
+    """A short title: the scope's own name ("branch3", not "inception3a.branch3"), a bare
+    index with its parent's name ("layer1.0"), the kind when it adds something
+    ("layer1.0 · Bottleneck"), and at the top level the count of repeated blocks inside
+    ("layer3 · 6 × Bottleneck").
     """
-    label = _short_name(scope, anchor)
+    label = _short_name(scope)
     kind = scope[-1][1]
     if kind not in GENERIC_KINDS and kind.lower() not in label.lower():
         label += f" · {kind}"
-    kinds = [s[-1][1] for s in subs]
-    if top and len(subs) >= 2 and len(set(kinds)) == 1:
-        label += f" · {len(subs)} × {kinds[0]}"
-    return label
+    rep = _repeats(g, nodes_in, subs) if top else ""
+    return label + (f" · {rep}" if rep else "")
 
 
-def _clusters(g, boxes, children, edges, wrap=frozenset()):
+def _clusters(g, boxes, children, nodes_in, edges, wrap=frozenset()):
     """Nested clusters where the architecture has groups: scopes of two or more boxes, and a
-    one-box scope drawn beside sibling branches (GoogLeNet's ``branch1``, a lone 1×1 conv, is
-    a branch as much as ``branch2``). No cluster for a wrapper (a scope of :func:`wrappers`,
+    one-box scope fed by the same box as sibling branches and parallel to them all
+    (GoogLeNet's ``branch1``, a lone 1×1 conv, is a branch as much as ``branch2``; SE-ResNet's
+    ``downsample`` beside the block's ``se`` is not). No cluster for a wrapper (a scope of :func:`wrappers`,
     or one holding all its parent holds but the merge that closes it: MobileNet v2's ``conv``
     inside an inverted residual)."""
     inside: dict = {}  # scope -> box ids
@@ -542,20 +579,23 @@ def _clusters(g, boxes, children, edges, wrap=frozenset()):
             chosen[scope] = None
         else:
             singles.append(scope)
-    for scope in singles:  # a lone box beside sibling branches, parallel to all of them, is a branch too
+    def sources(scope):  # boxes outside the scope that feed it
+        mine = set(inside[scope])
+        return {e.src for e in edges if e.dst in mine and e.src not in mine}
+
+    for scope in singles:  # a lone box fed like sibling branches and parallel to them all is a branch too
         within = set(inside.get(scope[:-1], boxes)) if scope[:-1] else set(boxes)
         mine = set(inside[scope])
         sibs = [t for kind, t in children[scope[:-1]] if kind == "scope" and t != scope and t in inside]
-        if any(t in chosen for t in sibs) and all(
+        if any(t in chosen and sources(t) & sources(scope) for t in sibs) and all(
                 not reaches(mine, set(inside[t]), within) and not reaches(set(inside[t]), mine, within) for t in sibs):
             chosen[scope] = None
     order = [s for s in children if s in chosen]  # parents before children, graph order
     clusters: dict = {}
     for scope in order:
         parent = parent_of(scope, clusters)
-        anchor = parent or next((scope[:k] for k in range(len(scope) - 1, 0, -1) if scope[:k] in wrap), ())
         subs = [item for t, item in children[scope] if t == "scope"]
-        label = _cluster_label(scope, anchor, subs, parent is None)
+        label = _cluster_label(g, scope, nodes_in, subs, parent is None)
         if len(inside[scope]) == 1:
             label = label.split(" · ")[0]  # a lone branch: its name ("branch1"), not its layer's kind
         clusters[scope] = Cluster(f"cluster_{len(clusters)}", scope, len(scope), label)
@@ -645,13 +685,14 @@ def to_graphviz(g, direction: str = "TB", fold=True, collapse: int = 3, shapes: 
         dot.attr(label=text, labelloc="t", labeljust="l" if direction in ("LR", "RL") else "c", fontsize="14")
 
     by_id = {c.id: c for c in lay.clusters}
+    layer_name = {r.name: r.title for r in report.rows} if report else _graph.layer_names(g)
     small_pt = 8 if depth == "layer" else 10  # an overview is for slides: every text at least 13 px
 
     def emit_box(sub, b: Box):
         attrs = {"tooltip": _tooltip(b, g, rows)}
         small = []
-        if names and not b.repeat and b.id[0] != "u":
-            small.append(g.nodes[b.main].get("title") or b.main)
+        if names and not b.repeat and b.id[0] != "u" and b.kind != "input":
+            small.append(layer_name[b.main])
         if b.repeat:
             small.append(f"{b.first} … {b.last}" if b.repeat > 1 else b.first)
             small.append(f"same as {b.like}")

@@ -1,6 +1,6 @@
 """Per-layer tables of a :class:`~cnngraph.analysis.cost.Report`: text, Markdown, CSV, LaTeX, JSON.
 
-Two unit styles: ``slides`` (memory in KB, params in thousands, flop in millions, rounded
+Two unit styles: ``slides`` (memory in KiB, params in thousands, flop in millions, rounded
 like the lecture tables) and ``exact`` (bytes, params, MACs, flops as full integers).
 
 >>> from cnngraph import zoo, analyze
@@ -22,7 +22,7 @@ from cnngraph.ir.lazy import sympy  # imported where a value is symbolic
 HIDDEN_BY_DEFAULT = ("act", "dropout", "input")
 
 SLIDE_HEAD = ["Layer", "C in", "H/W in", "filters", "kernel", "stride", "pad", "C out", "H/W out",
-              "memory (KB)", "params (k)", "flop (M)"]
+              "memory (KiB)", "params (k)", "flop (M)"]
 EXACT_HEAD = ["Layer", "op", "input", "output", "params", "buffers", "MACs", "other ops", "flops", "memory (B)", "share"]
 
 
@@ -92,7 +92,7 @@ def slide_cells(r):
     c_in = _expr(x[0]) if x else ""
     c_out = _expr(r.output_shape[0])
     return [r.title, c_in, _hw(x), filters, kernel, stride, pad, c_out, _hw(r.output_shape),
-            _round(r.costs.memory_bytes, 1024), _round(r.costs.params, 1000), _round(r.costs.flops, 10**6)]
+            _round(r.costs.memory_bytes, printer.KIB), _round(r.costs.params, 1000), _round(r.costs.flops, 10**6)]
 
 
 def exact_cells(report, r):
@@ -116,7 +116,7 @@ def _rows(report, style, hide, receptive=None):
 def _total_cells(report, style):
     t = report.total
     if style == "slides":
-        return ["total"] + [""] * 8 + [_round(t.memory_bytes, 1024), _round(t.params, 1000), _round(t.flops, 10**6)]
+        return ["total"] + [""] * 8 + [_round(t.memory_bytes, printer.KIB), _round(t.params, 1000), _round(t.flops, 10**6)]
     return ["total", "", "", "", _expr(t.params), _expr(t.buffers), _expr(t.macs), _expr(t.ops), _expr(t.flops),
             _expr(t.memory_bytes), "100%"]
 
@@ -151,10 +151,11 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
         body = body + [_total_cells(report, style) + ([""] if receptive is not None else [])]
     title = f"{report.name} — input {ops.fmt_shape(report.input_shape)}"
     foot = f"Convention: {report.convention}"
+    memory = printer.memory_note("activations")
     if fmt == "markdown":
         lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-        return "\n".join(lines + ["", foot] + [f"- {n}" for n in summarize_notes(report.notes, _titles(report))]) + "\n"
+        return "\n".join(lines + ["", foot, "", memory] + [f"- {n}" for n in summarize_notes(report.notes, _titles(report))]) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -166,10 +167,11 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
         lines = [r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}", r"\hline",
                  " & ".join(esc(h) for h in head) + r" \\", r"\hline"]
         lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body[:-1]]
-        lines += [r"\hline", " & ".join(esc(c) for c in body[-1]) + r" \\", r"\hline", r"\end{tabular}"]
+        lines += [r"\hline", " & ".join(esc(c) for c in body[-1]) + r" \\", r"\hline", r"\end{tabular}",
+                  "% " + foot, "% " + memory]
         return "\n".join(lines) + "\n"
     if fmt == "text":
-        return _rich_text(title, head, body, foot, summarize_notes(report.notes, _titles(report)))
+        return _rich_text(title, head, body, foot, [memory] + summarize_notes(report.notes, _titles(report)))
     raise ValueError(f"unknown table format {fmt!r}: use text, markdown, csv, latex or json")
 
 
@@ -335,7 +337,8 @@ def to_dict(report) -> dict:
     return dict(name=report.name, input_shape=_jsonable(list(report.input_shape)), convention=report.convention.as_dict(),
                 rows=rows, total={f: _jsonable(v) for f, v in report.total.items()},
                 groups={k: {f: _jsonable(v) for f, v in c.items()} for k, c in report.groups(1).items()},
-                notes=list(report.notes))
+                notes=list(report.notes), memory=printer.memory_note("activations"),
+                units=dict(memory_bytes="bytes", params="count", macs="multiply-adds", flops="operations"))
 
 
 def to_json(report) -> str:

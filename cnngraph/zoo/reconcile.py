@@ -217,12 +217,12 @@ def _alexnet_vs_vgg() -> list:
     s = "000, 001, 003"
     return [
         Claim(s, "AlexNet vs VGG-16", "AlexNet total memory (MB)", "1.9", lambda: rows_sum("alexnet", "memory_bytes", MiB),
-              "only some rows summed: the whole table is 2,339 KB = 2.3 MB; summing only the conv and FC outputs "
-              "(pooling and flatten left out) gives 1,958 KB = 1.9 MB", "convention",
+              "only some rows summed: the whole table is 2,339 KiB = 2.3 MiB; summing only the conv and FC outputs "
+              "(pooling and flatten left out) gives 1,958 KiB = 1.9 MiB", "convention",
               lambda: rows_sum("alexnet", "memory_bytes", MiB, ops=("conv2d", "linear"))),
         Claim(s, "AlexNet vs VGG-16", "VGG-16 total memory (MB)", "48.6", lambda: rows_sum("vgg16", "memory_bytes", MiB),
-              "only some rows summed: all of VGG-16's outputs are 58,996 KB = 57.6 MB; the memory column from conv1-1 "
-              "through conv3-2 sums to 48,608 KB, which is the printed 48.6 (read as thousands of KB)", "slip",
+              "only some rows summed: all of VGG-16's outputs are 58,996 KiB = 57.6 MiB; the memory column from conv1-1 "
+              "through conv3-2 sums to 48,608 KiB, which is the printed 48.6 (read as thousands of KiB)", "slip",
               lambda: rows_sum("vgg16", "memory_bytes", K * KB, upto="conv3-2")),
         Claim(s, "AlexNet vs VGG-16", "AlexNet total params (M)", "61", lambda: report("alexnet").total.params / M),
         Claim(s, "AlexNet vs VGG-16", "VGG-16 total params (M)", "138", lambda: report("vgg16").total.params / M),
@@ -263,8 +263,8 @@ def _googlenet_stem() -> list:
               "the printed cells 118 + 2 + 13 + 347 + 1)", "typo"),
         Claim(s, "GoogLeNet stem vs VGG-16 (224 → 28)", "VGG-16 memory (MB)", "42.9",
               lambda: rows_sum("vgg16", "memory_bytes", MiB, upto="pool3"),
-              "only some rows summed: VGG-16 from the input to its 28×28 output (conv1-1 … pool3) writes 52,528 KB = "
-              "51.3 MB; 42.9 MB is the conv outputs only, conv1-1 through conv3-2 (conv3-3 and the pools left out)",
+              "only some rows summed: VGG-16 from the input to its 28×28 output (conv1-1 … pool3) writes 52,528 KiB = "
+              "51.3 MiB; 42.9 MiB is the conv outputs only, conv1-1 through conv3-2 (conv3-3 and the pools left out)",
               "convention", lambda: rows_sum("vgg16", "memory_bytes", MiB, ops=("conv2d",), upto="conv3-2")),
         Claim(s, "GoogLeNet stem vs VGG-16 (224 → 28)", "VGG-16 params (M)", "1.1",
               lambda: rows_sum("vgg16", "params", M, upto="pool3"),
@@ -294,7 +294,7 @@ def _googlenet_head() -> list:
         Claim(s, "GoogLeNet head, fc 1024 → 1000", "params (k)", "1025", lambda: (1024 * 1000 + 1000) / K),
         Claim(s, "GoogLeNet head, fc 1024 → 1000", "flop (M)", "1", lambda: 1024 * 1000 / M),
         Claim("000, 003", "GoogLeNet head, fc 1024 → 1000", "memory (KB)", "0", lambda: 1000 * 4 / KB,
-              "slip: the 1000 outputs take 4,000 B = 4 KB, as the AlexNet table's fc8 row says", "slip"),
+              "slip: the 1000 outputs take 4,000 B = 3.9 KiB, printed 4 (the AlexNet table's fc8 row prints 3.91)", "slip"),
         Claim(s, "GoogLeNet head, VGG-16 comparison, flatten 512×7×7", "memory (KB)", "98",
               lambda: cell("vgg16", "flatten", "memory_bytes", KB)),
         Claim(s, "GoogLeNet head, VGG-16 comparison, fc6", "params (K)", "102760", lambda: cell("vgg16", "fc6", "params", K),
@@ -393,9 +393,9 @@ def _worked_examples() -> list:
         Claim("002", "VGG-16 details", "TOTAL memory: output elements (M)", "24",
               lambda: (report("vgg16").total.memory_bytes / 4 + 224 * 224 * 3) / M,
               "slip (from the original cs231n slide): the input and every conv, pool and FC output add up to 15.3 M "
-              "elements, 61 MB at 4 bytes", "slip"),
+              "elements, 61,050,784 B = 58.2 MiB at 4 bytes", "slip"),
         Claim("004", "VGGNet table", "Total memory: 24M × 4 bytes ≈ 93MB", "93", lambda: 24 * M * 4 / MiB,
-              "arithmetic slip: 24 M × 4 B is 96 MB (91.6 MiB); the 24 M itself is wrong, see above", "slip"),
+              "arithmetic slip: 24 M × 4 B is 96,000,000 B = 91.6 MiB; the 24 M itself is wrong, see above", "slip"),
         Claim("004", "VGGNet table", "Total parameters (Million)", "128", lambda: report("vgg16").total.params / M,
               "typo: the table's own rows add up to 138,344,128 weights (138,357,544 with biases)", "typo"),
         Claim("004", "VGGNet table, first conv", "parameters (3·3·3)·64 (bias left out)", "1,728",
@@ -619,7 +619,8 @@ def markdown() -> str:
         if r.matches:
             c = r.claim
             lines.append(f"| {c.seed} | {c.where} | {c.quantity} | {c.printed} | {r.ours_text} |")
-    lines += ["", "Conventions: memory = output elements × 4 B, KB = 1024 B, MB = 1024 KB; params include biases; "
+    lines += ["", "Conventions: memory = activation memory, every layer output written once × 4 B; the slides' KB and MB "
+              "are binary, 1 KB = 1 KiB = 2^10 B, 1 MB = 1 MiB = 2^20 B; params include biases; "
               "flop = multiply-adds + pooling operations (the slides' convention); rounding half up. "
               "Regenerate with `cnngraph reconcile -o gallery/reconciliation.md`.", ""]
     return "\n".join(lines)
