@@ -7,7 +7,8 @@ is limited to one thread only while a plan runs (restored afterwards).
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
-narrow groups run direct kernels. Bias (folded batch norm), activation, residual add and
+narrow groups run direct kernels vectorised over the channels (a grouped convolution over
+all output channels at once, its input rows expanded per group). Bias (folded batch norm), activation, residual add and
 the second activation are applied to each tile while it is in cache (the epilogue).
 
 >>> import numpy as np
@@ -45,6 +46,7 @@ from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_g
 NAME = "numba"
 EMPTY1 = np.empty(0, np.float32)
 EMPTY2 = np.empty((0, 0), np.float32)
+EMPTY3 = np.empty((0, 0, 0), np.float32)
 EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 
 # Tiles: an im2col tile of at most about PACK_BYTES stays in the (shared L3) cache between
@@ -61,6 +63,9 @@ MIN_TILE_MACS = 1 << 20
 # whole batch is transformed first and the α² GEMMs are shared between the threads.
 WINO_BYTES = 1 << 20
 WINO_MIN_TILES = 32
+# Depthwise convolutions of stride 1 with fewer channels than this run whole rows in one loop
+# (their weights repeated along a row); wider ones one pixel's channels at a time.
+DW_ROW_CHANNELS = 128
 # A chunk of an element-wise, pooling or direct-convolution step has at least this many
 # element operations (tens of microseconds), or the step runs on the calling thread alone.
 MIN_CHUNK_WORK = 1 << 15
@@ -418,20 +423,31 @@ def _direct_builder(step, plan, rt, k, w):
     geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
+    cout, Wo = k["cout"], k["Wo"]
     if cg == 1:
         wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
+        if og > 1:  # channel multiplier
+            def kernel(x, out, t0, t1, r, wk):
+                K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
+        else:
+            # stride 1, few channels: the weights repeated along a row, so one loop covers a row
+            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if k["sw"] == 1 and cout < DW_ROW_CHANNELS else EMPTY3
 
-        def kernel(x, out, t0, t1, r):
-            K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
+            def kernel(x, out, t0, t1, r, wk):
+                K.depthwise_rows(x, wd, wrow, bias, out, t0, t1, *geo, r, a1, a2, P.buffer(wk, "acc", (Wo * cout,)))
     else:
-        wg = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1))
+        # (kh, kw, cg, C_out): for each tap and input channel of a group, one row over all outputs
+        wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+        src = np.array([[(c // og) * cg + ci for c in range(cout)] for ci in range(cg)], np.int64)
 
-        def kernel(x, out, t0, t1, r):
-            K.grouped(x, wg, bias, out, t0, t1, *geo, r, a1, a2)
+        def kernel(x, out, t0, t1, r, wk):
+            xe = P.buffer(wk, "xe", (k["kh"], k["W"], cg, cout))
+            acc = P.buffer(wk, "acc", (Wo * cout,))
+            K.grouped_rows(x, wt, bias, out, t0, t1, *geo, r, a1, a2, src, xe, acc)
 
     def run(ins, out, res):
         r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: kernel(ins[0], out, t0, t1, r),
+        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: kernel(ins[0], out, t0, t1, r, wk),
                      work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
 
     return run
