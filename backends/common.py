@@ -530,9 +530,51 @@ def build_pad2d(step, plan, rt):
     _, Ho, Wo = map(int, step.out_shape)
     dst = (slice(max(0, t), Ho - max(0, b)), slice(max(0, l), Wo - max(0, r)))
 
+    if step.attrs.get("mode", "constant") == "reflect":
+        xp = rt.xp
+
+        def reflect(ins, out, res):
+            out[...] = xp.pad(ins[0], ((0, 0), (t, b), (l, r), (0, 0)), mode="reflect")
+
+        return reflect
+
     def run(ins, out, res):
         out[...] = 0
         out[:, dst[0], dst[1], :] = ins[0][:, src[0], src[1], :]
+
+    return run
+
+
+def build_blurpool2d(step, plan, rt):
+    """Σ over the k×k taps of the binomial filter times the strided input (N, H, W, C)."""
+    (kh, kw), (sh, sw) = (tuple(int(v) for v in step.attrs[k]) for k in ("kernel", "stride"))
+    f = ops.blur_filter(kh, kw).astype(np.float32)
+    _, Ho, Wo = map(int, step.out_shape)
+
+    def run(ins, out, res):
+        x = ins[0]
+        out[...] = 0
+        for i in range(kh):
+            for j in range(kw):
+                out += np.float32(f[i, j]) * x[:, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw, :]
+
+    return run
+
+
+def build_channel_conv(step, plan, rt):
+    """y[:, c] = Σ_t w[t]·x[:, c + t − pad] over a zero-padded vector of channels."""
+    xp = rt.xp
+    w = weight(plan, step, "weight").reshape(-1)
+    k, p = int(step.attrs["size"]), int(step.attrs["pad"])
+
+    def run(ins, out, res):
+        x = ins[0].reshape(ins[0].shape[0], -1)
+        xpad = xp.pad(x, ((0, 0), (p, p)))
+        y = out.reshape(out.shape[0], -1)
+        n = y.shape[1]
+        y[...] = 0
+        for t in range(k):
+            y += np.float32(w[t]) * xpad[:, t:t + n]
 
     return run
 
@@ -668,6 +710,7 @@ GENERIC: dict = {
     "depth_to_space": build_blocks, "space_to_depth": build_blocks, "pad2d": build_pad2d,
     "pad_channels": build_pad_channels, "rbf": build_rbf, "resize": build_resize,
     "radix_softmax": build_radix_softmax,
+    "blurpool2d": build_blurpool2d, "channel_conv": build_channel_conv,
     **{a: build_act for a in ops.ACTIVATIONS},  # every activation of the registry
 }
 

@@ -22,7 +22,9 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from . import numba_cache  # noqa: F401  - before numba: kernels cache in the user's cache folder
-from numba import njit  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
@@ -37,18 +39,23 @@ for _opt in ("-runtime-memory-check-threshold=256", "-memory-check-merge-thresho
 
 # exp for sigmoid and SiLU without a library call, so the loops over channels vectorise
 # (LLVM's expf is scalar: 3 ns a value, 30× slower): 2^f by its Taylor series on
-# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n built from n's bits; arguments clamped
-# to [-87, 88], where exp stays a normal float32.
+# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n, a float32 whose exponent bits are
+# n + 127 (a bit cast, no arithmetic); arguments clamped to [-87, 88], where n + 127 stays in
+# [1, 254] and exp a normal float32.
 _LN2 = 0.6931471805599453
 _E1, _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(_LN2 ** i / math.factorial(i)) for i in range(1, 8))
-_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(2.0 ** (2 ** k)) for k in range(7))
 _LOG2E = np.float32(1.4426950408889634)
 
 
-@njit(inline="always", **JIT)
-def _pow2_bit(m, k, p):
-    """The factor of 2^m contributed by bit k of m (p = 2^(2^k)): p or 1, branch-free."""
-    return np.float32(1) + np.float32((m >> k) & 1) * (p - np.float32(1))
+@intrinsic
+def _bits_to_f32(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 ``bits`` (an LLVM bitcast: vectorises)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
 
 
 @njit(inline="always", **JIT)
@@ -59,11 +66,7 @@ def exp32(x):
     nf = np.floor(y + np.float32(0.5))
     f = y - nf
     p = np.float32(1) + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * (_E5 + f * (_E6 + f * _E7))))))
-    n = np.int32(nf)
-    m = abs(n)
-    s = (_pow2_bit(m, 0, _P0) * _pow2_bit(m, 1, _P1) * _pow2_bit(m, 2, _P2) * _pow2_bit(m, 3, _P3)
-         * _pow2_bit(m, 4, _P4) * _pow2_bit(m, 5, _P5) * _pow2_bit(m, 6, _P6))
-    return p * s if n >= 0 else p / s
+    return p * _bits_to_f32(np.int32((np.int32(nf) + np.int32(127)) << np.int32(23)))
 
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
@@ -162,6 +165,34 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
 
 
 @njit(**JIT)
+def epilogue_t(yt, dst, r0, r1, c0, c1, bias, res, a1, a2):
+    """The epilogue from a transposed GEMM block: ``dst[r, c] = act2(act1(yt[c − c0, r − r0] +
+    bias[c]) + res[r, c])`` for rows r0:r1, columns c0:c1 (``yt`` is (c1 − c0, r1 − r0), the
+    product ``W[c0:c1] @ xᵀ`` of a narrow GEMM). ``dst`` may share memory with ``res``: each
+    row goes through a small buffer."""
+    n = c1 - c0
+    t = np.empty(n, np.float32)
+    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    bv = bias[c0:c1] if has_bias else bias
+    for r in range(r0, r1):
+        k = r - r0
+        for c in range(n):
+            t[c] = yt[c, k]
+        if has_bias:
+            for c in range(n):
+                t[c] += bv[c]
+        act_row(t, a1)
+        if has_res:
+            rv = res[r, c0:c1]
+            for c in range(n):
+                t[c] += rv[c]
+        act_row(t, a2)
+        dv = dst[r, c0:c1]
+        for c in range(n):
+            dv[c] = t[c]
+
+
+@njit(**JIT)
 def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2, hi2, has_res):
     """The epilogue in place on ``y`` when both activations are clamps (none, ReLU, ReLU6):
     ``v = clamp(y·scale + bias, lo1, hi1) + res; y = clamp(v, lo2, hi2)``, branch-free so
@@ -190,26 +221,35 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
     padding (row r is ``cols[r - r0]``).
 
     With one group and no horizontal dilation, the kw taps of a kernel row are one
-    contiguous run of kw·C inputs (channels last): copied at once when inside the image."""
+    contiguous run of kw·C inputs (channels last): copied at once when inside the image (a
+    plain loop for runs shorter than 64 values, such as the stem's 7 taps × 3 channels,
+    where a slice copy's set-up costs more than the copy)."""
     N, H, W, C = x.shape
     xf = x.reshape(N * H * W * C)
     run = G == 1 and dw == 1
     hw = Ho * Wo
+    L = kw * C
     for r in range(r0, r1):
         n = r // hw
         oh = (r % hw) // Wo
         ow = r % Wo
-        row = r - r0
+        cr = cols[r - r0]
         iw0 = ow * sw - pl
         for i in range(kh):
             ih = oh * sh - pt + i * dh
             if ih < 0 or ih >= H:
                 for g in range(G):
                     col = (g * kh + i) * kw * cg
-                    cols[row, col:col + kw * cg] = 0
+                    for q in range(kw * cg):
+                        cr[col + q] = 0
             elif run and iw0 >= 0 and iw0 + kw <= W:
                 o = ((n * H + ih) * W + iw0) * C
-                cols[row, i * kw * C:(i + 1) * kw * C] = xf[o:o + kw * C]
+                b = i * L
+                if L < 64:
+                    for q in range(L):
+                        cr[b + q] = xf[o + q]
+                else:
+                    cr[b:b + L] = xf[o:o + L]
             else:
                 # element loops, not slice copies: groups may be a few channels wide
                 for j in range(kw):
@@ -220,10 +260,10 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
                         if inside:
                             xo = ((n * H + ih) * W + iw) * C + g * cg
                             for ci in range(cg):
-                                cols[row, col + ci] = xf[xo + ci]
+                                cr[col + ci] = xf[xo + ci]
                         else:
                             for ci in range(cg):
-                                cols[row, col + ci] = 0
+                                cr[col + ci] = 0
 
 
 @njit(**JIT)
@@ -445,6 +485,198 @@ def lrn(x, out, r0, r1, size, alpha, beta, k):
             for q in range(max(0, c - lo), min(C, c + hi + 1)):
                 s += x[r, q] * x[r, q]
             out[r, c] = x[r, c] / (k + alpha / size * s) ** beta
+
+
+@njit(**JIT)
+def expand_groups(x, n, ih, xe, src):
+    """Input row ``ih`` of sample n, each pixel's channels repeated per output channel of its
+    group: ``xe[iw, ci, c] = x[n, ih, iw, src[ci, c]]`` with ``src[ci, g·og + o] = g·cg + ci``,
+    so a grouped convolution can multiply whole rows of output channels at once
+    (:func:`grouped_rows`). Groups of at least 16 outputs store each value as a broadcast
+    run, narrower ones gather (``GROUPED_BROADCAST_MIN`` of the cost model)."""
+    W, Cin = x.shape[2], x.shape[3]
+    cg, C = src.shape
+    G = Cin // cg
+    og = C // G
+    for iw in range(W):
+        xv = x[n, ih, iw]
+        for ci in range(cg):
+            ev = xe[iw, ci]
+            if og >= 16:
+                for g in range(G):
+                    v = xv[g * cg + ci]
+                    gv = ev[g * og:(g + 1) * og]
+                    for o in range(og):
+                        gv[o] = v
+            else:
+                sv = src[ci]
+                for c in range(C):
+                    ev[c] = xv[sv[c]]
+
+
+@njit(**JIT)
+def grouped_rows(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, src, xe, acc):
+    """Grouped convolution for output rows t0:t1 of (n, oh), channels last, vectorised over
+    all output channels: each input row is expanded once per call (:func:`expand_groups`,
+    ``src`` its index table, ``xe`` a ring of kh rows of W × cg × C_out floats), then every tap (i, j) and input channel ci of the
+    group adds ``xe[iw, ci, :] · w[i, j, ci, :]`` to the output pixel's row of channels.
+    ``w`` is (kh, kw, cg, C_out) (``w[i, j, ci, g·og + o]`` = PyTorch's ``W[g·og + o, ci, i, j]``),
+    ``acc`` a scratch row of Wo·C_out floats; epilogue fused. Four input channels at a time
+    keep the partial sums in registers."""
+    N, H, W, Cin = x.shape
+    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
+    kh, kw, cg = w.shape[0], w.shape[1], w.shape[2]
+    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    RC = Wo * C
+    of = out.reshape(out.size)
+    rf = res.reshape(res.size)
+    cg4 = cg - cg % 4
+    tags = np.full(kh, -1, np.int64)  # which input row (n·H + ih) each ring slot holds
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        if has_bias:
+            for ow in range(Wo):
+                av = acc[ow * C:(ow + 1) * C]
+                for c in range(C):
+                    av[c] = bias[c]
+        else:
+            acc[:RC] = 0
+        for i in range(kh):
+            ih = oh * sh - pt + i * dh
+            if ih < 0 or ih >= H:
+                continue
+            slot = ih % kh if dh == 1 else i  # the kh rows of one output row: distinct slots
+            xr = xe[slot]
+            if tags[slot] != n * H + ih:
+                expand_groups(x, n, ih, xr, src)
+                tags[slot] = n * H + ih
+            for j in range(kw):
+                off = j * dw - pl
+                lo = 0
+                while lo < Wo and lo * sw + off < 0:
+                    lo += 1
+                hi = Wo
+                while hi > lo and (hi - 1) * sw + off >= W:
+                    hi -= 1
+                for ow in range(lo, hi):
+                    xw = xr[ow * sw + off]
+                    av = acc[ow * C:(ow + 1) * C]
+                    for ci in range(0, cg4, 4):
+                        x0, x1, x2, x3 = xw[ci], xw[ci + 1], xw[ci + 2], xw[ci + 3]
+                        w0, w1, w2, w3 = w[i, j, ci], w[i, j, ci + 1], w[i, j, ci + 2], w[i, j, ci + 3]
+                        for c in range(C):
+                            av[c] += x0[c] * w0[c] + x1[c] * w1[c] + x2[c] * w2[c] + x3[c] * w3[c]
+                    for ci in range(cg4, cg):
+                        x0 = xw[ci]
+                        w0 = w[i, j, ci]
+                        for c in range(C):
+                            av[c] += x0[c] * w0[c]
+        act_row(acc[:RC], a1)
+        base = t * RC
+        if has_res:
+            rv = rf[base:base + RC]
+            for e in range(RC):
+                acc[e] += rv[e]
+            act_row(acc[:RC], a2)
+        ov = of[base:base + RC]
+        for e in range(RC):
+            ov[e] = acc[e]
+
+
+@njit(**JIT)
+def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, acc):
+    """Depthwise convolution (multiplier 1) for output rows t0:t1 of (n, oh), channels last;
+    ``w`` is (kh, kw, C), ``acc`` a scratch row of Wo·C floats; ``wrow`` is empty or, for
+    stride 1 and few channels, ``w`` repeated along a row, (kh, kw, Wo·C).
+
+    A row is accumulated one kernel row i at a time: the output columns whose kw taps are
+    all inside the image add the kw products in registers (3×3 and 5×5 kernels: one
+    vectorised loop over the channels with kw row slices; with ``wrow``, one loop over all
+    interior columns and channels at once), the border columns skip the taps in the padding. The epilogue (act1, residual, act2) then runs over the whole row."""
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    kh, kw = w.shape[0], w.shape[1]
+    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    RC = Wo * C
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    rf = res.reshape(res.size)
+    # interior columns: 0 ≤ ow·sw − pl and ow·sw − pl + (kw − 1)·dw ≤ W − 1
+    c0 = min(Wo, -(-pl // sw))
+    last = W - 1 - (kw - 1) * dw + pl
+    c1 = max(c0, min(Wo, last // sw + 1)) if last >= 0 else c0
+    fast = kw == 3 or kw == 5
+    d = dw * C
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        if has_bias:
+            for ow in range(Wo):
+                av = acc[ow * C:(ow + 1) * C]
+                for c in range(C):
+                    av[c] = bias[c]
+        else:
+            acc[:RC] = 0
+        for i in range(kh):
+            ih = oh * sh - pt + i * dh
+            if ih < 0 or ih >= H:
+                continue
+            row = (n * H + ih) * W
+            lo, hi = (c0, c1) if fast else (0, 0)
+            if hi > lo and wrow.shape[0] > 0:
+                # stride 1: the interior columns' inputs of tap j are one contiguous run
+                o = (row + lo - pl) * C
+                L = (hi - lo) * C
+                av = acc[lo * C:hi * C]
+                if kw == 3:
+                    x0, x1, x2 = xf[o:o + L], xf[o + d:o + d + L], xf[o + 2 * d:o + 2 * d + L]
+                    w0, w1, w2 = wrow[i, 0, :L], wrow[i, 1, :L], wrow[i, 2, :L]
+                    for e in range(L):
+                        av[e] += x0[e] * w0[e] + x1[e] * w1[e] + x2[e] * w2[e]
+                else:
+                    x0, x1, x2 = xf[o:o + L], xf[o + d:o + d + L], xf[o + 2 * d:o + 2 * d + L]
+                    x3, x4 = xf[o + 3 * d:o + 3 * d + L], xf[o + 4 * d:o + 4 * d + L]
+                    w0, w1, w2, w3, w4 = wrow[i, 0, :L], wrow[i, 1, :L], wrow[i, 2, :L], wrow[i, 3, :L], wrow[i, 4, :L]
+                    for e in range(L):
+                        av[e] += x0[e] * w0[e] + x1[e] * w1[e] + x2[e] * w2[e] + x3[e] * w3[e] + x4[e] * w4[e]
+            elif kw == 3:
+                w0, w1, w2 = w[i, 0], w[i, 1], w[i, 2]
+                for ow in range(lo, hi):
+                    o = (row + ow * sw - pl) * C
+                    x0, x1, x2 = xf[o:o + C], xf[o + d:o + d + C], xf[o + 2 * d:o + 2 * d + C]
+                    av = acc[ow * C:(ow + 1) * C]
+                    for c in range(C):
+                        av[c] += x0[c] * w0[c] + x1[c] * w1[c] + x2[c] * w2[c]
+            elif kw == 5:
+                w0, w1, w2, w3, w4 = w[i, 0], w[i, 1], w[i, 2], w[i, 3], w[i, 4]
+                for ow in range(lo, hi):
+                    o = (row + ow * sw - pl) * C
+                    x0, x1, x2 = xf[o:o + C], xf[o + d:o + d + C], xf[o + 2 * d:o + 2 * d + C]
+                    x3, x4 = xf[o + 3 * d:o + 3 * d + C], xf[o + 4 * d:o + 4 * d + C]
+                    av = acc[ow * C:(ow + 1) * C]
+                    for c in range(C):
+                        av[c] += x0[c] * w0[c] + x1[c] * w1[c] + x2[c] * w2[c] + x3[c] * w3[c] + x4[c] * w4[c]
+            for ow in range(Wo):
+                if lo <= ow < hi:
+                    continue
+                av = acc[ow * C:(ow + 1) * C]
+                for j in range(kw):
+                    iw = ow * sw - pl + j * dw
+                    if iw < 0 or iw >= W:
+                        continue
+                    xv = x[n, ih, iw]
+                    wv = w[i, j]
+                    for c in range(C):
+                        av[c] += xv[c] * wv[c]
+        act_row(acc[:RC], a1)
+        base = t * RC
+        if has_res:
+            rv = rf[base:base + RC]
+            for e in range(RC):
+                acc[e] += rv[e]
+            act_row(acc[:RC], a2)
+        ov = of[base:base + RC]
+        for e in range(RC):
+            ov[e] = acc[e]
 
 
 @njit(**JIT)

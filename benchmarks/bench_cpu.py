@@ -71,9 +71,9 @@ def setup(peer: str, model: str, batch: int, onnx_path: str | None = None):
         from cnngraph.backends.numba_backend import executor, release_free_memory
         from cnngraph.compiler import compile
 
-        plan = compile(g, ws, batch=batch)
+        plan = compile(g, ws, batch=batch, consume_weights=True)  # the originals are not needed again
         del ws
-        ex = executor(plan)
+        ex = executor(plan, release_weights=True)
         plan.weights = None  # packed into the kernels; the folded copy is no longer needed
         release_free_memory()
         return (lambda: ex.run(x)[0]), x

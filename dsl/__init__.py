@@ -37,7 +37,7 @@ __all__ = [
     "add", "mul", "concat", "channel_shuffle", "channel_slice", "chunk", "pad2d", "scale", "clip", "pad_channels", "rbf",
     "depth_to_space", "space_to_depth",
     "leaky_relu", "elu", "mish", "softplus", "gelu_tanh", "prelu",
-    "resize", "layernorm2d", "layer_scale", "radix_softmax", "conv_transpose2d",
+    "resize", "layernorm2d", "layer_scale", "radix_softmax", "conv_transpose2d", "blurpool2d", "channel_conv",
 ]
 
 _SCOPES: contextvars.ContextVar[tuple] = contextvars.ContextVar("cnngraph_scopes", default=())
@@ -371,8 +371,9 @@ def channel_slice(x, start, stop, name=None, title=None):
     return x.net.layer("slice", [x], dict(start=start, stop=stop), name, title)
 
 
-def pad2d(x, padding, name=None, title=None):
+def pad2d(x, padding, mode: str = "constant", name=None, title=None):
     """Zero padding by ``padding`` = int or (top, left, bottom, right); negative values crop.
+    ``mode="reflect"`` mirrors the border instead (blur pooling).
 
     ``pad2d(x, (-1, -1, 1, 1))`` shifts the map up-left by one pixel (NASNet's factorized
     reduction). Note the order: ``torch.nn.ZeroPad2d`` takes (left, right, top, bottom).
@@ -380,7 +381,7 @@ def pad2d(x, padding, name=None, title=None):
     p = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
     if len(p) != 4:
         raise ShapeError(name or "pad2d", "padding must be an int or (top, left, bottom, right)", f"got {padding!r}")
-    return x.net.layer("pad2d", [x], dict(padding=p), name, title, base="pad")
+    return x.net.layer("pad2d", [x], dict(padding=p, mode=mode), name, title, base="pad")
 
 
 def chunk(x, n: int, name=None):
@@ -483,3 +484,27 @@ def radix_softmax(x, radix: int, groups: int = 1, name=None, title=None):
     (8, 1, 1)
     """
     return x.net.layer("radix_softmax", [x], dict(radix=radix, groups=groups), name, title, base="rsoftmax")
+
+
+def blurpool2d(x, kernel: int = 3, stride: int = 2, name=None, title=None):
+    """Blur pooling: each channel filtered by the fixed ``kernel``×``kernel`` binomial filter,
+    subsampled by ``stride`` (timm's BlurPool2d after its reflect padding; no parameters).
+
+    >>> net = Net("blur")
+    >>> blurpool2d(pad2d(net.input(8, 16, 16), 1, mode="reflect")).shape
+    (8, 8, 8)
+    """
+    attrs = dict(kernel=_pair(kernel, "kernel", name or "blurpool2d"), stride=_pair(stride, "stride", name or "blurpool2d"))
+    return x.net.layer("blurpool2d", [x], attrs, name, title, base="blur")
+
+
+def channel_conv(x, size: int = 3, pad: int | None = None, name=None, title=None):
+    """A 1-D convolution of one ``size``-tap filter sliding along a vector of channels (ECA's
+    Conv1d over the pooled channels); ``pad`` defaults to (size − 1)/2, keeping C.
+
+    >>> net = Net("eca")
+    >>> channel_conv(net.input(64), 5).shape
+    (64,)
+    """
+    p = (size - 1) // 2 if pad is None else pad
+    return x.net.layer("channel_conv", [x], dict(size=size, pad=p), name, title, base="conv1d")

@@ -20,7 +20,8 @@ from cnngraph.dsl import (Net, adaptive_avgpool2d, adaptive_maxpool2d, add, avgp
                           channel_slice, concat, conv2d, dropout, elu, flatten, groupnorm, identity, instancenorm,
                           layernorm, leaky_relu, linear, lrn, maxpool2d, mul, pad2d, pad_channels, prelu, rbf, relu,
                           scale, sigmoid, softmax, tanh, resize, layernorm2d, layer_scale, conv_transpose2d,
-                          radix_softmax, clip, softplus, depth_to_space, space_to_depth, log_softmax)
+                          radix_softmax, clip, softplus, depth_to_space, space_to_depth, log_softmax,
+                          blurpool2d, channel_conv)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
 
@@ -128,6 +129,11 @@ OP_CASES: dict = {
     "resize_nearest_down_up_size": (8, lambda x: resize(x, size=(5, 17))),
     # split attention: softmax over 2 radix groups of a 2-cardinality 12-channel map (k = 3)
     "radix_softmax_groups": (12, lambda x: radix_softmax(x, radix=2, groups=2)),
+    "pad2d_reflect": (8, lambda x: pad2d(x, (1, 2, 0, 3), mode="reflect")),
+    "blurpool_reflect": (8, lambda x: blurpool2d(pad2d(x, 1, mode="reflect"), 3, 2)),
+    # ECA: pooled channels, a 5-tap 1-D conv along them (padding 1: 8 -> 6), then 3 taps keeping 6
+    "eca_channel_conv": (8, lambda x: channel_conv(channel_conv(flatten(adaptive_avgpool2d(x, 1)), 5, 1), 3)),
+    "blurpool_4x2_stride_1x2": (8, lambda x: blurpool2d(x, (4, 2), (1, 2))),
 }
 
 

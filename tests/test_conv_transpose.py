@@ -327,3 +327,47 @@ def test_batch_norm_folds_into_the_transposed_convolution():
     ref = torch_run(g, ws, x, dtype=torch.float64)
     assert rel_err(numba_run(compile(g, ws), x)[0], ref) <= TOL
     assert rel_err(cb.executor(compile(g, ws), device="shim").run(x)[0], ref) <= TOL
+
+
+# ---------------------------------------------------------------- random geometries (hypothesis)
+def _geometry():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw(d):
+        g = d(st.integers(1, 3))
+        cin, cout = g * d(st.integers(1, 3)), g * d(st.integers(1, 3))
+        k, s, dil = (d(st.integers(1, 4)), d(st.integers(1, 4))), (d(st.integers(1, 3)), d(st.integers(1, 3))), \
+            (d(st.integers(1, 2)), d(st.integers(1, 2)))
+        p = (d(st.integers(0, 2)), d(st.integers(0, 2)))
+        op = tuple(d(st.integers(0, max(a, b) - 1)) for a, b in zip(s, dil))
+        hw = (d(st.integers(1, 6)), d(st.integers(1, 6)))
+        return cin, cout, k, s, p, op, dil, g, hw
+
+    return draw()
+
+
+def test_random_geometries_match_torch():
+    """Any legal geometry (drawn by hypothesis, sizes PyTorch accepts) against F.conv_transpose2d,
+    shape and values, on the Numba backend and the CuPy code path."""
+    from hypothesis import HealthCheck, given, settings
+
+    from cnngraph.interop.torch_import import from_torch
+
+    @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(_geometry())
+    def check(geo):
+        cin, cout, k, s, p, op, d, g, hw = geo
+        if any((L - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1 <= 0 for L, ss, pp, dd, kk, oo in zip(hw, s, p, d, k, op)):
+            return  # PyTorch refuses an empty output too
+        m = _module(cin, cout, k, s, p, op, d, g)
+        x = np.random.default_rng(0).standard_normal((2, cin, *hw)).astype(np.float32)
+        with torch.no_grad():
+            ref = m(torch.from_numpy(x)).numpy()
+        gr = from_torch(m, input=(cin, *hw))
+        assert tuple(gr.nodes["0"]["shape"]) == ref.shape[1:]
+        plan = compile(gr, gr.graph["weights"])
+        assert rel_err(numba_run(plan, x)[0], ref) <= TOL
+        assert rel_err(cb.executor(plan, device="shim", strict=True).run(x)[0], ref) <= TOL
+
+    check()

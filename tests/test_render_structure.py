@@ -129,3 +129,27 @@ def test_names_only_when_asked():
     plain, named = to_dot(g), to_dot(g, names=True)
     assert ">conv1</FONT>" not in plain and ">conv1</FONT>" in named
     assert ">input</FONT>" not in named  # the input box says "Input 3×227×227" already
+
+
+def test_side_by_side_branches_are_not_counted_as_repeats():
+    lay = layout(zoo.build("inception_resnet_v2"), depth="block")
+    assert _cluster(lay, "mixed_7a").label == "mixed_7a"  # not "mixed_7a · 3 × branch"
+    assert _cluster(lay, "repeat_1").label == "repeat_1 · 20 × Block17"
+
+
+def test_a_lone_box_is_framed_only_as_a_branch_of_a_common_source():
+    # SE-ResNet's projection shortcut is parallel to the block's `se` frame but not fed like it:
+    # no frame, as in plain ResNet-50.
+    for model in ("se_resnet50", "resnet50"):
+        assert not any(c.label == "downsample" for c in layout(zoo.build(model)).clusters), model
+
+
+def test_block_depth_never_draws_a_wrapper_as_the_block():
+    # MobileNet v3's features.N.block wraps all of features.N but the residual add: the inverted
+    # residual itself is the block, its add inside the box.
+    g = graph.as_graph(zoo.build("mobilenet_v3_large"))
+    lay = layout(g, depth="block", collapse=0)
+    labels = [b.label for b in lay.boxes.values()]
+    assert "block" not in labels and labels.count("features.5") == 1
+    assert lay.box_of["features.5.add"] == lay.box_of["features.5.block.0.0"]
+    assert not any(b.kind == "merge" for b in lay.boxes.values())

@@ -22,13 +22,14 @@ MATMUL_KINDS = ("conv", "linear")
 
 
 def hook_counts(model, x):
-    """Parameters, multiply-adds per sample of every Conv2d, ConvTranspose2d and Linear call
-    (by forward hooks) and the raw output, for a torch or NumPy input batch. A transposed
-    convolution multiplies every input pixel by every tap (fvcore's and ptflops' count)."""
+    """Parameters, multiply-adds per sample of every Conv2d, Conv1d (ECA's, along the
+    channels), ConvTranspose2d and Linear call (by forward hooks) and the raw output, for a
+    torch or NumPy input batch. A transposed convolution multiplies every input pixel by every
+    tap (fvcore's and ptflops' count)."""
     macs = [0]
 
-    def conv(m, i, o):
-        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    def conv(m, i, o):  # Conv2d, Conv1d
+        macs[0] += o.numel() // o.shape[0] * (m.in_channels // m.groups) * int(np.prod(m.kernel_size))
 
     def conv_t(m, i, o):
         x = i[0]
@@ -37,7 +38,7 @@ def hook_counts(model, x):
     def linear(m, i, o):
         macs[0] += o.numel() // o.shape[0] * m.in_features
 
-    kinds = ((nn.Conv2d, conv), (nn.ConvTranspose2d, conv_t), (nn.Linear, linear))
+    kinds = ((nn.Conv2d, conv), (nn.Conv1d, conv), (nn.ConvTranspose2d, conv_t), (nn.Linear, linear))
     hooks = [m.register_forward_hook(fn) for m in model.modules() for cls, fn in kinds if isinstance(m, cls)]
     try:
         with torch.no_grad():

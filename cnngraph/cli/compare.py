@@ -7,7 +7,7 @@
 | lenet5 | 1×28×28 | 1.256 | 0.007 | 0.133 |
 | alexnet | 3×227×227 | 61.1 | 0.717 | 2.284 |
 <BLANKLINE>
-...memory = every layer output written once ...
+activation memory = every layer output written once ...; 1 KiB = 2^10 B, 1 MiB = 2^20 B
 0
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 >>> from cnngraph.cli import main
 >>> main(["table", "lenet5", "--format", "csv"])  # doctest: +ELLIPSIS
-Layer,C in,H/W in,filters,kernel,stride,pad,C out,H/W out,memory (...),params (k),flop (M)
+Layer,C in,H/W in,filters,kernel,stride,pad,C out,H/W out,memory (KiB),params (k),flop (M)
 conv1,1,28,20,5,1,2,20,28,61,0.52,0.392
 pool1,20,28,,2,2,0,20,14,15,0,0.0157
 ...

@@ -112,16 +112,19 @@ def bn_scale_shift(weights: dict, bn: str, attrs: dict, channels: int):
     return scale, beta - mean * scale
 
 
-def fold_batchnorm(g, weights: dict | None = None):
+def fold_batchnorm(g, weights: dict | None = None, in_place: bool = False):
     """Fold every batch norm that directly follows a conv or linear layer into it.
 
     Returns ``(graph, weights)``: the producer gets ``bias=True`` and, when ``weights`` is
     given, weights ``W·s`` and bias ``(b − μ)·s + β`` with ``s = γ/√(σ² + ε)``. A batch norm
     is left alone when the producer's output has another consumer or is a graph output.
-    The weights dict is copied, never changed in place.
+    The weights dict is copied, never changed in place, unless ``in_place``: then the
+    folded arrays replace the originals in ``weights`` itself (and the batch norms' entries
+    are removed), so each original can be freed as soon as it is folded (ResNet-50's
+    weights are 97 MB: folding a copy holds both).
     """
     h = _copy(g)
-    ws = dict(weights) if weights is not None else None
+    ws = (weights if in_place else dict(weights)) if weights is not None else None
     for n in schedule(g):
         d = h.nodes[n]
         if not _role(h, n).folds:

@@ -17,14 +17,18 @@ from cnngraph.compiler.plan import Plan, lower, plan_memory
 
 
 def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True,
-            batch: int = 1) -> Plan:
+            batch: int = 1, consume_weights: bool = False) -> Plan:
     """Run the passes and return the execution plan.
 
     ``input`` re-infers the graph for another input shape; ``weights`` (torchvision names)
     are folded with the batch norms and kept in ``plan.weights``; ``fold``/``fuse`` switch
     batch-norm folding and epilogue fusion off (for tests and comparisons); ``batch`` is the
     batch size each convolution's algorithm is chosen for (:mod:`cnngraph.compiler.algorithms`;
-    the plan runs at any batch size).
+    the plan runs at any batch size). ``consume_weights`` folds the batch norms into
+    ``weights`` itself (the caller's dict then holds the plan's folded weights, and an
+    original array is freed once folded when nothing else holds it), for callers that need
+    the original weights no more: it lowers the peak memory of compiling by about the
+    weights' size.
     """
     g = as_graph(g)
     if input is not None:
@@ -33,7 +37,7 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
         check_weights(g, weights)  # one line naming the layer, not a reshape error in a kernel
     g = eliminate_dead(g)
     if fold:
-        g, weights = fold_batchnorm(g, weights)
+        g, weights = fold_batchnorm(g, weights, in_place=consume_weights)
     order = schedule(g)
     fusions = fuse_epilogues(g, order) if fuse else {}
     plan = lower(g, order, fusions, weights)

@@ -5,9 +5,9 @@
 basic: ResNet basic block: ...
   input → output: C×H×W → C×H×W
   ...
-  cost             18HWC²
-  params           18C²
-  memory ... 5HWC
+  cost               18HWC²
+  params             18C²
+  memory (elements)  5HWC
 ...
 """
 from __future__ import annotations

@@ -172,7 +172,8 @@ TABLE = {
     "slice": lambda w, xs, a, hw: xs[0][:, a["start"]:a["stop"]],
     "depth_to_space": lambda w, xs, a, hw: _depth_to_space(xs[0], int(a["block"]), a["mode"]),
     "space_to_depth": lambda w, xs, a, hw: _space_to_depth(xs[0], int(a["block"]), a["mode"]),
-    "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2])),
+    "pad2d": lambda w, xs, a, hw: F.pad(xs[0], (a["padding"][1], a["padding"][3], a["padding"][0], a["padding"][2]),
+                                        mode=a.get("mode", "constant")),
     # LeNet-5's RBF units: squared Euclidean distance to each prototype
     "rbf": lambda w, xs, a, hw: ((xs[0].unsqueeze(1) - w("weight").unsqueeze(0)) ** 2).sum(-1),
     "scale": lambda w, xs, a, hw: xs[0] * a["factor"] + a["shift"] if a["shift"] else xs[0] * a["factor"],
@@ -184,7 +185,16 @@ TABLE = {
     "layer_scale": lambda w, xs, a, hw: xs[0] * w(a["field"]).reshape(1, -1, 1, 1),
     "resize": lambda w, xs, a, hw: _resize(xs, a),
     "radix_softmax": lambda w, xs, a, hw: _radix_softmax(xs[0], a["radix"], a["groups"]),
+    "blurpool2d": lambda w, xs, a, hw: _blurpool(xs[0], a["kernel"], a["stride"]),
+    # ECA: nn.Conv1d(1, 1, k, padding=p, bias=False) over the N×1×C view of the pooled channels
+    "channel_conv": lambda w, xs, a, hw: F.conv1d(xs[0].unsqueeze(1), w("weight"), padding=a["pad"]).squeeze(1),
 }
+
+
+def _blurpool(x, kernel, stride):
+    """timm's BlurPool2d after its padding: a depthwise conv with the fixed binomial filter."""
+    f = torch.as_tensor(ops.blur_filter(*kernel), dtype=x.dtype)
+    return F.conv2d(x, f.expand(x.shape[1], 1, *kernel), stride=tuple(stride), groups=x.shape[1])
 
 
 def _radix_softmax(x, radix, groups):

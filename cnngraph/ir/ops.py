@@ -607,6 +607,46 @@ register(Op("avgpool2d", "pool", (1, 1), _pool_shape, ops=_pool_ops, label=_pool
             defaults={**_POOL, "count_include_pad": True}, window=_window, spatial="window", reduce="avg"))
 
 
+
+def blur_filter(kh: int, kw: int | None = None):
+    """The kh×kw binomial low-pass filter of blur pooling (timm's BlurPool2d, TResNet's
+    anti-aliasing): the outer product of the binomial rows (k−1 choose i)/2^(k−1).
+
+    >>> (blur_filter(3) * 16).tolist()
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    """
+    import numpy as np
+    from math import comb
+
+    def row(k):
+        return np.array([comb(k - 1, i) for i in range(k)], dtype=np.float64) / 2.0 ** (k - 1)
+
+    return np.outer(row(kh), row(kh if kw is None else kw))
+
+
+def _blur_shape(a, ins, ctx):
+    (x,) = ins
+    _need_chw(ctx, x, "blurpool2d")
+    C, H, W = x
+    (kh, kw), (sh, sw) = a["kernel"], a["stride"]
+    if not all(is_int(v) and v >= 1 for v in (kh, kw, sh, sw)):
+        ctx.fail("blur pooling kernel and stride must be positive integers", f"kernel={a['kernel']}, stride={a['stride']}")
+    return (C, window_out(ctx, H, kh, sh, 0, 0, 1, False, "H"), window_out(ctx, W, kw, sw, 0, 0, 1, False, "W"))
+
+
+def _blur_label(a, ins, out):
+    (kh, kw), (sh, _) = a["kernel"], a["stride"]
+    return f"{kh}x{kw} blur pool" + (f", /{sh}" if sh != 1 else "")
+
+
+register(Op("blurpool2d", "pool", (1, 1), _blur_shape, ops=_pool_ops, label=_blur_label,
+            defaults=dict(kernel=(3, 3), stride=(2, 2)),
+            window=lambda a: Window(tuple(a["kernel"]), tuple(a["stride"]), (0, 0, 0, 0)), spatial="window",
+            doc="blur pooling: each channel filtered by the fixed binomial filter (blur_filter), then "
+                "subsampled by the stride (anti-aliased downsampling: timm's BlurPool2d, TResNet); no parameters, "
+                "K² operations per output"))
+
+
 def _adaptive_shape(a, ins, ctx):
     (x,) = ins
     _need_chw(ctx, x, "adaptive pooling")
@@ -680,6 +720,27 @@ register(Op("linear", "linear", (1, 1), _linear_shape,
             label=lambda a, ins, out: f"FC {a['out_features']}",
             doc="fully connected layer; MACs = C_in·C_out", defaults=dict(bias=True),
             weights=_linear_weights, spatial="whole", filters="out_features", fusion="anchor", absorbs_norm=True))
+
+def _channel_conv_shape(a, ins, ctx):
+    (x,) = ins
+    k, p = a["size"], a["pad"]
+    if len(x) != 1:
+        ctx.fail("channel_conv slides along a vector of channels; pool and flatten first", f"got shape {fmt_shape(x)}")
+    if not (is_int(k) and is_int(p) and k >= 1 and p >= 0):
+        ctx.fail("channel_conv size must be positive and pad non-negative", f"size={k}, pad={p}")
+    out = tidy(x[0] + 2 * p - k + 1)
+    if nonpositive(out):
+        ctx.fail("channel_conv filter is longer than the padded channels", f"{x[0]} channels, size {k}, pad {p}")
+    return (out,)
+
+
+register(Op("channel_conv", "conv", (1, 1), _channel_conv_shape,
+            macs=lambda a, ins, out: tidy(out[0] * a["size"]),
+            label=lambda a, ins, out: f"conv1d k={a['size']} over channels",
+            defaults=dict(size=3, pad=1),
+            weights=lambda a, ins: [Weight("weight", (1, 1, a["size"]), "param", "he")],
+            doc="a 1-D convolution sliding one filter of `size` taps along a vector of channels, `pad` zeros on both ends, "
+                "no bias (ECA's nn.Conv1d(1, 1, k) over the pooled channels); MACs = C_out·size"))
 
 # LeNet-5's output layer (LeCun et al. 1998): y_i = Σ_j (x_j − w_ij)². Its prototypes w were
 # chosen by hand and kept fixed, so they are buffers, not trained parameters: that is what
@@ -1080,6 +1141,13 @@ def _pad2d_shape(a, ins, ctx):
     _need_chw(ctx, x, "pad2d")
     C, H, W = x
     pt, pl, pb, pr = a["padding"]
+    if a["mode"] not in ("constant", "reflect"):
+        ctx.fail("pad2d mode must be constant or reflect", f"mode={a['mode']!r}")
+    if a["mode"] == "reflect":
+        for p, L in ((pt, H), (pb, H), (pl, W), (pr, W)):
+            if negative(p) or (is_int(p) and is_int(L) and p >= L):
+                ctx.fail("reflect padding must be non-negative and smaller than the size it reflects",
+                         f"padding {tuple(a['padding'])} of {H}×{W}")
     Ho, Wo = tidy(H + pt + pb), tidy(W + pl + pr)
     if nonpositive(Ho) or nonpositive(Wo):
         ctx.fail("pad2d crops the feature map away", f"{H}×{W} padded by {a['padding']} gives {Ho}×{Wo}")
@@ -1087,9 +1155,11 @@ def _pad2d_shape(a, ins, ctx):
 
 
 register(Op("pad2d", "reshape", (1, 1), _pad2d_shape,
-            label=lambda a, ins, out: f"pad {tuple(a['padding'])}",
+            label=lambda a, ins, out: f"{'reflect ' if a['mode'] == 'reflect' else ''}pad {tuple(a['padding'])}",
+            defaults=dict(mode="constant"),
             doc="zero padding (top, left, bottom, right); negative values crop, as torch.nn.functional.pad "
-                "(NASNet's one-pixel shift in its factorized reduction)"))
+                "(NASNet's one-pixel shift in its factorized reduction); mode reflect mirrors the border "
+                "without repeating it (blur pooling's F.pad(..., mode='reflect'))"))
 
 
 def _pad_channels_shape(a, ins, ctx):

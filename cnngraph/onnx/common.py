@@ -36,6 +36,7 @@ class Const:
 
     value: np.ndarray
     name: str = ""
+    real: bool = False  # symbolic sizes cast to a float type: Div divides exactly (then Ceil/Floor round)
 
 
 @dataclass(eq=False)
@@ -415,6 +416,7 @@ PENDING_TEXT = {
     "radix_swapped": "the radix-first transpose of a split attention",
     "radix_softmaxed": "the softmax over the radix of a split attention",
     "stack_part": "one tensor of a torch.stack",
+    "zero_pad": "a zero padding",
 }
 
 

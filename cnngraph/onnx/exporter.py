@@ -270,7 +270,8 @@ def _pad_channels(b, n, ins, shapes, a, ws):
 
 def _pad2d(b, n, ins, shapes, a, ws):
     t, l, bo, r = _ints(n, "padding", a["padding"])
-    return b.node("Pad", [ins[0], b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n)
+    mode = {"mode": "reflect"} if a.get("mode", "constant") == "reflect" else {}
+    return b.node("Pad", [ins[0], b.const(f"{n}/pads", [0, 0, t, l, 0, 0, bo, r])], n, n, **mode)
 
 
 def _rbf(b, n, ins, shapes, a, ws):
@@ -336,7 +337,27 @@ EMITTERS = {
     "layer_scale": _layer_scale,
     "resize": lambda b, n, ins, shapes, a, ws: _resize(b, n, ins, a),
     "radix_softmax": lambda b, n, ins, shapes, a, ws: _radix_softmax(b, n, ins[0], a),
+    "blurpool2d": lambda b, n, ins, shapes, a, ws: _blurpool(b, n, ins[0], shapes[0], a),
+    "channel_conv": lambda b, n, ins, shapes, a, ws: _channel_conv(b, n, ins[0], a, ws),
 }
+
+
+def _channel_conv(b, n, x, a, ws):
+    """As PyTorch exports ECA: the N×C vector viewed N×1×C, a 1-D Conv, flattened back."""
+    k, p = _int(n, "size", a["size"]), _int(n, "pad", a["pad"])
+    t = b.node("Unsqueeze", [x, b.const(f"{n}/axis1", [1])], f"{n}/unsqueeze", f"{n}/unsqueeze")
+    t = b.node("Conv", [t, b.init(f"{n}.weight", _f32(ws, f"{n}.weight"))], f"{n}/conv", f"{n}/conv",
+               kernel_shape=[k], pads=[p, p], strides=[1], dilations=[1], group=1)
+    return b.node("Flatten", [t], n, n, axis=1)
+
+
+def _blurpool(b, n, x, shape, a):
+    """A depthwise Conv whose weight is the fixed binomial filter (a constant, not a parameter),
+    as PyTorch exports timm's BlurPool2d."""
+    (kh, kw), s, C = _ints(n, "kernel", a["kernel"]), _ints(n, "stride", a["stride"]), _int(n, "channels", shape[0])
+    f = np.broadcast_to(ops.blur_filter(kh, kw).astype(np.float32), (C, 1, kh, kw))
+    return b.node("Conv", [x, b.init(f"{n}/blur_filter", f)], n, n, group=C, kernel_shape=[kh, kw], strides=list(s),
+                  pads=[0, 0, 0, 0])
 
 
 def _scale(b, n, x, a):

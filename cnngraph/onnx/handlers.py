@@ -36,6 +36,8 @@ UNARY = {
     "Reciprocal": lambda a: lambda v: 1.0 / v,
     "Softplus": lambda a: lambda v: np.logaddexp(0.0, v),
     "Softsign": lambda a: lambda v: v / (1.0 + np.abs(v)),
+    "Ceil": lambda a: np.ceil,  # shape arithmetic ("same" padding computed in the graph)
+    "Floor": lambda a: np.floor,
     "LeakyRelu": lambda a: lambda v: np.where(v >= 0, v, a.get("alpha", 0.01) * v),
     "Elu": lambda a: lambda v: np.where(v >= 0, v, a.get("alpha", 1.0) * np.expm1(np.minimum(v, 0))),
     "HardSigmoid": lambda a: lambda v: np.clip(a.get("alpha", 0.2) * v + a.get("beta", 0.5), 0.0, 1.0),
@@ -128,7 +130,13 @@ def _need_rank(x, ranks, where, what):
 
 @handler("Conv")
 def _conv(imp, node, a, where):
-    x = imp.act(imp.val(node.input[0], where), where)
+    v = imp.val(node.input[0], where)
+    if isinstance(v, Pending) and v.kind == "unsqueezed":
+        return _channel_conv(imp, node, a, where, v)
+    extra = (0, 0, 0, 0)
+    if isinstance(v, Pending) and v.kind == "zero_pad" and a.get("auto_pad", "NOTSET") in ("NOTSET", ""):
+        v, extra = v.src, v.info["padding"]
+    x = imp.act(v, where)
     _need_rank(x, (4,), where, "Conv")
     w, _ = _float_const(imp, node, 1, where, "the weight")
     if w.ndim != 4:
@@ -141,6 +149,10 @@ def _conv(imp, node, a, where):
         raise ShapeError(where, "weight input channels × groups must equal the input channels",
                          f"{w.shape[1]} × {groups} vs {x.shape[1]}")
     stride, dil, pads = _window(imp, x, a, where, kernel)
+    pads = tuple(ops.tidy(p + q) for p, q in zip(pads, extra))
+    blur = _blur(imp, node, w, groups, stride, dil, pads)
+    if blur is not None:
+        return imp.new("blurpool2d", blur, [x], where)
     ws = {"weight": w}
     if _in(node, 2):
         b, _ = _float_const(imp, node, 2, where, "the bias")
@@ -150,6 +162,32 @@ def _conv(imp, node, a, where):
     attrs = dict(out_channels=int(w.shape[0]), kernel=tuple(kernel), stride=stride, padding=pads, dilation=dil,
                  groups=groups, bias="bias" in ws)
     return imp.new("conv2d", attrs, [x], where, _prefix_of(imp, node, (1, 2)), ws)
+
+
+def _channel_conv(imp, node, a, where, v):
+    """A 1-D Conv(1 → 1) of an N×C vector viewed N×1×C: ECA's Conv1d along the channels."""
+    w, _ = _float_const(imp, node, 1, where, "the weight")
+    pads = list(a.get("pads", [0, 0]))
+    if w.ndim != 3 or w.shape[:2] != (1, 1) or _in(node, 2) or a.get("group", 1) != 1 or \
+            set(a.get("strides", [1])) != {1} or set(a.get("dilations", [1])) != {1} or len(pads) != 2 or \
+            pads[0] != pads[1] or a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise CnnGraphError(f"{where}: a Conv of an N×1×C view is supported as a 1-D convolution along the channels "
+                            f"(one 1→1 filter, stride 1, equal padding, no bias; ECA), got weight {list(w.shape)}")
+    y = imp.new("channel_conv", dict(size=int(w.shape[2]), pad=int(pads[0])), [imp.act(v.src, where)], where,
+                _prefix_of(imp, node, (1,)), {"weight": w})
+    return Pending("unsqueezed", y, (y.shape[0], 1, y.shape[1]), where)
+
+
+def _blur(imp, node, w, groups, stride, dil, pads):
+    """Blur pooling's attributes when a Conv is one: depthwise, no bias, no padding, every
+    channel's filter the fixed binomial one, and that filter a constant rather
+    than a parameter (its name is not a module's ``.weight``)."""
+    kh, kw = w.shape[2:]
+    name = imp.values[node.input[1]].name or node.input[1]
+    if _in(node, 2) or groups != w.shape[0] or w.shape[1] != 1 or set(dil) != {1} or any(pads) or \
+            name.endswith(".weight") or not np.allclose(w, ops.blur_filter(kh, kw)[None, None], rtol=0, atol=1e-7):
+        return None
+    return dict(kernel=(int(kh), int(kw)), stride=tuple(int(v) for v in stride))
 
 
 @handler("ConvTranspose")
@@ -381,14 +419,22 @@ CHANNELS_LAST_OPS = set(UNARY) | set(BINARY) | {"Clip"}
 
 def channels_last(imp, node, a, where):
     """An element-wise node of channels-last tensors (and constants broadcast over their last
-    axis) computed on their N×C×H×W sources; its result is channels-last again."""
+    axis) computed on their N×C×H×W sources; its result is channels-last again. The same for
+    an N×1×C view of a vector (ECA's gate) with numbers."""
+    kinds = {v.kind for i in node.input if isinstance(v := imp.values.get(i), Pending) and v.kind in LAYOUTS}
+    if len(kinds) != 1:
+        raise CnnGraphError(f"{where}: {node.op_type} of tensors in different layouts ({', '.join(sorted(kinds))})")
+    kind = kinds.pop()
     saved = {}
     for name in node.input:
         if not name or name in saved:
             continue
         v = imp.values.get(name)
-        if isinstance(v, Pending) and v.kind == "channels_last":
+        if isinstance(v, Pending) and v.kind == kind:
             sub = v.src
+        elif kind == "unsqueezed" and isinstance(v, Const) and np.size(v.value) > 1:
+            imp.values.update(saved)
+            return None  # not a gate: a difference with a matrix (LeNet-5's RBF) has its own handler
         elif isinstance(v, Const) and np.size(v.value) > 1:
             arr = np.asarray(v.value)
             if arr.ndim > 4:
@@ -408,7 +454,12 @@ def channels_last(imp, node, a, where):
     if isinstance(out, Const):
         return out
     shape = out.shape
+    if kind == "unsqueezed":
+        return Pending(kind, out, (shape[0], 1, shape[1]), where)
     return Pending("channels_last", out, (shape[0], shape[2], shape[3], shape[1]), where, {})
+
+
+LAYOUTS = ("channels_last", "unsqueezed")
 
 
 @handler("BatchNormalization")
@@ -573,6 +624,8 @@ def _flatten(imp, node, a, where):
         arr = np.asarray(v.value)
         ax = a.get("axis", 1) % max(arr.ndim, 1)
         return Const(arr.reshape(int(np.prod(arr.shape[:ax])), -1))
+    if isinstance(v, Pending) and v.kind == "unsqueezed" and isinstance(v.src, (Act, Pointwise)) and a.get("axis", 1) == 1:
+        return v.src
     x = imp.act(v, where)
     if a.get("axis", 1) % len(x.shape) != 1:
         raise CnnGraphError(f"{where}: Flatten is supported from axis 1 (keeping the batch), got axis {a.get('axis')}")
@@ -623,8 +676,10 @@ def _cast(imp, node, a, where):
     to = a.get("to")
     if isinstance(v, Const):
         arr = np.asarray(v.value)
-        if arr.dtype == object:
-            return v
+        if arr.dtype == object:  # symbolic sizes: a float type divides exactly, an int type truncates
+            if to in FLOAT_TYPES:
+                return Const(arr, real=True)
+            return Const(_sym_map(sympy.floor, arr) if v.real else arr)
         if to not in DTYPES:
             raise CnnGraphError(f"{where}: Cast to {onnx.TensorProto.DataType.Name(to)} is not supported")
         return Const(arr.astype(DTYPES[to][0]))
@@ -924,9 +979,15 @@ def _spatial_slice(x, axes, starts, ends, steps, where):
 @handler("Pad")
 def _pad(imp, node, a, where):
     v = imp.val(node.input[0], where)
-    if a.get("mode", "constant") != "constant":
-        raise CnnGraphError(f"{where}: Pad mode {a.get('mode')!r} is not supported (zero padding only)")
-    pads = a.get("pads") or as_ints(imp.const(node.input[1], where, "pads").value, where, "pads")
+    mode = a.get("mode", "constant")
+    if mode not in ("constant", "reflect"):
+        raise CnnGraphError(f"{where}: Pad mode {mode!r} is not supported (constant and reflect are)")
+    pads = a.get("pads") or _sizes(imp.const(node.input[1], where, "pads").value, where, "pads")
+    if mode == "reflect":
+        if len(pads) != 8 or any(pads[:2] + pads[4:6]) or _in(node, 3):
+            raise CnnGraphError(f"{where}: reflect Pad is supported over height and width, got pads {pads}")
+        x = imp.act(v, where)
+        return imp.new("pad2d", dict(padding=(pads[2], pads[3], pads[6], pads[7]), mode="reflect"), [x], where)
     value = a.get("value", 0.0)
     if _in(node, 2):
         s = scalar_of(imp.const(node.input[2], where, "the pad value"))
@@ -959,8 +1020,26 @@ def _pad(imp, node, a, where):
     if stride != (1, 1):
         x = imp.act(v, where)
     if not (cb or ca) and "pad2d" in ops.REGISTRY:
+        if not any(ops.negative(p) for p in (t, l, b, r)):
+            # zero padding: the next Conv takes it as its own padding (timm's Conv2dSame, pad_same)
+            shape = (x.shape[0], x.shape[1], ops.tidy(x.shape[2] + t + b), ops.tidy(x.shape[3] + l + r))
+            return Pending("zero_pad", x, shape, where, dict(padding=(t, l, b, r)))
         return imp.new("pad2d", dict(padding=(t, l, b, r)), [x], where)
     raise CnnGraphError(f"{where}: Pad {pads} pads channels and height/width at once; not supported")
+
+
+def _sizes(a, where, what):
+    """Integers, or symbolic sizes (sympy integer expressions) computed from dim_params."""
+    arr = np.asarray(a).reshape(-1)
+    if arr.dtype != object:
+        return as_ints(arr, where, what)
+    out = []
+    for v in arr:
+        v = sympy.sympify(v)
+        if v.is_integer is False or v.free_symbols == set() and not v.is_Integer:
+            raise CnnGraphError(f"{where}: {what} must be integers, got {list(arr)}")
+        out.append(ops.tidy(v))
+    return out
 
 
 @handler("Reshape")
@@ -1019,6 +1098,12 @@ def _reshape_value(imp, v, shape, where):
                 all(ops.is_int(d) and int(d) == 1 for d in shape[3:]):
             # an attention vector N×C viewed as N×radix×C/radix×1×1 (ResNeSt's x_attn.reshape)
             return Pending("split_channels", base, shape, where, dict(groups=shape[1]))
+        if v.kind == "unsqueezed" and isinstance(base, (Act, Pointwise)) and len(base.shape) == 2:
+            base = imp.act(base, where)
+            if _same_shape(shape, base.shape):
+                return base
+            if len(shape) == 4 and same_size(shape[1], base.shape[1]) and shape[2] == 1 and shape[3] == 1:
+                return Pending("view", base, shape, where)
         if v.kind == "radix_softmaxed":
             y = v.src
             if _same_shape(shape, y.shape):
@@ -1038,6 +1123,8 @@ def _reshape_value(imp, v, shape, where):
         return imp.new("flatten", {}, [x], where)
     if len(x.shape) == 2 and len(shape) == 4 and same_size(shape[1], x.shape[1]) and shape[2] == 1 and shape[3] == 1:
         return Pending("view", x, shape, where)
+    if len(x.shape) == 2 and len(shape) == 3 and shape[1] == 1 and same_size(shape[2], x.shape[1]):
+        return Pending("unsqueezed", x, shape, where)  # ECA's view(N, 1, C) of the pooled channels
     if len(x.shape) == 4 and len(shape) in (4, 5) and same_size(ops.prod(shape[1:3]), x.shape[1]):
         rest_ok = same_size(ops.prod(shape[3:]), ops.prod(x.shape[2:]))
         if rest_ok and (len(shape) == 4 or (same_size(shape[3], x.shape[2]) and same_size(shape[4], x.shape[3]))):
@@ -1165,6 +1252,8 @@ def _unary(imp, node, a, where):
     f = UNARY[node.op_type](a)
     if isinstance(v, Const):
         arr = np.asarray(v.value)
+        if arr.dtype == object and node.op_type in SYMBOLIC_UNARY:
+            return Const(_sym_map(SYMBOLIC_UNARY[node.op_type], arr), real=v.real)
         if arr.dtype == object:
             raise CnnGraphError(f"{where}: {node.op_type} of symbolic sizes is not supported")
         return Const(f(arr.astype(np.float64)).astype(arr.dtype))
@@ -1183,7 +1272,11 @@ def _clip(imp, node, a, where):
         raise CnnGraphError(f"{where}: Clip bounds must be single numbers")
     v = imp.val(node.input[0], where)
     if isinstance(v, Const):
-        return Const(np.clip(np.asarray(v.value), lo, hi))
+        arr = np.asarray(v.value)
+        if arr.dtype == object:  # timm's "same" padding: clamp(..., min=0) of symbolic sizes
+            lo_, hi_ = (sympy.oo if b == np.inf else -sympy.oo if b == -np.inf else _exact(b) for b in (lo, hi))
+            return Const(_sym_map(lambda t: sympy.Min(sympy.Max(t, lo_), hi_), arr), real=v.real)
+        return Const(np.clip(arr, lo, hi))
     src, chain, operand = _as_pointwise(v, where, imp)
     return Pointwise(src, lambda t: np.clip(t, lo, hi), where, "Clip", (operand,), chain + (where,))
 
@@ -1195,7 +1288,14 @@ def _binary(imp, node, a, where):
     op = node.op_type
     if all(isinstance(v, Const) for v in vals):
         arrs = [np.asarray(v.value) for v in vals]
-        return Const(_check_fold(_fold_binary(op, arrs, where), where, *arrs))
+        real = any(v.real for v in vals)
+        if any(x.dtype == object for x in arrs) and (real or op in ("Max", "Min")):
+            f = SYMBOLIC_BINARY[op]
+            out = arrs[0]
+            for other in arrs[1:]:
+                out = np.vectorize(lambda p, q: ops.tidy(f(_exact(p), _exact(q))), otypes=[object])(out, other)
+            return Const(_check_fold(np.asarray(out, dtype=object), where, *arrs), real=real)
+        return Const(_check_fold(_fold_binary(op, arrs, where), where, *arrs), real=real)
     if len(vals) > 2:
         if op != "Sum" or not all(isinstance(v, (Act, Pointwise)) for v in vals):
             raise CnnGraphError(f"{where}: {op} of more than two tensors is supported as a sum of tensors")
@@ -1213,6 +1313,25 @@ def _binary(imp, node, a, where):
     if isinstance(x, Pending) or isinstance(y, Pending):
         return _binary_pending(imp, node, op, x, y, where)
     return _binary_generic(imp, node, op, x, y, where)
+
+
+# Shape arithmetic on symbolic sizes (object arrays of sympy expressions): PyTorch's
+# (x / s).ceil() of a size cast to float, clamp(min=0), max() (timm's "same" padding).
+SYMBOLIC_UNARY = {"Ceil": sympy.ceiling, "Floor": sympy.floor, "Neg": lambda t: -t, "Abs": sympy.Abs}
+SYMBOLIC_BINARY = {"Add": lambda p, q: p + q, "Sum": lambda p, q: p + q, "Sub": lambda p, q: p - q,
+                   "Mul": lambda p, q: p * q, "Div": lambda p, q: p / q, "Pow": lambda p, q: p ** q,
+                   "Max": sympy.Max, "Min": sympy.Min}
+
+
+def _exact(t):
+    """A size or a shape-arithmetic number as an exact sympy value (2.0 -> 2, 0.5 -> 1/2)."""
+    if isinstance(t, (float, np.floating)) and math.isfinite(t):
+        return sympy.sympify(ops.exact_scale(float(t)))
+    return sympy.sympify(t)
+
+
+def _sym_map(f, arr):
+    return np.asarray(np.vectorize(lambda t: ops.tidy(f(_exact(t))), otypes=[object])(arr), dtype=object)
 
 
 def _named_tensor(c):

@@ -46,7 +46,7 @@ from cnngraph.onnx.common import (ACTIVATIONS, FLOAT_TYPES, INPLACE_DEFAULT, MAX
                                   Pointwise, identify, known_activation, node_attrs, onnx_scope, read_model, same_size,
                                   short_float, torch_name_scopes,
                                   tensor_array)
-from cnngraph.onnx.handlers import CHANNELS_LAST_OPS, HANDLERS, channels_last, fold_constants
+from cnngraph.onnx.handlers import CHANNELS_LAST_OPS, HANDLERS, LAYOUTS, channels_last, fold_constants
 
 # The newest default-domain opset read: what ONNX Runtime 1.2x runs. A newer file may use
 # operator versions whose meaning the handlers do not know, so it is refused, as ORT does.
@@ -97,6 +97,9 @@ class _Importer:
                 return v.act
             if v.kind == "square":  # x·x that did not turn out to be part of an LRN
                 v.act = self.new("mul", {}, [v.src, v.src], v.where)
+                return v.act
+            if v.kind == "zero_pad":  # not taken by a Conv: a layer of its own
+                v.act = self.new("pad2d", {"padding": v.info["padding"]}, [v.src], v.where)
                 return v.act
             if v.kind == "spatial_slice" and isinstance(v.src, Act) and "pad2d" in ops.REGISTRY:
                 v.act = self._crop(v)
@@ -381,7 +384,7 @@ class _Importer:
             out = fold_constants(node, attrs, where, [None if v is None else np.asarray(v.value) for v in ins])
         try:
             if out is None and node.op_type in CHANNELS_LAST_OPS and any(
-                    isinstance(v, Pending) and v.kind == "channels_last" for v in ins):
+                    isinstance(v, Pending) and v.kind in LAYOUTS for v in ins):
                 out = channels_last(self, node, attrs, where)
             if out is None:
                 out = HANDLERS[node.op_type](self, node, attrs, where)

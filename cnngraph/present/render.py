@@ -319,7 +319,9 @@ def units(g, order, depth: str) -> dict:
     """{raw node: scope drawn as one box} for ``depth`` ``stage`` or ``block`` ({} for ``layer``).
 
     A stage is a top-level scope, or a child of a :func:`wrappers` scope (torchvision's
-    ``features``); a block is one level below.
+    ``features``); a block is one level below, unless that level only wraps the stage's layers
+    (MobileNet v3's ``features.4.block`` holds all of ``features.4`` but its residual add):
+    then the stage is the block.
     """
     if depth not in DEPTHS:
         raise CnnGraphError(f"depth must be stage, block or layer, got {depth!r}")
@@ -327,14 +329,28 @@ def units(g, order, depth: str) -> dict:
     if not level:
         return {}
     wrap = wrappers(g, order)
-    out = {}
+    held: dict = {}  # scope -> its layers that are not merges
+    for n in order:
+        if ops.get(g.nodes[n]["op"]).kind != "merge":
+            p = tuple(g.nodes[n].get("path") or ())
+            for k in range(1, len(p) + 1):
+                held[p[:k]] = held.get(p[:k], 0) + 1
+    out, promoted = {}, set()
     for n in order:
         p = tuple(g.nodes[n].get("path") or ())
         start = 0
         while start < len(p) and p[:start + 1] in wrap:
             start += 1
         if len(p) >= start + level:
-            out[n] = p[:start + level]
+            u = p[:start + level]
+            if level > 1 and held.get(u, 0) == held.get(u[:-1], -1):
+                u = u[:-1]  # a wrapper of its parent's layers: the parent is the block
+                promoted.add(u)
+            out[n] = u
+    for n in order:  # the promoted block's own layers (its residual add) join it
+        p = tuple(g.nodes[n].get("path") or ())
+        if n not in out and p in promoted:
+            out[n] = p
     return out
 
 
@@ -489,14 +505,19 @@ def _light(g, n) -> bool:
 
 
 def _repeats(g, nodes_in, subs) -> str:
-    """"6 × Bottleneck" when ``subs`` are two or more blocks of one kind, each with at least two
-    layers of its own (convs, pools, merges); "" otherwise: Inception-v3's seven BasicConv2d
-    (conv + BN + ReLU) in a module are its layers, not a repetition."""
+    """"6 × Bottleneck" when ``subs`` are two or more blocks of one kind, one feeding the next,
+    each with at least two layers of its own (convs, pools, merges); "" otherwise:
+    Inception-v3's seven BasicConv2d (conv + BN + ReLU) in a module are its layers, and
+    Inception-ResNet's three branches side by side are not a repetition."""
     kinds = {s[-1][1] for s in subs}
     if len(subs) < 2 or len(kinds) > 1:
         return ""
     if any(sum(not _light(g, n) for n in nodes_in[s]) < 2 for s in subs):
         return ""
+    for a, b in zip(subs, subs[1:]):  # one after another: side-by-side branches are not repeats
+        before = set(nodes_in[a])
+        if not any(i in before for n in nodes_in[b] for i in g.nodes[n]["inputs"]):
+            return ""
     return f"{len(subs)} × {subs[0][-1][1]}"
 
 
@@ -516,8 +537,9 @@ def _cluster_label(g, scope, nodes_in, subs, top: bool) -> str:
 
 def _clusters(g, boxes, children, nodes_in, edges, wrap=frozenset()):
     """Nested clusters where the architecture has groups: scopes of two or more boxes, and a
-    one-box scope drawn beside sibling branches (GoogLeNet's ``branch1``, a lone 1×1 conv, is
-    a branch as much as ``branch2``). No cluster for a wrapper (a scope of :func:`wrappers`,
+    one-box scope fed by the same box as sibling branches and parallel to them all
+    (GoogLeNet's ``branch1``, a lone 1×1 conv, is a branch as much as ``branch2``; SE-ResNet's
+    ``downsample`` beside the block's ``se`` is not). No cluster for a wrapper (a scope of :func:`wrappers`,
     or one holding all its parent holds but the merge that closes it: MobileNet v2's ``conv``
     inside an inverted residual)."""
     inside: dict = {}  # scope -> box ids
@@ -557,11 +579,15 @@ def _clusters(g, boxes, children, nodes_in, edges, wrap=frozenset()):
             chosen[scope] = None
         else:
             singles.append(scope)
-    for scope in singles:  # a lone box beside sibling branches, parallel to all of them, is a branch too
+    def sources(scope):  # boxes outside the scope that feed it
+        mine = set(inside[scope])
+        return {e.src for e in edges if e.dst in mine and e.src not in mine}
+
+    for scope in singles:  # a lone box fed like sibling branches and parallel to them all is a branch too
         within = set(inside.get(scope[:-1], boxes)) if scope[:-1] else set(boxes)
         mine = set(inside[scope])
         sibs = [t for kind, t in children[scope[:-1]] if kind == "scope" and t != scope and t in inside]
-        if any(t in chosen for t in sibs) and all(
+        if any(t in chosen and sources(t) & sources(scope) for t in sibs) and all(
                 not reaches(mine, set(inside[t]), within) and not reaches(set(inside[t]), mine, within) for t in sibs):
             chosen[scope] = None
     order = [s for s in children if s in chosen]  # parents before children, graph order
