@@ -101,7 +101,7 @@ def all_ops_net(input=(6, 17, 19)):
             resize(small, like=x, mode="bilinear", name="up_like"), resize(small, (2, 3), name="up_nearest_rect"))]
     if "depth_to_space" in ops.REGISTRY:  # pixel (un)shuffle in both channel orders; a split attention's softmax
         sides += [flatten(t, name=f"{t.name}_flat") for t in (
-            depth_to_space(space_to_depth(x, 2, name="s2d_crd"), 2, mode="DCR", name="d2s_dcr"),
+            depth_to_space(space_to_depth(x, 2, mode="DCR", name="s2d_dcr2"), 2, mode="DCR", name="d2s_dcr"),
             depth_to_space(space_to_depth(x, 3, mode="DCR", name="s2d_dcr"), 3, name="d2s_crd"),
             log_softmax(global_avgpool(x, name="lsm_pool"), name="log_softmax"))]
     # transposed convolutions: grouped with cropping and output padding; asymmetric pads and dilation

@@ -236,13 +236,6 @@ def _space_to_depth(b, n, ins, shapes, a, ws):
     r = _int(n, "block", a["block"])
     if a["mode"] == "DCR":
         return b.node("SpaceToDepth", ins, n, n, blocksize=r)
-    C, H, W = shapes[0]
-    if all(ops.is_int(v) for v in (C, H, W)):  # as PyTorch writes a pixel unshuffle (one layer on import)
-        C, H, W = int(C), int(H), int(W)
-        t = b.node("Reshape", [ins[0], b.const(f"{n}/blocks", [0, C, H // r, r, W // r, r])], f"{n}/reshape",
-                   f"{n}/reshape")
-        t = b.node("Transpose", [t], f"{n}/transpose", f"{n}/transpose", perm=[0, 1, 3, 5, 2, 4])
-        return b.node("Reshape", [t, b.const(f"{n}/shape", [0, C * r * r, H // r, W // r])], n, n)
     t = b.node("SpaceToDepth", ins, f"{n}/dcr", f"{n}/dcr", blocksize=r)
     c = _int(n, "channels", shapes[0][0])
     shape = b.node("Shape", [t], f"{n}/shape", f"{n}/shape")
