@@ -20,6 +20,30 @@ def test_csv_shapes_are_ascii(capsys):
     assert "conv1,conv2d,3x227x227,64x56x56,23296," in out and "×" not in out
 
 
+def test_symbolic_csv_reads_back_and_latex_is_math_mode(capsys):
+    """A symbolic CSV cell is the plain syntax sympy reads back (not ``18HWC²``), a symbolic
+    shape keeps its separator apart from the sizes' letters, and LaTeX cells are in math mode."""
+    import csv
+    import io
+
+    from cnngraph.ir import printer
+
+    report = analyze(zoo.build("resnet18", input=("3", "32*h", "32*w")))
+    rows = list(csv.reader(io.StringIO(report.to("csv", style="exact"))))
+    head = rows[0]
+    conv1 = next(r for r in rows if r[0] == "conv1")
+    assert conv1[head.index("input")] == "3 x 32*h x 32*w"
+    for field in ("params", "macs", "flops", "memory_bytes"):
+        row = next(r for r in report.rows if r.name == "conv1")
+        col = {"params": "params", "macs": "MACs", "flops": "flops", "memory_bytes": "memory (B)"}[field]
+        assert printer.parse(conv1[head.index(col)]) - getattr(row, field) == 0, field
+    total = rows[-1]
+    assert printer.parse(total[head.index("MACs")]) - report.total.macs == 0
+    latex = report.to("latex", style="exact")
+    assert "⌊" not in latex and "·" not in latex and "$" in latex
+    assert r"2408448 h w" in latex.replace("$", "")  # conv1's MACs, 2,408,448·h·w, in math mode
+
+
 def test_report_repr_is_short():
     text = repr(analyze(zoo.build("resnet50")))
     assert text == ("<Report 'resnet50': input 3×224×224, 176 layers, params=25557032, macs=4089184256, "

@@ -510,7 +510,10 @@ def shape(dims, fmt: str = "text") -> str:
     ('64×56×56', '2C×(⌊H/2 − 1/2⌋ + 1)×W')
     """
     p = _Printer("plain" if fmt == "json" else fmt)
-    return _TIMES[fmt].join(p.paren(size(s, fmt)) if is_sym(s) and s.is_Add else size(s, fmt) for s in dims)
+    times = _TIMES[fmt]
+    if times == "x" and any(is_sym(s) and not s.is_Number for s in dims):
+        times = " x "  # ``3 x 32*h x 32*w``: the separator stays apart from a size's letters
+    return times.join(p.paren(size(s, fmt)) if is_sym(s) and s.is_Add else size(s, fmt) for s in dims)
 
 
 # ---------------------------------------------------------------- memory: one vocabulary

@@ -26,10 +26,13 @@ SLIDE_HEAD = ["Layer", "C in", "H/W in", "filters", "kernel", "stride", "pad", "
 EXACT_HEAD = ["Layer", "op", "input", "output", "params", "buffers", "MACs", "other ops", "flops", "memory (B)", "share"]
 
 
-def _expr(v):
-    """A symbolic cell as the one printer writes it (``18HWC²``); numbers stay numbers."""
+def _expr(v, syntax="text"):
+    """A symbolic cell as the one printer writes it in ``syntax``: ``18HWC²`` (text), ``18*H*W*C**2``
+    (plain: CSV and JSON, what a spreadsheet or ``sympy.sympify`` reads), ``$18 H W C^{2}$``
+    (latex); numbers stay numbers."""
     if ops.is_sym(v) and not v.is_Number:
-        return printer.size(v)
+        out = printer.size(v, syntax)
+        return f"${out}$" if syntax == "latex" else out
     return v
 
 
@@ -43,7 +46,7 @@ def _decimal(x: float, digits: int = 3) -> str:
     return out.rstrip("0").rstrip(".") if "." in out else out
 
 
-def _round(v, unit):
+def _round(v, unit, syntax="text"):
     """Value in ``unit`` as the slides print it: an integer (half up) from 10 up; below 10 the
     three significant digits it needs (LeNet's conv1 is 0.52 k params, not 1); a symbolic value
     as a polynomial with decimal coefficients (``0.0276C``), through the one printer."""
@@ -54,7 +57,8 @@ def _round(v, unit):
             c = float(coeff)
             c = int(c + 0.5) if abs(c) >= 10 else float(_decimal(c))
             terms.append((sympy.Integer(c) if float(c).is_integer() else sympy.Float(_decimal(c))) * mono)
-        return printer.text(sympy.Add(*terms))
+        out = printer.render(sympy.Add(*terms), syntax)
+        return f"${out}$" if syntax == "latex" else out
     x = float(v) / unit
     if abs(x) >= 10:
         return int(x + 0.5)
@@ -62,11 +66,19 @@ def _round(v, unit):
     return int(out) if out.lstrip("-").isdigit() else out
 
 
-def _hw(shape):
+def _hw(shape, syntax="text"):
     if len(shape) == 3:
         h, w = shape[1], shape[2]
-        return _expr(h) if ops.same(h, w) else printer.shape((h, w))
+        if ops.same(h, w):
+            return _expr(h, syntax)
+        out = printer.shape((h, w), syntax)
+        return f"${out}$" if syntax == "latex" else out
     return ""
+
+
+def _shape(dims, syntax):
+    out = printer.shape(dims, syntax)
+    return f"${out}$" if syntax == "latex" else out
 
 
 def _pad(p):
@@ -78,60 +90,66 @@ def _pad(p):
     return ",".join(map(str, p))
 
 
-def slide_cells(r):
+def slide_cells(r, syntax="text"):
+    """One row of the slides' table; ``syntax`` is the printer's (text, plain or latex)."""
     a = r.attrs
     x = r.input_shapes[0] if r.input_shapes else ()
     filters = kernel = stride = pad = ""
     entry = ops.get(r.op)  # the registry says which attribute is the width and which ops slide a window
     if entry.filters:
-        filters = _expr(a[entry.filters])
+        filters = _expr(a[entry.filters], syntax)
     if entry.window:
         w = entry.window(a)
         kernel = w.kernel[0] if w.kernel[0] == w.kernel[1] else f"{w.kernel[0]}x{w.kernel[1]}"
         stride, pad = w.stride[0], _pad(w.padding)
-    c_in = _expr(x[0]) if x else ""
-    c_out = _expr(r.output_shape[0])
-    return [r.title, c_in, _hw(x), filters, kernel, stride, pad, c_out, _hw(r.output_shape),
-            _round(r.costs.memory_bytes, printer.KIB), _round(r.costs.params, 1000), _round(r.costs.flops, 10**6)]
+    c_in = _expr(x[0], syntax) if x else ""
+    c_out = _expr(r.output_shape[0], syntax)
+    return [r.title, c_in, _hw(x, syntax), filters, kernel, stride, pad, c_out, _hw(r.output_shape, syntax),
+            _round(r.costs.memory_bytes, printer.KIB, syntax), _round(r.costs.params, 1000, syntax),
+            _round(r.costs.flops, 10**6, syntax)]
 
 
-def exact_cells(report, r):
+def exact_cells(report, r, syntax="text"):
+    """One row of the exact table; ``syntax`` is the printer's (text, plain or latex)."""
     share = report.share(r, "flops")
-    share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share)
-    return [r.title, r.op, " + ".join(ops.fmt_shape(s) for s in r.input_shapes), ops.fmt_shape(r.output_shape),
-            _expr(r.params), _expr(r.buffers), _expr(r.macs), _expr(r.ops), _expr(r.flops), _expr(r.memory_bytes), share]
+    share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share, syntax)
+    e = lambda v: _expr(v, syntax)
+    return [r.title, r.op, " + ".join(_shape(s, syntax) for s in r.input_shapes), _shape(r.output_shape, syntax),
+            e(r.params), e(r.buffers), e(r.macs), e(r.ops), e(r.flops), e(r.memory_bytes), share]
 
 
-def _rows(report, style, hide, receptive=None):
+def _rows(report, style, hide, receptive=None, syntax="text"):
     rows = [r for r in report.rows if r.kind not in hide]
     if style == "slides":
-        head, body = SLIDE_HEAD, [slide_cells(r) for r in rows]
+        head, body = SLIDE_HEAD, [slide_cells(r, syntax) for r in rows]
     else:
-        head, body = EXACT_HEAD, [exact_cells(report, r) for r in rows]
+        head, body = EXACT_HEAD, [exact_cells(report, r, syntax) for r in rows]
     if receptive is not None:  # optional receptive-field column: {node: label}, cnngraph.analysis.receptive.column(g)
         head, body = head + ["RF"], [cells + [receptive.get(r.name, "")] for cells, r in zip(body, rows)]
     return head, body
 
 
-def _total_cells(report, style):
+def _total_cells(report, style, syntax="text"):
     t = report.total
     if style == "slides":
-        return ["total"] + [""] * 8 + [_round(t.memory_bytes, printer.KIB), _round(t.params, 1000), _round(t.flops, 10**6)]
-    return ["total", "", "", "", _expr(t.params), _expr(t.buffers), _expr(t.macs), _expr(t.ops), _expr(t.flops),
-            _expr(t.memory_bytes), "100%"]
+        return ["total"] + [""] * 8 + [_round(t.memory_bytes, printer.KIB, syntax), _round(t.params, 1000, syntax),
+                                       _round(t.flops, 10**6, syntax)]
+    e = lambda v: _expr(v, syntax)
+    return ["total", "", "", "", e(t.params), e(t.buffers), e(t.macs), e(t.ops), e(t.flops), e(t.memory_bytes), "100%"]
 
 
 GROUP_HEAD = ["Group", "params", "MACs", "flops", "memory (B)", "share of flops"]
 
 
-def _group_rows(report, depth):
+def _group_rows(report, depth, syntax="text"):
+    e = lambda v: _expr(v, syntax)
     body = []
     for name, t in report.groups(depth).items():
         share = report.share_of(t.flops, "flops")
-        share = f"{100 * share:.1f}%" if isinstance(share, float) else _expr(share)
-        body.append([name, _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), share])
+        share = f"{100 * share:.1f}%" if isinstance(share, float) else e(share)
+        body.append([name, e(t.params), e(t.macs), e(t.flops), e(t.memory_bytes), share])
     t = report.total
-    return body + [["total", _expr(t.params), _expr(t.macs), _expr(t.flops), _expr(t.memory_bytes), "100%"]]
+    return body + [["total", e(t.params), e(t.macs), e(t.flops), e(t.memory_bytes), "100%"]]
 
 
 def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFAULT, groups: int = 0,
@@ -144,11 +162,13 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
     """
     if fmt == "json":
         return to_json(report)
+    # CSV cells in the plain syntax a spreadsheet or sympy reads back, LaTeX cells in math mode
+    syntax = {"csv": "plain", "latex": "latex"}.get(fmt, "text")
     if style == "groups":
-        head, body = GROUP_HEAD, _group_rows(report, groups or 1)
+        head, body = GROUP_HEAD, _group_rows(report, groups or 1, syntax)
     else:
-        head, body = _rows(report, style, set(hide), receptive)
-        body = body + [_total_cells(report, style) + ([""] if receptive is not None else [])]
+        head, body = _rows(report, style, set(hide), receptive, syntax)
+        body = body + [_total_cells(report, style, syntax) + ([""] if receptive is not None else [])]
     title = f"{report.name} — input {ops.fmt_shape(report.input_shape)}"
     foot = f"Convention: {report.convention}"
     memory = printer.memory_note("activations")
@@ -163,7 +183,11 @@ def render(report, fmt: str = "text", style: str = "slides", hide=HIDDEN_BY_DEFA
         w.writerows([str(c).replace("×", "x") for c in row] for row in body)  # plain ASCII for spreadsheets
         return buf.getvalue()
     if fmt == "latex":
-        esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("×", r"$\times$").replace("·", r"$\cdot$")
+        def esc(s):
+            s = str(s)
+            if len(s) > 1 and s[0] == s[-1] == "$":  # a formula in math mode, from the printer
+                return s
+            return s.replace("_", r"\_").replace("%", r"\%").replace("×", r"$\times$").replace("·", r"$\cdot$")
         lines = [r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}", r"\hline",
                  " & ".join(esc(h) for h in head) + r" \\", r"\hline"]
         lines += [" & ".join(esc(c) for c in row) + r" \\" for row in body[:-1]]
