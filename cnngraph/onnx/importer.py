@@ -157,13 +157,22 @@ class _Importer:
         memo[id(pw)] = None
         plan = None
         whole = known_activation(identify(pw.fn, extended))
+        deferred = []  # cuts whose tail is only arithmetic by numbers, tried after the activations
         for q in reversed(pw.inner()):
             reached = [False]
             found = known_activation(identify(lambda t: pw.fn(t, q, reached), extended))
             if found is None or reached[0]:
                 continue
-            if found[0] == "scale" and whole is not None and whole[0] not in ("scale", "identity"):
-                continue  # arithmetic around an activation is part of it: softplus(2x)/2 is softplus(β=2)
+            if found[0] == "scale":
+                # arithmetic around an activation is part of it: softplus(2x)/2 is softplus(β=2)
+                if whole is None or whole[0] in ("scale", "identity"):
+                    deferred.append((q, found))
+                continue
+            sub = self._plan(q, memo, extended)
+            if sub is not None:
+                plan = _compose_scales(("act", pw, found, sub))
+                break
+        for q, found in deferred if plan is None else ():
             sub = self._plan(q, memo, extended)
             if sub is not None:
                 plan = _compose_scales(("act", pw, found, sub))
