@@ -104,6 +104,13 @@ def all_ops_net(input=(6, 17, 19)):
             depth_to_space(space_to_depth(x, 2, mode="DCR", name="s2d_dcr2"), 2, mode="DCR", name="d2s_dcr"),
             depth_to_space(space_to_depth(x, 3, mode="DCR", name="s2d_dcr"), 3, name="d2s_crd"),
             log_softmax(global_avgpool(x, name="lsm_pool"), name="log_softmax"))]
+    if "radix_softmax" in ops.REGISTRY:  # timm's import patterns: blur pool after reflect padding, ECA, split attention
+        from cnngraph.dsl import blurpool2d, channel_conv, radix_softmax
+
+        pooled = global_avgpool(x, name="attn_pool")
+        sides += [flatten(blurpool2d(pad2d(x, 1, mode="reflect", name="pad_reflect"), name="blur"), name="blur_flat"),
+                  channel_conv(flatten(pooled, name="eca_flat"), 3, name="eca"),
+                  flatten(radix_softmax(pooled, radix=3, groups=2, name="rsoftmax"), name="rsoftmax_flat")]
     # transposed convolutions: grouped with cropping and output padding; asymmetric pads and dilation
     sides += [flatten(t, name=f"{t.name}_flat") for t in (
         conv_transpose2d(x, 6, 3, stride=2, padding=1, output_padding=1, groups=3, name="upconv_grouped"),

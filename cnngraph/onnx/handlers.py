@@ -613,7 +613,11 @@ def _radix_softmax(imp, node, a, where, v):
         radix, groups = v.info["radix"], v.info["groups"]
     else:  # a channel-split reshape N×g×C/g×rest, transposed: radix C/g, groups g
         radix, groups = int(v.shape[1]), int(v.info["groups"])
-    y = imp.new("radix_softmax", dict(radix=radix, groups=groups), [x], where)
+    # the layer is the tensor of the Reshape that closes the pattern (its name, as PyTorch and
+    # cnngraph's exporter write it), when that Reshape is the softmax's one reader
+    readers = getattr(imp, "readers", {}).get(node.output[0], [])
+    name = readers[0].name if len(readers) == 1 and readers[0].op_type == "Reshape" and readers[0].name else where
+    y = imp.new("radix_softmax", dict(radix=radix, groups=groups), [x], name)
     return Pending("radix_softmaxed", y, v.shape, where, {})
 
 

@@ -323,10 +323,11 @@ class _Importer:
             need.add(idx)
             stack.extend(i for i in gp.node[idx].input if i)
         order = self._order([gp.node[i] for i in sorted(need)], producer, gp, need)
-        self.consumers = {}
+        self.consumers, self.readers = {}, {}
         for n in order:
             for i in n.input:
                 self.consumers[i] = self.consumers.get(i, 0) + 1
+                self.readers.setdefault(i, []).append(n)
         for o in gp.output:
             self.consumers[o.name] = self.consumers.get(o.name, 0) + 1
         return order
