@@ -441,6 +441,24 @@ def pixel_shuffle_sr():
                          nn.Conv2d(3, 3, 3, padding=1))
 
 
+class ReflectPadded(nn.Module):
+    """Style-transfer and GAN generators pad by reflection, as a module and functionally."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d((1, 2, 2, 1))
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.out = nn.Conv2d(8, 4, 3)
+
+    def forward(self, x):
+        return self.out(F.pad(F.leaky_relu(self.conv(self.pad(x)), 0.1), (1, 1, 1, 1), mode="reflect"))
+
+
+@model()
+def reflection_padding():
+    return ReflectPadded()
+
+
 @model((16, 24), (8, 12))
 def pixel_unshuffle():
     return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(12, 8, 3, padding=1), nn.Mish(), nn.PixelShuffle(2))

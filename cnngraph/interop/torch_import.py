@@ -1036,7 +1036,7 @@ def f_mean(cv, *args, **kwargs):
     return method_mean(cv, a["input"], a["dim"], a["keepdim"])
 
 
-def _zero_pad(cv, x, pad, module=None):
+def _zero_pad(cv, x, pad, module=None, mode="constant"):
     x = cv.chw(x)
     pad = tuple(pad)
     if len(pad) == 2:
@@ -1044,15 +1044,19 @@ def _zero_pad(cv, x, pad, module=None):
     if len(pad) != 4 or not all(isinstance(p, int) for p in pad):
         cv.fail(f"padding {pad} (only the last two dimensions, in numbers)")
     left, right, top, bottom = pad  # PyTorch's order: last dimension first
-    return cv.add("pad2d", [x], dict(padding=(top, left, bottom, right)), module=module, base="pad")
+    attrs = dict(padding=(top, left, bottom, right))
+    if mode != "constant":
+        attrs["mode"] = mode
+    return cv.add("pad2d", [x], attrs, module=module, base="pad")
 
 
 def f_pad(cv, *args, **kwargs):
-    """``F.pad(x, (left, right, top, bottom))`` with zeros (negative values crop): pad2d."""
+    """``F.pad(x, (left, right, top, bottom))`` with zeros (negative values crop) or
+    ``mode="reflect"``: pad2d."""
     a = _bind(("input", "pad", "mode", "value"), dict(mode="constant", value=None), args, kwargs, cv.where())
-    if a["mode"] != "constant" or a["value"] not in (None, 0, 0.0):
-        cv.fail(f"F.pad with mode={a['mode']!r}, value={a['value']!r} (zero padding only)")
-    return _zero_pad(cv, a["input"], a["pad"])
+    if a["mode"] not in ("constant", "reflect") or a["value"] not in (None, 0, 0.0):
+        cv.fail(f"F.pad with mode={a['mode']!r}, value={a['value']!r} (zero or reflect padding only)")
+    return _zero_pad(cv, a["input"], a["pad"], mode=a["mode"])
 
 
 def m_zero_pad(cv, m, qual, x):
@@ -1060,6 +1064,11 @@ def m_zero_pad(cv, m, qual, x):
     if float(getattr(m, "value", 0.0)) != 0.0:
         cv.fail(f"{type(m).__name__} with value {m.value} (zero padding only)")
     return _zero_pad(cv, x, m.padding, module=qual)
+
+
+def m_reflect_pad(cv, m, qual, x):
+    """``nn.ReflectionPad2d``: the border mirrored without repeating it (pad2d, mode reflect)."""
+    return _zero_pad(cv, x, m.padding, module=qual, mode="reflect")
 
 
 def m_log_softmax(cv, m, qual, x):
@@ -1207,7 +1216,7 @@ MODULES = {
     nn.UpsamplingNearest2d: m_upsample, nn.UpsamplingBilinear2d: m_upsample, **_ACT_MODULES,
     nn.Softplus: m_softplus, nn.Hardtanh: m_hardtanh, nn.InstanceNorm2d: m_instancenorm,
     nn.PixelShuffle: m_pixel_shuffle, nn.PixelUnshuffle: m_pixel_unshuffle, nn.ZeroPad2d: m_zero_pad,
-    nn.ConstantPad2d: m_zero_pad, nn.LogSoftmax: m_log_softmax,
+    nn.ConstantPad2d: m_zero_pad, nn.ReflectionPad2d: m_reflect_pad, nn.LogSoftmax: m_log_softmax,
 }
 
 FUNCTIONS = {
