@@ -466,7 +466,7 @@ def m_conv_transpose2d(cv, m, qual, x, output_size=None):
     if output_size is not None:
         L = cv.shape(x)[1:]
         want = tuple(output_size)[-2:]
-        op = tuple(ops.tidy(sympy.expand(sympy.sympify(w) - ((l - 1) * ss - 2 * pp + dd * (kk - 1) + 1)))
+        op = tuple(ops.tidy(sympy.expand(sympy.sympify(w, strict=True) - ((l - 1) * ss - 2 * pp + dd * (kk - 1) + 1)))
                    for w, l, ss, pp, dd, kk in zip(want, L, s, p, d, k))
         if not all(ops.is_int(v) for v in op):
             cv.fail(f"output_size {want} gives an output padding {op} that depends on the input size")

@@ -1039,7 +1039,7 @@ def _sizes(a, where, what):
         return as_ints(arr, where, what)
     out = []
     for v in arr:
-        v = sympy.sympify(v)
+        v = sympy.sympify(v, strict=True)  # computed sizes only: a string is never read
         if v.is_integer is False or v.free_symbols == set() and not v.is_Integer:
             raise CnnGraphError(f"{where}: {what} must be integers, got {list(arr)}")
         out.append(ops.tidy(v))
@@ -1081,7 +1081,7 @@ def _resolve_shape(src, target, allowzero, where):
         out[infer] = q
     if ops.same(ops.numel(out), total) is False:
         raise ShapeError(where, "Reshape changes the number of elements", f"{ops.fmt_shape(src)} -> {target}")
-    return tuple(ops.tidy(sympy.sympify(d)) if not isinstance(d, int) else d for d in out)
+    return tuple(ops.tidy(sympy.sympify(d, strict=True)) if not isinstance(d, int) else d for d in out)
 
 
 def _reshape_value(imp, v, shape, where):
@@ -1330,8 +1330,8 @@ SYMBOLIC_BINARY = {"Add": lambda p, q: p + q, "Sum": lambda p, q: p + q, "Sub": 
 def _exact(t):
     """A size or a shape-arithmetic number as an exact sympy value (2.0 -> 2, 0.5 -> 1/2)."""
     if isinstance(t, (float, np.floating)) and math.isfinite(t):
-        return sympy.sympify(ops.exact_scale(float(t)))
-    return sympy.sympify(t)
+        return sympy.sympify(ops.exact_scale(float(t)), strict=True)
+    return sympy.sympify(t, strict=True)
 
 
 def _sym_map(f, arr):
@@ -1603,7 +1603,7 @@ def _resize(imp, node, a, where):
         sizes = list(np.asarray(imp.const(node.input[sizes_at], where, "Resize sizes").value).reshape(-1))
         if len(sizes) != 4:
             raise CnnGraphError(f"{where}: Resize sizes {sizes} must give N, C, H, W")
-        attrs["output_size"] = (ops.tidy(sympy.sympify(sizes[2])), ops.tidy(sympy.sympify(sizes[3])))
+        attrs["output_size"] = (ops.tidy(sympy.sympify(sizes[2], strict=True)), ops.tidy(sympy.sympify(sizes[3], strict=True)))
     else:
         scales, _ = _float_const(imp, node, scales_at, where, "Resize scales")
         scales = [float(v) for v in scales.reshape(-1)]

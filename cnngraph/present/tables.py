@@ -51,7 +51,7 @@ def _round(v, unit, syntax="text"):
     three significant digits it needs (LeNet's conv1 is 0.52 k params, not 1); a symbolic value
     as a polynomial with decimal coefficients (``0.0276C``), through the one printer."""
     if ops.is_sym(v) and not v.is_Number:
-        e = sympy.expand(sympy.sympify(v) / unit)
+        e = sympy.expand(v / unit)
         terms = []
         for mono, coeff in e.as_coefficients_dict().items():
             c = float(coeff)
