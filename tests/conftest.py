@@ -23,3 +23,16 @@ def host():
         return cb.get_device("host")
     except Exception as e:
         pytest.skip(f"no host C++ compiler for the CUDA sources: {e}")
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """PyTorch's references on one thread for a test module (``pytestmark =
+    pytest.mark.usefixtures("torch_one_thread")``): its pool waits for every thread, which is
+    slow on a loaded machine. torch is imported here, only by modules that need it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

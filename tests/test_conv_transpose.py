@@ -22,12 +22,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def _one(cin, hw, cout, k, **kw):

@@ -52,13 +52,7 @@ def conv_step(cin, cout, H, W, kernel, stride, pad, dil, groups, algorithm, act)
                 params={"weight": "c.weight", "bias": "c.bias"}, act1=act, algorithm=algorithm)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _torch_one_thread():
-    """PyTorch's reference on one thread: its pool waits for every thread, slow on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def reference(x, w, bias, step, res=None, act2=None):

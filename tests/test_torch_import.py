@@ -17,12 +17,7 @@ from cnngraph.ir.symbols import H, W  # noqa: E402
 from cnngraph.interop.torch_import import TraceError, from_torch  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 # torchvision's classification CNNs (vision transformers and MaxViT aside) and its

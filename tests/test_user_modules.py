@@ -586,12 +586,7 @@ KNOWN: dict = {
 
 
 # ---------------------------------------------------------------- the checks
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def _build(name):
