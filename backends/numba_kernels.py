@@ -128,6 +128,21 @@ def act_row(t, code, p=0.0):
 
 
 @njit(**JIT)
+def store_row(acc, RC, base, has_res, rf, of, a1, a2):
+    """The epilogue of a direct kernel's output row: activation ``a1``, then the residual at
+    ``rf[base:]`` and activation ``a2`` when there is one, stored into ``of[base:base + RC]``."""
+    act_row(acc[:RC], a1)
+    if has_res:
+        rv = rf[base:base + RC]
+        for e in range(RC):
+            acc[e] += rv[e]
+        act_row(acc[:RC], a2)
+    ov = of[base:base + RC]
+    for e in range(RC):
+        ov[e] = acc[e]
+
+
+@njit(**JIT)
 def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
     """``dst[r, c] = act2(act1(src·scale + bias) + res[r, c])`` for rows r0:r1, columns c0:c1
     (``p1``: act1's parameter; act2 takes none).
@@ -571,16 +586,7 @@ def grouped_rows(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, s
                         w0 = w[i, j, ci]
                         for c in range(C):
                             av[c] += x0[c] * w0[c]
-        act_row(acc[:RC], a1)
-        base = t * RC
-        if has_res:
-            rv = rf[base:base + RC]
-            for e in range(RC):
-                acc[e] += rv[e]
-            act_row(acc[:RC], a2)
-        ov = of[base:base + RC]
-        for e in range(RC):
-            ov[e] = acc[e]
+        store_row(acc, RC, t * RC, has_res, rf, of, a1, a2)
 
 
 @njit(**JIT)
@@ -667,16 +673,7 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
                     wv = w[i, j]
                     for c in range(C):
                         av[c] += xv[c] * wv[c]
-        act_row(acc[:RC], a1)
-        base = t * RC
-        if has_res:
-            rv = rf[base:base + RC]
-            for e in range(RC):
-                acc[e] += rv[e]
-            act_row(acc[:RC], a2)
-        ov = of[base:base + RC]
-        for e in range(RC):
-            ov[e] = acc[e]
+        store_row(acc, RC, t * RC, has_res, rf, of, a1, a2)
 
 
 @njit(**JIT)
