@@ -430,8 +430,10 @@ def _direct_builder(step, plan, rt, k, w):
             def kernel(x, out, t0, t1, r, wk):
                 K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
         else:
-            # stride 1, few channels: the weights repeated along a row, so one loop covers a row
-            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if k["sw"] == 1 and cout < DW_ROW_CHANNELS else EMPTY3
+            # other kernels than K.depthwise_rows' blocked 3×3 and 5×5 ones, stride 1, few channels:
+            # the weights repeated along a row, so one loop covers a row (K.depthwise_rows_any)
+            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if (
+                k["sw"] == 1 and cout < DW_ROW_CHANNELS and not K.depthwise_blocked(k["kh"], k["kw"], *geo)) else EMPTY3
 
             def kernel(x, out, t0, t1, r, wk):
                 K.depthwise_rows(x, wd, wrow, bias, out, t0, t1, *geo, r, a1, a2, P.buffer(wk, "acc", (Wo * cout,)))
