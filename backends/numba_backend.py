@@ -68,8 +68,8 @@ WINO_MIN_TILES = 32
 # (their weights repeated along a row); wider ones one pixel's channels at a time.
 DW_ROW_CHANNELS = 128
 # Grouped convolutions copy their input rows zero-padded, at most about this many floats
-# (256 KB: the rows stay in the core's L2 while every group block passes over them).
-GROUPED_SLAB = 1 << 16
+# (1 MB: the rows stay in the core's L2 while every group block passes over its channels).
+GROUPED_SLAB = 1 << 18
 # A chunk of an element-wise, pooling or direct-convolution step has at least this many
 # element operations (tens of microseconds), or the step runs on the calling thread alone.
 MIN_CHUNK_WORK = 1 << 15
@@ -452,7 +452,7 @@ def _direct_builder(step, plan, rt, k, w):
 
         def kernel(x, out, t0, t1, r, wk):
             K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, *geo, r, a1, a2, pk.blocks, pk.koff,
-                           P.buffer(wk, "xpad", (slab,)), P.buffer(wk, "acc", (Wo * cout,)), mode, pk.nv, cg,
+                           P.buffer(wk, "xpad", (slab,)), P.buffer(wk, "acc", (R * Wo * cout,)), mode, pk.nv, cg,
                            k["kh"], rowlen, R)
 
     def run(ins, out, res):

@@ -51,17 +51,13 @@ def _lit(t):
     return t.literal_value
 
 
-def _common(builder, a_addr, lda, m, MR):
+def _common(builder, tab, aoff, MR):
+    """The MR pixels' input pointers: ``tab[i] + aoff`` (addresses in bytes)."""
     f32 = ir.FloatType()
     i64 = ir.IntType(64)
-    a0 = builder.inttoptr(a_addr, f32.as_pointer())
-    last = builder.sub(m, ir.Constant(i64, 1))
-    rows = []
-    for i in range(MR):
-        ci = ir.Constant(i64, i)
-        ri = builder.select(builder.icmp_signed("<", ci, m), ci, last)  # rows past m repeat the last
-        rows.append(builder.gep(a0, [builder.mul(ri, lda)]))
-    return rows
+    tp = builder.inttoptr(tab, i64.as_pointer())
+    return [builder.inttoptr(builder.add(builder.load(builder.gep(tp, [ir.Constant(i64, i)]), align=8), aoff),
+                             f32.as_pointer()) for i in range(MR)]
 
 
 def _store(builder, accs, MR, NV, c_addr, ldc, m, nc, relu):
@@ -140,9 +136,10 @@ _SIG_ARGS = (types.intp,) * 11
 
 
 @intrinsic
-def mk_broadcast(typingctx, a, lda, m, koff, K, b, c, ldc, bias, nc, relu, MR, NV):
+def mk_broadcast(typingctx, tab, aoff, m, koff, K, b, c, ldc, bias, nc, relu, MR, NV):
     """Broadcast micro-kernel: ``C[i, 0:nc] = relu?(bias + Σ_k A[i, koff[k]] · Bp[k, :])`` for
-    the MR pixels ``A[i] = a + i·lda`` (rows past m repeat the last; only rows < m stored),
+    the MR pixels ``A[i] = tab[i] + aoff`` (an int64 table of input addresses; entries past m
+    repeat a valid pixel; only rows < m are stored),
     ``Bp`` packed ``(K, NV·16)``, ``koff`` int64 element offsets, ``C`` rows at stride ldc.
     All pointers are addresses (ints); ``relu`` an int (ReLU when ≠ 0); ``MR``, ``NV`` literal ints."""
     if not all(isinstance(t, types.IntegerLiteral) for t in (MR, NV)):
@@ -150,14 +147,14 @@ def mk_broadcast(typingctx, a, lda, m, koff, K, b, c, ldc, bias, nc, relu, MR, N
     sig = types.void(*_SIG_ARGS, MR, NV)
 
     def codegen(context, builder, signature, args):
-        a_addr, lda_, m_, koff_, K_, b_addr, c_addr, ldc_, bias_, nc_, R = args[:11]
+        tab_, aoff_, m_, koff_, K_, b_addr, c_addr, ldc_, bias_, nc_, R = args[:11]
         MRv, NVv = _lit(MR), _lit(NV)
         f32 = ir.FloatType()
         i64 = ir.IntType(64)
         i32 = ir.IntType(32)
         vec = ir.VectorType(f32, VL)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{VL}f32")
-        rows = _common(builder, a_addr, lda_, m_, MRv)
+        rows = _common(builder, tab_, aoff_, MRv)
         kp = builder.inttoptr(koff_, i64.as_pointer())
         bptr = builder.inttoptr(b_addr, f32.as_pointer())
         undef = ir.Constant(vec, ir.Undefined)
@@ -185,7 +182,7 @@ def mk_broadcast(typingctx, a, lda, m, koff, K, b, c, ldc, bias, nc, relu, MR, N
 
 
 @intrinsic
-def mk_shuffle(typingctx, a, lda, m, toff, T, b, c, ldc, bias, nc, relu, MR, NV, CG):
+def mk_shuffle(typingctx, tab, aoff, m, toff, T, b, c, ldc, bias, nc, relu, MR, NV, CG):
     """Shuffle micro-kernel for groups of ``CG`` inputs and ``CG`` outputs (literal, 16 lanes =
     16/CG groups): for each tap t (input offset ``toff[t]``) and pixel i, the vector
     ``X = A[i, toff[t] : toff[t] + 16]`` (the 16 input channels of the lanes' groups; vector j
@@ -197,14 +194,14 @@ def mk_shuffle(typingctx, a, lda, m, toff, T, b, c, ldc, bias, nc, relu, MR, NV,
     sig = types.void(*_SIG_ARGS, MR, NV, CG)
 
     def codegen(context, builder, signature, args):
-        a_addr, lda_, m_, toff_, T_, b_addr, c_addr, ldc_, bias_, nc_, R = args[:11]
+        tab_, aoff_, m_, toff_, T_, b_addr, c_addr, ldc_, bias_, nc_, R = args[:11]
         MRv, NVv, CGv = _lit(MR), _lit(NV), _lit(CG)
         f32 = ir.FloatType()
         i64 = ir.IntType(64)
         i32 = ir.IntType(32)
         vec = ir.VectorType(f32, VL)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{VL}f32")
-        rows = _common(builder, a_addr, lda_, m_, MRv)
+        rows = _common(builder, tab_, aoff_, MRv)
         tp = builder.inttoptr(toff_, i64.as_pointer())
         bptr = builder.inttoptr(b_addr, f32.as_pointer())
         undef = ir.Constant(vec, ir.Undefined)
@@ -283,7 +280,8 @@ def pack(w: np.ndarray, groups: int, kh: int, kw: int, dh: int, dw: int, row: in
         koff = np.array(taps, np.int64)
         bb = b.reshape(nb, nr)
         return Packed(mode, nv, MR_SHUFFLE[cg], cg, np.ascontiguousarray(wp), blocks, koff, np.ascontiguousarray(bb))
-    nv = 1 if og <= VL else 2 if og <= 2 * VL or og % (4 * VL) else 4
+    # the widest blocks that waste no more lanes than 16-wide ones
+    nv = max((1, 2, 4), key=lambda v: (-(-(-og // (v * VL)) * v), v))
     nr = nv * VL
     per = -(-og // nr)
     K = kh * kw * cg

@@ -329,35 +329,6 @@ def depthwise(x, w, bias, out, t0, t1, mult, sh, sw, pt, pl, dh, dw, res, a1, a2
 
 
 @njit(**JIT)
-def grouped(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2):
-    """Grouped convolution computed directly (narrow groups, where GEMMs would be tiny);
-    w is (G, kh, kw, C_in/G, C_out/G); output rows t0:t1 of (n, oh); epilogue fused."""
-    N, H, W, Cin = x.shape
-    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
-    G, kh, kw, cg, og = w.shape
-    acc = np.empty(C, np.float32)
-    for t in range(t0, t1):
-        n, oh = t // Ho, t % Ho
-        for ow in range(Wo):
-            for c in range(C):
-                acc[c] = bias[c] if bias.shape[0] > 0 else np.float32(0)
-            for g in range(G):
-                for i in range(kh):
-                    ih = oh * sh - pt + i * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    for j in range(kw):
-                        iw = ow * sw - pl + j * dw
-                        if iw < 0 or iw >= W:
-                            continue
-                        for ci in range(cg):
-                            v = x[n, ih, iw, g * cg + ci]
-                            for o in range(og):
-                                acc[g * og + o] += v * w[g, i, j, ci, o]
-            store_pixel(acc, out, res, n, oh, ow, a1, a2)
-
-
-@njit(**JIT)
 def maxpool(x, out, t0, t1, kh, kw, sh, sw, pt, pl, dh, dw):
     """Max pooling for output rows t0:t1 of (n, oh); padding and ceil_mode overhang ignored."""
     N, H, W, C = x.shape
@@ -531,47 +502,52 @@ def pad_rows(x, n, ih0, nrows, pl, xp, rowlen):
 
 
 @njit(**JIT)
-def _grouped_row(abase, lda_pix, cbase, C, Wo, blocks, koff, wp, bias, relu, mode, nv, cg):
-    """One output row of a grouped convolution: every block of :mod:`.numba_grouped`'s
-    packing, MR pixels at a time (``abase``: the padded input row's address; pixel ow at
-    ``abase + ow·lda_pix`` floats; ``cbase``: the output row's address, pixels C floats apart)."""
+def grouped_mr(mode, nv, cg):
+    """Pixels per micro-kernel call of a packing (numba_grouped.MR_BROADCAST / MR_SHUFFLE)."""
+    if mode == 0:
+        return 12 if nv == 1 else 8 if nv == 2 else 6
+    return 12 if cg == 8 else 8
+
+
+@njit(**JIT)
+def _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, relu, mode, nv, cg):
+    """P consecutive output pixels (C floats apart from ``cbase``) of a grouped convolution,
+    every block of :mod:`.numba_grouped`'s packing, MR pixels at a time; ``tab[q]`` holds the
+    input addresses of pixel block q (MR entries)."""
     K = koff.shape[0]
     kaddr = np.intp(koff.ctypes.data)
     ws = wp.strides[0]
     bs = bias.strides[0]
     w0 = np.intp(wp.ctypes.data)
     b0 = np.intp(bias.ctypes.data)
+    t0 = np.intp(tab.ctypes.data)
+    ts = tab.strides[0]
     for b in range(blocks.shape[0]):
-        ci0, co0, nc = blocks[b, 0], blocks[b, 1], blocks[b, 2]
-        a = abase + ci0 * 4
-        c = cbase + co0 * 4
+        a = blocks[b, 0] * 4
+        c = cbase + blocks[b, 1] * 4
+        nc = blocks[b, 2]
         wb = w0 + b * ws
         bb = b0 + b * bs
         if mode == 0:
             if nv == 1:
-                for ow0 in range(0, Wo, 12):
-                    G.mk_broadcast(a + ow0 * lda_pix * 4, lda_pix, min(12, Wo - ow0), kaddr, K, wb,
-                                   c + ow0 * C * 4, C, bb, nc, relu, 12, 1)
+                for q, p0 in enumerate(range(0, P, 12)):
+                    G.mk_broadcast(t0 + q * ts, a, min(12, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu,
+                                   12, 1)
             elif nv == 2:
-                for ow0 in range(0, Wo, 8):
-                    G.mk_broadcast(a + ow0 * lda_pix * 4, lda_pix, min(8, Wo - ow0), kaddr, K, wb,
-                                   c + ow0 * C * 4, C, bb, nc, relu, 8, 2)
+                for q, p0 in enumerate(range(0, P, 8)):
+                    G.mk_broadcast(t0 + q * ts, a, min(8, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 8, 2)
             else:
-                for ow0 in range(0, Wo, 6):
-                    G.mk_broadcast(a + ow0 * lda_pix * 4, lda_pix, min(6, Wo - ow0), kaddr, K, wb,
-                                   c + ow0 * C * 4, C, bb, nc, relu, 6, 4)
+                for q, p0 in enumerate(range(0, P, 6)):
+                    G.mk_broadcast(t0 + q * ts, a, min(6, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 6, 4)
         elif cg == 2:
-            for ow0 in range(0, Wo, 8):
-                G.mk_shuffle(a + ow0 * lda_pix * 4, lda_pix, min(8, Wo - ow0), kaddr, K, wb,
-                             c + ow0 * C * 4, C, bb, nc, relu, 8, 2, 2)
+            for q, p0 in enumerate(range(0, P, 8)):
+                G.mk_shuffle(t0 + q * ts, a, min(8, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 8, 2, 2)
         elif cg == 4:
-            for ow0 in range(0, Wo, 8):
-                G.mk_shuffle(a + ow0 * lda_pix * 4, lda_pix, min(8, Wo - ow0), kaddr, K, wb,
-                             c + ow0 * C * 4, C, bb, nc, relu, 8, 2, 4)
+            for q, p0 in enumerate(range(0, P, 8)):
+                G.mk_shuffle(t0 + q * ts, a, min(8, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 8, 2, 4)
         else:
-            for ow0 in range(0, Wo, 12):
-                G.mk_shuffle(a + ow0 * lda_pix * 4, lda_pix, min(12, Wo - ow0), kaddr, K, wb,
-                             c + ow0 * C * 4, C, bb, nc, relu, 12, 1, 8)
+            for q, p0 in enumerate(range(0, P, 12)):
+                G.mk_shuffle(t0 + q * ts, a, min(12, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 12, 1, 8)
 
 
 @njit(**JIT)
@@ -579,11 +555,12 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
                  kh, rowlen, R):
     """Grouped convolution for output rows t0:t1 of (n, oh), channels last, by the
     register-blocked micro-kernels of :mod:`.numba_grouped` (``wp``, ``bias``, ``blocks``,
-    ``koff``, ``mode`` 0 broadcast / 1 shuffle, ``nv``, ``cg`` its packing). At most R output rows at a
-    time: their input rows are copied zero-padded into ``xp`` (rows of ``rowlen`` floats, so no
-    tap needs a border test), then each output row is computed block by block. ReLU (or no
-    activation) without a residual is fused into the micro-kernel's store; any other
-    epilogue runs on the row in ``acc`` (Wo·C floats) while it is in cache."""
+    ``koff``, ``mode`` 0 broadcast / 1 shuffle, ``nv``, ``cg`` its packing). At most R output
+    rows of one sample at a time: their input rows are copied zero-padded into ``xp`` (rows of
+    ``rowlen`` floats, so no tap needs a border test), then their pixels are computed in
+    blocks of MR that may span rows, group block by group block. ReLU (or no activation)
+    without a residual is fused into the micro-kernel's store; any other epilogue runs on the
+    rows in ``acc`` (R·Wo·C floats) while they are in cache."""
     N, H, W, Cin = x.shape
     Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
     has_res = res.shape[0] > 0
@@ -594,18 +571,22 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
     xa = np.intp(xp.ctypes.data)
     oa = np.intp(out.ctypes.data)
     ca = np.intp(acc.ctypes.data)
+    MR = grouped_mr(mode, nv, cg)
+    tab = np.empty((-(-R * Wo // MR), MR), np.intp)
     t = t0
     while t < t1:
         n, o0 = t // Ho, t % Ho
         o1 = min(Ho, o0 + R, o0 + t1 - t)
         pad_rows(x, n, o0 * sh - pt, (o1 - o0 - 1) * sh + (kh - 1) * dh + 1, pl, xp, rowlen)
-        for oh in range(o0, o1):
-            abase = xa + (oh - o0) * sh * rowlen * 4
-            cbase = oa + (n * Ho + oh) * RC * 4 if fused else ca
-            _grouped_row(abase, sw * Cin, cbase, C, Wo, blocks, koff, wp, bias, 1 if (fused and a1 == 1) else 0,
-                         mode, nv, cg)
-            if not fused:
-                store_row(acc, RC, (n * Ho + oh) * RC, has_res, rf, of, a1, a2)
+        P = (o1 - o0) * Wo
+        for p in range(tab.size):
+            q = min(p, P - 1)  # entries past the last pixel repeat it
+            tab.flat[p] = xa + (((q // Wo) * sh * rowlen) + (q % Wo) * sw * Cin) * 4
+        cbase = oa + (n * Ho + o0) * RC * 4 if fused else ca
+        _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, 1 if (fused and a1 == 1) else 0, mode, nv, cg)
+        if not fused:
+            for oh in range(o0, o1):
+                store_row(acc[(oh - o0) * RC:], RC, (n * Ho + oh) * RC, has_res, rf, of, a1, a2)
         t += o1 - o0
 
 

@@ -2,7 +2,8 @@
 backend's algorithms (the direct ``grouped`` kernel and ``im2col`` + GEMM) against ONNX
 Runtime running the same one-node model, at batch 1 and 8, on 1 (and optionally 2) threads.
 
-Each timing is the median of repeated runs after a warm-up; ORT runs a one-node ONNX model
+Each timing is the median of repeated runs after a warm-up, the peers alternating call by
+call (a shared machine's load weighs on all alike); ORT runs a one-node ONNX model
 (``onnx.helper``, ``intra_op_num_threads`` = threads, sequential execution). Prints a
 markdown table (times in microseconds) and the ratio ours / ORT of the plan's choice.
 
@@ -36,17 +37,21 @@ def shapes(models):
     return [(dict(key), sorted(set(v))) for key, v in seen.items()]
 
 
-def median_time(fn, budget=0.6, least=5):
-    fn()
-    ts = []
-    t_end = time.perf_counter() + budget
-    while len(ts) < least or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-        if len(ts) >= 200:
+def median_times(fns, budget=1.0, least=7):
+    """Median seconds of each of ``fns``, run alternately (one call of each per round) so
+    that a change of load on a shared machine weighs on all of them alike."""
+    for f in fns:
+        f()
+    ts = [[] for _ in fns]
+    t_end = time.perf_counter() + budget * len(fns)
+    while len(ts[0]) < least or time.perf_counter() < t_end:
+        for f, t in zip(fns, ts):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+        if len(ts[0]) >= 200:
             break
-    return statistics.median(ts)
+    return [statistics.median(t) for t in ts]
 
 
 def ort_session(k, batch, w, b, threads):
@@ -114,14 +119,14 @@ def main(argv=None):
             xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
             for threads in a.threads:
                 os.environ["CNNGRAPH_NUM_THREADS"] = str(threads)
-                ts = {}
-                for al in a.algorithms:
-                    f = ours(k, batch, w, b, al)
-                    ts[al] = median_time(lambda: f(xl))
-                t_ort = float("nan")
+                fns = [ours(k, batch, w, b, al) for al in a.algorithms]
+                calls = [lambda f=f: f(xl) for f in fns]
                 if not a.no_ort:
                     s = ort_session(k, batch, w, b, threads)
-                    t_ort = median_time(lambda: s.run(None, {"x": x}))
+                    calls.append(lambda: s.run(None, {"x": x}))
+                times = median_times(calls)
+                ts = dict(zip(a.algorithms, times))
+                t_ort = times[-1] if not a.no_ort else float("nan")
                 pick = choose_conv(k, batch).algorithm
                 t_pick = ts.get(pick, min(ts.values()))
                 desc = (f"{k['cin']}→{k['cout']}, {k['H']}², /{k['sh']}, g{k['groups']}, cg{cg}")
