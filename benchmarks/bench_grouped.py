@@ -2,7 +2,7 @@
 backend's algorithms (the direct ``grouped`` kernel and ``im2col`` + GEMM) against ONNX
 Runtime running the same one-node model, at batch 1 and 8, on 1 (and optionally 2) threads.
 
-Each timing is the median of repeated runs after a warm-up, the peers alternating call by
+Each timing (on one thread, the thread's CPU time unless ``--wall``) is the median of repeated runs after a warm-up, the peers alternating call by
 call (a shared machine's load weighs on all alike); ORT runs a one-node ONNX model
 (``onnx.helper``, ``intra_op_num_threads`` = threads, sequential execution). Prints a
 markdown table (times in microseconds) and the ratio ours / ORT of the plan's choice.
@@ -37,18 +37,20 @@ def shapes(models):
     return [(dict(key), sorted(set(v))) for key, v in seen.items()]
 
 
-def median_times(fns, budget=1.0, least=7):
+def median_times(fns, budget=1.0, least=7, clock=time.perf_counter):
     """Median seconds of each of ``fns``, run alternately (one call of each per round) so
-    that a change of load on a shared machine weighs on all of them alike."""
+    that a change of load on a shared machine weighs on all of them alike; ``clock``
+    ``time.thread_time`` counts the calling thread's CPU time only (one thread: the time
+    other processes take the core away is not counted)."""
     for f in fns:
         f()
     ts = [[] for _ in fns]
     t_end = time.perf_counter() + budget * len(fns)
     while len(ts[0]) < least or time.perf_counter() < t_end:
         for f, t in zip(fns, ts):
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            t.append(time.perf_counter() - t0)
+            t.append(clock() - t0)
         if len(ts[0]) >= 200:
             break
     return [statistics.median(t) for t in ts]
@@ -102,11 +104,14 @@ def main(argv=None):
     ap.add_argument("--threads", nargs="+", type=int, default=[1])
     ap.add_argument("--algorithms", nargs="+", default=["grouped", "im2col"])
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--wall", dest="cpu_time", action="store_false",
+                    help="wall-clock time on one thread too (default: the thread's CPU time)")
     a = ap.parse_args(argv)
     from cnngraph.compiler.algorithms import choose_conv
 
     rng = np.random.default_rng(0)
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; one thread: "
+          + ("CPU time of the calling thread" if a.cpu_time else "wall-clock time") + "; more threads: wall-clock time")
     print("| shape (C_in→C_out, H×W, stride, groups, cg) | batch | threads | "
           + " | ".join(f"{al} µs" for al in a.algorithms) + " | ORT µs | plan picks | ratio |")
     print("|" + "---|" * (6 + len(a.algorithms)))
@@ -124,7 +129,7 @@ def main(argv=None):
                 if not a.no_ort:
                     s = ort_session(k, batch, w, b, threads)
                     calls.append(lambda: s.run(None, {"x": x}))
-                times = median_times(calls)
+                times = median_times(calls, clock=time.thread_time if threads == 1 and a.cpu_time else time.perf_counter)
                 ts = dict(zip(a.algorithms, times))
                 t_ort = times[-1] if not a.no_ort else float("nan")
                 pick = choose_conv(k, batch).algorithm
