@@ -21,10 +21,15 @@ Two ways to feed the lanes:
   expanded in memory.
 
 >>> import numpy as np
->>> w = np.arange(2 * 1 * 1 * 1, dtype=np.float32).reshape(2, 1, 1, 1)  # 2 groups of 1 → 1
->>> pk = pack(w, groups=2, kh=1, kw=1, dh=1, dw=1, row=4)
->>> pk.mode, pk.nv, pk.blocks.tolist()  # one block per group, 1 valid column each
-('broadcast', 1, [[0, 0, 0, 1], [1, 1, 1, 1]])
+>>> w = np.zeros((64, 4, 3, 3), np.float32)        # 16 groups of 4 → 4, 3×3 (ResNeXt's cg = 4)
+>>> pk = pack(w, groups=16, kh=3, kw=3, dh=1, dw=1, row=10 * 64)  # padded rows of 10 pixels
+>>> pk.mode, pk.nv, pk.blocks.tolist()  # two blocks of 2 vectors: (first input, first output, columns, -)
+('shuffle', 2, [[0, 0, 32, 0], [32, 32, 32, 0]])
+>>> pk.koff.tolist()  # each tap's offset in the padded rows (row 640 floats, pixel 64)
+[0, 64, 128, 640, 704, 768, 1280, 1344, 1408]
+>>> pk = pack(np.zeros((64, 16, 3, 3), np.float32), groups=4, kh=3, kw=3, dh=1, dw=1, row=10 * 64)
+>>> pk.mode, pk.nv, len(pk.blocks), pk.koff[:3].tolist()  # one 16-wide block per group; k = (tap, channel)
+('broadcast', 1, 4, [0, 1, 2])
 """
 from __future__ import annotations
 
