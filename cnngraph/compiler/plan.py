@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-import sympy
+from cnngraph.ir.lazy import sympy
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
