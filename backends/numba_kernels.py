@@ -641,7 +641,7 @@ def _row5_s2(a, o, C, m, w0, w1, w2, w3, w4, s0, s1, s2, s3):
             vfma(x10, w4, vfma(x9, w3, vfma(x8, w2, vfma(x7, w1, vfma(x6, w0, s3))))))
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _quad3(r0, r1, r2, wf, b, tgt, o, t, cb, m, C, S):
     """Channels cb:cb+m of 4 output pixels of a 3×3 row (their first input column at ``o``,
     their outputs at ``tgt[t:]``, t and o counting cb)."""
@@ -667,7 +667,7 @@ def _quad3(r0, r1, r2, wf, b, tgt, o, t, cb, m, C, S):
     vstore(tgt, t + 3 * C, s3, m)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _quad5(r0, r1, r2, r3, r4, wf, b, tgt, o, t, cb, m, C, S):
     """:func:`_quad3` for 5×5 kernels."""
     bv = vload(b, cb, m)
@@ -687,7 +687,7 @@ def _quad5(r0, r1, r2, r3, r4, wf, b, tgt, o, t, cb, m, C, S):
     vstore(tgt, t + 3 * C, s3, m)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _one(r0, r1, r2, r3, r4, wf, b, tgt, o, t, cb, m, C, K):
     """Channels cb:cb+m of one interior output pixel of a K×K row."""
     s = vload(b, cb, m)
@@ -698,7 +698,7 @@ def _one(r0, r1, r2, r3, r4, wf, b, tgt, o, t, cb, m, C, K):
     vstore(tgt, t, s, m)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _edge(r0, r1, r2, r3, r4, wf, b, tgt, ow, cb, m, C, W, S, pl, K):
     """Channels cb:cb+m of an output pixel whose window overhangs the left or right edge:
     the taps inside the image only."""
@@ -712,7 +712,7 @@ def _edge(r0, r1, r2, r3, r4, wf, b, tgt, ow, cb, m, C, W, S, pl, K):
     vstore(tgt, ow * C + cb, s, m)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, S, pl, K):
     """One output row of a K×K depthwise convolution of stride S (K, S constants once inlined)
     from its input rows r0… (zero rows outside the image): the interior pixels c0:c1 in blocks
@@ -740,6 +740,28 @@ def _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, S, pl, K):
         ow = e if e < c0 else c1 + e - c0  # the left edge, then the right one
         for cb in range(0, C, LANES):
             _edge(r0, r1, r2, r3, r4, wf, b, tgt, ow, cb, min(LANES, C - cb), C, W, S, pl, K)
+
+
+# One compiled function per kernel size and stride (the constants fold into _dw_row's code;
+# four smaller functions compile much faster than one holding every variant).
+@njit(**JIT)
+def _dw_row_3s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 1, pl, 3)
+
+
+@njit(**JIT)
+def _dw_row_3s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 2, pl, 3)
+
+
+@njit(**JIT)
+def _dw_row_5s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 1, pl, 5)
+
+
+@njit(**JIT)
+def _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 2, pl, 5)
 
 
 @njit(**JIT)
@@ -810,13 +832,13 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
         tgt = acc[:RC] if has_res else of[t * RC:(t + 1) * RC]
         if kh == 3:
             if sw == 1:
-                _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 1, pl, 3)
+                _dw_row_3s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
             else:
-                _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 2, pl, 3)
+                _dw_row_3s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
         elif sw == 1:
-            _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 1, pl, 5)
+            _dw_row_5s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
         else:
-            _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 2, pl, 5)
+            _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
         if has_res:
             store_row(acc, RC, t * RC, has_res, rf, of, a1, a2)
         else:
