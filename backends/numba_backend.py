@@ -7,8 +7,8 @@ is limited to one thread only while a plan runs (restored afterwards).
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
-narrow groups run direct kernels vectorised over the channels (a grouped convolution over
-all output channels at once, its input rows expanded per group). Bias (folded batch norm), activation, residual add and
+grouped convolutions run direct kernels vectorised over the channels (grouped ones by the
+register-blocked micro-kernels of :mod:`.numba_grouped`). Bias (folded batch norm), activation, residual add and
 the second activation are applied to each tile while it is in cache (the epilogue).
 
 >>> import numpy as np
