@@ -40,6 +40,7 @@ from cnngraph.compiler.plan import Plan
 
 from cnngraph.backends import numba_kernels as K
 from cnngraph.backends import numba_winograd as WG
+from cnngraph.backends import numba_grouped as GP
 from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_geometry, pack_transpose_weight,
                                       pool_geometry, resize_geometry, transpose_geometry, weight)
 
@@ -66,6 +67,9 @@ WINO_MIN_TILES = 32
 # Depthwise convolutions of stride 1 with fewer channels than this run whole rows in one loop
 # (their weights repeated along a row); wider ones one pixel's channels at a time.
 DW_ROW_CHANNELS = 128
+# Grouped convolutions copy their input rows zero-padded, at most about this many floats
+# (1 MB: the rows stay in the core's L2 while every group block passes over its channels).
+GROUPED_SLAB = 1 << 18
 # A chunk of an element-wise, pooling or direct-convolution step has at least this many
 # element operations (tens of microseconds), or the step runs on the calling thread alone.
 MIN_CHUNK_WORK = 1 << 15
@@ -436,14 +440,20 @@ def _direct_builder(step, plan, rt, k, w):
             def kernel(x, out, t0, t1, r, wk):
                 K.depthwise_rows(x, wd, wrow, bias, out, t0, t1, *geo, r, a1, a2, P.buffer(wk, "acc", (Wo * cout,)))
     else:
-        # (kh, kw, cg, C_out): for each tap and input channel of a group, one row over all outputs
-        wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-        src = np.array([[(c // og) * cg + ci for c in range(cout)] for ci in range(cg)], np.int64)
+        # Packed once per group block in the order the micro-kernels read (numba_grouped);
+        # input rows are copied zero-padded, GROUPED_SLAB floats of them at a time.
+        Wp = max(k["W"] + k["pl"], (Wo - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1)
+        rowlen = Wp * k["cin"]
+        pk = GP.pack(w, G, k["kh"], k["kw"], k["dh"], k["dw"], rowlen, bias)
+        mode = 1 if pk.mode == "shuffle" else 0
+        span = (k["kh"] - 1) * k["dh"] + 1
+        R = max(1, min(k["Ho"], (max(GROUPED_SLAB // rowlen, span) - span) // k["sh"] + 1))
+        slab = ((R - 1) * k["sh"] + span) * rowlen
 
         def kernel(x, out, t0, t1, r, wk):
-            xe = P.buffer(wk, "xe", (k["kh"], k["W"], cg, cout))
-            acc = P.buffer(wk, "acc", (Wo * cout,))
-            K.grouped_rows(x, wt, bias, out, t0, t1, *geo, r, a1, a2, src, xe, acc)
+            K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, *geo, r, a1, a2, pk.blocks, pk.koff,
+                           P.buffer(wk, "xpad", (slab,)), P.buffer(wk, "acc", (R * Wo * cout,)), mode, pk.nv, cg,
+                           k["kh"], rowlen, R)
 
     def run(ins, out, res):
         r = res if res is not None else EMPTY4
