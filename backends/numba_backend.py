@@ -295,45 +295,29 @@ def _gemm_builder(step, plan, rt, k, w):
 
 
 def _winograd_builder(step, plan, rt, k, w, m):
-    """3×3 stride-1 convolution by Winograd F(m×m, 3×3) (:mod:`.numba_winograd`)."""
-    P: Pool = rt.extra["pool"]
+    """3×3 stride-1 convolution by Winograd F(m×m, 3×3) (:mod:`.numba_winograd`), its α²
+    products on our GEMM, in one parallel region."""
     a = m + 2
-    U = WG.filter_transform(w, m)  # (α², C_in, C_out), packed once
+    Up = WG.pack_filters(w, m)  # (α², column blocks, C_in, NR), packed once
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
-    cin, cout = k["cin"], k["cout"]
+    cin, coutp = k["cin"], Up.shape[1] * NG.NR
     th, tw = -(-k["Ho"] // m), -(-k["Wo"] // m)
-    geo, pad = (m, th, tw), (k["pt"], k["pl"])
-
-    def scratch(wk):
-        return P.buffer(wk, "wd", (2, a, a, cin)), P.buffer(wk, "wt", (a, m, cout)), P.buffer(wk, "wy", (m, m, cout))
+    geo = (m, th, tw, k["pt"], k["pl"])
+    blk = max(WINO_MIN_TILES, WINO_BYTES // (4 * a * a * (cin + coutp)))
 
     def run(ins, out, res):
         x = ins[0]
         T = x.shape[0] * th * tw
         r = res if res is not None else EMPTY4
-        blk = max(WINO_MIN_TILES, min(WINO_BYTES // (4 * a * a * (cin + cout)), -(-T // (TILES_PER_THREAD * P.threads))))
-        if T >= 2 * P.threads * blk:
+        threads = numba.get_num_threads()
+        if T >= 2 * threads * blk:
             # Enough tiles: each block is transformed, multiplied and transformed back in cache.
-            def block(i, wk):
-                t0, t1 = i * blk, min(T, (i + 1) * blk)
-                V = P.buffer(wk, "wv", (t1 - t0, a * a, cin))
-                Mo = P.buffer(wk, "wm", (t1 - t0, a * a, cout))
-                d, tmp, y = scratch(wk)
-                WG.input_transform(x, V, t0, t1, t0, *geo, *pad, d)
-                np.matmul(V.transpose(1, 0, 2), U, out=Mo.transpose(1, 0, 2))
-                WG.output_transform(Mo, out, t0, t1, t0, *geo, bias, r, a1, a2, tmp, y)
-
-            P.run(block, -(-T // blk))
-            return
-        # Few tiles (batch 1, late layers): transform all, share the α² GEMMs, transform back.
-        V = P.buffer(0, "wv_all", (T, a * a, cin))
-        Mo = P.buffer(0, "wm_all", (T, a * a, cout))
-        P.for_ranges(T, lambda t0, t1, wk: WG.input_transform(x, V, t0, t1, 0, *geo, *pad, scratch(wk)[0]),
-                     work=a * a * cin)
-        P.run(lambda p, wk: np.matmul(V[:, p], U[p], out=Mo[:, p]), a * a)
-        P.for_ranges(T, lambda t0, t1, wk: WG.output_transform(Mo, out, t0, t1, 0, *geo, bias, r, a1, a2,
-                                                                *scratch(wk)[1:]), work=a * a * cout)
+            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))))
+        else:
+            nb = Up.shape[1]
+            nbc = max(1, -(-nb // max(1, -(-GEMM_ITEMS_PER_THREAD * threads // (a * a)))))
+            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc)
 
     return run
 
