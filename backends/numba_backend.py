@@ -237,17 +237,6 @@ def _aliases(plan: Plan, step) -> bool:
     return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
 
 
-_CLAMP = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (0.0, 6.0)}  # act code -> (lo, hi)
-
-
-def _clamps(step):
-    """(lo1, hi1, lo2, hi2) when both epilogue activations are clamps, else None."""
-    a1, a2 = _codes(step)
-    if a1 not in _CLAMP or a2 not in _CLAMP:
-        return None
-    return tuple(np.float32(v) for v in _CLAMP[a1] + _CLAMP[a2])
-
-
 def _bias(plan, step):
     return np.ascontiguousarray(weight(plan, step, "bias")) if "bias" in step.params else EMPTY1
 
