@@ -35,7 +35,7 @@ import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
 from cnngraph.compiler.passes import bn_scale_shift
-from cnngraph.ir.ops import act_code, act_param
+from cnngraph.ir.ops import act_clamp, act_code, act_param
 from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
 
@@ -237,6 +237,16 @@ def _aliases(plan: Plan, step) -> bool:
     return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
 
 
+def _clamps(step) -> np.ndarray:
+    """(lo1, hi1, lo2, hi2) when both epilogue activations are clamps (none, ReLU, ReLU6: the
+    registry's :attr:`~cnngraph.ir.ops.Activation.clamp`), which the GEMM micro-kernel applies
+    itself; else empty."""
+    c1, c2 = act_clamp(step.act1), act_clamp(step.act2)
+    if c1 is None or c2 is None:
+        return EMPTY1
+    return np.array(c1 + c2, np.float32)
+
+
 def _bias(plan, step):
     return np.ascontiguousarray(weight(plan, step, "bias")) if "bias" in step.params else EMPTY1
 
@@ -260,6 +270,7 @@ def _gemm_builder(step, plan, rt, k, w):
     Kd = bp.shape[2]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
+    clamps = _clamps(step)
     direct = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
     geo = (k["Ho"], k["Wo"], k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"], G)
     cout = k["cout"]
@@ -278,7 +289,7 @@ def _gemm_builder(step, plan, rt, k, w):
         nrt = -(-M // mc)
         want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
-        NG.conv(x, out2, bp, bias, res2, a1, a2, direct, *geo, mc, nbc)
+        NG.conv(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
 
     return run
 

@@ -50,91 +50,100 @@ def _ptr(builder, addr):
 
 
 @intrinsic
-def microkernel(typingctx, a, lda, m, b, c, ldc, k, accumulate):
-    """``C[0:m, 0:NR] (+)= A[0:m, 0:k] · Bp[0:k, 0:NR]`` on raw float32 addresses (ints):
-    ``a`` (rows at stride ``lda`` elements), ``b`` (packed ``(k, NR)``), ``c`` (rows at stride
-    ``ldc``; all MR rows written, so C must have MR rows). ``accumulate``: add to C's values
-    instead of overwriting them."""
-    sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
-                     types.intp)
+def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
+    """``C[0:m, 0:n] = A[0:m, 0:k] · Bp[0:k, 0:NR]`` (1 ≤ m ≤ MR, 1 ≤ n ≤ NR) on raw float32
+    addresses (ints), through the clamp epilogue
+    ``min(max(min(max(A·B + bias, lo1), hi1) + R, lo2), hi2)``: ``a`` (rows at stride ``lda``
+    elements; rows past ``m`` repeat the last one, their results are not stored), ``b`` (packed
+    ``(k, NR)``), ``c`` (rows at stride ``ldc``; masked stores, nothing written past row m or
+    column n), ``bias`` (n floats) and ``R`` (rows at stride ``ldr``; may be C itself: each value
+    is read before it is written) skipped when their address is 0. The clamps propagate NaN
+    (``llvm.maximum``): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
+    sig = types.void(*([types.intp] * 11), *([types.float32] * 4))
 
     def codegen(context, builder, signature, args):
-        a_addr, lda_, m_, b_addr, c_addr, ldc_, k_, acc_ = args
-        f32 = ir.FloatType()
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        vec = ir.VectorType(f32, VL)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                             f"llvm.fma.v{VL}f32")
-        a0 = _ptr(builder, a_addr)
-        bptr = _ptr(builder, b_addr)
-        c0 = _ptr(builder, c_addr)
-        one = ir.Constant(i64, 1)
-        last = builder.sub(m_, one)
-        rows = []
-        for i in range(MR):
-            ci = ir.Constant(i64, i)
-            ri = builder.select(builder.icmp_signed("<", ci, m_), ci, last)
-            rows.append(builder.gep(a0, [builder.mul(ri, lda_)]))
-        crow = [builder.gep(c0, [builder.mul(ir.Constant(i64, i), ldc_)]) for i in range(MR)]
+        a_addr, lda_, m_, b_addr, k_, c_addr, ldc_, n_, bias_, res_, ldr_, lo1, hi1, lo2, hi2 = args
+        f32, i64, i32, i1 = ir.FloatType(), ir.IntType(64), ir.IntType(32), ir.IntType(1)
+        vec, ivec, mvec = ir.VectorType(f32, VL), ir.VectorType(i32, VL), ir.VectorType(i1, VL)
+        vptr = vec.as_pointer()
+
+        def intr(name, ret, *argt):
+            return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, list(argt)), name)
+
+        fma = intr(f"llvm.fma.v{VL}f32", vec, vec, vec, vec)
+        mstore = intr(f"llvm.masked.store.v{VL}f32.p0", ir.VoidType(), vec, vptr, i32, mvec)
+        mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
+        vmin = intr(f"llvm.minimum.v{VL}f32", vec, vec, vec)
+        vmax = intr(f"llvm.maximum.v{VL}f32", vec, vec, vec)
+        c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
+        four = ir.Constant(i32, 4)
+        undef = ir.Constant(vec, ir.Undefined)
         zero = ir.Constant(vec, [0.0] * VL)
+        none = ir.Constant(mvec, [0] * VL)
 
-        def cvec(i, j):
-            p = builder.gep(crow[i], [ir.Constant(i64, j * VL)])
-            return builder.bitcast(p, vec.as_pointer())
+        def splat(s, t=vec):
+            u = ir.Constant(t, ir.Undefined)
+            return builder.shuffle_vector(builder.insert_element(u, s, ir.Constant(i32, 0)), u,
+                                          ir.Constant(ivec, [0] * VL))
 
-        # initial accumulators: C's values or zeros
-        entry = builder.block
-        with builder.if_else(builder.icmp_signed("!=", acc_, ir.Constant(i64, 0))) as (then, other):
-            with then:
-                loaded = [builder.load(cvec(i, j), align=4) for i in range(MR) for j in range(NV)]
-                then_end = builder.block
-            with other:
-                other_end = builder.block
-        init = []
-        for n, v in enumerate(loaded):
-            phi = builder.phi(vec)
-            phi.add_incoming(v, then_end)
-            phi.add_incoming(zero, other_end)
-            init.append(phi)
-        del entry
+        def vat(base, off):
+            return builder.bitcast(builder.gep(base, [off]), vptr)
+
+        a0, bptr, c0 = _ptr(builder, a_addr), _ptr(builder, b_addr), _ptr(builder, c_addr)
+        last = builder.sub(m_, c64(1))
+        valid = [builder.icmp_signed("<", c64(i), m_) for i in range(MR)]
+        rows = [builder.gep(a0, [builder.mul(builder.select(valid[i], c64(i), last), lda_)]) for i in range(MR)]
         # for kk in range(k): acc[i][j] = fma(bcast(A[i, kk]), B[kk, j], acc[i][j])
         pre = builder.block
         loop = builder.append_basic_block("mk.loop")
-        body_end = builder.append_basic_block("mk.after")
-        builder.cbranch(builder.icmp_signed(">", k_, ir.Constant(i64, 0)), loop, body_end)
+        after = builder.append_basic_block("mk.after")
+        builder.cbranch(builder.icmp_signed(">", k_, c64(0)), loop, after)
         builder.position_at_end(loop)
         kk = builder.phi(i64)
         accs = [builder.phi(vec) for _ in range(MR * NV)]
-        bk = builder.gep(bptr, [builder.mul(kk, ir.Constant(i64, NR))])
-        bv = [builder.load(builder.bitcast(builder.gep(bk, [ir.Constant(i64, j * VL)]), vec.as_pointer()), align=4)
-              for j in range(NV)]
+        bk = builder.gep(bptr, [builder.mul(kk, c64(NR))])
+        bv = [builder.load(vat(bk, c64(j * VL)), align=4) for j in range(NV)]
         new = []
-        undef = ir.Constant(vec, ir.Undefined)
-        mask = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
         for i in range(MR):
-            s = builder.load(builder.gep(rows[i], [kk]), align=4)
-            bc = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, mask)
+            bc = splat(builder.load(builder.gep(rows[i], [kk]), align=4))
             for j in range(NV):
                 new.append(builder.call(fma, [bc, bv[j], accs[i * NV + j]]))
-        kn = builder.add(kk, one)
+        kn = builder.add(kk, c64(1))
         loop_end = builder.block
-        builder.cbranch(builder.icmp_signed("<", kn, k_), loop, body_end)
-        kk.add_incoming(ir.Constant(i64, 0), pre)
+        builder.cbranch(builder.icmp_signed("<", kn, k_), loop, after)
+        kk.add_incoming(c64(0), pre)
         kk.add_incoming(kn, loop_end)
-        for p, v0, v1 in zip(accs, init, new):
-            p.add_incoming(v0, pre)
-            p.add_incoming(v1, loop_end)
-        builder.position_at_end(body_end)
+        for p, v in zip(accs, new):
+            p.add_incoming(zero, pre)
+            p.add_incoming(v, loop_end)
+        builder.position_at_end(after)
         outs = []
-        for v0, v1 in zip(init, new):
+        for v in new:
             phi = builder.phi(vec)
-            phi.add_incoming(v0, pre)
-            phi.add_incoming(v1, loop_end)
+            phi.add_incoming(zero, pre)
+            phi.add_incoming(v, loop_end)
             outs.append(phi)
+        # the epilogue, row by row: column masks (lane l of vector j: j·VL + l < n) and row i < m
+        nsplat = splat(builder.trunc(n_, i32), ivec)
+        cmask = [builder.icmp_signed("<", ir.Constant(ivec, [j * VL + l for l in range(VL)]), nsplat)
+                 for j in range(NV)]
+        has_bias = builder.icmp_signed("!=", bias_, c64(0))
+        has_res = builder.icmp_signed("!=", res_, c64(0))
+        bias_p = _ptr(builder, bias_)
+        bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none), zero])
+                for j in range(NV)]
+        res_p = _ptr(builder, res_)
+        l1, h1, l2, h2 = splat(lo1), splat(hi1), splat(lo2), splat(hi2)
         for i in range(MR):
+            crow = builder.gep(c0, [builder.mul(c64(i), ldc_)])
+            rrow = builder.gep(res_p, [builder.mul(c64(i), ldr_)])
             for j in range(NV):
-                builder.store(outs[i * NV + j], cvec(i, j), align=4)
+                acc = outs[i * NV + j]
+                smask = builder.select(valid[i], cmask[j], none)
+                y = builder.call(vmin, [builder.call(vmax, [builder.fadd(acc, bvec[j]), l1]), h1])
+                r = builder.call(mload, [vat(rrow, c64(j * VL)), four, builder.select(has_res, smask, none), zero])
+                y = builder.call(vmin, [builder.call(vmax, [builder.fadd(y, r), l2]), h2])
+                builder.call(mstore, [y, vat(crow, c64(j * VL)), four, smask])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -159,36 +168,49 @@ def pack_conv(w: np.ndarray, groups: int) -> np.ndarray:
     return np.stack([pack_b(np.ascontiguousarray(r)) for r in rows])
 
 
+INF = np.float32(np.inf)
+
+
 @njit(**JIT)
-def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, ct, cc0):
-    """``ct[0:m, cc0:cc0 + (j1-j0)·NR] = a[ar0:ar0+m, ac0:ac0+K] · B`` for the packed column
-    blocks j0:j1 of ``bp`` (``(nb, K, NR)``); ``ct`` has at least ⌈m/MR⌉·MR rows (the
-    micro-kernel writes whole blocks). ``a`` may be any row-strided view: it is read in place."""
+def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, c, cr0, cc0, n, bias, res, lo1, hi1, lo2, hi2):
+    """``c[cr0:cr0+m, cc0:cc0+n] = a[ar0:ar0+m, ac0:ac0+K] · B`` for the packed column blocks
+    j0:j1 of ``bp`` (``(nb, K, NR)``; ``n`` ≤ (j1 − j0)·NR columns), through the clamp epilogue
+    of :func:`microkernel` (``bias`` indexed from the block's first column, ``res`` at the same
+    rows and columns as ``c``; either may be empty). ``a`` and ``c`` are any row-strided
+    views: read and written in place. Row panels inside, column blocks outside: a column
+    block's packed panel (K × NR) stays in L1/L2 while the tile's row panels pass."""
     lda = a.strides[0] // 4
-    ldc = ct.strides[0] // 4
+    ldc = c.strides[0] // 4
     abase = a.ctypes.data + (ar0 * lda + ac0) * 4
     bbase = bp.ctypes.data
-    cbase = ct.ctypes.data + cc0 * 4
+    cbase = c.ctypes.data + (cr0 * ldc + cc0) * 4
     bstride = bp.strides[0]
-    for k0 in range(0, K, KC):
-        kc = min(KC, K - k0)
-        for j in range(j0, j1):
-            bk = bbase + j * bstride + k0 * NR * 4
-            for i0 in range(0, m, MR):
-                microkernel(abase + (i0 * lda + k0) * 4, lda, min(MR, m - i0), bk,
-                            cbase + (i0 * ldc + (j - j0) * NR) * 4, ldc, kc, k0)
+    bias0 = bias.ctypes.data if bias.shape[0] > 0 else 0
+    has_res = res.shape[0] > 0
+    ldr = res.strides[0] // 4 if has_res else 0
+    rbase = res.ctypes.data + (cr0 * ldr + cc0) * 4 if has_res else 0
+    for j in range(j0, j1):
+        cj = (j - j0) * NR
+        nj = min(NR, n - cj)
+        if nj <= 0:
+            break
+        bk = bbase + j * bstride
+        bj = bias0 + cj * 4 if bias0 != 0 else 0
+        for i0 in range(0, m, MR):
+            microkernel(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
+                        bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
+
+
+EMPTY1 = np.empty(0, np.float32)
+EMPTY2 = np.empty((0, 0), np.float32)
 
 
 @njit(**JIT)
 def gemm(a, bp, c):
     """``c = a · B`` (B packed by :func:`pack_b`), one thread; for tests and examples."""
     M, N = c.shape
-    nb = bp.shape[0]
-    ct = np.empty((-(-min(M, 64) // MR) * MR, nb * NR), np.float32)
-    for r0 in range(0, M, 64):
-        m = min(64, M - r0)
-        gemm_block(a, r0, 0, a.shape[1], m, bp, 0, nb, ct, 0)
-        c[r0:r0 + m] = ct[:m, :N]
+    gemm_block(a, 0, 0, a.shape[1], M, bp, 0, bp.shape[0], c, 0, 0, N, np.empty(0, np.float32),
+               np.empty((0, 0), np.float32), -INF, INF, -INF, INF)
 
 
 @njit(**JIT)
@@ -215,12 +237,15 @@ def store_tile(ct, cc0, m, n, out, r0, c0, bias, res, a1, a2):
 
 
 @njit(parallel=True, **JIT)
-def conv(x, out2, bp, bias, res2, a1, a2, direct, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, mc, nbc):
+def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc, nbc):
     """A convolution (or linear layer) as GEMMs, in parallel over tiles of ``mc`` output rows
-    × ``nbc`` packed column blocks (all groups of a row tile in one work item when G > 1),
-    epilogue fused. ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output, ``bp``
-    the weights packed per group ``(G, nb, kh·kw·C_in/G, NR)``; ``direct``: a 1×1 stride-1
-    unpadded convolution, whose input rows are read in place (no packing)."""
+    × ``nbc`` packed column blocks (all groups of a row tile in one work item when G > 1).
+    ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output (it may share memory with
+    the residual ``res2``), ``bp`` the weights packed per group ``(G, nb, kh·kw·C_in/G, NR)``;
+    ``direct``: a 1×1 stride-1 unpadded convolution, whose input rows are read in place (no
+    packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the micro-kernel when both
+    activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)), else through a tile
+    of the product and :func:`store_tile`."""
     N, H, W, C = x.shape
     M, cout = out2.shape
     cg, og = C // G, cout // G
@@ -229,13 +254,13 @@ def conv(x, out2, bp, bias, res2, a1, a2, direct, Ho, Wo, kh, kw, sh, sw, pt, pl
     nct = -(-nb // nbc)
     nrt = -(-M // mc)
     x2 = x.reshape((N * H * W, C))
+    fused = clamps.shape[0] == 4
     for it in prange(nrt * nct):
         ri = it // nct
         j0 = (it % nct) * nbc
         j1 = min(nb, j0 + nbc)
         r0 = ri * mc
         m = min(mc, M - r0)
-        ct = np.empty((-(-m // MR) * MR, G * (j1 - j0) * NR), np.float32)
         if direct:
             a = x2
             ar0 = r0
@@ -243,8 +268,16 @@ def conv(x, out2, bp, bias, res2, a1, a2, direct, Ho, Wo, kh, kw, sh, sw, pt, pl
             a = np.empty((m, G * Kd), np.float32)
             im2col(x, a, r0, r0 + m, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg)
             ar0 = 0
-        for g in range(G):
-            gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, ct, g * (j1 - j0) * NR)
-            c0 = j0 * NR
-            n = min(og, j1 * NR) - c0
-            store_tile(ct, g * (j1 - j0) * NR, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)
+        c0 = j0 * NR
+        n = min(og, j1 * NR) - c0
+        if fused:
+            for g in range(G):
+                oc = g * og + c0
+                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
+                           bias[oc:] if bias.shape[0] > 0 else bias, res2, clamps[0], clamps[1], clamps[2], clamps[3])
+        else:
+            ct = np.empty((m, n), np.float32)
+            for g in range(G):
+                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, ct, 0, 0, n, EMPTY1, EMPTY2,
+                           -INF, INF, -INF, INF)
+                store_tile(ct, 0, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_gemm import MR, NR, gemm_block, pack_b
+from .numba_gemm import EMPTY1, EMPTY2, INF, MR, NR, gemm_block, pack_b
 from .numba_kernels import JIT, store_pixel
 
 # G (α×3) of each tile size m: U = G g Gᵀ.
@@ -238,11 +238,11 @@ def conv_blocks(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, blk)
         t1 = min(T, t0 + blk)
         nt = t1 - t0
         V = np.empty((nt, a * a * cin), np.float32)
-        Mo = np.empty((-(-nt // MR) * MR, a * a * coutp), np.float32)
+        Mo = np.empty((nt, a * a * coutp), np.float32)
         d = np.empty((2, a, a, cin), np.float32)
         input_transform(x, V.reshape((nt, a * a, cin)), t0, t1, t0, m, tiles_h, tiles_w, pt, pl, d)
         for p in range(a * a):
-            gemm_block(V, 0, p * cin, cin, nt, Up[p], 0, nb, Mo, p * coutp)
+            gemm_block(V, 0, p * cin, cin, nt, Up[p], 0, nb, Mo, 0, p * coutp, coutp, EMPTY1, EMPTY2, -INF, INF, -INF, INF)
         output_transform(Mo.reshape((Mo.shape[0], a * a, coutp)), out, t0, t1, t0, m, tiles_h, tiles_w, bias, res,
                          a1, a2, np.empty((a, m, cout), np.float32), np.empty((m, m, cout), np.float32))
 
@@ -259,7 +259,7 @@ def conv_few_tiles(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, c
     coutp = nb * NR
     T = N * tiles_h * tiles_w
     V = np.empty((T, a * a * cin), np.float32)
-    Mo = np.empty((-(-T // MR) * MR, a * a * coutp), np.float32)
+    Mo = np.empty((T, a * a * coutp), np.float32)
     step = -(-T // chunks)
     for i in prange(chunks):
         t0 = min(T, i * step)
@@ -271,7 +271,8 @@ def conv_few_tiles(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, c
         p = it // nct
         j0 = (it % nct) * nbc
         j1 = min(nb, j0 + nbc)
-        gemm_block(V, 0, p * cin, cin, T, Up[p], j0, j1, Mo, p * coutp + j0 * NR)
+        gemm_block(V, 0, p * cin, cin, T, Up[p], j0, j1, Mo, 0, p * coutp + j0 * NR, (j1 - j0) * NR, EMPTY1, EMPTY2,
+                   -INF, INF, -INF, INF)
     M3 = Mo.reshape((Mo.shape[0], a * a, coutp))
     for i in prange(chunks):
         t0 = min(T, i * step)

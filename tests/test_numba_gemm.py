@@ -91,18 +91,33 @@ def test_gemm_tails_and_k_blocks(m, k, n):
     assert np.abs(c - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max()) * np.sqrt(k)
 
 
-def test_gemm_block_reads_a_strided_window_and_writes_its_columns_only():
+def test_gemm_block_reads_a_strided_window_and_writes_its_block_only():
     """gemm_block reads rows ar0.. and columns ac0..ac0+K of a wider matrix in place and writes
-    only its column blocks of the product tile (the Winograd and grouped paths rely on both)."""
+    only rows cr0..cr0+m and columns cc0..cc0+n of its output (masked stores: the Winograd,
+    grouped and fused-output paths rely on it), through the clamp epilogue with a bias and a
+    residual that is the output itself."""
     from cnngraph.backends import numba_gemm as G
 
     rng = np.random.default_rng(3)
     a = rng.standard_normal((30, 100), dtype=np.float32)
     w = rng.standard_normal((40, 37), dtype=np.float32)  # K = 37 columns of a, from column 11
     bp = G.pack_b(w)
-    ct = np.full((16, 3 * G.NR), 5.0, np.float32)
-    G.gemm_block(a, 4, 11, 37, 10, bp, 1, 2, ct, G.NR)  # rows 4:14, column block 1 into ct[:, NR:2NR]
-    ref = a[4:14, 11:48].astype(np.float64) @ w[G.NR:].T.astype(np.float64)
-    assert np.allclose(ct[:10, G.NR:G.NR + 8], ref, atol=1e-4)
-    assert np.all(ct[:10, G.NR + 8:2 * G.NR] == 0)  # packed zero columns past N
-    assert np.all(ct[:, :G.NR] == 5.0) and np.all(ct[:, 2 * G.NR:] == 5.0)
+    c = np.full((16, 3 * G.NR), 5.0, np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    # rows 4:14 of a, column block 1 of w (its 8 columns 32:40) into c[2:12, 20:28], ReLU6, + c, ReLU
+    G.gemm_block(a, 4, 11, 37, 10, bp, 1, 2, c, 2, 20, 8, bias, c, 0.0, 6.0, 0.0, np.inf)
+    ref = a[4:14, 11:48].astype(np.float64) @ w[G.NR:].T.astype(np.float64) + bias
+    want = np.full_like(c, 5.0)
+    want[2:12, 20:28] = np.clip(ref, 0, 6) + 5.0
+    assert np.allclose(c, want, atol=1e-4)
+
+
+def test_microkernel_clamps_propagate_nan():
+    """The epilogue's clamps keep NaN (as torch.relu does) instead of turning it into a bound."""
+    from cnngraph.backends import numba_gemm as G
+
+    a = np.array([[np.nan, 1.0], [-2.0, 1.0]], np.float32)
+    w = np.array([[1.0, 1.0]], np.float32)
+    c = np.zeros((2, 1), np.float32)
+    G.gemm_block(a, 0, 0, 2, 2, G.pack_b(w), 0, 1, c, 0, 0, 1, G.EMPTY1, G.EMPTY2, 0.0, 6.0, -np.inf, np.inf)
+    assert np.isnan(c[0, 0]) and c[1, 0] == 0.0
