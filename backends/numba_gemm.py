@@ -11,8 +11,9 @@ residual are applied while the tile is in cache.
 
 The micro-kernel computes an ``MR × NR`` block (8 rows × 32 columns: 16 vector
 accumulators of 16 floats, two vector loads of B and eight broadcasts of A per step of k),
-``C[i, j] (+)= Σ_k A[i, k]·B[k, j]``, A's rows at stride ``lda`` (rows past ``m`` repeat the
-last one, their results are not stored), B packed ``(k, NR)``, C at stride ``ldc``.
+``C[i, j] = epilogue(Σ_k A[i, k]·B[k, j])``, A's rows at stride ``lda`` (rows past ``m``
+repeat the last one, their results are not stored), B packed ``(k, NR)``, C at stride ``ldc``
+(masked stores).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -34,15 +35,17 @@ from numba import njit, prange, types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
+from cnngraph.compiler.algorithms import GEMM_BLOCK  # noqa: E402
+
 from .numba_kernels import act_row, im2col  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
-MR = 8      # rows of the micro-kernel's block
-NV = 2      # vectors of 16 floats per row
-VL = 16     # floats per vector (512 bits; LLVM splits them where the CPU has 256-bit vectors)
-NR = NV * VL
-KC = 256    # k-block: a (KC, NR) panel of B (32 KB) stays in L1 while the row panels pass
+# The block: MR rows × NR columns (the compiler's cost model reads the same numbers), each
+# row NV vectors of VL floats (512 bits; LLVM splits them where the CPU has 256-bit vectors).
+MR, NR = GEMM_BLOCK
+VL = 16
+NV = NR // VL
 
 
 def _ptr(builder, addr):
