@@ -58,6 +58,7 @@ EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 GEMM_ROWS = 64
 GEMM_TILE_BYTES = 256 << 10
 GEMM_ITEMS_PER_THREAD = 3
+GEMM_PARALLEL_MACS = 1 << 17  # smaller products (SE blocks' 1×1 convolutions) run on the calling thread
 # Other steps' tiles (transposed convolution's GEMMs, Winograd's blocks).
 MIN_ROWS = 256
 TILES_PER_THREAD = 4
@@ -293,7 +294,8 @@ def _gemm_builder(step, plan, rt, k, w):
         nrt = -(-M // mc)
         want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
-        NG.conv(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        kernel = NG.conv if M * Kd * cout >= GEMM_PARALLEL_MACS else NG.conv_serial
+        kernel(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
 
     return run
 

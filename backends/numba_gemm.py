@@ -284,3 +284,7 @@ def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl
                 gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, ct, 0, 0, n, EMPTY1, EMPTY2,
                            -INF, INF, -INF, INF)
                 store_tile(ct, 0, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)
+
+
+# The same loop on the calling thread alone, for products too small to wake another thread for.
+conv_serial = njit(**JIT)(conv.py_func)
