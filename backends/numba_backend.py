@@ -7,8 +7,8 @@ is limited to one thread only while a plan runs (restored afterwards).
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
-narrow groups run direct kernels vectorised over the channels (a grouped convolution over
-all output channels at once, its input rows expanded per group). Bias (folded batch norm), activation, residual add and
+grouped convolutions run direct kernels vectorised over the channels (grouped ones by the
+register-blocked micro-kernels of :mod:`.numba_grouped`). Bias (folded batch norm), activation, residual add and
 the second activation are applied to each tile while it is in cache (the epilogue).
 
 >>> import numpy as np
@@ -73,6 +73,9 @@ DW_ROW_CHANNELS = 128
 # Grouped convolutions copy their input rows zero-padded, at most about this many floats
 # (1 MB: the rows stay in the core's L2 while every group block passes over its channels).
 GROUPED_SLAB = 1 << 18
+# Below this many output pixels per thread, a grouped convolution's threads split its output
+# channels (each reads only its share of the weights) instead of its rows.
+GROUPED_SPLIT_PIXELS = 256
 # A chunk of an element-wise, pooling or direct-convolution step has at least this many
 # element operations (tens of microseconds), or the step runs on the calling thread alone.
 MIN_CHUNK_WORK = 1 << 15
@@ -353,17 +356,37 @@ def _direct_builder(step, plan, rt, k, w):
         # Packed once per group block in the order the micro-kernels read (numba_grouped);
         # input rows are copied zero-padded, GROUPED_SLAB floats of them at a time.
         Wp = max(k["W"] + k["pl"], (Wo - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1)
-        rowlen = Wp * k["cin"]
-        pk = GP.pack(w, G, k["kh"], k["kw"], k["dh"], k["dw"], rowlen, bias)
+        ps = GP.pixel_stride(k["cin"])
+        rowlen = Wp * ps
+        pk = GP.pack(w, G, k["kh"], k["kw"], k["dh"], k["dw"], rowlen, bias, pixel=ps)
         mode = 1 if pk.mode == "shuffle" else 0
         span = (k["kh"] - 1) * k["dh"] + 1
         R = max(1, min(k["Ho"], (max(GROUPED_SLAB // rowlen, span) - span) // k["sh"] + 1))
         slab = ((R - 1) * k["sh"] + span) * rowlen
 
-        def kernel(x, out, t0, t1, r, wk):
+        nblocks = len(pk.blocks)
+        split = a2 == 0 and a1 in (0, 1)  # fused epilogue: threads may split the blocks
+
+        def kernel(x, out, t0, t1, r, wk, b0=0, b1=nblocks):
             K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, *geo, r, a1, a2, pk.blocks, pk.koff,
                            P.buffer(wk, "xpad", (slab,)), P.buffer(wk, "acc", (R * Wo * cout,)), mode, pk.nv, cg,
-                           k["kh"], rowlen, R)
+                           k["kh"], rowlen, ps, R, b0, b1)
+
+        def run(ins, out, res):
+            T = out.shape[0] * k["Ho"]
+            if P.threads == 1:
+                kernel(ins[0], out, 0, T, EMPTY4 if res is None else res, 0)
+            elif split and res is None and T * Wo < GROUPED_SPLIT_PIXELS * P.threads and nblocks >= 2 * P.threads:
+                # few pixels (a small image at batch 1): each thread takes a share of the
+                # output channels (and reads only their weights), not of the rows
+                parts = min(nblocks, 2 * P.threads)
+                P.run(lambda i, wk: kernel(ins[0], out, 0, T, EMPTY4, wk, i * nblocks // parts,
+                                           (i + 1) * nblocks // parts), parts)
+            else:
+                P.for_ranges(T, lambda t0, t1, wk: kernel(ins[0], out, t0, t1, EMPTY4 if res is None else res, wk),
+                             work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
+
+        return run
 
     def run(ins, out, res):
         r = res if res is not None else EMPTY4
