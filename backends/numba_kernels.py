@@ -183,56 +183,6 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
 
 
 @njit(**JIT)
-def epilogue_t(yt, dst, r0, r1, c0, c1, bias, res, a1, a2):
-    """The epilogue from a transposed GEMM block: ``dst[r, c] = act2(act1(yt[c − c0, r − r0] +
-    bias[c]) + res[r, c])`` for rows r0:r1, columns c0:c1 (``yt`` is (c1 − c0, r1 − r0), the
-    product ``W[c0:c1] @ xᵀ`` of a narrow GEMM). ``dst`` may share memory with ``res``: each
-    row goes through a small buffer."""
-    n = c1 - c0
-    t = np.empty(n, np.float32)
-    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
-    bv = bias[c0:c1] if has_bias else bias
-    for r in range(r0, r1):
-        k = r - r0
-        for c in range(n):
-            t[c] = yt[c, k]
-        if has_bias:
-            for c in range(n):
-                t[c] += bv[c]
-        act_row(t, a1)
-        if has_res:
-            rv = res[r, c0:c1]
-            for c in range(n):
-                t[c] += rv[c]
-        act_row(t, a2)
-        dv = dst[r, c0:c1]
-        for c in range(n):
-            dv[c] = t[c]
-
-
-@njit(**JIT)
-def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2, hi2, has_res):
-    """The epilogue in place on ``y`` when both activations are clamps (none, ReLU, ReLU6):
-    ``v = clamp(y·scale + bias, lo1, hi1) + res; y = clamp(v, lo2, hi2)``, branch-free so
-    it vectorises. Rows r0:r1 and columns c0:c1 of the output live at ``y[r − yr0, c − c0 +
-    yc0]`` (``y`` is the output itself, or a GEMM tile); ``res`` must not share memory with ``y``."""
-    n = c1 - c0
-    s = scale[c0:c1]
-    b = bias[c0:c1]
-    for r in range(r0, r1):
-        # row views indexed from 0: no negative-index handling in the loop, so it vectorises
-        yv = y[r - yr0, yc0:yc0 + n]
-        if has_res:
-            rv = res[r, c0:c1]
-            for j in range(n):
-                v = min(max(yv[j] * s[j] + b[j], lo1), hi1) + rv[j]
-                yv[j] = min(max(v, lo2), hi2)
-        else:
-            for j in range(n):
-                yv[j] = min(max(yv[j] * s[j] + b[j], lo1), hi1)
-
-
-@njit(**JIT)
 def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
     """Rows r0:r1 of the packed matrix of a convolution with G groups of cg input channels:
     row = output pixel (n, oh, ow), columns = (group, i, j, channel) taps, zeros in the
