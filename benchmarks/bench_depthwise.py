@@ -7,8 +7,9 @@ blocked NCHWc kernel on AVX-512/AVX2 and fuses ReLU/Clip; the layout reorders it
 the model's edges are not part of the layer): its column is the layer's own time from ONNX
 Runtime's profiler (the Conv node, plus the Sigmoid and Mul nodes of SiLU, which it does not
 fuse), and ``ORT model`` the whole session.run (reorders and the Python call included).
-cnngraph's column is the step over all output rows in one call on one thread (NHWC in, NHWC
-out); ``previous`` the kernel it replaced (``depthwise_rows_any``), in the same process.
+cnngraph's column is the kernel (``depthwise_rows``) over all output rows in one call on one
+thread (NHWC in, NHWC out; the thread pool's hand-off is not counted), ``previous`` the kernel
+it replaced (``depthwise_rows_any``, as the backend called it), in the same process.
 Every figure is the best of the runs (the machine is shared: the minimum is the least
 disturbed).
 
@@ -25,7 +26,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("CNNGRAPH_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
@@ -53,49 +53,30 @@ def depthwise_shapes(models=MODELS) -> list:
 
 
 def ours(C, H, W, kk, s, p, act, runs, previous=False):
-    """Median seconds of cnngraph's depthwise step (single thread) and its output."""
+    """Best-of-runs seconds of cnngraph's depthwise kernel over all output rows in one call
+    (one thread; ``previous``: the kernel it replaced), and the data and output."""
     from cnngraph.backends import numba_backend as nb
-    from cnngraph.compiler.plan import Step
-    import types
+    from cnngraph.backends import numba_kernels as K
+    from cnngraph.ir.ops import act_code
 
     Ho = (H + 2 * p - kk) // s + 1
-    attrs = dict(kernel=(kk, kk), stride=(s, s), padding=(p, p, p, p), dilation=(1, 1), groups=C, out_channels=C,
-                 bias=True)
-    step = Step("conv2d", "c", ["x"], "y", attrs, [(C, H, W)], (C, Ho, Ho),
-                params={"weight": "c.weight", "bias": "c.bias"}, act1=None if act == "none" else act,
-                algorithm="depthwise")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, H, W, C), dtype=np.float32)
     w = (rng.standard_normal((C, 1, kk, kk)) / kk).astype(np.float32)
     b = (rng.standard_normal(C) * 0.1).astype(np.float32)
-    rt = nb.runtime()
-    if previous:  # the kernel before the 16-lane blocked one, as the backend called it
-        from cnngraph.backends import numba_kernels as K
-
-        wd = np.ascontiguousarray(w.reshape(C, kk, kk).transpose(1, 2, 0))
-        wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Ho))) if s == 1 and C < nb.DW_ROW_CHANNELS else nb.EMPTY3
-        acc = np.empty(Ho * C, np.float32)
-        from cnngraph.ir.ops import act_code
-
-        a1 = act_code(None if act == "none" else act)
-        out = np.empty((1, Ho, Ho, C), np.float32)
-
-        def fn(ins, out, res):
-            K.depthwise_rows_any(ins[0], wd, wrow, b, out, 0, Ho, s, s, p, p, 1, 1, nb.EMPTY4, a1, 0, acc)
-    else:
-        fn = None
-    plan = types.SimpleNamespace(weights={"c.weight": w, "c.bias": b}, values={})
-    fn = fn or nb.build_conv2d(step, plan, rt)
+    wd = np.ascontiguousarray(w.reshape(C, kk, kk).transpose(1, 2, 0))  # as the backend packs it
+    wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Ho))) if previous and s == 1 and C < nb.DW_ROW_CHANNELS \
+        else nb.EMPTY3
+    kernel = K.depthwise_rows_any if previous else K.depthwise_rows
+    acc = np.empty(Ho * C, np.float32)
     out = np.empty((1, Ho, Ho, C), np.float32)
+    args = (x, wd, wrow, b, out, 0, Ho, s, s, p, p, 1, 1, nb.EMPTY4, act_code(None if act == "none" else act), 0, acc)
     ts = []
-    with rt.session():
-        for _ in range(3):
-            fn([x], out, None)
-        for _ in range(runs):
-            t = time.perf_counter()
-            fn([x], out, None)
-            ts.append(time.perf_counter() - t)
-    return min(ts), x, w, b, out
+    for i in range(runs + 3):
+        t = time.perf_counter()
+        kernel(*args)
+        ts.append(time.perf_counter() - t)
+    return min(ts[3:]), x, w, b, out
 
 
 def _act_nodes(act, helper, name):
