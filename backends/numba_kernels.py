@@ -552,6 +552,7 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
 # in registers, each input vector loaded once per block (stride 1: the 4 pixels of a 3-tap
 # kernel row read 6 columns, not 12); the last channel block is masked.
 DW_BLOCK = 4  # output pixels per register block
+DW_PAD_WIDTH = 16  # output rows at most this wide read zero-padded copies of their input rows
 
 
 @njit(inline="always", **JIT)
@@ -669,12 +670,15 @@ def _edge(r0, r1, r2, r3, r4, wf, b, tgt, ow, cb, m, C, W, S, pl, K):
 
 @njit(**JIT)
 def _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, S, pl, K):
-    """One output row of a K×K depthwise convolution of stride S (K, S constants once inlined)
-    from its input rows r0… (zero rows outside the image): the interior pixels c0:c1 in blocks
-    of 4, each over all channel blocks (the last one masked), then the rest and the edges."""
+    """One output row of a K×K depthwise convolution of stride S from its input rows r0…
+    (zero rows outside the image): the interior pixels c0:c1 in blocks of 4 (the last one
+    ending at c1), each over all channel blocks (the last one masked), then the edges."""
     full = C - C % LANES
     ow = c0
-    while ow + DW_BLOCK <= c1:
+    while ow < c1 and (ow + DW_BLOCK <= c1 or c1 - c0 >= DW_BLOCK):
+        # the last block of a row moves left to end at c1 (some pixels computed twice, the
+        # same values): no pixel of a row with at least 4 interior ones is left to _one
+        ow = min(ow, c1 - DW_BLOCK)
         o, t = (ow * S - pl) * C, ow * C
         for cb in range(0, full, LANES):
             if K == 3:
@@ -746,8 +750,10 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
     masked): the kh·kw weight vectors are loaded once, each block of 4 interior output
     pixels sums all its taps in registers (:func:`_block3`, :func:`_block5`), kernel rows
     outside the image read a row of zeros, the pixels at the left and right edges skip the
-    taps in the padding (:func:`_edge_pixels`); then the epilogue over the row (act1, or
-    act1, residual, act2 through ``acc``).
+    taps in the padding (:func:`_edge`). Output rows of at most ``DW_PAD_WIDTH`` pixels (7×7
+    and 14×14 maps, where the edges are a large share) read zero-padded copies of their input
+    rows instead (a ring of kh rows, each input row copied once), so every pixel is in a
+    block. Then the epilogue over the row (act1, or act1, residual, act2 through ``acc``).
 
     >>> import numpy as np
     >>> x = np.arange(2 * 5 * 7 * 3, dtype=np.float32).reshape(2, 5, 7, 3) % 5
@@ -771,29 +777,60 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
     of = out.reshape(out.size)
     rf = res.reshape(res.size)
     b = bias if bias.shape[0] > 0 else np.zeros(C, np.float32)
-    zrow = np.zeros(RW, np.float32)
     # interior columns: 0 ≤ ow·sw − pl and ow·sw − pl + kw − 1 ≤ W − 1
     c0 = min(Wo, -(-pl // sw))
     last = W - kw + pl
     c1 = max(c0, min(Wo, last // sw + 1)) if last >= 0 else c0
+    # Narrow outputs (7×7, 14×14 maps), where edge pixels are a large share: the input rows
+    # copied once into a ring of kh zero-padded rows, every pixel is then interior
+    padded = Wo <= DW_PAD_WIDTH
+    Wp = (Wo - 1) * sw + kw  # padded columns the output row reads
+    if padded:
+        ring = np.zeros((kh, Wp * C), np.float32)
+        tags = np.full(kh, -1, np.int64)  # which input row (n·H + ih) each slot holds
+        zrow = np.zeros(Wp * C, np.float32)  # kernel rows above or below the image
+        xs = W * C
+        ncopy = min(W, Wp - pl) * C  # columns of the image the padded row holds
+        c0, c1, Wr, plr = 0, Wo, Wp, 0
+    else:
+        ring = np.zeros((1, 1), np.float32)
+        tags = np.zeros(1, np.int64)
+        zrow = np.zeros(RW, np.float32)
+        xs = ncopy = 0
+        Wr, plr = W, pl
     for t in range(t0, t1):
         n, oh = t // Ho, t % Ho
         ih0 = oh * sh - pt
-        r0 = _input_row(xf, zrow, n, ih0, H, RW)
-        r1 = _input_row(xf, zrow, n, ih0 + 1, H, RW)
-        r2 = _input_row(xf, zrow, n, ih0 + 2, H, RW)
-        r3 = _input_row(xf, zrow, n, ih0 + 3, H, RW) if kh == 5 else zrow
-        r4 = _input_row(xf, zrow, n, ih0 + 4, H, RW) if kh == 5 else zrow
+        if padded:
+            for i in range(kh):
+                ih = ih0 + i
+                if 0 <= ih < H and tags[(ih + kh) % kh] != n * H + ih:
+                    slot = ring[(ih + kh) % kh]
+                    src = xf[(n * H + ih) * xs:(n * H + ih) * xs + ncopy]
+                    for e in range(ncopy):
+                        slot[pl * C + e] = src[e]
+                    tags[(ih + kh) % kh] = n * H + ih
+            r0 = ring[(ih0 + kh) % kh] if 0 <= ih0 < H else zrow
+            r1 = ring[(ih0 + 1 + kh) % kh] if 0 <= ih0 + 1 < H else zrow
+            r2 = ring[(ih0 + 2 + kh) % kh] if 0 <= ih0 + 2 < H else zrow
+            r3 = ring[(ih0 + 3 + kh) % kh] if kh == 5 and 0 <= ih0 + 3 < H else zrow
+            r4 = ring[(ih0 + 4 + kh) % kh] if kh == 5 and 0 <= ih0 + 4 < H else zrow
+        else:
+            r0 = _input_row(xf, zrow, n, ih0, H, RW)
+            r1 = _input_row(xf, zrow, n, ih0 + 1, H, RW)
+            r2 = _input_row(xf, zrow, n, ih0 + 2, H, RW)
+            r3 = _input_row(xf, zrow, n, ih0 + 3, H, RW) if kh == 5 else zrow
+            r4 = _input_row(xf, zrow, n, ih0 + 4, H, RW) if kh == 5 else zrow
         tgt = acc[:RC] if has_res else of[t * RC:(t + 1) * RC]
         if kh == 3:
             if sw == 1:
-                _dw_row_3s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+                _dw_row_3s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, Wr, C, plr)
             else:
-                _dw_row_3s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+                _dw_row_3s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, Wr, C, plr)
         elif sw == 1:
-            _dw_row_5s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+            _dw_row_5s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, Wr, C, plr)
         else:
-            _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+            _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, Wr, C, plr)
         if has_res:
             store_row(acc, RC, t * RC, has_res, rf, of, a1, a2)
         else:

@@ -59,6 +59,7 @@ def run(x, w, bias, k, s, pad, mult=1, res=None, act1=None, act2=None, split=Non
             rr = out
     acc = np.empty(Wo * C * mult, np.float32)
     T = N * Ho
+    assert split is None or 0 < split < T
     cuts = [0, T] if split is None else [0, split, T]
     for t0, t1 in zip(cuts, cuts[1:]):
         if mult == 1:
@@ -89,7 +90,8 @@ def check(C, H, W, k, s, pad, mult=1, act1="relu6", residual=False, act2=None, b
 @pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_blocked_kernels_every_width_and_channel_count(k, s):
     p = k // 2
-    for W in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 14, 19):
+    # up to DW_PAD_WIDTH output pixels: zero-padded row copies; wider: edges peeled
+    for W in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 14, 19, 34, 39):
         for C in (1, 7, 16, 24, 40):
             check(C, 5, W, k, s, (p, p, p, p), seed=W * 100 + C)
 
@@ -97,7 +99,7 @@ def test_blocked_kernels_every_width_and_channel_count(k, s):
 @pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_blocked_kernels_paddings(k, s):
     for pad in [(0, 0, 0, 0), (1, 2, 2, 1), (0, k - 1, k - 1, 0), (k, k, k, k), (2, 0, 1, 3)]:
-        for H, W in [(6, 9), (9, 6), (5, 17)]:
+        for H, W in [(6, 9), (9, 6), (5, 17), (6, 41)]:
             check(24, H, W, k, s, pad, seed=H * W)
 
 
@@ -106,6 +108,7 @@ def test_blocked_kernels_each_activation_and_residual(act1):
     for k, s in [(3, 1), (5, 2)]:
         p = k // 2
         check(40, 8, 11, k, s, (p, p, p, p), act1=act1, bias=act1 != "relu")
+        check(40, 5, 37, k, s, (p, p, p, p), act1=act1, residual=True, act2="relu6")
         check(40, 8, 11, k, s, (p, p, p, p), act1=act1, residual=True, act2="relu", split=5)
         check(24, 7, 7, k, s, (p, p, p, p), act1=act1, residual=True, act2=act1, alias=True)
 
@@ -113,6 +116,7 @@ def test_blocked_kernels_each_activation_and_residual(act1):
 def test_row_ranges_split_samples():
     for split in (1, 3, 7, 8, 11):  # 8 output rows a sample: ranges inside one and across two
         check(24, 8, 10, 3, 1, (1, 1, 1, 1), split=split)
+        check(24, 16, 40, 3, 2, (1, 1, 1, 1), split=split)
         check(24, 16, 10, 5, 2, (2, 2, 2, 2), split=split)
 
 
@@ -130,12 +134,13 @@ def test_general_kernel_and_multiplier():
 def test_blocked_kernels_outputs_every_value():
     """No output value is left unwritten (the output starts as NaN) and inputs outside the
     image are zeros, not what lies next to the row in memory: a padded image whose padding
-    is huge values gives the same result as the unpadded one."""
+    is huge values gives the same result as the unpadded one (narrow and wide rows)."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((1, 6, 9, 24), dtype=np.float32)
-    big = np.full((1, 8, 11, 24), 1e30, np.float32)
-    big[:, 1:7, 1:10] = x
-    w = rng.standard_normal((3, 3, 24), dtype=np.float32)
-    a = run(x, w, E1, 3, 1, (1, 1, 1, 1))
-    b = run(big[:, 1:7, 1:10].copy(), w, E1, 3, 1, (1, 1, 1, 1))
-    assert np.isfinite(a).all() and np.array_equal(a, b)
+    for W in (9, 40):
+        x = rng.standard_normal((1, 6, W, 24), dtype=np.float32)
+        big = np.full((1, 8, W + 2, 24), 1e30, np.float32)
+        big[:, 1:7, 1:W + 1] = x
+        w = rng.standard_normal((3, 3, 24), dtype=np.float32)
+        a = run(x, w, E1, 3, 1, (1, 1, 1, 1))
+        b = run(big[:, 1:7, 1:W + 1].copy(), w, E1, 3, 1, (1, 1, 1, 1))
+        assert np.isfinite(a).all() and np.array_equal(a, b)
