@@ -552,7 +552,6 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
 # in registers, each input vector loaded once per block (stride 1: the 4 pixels of a 3-tap
 # kernel row read 6 columns, not 12); the last channel block is masked.
 DW_BLOCK = 4  # output pixels per register block
-DW_PAD_WIDTH = 16  # output rows at most this wide read zero-padded copies of their input rows
 
 
 @njit(inline="always", **JIT)
@@ -724,6 +723,16 @@ def _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
 
 
 @njit(**JIT)
+def _copy(src, dst, off, n):
+    """``dst[off:off + n] = src[:n]`` in 16-lane vectors (the arrays do not overlap)."""
+    full = n - n % LANES
+    for e in range(0, full, LANES):
+        vstore(dst, off + e, vload(src, e, LANES), LANES)
+    if full < n:
+        vstore(dst, off + full, vload(src, full, n - full), n - full)
+
+
+@njit(**JIT)
 def depthwise_blocked(kh, kw, sh, sw, pt, pl, dh, dw):
     """Does :func:`depthwise_rows` run this geometry on its blocked kernels (else :func:`depthwise_rows_any`)?
 
@@ -750,10 +759,9 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
     masked): the kh·kw weight vectors are loaded once, each block of 4 interior output
     pixels sums all its taps in registers (:func:`_block3`, :func:`_block5`), kernel rows
     outside the image read a row of zeros, the pixels at the left and right edges skip the
-    taps in the padding (:func:`_edge`). Output rows of at most ``DW_PAD_WIDTH`` pixels (7×7
-    and 14×14 maps, where the edges are a large share) read zero-padded copies of their input
-    rows instead (a ring of kh rows, each input row copied once), so every pixel is in a
-    block. Then the epilogue over the row (act1, or act1, residual, act2 through ``acc``).
+    taps in the padding (:func:`_edge`). Rows with more edge pixels than half the interior
+    ones (5×5 kernels on 7×7 maps) read zero-padded copies of their input rows instead (a
+    ring of kh rows, each input row copied once), so every pixel is in a block. Then the epilogue over the row (act1, or act1, residual, act2 through ``acc``).
 
     >>> import numpy as np
     >>> x = np.arange(2 * 5 * 7 * 3, dtype=np.float32).reshape(2, 5, 7, 3) % 5
@@ -781,9 +789,10 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
     c0 = min(Wo, -(-pl // sw))
     last = W - kw + pl
     c1 = max(c0, min(Wo, last // sw + 1)) if last >= 0 else c0
-    # Narrow outputs (7×7, 14×14 maps), where edge pixels are a large share: the input rows
-    # copied once into a ring of kh zero-padded rows, every pixel is then interior
-    padded = Wo <= DW_PAD_WIDTH
+    # Rows where the edge pixels are many (more than half as many as the interior ones: 5×5
+    # kernels on 7×7 maps): the input rows copied once into a ring of kh zero-padded rows,
+    # every pixel is then interior (elsewhere the copies cost more than the edges)
+    padded = 2 * (Wo - (c1 - c0)) > c1 - c0
     Wp = (Wo - 1) * sw + kw  # padded columns the output row reads
     if padded:
         ring = np.zeros((kh, Wp * C), np.float32)
@@ -807,8 +816,7 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
                 if 0 <= ih < H and tags[(ih + kh) % kh] != n * H + ih:
                     slot = ring[(ih + kh) % kh]
                     src = xf[(n * H + ih) * xs:(n * H + ih) * xs + ncopy]
-                    for e in range(ncopy):
-                        slot[pl * C + e] = src[e]
+                    _copy(src, slot, pl * C, ncopy)
                     tags[(ih + kh) % kh] = n * H + ih
             r0 = ring[(ih0 + kh) % kh] if 0 <= ih0 < H else zrow
             r1 = ring[(ih0 + 1 + kh) % kh] if 0 <= ih0 + 1 < H else zrow

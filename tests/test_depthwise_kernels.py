@@ -90,7 +90,7 @@ def check(C, H, W, k, s, pad, mult=1, act1="relu6", residual=False, act2=None, b
 @pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_blocked_kernels_every_width_and_channel_count(k, s):
     p = k // 2
-    # up to DW_PAD_WIDTH output pixels: zero-padded row copies; wider: edges peeled
+    # narrow rows with many edge pixels: zero-padded row copies; others: edges peeled
     for W in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 14, 19, 34, 39):
         for C in (1, 7, 16, 24, 40):
             check(C, 5, W, k, s, (p, p, p, p), seed=W * 100 + C)
