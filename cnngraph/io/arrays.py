@@ -181,7 +181,7 @@ def check_dtypes(heads: dict, label: str) -> None:
                              f"float64 are read (convert it first: a silent cast would change its values)")
 
 
-def read_array(f, dtype, count: int, block: int = 16 << 20) -> np.ndarray:
+def read_array(f, dtype, count: int, block: int = 1 << 20) -> np.ndarray:
     """``count`` values of ``dtype`` read from the binary file ``f`` straight into a new array,
     ``block`` bytes at a time: a member of a zip archive (``.npz``) read whole would be joined
     from its chunks, briefly holding the tensor twice more (VGG-16's 411 MB classifier: 312 MB
