@@ -347,8 +347,10 @@ def _direct_builder(step, plan, rt, k, w):
             def kernel(x, out, t0, t1, r, wk):
                 K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
         else:
-            # stride 1, few channels: the weights repeated along a row, so one loop covers a row
-            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if k["sw"] == 1 and cout < DW_ROW_CHANNELS else EMPTY3
+            # other kernels than K.depthwise_rows' blocked 3×3 and 5×5 ones, stride 1, few channels:
+            # the weights repeated along a row, so one loop covers a row (K.depthwise_rows_any)
+            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if (
+                k["sw"] == 1 and cout < DW_ROW_CHANNELS and not K.depthwise_blocked(k["kh"], k["kw"], *geo)) else EMPTY3
 
             def kernel(x, out, t0, t1, r, wk):
                 K.depthwise_rows(x, wd, wrow, bias, out, t0, t1, *geo, r, a1, a2, P.buffer(wk, "acc", (Wo * cout,)))
@@ -368,9 +370,10 @@ def _direct_builder(step, plan, rt, k, w):
         split = a2 == 0 and a1 in (0, 1)  # fused epilogue: threads may split the blocks
 
         def kernel(x, out, t0, t1, r, wk, b0=0, b1=nblocks):
+            # the rows' accumulator only for an epilogue the micro-kernel cannot fuse
+            acc = P.buffer(wk, "acc", (R * Wo * cout,)) if r.size or a1 not in (0, 1) else EMPTY1
             K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, *geo, r, a1, a2, pk.blocks, pk.koff,
-                           P.buffer(wk, "xpad", (slab,)), P.buffer(wk, "acc", (R * Wo * cout,)), mode, pk.nv, cg,
-                           k["kh"], rowlen, ps, R, b0, b1)
+                           P.buffer(wk, "xpad", (slab,)), acc, mode, pk.nv, cg, k["kh"], rowlen, ps, R, b0, b1)
 
         def run(ins, out, res):
             T = out.shape[0] * k["Ho"]

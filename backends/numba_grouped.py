@@ -43,7 +43,9 @@ from numba import types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
-VL = 16  # floats per vector (512 bits; LLVM splits them where the CPU has 256-bit vectors)
+from cnngraph.compiler.algorithms import GROUPED_LANES  # noqa: E402
+
+VL = GROUPED_LANES  # floats per vector (512 bits; LLVM splits them where the CPU has 256-bit vectors)
 # (vectors per block) -> pixels per block, so that MR·NV accumulators plus the weight
 # vectors fit in 32 vector registers.
 MR_BROADCAST = {1: 12, 2: 8, 4: 6}
