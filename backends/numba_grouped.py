@@ -96,7 +96,10 @@ def _store(builder, accs, MR, NV, c_addr, ldc, m, nc, relu):
                 v = accs[i * NV + j]
                 v = builder.select(on, builder.call(vmax, [v, zero]), v)
                 p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, j * VL)]), vec.as_pointer())
-                builder.call(mst, [v, p, ir.Constant(i32, 4), masks[j]])
+                # a vector with no valid lane is not stored at all (an empty mask over memory
+                # that may be unmapped costs a microcode assist)
+                with cgutils.if_likely(builder, builder.icmp_signed(">", nc, ir.Constant(i64, j * VL))):
+                    builder.call(mst, [v, p, ir.Constant(i32, 4), masks[j]])
 
 
 def _loop(builder, count, init, body):
