@@ -297,8 +297,12 @@ def _gemm_builder(step, plan, rt, k, w):
         nrt = -(-M // mc)
         want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
-        kernel = NG.conv if M * Kd * cout >= GEMM_PARALLEL_MACS else NG.conv_serial
-        kernel(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        n = NG.items(M, nb, mc, nbc)
+        if M * Kd * cout >= GEMM_PARALLEL_MACS:
+            NG.conv(n, *args)
+        else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
+            NG.conv_items(0, n, *args)
 
     return run
 

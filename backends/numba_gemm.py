@@ -258,26 +258,19 @@ def store_tile(ct, cc0, m, n, out, r0, c0, bias, res, a1, a2):
             ov[j] = t[j]
 
 
-@njit(parallel=True, **JIT)
-def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc, nbc):
-    """A convolution (or linear layer) as GEMMs, in parallel over tiles of ``mc`` output rows
-    × ``nbc`` packed column blocks (all groups of a row tile in one work item when G > 1).
-    ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output (it may share memory with
-    the residual ``res2``), ``bp`` the weights packed per group ``(G, nb, kh·kw·C_in/G, NR)``;
-    ``direct``: a 1×1 stride-1 unpadded convolution, whose input rows are read in place (no
-    packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the micro-kernel when both
-    activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)), else through a tile
-    of the product and :func:`store_tile`."""
+@njit(**JIT)
+def conv_items(i0, i1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct,
+               mc, nbc):
+    """Work items i0:i1 of :func:`conv` (item = row tile × column blocks, row tiles outer)."""
     N, H, W, C = x.shape
     M, cout = out2.shape
     cg, og = C // G, cout // G
     Kd = kh * kw * cg
     nb = bp.shape[1]
     nct = -(-nb // nbc)
-    nrt = -(-M // mc)
     x2 = x.reshape((N * H * W, C))
     fused = clamps.shape[0] == 4
-    for it in prange(nrt * nct):
+    for it in range(i0, i1):
         ri = it // nct
         j0 = (it % nct) * nbc
         j1 = min(nb, j0 + nbc)
@@ -305,5 +298,22 @@ def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl
                 store_tile(ct, 0, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)
 
 
-# The same loop on the calling thread alone, for products too small to wake another thread for.
-conv_serial = njit(**JIT)(conv.py_func)
+def items(M: int, nb: int, mc: int, nbc: int) -> int:
+    """How many work items :func:`conv` has: row tiles of ``mc`` × column chunks of ``nbc`` blocks."""
+    return -(-M // mc) * -(-nb // nbc)
+
+
+@njit(parallel=True, **JIT)
+def conv(n_items, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc,
+         nbc):
+    """A convolution (or linear layer) as GEMMs, its ``n_items`` work items (:func:`items`:
+    tiles of ``mc`` output rows × ``nbc`` packed column blocks, all groups of a row tile in
+    one item) in parallel. ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output
+    (it may share memory with the residual ``res2``), ``bp`` the weights packed per group
+    ``(G, nb, kh·kw·C_in/G, NR)``; ``direct``: a 1×1 stride-1 unpadded convolution, whose input
+    rows are read in place (no packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the
+    micro-kernel when both activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)),
+    else through a tile of the product and :func:`store_tile`."""
+    for it in prange(n_items):
+        conv_items(it, it + 1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G,
+                   direct, mc, nbc)
