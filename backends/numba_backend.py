@@ -297,8 +297,12 @@ def _gemm_builder(step, plan, rt, k, w):
         nrt = -(-M // mc)
         want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
-        kernel = NG.conv if M * Kd * cout >= GEMM_PARALLEL_MACS else NG.conv_serial
-        kernel(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        n = NG.items(M, nb, mc, nbc)
+        if M * Kd * cout >= GEMM_PARALLEL_MACS:
+            NG.conv(n, *args)
+        else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
+            NG.conv_items(0, n, *args)
 
     return run
 
@@ -370,9 +374,10 @@ def _direct_builder(step, plan, rt, k, w):
         split = a2 == 0 and a1 in (0, 1)  # fused epilogue: threads may split the blocks
 
         def kernel(x, out, t0, t1, r, wk, b0=0, b1=nblocks):
+            # the rows' accumulator only for an epilogue the micro-kernel cannot fuse
+            acc = P.buffer(wk, "acc", (R * Wo * cout,)) if r.size or a1 not in (0, 1) else EMPTY1
             K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, *geo, r, a1, a2, pk.blocks, pk.koff,
-                           P.buffer(wk, "xpad", (slab,)), P.buffer(wk, "acc", (R * Wo * cout,)), mode, pk.nv, cg,
-                           k["kh"], rowlen, ps, R, b0, b1)
+                           P.buffer(wk, "xpad", (slab,)), acc, mode, pk.nv, cg, k["kh"], rowlen, ps, R, b0, b1)
 
         def run(ins, out, res):
             T = out.shape[0] * k["Ho"]
