@@ -300,7 +300,7 @@ def _gemm_builder(step, plan, rt, k, w):
         args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
         n = NG.items(M, nb, mc, nbc)
         if M * Kd * cout >= GEMM_PARALLEL_MACS:
-            NG.conv(n, *args)
+            NG.conv(n, numba.get_num_threads(), *args)
         else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
             NG.conv_items(0, n, *args)
 
@@ -326,11 +326,12 @@ def _winograd_builder(step, plan, rt, k, w, m):
         threads = numba.get_num_threads()
         if T >= 2 * threads * blk:
             # Enough tiles: each block is transformed, multiplied and transformed back in cache.
-            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))))
+            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))),
+                           threads)
         else:
             nb = Up.shape[1]
             nbc = max(1, -(-nb // max(1, -(-GEMM_ITEMS_PER_THREAD * threads // (a * a)))))
-            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc)
+            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc, threads)
 
     return run
 
