@@ -1,9 +1,13 @@
 """The Numba CPU backend: channels-last float32 kernels, GEMMs on BLAS, all cores.
 
-How the work is spread: a small thread pool (one thread per core, the caller included)
-runs the tiles of each step; every tile calls Numba kernels compiled ``nogil`` and
-single-threaded BLAS (``np.matmul``), so no two thread pools compete for the cores. BLAS
-is limited to one thread only while a plan runs (restored afterwards).
+How the work is spread: every step but the GEMMs is a Numba ``parallel=True`` driver
+(:mod:`.numba_par`: a ``prange`` over chunks of output rows, each running a row-range kernel
+of :mod:`.numba_kernels`) on Numba's threading layer, OpenMP where it loads
+(:mod:`.numba_threads`, which also applies the thread count while a plan runs). The GEMMs
+(and Winograd's α² products) run as tiles on a small Python thread pool (one thread per
+core, the caller included) calling single-threaded BLAS (``np.matmul``; BLAS is limited to
+one thread only while a plan runs, restored afterwards); plans run one at a time while that
+pool is shared.
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
@@ -39,7 +43,11 @@ from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
 
 from cnngraph.backends import numba_kernels as K
+from cnngraph.backends import numba_par as PAR
+from cnngraph.backends import numba_threads
 from cnngraph.backends import numba_winograd as WG
+from cnngraph.backends.numba_par import MIN_CHUNK_WORK, chunks
+from cnngraph.backends.numba_threads import num_threads, threading_layer  # noqa: F401  - re-exported
 from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_geometry, pack_transpose_weight,
                                       pool_geometry, resize_geometry, transpose_geometry, weight)
 
@@ -66,27 +74,6 @@ WINO_MIN_TILES = 32
 # Depthwise convolutions of stride 1 with fewer channels than this run whole rows in one loop
 # (their weights repeated along a row); wider ones one pixel's channels at a time.
 DW_ROW_CHANNELS = 128
-# A chunk of an element-wise, pooling or direct-convolution step has at least this many
-# element operations (tens of microseconds), or the step runs on the calling thread alone.
-MIN_CHUNK_WORK = 1 << 15
-
-
-_CORES: dict = {}  # pid -> the cores this process may run on (looked up once per process)
-
-
-def num_threads() -> int:
-    """``CNNGRAPH_NUM_THREADS`` if set, else the number of cores this process may use."""
-    env = os.environ.get("CNNGRAPH_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    pid = os.getpid()
-    if pid not in _CORES:
-        try:
-            _CORES[pid] = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            _CORES[pid] = os.cpu_count() or 1
-    return _CORES[pid]
-
 
 # ---------------------------------------------------------------- thread pool
 class Pool:
@@ -197,7 +184,7 @@ def _blas_libs() -> list:
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """BLAS on one thread while a plan runs (our pool owns the cores), then as before."""
+    """BLAS on one thread while a plan runs (our threads own the cores), then as before."""
     libs = _blas_libs()
     before = [c.get_num_threads() for c in libs]
     for c in libs:
@@ -207,6 +194,15 @@ def single_threaded_blas():
     finally:
         for c, n in zip(libs, before):
             c.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def session():
+    """Held while a plan runs: Numba's thread count applied on this thread
+    (:func:`.numba_threads.session`) and BLAS on one thread. Runs are serialised: the GEMM
+    tiles still share the process's :class:`Pool` and its scratch buffers."""
+    with numba_threads.session(serialise=True), single_threaded_blas():
+        yield
 
 
 class _PoolRef:
@@ -221,7 +217,8 @@ def runtime() -> Runtime:
 
     rt = Runtime(np, _numpy_erf(), np.asarray)
     rt.extra["pool"] = _PoolRef()
-    rt.session = single_threaded_blas
+    rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
+    rt.session = session
     return rt
 
 
@@ -405,11 +402,11 @@ def _winograd_builder(step, plan, rt, k, w, m):
         # Few tiles (batch 1, late layers): transform all, share the α² GEMMs, transform back.
         V = P.buffer(0, "wv_all", (T, a * a, cin))
         Mo = P.buffer(0, "wm_all", (T, a * a, cout))
-        P.for_ranges(T, lambda t0, t1, wk: WG.input_transform(x, V, t0, t1, 0, *geo, *pad, scratch(wk)[0]),
-                     work=a * a * cin)
+        S = rt.extra["scratch"]
+        PAR.winograd_input(chunks(T, a * a * cin), x, V, T, *geo, *pad, S.get("wd", (2, a, a, cin)))
         P.run(lambda p, wk: np.matmul(V[:, p], U[p], out=Mo[:, p]), a * a)
-        P.for_ranges(T, lambda t0, t1, wk: WG.output_transform(Mo, out, t0, t1, 0, *geo, bias, r, a1, a2,
-                                                                *scratch(wk)[1:]), work=a * a * cout)
+        PAR.winograd_output(chunks(T, a * a * cout), Mo, out, T, *geo, bias, r, a1, a2, S.get("wt", (a, m, cout)),
+                            S.get("wy", (m, m, cout)))
 
     return run
 
@@ -417,38 +414,37 @@ def _winograd_builder(step, plan, rt, k, w, m):
 def _direct_builder(step, plan, rt, k, w):
     """Depthwise (one input channel per group, any multiplier) and grouped convolutions by
     direct channels-last kernels over output rows (n, oh), epilogue fused."""
-    P: Pool = rt.extra["pool"]
+    S = rt.extra["scratch"]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
     cout, Wo = k["cout"], k["Wo"]
+    work = k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg  # per output row
     if cg == 1:
         wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
         if og > 1:  # channel multiplier
-            def kernel(x, out, t0, t1, r, wk):
-                K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
+            def kernel(x, out, T, r):
+                PAR.depthwise(chunks(T, work), x, wd, bias, out, T, og, *geo, r, a1, a2)
         else:
             # stride 1, few channels: the weights repeated along a row, so one loop covers a row
             wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if k["sw"] == 1 and cout < DW_ROW_CHANNELS else EMPTY3
 
-            def kernel(x, out, t0, t1, r, wk):
-                K.depthwise_rows(x, wd, wrow, bias, out, t0, t1, *geo, r, a1, a2, P.buffer(wk, "acc", (Wo * cout,)))
+            def kernel(x, out, T, r):
+                PAR.depthwise_rows(chunks(T, work), x, wd, wrow, bias, out, T, *geo, r, a1, a2,
+                                   S.get("acc", (Wo * cout,)))
     else:
         # (kh, kw, cg, C_out): for each tap and input channel of a group, one row over all outputs
         wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
         src = np.array([[(c // og) * cg + ci for c in range(cout)] for ci in range(cg)], np.int64)
 
-        def kernel(x, out, t0, t1, r, wk):
-            xe = P.buffer(wk, "xe", (k["kh"], k["W"], cg, cout))
-            acc = P.buffer(wk, "acc", (Wo * cout,))
-            K.grouped_rows(x, wt, bias, out, t0, t1, *geo, r, a1, a2, src, xe, acc)
+        def kernel(x, out, T, r):
+            PAR.grouped_rows(chunks(T, work), x, wt, bias, out, T, *geo, r, a1, a2, src,
+                             S.get("xe", (k["kh"], k["W"], cg, cout)), S.get("acc", (Wo * cout,)))
 
     def run(ins, out, res):
-        r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: kernel(ins[0], out, t0, t1, r, wk),
-                     work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
+        kernel(ins[0], out, out.shape[0] * k["Ho"], res if res is not None else EMPTY4)
 
     return run
 
@@ -501,9 +497,8 @@ def build_conv_transpose2d(step, plan, rt):
             rows = max(MIN_ROWS, _block(M, TILES_PER_THREAD * P.threads))
             P.run(lambda i, wk: np.matmul(xs[i * rows:(i + 1) * rows].transpose(1, 0, 2), wm,
                                           out=cols[:, i * rows:(i + 1) * rows]), -(-M // rows))
-            P.for_ranges((n1 - n0) * k["Ho"], lambda t0, t1, wk: K.col2im_transpose(
-                cols, out, n0, n0 * k["Ho"] + t0, n0 * k["Ho"] + t1, *geo, bias, r, a1, a2),
-                work=k["Wo"] * k["cout"] * k["kh"] * k["kw"])
+            PAR.col2im_transpose(chunks((n1 - n0) * k["Ho"], k["Wo"] * k["cout"] * k["kh"] * k["kw"]), cols, out, n0,
+                                 n0 * k["Ho"], n1 * k["Ho"], *geo, bias, r, a1, a2)
 
     return run
 
@@ -521,15 +516,13 @@ def build_linear(step, plan, rt):
 
 # ---------------------------------------------------------------- element-wise steps
 def _elementwise(step, rt, scale, bias, a1, a2, p1=0.0):
-    P: Pool = rt.extra["pool"]
     p1 = np.float32(p1)
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         r2 = _rows2(res) if res is not None else EMPTY2
-        C = o2.shape[1]
-        P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2,
-                                                                p1), work=C)
+        R, C = o2.shape
+        PAR.epilogue(chunks(R, C), x2, o2, R, C, scale, bias, r2, a1, a2, p1)
 
     return run
 
@@ -547,22 +540,19 @@ def build_batchnorm(step, plan, rt):
 
 
 def build_add(step, plan, rt):
-    P: Pool = rt.extra["pool"]
     a2 = act_code(step.act2)
+    zero = np.float32(0)
 
     def run(ins, out, res):
         o2 = _rows2(out)
-        C = o2.shape[1]
+        R, C = o2.shape
         terms = [_rows2(x) for x in ins] + ([_rows2(res)] if res is not None else [])
         last = len(terms) - 1
-
-        def tile(r0, r1, wk):
-            src = terms[0]
-            for t in range(1, len(terms)):
-                K.epilogue(src, False, o2, r0, r1, 0, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0)
-                src = o2
-
-        P.for_ranges(o2.shape[0], tile, work=C * len(terms))
+        parts = chunks(R, 2 * C)
+        src = terms[0]
+        for t in range(1, len(terms)):  # a sum of more than two: one pass per term
+            PAR.epilogue(parts, src, o2, R, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0, zero)
+            src = o2
 
     return run
 
@@ -573,49 +563,50 @@ def build_mul(step, plan, rt):
     xs, ss = step.in_shapes
     if not (len(xs) == 3 and (tuple(ss) in ((xs[0], 1, 1), (xs[0],)))):
         return generic(step, plan, rt)
-    P: Pool = rt.extra["pool"]
     hw = int(xs[1]) * int(xs[2])
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         s2 = ins[1].reshape(ins[1].shape[0], -1)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), work=x2.shape[1])
+        R, C = x2.shape
+        PAR.mul_bcast(chunks(R, C), x2, s2, o2, R, hw)
 
     return run
 
 
 # ---------------------------------------------------------------- pooling and normalisation
 def build_maxpool2d(step, plan, rt):
-    P, k = rt.extra["pool"], pool_geometry(step)
+    k = pool_geometry(step)
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+    work = k["Wo"] * k["C"] * k["kh"] * k["kw"]
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo),
-                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
+        T = out.shape[0] * k["Ho"]
+        PAR.maxpool(chunks(T, work), ins[0], out, T, *geo)
 
     return run
 
 
 def build_avgpool2d(step, plan, rt):
-    P, k = rt.extra["pool"], pool_geometry(step)
+    k = pool_geometry(step)
     div = avgpool_divisor(k)
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"])
+    work = k["Wo"] * k["C"] * k["kh"] * k["kw"]
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div),
-                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
+        T = out.shape[0] * k["Ho"]
+        PAR.avgpool(chunks(T, work), ins[0], out, T, *geo, div)
 
     return run
 
 
 def _adaptive(is_max):
     def build(step, plan, rt):
-        P = rt.extra["pool"]
         Ho = int(step.out_shape[1])
 
         def run(ins, out, res):
-            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max),
-                         work=ins[0][0].size // Ho)
+            T = out.shape[0] * Ho
+            PAR.adaptive_pool(chunks(T, ins[0][0].size // Ho), ins[0], out, T, is_max)
 
         return run
 
@@ -623,18 +614,16 @@ def _adaptive(is_max):
 
 
 def build_softmax(step, plan, rt):
-    P = rt.extra["pool"]
-
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), work=4 * x2.shape[1])
+        R, C = x2.shape
+        PAR.softmax(chunks(R, 4 * C), x2, o2, R)
 
     return run
 
 
 def _norm(kind):
     def build(step, plan, rt):
-        P = rt.extra["pool"]
         shape = step.in_shapes[0]
         C = int(shape[0])
         eps = float(step.attrs["eps"])
@@ -657,8 +646,7 @@ def _norm(kind):
             N = x.shape[0]
             x3 = x.reshape(N, -1, x.shape[3])
             o3 = out.reshape(N, -1, out.shape[3])
-            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element),
-                         work=3 * x3[0].size)
+            PAR.group_norm(chunks(N, 3 * x3[0].size), x3, o3, N, G, eps, gamma, beta, per_element)
 
         return run
 
@@ -666,12 +654,12 @@ def _norm(kind):
 
 
 def build_prelu(step, plan, rt):
-    P = rt.extra["pool"]
     slope = np.ascontiguousarray(weight(plan, step, "weight").reshape(-1))
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.prelu_rows(x2, o2, r0, r1, slope), work=x2.shape[1])
+        R, C = x2.shape
+        PAR.prelu(chunks(R, C), x2, o2, R, slope)
 
     return run
 
@@ -683,7 +671,6 @@ def build_layer_scale(step, plan, rt):
 
 
 def build_layernorm2d(step, plan, rt):
-    P = rt.extra["pool"]
     eps = float(step.attrs["eps"])
     if "weight" in step.params:
         gamma, beta = (np.ascontiguousarray(weight(plan, step, f).reshape(-1)) for f in ("weight", "bias"))
@@ -692,33 +679,33 @@ def build_layernorm2d(step, plan, rt):
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.layernorm_rows(x2, o2, r0, r1, eps, gamma, beta),
-                     work=3 * x2.shape[1])
+        R, C = x2.shape
+        PAR.layernorm(chunks(R, 3 * C), x2, o2, R, eps, gamma, beta)
 
     return run
 
 
 def build_resize(step, plan, rt):
-    P = rt.extra["pool"]
     (ih, wh), (iw, ww) = resize_geometry(step)
     nearest = step.attrs["mode"] == "nearest"
     Ho = int(step.out_shape[1])
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.resize_rows(ins[0], out, t0, t1, ih, wh, iw, ww, nearest),
-                     work=out.shape[2] * out.shape[3] * (1 if nearest else 6))
+        T = out.shape[0] * Ho
+        PAR.resize(chunks(T, out.shape[2] * out.shape[3] * (1 if nearest else 6)), ins[0], out, T, ih, wh, iw, ww,
+                   nearest)
 
     return run
 
 
 def build_lrn(step, plan, rt):
-    P = rt.extra["pool"]
     a = step.attrs
     args = (int(a["size"]), np.float32(a["alpha"]), np.float32(a["beta"]), np.float32(a["k"]))
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), work=x2.shape[1] * args[0])
+        R, C = x2.shape
+        PAR.lrn(chunks(R, C * args[0]), x2, o2, R, *args)
 
     return run
 
@@ -734,7 +721,16 @@ KERNELS = {
 }
 # flatten, concat, slice, channel_shuffle: memory copies, the generic NumPy kernels.
 
-BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor)
+def describe_threads() -> str:
+    """The threads a plan runs on: their count and Numba's threading layer.
+
+    >>> describe_threads().split(" threads, ")[1] in ("Numba's omp layer", "Numba's tbb layer", "Numba's workqueue layer")
+    True
+    """
+    return f"{numba_threads.numba_threads()} threads, Numba's {threading_layer()} layer"
+
+
+BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor, threads=describe_threads)
 
 
 def release_free_memory() -> bool:
