@@ -26,6 +26,8 @@ from llvmlite import ir  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
+from . import numba_grouped as G  # noqa: E402
+
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
 # Loops over the channels that read or write many rows (Winograd's 36 patch positions)
@@ -327,35 +329,6 @@ def depthwise(x, w, bias, out, t0, t1, mult, sh, sw, pt, pl, dh, dw, res, a1, a2
 
 
 @njit(**JIT)
-def grouped(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2):
-    """Grouped convolution computed directly (narrow groups, where GEMMs would be tiny);
-    w is (G, kh, kw, C_in/G, C_out/G); output rows t0:t1 of (n, oh); epilogue fused."""
-    N, H, W, Cin = x.shape
-    Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
-    G, kh, kw, cg, og = w.shape
-    acc = np.empty(C, np.float32)
-    for t in range(t0, t1):
-        n, oh = t // Ho, t % Ho
-        for ow in range(Wo):
-            for c in range(C):
-                acc[c] = bias[c] if bias.shape[0] > 0 else np.float32(0)
-            for g in range(G):
-                for i in range(kh):
-                    ih = oh * sh - pt + i * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    for j in range(kw):
-                        iw = ow * sw - pl + j * dw
-                        if iw < 0 or iw >= W:
-                            continue
-                        for ci in range(cg):
-                            v = x[n, ih, iw, g * cg + ci]
-                            for o in range(og):
-                                acc[g * og + o] += v * w[g, i, j, ci, o]
-            store_pixel(acc, out, res, n, oh, ow, a1, a2)
-
-
-@njit(**JIT)
 def maxpool(x, out, t0, t1, kh, kw, sh, sw, pt, pl, dh, dw):
     """Max pooling for output rows t0:t1 of (n, oh); padding and ceil_mode overhang ignored."""
     N, H, W, C = x.shape
@@ -503,90 +476,118 @@ def lrn(x, out, r0, r1, size, alpha, beta, k):
 
 
 @njit(**JIT)
-def expand_groups(x, n, ih, xe, src):
-    """Input row ``ih`` of sample n, each pixel's channels repeated per output channel of its
-    group: ``xe[iw, ci, c] = x[n, ih, iw, src[ci, c]]`` with ``src[ci, g·og + o] = g·cg + ci``,
-    so a grouped convolution can multiply whole rows of output channels at once
-    (:func:`grouped_rows`). Groups of at least 16 outputs store each value as a broadcast
-    run, narrower ones gather (``GROUPED_BROADCAST_MIN`` of the cost model)."""
-    W, Cin = x.shape[2], x.shape[3]
-    cg, C = src.shape
-    G = Cin // cg
-    og = C // G
-    for iw in range(W):
-        xv = x[n, ih, iw]
-        for ci in range(cg):
-            ev = xe[iw, ci]
-            if og >= 16:
-                for g in range(G):
-                    v = xv[g * cg + ci]
-                    gv = ev[g * og:(g + 1) * og]
-                    for o in range(og):
-                        gv[o] = v
-            else:
-                sv = src[ci]
-                for c in range(C):
-                    ev[c] = xv[sv[c]]
+def pad_rows(x, n, ih0, nrows, pl, xp, rowlen):
+    """Input rows ih0 … ih0 + nrows − 1 of sample n, zero-padded: row r of ``xp`` (``rowlen``
+    elements, padded width × C) holds ``pl`` zero pixels, the image row (zeros outside the
+    image), then zeros to the end."""
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(x.size)
+    L = W * C
+    lo = pl * C
+    for r in range(nrows):
+        ih = ih0 + r
+        d = xp[r * rowlen:(r + 1) * rowlen]
+        if ih < 0 or ih >= H:
+            for e in range(rowlen):
+                d[e] = 0
+            continue
+        for e in range(lo):
+            d[e] = 0
+        s = xf[((n * H + ih) * W) * C:((n * H + ih) * W) * C + L]
+        dv = d[lo:lo + L]
+        for e in range(L):
+            dv[e] = s[e]
+        for e in range(lo + L, rowlen):
+            d[e] = 0
 
 
 @njit(**JIT)
-def grouped_rows(x, w, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, src, xe, acc):
-    """Grouped convolution for output rows t0:t1 of (n, oh), channels last, vectorised over
-    all output channels: each input row is expanded once per call (:func:`expand_groups`,
-    ``src`` its index table, ``xe`` a ring of kh rows of W × cg × C_out floats), then every tap (i, j) and input channel ci of the
-    group adds ``xe[iw, ci, :] · w[i, j, ci, :]`` to the output pixel's row of channels.
-    ``w`` is (kh, kw, cg, C_out) (``w[i, j, ci, g·og + o]`` = PyTorch's ``W[g·og + o, ci, i, j]``),
-    ``acc`` a scratch row of Wo·C_out floats; epilogue fused. Four input channels at a time
-    keep the partial sums in registers."""
+def grouped_mr(mode, nv, cg):
+    """Pixels per micro-kernel call of a packing (numba_grouped.MR_BROADCAST / MR_SHUFFLE)."""
+    if mode == 0:
+        return 12 if nv == 1 else 8 if nv == 2 else 6
+    return 12 if cg == 8 else 8
+
+
+@njit(**JIT)
+def _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, relu, mode, nv, cg):
+    """P consecutive output pixels (C floats apart from ``cbase``) of a grouped convolution,
+    every block of :mod:`.numba_grouped`'s packing, MR pixels at a time; ``tab[q]`` holds the
+    input addresses of pixel block q (MR entries)."""
+    K = koff.shape[0]
+    kaddr = np.intp(koff.ctypes.data)
+    ws = wp.strides[0]
+    bs = bias.strides[0]
+    w0 = np.intp(wp.ctypes.data)
+    b0 = np.intp(bias.ctypes.data)
+    t0 = np.intp(tab.ctypes.data)
+    ts = tab.strides[0]
+    for b in range(blocks.shape[0]):
+        a = blocks[b, 0] * 4
+        c = cbase + blocks[b, 1] * 4
+        nc = blocks[b, 2]
+        wb = w0 + b * ws
+        bb = b0 + b * bs
+        if mode == 0:
+            if nv == 1:
+                for q, p0 in enumerate(range(0, P, 12)):
+                    G.mk_broadcast(t0 + q * ts, a, min(12, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu,
+                                   12, 1)
+            elif nv == 2:
+                for q, p0 in enumerate(range(0, P, 8)):
+                    G.mk_broadcast(t0 + q * ts, a, min(8, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 8, 2)
+            else:
+                for q, p0 in enumerate(range(0, P, 6)):
+                    G.mk_broadcast(t0 + q * ts, a, min(6, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 6, 4)
+        elif cg == 2:
+            for q, p0 in enumerate(range(0, P, 8)):
+                G.mk_shuffle(t0 + q * ts, a, min(8, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 8, 2, 2)
+        elif cg == 4:
+            for q, p0 in enumerate(range(0, P, 8)):
+                G.mk_shuffle(t0 + q * ts, a, min(8, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 8, 2, 4)
+        else:
+            for q, p0 in enumerate(range(0, P, 12)):
+                G.mk_shuffle(t0 + q * ts, a, min(12, P - p0), kaddr, K, wb, c + p0 * C * 4, C, bb, nc, relu, 12, 1, 8)
+
+
+@njit(**JIT)
+def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp, acc, mode, nv, cg,
+                 kh, rowlen, R):
+    """Grouped convolution for output rows t0:t1 of (n, oh), channels last, by the
+    register-blocked micro-kernels of :mod:`.numba_grouped` (``wp``, ``bias``, ``blocks``,
+    ``koff``, ``mode`` 0 broadcast / 1 shuffle, ``nv``, ``cg`` its packing). At most R output
+    rows of one sample at a time: their input rows are copied zero-padded into ``xp`` (rows of
+    ``rowlen`` floats, so no tap needs a border test), then their pixels are computed in
+    blocks of MR that may span rows, group block by group block. ReLU (or no activation)
+    without a residual is fused into the micro-kernel's store; any other epilogue runs on the
+    rows in ``acc`` (R·Wo·C floats) while they are in cache."""
     N, H, W, Cin = x.shape
     Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
-    kh, kw, cg = w.shape[0], w.shape[1], w.shape[2]
-    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    has_res = res.shape[0] > 0
+    fused = (a1 == 0 or a1 == 1) and not has_res
     RC = Wo * C
     of = out.reshape(out.size)
     rf = res.reshape(res.size)
-    cg4 = cg - cg % 4
-    tags = np.full(kh, -1, np.int64)  # which input row (n·H + ih) each ring slot holds
-    for t in range(t0, t1):
-        n, oh = t // Ho, t % Ho
-        if has_bias:
-            for ow in range(Wo):
-                av = acc[ow * C:(ow + 1) * C]
-                for c in range(C):
-                    av[c] = bias[c]
-        else:
-            acc[:RC] = 0
-        for i in range(kh):
-            ih = oh * sh - pt + i * dh
-            if ih < 0 or ih >= H:
-                continue
-            slot = ih % kh if dh == 1 else i  # the kh rows of one output row: distinct slots
-            xr = xe[slot]
-            if tags[slot] != n * H + ih:
-                expand_groups(x, n, ih, xr, src)
-                tags[slot] = n * H + ih
-            for j in range(kw):
-                off = j * dw - pl
-                lo = 0
-                while lo < Wo and lo * sw + off < 0:
-                    lo += 1
-                hi = Wo
-                while hi > lo and (hi - 1) * sw + off >= W:
-                    hi -= 1
-                for ow in range(lo, hi):
-                    xw = xr[ow * sw + off]
-                    av = acc[ow * C:(ow + 1) * C]
-                    for ci in range(0, cg4, 4):
-                        x0, x1, x2, x3 = xw[ci], xw[ci + 1], xw[ci + 2], xw[ci + 3]
-                        w0, w1, w2, w3 = w[i, j, ci], w[i, j, ci + 1], w[i, j, ci + 2], w[i, j, ci + 3]
-                        for c in range(C):
-                            av[c] += x0[c] * w0[c] + x1[c] * w1[c] + x2[c] * w2[c] + x3[c] * w3[c]
-                    for ci in range(cg4, cg):
-                        x0 = xw[ci]
-                        w0 = w[i, j, ci]
-                        for c in range(C):
-                            av[c] += x0[c] * w0[c]
-        store_row(acc, RC, t * RC, has_res, rf, of, a1, a2)
+    xa = np.intp(xp.ctypes.data)
+    oa = np.intp(out.ctypes.data)
+    ca = np.intp(acc.ctypes.data)
+    MR = grouped_mr(mode, nv, cg)
+    tab = np.empty((-(-R * Wo // MR), MR), np.intp)
+    t = t0
+    while t < t1:
+        n, o0 = t // Ho, t % Ho
+        o1 = min(Ho, o0 + R, o0 + t1 - t)
+        pad_rows(x, n, o0 * sh - pt, (o1 - o0 - 1) * sh + (kh - 1) * dh + 1, pl, xp, rowlen)
+        P = (o1 - o0) * Wo
+        for p in range(tab.size):
+            q = min(p, P - 1)  # entries past the last pixel repeat it
+            tab.flat[p] = xa + (((q // Wo) * sh * rowlen) + (q % Wo) * sw * Cin) * 4
+        cbase = oa + (n * Ho + o0) * RC * 4 if fused else ca
+        _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, 1 if (fused and a1 == 1) else 0, mode, nv, cg)
+        if not fused:
+            for oh in range(o0, o1):
+                store_row(acc[(oh - o0) * RC:], RC, (n * Ho + oh) * RC, has_res, rf, of, a1, a2)
+        t += o1 - o0
 
 
 @njit(**JIT)

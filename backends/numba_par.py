@@ -218,16 +218,18 @@ def depthwise_rows(parts, x, w, wrow, bias, out, T, sh, sw, pt, pl, dh, dw, res,
 
 
 @njit(**PAR)
-def grouped_rows(parts, x, w, bias, out, T, sh, sw, pt, pl, dh, dw, res, a1, a2, src, xe, acc):
-    """:func:`.numba_kernels.grouped_rows` over the T output rows; ``xe`` (threads, kh, W, cg,
-    C_out) and ``acc`` (threads, Wo·C_out)."""
+def grouped_rows(parts, x, wp, bias, out, T, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp, acc, mode, nv, cg,
+                 kh, rowlen, R):
+    """:func:`.numba_kernels.grouped_rows` over the T output rows; ``xp`` (threads, slab) and
+    ``acc`` (threads, R·Wo·C_out)."""
     if parts == 1:
-        K.grouped_rows(x, w, bias, out, 0, T, sh, sw, pt, pl, dh, dw, res, a1, a2, src, xe[0], acc[0])
+        K.grouped_rows(x, wp, bias, out, 0, T, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp[0], acc[0], mode,
+                       nv, cg, kh, rowlen, R)
         return
     for c in prange(parts):
         tid = numba.get_thread_id()
-        K.grouped_rows(x, w, bias, out, c * T // parts, (c + 1) * T // parts, sh, sw, pt, pl, dh, dw, res, a1, a2,
-                       src, xe[tid], acc[tid])
+        K.grouped_rows(x, wp, bias, out, c * T // parts, (c + 1) * T // parts, sh, sw, pt, pl, dh, dw, res, a1, a2,
+                       blocks, koff, xp[tid], acc[tid], mode, nv, cg, kh, rowlen, R)
 
 
 @njit(**PAR)

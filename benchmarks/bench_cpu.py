@@ -10,6 +10,16 @@ Two measurements, both reported:
 * **round-robin**: every peer set up in one process and timed one run each per round, so
   the ratios hold even when the machine's load changes from second to second.
 
+Memory, made comparable: the parent writes the model once (the ``.onnx`` file for ONNX
+Runtime, the weights as ``.npz`` for cnngraph and PyTorch, the inputs as ``.npy``) and every
+peer's process starts from those files, so each pays for importing its runtime, building its
+model and loading its weights from disk, and none for creating the weights or exporting the
+ONNX model. A peer's peak is its own process's high-water mark (VmHWM, reset by exec, never
+the parent's); each phase of the set-up is reported with its resident memory at the end and
+its peak within (the mark reset between phases), and the heavy libraries the process loaded.
+Before the measured cnngraph processes one untimed process fills Numba's kernel cache, so the
+figures are those of a warm cache (a user's second run); its peak is reported apart.
+
 NumPy's SGEMM throughput (2048³, all threads) is measured in the same run, before and after,
 and bounds what any of them can reach. PyTorch is optional: without it that peer is skipped
 (said in the output) and cnngraph is compared with ONNX Runtime alone.
@@ -63,38 +73,76 @@ def make_input(g, batch: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch,) + shape).astype(np.float32)
 
 
-def setup(peer: str, model: str, batch: int, onnx_path: str | None = None):
-    """A callable running one batch on ``peer`` (returns the output as NumPy), and the input."""
+def write_files(model: str, batches, folder) -> dict:
+    """What every peer loads, written once by the parent: ``{model}.onnx`` (ONNX Runtime),
+    ``{model}.npz`` (the weights: cnngraph and PyTorch), ``{model}_b{batch}.npy`` (inputs).
+    So no peer's process pays for building the weights or exporting the model, and each
+    pays for loading its own from disk."""
+    from cnngraph.compiler.weights import save
+    from cnngraph.onnx import export
+
     g, ws = model_and_weights(model)
-    x = make_input(g, batch)
+    files = {"onnx": str(Path(folder) / f"{model}.onnx"), "weights": str(Path(folder) / f"{model}.npz")}
+    with open(files["onnx"], "wb") as f:
+        f.write(export(g, ws).SerializeToString())
+    save(ws, files["weights"])
+    for b in batches:
+        files[f"input{b}"] = str(Path(folder) / f"{model}_b{b}.npy")
+        np.save(files[f"input{b}"], make_input(g, b))
+    return files
+
+
+def setup(peer: str, model: str, batch: int, files: dict, mark=lambda phase: None):
+    """A callable running one batch on ``peer`` (returns the output as NumPy), and the input.
+
+    Every peer starts from the same files (:func:`write_files`) and pays for the same
+    things: importing its runtime, building its model (cnngraph: ``zoo.build``; PyTorch:
+    torchvision's constructor; ONNX Runtime: parsing the ``.onnx`` file) and loading the
+    weights from disk. ``mark(phase)`` is called at the end of each phase of the set-up
+    (:class:`Phases` records the memory there).
+    """
+    x = np.load(files[f"input{batch}"])
     if peer == "cnngraph":
+        from cnngraph import zoo
         from cnngraph.backends.numba_backend import executor, release_free_memory
         from cnngraph.compiler import compile
+        from cnngraph.compiler.weights import load
 
+        mark("imports")
+        g = zoo.build(model)
+        mark("model")
+        ws = load(files["weights"], g)
+        mark("weights")
         plan = compile(g, ws, batch=batch, consume_weights=True)  # the originals are not needed again
         del ws
+        mark("compile")
         ex = executor(plan, release_weights=True)
         plan.weights = None  # packed into the kernels; the folded copy is no longer needed
         release_free_memory()
+        mark("executor")
         return (lambda: ex.run(x)[0]), x
     if peer == "onnxruntime":
-        if onnx_path is None:
-            from cnngraph.onnx import export
+        import onnxruntime  # noqa: F401  (imported here so the import is its own phase)
 
-            onnx_path = export(g, ws).SerializeToString()
-        del ws
-        return ort_callable(onnx_path, x), x
+        mark("imports")
+        fn = ort_callable(files["onnx"], x)
+        mark("session")
+        return fn, x
     if peer == "pytorch":
         import torch
         import torchvision
 
+        mark("imports")
         m = torchvision.models.get_model(model, weights=None).eval()
-        missing, unexpected = m.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ws.items()},
-                                                strict=False)
+        mark("model")
+        with np.load(files["weights"]) as z:
+            state = {k: torch.from_numpy(z[k]) for k in z.files}
+        missing, unexpected = m.load_state_dict(state, strict=False)
+        del state
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
             raise RuntimeError(f"{model}: state_dict mismatch, missing {missing[:3]}, unexpected {unexpected[:3]}")
-        del ws
+        mark("weights")
         return torch_callable(m, x), x
     raise ValueError(peer)
 
@@ -105,14 +153,19 @@ def sgemm_gflops() -> float:
     return sgemm_ceiling(2048, 5)
 
 
+def _status_mb(field: str) -> float | None:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return None  # pragma: no cover - not Linux
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM: unlike getrusage's ru_maxrss, it is not
     inherited from the parent across fork and exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover - not Linux
+    v = _status_mb("VmHWM")
+    return v if v is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_mb() -> float:
@@ -120,55 +173,110 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(peer, model, batch, runs, warmup, onnx_path, out_path) -> dict:
+class Phases:
+    """The memory of each phase of a process: its resident set at the end of the phase and
+    its peak during it (the kernel's high-water mark, reset at the start of each phase
+    through ``/proc/self/clear_refs``; where that is not allowed, the peak so far).
+
+    >>> ph = Phases()
+    >>> ph.mark("start")
+    >>> ph.rows[0]["phase"], ph.rows[0]["peak_mb"] >= ph.rows[0]["rss_mb"] > 0
+    ('start', True)
+    """
+
+    def __init__(self):
+        self.rows: list = []  # the first phase runs from the process's start
+
+    @staticmethod
+    def _reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS (Linux ≥ 4.0)
+            return True
+        except OSError:
+            return False
+
+    def mark(self, phase: str) -> None:
+        self.rows.append({"phase": phase, "rss_mb": rss_mb(), "peak_mb": peak_rss_mb()})
+        self._reset()
+
+    @property
+    def peak_mb(self) -> float:
+        """The process's peak: the largest peak of any phase."""
+        return max(r["peak_mb"] for r in self.rows)
+
+
+def child(peer, model, batch, runs, warmup, files, out_path) -> dict:
     """One peer in this (fresh) process: times and memory, the output saved for comparison."""
+    ph = Phases()
+    ph.mark("python, numpy")
     t = time.perf_counter()
-    fn, _ = setup(peer, model, batch, onnx_path)
+    fn, _ = setup(peer, model, batch, files, ph.mark)
     setup_s = time.perf_counter() - t
     after_setup = rss_mb()
-    y = None
-    for _ in range(warmup):
+    y = fn()
+    ph.mark("first run")
+    for _ in range(warmup - 1):
         y = fn()
     times = []
     for _ in range(runs):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
+    ph.mark("runs")
     np.save(out_path, y)
-    return {"times": times, "setup_s": setup_s, "after_setup_mb": after_setup, "peak_mb": peak_rss_mb()}
+    return {"times": times, "setup_s": setup_s, "after_setup_mb": after_setup, "peak_mb": ph.peak_mb,
+            "phases": ph.rows, "modules": sorted(m for m in HEAVY if sys.modules.get(m) is not None)}
+
+
+# libraries whose presence in a peer's process the output reports (what it paid to import)
+HEAVY = ("numba", "sympy", "networkx", "torch", "torchvision", "onnx", "onnxruntime", "scipy", "rich")
 
 
 def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def own_process(model, batch, peers, procs, runs, warmup, onnx_path, tmp) -> dict:
+def _child(peer, model, batch, runs, warmup, files, out) -> dict:
+    cmd = [sys.executable, __file__, "--child", peer, "--model", model, "--batch", str(batch), "--runs", str(runs),
+           "--warmup", str(warmup), "--files", json.dumps(files), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{peer} on {model}: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def warm_cache(model, batch, files, tmp) -> dict:
+    """One untimed cnngraph process first: it compiles into Numba's on-disk cache whatever
+    kernel specialisation is not there yet, so every measured process loads them (a user's
+    second run) instead of the first one compiling (which costs seconds and, on ResNet-50,
+    about 70 MB more at the peak). Its figures are reported apart."""
+    return _child("cnngraph", model, batch, 0, 1, files, Path(tmp) / "warm.npy")
+
+
+def own_process(model, batch, peers, procs, runs, warmup, files, tmp) -> dict:
     """Each peer in processes of its own, alternating; medians over every run."""
-    res = {p: {"times": [], "peak_mb": [], "after_setup_mb": []} for p in peers}
+    res = {p: {"times": [], "peak_mb": [], "after_setup_mb": [], "phases": [], "modules": []} for p in peers}
     for _ in range(procs):
         for p in peers:
-            out = Path(tmp) / f"{p}.npy"
-            cmd = [sys.executable, __file__, "--child", p, "--model", model, "--batch", str(batch), "--runs",
-                   str(runs), "--warmup", str(warmup), "--onnx", onnx_path, "--out", str(out)]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"{p} on {model}: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
-            d = json.loads(r.stdout.strip().splitlines()[-1])
+            d = _child(p, model, batch, runs, warmup, files, Path(tmp) / f"{p}.npy")
             res[p]["times"] += d["times"]
-            res[p]["peak_mb"].append(d["peak_mb"])
-            res[p]["after_setup_mb"].append(d["after_setup_mb"])
+            for k in ("peak_mb", "after_setup_mb", "phases", "modules"):
+                res[p][k].append(d[k])
     outs = {p: np.load(Path(tmp) / f"{p}.npy") for p in peers}
     ref = outs["pytorch" if "pytorch" in peers else "onnxruntime"]
     summary = {}
     for p in peers:
+        worst = max(range(procs), key=lambda i: res[p]["peak_mb"][i])  # the phases of its highest-peak process
         summary[p] = {"median_ms": statistics.median(res[p]["times"]) * 1e3, "min_ms": min(res[p]["times"]) * 1e3,
                       "peak_mb": max(res[p]["peak_mb"]), "after_setup_mb": max(res[p]["after_setup_mb"]),
+                      "phases": res[p]["phases"][worst], "modules": res[p]["modules"][worst],
                       "rel_err": rel_err(outs[p], ref)}
     return summary
 
 
-def round_robin(model, batch, peers, rounds, warmup, onnx_path) -> dict:
-    fns = {p: setup(p, model, batch, onnx_path)[0] for p in peers}
+def round_robin(model, batch, peers, rounds, warmup, files) -> dict:
+    fns = {p: setup(p, model, batch, files)[0] for p in peers}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -181,10 +289,52 @@ def round_robin(model, batch, peers, rounds, warmup, onnx_path) -> dict:
     return {p: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3} for p, t in times.items()}
 
 
+def phase_line(summary: dict) -> str:
+    """``imports 146 | model 146 | weights 200 (peak 220) | ...``: RSS at the end of each
+    phase, its peak during the phase when higher (MB)."""
+    return " | ".join(f"{r['phase']} {r['rss_mb']:.0f}" + (f" (peak {r['peak_mb']:.0f})"
+                                                            if r["peak_mb"] > r["rss_mb"] + 0.5 else "")
+                      for r in summary["phases"])
+
+
 def gflop(model: str, batch: int) -> float:
     from cnngraph import analyze, zoo
 
     return 2 * analyze(zoo.build(model)).total.macs * batch / 1e9
+
+
+def memory_table(models, batches, peers, json_path=None) -> int:
+    """``--memory``: each peer's peak and where it is reached, one process per peer (after the
+    cache-warming cnngraph process), printed as a markdown table: RSS at the end of each phase
+    (MB), the phase's own peak in parentheses when higher."""
+    rows = []
+    print("Memory of each peer's own process (MB): RSS at the end of each phase (its peak within, when higher); "
+          "every peer loads the same files written by the parent")
+    print("| model | batch | peer | python, numpy | imports | model | weights | compile | executor / session | "
+          "first run | runs | peak | libraries |")
+    print("|" + " --- |" * 13)
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in models:
+            files = write_files(model, batches, tmp)
+            for batch in batches:
+                warm_cache(model, batch, files, tmp)
+                for p in peers:
+                    d = _child(p, model, batch, 1, 1, files, Path(tmp) / f"{p}.npy")
+                    rows.append({"model": model, "batch": batch, "peer": p, **d})
+                    by = {r["phase"]: r for r in d["phases"]}
+                    cells = []
+                    for ph in ("python, numpy", "imports", "model", "weights", "compile", "executor|session",
+                               "first run", "runs"):
+                        r = next((by[k] for k in ph.split("|") if k in by), None)
+                        cells.append("" if r is None else f"{r['rss_mb']:.0f}" + (
+                            f" ({r['peak_mb']:.0f})" if r["peak_mb"] > r["rss_mb"] + 0.5 else ""))
+                    print(f"| {model} | {batch} | {p} | " + " | ".join(cells) +
+                          f" | **{d['peak_mb']:.0f}** | {', '.join(d['modules'])} |", flush=True)
+    if json_path:
+        from cnngraph.io.files import write_text
+
+        write_text(json_path, json.dumps(rows, indent=1))
+    return 0
 
 
 def main(argv=None):
@@ -197,14 +347,17 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="ResNet-50 only, 1 process per peer, 4 runs and rounds")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
+    ap.add_argument("--memory", action="store_true",
+                    help="memory only: one process per peer (a warm-up run and one run), the phases of each peer's "
+                         "peak as a table; no timing, no round-robin")
     ap.add_argument("--json", help="write every figure to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--onnx", help=argparse.SUPPRESS)
+    ap.add_argument("--files", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.model[0], args.batch[0], args.runs, args.warmup, args.onnx,
-                               args.out)))
+        print(json.dumps(child(args.child, args.model[0], args.batch[0], args.runs, args.warmup,
+                               json.loads(args.files), args.out)))
         return 0
     models = args.model or (["resnet50"] if args.quick else list(MODELS))
     batches = args.batch or [1, 8]
@@ -214,25 +367,25 @@ def main(argv=None):
     if args.no_torch or not have_torch():
         peers.remove("pytorch")
         print("PyTorch/torchvision not installed (or --no-torch): the PyTorch eager peer is skipped")
+    if args.memory:
+        return memory_table(args.model or list(MODELS), batches, peers, args.json)
     print(f"{threads()} threads; BLAS: {blas_info()}; load average {os.getloadavg()[0]:.1f}")
+    print("Memory: every peer's process loads the same files (ONNX Runtime the .onnx model; cnngraph and PyTorch "
+          "the .npz weights and their own model code), written by this parent process; peak RSS is each child's "
+          "VmHWM (its own, not inherited), phases list its RSS at the end of each set-up phase (peak within)")
     ceil0 = sgemm_gflops()
     print(f"SGEMM ceiling (NumPy 2048³ float32, all threads) before: {ceil0:.0f} GFLOP/s", flush=True)
     results = {"threads": threads(), "blas": blas_info(), "sgemm_before": ceil0, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            from cnngraph.onnx import export
-
-            g, ws = model_and_weights(model)
-            onnx_path = str(Path(tmp) / f"{model}.onnx")
-            with open(onnx_path, "wb") as f:
-                f.write(export(g, ws).SerializeToString())
-            del g, ws
+            files = write_files(model, batches, tmp)
             for batch in batches:
                 gf = gflop(model, batch)
-                own = own_process(model, batch, peers, args.procs, args.runs, args.warmup, onnx_path, tmp)
-                rr = round_robin(model, batch, peers, args.rounds, args.warmup, onnx_path)
+                warm = warm_cache(model, batch, files, tmp)
+                own = own_process(model, batch, peers, args.procs, args.runs, args.warmup, files, tmp)
+                rr = round_robin(model, batch, peers, args.rounds, args.warmup, files)
                 row = {"model": model, "batch": batch, "gflop": gf, "own": own, "round_robin": rr,
-                       "load": os.getloadavg()[0]}
+                       "cache_warming_peak_mb": warm["peak_mb"], "load": os.getloadavg()[0]}
                 results["rows"].append(row)
                 print(f"{model} batch {batch} ({gf:.1f} GFLOP per batch; load {row['load']:.1f}):")
                 for p in peers:
@@ -241,6 +394,8 @@ def main(argv=None):
                           f"{gf / o['median_ms'] * 1e3:6.1f} GFLOP/s), peak RSS {o['peak_mb']:6.0f} MB "
                           f"(after set-up {o['after_setup_mb']:5.0f}), err {o['rel_err']:.1e} | "
                           f"round-robin {r['median_ms']:8.1f} ms")
+                    print(f"  {'':12s} memory by phase (MB): {phase_line(o)}; loaded: {', '.join(o['modules'])}")
+                print(f"  (the untimed cache-warming cnngraph process before them: peak RSS {warm['peak_mb']:.0f} MB)")
                 for q in peers[1:]:
                     print(f"  cnngraph / {q}: own process {own['cnngraph']['median_ms'] / own[q]['median_ms']:.2f}×, "
                           f"round-robin {rr['cnngraph']['median_ms'] / rr[q]['median_ms']:.2f}×, peak memory "

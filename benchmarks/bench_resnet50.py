@@ -3,8 +3,13 @@
 which calls ``torch.nn.functional`` node by node as an eager torchvision model does).
 
 The peers are timed in the same process, round-robin (one run of each per round), so the
-ratios hold even on a shared, noisy machine; the medians are reported. Peak memory is
-measured per peer in a fresh subprocess by sampling the resident set size while it runs.
+ratios hold even on a shared, noisy machine; the medians are reported. Memory is measured
+per peer in a fresh subprocess: the resident set after set-up, its peak while running
+(sampled every millisecond) and the process's high-water mark (VmHWM). Every peer's process
+pays for the same set-up here (cnngraph imported, the graph built, its weights created, then
+the peer's own runtime: compiled, exported to ONNX, or converted to PyTorch), so the figures
+compare what running adds; ``benchmarks/bench_cpu.py`` measures each runtime alone, every
+peer loading the model from files.
 NumPy's SGEMM throughput, measured in the same run, bounds what any of them can reach.
 
     python benchmarks/bench_resnet50.py                 # batch 8 and 1, 224×224
@@ -150,7 +155,10 @@ def memory_of(peer: str, batch: int, size: int, runs: int = 3) -> dict:
         fn()
     stop.set()
     th.join()
-    return {"after_setup_mb": base / 2**20, "peak_mb": peak[0] / 2**20, "during_run_mb": (peak[0] - base) / 2**20}
+    with open("/proc/self/status") as f:  # the process's own high-water mark (set-up included)
+        hwm = next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")), None)
+    return {"after_setup_mb": base / 2**20, "peak_mb": peak[0] / 2**20, "during_run_mb": (peak[0] - base) / 2**20,
+            "process_peak_mb": hwm}
 
 
 def main(argv=None):
@@ -206,7 +214,7 @@ def main(argv=None):
             r = row["peers"][p]
             mem = r.get("memory")
             ms = f", RSS {mem['after_setup_mb']:.0f} MB after set-up, +{mem['during_run_mb']:.0f} MB peak while running" \
-                if mem else ""
+                f" (process peak {mem['process_peak_mb']:.0f} MB, set-up included)" if mem else ""
             print(f"  {p:15s} {r['median_ms']:8.1f} ms (min {r['min_ms']:.1f})  {r['images_per_s']:7.1f} img/s  "
                   f"{r['gflops']:6.1f} GFLOP/s  err {r['rel_err_vs_pytorch']:.1e}{ms}")
         vs_torch = f"{row['ratio_vs_pytorch']:.2f}×" if row["ratio_vs_pytorch"] else "(PyTorch not installed)"

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnngraph.ir.symbols import sym
-
 
 def make_divisible_np(v, divisor: int = 8, min_value: int | None = None):
     """``cnngraph.zoo.mobile.make_divisible`` on a NumPy array (same float operations, same results)."""
@@ -68,6 +66,8 @@ class Multiplier:
         tag = f"{self.name}{base}" + (f"_d{divisor}" if divisor != 8 else "") + \
               (f"_m{min_value}" if min_value is not None else "") + (f"_ge{self.low:g}".replace(".", "p")
                                                                      if self.low is not None else "")
+        from cnngraph.ir.symbols import sym  # sympy: only a symbolic multiplier needs it
+
         self.derived[tag] = (base, divisor, min_value, self.low)
         return divisor * sym(tag)
 

@@ -191,6 +191,23 @@ def test_resnet50_memory_figures():
     assert m.naive == sum(int(np.prod(v.shape)) for v in p.values.values())
 
 
+def test_mobilenet_v2_memory_packed_by_size(monkeypatch):
+    """MobileNet v2's largest value is the first expansion, 96×112×112; in a stride-1 block
+    at 56² its input (24×56²), the expansion and the depthwise output (144×56² each) are alive
+    at once. So any plan needs at least 3 buffers of at least 96·112², 144·56² and 24·56²
+    elements: packing by size reaches exactly that, where step order (which gives the block's
+    24-channel output the big free buffer) needs 96·112² + 2·144·56²."""
+    from cnngraph.compiler import plan as P
+
+    p = compile(zoo.build("mobilenet_v2"))
+    check_no_overlap(p)
+    assert sorted(p.memory.slots, reverse=True) == [96 * 112 * 112, 144 * 56 * 56, 24 * 56 * 56]
+    monkeypatch.setattr(P, "_pack_by_size", lambda vals, alias: ([float("inf")], {}))  # step order alone
+    q = compile(zoo.build("mobilenet_v2"))
+    check_no_overlap(q)
+    assert sorted(q.memory.slots, reverse=True) == [96 * 112 * 112, 144 * 56 * 56, 144 * 56 * 56]
+
+
 def test_symbolic_memory_plan_matches_numeric():
     """The planner runs on the symbolic graph; its formulas, evaluated at a size, bound every
     value the numeric plan holds and equal the naive sum exactly."""

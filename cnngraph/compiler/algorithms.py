@@ -37,9 +37,9 @@ ALGORITHMS = {
     "winograd2": "Winograd F(2×2, 3×3): 4×4 input tiles, 16 GEMMs over channels, 2.25× fewer multiplies",
     "winograd4": "Winograd F(4×4, 3×3): 6×6 input tiles, 36 GEMMs over channels, 4× fewer multiplies",
     "depthwise": "depthwise convolution (one input channel per group): a direct channels-last kernel",
-    "grouped": "grouped convolution: a direct channels-last kernel vectorised over all output channels, each "
-               "input row expanded once to one copy per output channel of its group (for groups too narrow "
-               "for GEMMs)",
+    "grouped": "grouped convolution: a direct channels-last kernel, register-blocked (several output pixels × "
+               "16-wide vectors of a group's outputs), weights packed per group, input rows copied zero-padded; "
+               "narrow groups (cg = og ≤ 8) share a vector and take their inputs by register shuffles",
 }
 WINOGRAD_TILE = {"winograd2": 2, "winograd4": 4}
 
@@ -47,14 +47,15 @@ GEMM_OVERHEAD_ROWS = 24
 GEMM_MIN_N = 16  # a GEMM narrower than this runs as slowly as one this wide (one SIMD register)
 MOVE_COST = 4.0
 TRANSFORM_COST = 6.0
-# The direct grouped kernel: each multiply-add (vectorised over the output channels, partial
-# sums of four input channels in registers) and each element of its expanded input rows
-# (batch·H·W·cg·C_out: a broadcast store for groups of at least 16 outputs, a gather below) in
-# MAC-equivalents; fitted on ResNeXt-50's 3×3 layers at batch 1 and 8, where it wins for 4, 8
-# and 16 channels per group (stride 1 and 2) and ties or loses from 32 on.
-GROUPED_MAC_COST = 1.7
-GROUPED_EXPAND_COST = {"broadcast": 1.2, "gather": 3.0}
-GROUPED_BROADCAST_MIN = 16
+# The direct grouped kernel (backends/numba_grouped.py): its multiply-adds are counted over
+# the 16-wide vectors it fills (a group's outputs rounded up to whole vectors, except narrow
+# groups of cg = og inputs and outputs dividing 16, which share vectors), at
+# GROUPED_MAC_COST MAC-equivalents each; every input element its zero-padded row copies
+# hold costs MOVE_COST. Fitted on ResNeXt-50/101's 3×3 layers (docs/backends.md), where
+# it beats per-group GEMMs from 4 to 64 channels per group, at batch 1 and 8.
+GROUPED_MAC_COST = 0.8
+GROUPED_LANES = 16
+GROUPED_SHARED_MAX = 8
 GROUP_PACK_WIDTH = 64  # packing a group of cg channels costs MOVE_COST·max(1, this / cg) per value
 GEMM_ROWS_PER_CALL = 4096  # the backends' tiles hold at most about this many rows
 # F(4×4, 3×3) rounds 2-3× more than direct convolution (its transforms multiply by up to 8
@@ -94,6 +95,29 @@ def winograd_ok(k: dict) -> bool:
     return (k["kh"], k["kw"], k["sh"], k["sw"], k["dh"], k["dw"], k["groups"]) == (3, 3, 1, 1, 1, 1, 1)
 
 
+def grouped_lanes(cg: int, og: int) -> int:
+    """Vector lanes the direct grouped kernel computes per group (output channels rounded
+    up to whole 16-wide vectors; narrow groups with cg = og dividing 16 share vectors).
+
+    >>> grouped_lanes(4, 4), grouped_lanes(8, 4), grouped_lanes(40, 40), grouped_lanes(64, 64)
+    (4, 16, 48, 64)
+    """
+    if cg == og and og <= GROUPED_SHARED_MAX and GROUPED_LANES % og == 0:
+        return og
+    return -(-og // GROUPED_LANES) * GROUPED_LANES
+
+
+def grouped_cost(k: dict, batch: int) -> float:
+    """MAC-equivalents of the direct grouped kernel: its lane multiply-adds plus the copy of
+    the zero-padded input rows (each output row's sh input rows, full padded width)."""
+    G = k["groups"]
+    cg, og = k["cin"] // G, k["cout"] // G
+    lanes = G * grouped_lanes(cg, og)
+    Wp = max(k["W"] + k["pl"], (k["Wo"] - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1)
+    copied = batch * k["Ho"] * k["sh"] * Wp * k["cin"]
+    return GROUPED_MAC_COST * batch * k["Ho"] * k["Wo"] * k["kh"] * k["kw"] * cg * lanes + MOVE_COST * copied
+
+
 def conv_costs(k: dict, batch: int) -> dict:
     """MAC-equivalents of each applicable GEMM-based algorithm for geometry ``k``
     (:func:`conv_geometry`'s keys) at ``batch``."""
@@ -104,9 +128,7 @@ def conv_costs(k: dict, batch: int) -> dict:
     move = MOVE_COST * (max(1.0, GROUP_PACK_WIDTH / cg) if G > 1 else 1.0)
     costs = {"im2col": G * (gemm_cost(rows, Kd, og) + move * rows * Kd)}
     if G > 1:
-        expand = GROUPED_EXPAND_COST["broadcast" if og >= GROUPED_BROADCAST_MIN else "gather"]
-        costs["grouped"] = (GROUPED_MAC_COST * rows * Kd * k["cout"]
-                            + expand * batch * k["H"] * k["W"] * cg * k["cout"])
+        costs["grouped"] = grouped_cost(k, batch)
     if (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0):
         costs["gemm"] = G * gemm_cost(rows, cg, og)
     if winograd_ok(k):

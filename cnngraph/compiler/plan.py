@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-import sympy
+from cnngraph.ir.lazy import sympy
 
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
@@ -206,12 +206,18 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
     that is large enough, else the largest, grown), otherwise a new slot. Sizes may be
     symbolic: candidates are then ranked with every symbol set to 64, and a slot's size is
     the ``Max`` of every size it holds, so the plan is valid for every input size (and
-    makes the numeric plan's choices at 64).
+    makes the numeric plan's step-order choices at 64).
+
+    A numeric plan is then packed a second way (:func:`_pack_by_size`: the largest values
+    first, each into a slot none of whose values is alive at the same time), keeping the
+    in-place choices; the smaller of the two is kept (MobileNet v2: 8.0 MB per image in
+    step order, 6.6 MB by size, its live peak 5.7 MB).
     """
     members: list = []  # per slot: the distinct sizes it holds
     peak: list = []  # per slot: its rank (exact size when numeric)
     free: list = []
     vals = plan.values
+    alias: dict = {}  # a value written in place -> the first value of its buffer
 
     def take(v):
         r = _rank(v.size)
@@ -247,6 +253,7 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
                       and vals[c].shape == out.shape), None)
         if reuse is not None:
             out.slot = vals[reuse].slot
+            alias[step.output] = alias.get(reuse, reuse)
         else:
             out.slot = take(out)
         for r in dict.fromkeys(step.reads):
@@ -255,6 +262,12 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
         if out.last == -1:  # produced but never read and not an output (not after eliminate_dead)
             free.append(out.slot)
     slots = [_slot_size(m) for m in members]
+    if all(ops.is_int(v.size) for v in vals.values()):
+        by_size, where = _pack_by_size(vals, alias)
+        if sum(by_size) < sum(slots):
+            slots = by_size
+            for n, s in where.items():
+                vals[n].slot = s
 
     def total(xs):
         xs = list(xs)
@@ -272,6 +285,40 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
                     held[v.slot] = max(held.get(v.slot, 0), int(v.size))
             live_peak = max(live_peak, sum(held.values()))
     return MemoryPlan(slots, bytes_per_element, total(slots), total(v.size for v in vals.values()), live_peak)
+
+
+def _pack_by_size(vals: dict, alias: dict) -> list:
+    """Slots for a numeric plan, the largest values placed first: each buffer (a value and
+    those written in place over it, ``alias``) goes into the smallest slot holding no buffer
+    alive at any of its steps, else a new slot of its size, so a slot is as large as its
+    first buffer and never grows. Two buffers share a slot only when one is last read at a
+    step before the other is written. Returns the slot sizes and each value's slot.
+
+    Greedy in step order puts a small value into a large free slot and later needs a new
+    one for a larger value; by size, the large values settle the slots first.
+    """
+    bufs: dict = {}  # root value -> [size, first step, last step, members]
+    for name, v in vals.items():
+        root = alias.get(name, name)
+        b = bufs.setdefault(root, [0, v.first, v.first, []])
+        b[0] = max(b[0], int(v.size))
+        b[1], b[2] = min(b[1], v.first), max(b[2], v.last, v.first)
+        b[3].append(name)
+    sizes: list = []
+    spans: list = []  # per slot: the (first, last) steps of its buffers
+    where: dict = {}
+    for size, first, last, names in sorted(bufs.values(), key=lambda b: (-b[0], b[1])):
+        ok = [s for s in range(len(sizes)) if all(last < a or b < first for a, b in spans[s])]
+        if ok:
+            s = min(ok, key=lambda s: sizes[s])
+        else:
+            sizes.append(size)
+            spans.append([])
+            s = len(sizes) - 1
+        spans[s].append((first, last))
+        for n in names:
+            where[n] = s
+    return sizes, where
 
 
 def check_numeric(plan: Plan) -> None:

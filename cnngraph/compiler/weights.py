@@ -49,19 +49,47 @@ def _specs(g):
             yield f"{n}.{w.name}", _num(w.shape, n, f"{n}.{w.name}"), w
 
 
-def _draw(rng, init: str, shape: tuple, random_bn: bool):
-    """One weight drawn by its registry ``init`` kind (seeded; torchvision's ResNet scheme)."""
+def _draw(rng, init: str, shape: tuple, random_bn: bool, rows: int | None = None):
+    """One weight drawn by its registry ``init`` kind (seeded; torchvision's ResNet scheme).
+
+    ``rows``: only the next ``rows`` entries along the first axis (the scales still follow
+    the whole ``shape``): drawing a weight in consecutive row blocks gives the same numbers
+    as drawing it at once.
+    """
+    size = shape if rows is None else (rows,) + tuple(shape[1:])
     if init == "he":  # N(0, 2/fan_out), fan_out = C_out·kh·kw
-        return rng.normal(0.0, np.sqrt(2.0 / (shape[0] * int(np.prod(shape[2:])))), shape)
+        return rng.normal(0.0, np.sqrt(2.0 / (shape[0] * int(np.prod(shape[2:])))), size)
     if init == "fc":
-        return rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), shape)
+        return rng.normal(0.0, 0.01 if not random_bn else np.sqrt(1.0 / shape[1]), size)
     if init in ("bias", "mean"):
-        return rng.normal(0.0, 0.1, shape) if random_bn else np.zeros(shape)
+        return rng.normal(0.0, 0.1, size) if random_bn else np.zeros(size)
     if init in ("scale", "var"):
-        return rng.uniform(0.5, 1.5, shape) if random_bn else np.ones(shape)
+        return rng.uniform(0.5, 1.5, size) if random_bn else np.ones(size)
     if init == "prelu":  # PyTorch's nn.PReLU starts every slope at 0.25
-        return rng.uniform(0.0, 0.5, shape) if random_bn else np.full(shape, 0.25)
+        return rng.uniform(0.0, 0.5, size) if random_bn else np.full(size, 0.25)
     raise CnnGraphError(f"unknown weight initialisation {init!r}")
+
+
+DRAW_BLOCK = 1 << 20  # elements drawn (in float64) at a time
+
+
+def _drawn(rng, init: str, shape: tuple, random_bn: bool, dtype) -> np.ndarray:
+    """One weight as a C-contiguous ``dtype`` array, drawn in row blocks of at most about
+    :data:`DRAW_BLOCK` elements: the float64 draw of a large weight (VGG-16's 25088×4096
+    classifier: 822 MB) never exists whole, only one block of it at a time.
+
+    >>> w = _drawn(np.random.default_rng(0), "he", (300, 64, 3, 3), False, np.float32)
+    >>> w.dtype, np.array_equal(w, _draw(np.random.default_rng(0), "he", (300, 64, 3, 3), False).astype(np.float32))
+    (dtype('float32'), True)
+    """
+    if len(shape) == 0:
+        return np.ascontiguousarray(_draw(rng, init, shape, random_bn), dtype=dtype)
+    out = np.empty(shape, dtype)
+    step = max(1, DRAW_BLOCK // max(1, int(np.prod(shape[1:]))))
+    for i in range(0, shape[0], step):
+        n = min(step, shape[0] - i)
+        out[i:i + n] = _draw(rng, init, shape, random_bn, rows=n)
+    return out
 
 
 def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
@@ -69,11 +97,12 @@ def init(g, seed: int = 0, dtype=np.float32, random_bn: bool = False) -> dict:
     N(0, 2/fan_out), linear N(0, 0.01), biases 0, batch norm γ=1, β=0, mean 0, var 1.
 
     ``random_bn=True`` draws non-trivial batch norm statistics, so tests exercise folding.
+    Each weight is drawn in blocks of rows straight into its ``dtype`` array (no whole
+    float64 copy of a weight ever exists).
     """
     g = as_graph(g)
     rng = np.random.default_rng(seed)
-    return {key: np.ascontiguousarray(_draw(rng, w.init, shape, random_bn), dtype=dtype)
-            for key, shape, w in _specs(g)}
+    return {key: _drawn(rng, w.init, shape, random_bn, dtype) for key, shape, w in _specs(g)}
 
 
 def check(g, weights: dict, strict: bool = True) -> None:

@@ -181,6 +181,19 @@ def check_dtypes(heads: dict, label: str) -> None:
                              f"float64 are read (convert it first: a silent cast would change its values)")
 
 
+def nonfinite(a: np.ndarray, block: int = 1 << 20) -> int:
+    """How many values of ``a`` are NaN or infinite, counted ``block`` values at a time (the
+    boolean mask of a whole tensor would cost a byte per value, twice: 200 MB for VGG-16's
+    classifier).
+
+    >>> nonfinite(np.array([1.0, np.nan, np.inf, -2.0], np.float32)), nonfinite(np.ones((3, 5)), block=4)
+    (2, 0)
+    """
+    flat = a.reshape(-1)
+    return sum(int(flat[i:i + block].size - np.count_nonzero(np.isfinite(flat[i:i + block])))
+               for i in range(0, flat.size, block))
+
+
 def read(path, heads: dict, allow_nonfinite: bool = False) -> dict:
     """The arrays described by ``heads`` (from :func:`headers`, already checked), as float32."""
     p = Path(path)
@@ -210,9 +223,9 @@ def read(path, heads: dict, allow_nonfinite: bool = False) -> dict:
                 converted[h.dtype] = converted.get(h.dtype, 0) + 1
             a = np.ascontiguousarray(a, dtype=np.float32)
             if not allow_nonfinite:
-                bad = ~np.isfinite(a)
-                if bad.any():
-                    raise InputError(f"{p}: tensor {name!r} holds {int(bad.sum()):,} non-finite values (NaN or "
+                bad = nonfinite(a)
+                if bad:
+                    raise InputError(f"{p}: tensor {name!r} holds {bad:,} non-finite values (NaN or "
                                      f"infinity; --allow-nonfinite to run anyway)")
             out[name] = a
     finally:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 
-import sympy
+from cnngraph.ir.lazy import is_sym, sympy  # imported only for a symbolic width
 
 from cnngraph.dsl import (Net, adaptive_avgpool2d, add, batchnorm, block, channel_shuffle, chunk, concat, conv2d,
                           dropout, flatten, hardsigmoid, hardswish, linear, maxpool2d, mul, relu, relu6, scope,
@@ -47,7 +47,7 @@ def make_divisible(v, divisor: int = 8, min_value: int | None = None) -> int:
     """
     if isinstance(v, Scaled):  # a symbolic width multiplier: a fresh symbol per base count
         return v.mult.channels(v.base, divisor, min_value)
-    if isinstance(v, sympy.Basic) and not v.is_Number:
+    if is_sym(v) and not v.is_Number:
         if (v / divisor).is_integer:  # already a multiple (6 × a multiplied count)
             return v
         raise CnnGraphError(f"make_divisible: cannot round the symbolic channel count {v}")
@@ -101,7 +101,7 @@ MOBILENET_V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)
 
 def _width(c: int, alpha):
     """α·c: exact for a sympy α (closed forms), else TF-slim's max(int(c·α), 8)."""
-    if isinstance(alpha, sympy.Basic):
+    if is_sym(alpha):
         v = sympy.sympify(c) * alpha
         return int(v) if v.is_Integer else v
     return max(int(c * alpha), 8)
@@ -126,7 +126,7 @@ def mobilenet_v1(input=(3, 224, 224), alpha=1.0, resolution=None, num_classes: i
         except (TypeError, ValueError):
             raise ShapeError("mobilenet_v1", "width multiplier alpha must be a number or a symbol name",
                              f"alpha={alpha!r}") from None
-    if not isinstance(alpha, sympy.Symbol) and not alpha > 0:
+    if not (is_sym(alpha) and alpha.is_Symbol) and not alpha > 0:
         raise ShapeError("mobilenet_v1", "width multiplier alpha must be positive", f"alpha={alpha}")
     blocks = MOBILENET_V1_BLOCKS[:6] + MOBILENET_V1_BLOCKS[11:] if shallow else MOBILENET_V1_BLOCKS
     net = Net(title or "mobilenet_v1", alpha=str(alpha))
@@ -154,7 +154,7 @@ for _a, _tag in ((0.75, "075"), (0.5, "050"), (0.25, "025")):
 # ---------------------------------------------------------------- MobileNet v2
 def _count(v):
     """A channel count: rounded for numbers, kept for integer-valued symbolic counts."""
-    if isinstance(v, sympy.Basic) and not v.is_Number:
+    if is_sym(v) and not v.is_Number:
         if v.is_integer:
             return v
         raise CnnGraphError(f"channel count {v} is not an integer")
