@@ -11,8 +11,8 @@ pool is shared.
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
-narrow groups run direct kernels vectorised over the channels (a grouped convolution over
-all output channels at once, its input rows expanded per group). Bias (folded batch norm), activation, residual add and
+grouped convolutions run direct kernels vectorised over the channels (grouped ones by the
+register-blocked micro-kernels of :mod:`.numba_grouped`). Bias (folded batch norm), activation, residual add and
 the second activation are applied to each tile while it is in cache (the epilogue).
 
 >>> import numpy as np
@@ -34,6 +34,7 @@ import os
 import queue
 import threading
 
+import numba
 import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
@@ -78,6 +79,9 @@ DW_ROW_CHANNELS = 128
 # Grouped convolutions copy their input rows zero-padded, at most about this many floats
 # (1 MB: the rows stay in the core's L2 while every group block passes over its channels).
 GROUPED_SLAB = 1 << 18
+# Below this many output pixels per thread, a grouped convolution's threads split its output
+# channels (each reads only its share of the weights) instead of its rows.
+GROUPED_SPLIT_PIXELS = 256
 
 # ---------------------------------------------------------------- thread pool
 class Pool:
@@ -442,16 +446,29 @@ def _direct_builder(step, plan, rt, k, w):
         # Packed once per group block in the order the micro-kernels read (numba_grouped);
         # input rows are copied zero-padded, GROUPED_SLAB floats of them at a time.
         Wp = max(k["W"] + k["pl"], (Wo - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1)
-        rowlen = Wp * k["cin"]
-        pk = GP.pack(w, G, k["kh"], k["kw"], k["dh"], k["dw"], rowlen, bias)
+        ps = GP.pixel_stride(k["cin"])
+        rowlen = Wp * ps
+        pk = GP.pack(w, G, k["kh"], k["kw"], k["dh"], k["dw"], rowlen, bias, pixel=ps)
         mode = 1 if pk.mode == "shuffle" else 0
         span = (k["kh"] - 1) * k["dh"] + 1
         R = max(1, min(k["Ho"], (max(GROUPED_SLAB // rowlen, span) - span) // k["sh"] + 1))
         slab = ((R - 1) * k["sh"] + span) * rowlen
 
+        nblocks = len(pk.blocks)
+        split = a2 == 0 and a1 in (0, 1)  # fused epilogue: threads may split the blocks
+
         def kernel(x, out, T, r):
-            PAR.grouped_rows(chunks(T, work), x, pk.wp, pk.bias, out, T, *geo, r, a1, a2, pk.blocks, pk.koff,
-                             S.get("xpad", (slab,)), S.get("acc", (R * Wo * cout,)), mode, pk.nv, cg, k["kh"], rowlen, R)
+            threads = numba.get_num_threads()
+            few = T * Wo < GROUPED_SPLIT_PIXELS * threads and nblocks >= 2 * threads
+            if threads > 1 and split and r.size == 0 and few:
+                # few pixels (a small image at batch 1): each thread takes a share of the
+                # output channels (and reads only their weights), not of the rows
+                parts, by_blocks = min(nblocks, 2 * threads), True
+            else:
+                parts, by_blocks = chunks(T, work), False
+            PAR.grouped_rows(parts, by_blocks, x, pk.wp, pk.bias, out, T, *geo, r, a1, a2, pk.blocks, pk.koff,
+                             S.get("xpad", (slab,)), S.get("acc", (R * Wo * cout,)), mode, pk.nv, cg, k["kh"], rowlen,
+                             ps, R)
 
     def run(ins, out, res):
         kernel(ins[0], out, out.shape[0] * k["Ho"], res if res is not None else EMPTY4)
@@ -734,7 +751,7 @@ KERNELS = {
 def describe_threads() -> str:
     """The threads a plan runs on: their count and Numba's threading layer.
 
-    >>> describe_threads().split(" threads, ")[1] in ("Numba's omp layer", "Numba's tbb layer", "Numba's workqueue layer")
+    >>> describe_threads().split(" threads, Numba's ")[1] in ("omp layer", "tbb layer", "workqueue layer")
     True
     """
     return f"{numba_threads.numba_threads()} threads, Numba's {threading_layer()} layer"

@@ -256,6 +256,17 @@ class Packed:
     bias: np.ndarray
 
 
+def pixel_stride(cin: int) -> int:
+    """Elements from one pixel to the next in the padded input rows: C_in, plus 16 when C_in
+    is a multiple of 64 (256 B), so that the pixels of a block, read at the same tap, fall
+    in different sets of the L1 cache (pixels 4 KB apart share one set of 8 lines).
+
+    >>> pixel_stride(1024), pixel_stride(96)
+    (1040, 96)
+    """
+    return cin + VL if cin % 64 == 0 else cin
+
+
 def choose_mode(cg: int, og: int, cout: int) -> str:
     """``shuffle`` for groups of cg = og ∈ SHUFFLE_CG inputs and outputs whose output
     channels fill whole blocks, else ``broadcast``."""
@@ -265,15 +276,17 @@ def choose_mode(cg: int, og: int, cout: int) -> str:
 
 
 def pack(w: np.ndarray, groups: int, kh: int, kw: int, dh: int, dw: int, row: int, bias=None,
-         mode: str | None = None) -> Packed:
+         mode: str | None = None, pixel: int | None = None) -> Packed:
     """Pack PyTorch-layout weights ``(C_out, C_in/G, kh, kw)`` of a grouped convolution for the
-    micro-kernels; ``row`` is the padded input row's length in elements (width × C_in)."""
+    micro-kernels; ``row`` is the padded input row's length in elements (width × ``pixel``, the
+    elements from one pixel to the next: C_in unless padded)."""
     cout, cg = w.shape[0], w.shape[1]
     og = cout // groups
     cin = cg * groups
     mode = mode or choose_mode(cg, og, cout)
     b = np.zeros(cout, np.float32) if bias is None or len(bias) == 0 else np.asarray(bias, np.float32)
-    taps = [(i * dh * row + j * dw * cin) for i in range(kh) for j in range(kw)]
+    pixel = pixel or cin
+    taps = [(i * dh * row + j * dw * pixel) for i in range(kh) for j in range(kw)]
     wt = w.reshape(cout, cg, kh * kw).astype(np.float32)
     if mode == "shuffle":
         nv = NV_SHUFFLE[cg]

@@ -476,14 +476,13 @@ def lrn(x, out, r0, r1, size, alpha, beta, k):
 
 
 @njit(**JIT)
-def pad_rows(x, n, ih0, nrows, pl, xp, rowlen):
+def pad_rows(x, n, ih0, nrows, pl, xp, rowlen, ps):
     """Input rows ih0 … ih0 + nrows − 1 of sample n, zero-padded: row r of ``xp`` (``rowlen``
-    elements, padded width × C) holds ``pl`` zero pixels, the image row (zeros outside the
-    image), then zeros to the end."""
+    elements, padded width × ``ps``) holds ``pl`` zero pixels, the image row (zeros outside the
+    image), then zeros to the end; pixels ``ps ≥ C`` elements apart (the floats past C are
+    never read: a stride that is not a multiple of 4 KB keeps a column of pixels out of one
+    cache set)."""
     H, W, C = x.shape[1], x.shape[2], x.shape[3]
-    xf = x.reshape(x.size)
-    L = W * C
-    lo = pl * C
     for r in range(nrows):
         ih = ih0 + r
         d = xp[r * rowlen:(r + 1) * rowlen]
@@ -491,13 +490,14 @@ def pad_rows(x, n, ih0, nrows, pl, xp, rowlen):
             for e in range(rowlen):
                 d[e] = 0
             continue
-        for e in range(lo):
+        for e in range(pl * ps):
             d[e] = 0
-        s = xf[((n * H + ih) * W) * C:((n * H + ih) * W) * C + L]
-        dv = d[lo:lo + L]
-        for e in range(L):
-            dv[e] = s[e]
-        for e in range(lo + L, rowlen):
+        for iw in range(W):
+            s = x[n, ih, iw]
+            dv = d[(pl + iw) * ps:(pl + iw) * ps + C]
+            for c in range(C):
+                dv[c] = s[c]
+        for e in range((pl + W) * ps, rowlen):
             d[e] = 0
 
 
@@ -510,24 +510,24 @@ def grouped_mr(mode, nv, cg):
 
 
 @njit(**JIT)
-def _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, relu, mode, nv, cg):
+def _grouped_block(tab, P, cbase, C, blocks, b0, b1, koff, wp, bias, relu, mode, nv, cg):
     """P consecutive output pixels (C floats apart from ``cbase``) of a grouped convolution,
-    every block of :mod:`.numba_grouped`'s packing, MR pixels at a time; ``tab[q]`` holds the
+    blocks b0:b1 of :mod:`.numba_grouped`'s packing, MR pixels at a time; ``tab[q]`` holds the
     input addresses of pixel block q (MR entries)."""
     K = koff.shape[0]
     kaddr = np.intp(koff.ctypes.data)
     ws = wp.strides[0]
     bs = bias.strides[0]
     w0 = np.intp(wp.ctypes.data)
-    b0 = np.intp(bias.ctypes.data)
+    ba = np.intp(bias.ctypes.data)
     t0 = np.intp(tab.ctypes.data)
     ts = tab.strides[0]
-    for b in range(blocks.shape[0]):
+    for b in range(b0, b1):
         a = blocks[b, 0] * 4
         c = cbase + blocks[b, 1] * 4
         nc = blocks[b, 2]
         wb = w0 + b * ws
-        bb = b0 + b * bs
+        bb = ba + b * bs
         if mode == 0:
             if nv == 1:
                 for q, p0 in enumerate(range(0, P, 12)):
@@ -552,15 +552,16 @@ def _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, relu, mode, nv, cg)
 
 @njit(**JIT)
 def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp, acc, mode, nv, cg,
-                 kh, rowlen, R):
+                 kh, rowlen, ps, R, b0, b1):
     """Grouped convolution for output rows t0:t1 of (n, oh), channels last, by the
     register-blocked micro-kernels of :mod:`.numba_grouped` (``wp``, ``bias``, ``blocks``,
     ``koff``, ``mode`` 0 broadcast / 1 shuffle, ``nv``, ``cg`` its packing). At most R output
     rows of one sample at a time: their input rows are copied zero-padded into ``xp`` (rows of
-    ``rowlen`` floats, so no tap needs a border test), then their pixels are computed in
-    blocks of MR that may span rows, group block by group block. ReLU (or no activation)
+    ``rowlen`` floats, pixels ``ps`` floats apart, so no tap needs a border test), then their pixels are computed in
+    blocks of MR that may span rows, group block by group block (blocks b0:b1 only: threads
+    may split a small image's output channels instead of its rows). ReLU (or no activation)
     without a residual is fused into the micro-kernel's store; any other epilogue runs on the
-    rows in ``acc`` (R·Wo·C floats) while they are in cache."""
+    rows in ``acc`` (R·Wo·C floats) while they are in cache, and needs all blocks."""
     N, H, W, Cin = x.shape
     Ho, Wo, C = out.shape[1], out.shape[2], out.shape[3]
     has_res = res.shape[0] > 0
@@ -577,13 +578,14 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
     while t < t1:
         n, o0 = t // Ho, t % Ho
         o1 = min(Ho, o0 + R, o0 + t1 - t)
-        pad_rows(x, n, o0 * sh - pt, (o1 - o0 - 1) * sh + (kh - 1) * dh + 1, pl, xp, rowlen)
+        pad_rows(x, n, o0 * sh - pt, (o1 - o0 - 1) * sh + (kh - 1) * dh + 1, pl, xp, rowlen, ps)
         P = (o1 - o0) * Wo
         for p in range(tab.size):
             q = min(p, P - 1)  # entries past the last pixel repeat it
-            tab.flat[p] = xa + (((q // Wo) * sh * rowlen) + (q % Wo) * sw * Cin) * 4
+            tab.flat[p] = xa + (((q // Wo) * sh * rowlen) + (q % Wo) * sw * ps) * 4
         cbase = oa + (n * Ho + o0) * RC * 4 if fused else ca
-        _grouped_block(tab, P, cbase, C, blocks, koff, wp, bias, 1 if (fused and a1 == 1) else 0, mode, nv, cg)
+        _grouped_block(tab, P, cbase, C, blocks, b0, b1, koff, wp, bias, 1 if (fused and a1 == 1) else 0, mode, nv,
+                       cg)
         if not fused:
             for oh in range(o0, o1):
                 store_row(acc[(oh - o0) * RC:], RC, (n * Ho + oh) * RC, has_res, rf, of, a1, a2)

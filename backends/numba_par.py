@@ -218,18 +218,23 @@ def depthwise_rows(parts, x, w, wrow, bias, out, T, sh, sw, pt, pl, dh, dw, res,
 
 
 @njit(**PAR)
-def grouped_rows(parts, x, wp, bias, out, T, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp, acc, mode, nv, cg,
-                 kh, rowlen, R):
-    """:func:`.numba_kernels.grouped_rows` over the T output rows; ``xp`` (threads, slab) and
+def grouped_rows(parts, by_blocks, x, wp, bias, out, T, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp, acc,
+                 mode, nv, cg, kh, rowlen, ps, R):
+    """:func:`.numba_kernels.grouped_rows` over the T output rows, the chunks splitting the
+    rows, or (``by_blocks``) the packed group blocks of every row; ``xp`` (threads, slab) and
     ``acc`` (threads, R·Wo·C_out)."""
+    nb = blocks.shape[0]
     if parts == 1:
         K.grouped_rows(x, wp, bias, out, 0, T, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp[0], acc[0], mode,
-                       nv, cg, kh, rowlen, R)
+                       nv, cg, kh, rowlen, ps, R, 0, nb)
         return
     for c in prange(parts):
         tid = numba.get_thread_id()
-        K.grouped_rows(x, wp, bias, out, c * T // parts, (c + 1) * T // parts, sh, sw, pt, pl, dh, dw, res, a1, a2,
-                       blocks, koff, xp[tid], acc[tid], mode, nv, cg, kh, rowlen, R)
+        t0, t1, b0, b1 = 0, T, c * nb // parts, (c + 1) * nb // parts
+        if not by_blocks:
+            t0, t1, b0, b1 = c * T // parts, (c + 1) * T // parts, 0, nb
+        K.grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, blocks, koff, xp[tid], acc[tid],
+                       mode, nv, cg, kh, rowlen, ps, R, b0, b1)
 
 
 @njit(**PAR)

@@ -140,9 +140,9 @@ def test_every_zoo_grouped_shape_with_residual_and_activations():
         check(*s, act="silu", batch=2, residual=True, seed=1)
 
 
-def direct_grouped(x, w, bias, groups, stride, pad, mode, R, ranges, act=0):
+def direct_grouped(x, w, bias, groups, stride, pad, mode, R, ranges, act=0, block_parts=1):
     """numba_kernels.grouped_rows called directly with a forced packing mode, R output rows at
-    a time and the output rows split into ``ranges`` calls."""
+    a time, the output rows split into ``ranges`` calls and the blocks into ``block_parts``."""
     from cnngraph.backends import numba_grouped as GP
     from cnngraph.backends import numba_kernels as K
 
@@ -150,15 +150,19 @@ def direct_grouped(x, w, bias, groups, stride, pad, mode, R, ranges, act=0):
     cout, cg, kh, kw = w.shape
     Ho, Wo = (H + 2 * pad - kh) // stride + 1, (W + 2 * pad - kw) // stride + 1
     Wp = max(W + pad, (Wo - 1) * stride + kw)
-    rowlen = Wp * cin
-    pk = GP.pack(w, groups, kh, kw, 1, 1, rowlen, bias, mode)
+    ps = GP.pixel_stride(cin)
+    rowlen = Wp * ps
+    pk = GP.pack(w, groups, kh, kw, 1, 1, rowlen, bias, mode, pixel=ps)
     out = np.full((N, Ho, Wo, cout), np.nan, np.float32)
     xp = np.empty(((R - 1) * stride + kh) * rowlen, np.float32)
     acc = np.empty(R * Wo * cout, np.float32)
     cuts = np.linspace(0, N * Ho, ranges + 1).astype(int)
+    nblocks = len(pk.blocks)
     for t0, t1 in zip(cuts[:-1], cuts[1:]):
-        K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, stride, stride, pad, pad, 1, 1, nb.EMPTY4, act, 0, pk.blocks,
-                       pk.koff, xp, acc, int(pk.mode == "shuffle"), pk.nv, cg, kh, rowlen, R)
+        for q in range(block_parts):
+            K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, stride, stride, pad, pad, 1, 1, nb.EMPTY4, act, 0,
+                           pk.blocks, pk.koff, xp, acc, int(pk.mode == "shuffle"), pk.nv, cg, kh, rowlen, ps, R,
+                           q * nblocks // block_parts, (q + 1) * nblocks // block_parts)
     return out
 
 
@@ -167,7 +171,8 @@ def direct_grouped(x, w, bias, groups, stride, pad, mode, R, ranges, act=0):
 def test_grouped_packing_modes_and_row_chunks(cg, mode):
     """Narrow groups (cg = og) by register shuffles and by broadcast into masked vectors give
     the same convolution; chunks of 1 or 3 rows and ranges that cut rows of a sample apart
-    (t0:t1 not at sample boundaries) write every output exactly once."""
+    (t0:t1 not at sample boundaries), and blocks of output channels split between calls,
+    write every output exactly once."""
     rng = np.random.default_rng(cg)
     C, groups = 32 * 2, 32 * 2 // cg
     x = rng.standard_normal((3, 7, 9, C), dtype=np.float32)
@@ -175,9 +180,19 @@ def test_grouped_packing_modes_and_row_chunks(cg, mode):
     bias = rng.standard_normal(C, dtype=np.float32)
     step = conv_step(C, C, 7, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), groups, "grouped", "relu")
     ref = reference(x, w, bias, step)
-    for R, ranges in [(1, 1), (3, 4), (7, 5)]:
-        y = direct_grouped(x, w, bias, groups, 2, 1, mode, R, ranges, act=1)
-        assert np.abs(y - ref).max() / np.abs(ref).max() <= TOL, (R, ranges)
+    for R, ranges, parts in [(1, 1, 1), (3, 4, 1), (7, 5, 1), (4, 1, 2)]:
+        y = direct_grouped(x, w, bias, groups, 2, 1, mode, R, ranges, act=1, block_parts=parts)
+        assert np.abs(y - ref).max() / np.abs(ref).max() <= TOL, (R, ranges, parts)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("residual", [False, True])
+def test_grouped_threads_split_rows_or_channels(threads, residual, monkeypatch):
+    """On one thread the whole batch in one call; on two, a small image's output channels split
+    between the threads (fused ReLU) or its rows (a residual: the epilogue needs every channel)."""
+    monkeypatch.setenv("CNNGRAPH_NUM_THREADS", str(threads))
+    check(256, 256, 7, 7, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 32, act="relu", batch=1, residual=residual)
+    check(128, 128, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 32, act=None, batch=2, residual=residual)
 
 
 def test_plans_choose_the_grouped_kernel_for_narrow_groups():

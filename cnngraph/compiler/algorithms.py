@@ -143,7 +143,8 @@ def conv_costs(k: dict, batch: int) -> dict:
 
 
 def _g(x: float) -> str:
-    return f"{x / 1e9:.2f}G" if x >= 1e7 else f"{x / 1e6:.1f}M"
+    """MAC-equivalents with three significant figures or so (``_g(13.2e6)`` is ``'13.2M'``)."""
+    return f"{x / 1e9:.2f}G" if x >= 1e9 else f"{x / 1e6:.1f}M" if x >= 1e6 else f"{x / 1e3:.1f}k"
 
 
 def choose_conv(k: dict, batch: int = 1) -> Choice:
