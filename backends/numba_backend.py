@@ -1,13 +1,12 @@
-"""The Numba CPU backend: channels-last float32 kernels, GEMMs on BLAS, all cores.
+"""The Numba CPU backend: channels-last float32 kernels, our own GEMM, all cores.
 
-How the work is spread: every step but the GEMMs is a Numba ``parallel=True`` driver
-(:mod:`.numba_par`: a ``prange`` over chunks of output rows, each running a row-range kernel
-of :mod:`.numba_kernels`) on Numba's threading layer, OpenMP where it loads
-(:mod:`.numba_threads`, which also applies the thread count while a plan runs). The GEMMs
-(and Winograd's α² products) run as tiles on a small Python thread pool (one thread per
-core, the caller included) calling single-threaded BLAS (``np.matmul``; BLAS is limited to
-one thread only while a plan runs, restored afterwards); plans run one at a time while that
-pool is shared.
+How the work is spread: every step is Numba ``parallel=True`` code on Numba's threading
+layer, OpenMP where it loads (:mod:`.numba_threads`, which also applies the thread count
+while a plan runs): a convolution on our GEMM (:mod:`.numba_gemm`) or by Winograd is one
+parallel region; every other step a driver of :mod:`.numba_par` (a ``prange`` over chunks
+of output rows, each running a row-range kernel of :mod:`.numba_kernels`). The transposed
+convolution's GEMM alone still runs as tiles on a small Python thread pool calling NumPy's
+BLAS, limited to one thread while a plan runs (restored afterwards).
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import os
 import queue
 import threading
@@ -39,16 +37,17 @@ import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
 from cnngraph.compiler.passes import bn_scale_shift
-from cnngraph.ir.ops import act_code, act_param
+from cnngraph.ir.ops import act_clamp, act_code, act_param
 from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
 
 from cnngraph.backends import numba_kernels as K
+from cnngraph.backends import numba_gemm as NG
 from cnngraph.backends import numba_par as PAR
 from cnngraph.backends import numba_threads
 from cnngraph.backends import numba_winograd as WG
 from cnngraph.backends import numba_grouped as GP
-from cnngraph.backends.numba_par import MIN_CHUNK_WORK, chunks
+from cnngraph.backends.numba_par import chunks
 from cnngraph.backends.numba_threads import num_threads, threading_layer  # noqa: F401  - re-exported
 from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_geometry, pack_transpose_weight,
                                       pool_geometry, resize_geometry, transpose_geometry, weight)
@@ -59,15 +58,16 @@ EMPTY2 = np.empty((0, 0), np.float32)
 EMPTY3 = np.empty((0, 0, 0), np.float32)
 EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 
-# Tiles: an im2col tile of at most about PACK_BYTES stays in the (shared L3) cache between
-# packing and the GEMM; a GEMM tile has at least MIN_ROWS rows; column splits are used for
-# products of at least 2·MIN_TILE_MACS multiply-adds.
-PACK_BYTES = 4 << 20
+# GEMM tiles (:mod:`.numba_gemm`): at most GEMM_ROWS output rows, an im2col tile of at most
+# about GEMM_TILE_BYTES (it stays in L2 with the product's tile); about GEMM_ITEMS_PER_THREAD
+# work items per thread (output columns split when there are fewer row tiles).
+GEMM_ROWS = 64
+GEMM_TILE_BYTES = 256 << 10
+GEMM_ITEMS_PER_THREAD = 3
+GEMM_PARALLEL_MACS = 1 << 17  # smaller products (SE blocks' 1×1 convolutions) run on the calling thread
+# Other steps' tiles (transposed convolution's GEMMs, Winograd's blocks).
 MIN_ROWS = 256
 TILES_PER_THREAD = 4
-SMALL_M = 512  # rows per thread below which the output channels are split instead
-TRANSPOSED_ROWS = 128  # at most this many rows: the product is computed as W @ xᵀ (_small_m)
-MIN_TILE_MACS = 1 << 20
 # Winograd: a block of tiles' transformed inputs and products (α² × tiles × channels) stay
 # within about WINO_BYTES (the core's L2); at least WINO_MIN_TILES tiles per GEMM, else the
 # whole batch is transformed first and the α² GEMMs are shared between the threads.
@@ -85,16 +85,17 @@ GROUPED_SPLIT_PIXELS = 256
 
 # ---------------------------------------------------------------- thread pool
 class Pool:
-    """Runs ``fn(i, worker)`` for i in range(n) on ``threads`` threads, the caller included.
+    """Runs ``fn(i, worker)`` for i in range(n) on ``threads`` threads, the caller included:
+    the tiles of the one GEMM left on NumPy's BLAS (the transposed convolution's).
 
     Work is handed out dynamically (a shared counter), so a core slowed by another process
-    takes fewer tiles. ``worker`` indexes per-thread scratch buffers.
+    takes fewer tiles. Callers on several Python threads take turns (a lock per ``run``).
     """
 
     def __init__(self, threads: int):
         self.threads = threads
         self.pid = os.getpid()
-        self.scratch = [dict() for _ in range(threads)]
+        self._lock = threading.Lock()
         self._todo = [queue.SimpleQueue() for _ in range(threads - 1)]
         self._done = queue.SimpleQueue()
         for w in range(1, threads):
@@ -125,39 +126,19 @@ class Pool:
                     return
                 fn(i, w)
 
-        for w in range(1, helpers + 1):
-            self._todo[w - 1].put(work)
-        err = None
-        try:
-            work(0)
-        except BaseException as e:
-            err = e
-        for _ in range(helpers):
-            e = self._done.get()
-            err = err or e
+        with self._lock:
+            for w in range(1, helpers + 1):
+                self._todo[w - 1].put(work)
+            err = None
+            try:
+                work(0)
+            except BaseException as e:
+                err = e
+            for _ in range(helpers):
+                e = self._done.get()
+                err = err or e
         if err is not None:
             raise err
-
-    def buffer(self, w: int, key: str, shape) -> np.ndarray:
-        """A per-thread scratch array of ``shape`` (reused, grown when too small)."""
-        size = math.prod(shape)
-        buf = self.scratch[w].get(key)
-        if buf is None or buf.size < size:
-            buf = self.scratch[w][key] = np.empty(max(size, 1), np.float32)
-        return buf[:size].reshape(shape)
-
-    def ranges(self, total: int, grain: int = 1, work: int = 1):
-        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long and
-        at least MIN_CHUNK_WORK element operations (``work`` per item): waking another thread
-        costs more than a smaller chunk's work, so small steps run on the caller alone."""
-        grain = max(grain, MIN_CHUNK_WORK // max(work, 1), 1)
-        parts = max(1, min(4 * self.threads, total // grain))
-        step = -(-total // parts)
-        return [(a, min(a + step, total)) for a in range(0, total, step)]
-
-    def for_ranges(self, total: int, fn, grain: int = 1, work: int = 1):
-        rs = self.ranges(total, grain, work)
-        self.run(lambda i, w: fn(*rs[i], w), len(rs))
 
 
 _POOL = None
@@ -174,6 +155,8 @@ def pool() -> Pool:
 
 
 _BLAS = None
+_BLAS_STATE = {"depth": 0, "before": []}  # plans running now; BLAS's thread counts before the first
+_BLAS_LOCK = threading.Lock()
 
 
 def _blas_libs() -> list:
@@ -192,24 +175,30 @@ def _blas_libs() -> list:
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """BLAS on one thread while a plan runs (our threads own the cores), then as before."""
+    """BLAS on one thread while plans run (our threads own the cores), then as before (plans
+    running at once on several Python threads: restored when the last one ends)."""
     libs = _blas_libs()
-    before = [c.get_num_threads() for c in libs]
-    for c in libs:
-        c.set_num_threads(1)
+    with _BLAS_LOCK:
+        if _BLAS_STATE["depth"] == 0:
+            _BLAS_STATE["before"] = [c.get_num_threads() for c in libs]
+            for c in libs:
+                c.set_num_threads(1)
+        _BLAS_STATE["depth"] += 1
     try:
         yield
     finally:
-        for c, n in zip(libs, before):
-            c.set_num_threads(n)
+        with _BLAS_LOCK:
+            _BLAS_STATE["depth"] -= 1
+            if _BLAS_STATE["depth"] == 0:
+                for c, n in zip(libs, _BLAS_STATE["before"]):
+                    c.set_num_threads(n)
 
 
 @contextlib.contextmanager
 def session():
-    """Held while a plan runs: Numba's thread count applied on this thread
-    (:func:`.numba_threads.session`) and BLAS on one thread. Runs are serialised: the GEMM
-    tiles still share the process's :class:`Pool` and its scratch buffers."""
-    with numba_threads.session(serialise=True), single_threaded_blas():
+    """Held while a plan runs: Numba's thread count applied on this thread (and runs
+    serialised on Numba's workqueue layer, :func:`.numba_threads.session`), BLAS on one thread."""
+    with numba_threads.session(), single_threaded_blas():
         yield
 
 
@@ -240,15 +229,14 @@ def _aliases(plan: Plan, step) -> bool:
     return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
 
 
-_CLAMP = {0: (-np.inf, np.inf), 1: (0.0, np.inf), 2: (0.0, 6.0)}  # act code -> (lo, hi)
-
-
-def _clamps(step):
-    """(lo1, hi1, lo2, hi2) when both epilogue activations are clamps, else None."""
-    a1, a2 = _codes(step)
-    if a1 not in _CLAMP or a2 not in _CLAMP:
-        return None
-    return tuple(np.float32(v) for v in _CLAMP[a1] + _CLAMP[a2])
+def _clamps(step) -> np.ndarray:
+    """(lo1, hi1, lo2, hi2) when both epilogue activations are clamps (none, ReLU, ReLU6: the
+    registry's :attr:`~cnngraph.ir.ops.Activation.clamp`), which the GEMM micro-kernel applies
+    itself; else empty."""
+    c1, c2 = act_clamp(step.act1), act_clamp(step.act2)
+    if c1 is None or c2 is None:
+        return EMPTY1
+    return np.array(c1 + c2, np.float32)
 
 
 def _bias(plan, step):
@@ -267,154 +255,62 @@ def _block(n: int, parts: int, align: int = 16) -> int:
 
 # ---------------------------------------------------------------- GEMM-based convolution and linear
 def _gemm_builder(step, plan, rt, k, w):
-    """Convolution (or linear: a 1×1 convolution of a 1×1 image) as packed GEMMs;
-    ``w`` is (C_out, C_in/G, kh, kw)."""
-    P: Pool = rt.extra["pool"]
+    """Convolution (or linear: a 1×1 convolution of a 1×1 image) as our own packed GEMMs
+    (:mod:`.numba_gemm`) in one parallel region, epilogue fused; ``w`` is (C_out, C_in/G, kh, kw)."""
     G = k["groups"]
-    cg, og = k["cin"] // G, k["cout"] // G
-    Kd = k["kh"] * k["kw"] * cg
-    # Ungrouped: the weights as rows (C_out, kh·kw·C_in), columns in im2col's order (tap, then
-    # channel): a 1×1 kernel (and a linear layer) is the weights themselves, no packed copy
-    # (VGG-16's classifier is 0.5 GB). The row-tile GEMMs read its transposed view, the
-    # narrow products of few rows (_small_m) the rows. Grouped: (G, kh·kw·cg, og), one matrix per group.
-    if G == 1:
-        wrows = w.reshape(og, cg) if (k["kh"], k["kw"]) == (1, 1) else \
-            np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(og, Kd))
-        wm = wrows.T[None]
-    else:
-        wm = np.ascontiguousarray(w.reshape(G, og, cg, k["kh"], k["kw"]).transpose(0, 3, 4, 2, 1).reshape(G, Kd, og))
+    bp = NG.pack_conv(w, G)  # (G, column blocks, kh·kw·C_in/G, NR), packed once
+    Kd = bp.shape[2]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
-    alias = _aliases(plan, step)
-    fast = _clamps(step)  # branch-free epilogue for none/ReLU/ReLU6
-    if fast is not None:
-        ones = np.ones(k["cout"], np.float32)
-        fbias = bias if bias.size else np.zeros(k["cout"], np.float32)
+    clamps = _clamps(step)
     direct = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
-    geo = (k["Ho"], k["Wo"], k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+    geo = (k["Ho"], k["Wo"], k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"], G)
     cout = k["cout"]
+    # Row tiles: a packed tile (im2col) of at most about GEMM_TILE_BYTES stays in L2 with
+    # the product's tile; direct tiles read the input in place.
+    mc = GEMM_ROWS if direct else max(NG.MR, min(GEMM_ROWS, GEMM_TILE_BYTES // (4 * G * Kd)) // NG.MR * NG.MR)
+    nb = bp.shape[1]
 
     def run(ins, out, res):
         x = ins[0]
         M = x.shape[0] * k["Ho"] * k["Wo"]
         out2 = out.reshape(M, cout)
         res2 = res.reshape(M, cout) if res is not None else EMPTY2
-        x2 = x.reshape(M, k["cin"]) if direct else None
-        # Row tiles: each GEMM call repacks the weights (K×N), so a tile has at least
-        # MIN_ROWS rows; the packed rows stay in the cache; about 4 tiles per thread balance
-        # the load. With too few rows for that, split the output channels instead.
-        if G == 1 and M < SMALL_M * P.threads and M * Kd * cout >= MIN_TILE_MACS:
-            _small_m(x, x2, out2, res2, M)
-            return
-        rows = min(max(MIN_ROWS, PACK_BYTES // (4 * Kd)), max(MIN_ROWS, _block(M, TILES_PER_THREAD * P.threads)), M)
-        ntiles = -(-M // rows)
-
-        def tile(i, wk):
-            r0 = i * rows
-            r1 = min(M, r0 + rows)
-            n = r1 - r0
-            if direct:
-                a = x2[r0:r1].reshape(n, G, cg)
-            else:
-                a = P.buffer(wk, "cols", (n, G, Kd))
-                K.im2col(x, a.reshape(n, G * Kd), r0, r1, *geo, G, cg)
-            # One BLAS call per group, all groups' products side by side in the output rows;
-            # through a scratch block when the output overwrites the residual.
-            dst = P.buffer(wk, "gemm", (n, cout)) if alias else out2[r0:r1]
-            np.matmul(a.transpose(1, 0, 2), wm, out=dst.reshape(n, G, og).transpose(1, 0, 2))
-            if alias:
-                if fast is not None:
-                    K.epilogue_clamp(dst, r0, 0, res2, r0, r1, 0, cout, ones, fbias, *fast, res is not None)
-                    out2[r0:r1] = dst
-                else:
-                    K.epilogue(dst, True, out2, r0, r1, 0, cout, EMPTY1, bias, res2, a1, a2)
-            elif fast is not None:
-                K.epilogue_clamp(out2, 0, 0, res2, r0, r1, 0, cout, ones, fbias, *fast, res is not None)
-            else:
-                K.epilogue(out2, False, out2, r0, r1, 0, cout, EMPTY1, bias, res2, a1, a2)
-
-        P.run(tile, ntiles)
-
-    def _small_m(x, x2, out2, res2, M):
-        # Few rows (late layers at batch 1, linear layers): pack once, split the columns.
-        if direct:
-            a = x2
-        else:
-            a = P.buffer(0, "cols_all", (M, Kd))
-            P.for_ranges(M, lambda r0, r1, wk: K.im2col(x, a[r0:r1], r0, r1, *geo, 1, cg), work=Kd)
-        nb = _block(cout, 2 * P.threads, 64)
-        blocks = [(c, min(c + nb, cout)) for c in range(0, cout, nb)]
-
-        def tile_t(i, wk):
-            # W[c0:c1] @ aᵀ: BLAS packs the few activation rows instead of a K×N block of
-            # weights read across their rows, 10-30% faster below about TRANSPOSED_ROWS rows.
-            c0, c1 = blocks[i]
-            yt = P.buffer(wk, "gemm_t", (c1 - c0, M))
-            np.matmul(wrows[c0:c1], a.T, out=yt)
-            K.epilogue_t(yt, out2, 0, M, c0, c1, bias, res2, a1, a2)
-
-        def tile(i, wk):
-            c0, c1 = blocks[i]
-            if alias:
-                blk = P.buffer(wk, "gemm", (M, c1 - c0))
-                np.matmul(a, wm[0][:, c0:c1], out=blk)
-                if fast is not None:
-                    K.epilogue_clamp(blk, 0, 0, res2, 0, M, c0, c1, ones, fbias, *fast, res2.size > 0)
-                    out2[:, c0:c1] = blk
-                else:
-                    K.epilogue(blk, True, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
-            else:
-                np.matmul(a, wm[0][:, c0:c1], out=out2[:, c0:c1])
-                if fast is not None:
-                    K.epilogue_clamp(out2, 0, c0, res2, 0, M, c0, c1, ones, fbias, *fast, res2.size > 0)
-                else:
-                    K.epilogue(out2, False, out2, 0, M, c0, c1, EMPTY1, bias, res2, a1, a2)
-
-        P.run(tile_t if M <= TRANSPOSED_ROWS else tile, len(blocks))
+        # Few row tiles (batch 1, late layers, linear): split the output columns too, so
+        # every thread gets about GEMM_ITEMS_PER_THREAD work items.
+        nrt = -(-M // mc)
+        want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
+        nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
+        kernel = NG.conv if M * Kd * cout >= GEMM_PARALLEL_MACS else NG.conv_serial
+        kernel(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
 
     return run
 
 
 def _winograd_builder(step, plan, rt, k, w, m):
-    """3×3 stride-1 convolution by Winograd F(m×m, 3×3) (:mod:`.numba_winograd`)."""
-    P: Pool = rt.extra["pool"]
+    """3×3 stride-1 convolution by Winograd F(m×m, 3×3) (:mod:`.numba_winograd`), its α²
+    products on our GEMM, in one parallel region."""
     a = m + 2
-    U = WG.filter_transform(w, m)  # (α², C_in, C_out), packed once
+    Up = WG.pack_filters(w, m)  # (α², column blocks, C_in, NR), packed once
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
-    cin, cout = k["cin"], k["cout"]
+    cin, coutp = k["cin"], Up.shape[1] * NG.NR
     th, tw = -(-k["Ho"] // m), -(-k["Wo"] // m)
-    geo, pad = (m, th, tw), (k["pt"], k["pl"])
-
-    def scratch(wk):
-        return P.buffer(wk, "wd", (2, a, a, cin)), P.buffer(wk, "wt", (a, m, cout)), P.buffer(wk, "wy", (m, m, cout))
+    geo = (m, th, tw, k["pt"], k["pl"])
+    blk = max(WINO_MIN_TILES, WINO_BYTES // (4 * a * a * (cin + coutp)))
 
     def run(ins, out, res):
         x = ins[0]
         T = x.shape[0] * th * tw
         r = res if res is not None else EMPTY4
-        blk = max(WINO_MIN_TILES, min(WINO_BYTES // (4 * a * a * (cin + cout)), -(-T // (TILES_PER_THREAD * P.threads))))
-        if T >= 2 * P.threads * blk:
+        threads = numba.get_num_threads()
+        if T >= 2 * threads * blk:
             # Enough tiles: each block is transformed, multiplied and transformed back in cache.
-            def block(i, wk):
-                t0, t1 = i * blk, min(T, (i + 1) * blk)
-                V = P.buffer(wk, "wv", (t1 - t0, a * a, cin))
-                Mo = P.buffer(wk, "wm", (t1 - t0, a * a, cout))
-                d, tmp, y = scratch(wk)
-                WG.input_transform(x, V, t0, t1, t0, *geo, *pad, d)
-                np.matmul(V.transpose(1, 0, 2), U, out=Mo.transpose(1, 0, 2))
-                WG.output_transform(Mo, out, t0, t1, t0, *geo, bias, r, a1, a2, tmp, y)
-
-            P.run(block, -(-T // blk))
-            return
-        # Few tiles (batch 1, late layers): transform all, share the α² GEMMs, transform back.
-        V = P.buffer(0, "wv_all", (T, a * a, cin))
-        Mo = P.buffer(0, "wm_all", (T, a * a, cout))
-        S = rt.extra["scratch"]
-        PAR.winograd_input(chunks(T, a * a * cin), x, V, T, *geo, *pad, S.get("wd", (2, a, a, cin)))
-        P.run(lambda p, wk: np.matmul(V[:, p], U[p], out=Mo[:, p]), a * a)
-        PAR.winograd_output(chunks(T, a * a * cout), Mo, out, T, *geo, bias, r, a1, a2, S.get("wt", (a, m, cout)),
-                            S.get("wy", (m, m, cout)))
+            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))))
+        else:
+            nb = Up.shape[1]
+            nbc = max(1, -(-nb // max(1, -(-GEMM_ITEMS_PER_THREAD * threads // (a * a)))))
+            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc)
 
     return run
 
@@ -436,8 +332,10 @@ def _direct_builder(step, plan, rt, k, w):
             def kernel(x, out, T, r):
                 PAR.depthwise(chunks(T, work), x, wd, bias, out, T, og, *geo, r, a1, a2)
         else:
-            # stride 1, few channels: the weights repeated along a row, so one loop covers a row
-            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if k["sw"] == 1 and cout < DW_ROW_CHANNELS else EMPTY3
+            # other kernels than K.depthwise_rows' blocked 3×3 and 5×5 ones, stride 1, few channels:
+            # the weights repeated along a row, so one loop covers a row (K.depthwise_rows_any)
+            wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if (
+                k["sw"] == 1 and cout < DW_ROW_CHANNELS and not K.depthwise_blocked(k["kh"], k["kw"], *geo)) else EMPTY3
 
             def kernel(x, out, T, r):
                 PAR.depthwise_rows(chunks(T, work), x, wd, wrow, bias, out, T, *geo, r, a1, a2,
@@ -501,6 +399,7 @@ def build_conv_transpose2d(step, plan, rt):
     weights (C_in/G, kh·kw·C_out/G), then a gather (col2im) over output rows with the bias and
     the epilogue fused; samples in chunks so the products stay within TRANSPOSE_COLS."""
     P: Pool = rt.extra["pool"]
+    S = rt.extra["scratch"]
     k = transpose_geometry(step)
     G, cg, og = k["groups"], k["cg"], k["og"]
     wm = pack_transpose_weight(weight(plan, step, "weight"), k)
@@ -519,7 +418,7 @@ def build_conv_transpose2d(step, plan, rt):
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             M = (n1 - n0) * hw
-            cols = P.buffer(0, "transpose_cols", (G, M, T))
+            cols = S.one("transpose_cols", (G, M, T))
             xs = x[n0:n1].reshape(M, G, cg)
             rows = max(MIN_ROWS, _block(M, TILES_PER_THREAD * P.threads))
             P.run(lambda i, wk: np.matmul(xs[i * rows:(i + 1) * rows].transpose(1, 0, 2), wm,

@@ -27,6 +27,7 @@ from numba import njit, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 from . import numba_grouped as G  # noqa: E402
+from .numba_simd import LANES, vfma, vload, vstore  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
@@ -179,56 +180,6 @@ def epilogue(src, block, dst, r0, r1, c0, c1, scale, bias, res, a1, a2, p1=0.0):
         dv = dst[r, c0:c1]
         for c in range(n):
             dv[c] = t[c]
-
-
-@njit(**JIT)
-def epilogue_t(yt, dst, r0, r1, c0, c1, bias, res, a1, a2):
-    """The epilogue from a transposed GEMM block: ``dst[r, c] = act2(act1(yt[c − c0, r − r0] +
-    bias[c]) + res[r, c])`` for rows r0:r1, columns c0:c1 (``yt`` is (c1 − c0, r1 − r0), the
-    product ``W[c0:c1] @ xᵀ`` of a narrow GEMM). ``dst`` may share memory with ``res``: each
-    row goes through a small buffer."""
-    n = c1 - c0
-    t = np.empty(n, np.float32)
-    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
-    bv = bias[c0:c1] if has_bias else bias
-    for r in range(r0, r1):
-        k = r - r0
-        for c in range(n):
-            t[c] = yt[c, k]
-        if has_bias:
-            for c in range(n):
-                t[c] += bv[c]
-        act_row(t, a1)
-        if has_res:
-            rv = res[r, c0:c1]
-            for c in range(n):
-                t[c] += rv[c]
-        act_row(t, a2)
-        dv = dst[r, c0:c1]
-        for c in range(n):
-            dv[c] = t[c]
-
-
-@njit(**JIT)
-def epilogue_clamp(y, yr0, yc0, res, r0, r1, c0, c1, scale, bias, lo1, hi1, lo2, hi2, has_res):
-    """The epilogue in place on ``y`` when both activations are clamps (none, ReLU, ReLU6):
-    ``v = clamp(y·scale + bias, lo1, hi1) + res; y = clamp(v, lo2, hi2)``, branch-free so
-    it vectorises. Rows r0:r1 and columns c0:c1 of the output live at ``y[r − yr0, c − c0 +
-    yc0]`` (``y`` is the output itself, or a GEMM tile); ``res`` must not share memory with ``y``."""
-    n = c1 - c0
-    s = scale[c0:c1]
-    b = bias[c0:c1]
-    for r in range(r0, r1):
-        # row views indexed from 0: no negative-index handling in the loop, so it vectorises
-        yv = y[r - yr0, yc0:yc0 + n]
-        if has_res:
-            rv = res[r, c0:c1]
-            for j in range(n):
-                v = min(max(yv[j] * s[j] + b[j], lo1), hi1) + rv[j]
-                yv[j] = min(max(v, lo2), hi2)
-        else:
-            for j in range(n):
-                yv[j] = min(max(yv[j] * s[j] + b[j], lo1), hi1)
 
 
 @njit(**JIT)
@@ -592,9 +543,264 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
         t += o1 - o0
 
 
+# The depthwise kernels of 3×3 and 5×5 taps (stride 1 or 2, no dilation) run on explicit
+# 16-lane vectors (backends/numba_simd.py): per output row and block of 16 channels, the
+# kh·kw weight vectors are loaded once and every block of 4 output pixels adds all its taps
+# in registers, each input vector loaded once per block (stride 1: the 4 pixels of a 3-tap
+# kernel row read 6 columns, not 12); the last channel block is masked.
+DW_BLOCK = 4  # output pixels per register block
+
+
+@njit(inline="always", **JIT)
+def _row3_s1(a, o, C, m, w0, w1, w2, s0, s1, s2, s3):
+    """A 3-tap kernel row added to 4 adjacent output pixels (stride 1): 6 input columns."""
+    x0, x1, x2 = vload(a, o, m), vload(a, o + C, m), vload(a, o + 2 * C, m)
+    x3, x4, x5 = vload(a, o + 3 * C, m), vload(a, o + 4 * C, m), vload(a, o + 5 * C, m)
+    return (vfma(x2, w2, vfma(x1, w1, vfma(x0, w0, s0))), vfma(x3, w2, vfma(x2, w1, vfma(x1, w0, s1))),
+            vfma(x4, w2, vfma(x3, w1, vfma(x2, w0, s2))), vfma(x5, w2, vfma(x4, w1, vfma(x3, w0, s3))))
+
+
+@njit(inline="always", **JIT)
+def _row3_s2(a, o, C, m, w0, w1, w2, s0, s1, s2, s3):
+    """A 3-tap kernel row added to 4 output pixels of stride 2: 9 input columns."""
+    x0, x1, x2 = vload(a, o, m), vload(a, o + C, m), vload(a, o + 2 * C, m)
+    x3, x4, x5 = vload(a, o + 3 * C, m), vload(a, o + 4 * C, m), vload(a, o + 5 * C, m)
+    x6, x7, x8 = vload(a, o + 6 * C, m), vload(a, o + 7 * C, m), vload(a, o + 8 * C, m)
+    return (vfma(x2, w2, vfma(x1, w1, vfma(x0, w0, s0))), vfma(x4, w2, vfma(x3, w1, vfma(x2, w0, s1))),
+            vfma(x6, w2, vfma(x5, w1, vfma(x4, w0, s2))), vfma(x8, w2, vfma(x7, w1, vfma(x6, w0, s3))))
+
+
+@njit(inline="always", **JIT)
+def _row5_s1(a, o, C, m, w0, w1, w2, w3, w4, s0, s1, s2, s3):
+    """A 5-tap kernel row added to 4 adjacent output pixels (stride 1): 8 input columns."""
+    x0, x1, x2, x3 = vload(a, o, m), vload(a, o + C, m), vload(a, o + 2 * C, m), vload(a, o + 3 * C, m)
+    x4, x5, x6, x7 = vload(a, o + 4 * C, m), vload(a, o + 5 * C, m), vload(a, o + 6 * C, m), vload(a, o + 7 * C, m)
+    return (vfma(x4, w4, vfma(x3, w3, vfma(x2, w2, vfma(x1, w1, vfma(x0, w0, s0))))),
+            vfma(x5, w4, vfma(x4, w3, vfma(x3, w2, vfma(x2, w1, vfma(x1, w0, s1))))),
+            vfma(x6, w4, vfma(x5, w3, vfma(x4, w2, vfma(x3, w1, vfma(x2, w0, s2))))),
+            vfma(x7, w4, vfma(x6, w3, vfma(x5, w2, vfma(x4, w1, vfma(x3, w0, s3))))))
+
+
+@njit(inline="always", **JIT)
+def _row5_s2(a, o, C, m, w0, w1, w2, w3, w4, s0, s1, s2, s3):
+    """A 5-tap kernel row added to 4 output pixels of stride 2: 11 input columns."""
+    x0, x1, x2, x3 = vload(a, o, m), vload(a, o + C, m), vload(a, o + 2 * C, m), vload(a, o + 3 * C, m)
+    x4, x5, x6, x7 = vload(a, o + 4 * C, m), vload(a, o + 5 * C, m), vload(a, o + 6 * C, m), vload(a, o + 7 * C, m)
+    x8, x9, x10 = vload(a, o + 8 * C, m), vload(a, o + 9 * C, m), vload(a, o + 10 * C, m)
+    return (vfma(x4, w4, vfma(x3, w3, vfma(x2, w2, vfma(x1, w1, vfma(x0, w0, s0))))),
+            vfma(x6, w4, vfma(x5, w3, vfma(x4, w2, vfma(x3, w1, vfma(x2, w0, s1))))),
+            vfma(x8, w4, vfma(x7, w3, vfma(x6, w2, vfma(x5, w1, vfma(x4, w0, s2))))),
+            vfma(x10, w4, vfma(x9, w3, vfma(x8, w2, vfma(x7, w1, vfma(x6, w0, s3))))))
+
+
+@njit(**JIT)
+def _quad3(r0, r1, r2, wf, b, tgt, o, t, cb, m, C, S):
+    """Channels cb:cb+m of 4 output pixels of a 3×3 row (their first input column at ``o``,
+    their outputs at ``tgt[t:]``, t and o counting cb)."""
+    bv = vload(b, cb, m)
+    w0, w1, w2 = vload(wf, cb, m), vload(wf, C + cb, m), vload(wf, 2 * C + cb, m)
+    if S == 1:
+        s0, s1, s2, s3 = _row3_s1(r0, o, C, m, w0, w1, w2, bv, bv, bv, bv)
+    else:
+        s0, s1, s2, s3 = _row3_s2(r0, o, C, m, w0, w1, w2, bv, bv, bv, bv)
+    w0, w1, w2 = vload(wf, 3 * C + cb, m), vload(wf, 4 * C + cb, m), vload(wf, 5 * C + cb, m)
+    if S == 1:
+        s0, s1, s2, s3 = _row3_s1(r1, o, C, m, w0, w1, w2, s0, s1, s2, s3)
+    else:
+        s0, s1, s2, s3 = _row3_s2(r1, o, C, m, w0, w1, w2, s0, s1, s2, s3)
+    w0, w1, w2 = vload(wf, 6 * C + cb, m), vload(wf, 7 * C + cb, m), vload(wf, 8 * C + cb, m)
+    if S == 1:
+        s0, s1, s2, s3 = _row3_s1(r2, o, C, m, w0, w1, w2, s0, s1, s2, s3)
+    else:
+        s0, s1, s2, s3 = _row3_s2(r2, o, C, m, w0, w1, w2, s0, s1, s2, s3)
+    vstore(tgt, t, s0, m)
+    vstore(tgt, t + C, s1, m)
+    vstore(tgt, t + 2 * C, s2, m)
+    vstore(tgt, t + 3 * C, s3, m)
+
+
+@njit(**JIT)
+def _quad5(r0, r1, r2, r3, r4, wf, b, tgt, o, t, cb, m, C, S):
+    """:func:`_quad3` for 5×5 kernels."""
+    bv = vload(b, cb, m)
+    s0, s1, s2, s3 = bv, bv, bv, bv
+    for i in range(5):
+        a = r0 if i == 0 else r1 if i == 1 else r2 if i == 2 else r3 if i == 3 else r4
+        wo = 5 * i * C + cb
+        w0, w1, w2 = vload(wf, wo, m), vload(wf, wo + C, m), vload(wf, wo + 2 * C, m)
+        w3, w4 = vload(wf, wo + 3 * C, m), vload(wf, wo + 4 * C, m)
+        if S == 1:
+            s0, s1, s2, s3 = _row5_s1(a, o, C, m, w0, w1, w2, w3, w4, s0, s1, s2, s3)
+        else:
+            s0, s1, s2, s3 = _row5_s2(a, o, C, m, w0, w1, w2, w3, w4, s0, s1, s2, s3)
+    vstore(tgt, t, s0, m)
+    vstore(tgt, t + C, s1, m)
+    vstore(tgt, t + 2 * C, s2, m)
+    vstore(tgt, t + 3 * C, s3, m)
+
+
+@njit(**JIT)
+def _one(r0, r1, r2, r3, r4, wf, b, tgt, o, t, cb, m, C, K):
+    """Channels cb:cb+m of one interior output pixel of a K×K row."""
+    s = vload(b, cb, m)
+    for i in range(K):
+        a = r0 if i == 0 else r1 if i == 1 else r2 if i == 2 else r3 if i == 3 else r4
+        for j in range(K):
+            s = vfma(vload(a, o + j * C, m), vload(wf, (i * K + j) * C + cb, m), s)
+    vstore(tgt, t, s, m)
+
+
+@njit(**JIT)
+def _edge(r0, r1, r2, r3, r4, wf, b, tgt, ow, cb, m, C, W, S, pl, K):
+    """Channels cb:cb+m of an output pixel whose window overhangs the left or right edge:
+    the taps inside the image only."""
+    s = vload(b, cb, m)
+    for i in range(K):
+        a = r0 if i == 0 else r1 if i == 1 else r2 if i == 2 else r3 if i == 3 else r4
+        for j in range(K):
+            iw = ow * S - pl + j
+            if 0 <= iw < W:
+                s = vfma(vload(a, iw * C + cb, m), vload(wf, (i * K + j) * C + cb, m), s)
+    vstore(tgt, ow * C + cb, s, m)
+
+
+@njit(**JIT)
+def _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, S, pl, K):
+    """One output row of a K×K depthwise convolution of stride S (K, S constants once inlined)
+    from its input rows r0… (zero rows outside the image): the interior pixels c0:c1 in blocks
+    of 4, each over all channel blocks (the last one masked), then the rest and the edges."""
+    full = C - C % LANES
+    ow = c0
+    while ow + DW_BLOCK <= c1:
+        o, t = (ow * S - pl) * C, ow * C
+        for cb in range(0, full, LANES):
+            if K == 3:
+                _quad3(r0, r1, r2, wf, b, tgt, o + cb, t + cb, cb, LANES, C, S)
+            else:
+                _quad5(r0, r1, r2, r3, r4, wf, b, tgt, o + cb, t + cb, cb, LANES, C, S)
+        if full < C:
+            if K == 3:
+                _quad3(r0, r1, r2, wf, b, tgt, o + full, t + full, full, C - full, C, S)
+            else:
+                _quad5(r0, r1, r2, r3, r4, wf, b, tgt, o + full, t + full, full, C - full, C, S)
+        ow += DW_BLOCK
+    for ow in range(ow, c1):
+        o, t = (ow * S - pl) * C, ow * C
+        for cb in range(0, C, LANES):
+            _one(r0, r1, r2, r3, r4, wf, b, tgt, o + cb, t + cb, cb, min(LANES, C - cb), C, K)
+    for e in range(c0 + Wo - c1):
+        ow = e if e < c0 else c1 + e - c0  # the left edge, then the right one
+        for cb in range(0, C, LANES):
+            _edge(r0, r1, r2, r3, r4, wf, b, tgt, ow, cb, min(LANES, C - cb), C, W, S, pl, K)
+
+
+# One compiled function per kernel size and stride (the constants fold into _dw_row's code;
+# four smaller functions compile much faster than one holding every variant).
+@njit(**JIT)
+def _dw_row_3s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 1, pl, 3)
+
+
+@njit(**JIT)
+def _dw_row_3s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 2, pl, 3)
+
+
+@njit(**JIT)
+def _dw_row_5s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 1, pl, 5)
+
+
+@njit(**JIT)
+def _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl):
+    _dw_row(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, 2, pl, 5)
+
+
+@njit(**JIT)
+def depthwise_blocked(kh, kw, sh, sw, pt, pl, dh, dw):
+    """Does :func:`depthwise_rows` run this geometry on its blocked kernels (else :func:`depthwise_rows_any`)?
+
+    >>> depthwise_blocked(5, 5, 2, 2, 2, 2, 1, 1), depthwise_blocked(3, 3, 1, 1, 2, 2, 2, 2)
+    (True, False)
+    """
+    return kh == kw and (kh == 3 or kh == 5) and dh == 1 and dw == 1 and sh == sw and (sw == 1 or sw == 2)
+
+
+@njit(inline="always", **JIT)
+def _input_row(xf, zrow, n, ih, H, RW):
+    """Input row ih of sample n (flat, channels last), or the row of zeros outside the image."""
+    return xf[(n * H + ih) * RW:(n * H + ih + 1) * RW] if 0 <= ih < H else zrow
+
+
 @njit(**JIT)
 def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, acc):
     """Depthwise convolution (multiplier 1) for output rows t0:t1 of (n, oh), channels last;
+    ``w`` is (kh, kw, C), ``acc`` a scratch row of Wo·C floats (used when there is a residual,
+    which may share the output's memory); ``wrow`` as :func:`depthwise_rows_any` (which takes
+    kernels other than 3×3 and 5×5, strides above 2 and dilations).
+
+    Each output row is one pass per block of 16 channels (16-lane vectors, the last block
+    masked): the kh·kw weight vectors are loaded once, each block of 4 interior output
+    pixels sums all its taps in registers (:func:`_block3`, :func:`_block5`), kernel rows
+    outside the image read a row of zeros, the pixels at the left and right edges skip the
+    taps in the padding (:func:`_edge_pixels`); then the epilogue over the row (act1, or
+    act1, residual, act2 through ``acc``).
+
+    >>> import numpy as np
+    >>> x = np.arange(2 * 5 * 7 * 3, dtype=np.float32).reshape(2, 5, 7, 3) % 5
+    >>> w = np.ones((3, 3, 3), np.float32); out = np.empty((2, 5, 7, 3), np.float32)
+    >>> E = np.empty(0, np.float32)
+    >>> depthwise_rows(x, w, np.empty((0, 0, 0), np.float32), E, out, 0, 10, 1, 1, 1, 1, 1, 1,
+    ...                np.empty((0, 0, 0, 0), np.float32), 0, 0, np.empty(7 * 3, np.float32))
+    >>> float(out[1, 2, 3, 0]) == float(x[1, 1:4, 2:5, 0].sum())
+    True
+    """
+    N, H, W, C = x.shape
+    Ho, Wo = out.shape[1], out.shape[2]
+    kh, kw = w.shape[0], w.shape[1]
+    if not depthwise_blocked(kh, kw, sh, sw, pt, pl, dh, dw):
+        depthwise_rows_any(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, acc)
+        return
+    has_res = res.shape[0] > 0
+    RC, RW = Wo * C, W * C
+    xf = x.reshape(x.size)
+    wf = w.reshape(w.size)
+    of = out.reshape(out.size)
+    rf = res.reshape(res.size)
+    b = bias if bias.shape[0] > 0 else np.zeros(C, np.float32)
+    zrow = np.zeros(RW, np.float32)
+    # interior columns: 0 ≤ ow·sw − pl and ow·sw − pl + kw − 1 ≤ W − 1
+    c0 = min(Wo, -(-pl // sw))
+    last = W - kw + pl
+    c1 = max(c0, min(Wo, last // sw + 1)) if last >= 0 else c0
+    for t in range(t0, t1):
+        n, oh = t // Ho, t % Ho
+        ih0 = oh * sh - pt
+        r0 = _input_row(xf, zrow, n, ih0, H, RW)
+        r1 = _input_row(xf, zrow, n, ih0 + 1, H, RW)
+        r2 = _input_row(xf, zrow, n, ih0 + 2, H, RW)
+        r3 = _input_row(xf, zrow, n, ih0 + 3, H, RW) if kh == 5 else zrow
+        r4 = _input_row(xf, zrow, n, ih0 + 4, H, RW) if kh == 5 else zrow
+        tgt = acc[:RC] if has_res else of[t * RC:(t + 1) * RC]
+        if kh == 3:
+            if sw == 1:
+                _dw_row_3s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+            else:
+                _dw_row_3s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+        elif sw == 1:
+            _dw_row_5s1(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+        else:
+            _dw_row_5s2(r0, r1, r2, r3, r4, wf, b, tgt, c0, c1, Wo, W, C, pl)
+        if has_res:
+            store_row(acc, RC, t * RC, has_res, rf, of, a1, a2)
+        else:
+            act_row(tgt, a1)
+
+
+@njit(**JIT)
+def depthwise_rows_any(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, acc):
+    """Depthwise convolution (multiplier 1), any kernel, stride and dilation (:func:`depthwise_rows`
+    takes the 3×3 and 5×5 kernels of stride 1 and 2), for output rows t0:t1 of (n, oh), channels last;
     ``w`` is (kh, kw, C), ``acc`` a scratch row of Wo·C floats; ``wrow`` is empty or, for
     stride 1 and few channels, ``w`` repeated along a row, (kh, kw, Wo·C).
 

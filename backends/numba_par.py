@@ -1,17 +1,18 @@
 """Parallel drivers of the Numba backend: each step's rows split into chunks, one ``prange``.
 
 Every driver here is a Numba ``parallel=True`` function over ``parts`` chunks of a range of
-rows; each chunk calls the single-threaded row-range kernel of :mod:`.numba_kernels` (or of
-:mod:`.numba_winograd`) on its rows ``[total·c/parts, total·(c+1)/parts)``. With
+rows; each chunk calls the single-threaded row-range kernel of :mod:`.numba_kernels` on its rows ``[total·c/parts, total·(c+1)/parts)``. With
 ``parts == 1`` the driver calls the kernel on the whole range itself, with no parallel region
 (a region costs a few microseconds on OpenMP, far more than a step of a few thousand element
-operations). :func:`chunks` picks ``parts``: about :data:`CHUNKS_PER_THREAD` chunks per
-thread (a core slowed by another process then takes fewer of them), each of at least
-:data:`MIN_CHUNK_WORK` element operations. The threads are Numba's threading layer's
+operations). :func:`chunks` picks ``parts``: one chunk per thread, each of at least
+:data:`MIN_CHUNK_WORK` element operations. Numba hands a ``prange``'s iterations out
+statically (each thread an equal, contiguous share, measured on OpenMP with and without
+``numba.parallel_chunksize``), so more chunks than threads balance nothing and a number of
+chunks that is not a multiple of the threads' leaves one thread more work. The threads are Numba's threading layer's
 (:mod:`.numba_threads`).
 
-Kernels that need scratch memory (a depthwise or grouped convolution's accumulator row,
-Winograd's patches) get one block per thread: a ``(threads, …)`` array indexed by
+Kernels that need scratch memory (a depthwise or grouped convolution's accumulator and
+padded input rows) get one block per thread: a ``(threads, …)`` array indexed by
 ``numba.get_thread_id()`` (:class:`Scratch` keeps them, grown on demand).
 
 >>> import numpy as np
@@ -32,7 +33,6 @@ from numba import njit, prange
 
 from . import numba_threads  # noqa: F401  - chooses the threading layer before the first launch
 from . import numba_kernels as K
-from . import numba_winograd as WG
 from .numba_kernels import JIT
 
 PAR = dict(JIT, parallel=True)
@@ -40,14 +40,14 @@ PAR = dict(JIT, parallel=True)
 # A chunk of an element-wise, pooling or direct-convolution step has at least this many
 # element operations (tens of microseconds), or the step runs on the calling thread alone.
 MIN_CHUNK_WORK = 1 << 15
-CHUNKS_PER_THREAD = 3
+CHUNKS_PER_THREAD = 1  # Numba schedules a prange statically: see above
 
 
 def chunks(total: int, work: int = 1, grain: int = 1) -> int:
     """How many chunks to split ``total`` rows of ``work`` element operations each into:
-    about :data:`CHUNKS_PER_THREAD` per thread of this Python thread's Numba thread count,
-    each at least ``grain`` rows and :data:`MIN_CHUNK_WORK` operations; 1 (no parallel
-    region) when there is one thread or too little work.
+    :data:`CHUNKS_PER_THREAD` per thread of this Python thread's Numba thread count, fewer
+    when a chunk would have less than ``grain`` rows or :data:`MIN_CHUNK_WORK` operations;
+    1 (no parallel region) when there is one thread or too little work.
 
     >>> chunks(10, work=100)  # 1,000 operations: one chunk
     1
@@ -60,9 +60,10 @@ def chunks(total: int, work: int = 1, grain: int = 1) -> int:
 
 
 class Scratch:
-    """Per-thread scratch arrays of one executor, by name: ``get(key, shape)`` is a
-    ``(threads,) + shape`` float32 array (reused, grown when too small); ``threads`` is this
-    Python thread's Numba thread count, so ``numba.get_thread_id()`` indexes it in a region.
+    """Scratch arrays of one executor, by name: ``get(key, shape)`` is a ``(threads,) + shape``
+    float32 array (reused, grown when too small); ``threads`` is this Python thread's Numba
+    thread count, so ``numba.get_thread_id()`` indexes it in a region. One per executor, so
+    executors may run at once on several Python threads.
 
     >>> s = Scratch()
     >>> s.get("acc", (5,)).shape[1:]
@@ -73,7 +74,11 @@ class Scratch:
         self.bufs: dict = {}
 
     def get(self, key: str, shape) -> np.ndarray:
-        shape = (numba.get_num_threads(),) + tuple(int(s) for s in shape)
+        return self.one(key, (numba.get_num_threads(),) + tuple(shape))
+
+    def one(self, key: str, shape) -> np.ndarray:
+        """One float32 array of ``shape`` (not per thread), reused, grown when too small."""
+        shape = tuple(int(s) for s in shape)
         size = math.prod(shape)
         buf = self.bufs.get(key)
         if buf is None or buf.size < size:
@@ -247,28 +252,3 @@ def col2im_transpose(parts, cols, out, n0, T0, T1, H, W, kh, kw, sh, sw, pt, pl,
     for c in prange(parts):
         K.col2im_transpose(cols, out, n0, T0 + c * T // parts, T0 + (c + 1) * T // parts, H, W, kh, kw, sh, sw, pt,
                            pl, dh, dw, og, bias, res, a1, a2)
-
-
-# ---------------------------------------------------------------- Winograd's transforms
-@njit(**PAR)
-def winograd_input(parts, x, V, T, m, tiles_h, tiles_w, pt, pl, d):
-    """:func:`.numba_winograd.input_transform` of tiles 0:T into V; ``d`` (threads, 2, α, α, C_in)."""
-    if parts == 1:
-        WG.input_transform(x, V, 0, T, 0, m, tiles_h, tiles_w, pt, pl, d[0])
-        return
-    for c in prange(parts):
-        WG.input_transform(x, V, c * T // parts, (c + 1) * T // parts, 0, m, tiles_h, tiles_w, pt, pl,
-                           d[numba.get_thread_id()])
-
-
-@njit(**PAR)
-def winograd_output(parts, Mo, out, T, m, tiles_h, tiles_w, bias, res, a1, a2, t, y):
-    """:func:`.numba_winograd.output_transform` of tiles 0:T; ``t`` (threads, α, m, C_out) and
-    ``y`` (threads, m, m, C_out)."""
-    if parts == 1:
-        WG.output_transform(Mo, out, 0, T, 0, m, tiles_h, tiles_w, bias, res, a1, a2, t[0], y[0])
-        return
-    for c in prange(parts):
-        tid = numba.get_thread_id()
-        WG.output_transform(Mo, out, c * T // parts, (c + 1) * T // parts, 0, m, tiles_h, tiles_w, bias, res, a1, a2,
-                            t[tid], y[tid])

@@ -29,8 +29,9 @@ True
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from .numba_gemm import EMPTY1, EMPTY2, INF, MR, NR, gemm_block, pack_b
 from .numba_kernels import JIT, store_pixel
 
 # G (α×3) of each tile size m: U = G g Gᵀ.
@@ -213,3 +214,68 @@ def output_transform(Mo, out, t0, t1, v0, m, tiles_h, tiles_w, bias, res, a1, a2
                     for c in range(C):
                         acc[c] += bias[c]
                 store_pixel(acc, out, res, n, oh, ow, a1, a2)
+
+
+def pack_filters(w, m: int) -> np.ndarray:
+    """Transformed filters packed for :mod:`.numba_gemm`'s micro-kernel: ``(α², ⌈C_out/NR⌉, C_in, NR)``."""
+    U = filter_transform(w, m)  # (α², C_in, C_out)
+    return np.stack([pack_b(np.ascontiguousarray(U[p].T)) for p in range(U.shape[0])])
+
+
+@njit(parallel=True, **JIT)
+def conv_blocks(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, blk):
+    """The whole convolution in blocks of ``blk`` tiles, one block per work item: its patches
+    transformed, its α² products by the packed filters ``Up`` (:func:`pack_filters`), its
+    outputs transformed back with the epilogue, all while the block's values stay in cache."""
+    N, H, W, cin = x.shape
+    cout = out.shape[3]
+    a = m + 2
+    nb = Up.shape[1]
+    coutp = nb * NR
+    T = N * tiles_h * tiles_w
+    for ib in prange(-(-T // blk)):
+        t0 = ib * blk
+        t1 = min(T, t0 + blk)
+        nt = t1 - t0
+        V = np.empty((nt, a * a * cin), np.float32)
+        Mo = np.empty((nt, a * a * coutp), np.float32)
+        d = np.empty((2, a, a, cin), np.float32)
+        input_transform(x, V.reshape((nt, a * a, cin)), t0, t1, t0, m, tiles_h, tiles_w, pt, pl, d)
+        for p in range(a * a):
+            gemm_block(V, 0, p * cin, cin, nt, Up[p], 0, nb, Mo, 0, p * coutp, coutp, EMPTY1, EMPTY2, -INF, INF, -INF, INF)
+        output_transform(Mo.reshape((Mo.shape[0], a * a, coutp)), out, t0, t1, t0, m, tiles_h, tiles_w, bias, res,
+                         a1, a2, np.empty((a, m, cout), np.float32), np.empty((m, m, cout), np.float32))
+
+
+@njit(parallel=True, **JIT)
+def conv_few_tiles(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, chunks, nbc):
+    """The whole convolution when there are too few tiles for blocks (batch 1, late layers):
+    every tile transformed (``chunks`` work items), then the α² products shared out by
+    position and ``nbc`` column blocks, then every tile transformed back."""
+    N, H, W, cin = x.shape
+    cout = out.shape[3]
+    a = m + 2
+    nb = Up.shape[1]
+    coutp = nb * NR
+    T = N * tiles_h * tiles_w
+    V = np.empty((T, a * a * cin), np.float32)
+    Mo = np.empty((T, a * a * coutp), np.float32)
+    step = -(-T // chunks)
+    for i in prange(chunks):
+        t0 = min(T, i * step)
+        t1 = min(T, t0 + step)
+        d = np.empty((2, a, a, cin), np.float32)
+        input_transform(x, V.reshape((T, a * a, cin)), t0, t1, 0, m, tiles_h, tiles_w, pt, pl, d)
+    nct = -(-nb // nbc)
+    for it in prange(a * a * nct):
+        p = it // nct
+        j0 = (it % nct) * nbc
+        j1 = min(nb, j0 + nbc)
+        gemm_block(V, 0, p * cin, cin, T, Up[p], j0, j1, Mo, 0, p * coutp + j0 * NR, (j1 - j0) * NR, EMPTY1, EMPTY2,
+                   -INF, INF, -INF, INF)
+    M3 = Mo.reshape((Mo.shape[0], a * a, coutp))
+    for i in prange(chunks):
+        t0 = min(T, i * step)
+        t1 = min(T, t0 + step)
+        output_transform(M3, out, t0, t1, 0, m, tiles_h, tiles_w, bias, res, a1, a2,
+                         np.empty((a, m, cout), np.float32), np.empty((m, m, cout), np.float32))

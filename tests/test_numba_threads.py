@@ -76,8 +76,8 @@ def test_chunks_respect_the_minimum_work():
             pytest.skip("one core: every step runs serially")
         assert PAR.chunks(1000, work=PAR.MIN_CHUNK_WORK // 10) == min(PAR.CHUNKS_PER_THREAD * n, 100)  # ≥ 10 rows
         assert PAR.chunks(10 ** 6, work=PAR.MIN_CHUNK_WORK) == PAR.CHUNKS_PER_THREAD * n
-        assert PAR.chunks(3, work=PAR.MIN_CHUNK_WORK) == 3
-        assert PAR.chunks(5, work=PAR.MIN_CHUNK_WORK // 2) == 2  # two rows a chunk at least
+        assert PAR.chunks(3, work=PAR.MIN_CHUNK_WORK) == min(3, PAR.CHUNKS_PER_THREAD * n)
+        assert PAR.chunks(5, work=PAR.MIN_CHUNK_WORK // 2) == min(2, PAR.CHUNKS_PER_THREAD * n)  # ≥ 2 rows a chunk
         assert PAR.chunks(1, work=10 ** 9) == 1
 
 

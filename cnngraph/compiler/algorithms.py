@@ -7,10 +7,11 @@ the named algorithm when it has a kernel for it and its own convolution otherwis
 backend convolves directly whatever the plan says).
 
 The cost model counts *MAC-equivalents* for the whole batch: a GEMM of ``M×K`` by ``K×N``
-costs ``(M + GEMM_OVERHEAD_ROWS)·K·N`` (BLAS packs the ``K×N`` operand at each call, which
-weighs like that many extra rows), and each element an algorithm copies or transforms
-outside a GEMM costs :data:`MOVE_COST` (a multiply-add runs at about 50 G/s per core in a
-BLAS kernel, a strided copy or an add chain at a few G elements/s). The candidates of a
+costs ``M′·K·N′``, M and N rounded up to the GEMM micro-kernel's block (:data:`GEMM_BLOCK`:
+its rows and columns past the end are computed and not stored; the weights are packed
+once, so a call costs nothing more), and each element an algorithm copies or transforms
+outside a GEMM costs :data:`MOVE_COST` (a multiply-add runs at about 90 G/s per core in the
+micro-kernel, a strided copy or an add chain at a few G elements/s). The candidates of a
 3×3 stride-1 convolution are im2col + GEMM and Winograd F(2×2, 3×3) / F(4×4, 3×3); the
 cheapest wins. Winograd's input and output transforms read and write ``α²`` values per
 tile and channel (``α = m + 2``) with about ``α`` adds each, so they weigh
@@ -43,8 +44,7 @@ ALGORITHMS = {
 }
 WINOGRAD_TILE = {"winograd2": 2, "winograd4": 4}
 
-GEMM_OVERHEAD_ROWS = 24
-GEMM_MIN_N = 16  # a GEMM narrower than this runs as slowly as one this wide (one SIMD register)
+GEMM_BLOCK = (8, 32)  # the rows and columns of the GEMM micro-kernel's block (backends/numba_gemm.py: MR, NR)
 MOVE_COST = 4.0
 TRANSFORM_COST = 6.0
 # The direct grouped kernel (backends/numba_grouped.py): its multiply-adds are counted over
@@ -57,7 +57,6 @@ GROUPED_MAC_COST = 0.8
 GROUPED_LANES = 16
 GROUPED_SHARED_MAX = 8
 GROUP_PACK_WIDTH = 64  # packing a group of cg channels costs MOVE_COST·max(1, this / cg) per value
-GEMM_ROWS_PER_CALL = 4096  # the backends' tiles hold at most about this many rows
 # F(4×4, 3×3) rounds 2-3× more than direct convolution (its transforms multiply by up to 8
 # and 5); on the stem-side layers of a deep net that error propagates through every later
 # layer (Inception-v3 at 75×75 went from 4e-5 to 1.7e-4 against float64). It is used only
@@ -73,9 +72,13 @@ class Choice:
 
 
 def gemm_cost(M: int, K: int, N: int) -> float:
-    """MAC-equivalents of an (M×K)(K×N) product done in calls of at most GEMM_ROWS_PER_CALL rows."""
-    calls = max(1, -(-M // GEMM_ROWS_PER_CALL))
-    return (M + calls * GEMM_OVERHEAD_ROWS) * K * max(N, GEMM_MIN_N)
+    """MAC-equivalents of an (M×K)(K×N) product: M and N rounded up to the micro-kernel's block.
+
+    >>> gemm_cost(49, 512, 24)   # 56 rows × 32 columns computed
+    917504
+    """
+    mr, nr = GEMM_BLOCK
+    return -(-M // mr) * mr * K * (-(-N // nr) * nr)
 
 
 def conv_geometry(step) -> dict:

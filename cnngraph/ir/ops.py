@@ -274,7 +274,9 @@ class Activation:
       LeakyReLU slope, the ELU α), or None;
     * ``fit(f)``: the ``param`` value for which the activation could be the float64 function
       ``f`` of a float (the ONNX importer then checks it everywhere), or None; by default the
-      activation is taken to be linear in its parameter at −1 (a slope, an α).
+      activation is taken to be linear in its parameter at −1 (a slope, an α);
+    * ``clamp``: ``(lo, hi)`` when the activation is ``min(max(v, lo), hi)`` (ReLU, ReLU6),
+      which a GEMM kernel can apply while its accumulators are still in registers; else None.
     """
 
     code: int
@@ -284,6 +286,7 @@ class Activation:
     inplace: bool = True
     param: str | None = None
     fit: Callable | None = None
+    clamp: tuple | None = None
 
 
 def _zero(a, ins, out):
@@ -387,6 +390,15 @@ def is_input(name: str) -> bool:
 def act_code(name: str | None) -> int:
     """The kernels' code of activation ``name`` (0 for None)."""
     return 0 if name is None else REGISTRY[name].activation.code
+
+
+def act_clamp(name: str | None) -> tuple | None:
+    """``(lo, hi)`` of activation ``name`` when it is a clamp (``(-inf, inf)`` for None), else None.
+
+    >>> act_clamp("relu6"), act_clamp(None), act_clamp("silu")
+    ((0.0, 6.0), (-inf, inf), None)
+    """
+    return (-math.inf, math.inf) if name is None else REGISTRY[name].activation.clamp
 
 
 def act_param(name: str | None, attrs: dict) -> float:
@@ -815,10 +827,10 @@ def _onnx_silu(b, n, x, a):
 
 activation("relu", "relu", Activation(
     1, lambda xp, erf, v, a: xp.maximum(v, 0), lambda F, x, a: F.relu(x),
-    lambda b, n, x, a: b.node("Relu", [x], n, n)))
+    lambda b, n, x, a: b.node("Relu", [x], n, n), clamp=(0.0, math.inf)))
 activation("relu6", "relu6", Activation(
     2, lambda xp, erf, v, a: xp.clip(v, 0, 6), lambda F, x, a: F.relu6(x),
-    lambda b, n, x, a: _onnx_scalar_clip(b, n, x, 0.0, 6.0)))
+    lambda b, n, x, a: _onnx_scalar_clip(b, n, x, 0.0, 6.0), clamp=(0.0, 6.0)))
 activation("tanh", "tanh", Activation(
     4, lambda xp, erf, v, a: xp.tanh(v), lambda F, x, a: F.tanh(x),
     lambda b, n, x, a: b.node("Tanh", [x], n, n), inplace=False))

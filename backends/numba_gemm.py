@@ -1,0 +1,290 @@
+"""Our own single-precision GEMM for the Numba backend: a register-blocked micro-kernel
+written in LLVM IR, driven by Numba loops that run inside the backend's parallel regions.
+
+Why not BLAS: BLAS runs on its own thread pool (or one thread per call from ours), packs
+the weights again at every call, and cannot fuse the convolution's epilogue; at batch 1
+most products are narrow (a 1×1 convolution of 196 rows by 64 columns) and the hand-offs
+between two thread pools cost more than the product. Here the weights are packed once,
+when the executor is built, in the layout the micro-kernel reads; the activations are read
+in place (row pointers with a stride, as MLAS does), and each tile's bias, activation and
+residual are applied while the tile is in cache.
+
+The micro-kernel computes an ``MR × NR`` block (8 rows × 32 columns: 16 vector
+accumulators of 16 floats, two vector loads of B and eight broadcasts of A per step of k),
+``C[i, j] = epilogue(Σ_k A[i, k]·B[k, j])``, A's rows at stride ``lda`` (rows past ``m``
+repeat the last one, their results are not stored), B packed ``(k, NR)``, C at stride ``ldc``
+(masked stores).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> a = rng.standard_normal((50, 70)).astype(np.float32)
+>>> w = rng.standard_normal((40, 70)).astype(np.float32)   # (N, K): a convolution's weight rows
+>>> bp = pack_b(w)
+>>> c = np.empty((50, 40), np.float32)
+>>> gemm(a, bp, c)
+>>> bool(np.allclose(c, a @ w.T, rtol=1e-5, atol=1e-4))
+True
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import numba_cache  # noqa: F401  - before numba: kernels cache in the user's cache folder
+from llvmlite import ir  # noqa: E402
+from numba import njit, prange, types  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+from cnngraph.compiler.algorithms import GEMM_BLOCK  # noqa: E402
+
+from .numba_kernels import act_row, im2col  # noqa: E402
+
+JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+
+# The block: MR rows × NR columns (the compiler's cost model reads the same numbers), each
+# row NV vectors of VL floats (512 bits; LLVM splits them where the CPU has 256-bit vectors).
+MR, NR = GEMM_BLOCK
+VL = 16
+NV = NR // VL
+
+
+def _ptr(builder, addr):
+    return builder.inttoptr(addr, ir.FloatType().as_pointer())
+
+
+@intrinsic
+def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
+    """``C[0:m, 0:n] = A[0:m, 0:k] · Bp[0:k, 0:NR]`` (1 ≤ m ≤ MR, 1 ≤ n ≤ NR) on raw float32
+    addresses (ints), through the clamp epilogue
+    ``min(max(min(max(A·B + bias, lo1), hi1) + R, lo2), hi2)``: ``a`` (rows at stride ``lda``
+    elements; rows past ``m`` repeat the last one, their results are not stored), ``b`` (packed
+    ``(k, NR)``), ``c`` (rows at stride ``ldc``; masked stores, nothing written past row m or
+    column n), ``bias`` (n floats) and ``R`` (rows at stride ``ldr``; may be C itself: each value
+    is read before it is written) skipped when their address is 0. The clamps propagate NaN
+    (``llvm.maximum``): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
+    sig = types.void(*([types.intp] * 11), *([types.float32] * 4))
+
+    def codegen(context, builder, signature, args):
+        a_addr, lda_, m_, b_addr, k_, c_addr, ldc_, n_, bias_, res_, ldr_, lo1, hi1, lo2, hi2 = args
+        f32, i64, i32, i1 = ir.FloatType(), ir.IntType(64), ir.IntType(32), ir.IntType(1)
+        vec, ivec, mvec = ir.VectorType(f32, VL), ir.VectorType(i32, VL), ir.VectorType(i1, VL)
+        vptr = vec.as_pointer()
+
+        def intr(name, ret, *argt):
+            return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, list(argt)), name)
+
+        fma = intr(f"llvm.fma.v{VL}f32", vec, vec, vec, vec)
+        mstore = intr(f"llvm.masked.store.v{VL}f32.p0", ir.VoidType(), vec, vptr, i32, mvec)
+        mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
+        vmin = intr(f"llvm.minimum.v{VL}f32", vec, vec, vec)
+        vmax = intr(f"llvm.maximum.v{VL}f32", vec, vec, vec)
+        c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
+        four = ir.Constant(i32, 4)
+        undef = ir.Constant(vec, ir.Undefined)
+        zero = ir.Constant(vec, [0.0] * VL)
+        none = ir.Constant(mvec, [0] * VL)
+
+        def splat(s, t=vec):
+            u = ir.Constant(t, ir.Undefined)
+            return builder.shuffle_vector(builder.insert_element(u, s, ir.Constant(i32, 0)), u,
+                                          ir.Constant(ivec, [0] * VL))
+
+        def vat(base, off):
+            return builder.bitcast(builder.gep(base, [off]), vptr)
+
+        a0, bptr, c0 = _ptr(builder, a_addr), _ptr(builder, b_addr), _ptr(builder, c_addr)
+        last = builder.sub(m_, c64(1))
+        valid = [builder.icmp_signed("<", c64(i), m_) for i in range(MR)]
+        rows = [builder.gep(a0, [builder.mul(builder.select(valid[i], c64(i), last), lda_)]) for i in range(MR)]
+        # for kk in range(k): acc[i][j] = fma(bcast(A[i, kk]), B[kk, j], acc[i][j])
+        pre = builder.block
+        loop = builder.append_basic_block("mk.loop")
+        after = builder.append_basic_block("mk.after")
+        builder.cbranch(builder.icmp_signed(">", k_, c64(0)), loop, after)
+        builder.position_at_end(loop)
+        kk = builder.phi(i64)
+        accs = [builder.phi(vec) for _ in range(MR * NV)]
+        bk = builder.gep(bptr, [builder.mul(kk, c64(NR))])
+        bv = [builder.load(vat(bk, c64(j * VL)), align=4) for j in range(NV)]
+        new = []
+        for i in range(MR):
+            bc = splat(builder.load(builder.gep(rows[i], [kk]), align=4))
+            for j in range(NV):
+                new.append(builder.call(fma, [bc, bv[j], accs[i * NV + j]]))
+        kn = builder.add(kk, c64(1))
+        loop_end = builder.block
+        builder.cbranch(builder.icmp_signed("<", kn, k_), loop, after)
+        kk.add_incoming(c64(0), pre)
+        kk.add_incoming(kn, loop_end)
+        for p, v in zip(accs, new):
+            p.add_incoming(zero, pre)
+            p.add_incoming(v, loop_end)
+        builder.position_at_end(after)
+        outs = []
+        for v in new:
+            phi = builder.phi(vec)
+            phi.add_incoming(zero, pre)
+            phi.add_incoming(v, loop_end)
+            outs.append(phi)
+        # the epilogue, row by row: column masks (lane l of vector j: j·VL + l < n) and row i < m
+        nsplat = splat(builder.trunc(n_, i32), ivec)
+        cmask = [builder.icmp_signed("<", ir.Constant(ivec, [j * VL + l for l in range(VL)]), nsplat)
+                 for j in range(NV)]
+        has_bias = builder.icmp_signed("!=", bias_, c64(0))
+        has_res = builder.icmp_signed("!=", res_, c64(0))
+        bias_p = _ptr(builder, bias_)
+        bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none), zero])
+                for j in range(NV)]
+        res_p = _ptr(builder, res_)
+        l1, h1, l2, h2 = splat(lo1), splat(hi1), splat(lo2), splat(hi2)
+        for i in range(MR):
+            crow = builder.gep(c0, [builder.mul(c64(i), ldc_)])
+            rrow = builder.gep(res_p, [builder.mul(c64(i), ldr_)])
+            for j in range(NV):
+                acc = outs[i * NV + j]
+                smask = builder.select(valid[i], cmask[j], none)
+                y = builder.call(vmin, [builder.call(vmax, [builder.fadd(acc, bvec[j]), l1]), h1])
+                r = builder.call(mload, [vat(rrow, c64(j * VL)), four, builder.select(has_res, smask, none), zero])
+                y = builder.call(vmin, [builder.call(vmax, [builder.fadd(y, r), l2]), h2])
+                builder.call(mstore, [y, vat(crow, c64(j * VL)), four, smask])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def pack_b(w_rows: np.ndarray) -> np.ndarray:
+    """Weights as rows ``(N, K)`` (a convolution's ``(C_out, kh·kw·C_in)``) packed for the
+    micro-kernel: ``(⌈N/NR⌉, K, NR)``, columns past N zero."""
+    N, K = w_rows.shape
+    nb = -(-N // NR)
+    bp = np.zeros((nb, NR, K), np.float32)
+    bp.reshape(nb * NR, K)[:N] = w_rows
+    return np.ascontiguousarray(bp.transpose(0, 2, 1))
+
+
+def pack_conv(w: np.ndarray, groups: int) -> np.ndarray:
+    """A convolution's weights ``(C_out, C_in/G, kh, kw)`` packed per group for :func:`conv`:
+    ``(G, ⌈og/NR⌉, kh·kw·C_in/G, NR)``, k in im2col's order (tap, then channel)."""
+    cout, cg, kh, kw = w.shape
+    og = cout // groups
+    rows = w.reshape(groups, og, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(groups, og, kh * kw * cg)
+    return np.stack([pack_b(np.ascontiguousarray(r)) for r in rows])
+
+
+INF = np.float32(np.inf)
+
+
+@njit(**JIT)
+def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, c, cr0, cc0, n, bias, res, lo1, hi1, lo2, hi2):
+    """``c[cr0:cr0+m, cc0:cc0+n] = a[ar0:ar0+m, ac0:ac0+K] · B`` for the packed column blocks
+    j0:j1 of ``bp`` (``(nb, K, NR)``; ``n`` ≤ (j1 − j0)·NR columns), through the clamp epilogue
+    of :func:`microkernel` (``bias`` indexed from the block's first column, ``res`` at the same
+    rows and columns as ``c``; either may be empty). ``a`` and ``c`` are any row-strided
+    views: read and written in place. Row panels inside, column blocks outside: a column
+    block's packed panel (K × NR) stays in L1/L2 while the tile's row panels pass."""
+    lda = a.strides[0] // 4
+    ldc = c.strides[0] // 4
+    abase = a.ctypes.data + (ar0 * lda + ac0) * 4
+    bbase = bp.ctypes.data
+    cbase = c.ctypes.data + (cr0 * ldc + cc0) * 4
+    bstride = bp.strides[0]
+    bias0 = bias.ctypes.data if bias.shape[0] > 0 else 0
+    has_res = res.shape[0] > 0
+    ldr = res.strides[0] // 4 if has_res else 0
+    rbase = res.ctypes.data + (cr0 * ldr + cc0) * 4 if has_res else 0
+    for j in range(j0, j1):
+        cj = (j - j0) * NR
+        nj = min(NR, n - cj)
+        if nj <= 0:
+            break
+        bk = bbase + j * bstride
+        bj = bias0 + cj * 4 if bias0 != 0 else 0
+        for i0 in range(0, m, MR):
+            microkernel(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
+                        bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
+
+
+EMPTY1 = np.empty(0, np.float32)
+EMPTY2 = np.empty((0, 0), np.float32)
+
+
+@njit(**JIT)
+def gemm(a, bp, c):
+    """``c = a · B`` (B packed by :func:`pack_b`), one thread; for tests and examples."""
+    M, N = c.shape
+    gemm_block(a, 0, 0, a.shape[1], M, bp, 0, bp.shape[0], c, 0, 0, N, np.empty(0, np.float32),
+               np.empty((0, 0), np.float32), -INF, INF, -INF, INF)
+
+
+@njit(**JIT)
+def store_tile(ct, cc0, m, n, out, r0, c0, bias, res, a1, a2):
+    """The fused epilogue of a tile: ``out[r0+i, c0+j] = act2(act1(ct[i, cc0+j] + bias[c0+j])
+    + res[r0+i, c0+j])`` for i < m, j < n (``res`` may be ``out`` itself: each value is read
+    before it is written). ``bias`` and ``res`` may be empty."""
+    has_bias, has_res = bias.shape[0] > 0, res.shape[0] > 0
+    for i in range(m):
+        t = ct[i, cc0:cc0 + n]
+        if has_bias:
+            bv = bias[c0:c0 + n]
+            for j in range(n):
+                t[j] += bv[j]
+        act_row(t, a1)
+        ov = out[r0 + i, c0:c0 + n]
+        if has_res:
+            rv = res[r0 + i, c0:c0 + n]
+            for j in range(n):
+                t[j] += rv[j]
+            act_row(t, a2)
+        for j in range(n):
+            ov[j] = t[j]
+
+
+@njit(parallel=True, **JIT)
+def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc, nbc):
+    """A convolution (or linear layer) as GEMMs, in parallel over tiles of ``mc`` output rows
+    × ``nbc`` packed column blocks (all groups of a row tile in one work item when G > 1).
+    ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output (it may share memory with
+    the residual ``res2``), ``bp`` the weights packed per group ``(G, nb, kh·kw·C_in/G, NR)``;
+    ``direct``: a 1×1 stride-1 unpadded convolution, whose input rows are read in place (no
+    packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the micro-kernel when both
+    activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)), else through a tile
+    of the product and :func:`store_tile`."""
+    N, H, W, C = x.shape
+    M, cout = out2.shape
+    cg, og = C // G, cout // G
+    Kd = kh * kw * cg
+    nb = bp.shape[1]
+    nct = -(-nb // nbc)
+    nrt = -(-M // mc)
+    x2 = x.reshape((N * H * W, C))
+    fused = clamps.shape[0] == 4
+    for it in prange(nrt * nct):
+        ri = it // nct
+        j0 = (it % nct) * nbc
+        j1 = min(nb, j0 + nbc)
+        r0 = ri * mc
+        m = min(mc, M - r0)
+        if direct:
+            a = x2
+            ar0 = r0
+        else:
+            a = np.empty((m, G * Kd), np.float32)
+            im2col(x, a, r0, r0 + m, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg)
+            ar0 = 0
+        c0 = j0 * NR
+        n = min(og, j1 * NR) - c0
+        if fused:
+            for g in range(G):
+                oc = g * og + c0
+                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
+                           bias[oc:] if bias.shape[0] > 0 else bias, res2, clamps[0], clamps[1], clamps[2], clamps[3])
+        else:
+            ct = np.empty((m, n), np.float32)
+            for g in range(G):
+                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, ct, 0, 0, n, EMPTY1, EMPTY2,
+                           -INF, INF, -INF, INF)
+                store_tile(ct, 0, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)
+
+
+# The same loop on the calling thread alone, for products too small to wake another thread for.
+conv_serial = njit(**JIT)(conv.py_func)
