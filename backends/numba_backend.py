@@ -281,8 +281,12 @@ def _gemm_builder(step, plan, rt, k, w):
         nrt = -(-M // mc)
         want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
-        kernel = NG.conv if M * Kd * cout >= GEMM_PARALLEL_MACS else NG.conv_serial
-        kernel(x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
+        n = NG.items(M, nb, mc, nbc)
+        if M * Kd * cout >= GEMM_PARALLEL_MACS:
+            NG.conv(n, *args)
+        else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
+            NG.conv_items(0, n, *args)
 
     return run
 
@@ -364,9 +368,10 @@ def _direct_builder(step, plan, rt, k, w):
                 parts, by_blocks = min(nblocks, 2 * threads), True
             else:
                 parts, by_blocks = chunks(T, work), False
+            # the rows' accumulator only for an epilogue the micro-kernel cannot fuse
+            acc = S.get("acc", (R * Wo * cout,) if r.size or a1 not in (0, 1) else (0,))
             PAR.grouped_rows(parts, by_blocks, x, pk.wp, pk.bias, out, T, *geo, r, a1, a2, pk.blocks, pk.koff,
-                             S.get("xpad", (slab,)), S.get("acc", (R * Wo * cout,)), mode, pk.nv, cg, k["kh"], rowlen,
-                             ps, R)
+                             S.get("xpad", (slab,)), acc, mode, pk.nv, cg, k["kh"], rowlen, ps, R)
 
     def run(ins, out, res):
         kernel(ins[0], out, out.shape[0] * k["Ho"], res if res is not None else EMPTY4)

@@ -60,8 +60,8 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
     elements; rows past ``m`` repeat the last one, their results are not stored), ``b`` (packed
     ``(k, NR)``), ``c`` (rows at stride ``ldc``; masked stores, nothing written past row m or
     column n), ``bias`` (n floats) and ``R`` (rows at stride ``ldr``; may be C itself: each value
-    is read before it is written) skipped when their address is 0. The clamps propagate NaN
-    (``llvm.maximum``): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
+    is read before it is written) skipped when their address is 0. The clamps keep NaN (as
+    torch.relu does): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
     sig = types.void(*([types.intp] * 11), *([types.float32] * 4))
 
     def codegen(context, builder, signature, args):
@@ -76,8 +76,6 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
         fma = intr(f"llvm.fma.v{VL}f32", vec, vec, vec, vec)
         mstore = intr(f"llvm.masked.store.v{VL}f32.p0", ir.VoidType(), vec, vptr, i32, mvec)
         mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
-        vmin = intr(f"llvm.minimum.v{VL}f32", vec, vec, vec)
-        vmax = intr(f"llvm.maximum.v{VL}f32", vec, vec, vec)
         c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
         four = ir.Constant(i32, 4)
         undef = ir.Constant(vec, ir.Undefined)
@@ -130,22 +128,33 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
         nsplat = splat(builder.trunc(n_, i32), ivec)
         cmask = [builder.icmp_signed("<", ir.Constant(ivec, [j * VL + l for l in range(VL)]), nsplat)
                  for j in range(NV)]
+        # Masked-off lanes must still point at readable memory: a masked load whose lanes
+        # would fault takes a microcode assist (hundreds of cycles) on x86. An absent bias or
+        # residual reads the packed weights (always readable) with an empty mask instead.
         has_bias = builder.icmp_signed("!=", bias_, c64(0))
         has_res = builder.icmp_signed("!=", res_, c64(0))
-        bias_p = _ptr(builder, bias_)
+        bias_p = _ptr(builder, builder.select(has_bias, bias_, b_addr))
         bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none), zero])
                 for j in range(NV)]
-        res_p = _ptr(builder, res_)
+        res_p = _ptr(builder, builder.select(has_res, res_, b_addr))
+        ldr_eff = builder.select(has_res, ldr_, c64(0))
         l1, h1, l2, h2 = splat(lo1), splat(hi1), splat(lo2), splat(hi2)
+
+        def clamp(y, lo, hi):
+            # (lo > y ? lo : y), then (y > hi ? hi : y): one vmaxps / vminps each, and NaN
+            # passes through (the comparisons are false), as torch.relu keeps it
+            y = builder.select(builder.fcmp_ordered(">", lo, y), lo, y)
+            return builder.select(builder.fcmp_ordered(">", y, hi), hi, y)
+
         for i in range(MR):
             crow = builder.gep(c0, [builder.mul(c64(i), ldc_)])
-            rrow = builder.gep(res_p, [builder.mul(c64(i), ldr_)])
+            rrow = builder.gep(res_p, [builder.mul(c64(i), ldr_eff)])
             for j in range(NV):
                 acc = outs[i * NV + j]
                 smask = builder.select(valid[i], cmask[j], none)
-                y = builder.call(vmin, [builder.call(vmax, [builder.fadd(acc, bvec[j]), l1]), h1])
+                y = clamp(builder.fadd(acc, bvec[j]), l1, h1)
                 r = builder.call(mload, [vat(rrow, c64(j * VL)), four, builder.select(has_res, smask, none), zero])
-                y = builder.call(vmin, [builder.call(vmax, [builder.fadd(y, r), l2]), h2])
+                y = clamp(builder.fadd(y, r), l2, h2)
                 builder.call(mstore, [y, vat(crow, c64(j * VL)), four, smask])
         return context.get_dummy_value()
 
@@ -154,12 +163,22 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
 
 def pack_b(w_rows: np.ndarray) -> np.ndarray:
     """Weights as rows ``(N, K)`` (a convolution's ``(C_out, kh·kw·C_in)``) packed for the
-    micro-kernel: ``(⌈N/NR⌉, K, NR)``, columns past N zero."""
+    micro-kernel: ``(⌈N/NR⌉, K, NR)``, columns past N zero. Filled one block of NR rows at a
+    time: no temporary as large as the weights (VGG-16's first linear layer is 411 MB).
+
+    >>> pack_b(np.arange(6, dtype=np.float32).reshape(2, 3))[0, :, :3]
+    array([[0., 3., 0.],
+           [1., 4., 0.],
+           [2., 5., 0.]], dtype=float32)
+    """
     N, K = w_rows.shape
     nb = -(-N // NR)
-    bp = np.zeros((nb, NR, K), np.float32)
-    bp.reshape(nb * NR, K)[:N] = w_rows
-    return np.ascontiguousarray(bp.transpose(0, 2, 1))
+    bp = np.empty((nb, K, NR), np.float32)
+    for j in range(nb):
+        blk = w_rows[j * NR:(j + 1) * NR]
+        bp[j, :, :blk.shape[0]] = blk.T
+        bp[j, :, blk.shape[0]:] = 0
+    return bp
 
 
 def pack_conv(w: np.ndarray, groups: int) -> np.ndarray:
@@ -239,26 +258,19 @@ def store_tile(ct, cc0, m, n, out, r0, c0, bias, res, a1, a2):
             ov[j] = t[j]
 
 
-@njit(parallel=True, **JIT)
-def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc, nbc):
-    """A convolution (or linear layer) as GEMMs, in parallel over tiles of ``mc`` output rows
-    × ``nbc`` packed column blocks (all groups of a row tile in one work item when G > 1).
-    ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output (it may share memory with
-    the residual ``res2``), ``bp`` the weights packed per group ``(G, nb, kh·kw·C_in/G, NR)``;
-    ``direct``: a 1×1 stride-1 unpadded convolution, whose input rows are read in place (no
-    packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the micro-kernel when both
-    activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)), else through a tile
-    of the product and :func:`store_tile`."""
+@njit(**JIT)
+def conv_items(i0, i1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct,
+               mc, nbc):
+    """Work items i0:i1 of :func:`conv` (item = row tile × column blocks, row tiles outer)."""
     N, H, W, C = x.shape
     M, cout = out2.shape
     cg, og = C // G, cout // G
     Kd = kh * kw * cg
     nb = bp.shape[1]
     nct = -(-nb // nbc)
-    nrt = -(-M // mc)
     x2 = x.reshape((N * H * W, C))
     fused = clamps.shape[0] == 4
-    for it in prange(nrt * nct):
+    for it in range(i0, i1):
         ri = it // nct
         j0 = (it % nct) * nbc
         j1 = min(nb, j0 + nbc)
@@ -286,5 +298,22 @@ def conv(x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl
                 store_tile(ct, 0, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)
 
 
-# The same loop on the calling thread alone, for products too small to wake another thread for.
-conv_serial = njit(**JIT)(conv.py_func)
+def items(M: int, nb: int, mc: int, nbc: int) -> int:
+    """How many work items :func:`conv` has: row tiles of ``mc`` × column chunks of ``nbc`` blocks."""
+    return -(-M // mc) * -(-nb // nbc)
+
+
+@njit(parallel=True, **JIT)
+def conv(n_items, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc,
+         nbc):
+    """A convolution (or linear layer) as GEMMs, its ``n_items`` work items (:func:`items`:
+    tiles of ``mc`` output rows × ``nbc`` packed column blocks, all groups of a row tile in
+    one item) in parallel. ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output
+    (it may share memory with the residual ``res2``), ``bp`` the weights packed per group
+    ``(G, nb, kh·kw·C_in/G, NR)``; ``direct``: a 1×1 stride-1 unpadded convolution, whose input
+    rows are read in place (no packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the
+    micro-kernel when both activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)),
+    else through a tile of the product and :func:`store_tile`."""
+    for it in prange(n_items):
+        conv_items(it, it + 1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G,
+                   direct, mc, nbc)

@@ -197,7 +197,8 @@ class Phases:
             return False
 
     def mark(self, phase: str) -> None:
-        self.rows.append({"phase": phase, "rss_mb": rss_mb(), "peak_mb": peak_rss_mb()})
+        self.rows.append({"phase": phase, "rss_mb": rss_mb(), "peak_mb": peak_rss_mb(),
+                          "file_mb": _status_mb("RssFile")})  # of the RSS: mapped files (library code)
         self._reset()
 
     @property
@@ -306,13 +307,14 @@ def gflop(model: str, batch: int) -> float:
 def memory_table(models, batches, peers, json_path=None) -> int:
     """``--memory``: each peer's peak and where it is reached, one process per peer (after the
     cache-warming cnngraph process), printed as a markdown table: RSS at the end of each phase
-    (MB), the phase's own peak in parentheses when higher."""
+    (MB), the phase's own peak in parentheses when higher, and how much of the final RSS is
+    pages of mapped files (shared library code: LLVM's for Numba, ONNX Runtime's own)."""
     rows = []
     print("Memory of each peer's own process (MB): RSS at the end of each phase (its peak within, when higher); "
           "every peer loads the same files written by the parent")
     print("| model | batch | peer | python, numpy | imports | model | weights | compile | executor / session | "
-          "first run | runs | peak | libraries |")
-    print("|" + " --- |" * 13)
+          "first run | runs | peak | of which files | libraries |")
+    print("|" + " --- |" * 14)
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             files = write_files(model, batches, tmp)
@@ -328,8 +330,9 @@ def memory_table(models, batches, peers, json_path=None) -> int:
                         r = next((by[k] for k in ph.split("|") if k in by), None)
                         cells.append("" if r is None else f"{r['rss_mb']:.0f}" + (
                             f" ({r['peak_mb']:.0f})" if r["peak_mb"] > r["rss_mb"] + 0.5 else ""))
+                    files_mb = d["phases"][-1].get("file_mb") or 0  # resident pages of mapped files at the end
                     print(f"| {model} | {batch} | {p} | " + " | ".join(cells) +
-                          f" | **{d['peak_mb']:.0f}** | {', '.join(d['modules'])} |", flush=True)
+                          f" | **{d['peak_mb']:.0f}** | {files_mb:.0f} | {', '.join(d['modules'])} |", flush=True)
     if json_path:
         from cnngraph.io.files import write_text
 

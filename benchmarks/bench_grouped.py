@@ -1,11 +1,14 @@
 """Every grouped convolution of the zoo's grouped models, one node at a time: our Numba
 backend's algorithms (the direct ``grouped`` kernel and ``im2col`` + GEMM) against ONNX
-Runtime running the same one-node model, at batch 1 and 8, on 1 (and optionally 2) threads.
+Runtime running the same model (the convolution and its ReLU, which both fuse), at batch 1
+and 8, on 1 (and optionally 2) threads; each row also gives the largest relative difference
+between our outputs and ORT's.
 
-Each timing (on one thread, the thread's CPU time unless ``--wall``) is the median of repeated runs after a warm-up, the peers alternating call by
-call (a shared machine's load weighs on all alike); ORT runs a one-node ONNX model
-(``onnx.helper``, ``intra_op_num_threads`` = threads, sequential execution). Prints a
-markdown table (times in microseconds) and the ratio ours / ORT of the plan's choice.
+Each timing (on one thread, the thread's CPU time unless ``--wall``) is the median of
+repeated runs after a warm-up, the peers alternating call by call (a shared machine's load
+weighs on all alike); ORT runs a Conv + Relu ONNX model (``onnx.helper``,
+``intra_op_num_threads`` = threads, sequential execution). Prints a markdown table (times in
+microseconds) and the ratio ours / ORT of the plan's choice. Needs no PyTorch.
 
     python benchmarks/bench_grouped.py [--threads 1 2] [--batch 1 8] [--models resnext50_32x4d]
 """
@@ -61,10 +64,11 @@ def ort_session(k, batch, w, b, threads):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k["kh"], k["kw"]],
+    node = helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k["kh"], k["kw"]],
                             strides=[k["sh"], k["sw"]], pads=[k["pt"], k["pl"], k["pb"], k["pr"]],
                             dilations=[k["dh"], k["dw"]], group=k["groups"])
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, k["cin"], k["H"], k["W"]])],
+    relu = helper.make_node("Relu", ["c"], ["y"])  # as ours: ORT fuses it into the convolution
+    g = helper.make_graph([node, relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, k["cin"], k["H"], k["W"]])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                           initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
@@ -104,6 +108,8 @@ def main(argv=None):
     ap.add_argument("--threads", nargs="+", type=int, default=[1])
     ap.add_argument("--algorithms", nargs="+", default=["grouped", "im2col"])
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--first", type=int, default=0, help="only the first N shapes")
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timing per peer and row (at least 7 calls)")
     ap.add_argument("--wall", dest="cpu_time", action="store_false",
                     help="wall-clock time on one thread too (default: the thread's CPU time)")
     a = ap.parse_args(argv)
@@ -113,9 +119,9 @@ def main(argv=None):
     print(f"load average at start: {os.getloadavg()[0]:.2f}; one thread: "
           + ("CPU time of the calling thread" if a.cpu_time else "wall-clock time") + "; more threads: wall-clock time")
     print("| shape (C_in→C_out, H×W, stride, groups, cg) | batch | threads | "
-          + " | ".join(f"{al} µs" for al in a.algorithms) + " | ORT µs | plan picks | ratio |")
-    print("|" + "---|" * (6 + len(a.algorithms)))
-    for k, models in shapes(a.models):
+          + " | ".join(f"{al} µs" for al in a.algorithms) + " | ORT µs | plan picks | ratio | max rel. err vs ORT |")
+    print("|" + "---|" * (7 + len(a.algorithms)))
+    for k, models in shapes(a.models)[:a.first or None]:
         cg = k["cin"] // k["groups"]
         w = rng.standard_normal((k["cout"], cg, k["kh"], k["kw"])).astype(np.float32) * 0.1
         b = rng.standard_normal(k["cout"]).astype(np.float32)
@@ -129,14 +135,19 @@ def main(argv=None):
                 if not a.no_ort:
                     s = ort_session(k, batch, w, b, threads)
                     calls.append(lambda: s.run(None, {"x": x}))
-                times = median_times(calls, clock=time.thread_time if threads == 1 and a.cpu_time else time.perf_counter)
+                times = median_times(calls, budget=a.budget,
+                                     clock=time.thread_time if threads == 1 and a.cpu_time else time.perf_counter)
+                err = float("nan")
+                if not a.no_ort:  # every algorithm's output against ORT's (NCHW)
+                    ref = calls[-1]()[0]
+                    err = max(float(np.abs(f(xl).transpose(0, 3, 1, 2) - ref).max() / np.abs(ref).max()) for f in fns)
                 ts = dict(zip(a.algorithms, times))
                 t_ort = times[-1] if not a.no_ort else float("nan")
                 pick = choose_conv(k, batch).algorithm
                 t_pick = ts.get(pick, min(ts.values()))
                 desc = (f"{k['cin']}→{k['cout']}, {k['H']}², /{k['sh']}, g{k['groups']}, cg{cg}")
                 print(f"| {desc} | {batch} | {threads} | " + " | ".join(f"{ts[al] * 1e6:.0f}" for al in a.algorithms)
-                      + f" | {t_ort * 1e6:.0f} | {pick} | {t_pick / t_ort:.2f} |", flush=True)
+                      + f" | {t_ort * 1e6:.0f} | {pick} | {t_pick / t_ort:.2f} | {err:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

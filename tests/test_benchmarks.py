@@ -65,3 +65,15 @@ def test_bench_resnet50_without_torch(tmp_path):
     (run,) = json.loads(js.read_text())["runs"]
     assert set(run["peers"]) == {"cnngraph-numba", "onnxruntime"} and run["ratio_vs_pytorch"] is None
     assert all(p["rel_err_vs_pytorch"] < 1e-5 for p in run["peers"].values())  # against ONNX Runtime here
+
+
+def test_bench_grouped_without_torch(tmp_path):
+    """bench_grouped.py on ResNeXt-50's first two grouped shapes, both algorithms, batch 1: each
+    row times both and ORT, and our outputs match ORT's."""
+    out = _run([BENCH / "bench_grouped.py", "--models", "resnext50_32x4d", "--batch", "1", "--first", "2",
+                "--budget", "0.01"], _without_torch(tmp_path))
+    rows = [line.strip("|").split("|") for line in out.splitlines() if "², /" in line]
+    assert [r[0].strip() for r in rows] == ["128→128, 56², /1, g32, cg4", "256→256, 56², /2, g32, cg8"]
+    for r in rows:
+        assert all(float(v) > 0 for v in r[3:6]) and r[6].strip() == "grouped"
+        assert float(r[8]) < 1e-5

@@ -195,6 +195,23 @@ def test_grouped_threads_split_rows_or_channels(threads, residual, monkeypatch):
     check(128, 128, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 32, act=None, batch=2, residual=residual)
 
 
+def test_cost_model_counts_the_lanes_the_kernel_packs():
+    """The cost model's lane count (cnngraph.compiler.algorithms.grouped_lanes) is what the
+    Numba packing computes, on every grouped geometry of the zoo."""
+    from cnngraph.backends import numba_grouped as GP
+    from cnngraph.compiler.algorithms import grouped_lanes
+
+    for cin, cout, H, W, kernel, stride, pad, dil, groups in zoo_grouped_shapes():
+        if cin == groups:
+            continue
+        cg, og = cin // groups, cout // groups
+        w = np.zeros((cout, cg) + kernel, np.float32)
+        pk = GP.pack(w, groups, *kernel, *dil, row=W * cin)
+        lanes = len(pk.blocks) * pk.nv * GP.VL
+        assert lanes == groups * grouped_lanes(cg, og), (cin, cout, groups, pk.mode)
+        assert pk.blocks[:, 2].sum() == cout  # every output channel in exactly one block
+
+
 def test_plans_choose_the_grouped_kernel_for_narrow_groups():
     """ResNeXt-50 32×4d and ResNeXt-101 32×8d: the direct kernel for every grouped 3×3 layer
     (4 to 64 channels per group, stride 1 and 2) at batch 1 and 8, where it measured faster

@@ -1,0 +1,139 @@
+"""Where the time goes, layer by layer: cnngraph's Numba backend beside ONNX Runtime's own
+profiler, on one zoo model, the same weights, batch and threads.
+
+Our time per step is the median over the runs of the time between the executor's step
+timestamps; ONNX Runtime's is the median per node of its profiler's ``kernel_time`` events
+(``SessionOptions.enable_profiling``). ONNX Runtime fuses a convolution with its batch norm,
+activation and residual add under the convolution's name, as our plan does, so each step is
+matched to the node of the same name; what matches nothing is summed by operator at the end.
+Each peer runs in its own process (their thread pools never share the cores).
+
+    python benchmarks/compare_layers.py resnet50 --batch 1
+    python benchmarks/compare_layers.py mobilenet_v2 --batch 8 --runs 30 --top 15
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_cpu import make_input, model_and_weights, threads  # noqa: E402  (same directory)
+
+
+def ours(model: str, batch: int, runs: int) -> dict:
+    """{step name: (op/algorithm, median seconds)} of the Numba backend."""
+    from cnngraph.backends.numba_backend import executor
+    from cnngraph.compiler import compile
+
+    g, ws = model_and_weights(model)
+    x = make_input(g, batch)
+    ex = executor(compile(g, ws, batch=batch))
+    for _ in range(3):
+        ex.run(x)
+    times = collections.defaultdict(list)
+    for _ in range(runs):
+        stamps = []
+        import time
+
+        t0 = time.perf_counter()
+        ex.run(x, progress=lambda i, s: stamps.append(time.perf_counter()))
+        prev = t0
+        for s, t in zip(ex.plan.steps, stamps):
+            times[s.node].append(t - prev)
+            prev = t
+    kinds = {s.node: s.op + (f" {s.algorithm}" if s.algorithm else "") for s in ex.plan.steps}
+    outs = {s.node: s.output for s in ex.plan.steps}
+    return {n: (kinds[n], statistics.median(t), outs[n]) for n, t in times.items()}
+
+
+def onnxruntime(model: str, batch: int, runs: int) -> dict:
+    """{node name: (op, median seconds)} from ONNX Runtime's profiler."""
+    import onnxruntime as ort
+
+    from cnngraph.onnx import export
+
+    g, ws = model_and_weights(model)
+    x = make_input(g, batch)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, f"{model}.onnx")
+        export(g, ws, path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads()
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(d, "prof")
+        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        name = s.get_inputs()[0].name
+        for _ in range(3):
+            s.run(None, {name: x})
+        for _ in range(runs):
+            s.run(None, {name: x})
+        events = json.load(open(s.end_profiling()))
+    times, kinds = collections.defaultdict(list), {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            n = e["name"][: -len("_kernel_time")].removesuffix("_nchwc")
+            times[n].append(e["dur"] * 1e-6)
+            kinds[n] = e.get("args", {}).get("op_name", "?")
+    return {n: (kinds[n], statistics.median(t[-runs:])) for n, t in times.items()}
+
+
+def child(peer: str, model: str, batch: int, runs: int, out: str) -> None:
+    res = (ours if peer == "cnngraph" else onnxruntime)(model, batch, runs)
+    json.dump(res, open(out, "w"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--top", type=int, default=0, help="only the N steps where we lose most")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        child(a.child, a.model, a.batch, a.runs, a.out)
+        return 0
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        for peer in ("cnngraph", "onnxruntime"):
+            out = os.path.join(d, peer + ".json")
+            subprocess.run([sys.executable, __file__, a.model, "--batch", str(a.batch), "--runs", str(a.runs),
+                            "--child", peer, "--out", out], check=True)
+            res[peer] = json.load(open(out))
+    us, them = res["cnngraph"], res["onnxruntime"]
+    # ONNX Runtime names a fused node after its last node (the activation, the add): our
+    # step's output value; unfused nodes keep their own name
+    rows, matched = [], set()
+    for n, (k, t, out) in us.items():
+        key = out if out in them else n
+        rows.append((n, k, t, them.get(key, (None, None))[1]))
+        matched.add(key)
+    other = collections.Counter()
+    for n, (k, t) in them.items():
+        if n not in matched:
+            other[k] += t
+    tot_us, tot_them = sum(r[2] for r in rows), sum(t for _, t in them.values())
+    print(f"{a.model}, batch {a.batch}, {threads()} threads, median of {a.runs} runs; ms")
+    print(f"{'step':40s} {'ours: op / algorithm':28s} {'ours':>8} {'ORT':>8} {'ratio':>6}")
+    show = sorted(rows, key=lambda r: -(r[2] - (r[3] or 0)))[: a.top] if a.top else rows
+    for n, k, t, o in show:
+        print(f"{n[:40]:40s} {k[:28]:28s} {t * 1e3:8.3f} {(o or 0) * 1e3:8.3f} "
+              f"{(f'{t / o:6.2f}' if o else '     -')}")
+    for k, t in other.most_common():
+        print(f"{'(ORT only) ' + k:40s} {'':28s} {'':8s} {t * 1e3:8.3f}")
+    print(f"{'sum':40s} {'':28s} {tot_us * 1e3:8.2f} {tot_them * 1e3:8.2f} {tot_us / tot_them:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
