@@ -20,6 +20,11 @@ Two ways to feed the lanes:
   (lane ``l`` takes channel ``(l // og)·cg + ci``): each input value is read once, nothing is
   expanded in memory.
 
+Numba's cache checks only the source file of each cached function: the drivers in
+``numba_kernels.py`` (``grouped_rows``) embed these micro-kernels, so after editing this file
+touch ``numba_kernels.py`` (or empty the cache folder of :mod:`.numba_cache`), or a worktree
+keeps running the old micro-kernels (a fresh clone has fresh file times and compiles anew).
+
 >>> import numpy as np
 >>> w = np.zeros((64, 4, 3, 3), np.float32)        # 16 groups of 4 → 4, 3×3 (ResNeXt's cg = 4)
 >>> pk = pack(w, groups=16, kh=3, kw=3, dh=1, dw=1, row=10 * 64)  # padded rows of 10 pixels
@@ -96,7 +101,10 @@ def _store(builder, accs, MR, NV, c_addr, ldc, m, nc, relu):
                 v = accs[i * NV + j]
                 v = builder.select(on, builder.call(vmax, [v, zero]), v)
                 p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, j * VL)]), vec.as_pointer())
-                builder.call(mst, [v, p, ir.Constant(i32, 4), masks[j]])
+                # a vector with no valid lane is not stored at all (an empty mask over memory
+                # that may be unmapped costs a microcode assist)
+                with cgutils.if_likely(builder, builder.icmp_signed(">", nc, ir.Constant(i64, j * VL))):
+                    builder.call(mst, [v, p, ir.Constant(i32, 4), masks[j]])
 
 
 def _loop(builder, count, init, body):
