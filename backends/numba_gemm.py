@@ -101,7 +101,6 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
         mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
         c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
         four = ir.Constant(i32, 4)
-        undef = ir.Constant(vec, ir.Undefined)
         zero = ir.Constant(vec, [0.0] * VL)
         none = ir.Constant(mvec, [0] * VL)
 
@@ -351,4 +350,29 @@ def conv(n_items, workers, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, 
         while it >= 0:
             conv_items(it, it + 1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw,
                        G, direct, mc, nbc)
+            it = claim(counter, n_items)
+
+
+@njit(**JIT)
+def matmul_items(i0, i1, a, bp, c, mc):
+    """Items i0:i1 of :func:`matmul` (item = row tile × group, groups inner)."""
+    G, nb, K = bp.shape[0], bp.shape[1], bp.shape[2]
+    M, n = a.shape[0], c.shape[2]
+    for it in range(i0, i1):
+        r0 = (it // G) * mc
+        g = it % G
+        gemm_block(a, r0, g * K, K, min(mc, M - r0), bp[g], 0, nb, c[g], r0, 0, n, EMPTY1, EMPTY2, -INF, INF, -INF,
+                   INF)
+
+
+@njit(parallel=True, **JIT)
+def matmul(workers, a, bp, c, mc):
+    """``c[g] = a[:, g·K:(g+1)·K] · B_g`` for every group g of the packed ``bp`` (``(G, nb, K, NR)``;
+    ``c`` is ``(G, M, n)``), in parallel over tiles of ``mc`` rows × groups claimed dynamically."""
+    n_items = -(-a.shape[0] // mc) * bp.shape[0]
+    counter = np.zeros(1, np.int64)
+    for _ in prange(min(n_items, workers)):
+        it = claim(counter, n_items)
+        while it >= 0:
+            matmul_items(it, it + 1, a, bp, c, mc)
             it = claim(counter, n_items)
