@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   venv + install + Graphviz's dot if missing, then AlexNet's table and a diagram
+#   make demo   venv + install + Graphviz's dot and GNU OpenMP if missing, then AlexNet's table and a diagram
 #   make test   the same set-up, then the test suite
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup dot demo test test-fast test-models torch gallery browser-check bench clean gpu-setup gpu-test gpu-bench
+.PHONY: setup dot openmp demo test test-fast test-models torch gallery browser-check bench clean gpu-setup gpu-test gpu-bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,7 +21,18 @@ dot:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq graphviz >/dev/null; }
 	@dot -V
 
-setup: $(STAMP) dot
+# GNU OpenMP (libgomp.so.1), the threads of the Numba backend's parallel steps: Debian's
+# package when Numba's OpenMP layer does not load. Without it the backend still runs, on
+# Numba's own workqueue threads (slower per step; plans run one at a time).
+openmp: $(STAMP)
+	@$(PY) -c 'from numba.np.ufunc import omppool' 2>/dev/null || { \
+	  echo "installing GNU OpenMP (libgomp1)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgomp1 >/dev/null; }
+	@$(PY) -c 'from numba.np.ufunc import omppool' 2>/dev/null && echo "OpenMP: libgomp.so.1 loads" || \
+	  echo "OpenMP does not load: the Numba backend runs on Numba's workqueue threads"
+
+setup: $(STAMP) dot openmp
 
 demo: setup
 	$(VENV)/bin/cnngraph table alexnet

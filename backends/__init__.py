@@ -57,7 +57,8 @@ class Backend:
 
     ``runtime()`` returns a :class:`cnngraph.backends.common.Runtime`; ``executor`` is the
     executor class (:class:`cnngraph.backends.common.Executor` or a subclass);
-    ``sgemm_ceiling()`` the GFLOP/s of its float32 matrix product, named ``gemm_name``.
+    ``sgemm_ceiling()`` the GFLOP/s of its float32 matrix product, named ``gemm_name``;
+    ``threads()`` says how its steps use the cores ("" where it has nothing to say).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Backend:
     executor: type
     sgemm_ceiling: Callable[[], float] = sgemm_ceiling
     gemm_name: str = "NumPy 2048³"
+    threads: Callable[[], str] = str
     extra: dict = field(default_factory=dict)
 
     def make_executor(self, plan, progress=None):

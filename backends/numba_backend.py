@@ -1,9 +1,12 @@
-"""The Numba CPU backend: channels-last float32 kernels, GEMMs on BLAS, all cores.
+"""The Numba CPU backend: channels-last float32 kernels, our own GEMM, all cores.
 
-How the work is spread: a small thread pool (one thread per core, the caller included)
-runs the tiles of each step; every tile calls Numba kernels compiled ``nogil`` and
-single-threaded BLAS (``np.matmul``), so no two thread pools compete for the cores. BLAS
-is limited to one thread only while a plan runs (restored afterwards).
+How the work is spread: every step is Numba ``parallel=True`` code on Numba's threading
+layer, OpenMP where it loads (:mod:`.numba_threads`, which also applies the thread count
+while a plan runs): a convolution on our GEMM (:mod:`.numba_gemm`) or by Winograd is one
+parallel region; every other step a driver of :mod:`.numba_par` (a ``prange`` over chunks
+of output rows, each running a row-range kernel of :mod:`.numba_kernels`). No step calls
+BLAS; the generic NumPy kernels of the rarer ops may, so BLAS is limited to one thread
+while a plan runs (restored afterwards).
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
@@ -24,10 +27,6 @@ the second activation are applied to each tile while it is in cache (the epilogu
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
-import os
-import queue
 import threading
 
 import numba
@@ -41,8 +40,12 @@ from cnngraph.compiler.plan import Plan
 
 from cnngraph.backends import numba_kernels as K
 from cnngraph.backends import numba_gemm as NG
+from cnngraph.backends import numba_par as PAR
+from cnngraph.backends import numba_threads
 from cnngraph.backends import numba_winograd as WG
 from cnngraph.backends import numba_grouped as GP
+from cnngraph.backends.numba_par import chunks
+from cnngraph.backends.numba_threads import num_threads, threading_layer  # noqa: F401  - re-exported
 from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_geometry, pack_transpose_weight,
                                       pool_geometry, resize_geometry, transpose_geometry, weight)
 
@@ -59,9 +62,7 @@ GEMM_ROWS = 64
 GEMM_TILE_BYTES = 256 << 10
 GEMM_ITEMS_PER_THREAD = 3
 GEMM_PARALLEL_MACS = 1 << 17  # smaller products (SE blocks' 1×1 convolutions) run on the calling thread
-# Other steps' tiles (transposed convolution's GEMMs, Winograd's blocks).
-MIN_ROWS = 256
-TILES_PER_THREAD = 4
+TILES_PER_THREAD = 4  # Winograd: blocks of tiles per thread when there are enough
 # Winograd: a block of tiles' transformed inputs and products (α² × tiles × channels) stay
 # within about WINO_BYTES (the core's L2); at least WINO_MIN_TILES tiles per GEMM, else the
 # whole batch is transformed first and the α² GEMMs are shared between the threads.
@@ -76,119 +77,10 @@ GROUPED_SLAB = 1 << 18
 # Below this many output pixels per thread, a grouped convolution's threads split its output
 # channels (each reads only its share of the weights) instead of its rows.
 GROUPED_SPLIT_PIXELS = 256
-# A chunk of an element-wise, pooling or direct-convolution step has at least this many
-# element operations (tens of microseconds), or the step runs on the calling thread alone.
-MIN_CHUNK_WORK = 1 << 15
-
-
-_CORES: dict = {}  # pid -> the cores this process may run on (looked up once per process)
-
-
-def num_threads() -> int:
-    """``CNNGRAPH_NUM_THREADS`` if set, else the number of cores this process may use."""
-    env = os.environ.get("CNNGRAPH_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    pid = os.getpid()
-    if pid not in _CORES:
-        try:
-            _CORES[pid] = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            _CORES[pid] = os.cpu_count() or 1
-    return _CORES[pid]
-
-
-# ---------------------------------------------------------------- thread pool
-class Pool:
-    """Runs ``fn(i, worker)`` for i in range(n) on ``threads`` threads, the caller included.
-
-    Work is handed out dynamically (a shared counter), so a core slowed by another process
-    takes fewer tiles. ``worker`` indexes per-thread scratch buffers.
-    """
-
-    def __init__(self, threads: int):
-        self.threads = threads
-        self.pid = os.getpid()
-        self.scratch = [dict() for _ in range(threads)]
-        self._todo = [queue.SimpleQueue() for _ in range(threads - 1)]
-        self._done = queue.SimpleQueue()
-        for w in range(1, threads):
-            threading.Thread(target=self._loop, args=(w,), daemon=True, name=f"cnngraph-numba-{w}").start()
-
-    def _loop(self, w):
-        while True:
-            job = self._todo[w - 1].get()
-            try:
-                job(w)
-                self._done.put(None)
-            except BaseException as e:  # reported by the caller
-                self._done.put(e)
-
-    def run(self, fn, n: int) -> None:
-        if n <= 0:
-            return
-        helpers = min(self.threads, n) - 1
-        if helpers == 0:
-            for i in range(n):
-                fn(i, 0)
-            return
-        counter = itertools.count()
-
-        def work(w):
-            for i in counter:
-                if i >= n:
-                    return
-                fn(i, w)
-
-        for w in range(1, helpers + 1):
-            self._todo[w - 1].put(work)
-        err = None
-        try:
-            work(0)
-        except BaseException as e:
-            err = e
-        for _ in range(helpers):
-            e = self._done.get()
-            err = err or e
-        if err is not None:
-            raise err
-
-    def buffer(self, w: int, key: str, shape) -> np.ndarray:
-        """A per-thread scratch array of ``shape`` (reused, grown when too small)."""
-        size = math.prod(shape)
-        buf = self.scratch[w].get(key)
-        if buf is None or buf.size < size:
-            buf = self.scratch[w][key] = np.empty(max(size, 1), np.float32)
-        return buf[:size].reshape(shape)
-
-    def ranges(self, total: int, grain: int = 1, work: int = 1):
-        """Split range(total) into about 4 chunks per thread, each at least ``grain`` long and
-        at least MIN_CHUNK_WORK element operations (``work`` per item): waking another thread
-        costs more than a smaller chunk's work, so small steps run on the caller alone."""
-        grain = max(grain, MIN_CHUNK_WORK // max(work, 1), 1)
-        parts = max(1, min(4 * self.threads, total // grain))
-        step = -(-total // parts)
-        return [(a, min(a + step, total)) for a in range(0, total, step)]
-
-    def for_ranges(self, total: int, fn, grain: int = 1, work: int = 1):
-        rs = self.ranges(total, grain, work)
-        self.run(lambda i, w: fn(*rs[i], w), len(rs))
-
-
-_POOL = None
-_POOL_LOCK = threading.Lock()
-
-
-def pool() -> Pool:
-    """The process's pool (a new one after a fork: the child does not inherit the threads)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL.threads != num_threads() or _POOL.pid != os.getpid():
-            _POOL = Pool(num_threads())
-        return _POOL
-
 
 _BLAS = None
+_BLAS_STATE = {"depth": 0, "before": []}  # plans running now; BLAS's thread counts before the first
+_BLAS_LOCK = threading.Lock()
 
 
 def _blas_libs() -> list:
@@ -207,31 +99,39 @@ def _blas_libs() -> list:
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """BLAS on one thread while a plan runs (our pool owns the cores), then as before."""
+    """BLAS on one thread while plans run (our threads own the cores), then as before (plans
+    running at once on several Python threads: restored when the last one ends)."""
     libs = _blas_libs()
-    before = [c.get_num_threads() for c in libs]
-    for c in libs:
-        c.set_num_threads(1)
+    with _BLAS_LOCK:
+        if _BLAS_STATE["depth"] == 0:
+            _BLAS_STATE["before"] = [c.get_num_threads() for c in libs]
+            for c in libs:
+                c.set_num_threads(1)
+        _BLAS_STATE["depth"] += 1
     try:
         yield
     finally:
-        for c, n in zip(libs, before):
-            c.set_num_threads(n)
+        with _BLAS_LOCK:
+            _BLAS_STATE["depth"] -= 1
+            if _BLAS_STATE["depth"] == 0:
+                for c, n in zip(libs, _BLAS_STATE["before"]):
+                    c.set_num_threads(n)
 
 
-class _PoolRef:
-    """The current process's pool, looked up at each use (so an executor survives a fork)."""
-
-    def __getattr__(self, name):
-        return getattr(pool(), name)
+@contextlib.contextmanager
+def session():
+    """Held while a plan runs: Numba's thread count applied on this thread (and runs
+    serialised on Numba's workqueue layer, :func:`.numba_threads.session`), BLAS on one thread."""
+    with numba_threads.session(), single_threaded_blas():
+        yield
 
 
 def runtime() -> Runtime:
     from cnngraph.backends.common import _numpy_erf
 
     rt = Runtime(np, _numpy_erf(), np.asarray)
-    rt.extra["pool"] = _PoolRef()
-    rt.session = single_threaded_blas
+    rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
+    rt.session = session
     return rt
 
 
@@ -261,12 +161,6 @@ def _bias(plan, step):
 
 def _rows2(a):
     return a.reshape(-1, a.shape[-1])
-
-
-def _block(n: int, parts: int, align: int = 16) -> int:
-    """A block length that splits n into about ``parts`` pieces, a multiple of ``align``."""
-    b = -(-n // max(parts, 1))
-    return min(n, -(-b // align) * align)
 
 
 # ---------------------------------------------------------------- GEMM-based convolution and linear
@@ -300,7 +194,7 @@ def _gemm_builder(step, plan, rt, k, w):
         args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
         n = NG.items(M, nb, mc, nbc)
         if M * Kd * cout >= GEMM_PARALLEL_MACS:
-            NG.conv(n, *args)
+            NG.conv(n, numba.get_num_threads(), *args)
         else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
             NG.conv_items(0, n, *args)
 
@@ -326,11 +220,12 @@ def _winograd_builder(step, plan, rt, k, w, m):
         threads = numba.get_num_threads()
         if T >= 2 * threads * blk:
             # Enough tiles: each block is transformed, multiplied and transformed back in cache.
-            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))))
+            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))),
+                           threads)
         else:
             nb = Up.shape[1]
             nbc = max(1, -(-nb // max(1, -(-GEMM_ITEMS_PER_THREAD * threads // (a * a)))))
-            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc)
+            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc, threads)
 
     return run
 
@@ -338,26 +233,28 @@ def _winograd_builder(step, plan, rt, k, w, m):
 def _direct_builder(step, plan, rt, k, w):
     """Depthwise (one input channel per group, any multiplier) and grouped convolutions by
     direct channels-last kernels over output rows (n, oh), epilogue fused."""
-    P: Pool = rt.extra["pool"]
+    S = rt.extra["scratch"]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     geo = (k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
     cout, Wo = k["cout"], k["Wo"]
+    work = k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg  # per output row
     if cg == 1:
         wd = np.ascontiguousarray(w.reshape(k["cout"], k["kh"], k["kw"]).transpose(1, 2, 0))
         if og > 1:  # channel multiplier
-            def kernel(x, out, t0, t1, r, wk):
-                K.depthwise(x, wd, bias, out, t0, t1, og, *geo, r, a1, a2)
+            def kernel(x, out, T, r):
+                PAR.depthwise(chunks(T, work), x, wd, bias, out, T, og, *geo, r, a1, a2)
         else:
             # other kernels than K.depthwise_rows' blocked 3×3 and 5×5 ones, stride 1, few channels:
             # the weights repeated along a row, so one loop covers a row (K.depthwise_rows_any)
             wrow = np.ascontiguousarray(np.tile(wd, (1, 1, Wo))) if (
                 k["sw"] == 1 and cout < DW_ROW_CHANNELS and not K.depthwise_blocked(k["kh"], k["kw"], *geo)) else EMPTY3
 
-            def kernel(x, out, t0, t1, r, wk):
-                K.depthwise_rows(x, wd, wrow, bias, out, t0, t1, *geo, r, a1, a2, P.buffer(wk, "acc", (Wo * cout,)))
+            def kernel(x, out, T, r):
+                PAR.depthwise_rows(chunks(T, work), x, wd, wrow, bias, out, T, *geo, r, a1, a2,
+                                   S.get("acc", (Wo * cout,)))
     else:
         # Packed once per group block in the order the micro-kernels read (numba_grouped);
         # input rows are copied zero-padded, GROUPED_SLAB floats of them at a time.
@@ -373,32 +270,22 @@ def _direct_builder(step, plan, rt, k, w):
         nblocks = len(pk.blocks)
         split = a2 == 0 and a1 in (0, 1)  # fused epilogue: threads may split the blocks
 
-        def kernel(x, out, t0, t1, r, wk, b0=0, b1=nblocks):
-            # the rows' accumulator only for an epilogue the micro-kernel cannot fuse
-            acc = P.buffer(wk, "acc", (R * Wo * cout,)) if r.size or a1 not in (0, 1) else EMPTY1
-            K.grouped_rows(x, pk.wp, pk.bias, out, t0, t1, *geo, r, a1, a2, pk.blocks, pk.koff,
-                           P.buffer(wk, "xpad", (slab,)), acc, mode, pk.nv, cg, k["kh"], rowlen, ps, R, b0, b1)
-
-        def run(ins, out, res):
-            T = out.shape[0] * k["Ho"]
-            if P.threads == 1:
-                kernel(ins[0], out, 0, T, EMPTY4 if res is None else res, 0)
-            elif split and res is None and T * Wo < GROUPED_SPLIT_PIXELS * P.threads and nblocks >= 2 * P.threads:
+        def kernel(x, out, T, r):
+            threads = numba.get_num_threads()
+            few = T * Wo < GROUPED_SPLIT_PIXELS * threads and nblocks >= 2 * threads
+            if threads > 1 and split and r.size == 0 and few:
                 # few pixels (a small image at batch 1): each thread takes a share of the
                 # output channels (and reads only their weights), not of the rows
-                parts = min(nblocks, 2 * P.threads)
-                P.run(lambda i, wk: kernel(ins[0], out, 0, T, EMPTY4, wk, i * nblocks // parts,
-                                           (i + 1) * nblocks // parts), parts)
+                parts, by_blocks = min(nblocks, 2 * threads), True
             else:
-                P.for_ranges(T, lambda t0, t1, wk: kernel(ins[0], out, t0, t1, EMPTY4 if res is None else res, wk),
-                             work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
-
-        return run
+                parts, by_blocks = chunks(T, work), False
+            # the rows' accumulator only for an epilogue the micro-kernel cannot fuse
+            acc = S.get("acc", (R * Wo * cout,) if r.size or a1 not in (0, 1) else (0,))
+            PAR.grouped_rows(parts, by_blocks, x, pk.wp, pk.bias, out, T, *geo, r, a1, a2, pk.blocks, pk.koff,
+                             S.get("xpad", (slab,)), acc, mode, pk.nv, cg, k["kh"], rowlen, ps, R)
 
     def run(ins, out, res):
-        r = res if res is not None else EMPTY4
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: kernel(ins[0], out, t0, t1, r, wk),
-                     work=k["Wo"] * k["cout"] * k["kh"] * k["kw"] * cg)
+        kernel(ins[0], out, out.shape[0] * k["Ho"], res if res is not None else EMPTY4)
 
     return run
 
@@ -425,13 +312,17 @@ TRANSPOSE_COLS = 1 << 24
 
 def build_conv_transpose2d(step, plan, rt):
     """Transposed convolution: one GEMM per group of the input (N·H·W, C_in/G) by the packed
-    weights (C_in/G, kh·kw·C_out/G), then a gather (col2im) over output rows with the bias and
+    weights (C_in/G, kh·kw·C_out/G) on our GEMM, then a gather (col2im) over output rows with the bias and
     the epilogue fused; samples in chunks so the products stay within TRANSPOSE_COLS."""
-    P: Pool = rt.extra["pool"]
+    S = rt.extra["scratch"]
     k = transpose_geometry(step)
     G, cg, og = k["groups"], k["cg"], k["og"]
-    wm = pack_transpose_weight(weight(plan, step, "weight"), k)
+    wm = pack_transpose_weight(weight(plan, step, "weight"), k)  # (G, C_in/G, kh·kw·C_out/G)
     T = wm.shape[2]
+    bp = np.empty((G, -(-T // NG.NR), cg, NG.NR), np.float32)
+    for g in range(G):
+        NG.pack_b(wm[g].T, bp[g])
+    del wm
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     hw = k["H"] * k["W"]
@@ -446,14 +337,10 @@ def build_conv_transpose2d(step, plan, rt):
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             M = (n1 - n0) * hw
-            cols = P.buffer(0, "transpose_cols", (G, M, T))
-            xs = x[n0:n1].reshape(M, G, cg)
-            rows = max(MIN_ROWS, _block(M, TILES_PER_THREAD * P.threads))
-            P.run(lambda i, wk: np.matmul(xs[i * rows:(i + 1) * rows].transpose(1, 0, 2), wm,
-                                          out=cols[:, i * rows:(i + 1) * rows]), -(-M // rows))
-            P.for_ranges((n1 - n0) * k["Ho"], lambda t0, t1, wk: K.col2im_transpose(
-                cols, out, n0, n0 * k["Ho"] + t0, n0 * k["Ho"] + t1, *geo, bias, r, a1, a2),
-                work=k["Wo"] * k["cout"] * k["kh"] * k["kw"])
+            cols = S.one("transpose_cols", (G, M, T))
+            NG.matmul(numba.get_num_threads(), x[n0:n1].reshape(M, G * cg), bp, cols, GEMM_ROWS)
+            PAR.col2im_transpose(chunks((n1 - n0) * k["Ho"], k["Wo"] * k["cout"] * k["kh"] * k["kw"]), cols, out, n0,
+                                 n0 * k["Ho"], n1 * k["Ho"], *geo, bias, r, a1, a2)
 
     return run
 
@@ -471,15 +358,13 @@ def build_linear(step, plan, rt):
 
 # ---------------------------------------------------------------- element-wise steps
 def _elementwise(step, rt, scale, bias, a1, a2, p1=0.0):
-    P: Pool = rt.extra["pool"]
     p1 = np.float32(p1)
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         r2 = _rows2(res) if res is not None else EMPTY2
-        C = o2.shape[1]
-        P.for_ranges(o2.shape[0], lambda r0, r1, wk: K.epilogue(x2, False, o2, r0, r1, 0, C, scale, bias, r2, a1, a2,
-                                                                p1), work=C)
+        R, C = o2.shape
+        PAR.epilogue(chunks(R, C), x2, o2, R, C, scale, bias, r2, a1, a2, p1)
 
     return run
 
@@ -497,22 +382,19 @@ def build_batchnorm(step, plan, rt):
 
 
 def build_add(step, plan, rt):
-    P: Pool = rt.extra["pool"]
     a2 = act_code(step.act2)
+    zero = np.float32(0)
 
     def run(ins, out, res):
         o2 = _rows2(out)
-        C = o2.shape[1]
+        R, C = o2.shape
         terms = [_rows2(x) for x in ins] + ([_rows2(res)] if res is not None else [])
         last = len(terms) - 1
-
-        def tile(r0, r1, wk):
-            src = terms[0]
-            for t in range(1, len(terms)):
-                K.epilogue(src, False, o2, r0, r1, 0, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0)
-                src = o2
-
-        P.for_ranges(o2.shape[0], tile, work=C * len(terms))
+        parts = chunks(R, 2 * C)
+        src = terms[0]
+        for t in range(1, len(terms)):  # a sum of more than two: one pass per term
+            PAR.epilogue(parts, src, o2, R, C, EMPTY1, EMPTY1, terms[t], 0, a2 if t == last else 0, zero)
+            src = o2
 
     return run
 
@@ -523,49 +405,50 @@ def build_mul(step, plan, rt):
     xs, ss = step.in_shapes
     if not (len(xs) == 3 and (tuple(ss) in ((xs[0], 1, 1), (xs[0],)))):
         return generic(step, plan, rt)
-    P: Pool = rt.extra["pool"]
     hw = int(xs[1]) * int(xs[2])
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
         s2 = ins[1].reshape(ins[1].shape[0], -1)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.mul_bcast(x2, s2, o2, r0, r1, hw), work=x2.shape[1])
+        R, C = x2.shape
+        PAR.mul_bcast(chunks(R, C), x2, s2, o2, R, hw)
 
     return run
 
 
 # ---------------------------------------------------------------- pooling and normalisation
 def build_maxpool2d(step, plan, rt):
-    P, k = rt.extra["pool"], pool_geometry(step)
+    k = pool_geometry(step)
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["dh"], k["dw"])
+    work = k["Wo"] * k["C"] * k["kh"] * k["kw"]
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.maxpool(ins[0], out, t0, t1, *geo),
-                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
+        T = out.shape[0] * k["Ho"]
+        PAR.maxpool(chunks(T, work), ins[0], out, T, *geo)
 
     return run
 
 
 def build_avgpool2d(step, plan, rt):
-    P, k = rt.extra["pool"], pool_geometry(step)
+    k = pool_geometry(step)
     div = avgpool_divisor(k)
     geo = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"])
+    work = k["Wo"] * k["C"] * k["kh"] * k["kw"]
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * k["Ho"], lambda t0, t1, wk: K.avgpool(ins[0], out, t0, t1, *geo, div),
-                     work=k["Wo"] * k["C"] * k["kh"] * k["kw"])
+        T = out.shape[0] * k["Ho"]
+        PAR.avgpool(chunks(T, work), ins[0], out, T, *geo, div)
 
     return run
 
 
 def _adaptive(is_max):
     def build(step, plan, rt):
-        P = rt.extra["pool"]
         Ho = int(step.out_shape[1])
 
         def run(ins, out, res):
-            P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.adaptive_pool(ins[0], out, t0, t1, is_max),
-                         work=ins[0][0].size // Ho)
+            T = out.shape[0] * Ho
+            PAR.adaptive_pool(chunks(T, ins[0][0].size // Ho), ins[0], out, T, is_max)
 
         return run
 
@@ -573,18 +456,16 @@ def _adaptive(is_max):
 
 
 def build_softmax(step, plan, rt):
-    P = rt.extra["pool"]
-
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.softmax_rows(x2, o2, r0, r1), work=4 * x2.shape[1])
+        R, C = x2.shape
+        PAR.softmax(chunks(R, 4 * C), x2, o2, R)
 
     return run
 
 
 def _norm(kind):
     def build(step, plan, rt):
-        P = rt.extra["pool"]
         shape = step.in_shapes[0]
         C = int(shape[0])
         eps = float(step.attrs["eps"])
@@ -607,8 +488,7 @@ def _norm(kind):
             N = x.shape[0]
             x3 = x.reshape(N, -1, x.shape[3])
             o3 = out.reshape(N, -1, out.shape[3])
-            P.for_ranges(N, lambda n0, n1, wk: K.group_norm(x3, o3, n0, n1, G, eps, gamma, beta, per_element),
-                         work=3 * x3[0].size)
+            PAR.group_norm(chunks(N, 3 * x3[0].size), x3, o3, N, G, eps, gamma, beta, per_element)
 
         return run
 
@@ -616,12 +496,12 @@ def _norm(kind):
 
 
 def build_prelu(step, plan, rt):
-    P = rt.extra["pool"]
     slope = np.ascontiguousarray(weight(plan, step, "weight").reshape(-1))
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.prelu_rows(x2, o2, r0, r1, slope), work=x2.shape[1])
+        R, C = x2.shape
+        PAR.prelu(chunks(R, C), x2, o2, R, slope)
 
     return run
 
@@ -633,7 +513,6 @@ def build_layer_scale(step, plan, rt):
 
 
 def build_layernorm2d(step, plan, rt):
-    P = rt.extra["pool"]
     eps = float(step.attrs["eps"])
     if "weight" in step.params:
         gamma, beta = (np.ascontiguousarray(weight(plan, step, f).reshape(-1)) for f in ("weight", "bias"))
@@ -642,33 +521,33 @@ def build_layernorm2d(step, plan, rt):
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.layernorm_rows(x2, o2, r0, r1, eps, gamma, beta),
-                     work=3 * x2.shape[1])
+        R, C = x2.shape
+        PAR.layernorm(chunks(R, 3 * C), x2, o2, R, eps, gamma, beta)
 
     return run
 
 
 def build_resize(step, plan, rt):
-    P = rt.extra["pool"]
     (ih, wh), (iw, ww) = resize_geometry(step)
     nearest = step.attrs["mode"] == "nearest"
     Ho = int(step.out_shape[1])
 
     def run(ins, out, res):
-        P.for_ranges(out.shape[0] * Ho, lambda t0, t1, wk: K.resize_rows(ins[0], out, t0, t1, ih, wh, iw, ww, nearest),
-                     work=out.shape[2] * out.shape[3] * (1 if nearest else 6))
+        T = out.shape[0] * Ho
+        PAR.resize(chunks(T, out.shape[2] * out.shape[3] * (1 if nearest else 6)), ins[0], out, T, ih, wh, iw, ww,
+                   nearest)
 
     return run
 
 
 def build_lrn(step, plan, rt):
-    P = rt.extra["pool"]
     a = step.attrs
     args = (int(a["size"]), np.float32(a["alpha"]), np.float32(a["beta"]), np.float32(a["k"]))
 
     def run(ins, out, res):
         x2, o2 = _rows2(ins[0]), _rows2(out)
-        P.for_ranges(x2.shape[0], lambda r0, r1, wk: K.lrn(x2, o2, r0, r1, *args), work=x2.shape[1] * args[0])
+        R, C = x2.shape
+        PAR.lrn(chunks(R, C * args[0]), x2, o2, R, *args)
 
     return run
 
@@ -684,7 +563,16 @@ KERNELS = {
 }
 # flatten, concat, slice, channel_shuffle: memory copies, the generic NumPy kernels.
 
-BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor)
+def describe_threads() -> str:
+    """The threads a plan runs on: their count and Numba's threading layer.
+
+    >>> describe_threads().split(" threads, Numba's ")[1] in ("omp layer", "tbb layer", "workqueue layer")
+    True
+    """
+    return f"{numba_threads.numba_threads()} threads, Numba's {threading_layer()} layer"
+
+
+BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor, threads=describe_threads)
 
 
 _TRIM: list = []  # [malloc_trim or None], looked up once

@@ -53,6 +53,29 @@ def _ptr(builder, addr):
 
 
 @intrinsic
+def fetch_add(typingctx, counter, value):
+    """``counter[0] += value`` atomically (an int64 array); returns the value before."""
+    sig = types.int64(counter, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [ir.Constant(ir.IntType(64), 0)])
+        return builder.atomic_rmw("add", ptr, args[1], "monotonic")
+
+    return sig, codegen
+
+
+@njit(**JIT)
+def claim(counter, n):
+    """The next unclaimed work item of ``n`` (-1 when none is left). The parallel drivers run
+    one loop per thread that claims items until none is left: a thread that starts late (its
+    core busy with another process) takes fewer, instead of holding a fixed share of the
+    work the others wait for (Numba divides a ``prange`` evenly between the threads)."""
+    i = fetch_add(counter, 1)
+    return i if i < n else -1
+
+
+@intrinsic
 def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
     """``C[0:m, 0:n] = A[0:m, 0:k] · Bp[0:k, 0:NR]`` (1 ≤ m ≤ MR, 1 ≤ n ≤ NR) on raw float32
     addresses (ints), through the clamp epilogue
@@ -78,7 +101,6 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
         mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
         c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
         four = ir.Constant(i32, 4)
-        undef = ir.Constant(vec, ir.Undefined)
         zero = ir.Constant(vec, [0.0] * VL)
         none = ir.Constant(mvec, [0] * VL)
 
@@ -161,10 +183,11 @@ def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1,
     return sig, codegen
 
 
-def pack_b(w_rows: np.ndarray) -> np.ndarray:
+def pack_b(w_rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Weights as rows ``(N, K)`` (a convolution's ``(C_out, kh·kw·C_in)``) packed for the
     micro-kernel: ``(⌈N/NR⌉, K, NR)``, columns past N zero. Filled one block of NR rows at a
-    time: no temporary as large as the weights (VGG-16's first linear layer is 411 MB).
+    time: no temporary as large as the weights (VGG-16's first linear layer is 411 MB);
+    into ``out`` when given (a slice of a larger packed array).
 
     >>> pack_b(np.arange(6, dtype=np.float32).reshape(2, 3))[0, :, :3]
     array([[0., 3., 0.],
@@ -173,7 +196,7 @@ def pack_b(w_rows: np.ndarray) -> np.ndarray:
     """
     N, K = w_rows.shape
     nb = -(-N // NR)
-    bp = np.empty((nb, K, NR), np.float32)
+    bp = np.empty((nb, K, NR), np.float32) if out is None else out
     for j in range(nb):
         blk = w_rows[j * NR:(j + 1) * NR]
         bp[j, :, :blk.shape[0]] = blk.T
@@ -183,11 +206,16 @@ def pack_b(w_rows: np.ndarray) -> np.ndarray:
 
 def pack_conv(w: np.ndarray, groups: int) -> np.ndarray:
     """A convolution's weights ``(C_out, C_in/G, kh, kw)`` packed per group for :func:`conv`:
-    ``(G, ⌈og/NR⌉, kh·kw·C_in/G, NR)``, k in im2col's order (tap, then channel)."""
+    ``(G, ⌈og/NR⌉, kh·kw·C_in/G, NR)``, k in im2col's order (tap, then channel); each group
+    packed straight into place."""
     cout, cg, kh, kw = w.shape
     og = cout // groups
-    rows = w.reshape(groups, og, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(groups, og, kh * kw * cg)
-    return np.stack([pack_b(np.ascontiguousarray(r)) for r in rows])
+    bp = np.empty((groups, -(-og // NR), kh * kw * cg, NR), np.float32)
+    for g in range(groups):
+        wg = w[g * og:(g + 1) * og]
+        rows = wg.reshape(og, cg) if (kh, kw) == (1, 1) else wg.transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
+        pack_b(rows, bp[g])
+    return bp
 
 
 INF = np.float32(np.inf)
@@ -304,16 +332,47 @@ def items(M: int, nb: int, mc: int, nbc: int) -> int:
 
 
 @njit(parallel=True, **JIT)
-def conv(n_items, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc,
+def conv(n_items, workers, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc,
          nbc):
     """A convolution (or linear layer) as GEMMs, its ``n_items`` work items (:func:`items`:
     tiles of ``mc`` output rows × ``nbc`` packed column blocks, all groups of a row tile in
-    one item) in parallel. ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output
+    one item) in parallel on ``workers`` threads (Numba's thread count: read in Python,
+    a call of ``numba.get_num_threads`` would make the function uncacheable), the items
+    claimed dynamically (:func:`claim`). ``x`` is the NHWC input, ``out2`` the ``(N·Ho·Wo, C_out)`` output
     (it may share memory with the residual ``res2``), ``bp`` the weights packed per group
     ``(G, nb, kh·kw·C_in/G, NR)``; ``direct``: a 1×1 stride-1 unpadded convolution, whose input
     rows are read in place (no packing). The epilogue ``act2(act1(· + bias) + res)`` runs in the
     micro-kernel when both activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)),
     else through a tile of the product and :func:`store_tile`."""
-    for it in prange(n_items):
-        conv_items(it, it + 1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G,
-                   direct, mc, nbc)
+    counter = np.zeros(1, np.int64)
+    for _ in prange(min(n_items, workers)):
+        it = claim(counter, n_items)
+        while it >= 0:
+            conv_items(it, it + 1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw,
+                       G, direct, mc, nbc)
+            it = claim(counter, n_items)
+
+
+@njit(**JIT)
+def matmul_items(i0, i1, a, bp, c, mc):
+    """Items i0:i1 of :func:`matmul` (item = row tile × group, groups inner)."""
+    G, nb, K = bp.shape[0], bp.shape[1], bp.shape[2]
+    M, n = a.shape[0], c.shape[2]
+    for it in range(i0, i1):
+        r0 = (it // G) * mc
+        g = it % G
+        gemm_block(a, r0, g * K, K, min(mc, M - r0), bp[g], 0, nb, c[g], r0, 0, n, EMPTY1, EMPTY2, -INF, INF, -INF,
+                   INF)
+
+
+@njit(parallel=True, **JIT)
+def matmul(workers, a, bp, c, mc):
+    """``c[g] = a[:, g·K:(g+1)·K] · B_g`` for every group g of the packed ``bp`` (``(G, nb, K, NR)``;
+    ``c`` is ``(G, M, n)``), in parallel over tiles of ``mc`` rows × groups claimed dynamically."""
+    n_items = -(-a.shape[0] // mc) * bp.shape[0]
+    counter = np.zeros(1, np.int64)
+    for _ in prange(min(n_items, workers)):
+        it = claim(counter, n_items)
+        while it >= 0:
+            matmul_items(it, it + 1, a, bp, c, mc)
+            it = claim(counter, n_items)

@@ -1,8 +1,7 @@
 """Numba kernels of the CPU backend: channels-last float32, one tile of work per call.
 
 Every kernel is compiled ``nogil`` and ``cache=True`` and works on a range of rows
-(``r0:r1``) so the backend's thread pool can run tiles on every core at once while
-single-threaded BLAS does the GEMMs. Arrays are C-contiguous: 4-D ``(N, H, W, C)`` values
+(``r0:r1``), so the parallel drivers (:mod:`.numba_par`) run chunks of rows on every core. Arrays are C-contiguous: 4-D ``(N, H, W, C)`` values
 or their 2-D ``(N·H·W, C)`` reshapes; missing optional operands are empty arrays, so each
 kernel compiles once.
 

@@ -217,6 +217,8 @@ def cmd_bench(args):
     gemm = ex.backend.gemm_name
     print(f"  SGEMM ceiling    {ceiling:.1f} GFLOP/s ({gemm} float32, this run): "
           f"{gflops / ceiling:.0%} of it; the batch cannot beat {2 * macs * n / 1e9 / ceiling * 1e3:.1f} ms")
+    if ex.backend.threads():
+        print(f"  threads          {ex.backend.threads()}")
     print(f"  memory           planned arena {fmt_bytes(mem.planned_bytes)} per sample (naive {fmt_bytes(mem.naive_bytes)}), "
           f"weights {fmt_bytes(sum(int(np.size(v)) for v in plan.weights.values()) * 4)}, "
           f"process peak RSS {_rss_mb():.0f} MiB (1 MiB = 2^20 B)")
