@@ -318,6 +318,20 @@ def conv_items(i0, i1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, 
                 oc = g * og + c0
                 gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
                            bias[oc:] if bias.shape[0] > 0 else bias, res2, clamps[0], clamps[1], clamps[2], clamps[3])
+        elif res2.shape[0] == 0:
+            # no residual (EfficientNet's expansions: bias then SiLU): the bias added by the
+            # micro-kernel on its way into the output, the activation over the rows in place,
+            # in one call when the item holds whole rows
+            for g in range(G):
+                oc = g * og + c0
+                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
+                           bias[oc:] if bias.shape[0] > 0 else bias, res2, -INF, INF, -INF, INF)
+            if G * n == cout:
+                act_row(out2.reshape(M * cout)[r0 * cout:(r0 + m) * cout], a1)
+            else:
+                for g in range(G):
+                    for i in range(m):
+                        act_row(out2[r0 + i, g * og + c0:g * og + c0 + n], a1)
         else:
             ct = np.empty((m, n), np.float32)
             for g in range(G):
