@@ -4,9 +4,9 @@ How the work is spread: every step is Numba ``parallel=True`` code on Numba's th
 layer, OpenMP where it loads (:mod:`.numba_threads`, which also applies the thread count
 while a plan runs): a convolution on our GEMM (:mod:`.numba_gemm`) or by Winograd is one
 parallel region; every other step a driver of :mod:`.numba_par` (a ``prange`` over chunks
-of output rows, each running a row-range kernel of :mod:`.numba_kernels`). The transposed
-convolution's GEMM alone still runs as tiles on a small Python thread pool calling NumPy's
-BLAS, limited to one thread while a plan runs (restored afterwards).
+of output rows, each running a row-range kernel of :mod:`.numba_kernels`). No step calls
+BLAS; the generic NumPy kernels of the rarer ops may, so BLAS is limited to one thread
+while a plan runs (restored afterwards).
 
 Convolution: a 1×1 stride-1 convolution is a plain GEMM on the (N·H·W, C) input; other
 convolutions pack a tile of rows (im2col) and multiply it; depthwise convolutions and
@@ -27,9 +27,6 @@ the second activation are applied to each tile while it is in cache (the epilogu
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
-import queue
 import threading
 
 import numba
@@ -65,9 +62,7 @@ GEMM_ROWS = 64
 GEMM_TILE_BYTES = 256 << 10
 GEMM_ITEMS_PER_THREAD = 3
 GEMM_PARALLEL_MACS = 1 << 17  # smaller products (SE blocks' 1×1 convolutions) run on the calling thread
-# Other steps' tiles (transposed convolution's GEMMs, Winograd's blocks).
-MIN_ROWS = 256
-TILES_PER_THREAD = 4
+TILES_PER_THREAD = 4  # Winograd: blocks of tiles per thread when there are enough
 # Winograd: a block of tiles' transformed inputs and products (α² × tiles × channels) stay
 # within about WINO_BYTES (the core's L2); at least WINO_MIN_TILES tiles per GEMM, else the
 # whole batch is transformed first and the α² GEMMs are shared between the threads.
@@ -82,77 +77,6 @@ GROUPED_SLAB = 1 << 18
 # Below this many output pixels per thread, a grouped convolution's threads split its output
 # channels (each reads only its share of the weights) instead of its rows.
 GROUPED_SPLIT_PIXELS = 256
-
-# ---------------------------------------------------------------- thread pool
-class Pool:
-    """Runs ``fn(i, worker)`` for i in range(n) on ``threads`` threads, the caller included:
-    the tiles of the one GEMM left on NumPy's BLAS (the transposed convolution's).
-
-    Work is handed out dynamically (a shared counter), so a core slowed by another process
-    takes fewer tiles. Callers on several Python threads take turns (a lock per ``run``).
-    """
-
-    def __init__(self, threads: int):
-        self.threads = threads
-        self.pid = os.getpid()
-        self._lock = threading.Lock()
-        self._todo = [queue.SimpleQueue() for _ in range(threads - 1)]
-        self._done = queue.SimpleQueue()
-        for w in range(1, threads):
-            threading.Thread(target=self._loop, args=(w,), daemon=True, name=f"cnngraph-numba-{w}").start()
-
-    def _loop(self, w):
-        while True:
-            job = self._todo[w - 1].get()
-            try:
-                job(w)
-                self._done.put(None)
-            except BaseException as e:  # reported by the caller
-                self._done.put(e)
-
-    def run(self, fn, n: int) -> None:
-        if n <= 0:
-            return
-        helpers = min(self.threads, n) - 1
-        if helpers == 0:
-            for i in range(n):
-                fn(i, 0)
-            return
-        counter = itertools.count()
-
-        def work(w):
-            for i in counter:
-                if i >= n:
-                    return
-                fn(i, w)
-
-        with self._lock:
-            for w in range(1, helpers + 1):
-                self._todo[w - 1].put(work)
-            err = None
-            try:
-                work(0)
-            except BaseException as e:
-                err = e
-            for _ in range(helpers):
-                e = self._done.get()
-                err = err or e
-        if err is not None:
-            raise err
-
-
-_POOL = None
-_POOL_LOCK = threading.Lock()
-
-
-def pool() -> Pool:
-    """The process's pool (a new one after a fork: the child does not inherit the threads)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL.threads != num_threads() or _POOL.pid != os.getpid():
-            _POOL = Pool(num_threads())
-        return _POOL
-
 
 _BLAS = None
 _BLAS_STATE = {"depth": 0, "before": []}  # plans running now; BLAS's thread counts before the first
@@ -202,18 +126,10 @@ def session():
         yield
 
 
-class _PoolRef:
-    """The current process's pool, looked up at each use (so an executor survives a fork)."""
-
-    def __getattr__(self, name):
-        return getattr(pool(), name)
-
-
 def runtime() -> Runtime:
     from cnngraph.backends.common import _numpy_erf
 
     rt = Runtime(np, _numpy_erf(), np.asarray)
-    rt.extra["pool"] = _PoolRef()
     rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
     rt.session = session
     return rt
@@ -247,12 +163,6 @@ def _rows2(a):
     return a.reshape(-1, a.shape[-1])
 
 
-def _block(n: int, parts: int, align: int = 16) -> int:
-    """A block length that splits n into about ``parts`` pieces, a multiple of ``align``."""
-    b = -(-n // max(parts, 1))
-    return min(n, -(-b // align) * align)
-
-
 # ---------------------------------------------------------------- GEMM-based convolution and linear
 def _gemm_builder(step, plan, rt, k, w):
     """Convolution (or linear: a 1×1 convolution of a 1×1 image) as our own packed GEMMs
@@ -284,7 +194,7 @@ def _gemm_builder(step, plan, rt, k, w):
         args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
         n = NG.items(M, nb, mc, nbc)
         if M * Kd * cout >= GEMM_PARALLEL_MACS:
-            NG.conv(n, *args)
+            NG.conv(n, numba.get_num_threads(), *args)
         else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
             NG.conv_items(0, n, *args)
 
@@ -310,11 +220,12 @@ def _winograd_builder(step, plan, rt, k, w, m):
         threads = numba.get_num_threads()
         if T >= 2 * threads * blk:
             # Enough tiles: each block is transformed, multiplied and transformed back in cache.
-            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))))
+            WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))),
+                           threads)
         else:
             nb = Up.shape[1]
             nbc = max(1, -(-nb // max(1, -(-GEMM_ITEMS_PER_THREAD * threads // (a * a)))))
-            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc)
+            WG.conv_few_tiles(x, out, Up, bias, r, a1, a2, *geo, max(1, min(T, 2 * threads)), nbc, threads)
 
     return run
 
@@ -401,14 +312,17 @@ TRANSPOSE_COLS = 1 << 24
 
 def build_conv_transpose2d(step, plan, rt):
     """Transposed convolution: one GEMM per group of the input (N·H·W, C_in/G) by the packed
-    weights (C_in/G, kh·kw·C_out/G), then a gather (col2im) over output rows with the bias and
+    weights (C_in/G, kh·kw·C_out/G) on our GEMM, then a gather (col2im) over output rows with the bias and
     the epilogue fused; samples in chunks so the products stay within TRANSPOSE_COLS."""
-    P: Pool = rt.extra["pool"]
     S = rt.extra["scratch"]
     k = transpose_geometry(step)
     G, cg, og = k["groups"], k["cg"], k["og"]
-    wm = pack_transpose_weight(weight(plan, step, "weight"), k)
+    wm = pack_transpose_weight(weight(plan, step, "weight"), k)  # (G, C_in/G, kh·kw·C_out/G)
     T = wm.shape[2]
+    bp = np.empty((G, -(-T // NG.NR), cg, NG.NR), np.float32)
+    for g in range(G):
+        NG.pack_b(wm[g].T, bp[g])
+    del wm
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
     hw = k["H"] * k["W"]
@@ -424,10 +338,7 @@ def build_conv_transpose2d(step, plan, rt):
             n1 = min(N, n0 + nb)
             M = (n1 - n0) * hw
             cols = S.one("transpose_cols", (G, M, T))
-            xs = x[n0:n1].reshape(M, G, cg)
-            rows = max(MIN_ROWS, _block(M, TILES_PER_THREAD * P.threads))
-            P.run(lambda i, wk: np.matmul(xs[i * rows:(i + 1) * rows].transpose(1, 0, 2), wm,
-                                          out=cols[:, i * rows:(i + 1) * rows]), -(-M // rows))
+            NG.matmul(numba.get_num_threads(), x[n0:n1].reshape(M, G * cg), bp, cols, GEMM_ROWS)
             PAR.col2im_transpose(chunks((n1 - n0) * k["Ho"], k["Wo"] * k["cout"] * k["kh"] * k["kw"]), cols, out, n0,
                                  n0 * k["Ho"], n1 * k["Ho"], *geo, bias, r, a1, a2)
 

@@ -1,8 +1,7 @@
 """Numba kernels of the CPU backend: channels-last float32, one tile of work per call.
 
 Every kernel is compiled ``nogil`` and ``cache=True`` and works on a range of rows
-(``r0:r1``) so the backend's thread pool can run tiles on every core at once while
-single-threaded BLAS does the GEMMs. Arrays are C-contiguous: 4-D ``(N, H, W, C)`` values
+(``r0:r1``), so the parallel drivers (:mod:`.numba_par`) run chunks of rows on every core. Arrays are C-contiguous: 4-D ``(N, H, W, C)`` values
 or their 2-D ``(N·H·W, C)`` reshapes; missing optional operands are empty arrays, so each
 kernel compiles once.
 
@@ -197,10 +196,18 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
     run = G == 1 and dw == 1
     hw = Ho * Wo
     L = kw * C
+    # the output pixel (n, oh, ow) of row r0, then stepped along (no divisions per row)
+    n = r0 // hw
+    oh = (r0 % hw) // Wo
+    ow = r0 % Wo - 1
     for r in range(r0, r1):
-        n = r // hw
-        oh = (r % hw) // Wo
-        ow = r % Wo
+        ow += 1
+        if ow == Wo:
+            ow = 0
+            oh += 1
+            if oh == Ho:
+                oh = 0
+                n += 1
         cr = cols[r - r0]
         iw0 = ow * sw - pl
         for i in range(kh):

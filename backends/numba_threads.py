@@ -42,7 +42,7 @@ from numba.core import config  # noqa: E402
 # GNU OpenMP's workers spin this many times (a ``pause`` each, tens of nanoseconds) after a
 # region before they sleep, unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY: long
 # enough to bridge the few microseconds between two parallel steps, short enough not to hold
-# a core while the GEMM tiles run on the Python pool. libgomp's own default, 300,000 spins
+# a core another process needs while Python runs between steps. libgomp's own default, 300,000 spins
 # (about 10 ms), made MobileNet v2 at batch 1 ten times slower on a loaded machine; it is
 # read when the library loads, so it has no effect if another module (PyTorch) loaded it first.
 GOMP_SPINCOUNT = 10000

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_gemm import EMPTY1, EMPTY2, INF, MR, NR, gemm_block, pack_b
+from .numba_gemm import EMPTY1, EMPTY2, INF, NR, claim, gemm_block, pack_b
 from .numba_kernels import JIT, store_pixel
 
 # G (α×3) of each tile size m: U = G g Gᵀ.
@@ -219,39 +219,56 @@ def output_transform(Mo, out, t0, t1, v0, m, tiles_h, tiles_w, bias, res, a1, a2
 def pack_filters(w, m: int) -> np.ndarray:
     """Transformed filters packed for :mod:`.numba_gemm`'s micro-kernel: ``(α², ⌈C_out/NR⌉, C_in, NR)``."""
     U = filter_transform(w, m)  # (α², C_in, C_out)
-    return np.stack([pack_b(np.ascontiguousarray(U[p].T)) for p in range(U.shape[0])])
+    Up = np.empty((U.shape[0], -(-U.shape[2] // NR), U.shape[1], NR), np.float32)
+    for p in range(U.shape[0]):
+        pack_b(U[p].T, Up[p])
+    return Up
 
 
-@njit(parallel=True, **JIT)
-def conv_blocks(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, blk):
-    """The whole convolution in blocks of ``blk`` tiles, one block per work item: its patches
-    transformed, its α² products by the packed filters ``Up`` (:func:`pack_filters`), its
-    outputs transformed back with the epilogue, all while the block's values stay in cache."""
+@njit(**JIT)
+def _block(ib, blk, x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl):
+    """Block ``ib`` of :func:`conv_blocks`: its tiles transformed, multiplied, transformed back."""
     N, H, W, cin = x.shape
     cout = out.shape[3]
     a = m + 2
     nb = Up.shape[1]
     coutp = nb * NR
     T = N * tiles_h * tiles_w
-    for ib in prange(-(-T // blk)):
-        t0 = ib * blk
-        t1 = min(T, t0 + blk)
-        nt = t1 - t0
-        V = np.empty((nt, a * a * cin), np.float32)
-        Mo = np.empty((nt, a * a * coutp), np.float32)
-        d = np.empty((2, a, a, cin), np.float32)
-        input_transform(x, V.reshape((nt, a * a, cin)), t0, t1, t0, m, tiles_h, tiles_w, pt, pl, d)
-        for p in range(a * a):
-            gemm_block(V, 0, p * cin, cin, nt, Up[p], 0, nb, Mo, 0, p * coutp, coutp, EMPTY1, EMPTY2, -INF, INF, -INF, INF)
-        output_transform(Mo.reshape((Mo.shape[0], a * a, coutp)), out, t0, t1, t0, m, tiles_h, tiles_w, bias, res,
-                         a1, a2, np.empty((a, m, cout), np.float32), np.empty((m, m, cout), np.float32))
+    t0 = ib * blk
+    t1 = min(T, t0 + blk)
+    nt = t1 - t0
+    V = np.empty((nt, a * a * cin), np.float32)
+    Mo = np.empty((nt, a * a * coutp), np.float32)
+    d = np.empty((2, a, a, cin), np.float32)
+    input_transform(x, V.reshape((nt, a * a, cin)), t0, t1, t0, m, tiles_h, tiles_w, pt, pl, d)
+    for p in range(a * a):
+        gemm_block(V, 0, p * cin, cin, nt, Up[p], 0, nb, Mo, 0, p * coutp, coutp, EMPTY1, EMPTY2, -INF, INF, -INF, INF)
+    output_transform(Mo.reshape((nt, a * a, coutp)), out, t0, t1, t0, m, tiles_h, tiles_w, bias, res, a1, a2,
+                     np.empty((a, m, cout), np.float32), np.empty((m, m, cout), np.float32))
 
 
 @njit(parallel=True, **JIT)
-def conv_few_tiles(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, chunks, nbc):
+def conv_blocks(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, blk, workers):
+    """The whole convolution in blocks of ``blk`` tiles, one block per work item (claimed
+    dynamically, :func:`.numba_gemm.claim`): its patches transformed, its α² products by the
+    packed filters ``Up`` (:func:`pack_filters`), its outputs transformed back with the
+    epilogue, all while the block's values stay in cache."""
+    T = x.shape[0] * tiles_h * tiles_w
+    nblk = -(-T // blk)
+    counter = np.zeros(1, np.int64)
+    for _ in prange(min(nblk, workers)):
+        ib = claim(counter, nblk)
+        while ib >= 0:
+            _block(ib, blk, x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl)
+            ib = claim(counter, nblk)
+
+
+@njit(parallel=True, **JIT)
+def conv_few_tiles(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, chunks, nbc, workers):
     """The whole convolution when there are too few tiles for blocks (batch 1, late layers):
     every tile transformed (``chunks`` work items), then the α² products shared out by
-    position and ``nbc`` column blocks, then every tile transformed back."""
+    position and ``nbc`` column blocks, then every tile transformed back; each phase's
+    items claimed dynamically."""
     N, H, W, cin = x.shape
     cout = out.shape[3]
     a = m + 2
@@ -260,22 +277,32 @@ def conv_few_tiles(x, out, Up, bias, res, a1, a2, m, tiles_h, tiles_w, pt, pl, c
     T = N * tiles_h * tiles_w
     V = np.empty((T, a * a * cin), np.float32)
     Mo = np.empty((T, a * a * coutp), np.float32)
+    V3 = V.reshape((T, a * a, cin))
+    M3 = Mo.reshape((T, a * a, coutp))
     step = -(-T // chunks)
-    for i in prange(chunks):
-        t0 = min(T, i * step)
-        t1 = min(T, t0 + step)
+    counter = np.zeros(3, np.int64)
+    for _ in prange(min(chunks, workers)):
         d = np.empty((2, a, a, cin), np.float32)
-        input_transform(x, V.reshape((T, a * a, cin)), t0, t1, 0, m, tiles_h, tiles_w, pt, pl, d)
+        i = claim(counter[0:1], chunks)
+        while i >= 0:
+            t0 = min(T, i * step)
+            input_transform(x, V3, t0, min(T, t0 + step), 0, m, tiles_h, tiles_w, pt, pl, d)
+            i = claim(counter[0:1], chunks)
     nct = -(-nb // nbc)
-    for it in prange(a * a * nct):
-        p = it // nct
-        j0 = (it % nct) * nbc
-        j1 = min(nb, j0 + nbc)
-        gemm_block(V, 0, p * cin, cin, T, Up[p], j0, j1, Mo, 0, p * coutp + j0 * NR, (j1 - j0) * NR, EMPTY1, EMPTY2,
-                   -INF, INF, -INF, INF)
-    M3 = Mo.reshape((Mo.shape[0], a * a, coutp))
-    for i in prange(chunks):
-        t0 = min(T, i * step)
-        t1 = min(T, t0 + step)
-        output_transform(M3, out, t0, t1, 0, m, tiles_h, tiles_w, bias, res, a1, a2,
-                         np.empty((a, m, cout), np.float32), np.empty((m, m, cout), np.float32))
+    for _ in prange(min(a * a * nct, workers)):
+        it = claim(counter[1:2], a * a * nct)
+        while it >= 0:
+            p = it // nct
+            j0 = (it % nct) * nbc
+            j1 = min(nb, j0 + nbc)
+            gemm_block(V, 0, p * cin, cin, T, Up[p], j0, j1, Mo, 0, p * coutp + j0 * NR, (j1 - j0) * NR, EMPTY1,
+                       EMPTY2, -INF, INF, -INF, INF)
+            it = claim(counter[1:2], a * a * nct)
+    for _ in prange(min(chunks, workers)):
+        tmp = np.empty((a, m, cout), np.float32)
+        y = np.empty((m, m, cout), np.float32)
+        i = claim(counter[2:3], chunks)
+        while i >= 0:
+            t0 = min(T, i * step)
+            output_transform(M3, out, t0, min(T, t0 + step), 0, m, tiles_h, tiles_w, bias, res, a1, a2, tmp, y)
+            i = claim(counter[2:3], chunks)

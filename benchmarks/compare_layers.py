@@ -23,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_cpu import make_input, model_and_weights, threads  # noqa: E402  (same directory)
