@@ -75,112 +75,122 @@ def claim(counter, n):
     return i if i < n else -1
 
 
-@intrinsic
-def microkernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
-    """``C[0:m, 0:n] = A[0:m, 0:k] · Bp[0:k, 0:NR]`` (1 ≤ m ≤ MR, 1 ≤ n ≤ NR) on raw float32
-    addresses (ints), through the clamp epilogue
-    ``min(max(min(max(A·B + bias, lo1), hi1) + R, lo2), hi2)``: ``a`` (rows at stride ``lda``
-    elements; rows past ``m`` repeat the last one, their results are not stored), ``b`` (packed
-    ``(k, NR)``), ``c`` (rows at stride ``ldc``; masked stores, nothing written past row m or
-    column n), ``bias`` (n floats) and ``R`` (rows at stride ``ldr``; may be C itself: each value
-    is read before it is written) skipped when their address is 0. The clamps keep NaN (as
-    torch.relu does): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
-    sig = types.void(*([types.intp] * 11), *([types.float32] * 4))
+def _microkernel(nv: int):
+    """The micro-kernel intrinsic of ``nv`` vectors per row (see :data:`microkernel`)."""
 
-    def codegen(context, builder, signature, args):
-        a_addr, lda_, m_, b_addr, k_, c_addr, ldc_, n_, bias_, res_, ldr_, lo1, hi1, lo2, hi2 = args
-        f32, i64, i32, i1 = ir.FloatType(), ir.IntType(64), ir.IntType(32), ir.IntType(1)
-        vec, ivec, mvec = ir.VectorType(f32, VL), ir.VectorType(i32, VL), ir.VectorType(i1, VL)
-        vptr = vec.as_pointer()
+    def kernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
+        """``C[0:m, 0:n] = A[0:m, 0:k] · Bp[0:k, 0:NR]`` (1 ≤ m ≤ MR, 1 ≤ n ≤ NR) on raw float32
+        addresses (ints), through the clamp epilogue
+        ``min(max(min(max(A·B + bias, lo1), hi1) + R, lo2), hi2)``: ``a`` (rows at stride ``lda``
+        elements; rows past ``m`` repeat the last one, their results are not stored), ``b`` (packed
+        ``(k, NR)``), ``c`` (rows at stride ``ldc``; masked stores, nothing written past row m or
+        column n), ``bias`` (n floats) and ``R`` (rows at stride ``ldr``; may be C itself: each value
+        is read before it is written) skipped when their address is 0. The clamps keep NaN (as
+        torch.relu does): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
+        sig = types.void(*([types.intp] * 11), *([types.float32] * 4))
 
-        def intr(name, ret, *argt):
-            return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, list(argt)), name)
+        def codegen(context, builder, signature, args):
+            a_addr, lda_, m_, b_addr, k_, c_addr, ldc_, n_, bias_, res_, ldr_, lo1, hi1, lo2, hi2 = args
+            f32, i64, i32, i1 = ir.FloatType(), ir.IntType(64), ir.IntType(32), ir.IntType(1)
+            vec, ivec, mvec = ir.VectorType(f32, VL), ir.VectorType(i32, VL), ir.VectorType(i1, VL)
+            vptr = vec.as_pointer()
 
-        fma = intr(f"llvm.fma.v{VL}f32", vec, vec, vec, vec)
-        mstore = intr(f"llvm.masked.store.v{VL}f32.p0", ir.VoidType(), vec, vptr, i32, mvec)
-        mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
-        c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
-        four = ir.Constant(i32, 4)
-        zero = ir.Constant(vec, [0.0] * VL)
-        none = ir.Constant(mvec, [0] * VL)
+            def intr(name, ret, *argt):
+                return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, list(argt)), name)
 
-        def splat(s, t=vec):
-            u = ir.Constant(t, ir.Undefined)
-            return builder.shuffle_vector(builder.insert_element(u, s, ir.Constant(i32, 0)), u,
-                                          ir.Constant(ivec, [0] * VL))
+            fma = intr(f"llvm.fma.v{VL}f32", vec, vec, vec, vec)
+            mstore = intr(f"llvm.masked.store.v{VL}f32.p0", ir.VoidType(), vec, vptr, i32, mvec)
+            mload = intr(f"llvm.masked.load.v{VL}f32.p0", vec, vptr, i32, mvec, vec)
+            c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
+            four = ir.Constant(i32, 4)
+            zero = ir.Constant(vec, [0.0] * VL)
+            none = ir.Constant(mvec, [0] * VL)
 
-        def vat(base, off):
-            return builder.bitcast(builder.gep(base, [off]), vptr)
+            def splat(s, t=vec):
+                u = ir.Constant(t, ir.Undefined)
+                return builder.shuffle_vector(builder.insert_element(u, s, ir.Constant(i32, 0)), u,
+                                              ir.Constant(ivec, [0] * VL))
 
-        a0, bptr, c0 = _ptr(builder, a_addr), _ptr(builder, b_addr), _ptr(builder, c_addr)
-        last = builder.sub(m_, c64(1))
-        valid = [builder.icmp_signed("<", c64(i), m_) for i in range(MR)]
-        rows = [builder.gep(a0, [builder.mul(builder.select(valid[i], c64(i), last), lda_)]) for i in range(MR)]
-        # for kk in range(k): acc[i][j] = fma(bcast(A[i, kk]), B[kk, j], acc[i][j])
-        pre = builder.block
-        loop = builder.append_basic_block("mk.loop")
-        after = builder.append_basic_block("mk.after")
-        builder.cbranch(builder.icmp_signed(">", k_, c64(0)), loop, after)
-        builder.position_at_end(loop)
-        kk = builder.phi(i64)
-        accs = [builder.phi(vec) for _ in range(MR * NV)]
-        bk = builder.gep(bptr, [builder.mul(kk, c64(NR))])
-        bv = [builder.load(vat(bk, c64(j * VL)), align=4) for j in range(NV)]
-        new = []
-        for i in range(MR):
-            bc = splat(builder.load(builder.gep(rows[i], [kk]), align=4))
-            for j in range(NV):
-                new.append(builder.call(fma, [bc, bv[j], accs[i * NV + j]]))
-        kn = builder.add(kk, c64(1))
-        loop_end = builder.block
-        builder.cbranch(builder.icmp_signed("<", kn, k_), loop, after)
-        kk.add_incoming(c64(0), pre)
-        kk.add_incoming(kn, loop_end)
-        for p, v in zip(accs, new):
-            p.add_incoming(zero, pre)
-            p.add_incoming(v, loop_end)
-        builder.position_at_end(after)
-        outs = []
-        for v in new:
-            phi = builder.phi(vec)
-            phi.add_incoming(zero, pre)
-            phi.add_incoming(v, loop_end)
-            outs.append(phi)
-        # the epilogue, row by row: column masks (lane l of vector j: j·VL + l < n) and row i < m
-        nsplat = splat(builder.trunc(n_, i32), ivec)
-        cmask = [builder.icmp_signed("<", ir.Constant(ivec, [j * VL + l for l in range(VL)]), nsplat)
-                 for j in range(NV)]
-        # Masked-off lanes must still point at readable memory: a masked load whose lanes
-        # would fault takes a microcode assist (hundreds of cycles) on x86. An absent bias or
-        # residual reads the packed weights (always readable) with an empty mask instead.
-        has_bias = builder.icmp_signed("!=", bias_, c64(0))
-        has_res = builder.icmp_signed("!=", res_, c64(0))
-        bias_p = _ptr(builder, builder.select(has_bias, bias_, b_addr))
-        bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none), zero])
-                for j in range(NV)]
-        res_p = _ptr(builder, builder.select(has_res, res_, b_addr))
-        ldr_eff = builder.select(has_res, ldr_, c64(0))
-        l1, h1, l2, h2 = splat(lo1), splat(hi1), splat(lo2), splat(hi2)
+            def vat(base, off):
+                return builder.bitcast(builder.gep(base, [off]), vptr)
 
-        def clamp(y, lo, hi):
-            # (lo > y ? lo : y), then (y > hi ? hi : y): one vmaxps / vminps each, and NaN
-            # passes through (the comparisons are false), as torch.relu keeps it
-            y = builder.select(builder.fcmp_ordered(">", lo, y), lo, y)
-            return builder.select(builder.fcmp_ordered(">", y, hi), hi, y)
+            a0, bptr, c0 = _ptr(builder, a_addr), _ptr(builder, b_addr), _ptr(builder, c_addr)
+            last = builder.sub(m_, c64(1))
+            valid = [builder.icmp_signed("<", c64(i), m_) for i in range(MR)]
+            rows = [builder.gep(a0, [builder.mul(builder.select(valid[i], c64(i), last), lda_)]) for i in range(MR)]
+            # for kk in range(k): acc[i][j] = fma(bcast(A[i, kk]), B[kk, j], acc[i][j])
+            pre = builder.block
+            loop = builder.append_basic_block("mk.loop")
+            after = builder.append_basic_block("mk.after")
+            builder.cbranch(builder.icmp_signed(">", k_, c64(0)), loop, after)
+            builder.position_at_end(loop)
+            kk = builder.phi(i64)
+            accs = [builder.phi(vec) for _ in range(MR * nv)]
+            bk = builder.gep(bptr, [builder.mul(kk, c64(NR))])
+            bv = [builder.load(vat(bk, c64(j * VL)), align=4) for j in range(nv)]
+            new = []
+            for i in range(MR):
+                bc = splat(builder.load(builder.gep(rows[i], [kk]), align=4))
+                for j in range(nv):
+                    new.append(builder.call(fma, [bc, bv[j], accs[i * nv + j]]))
+            kn = builder.add(kk, c64(1))
+            loop_end = builder.block
+            builder.cbranch(builder.icmp_signed("<", kn, k_), loop, after)
+            kk.add_incoming(c64(0), pre)
+            kk.add_incoming(kn, loop_end)
+            for p, v in zip(accs, new):
+                p.add_incoming(zero, pre)
+                p.add_incoming(v, loop_end)
+            builder.position_at_end(after)
+            outs = []
+            for v in new:
+                phi = builder.phi(vec)
+                phi.add_incoming(zero, pre)
+                phi.add_incoming(v, loop_end)
+                outs.append(phi)
+            # the epilogue, row by row: column masks (lane l of vector j: j·VL + l < n) and row i < m
+            nsplat = splat(builder.trunc(n_, i32), ivec)
+            cmask = [builder.icmp_signed("<", ir.Constant(ivec, [j * VL + l for l in range(VL)]), nsplat)
+                     for j in range(nv)]
+            # Masked-off lanes must still point at readable memory: a masked load whose lanes
+            # would fault takes a microcode assist (hundreds of cycles) on x86. An absent bias or
+            # residual reads the packed weights (always readable) with an empty mask instead.
+            has_bias = builder.icmp_signed("!=", bias_, c64(0))
+            has_res = builder.icmp_signed("!=", res_, c64(0))
+            bias_p = _ptr(builder, builder.select(has_bias, bias_, b_addr))
+            bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none), zero])
+                    for j in range(nv)]
+            res_p = _ptr(builder, builder.select(has_res, res_, b_addr))
+            ldr_eff = builder.select(has_res, ldr_, c64(0))
+            l1, h1, l2, h2 = splat(lo1), splat(hi1), splat(lo2), splat(hi2)
 
-        for i in range(MR):
-            crow = builder.gep(c0, [builder.mul(c64(i), ldc_)])
-            rrow = builder.gep(res_p, [builder.mul(c64(i), ldr_eff)])
-            for j in range(NV):
-                acc = outs[i * NV + j]
-                smask = builder.select(valid[i], cmask[j], none)
-                y = clamp(builder.fadd(acc, bvec[j]), l1, h1)
-                r = builder.call(mload, [vat(rrow, c64(j * VL)), four, builder.select(has_res, smask, none), zero])
-                y = clamp(builder.fadd(y, r), l2, h2)
-                builder.call(mstore, [y, vat(crow, c64(j * VL)), four, smask])
-        return context.get_dummy_value()
+            def clamp(y, lo, hi):
+                # (lo > y ? lo : y), then (y > hi ? hi : y): one vmaxps / vminps each, and NaN
+                # passes through (the comparisons are false), as torch.relu keeps it
+                y = builder.select(builder.fcmp_ordered(">", lo, y), lo, y)
+                return builder.select(builder.fcmp_ordered(">", y, hi), hi, y)
 
-    return sig, codegen
+            for i in range(MR):
+                crow = builder.gep(c0, [builder.mul(c64(i), ldc_)])
+                rrow = builder.gep(res_p, [builder.mul(c64(i), ldr_eff)])
+                for j in range(nv):
+                    acc = outs[i * nv + j]
+                    smask = builder.select(valid[i], cmask[j], none)
+                    y = clamp(builder.fadd(acc, bvec[j]), l1, h1)
+                    r = builder.call(mload, [vat(rrow, c64(j * VL)), four, builder.select(has_res, smask, none), zero])
+                    y = clamp(builder.fadd(y, r), l2, h2)
+                    builder.call(mstore, [y, vat(crow, c64(j * VL)), four, smask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return intrinsic(kernel)
+
+
+# The micro-kernels: 8 rows × 32 columns (two vectors per row), and 8 rows × 16 columns for a
+# last column block of at most 16 (half the multiply-adds of padding a 16-column block to 32).
+microkernel = _microkernel(NV)
+microkernel16 = _microkernel(1)
 
 
 def pack_b(w_rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -246,9 +256,14 @@ def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, c, cr0, cc0, n, bias, res, lo1, hi
             break
         bk = bbase + j * bstride
         bj = bias0 + cj * 4 if bias0 != 0 else 0
-        for i0 in range(0, m, MR):
-            microkernel(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
-                        bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
+        if nj <= VL:
+            for i0 in range(0, m, MR):
+                microkernel16(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
+                              bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
+        else:
+            for i0 in range(0, m, MR):
+                microkernel(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
+                            bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
 
 
 EMPTY1 = np.empty(0, np.float32)
@@ -318,6 +333,20 @@ def conv_items(i0, i1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, 
                 oc = g * og + c0
                 gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
                            bias[oc:] if bias.shape[0] > 0 else bias, res2, clamps[0], clamps[1], clamps[2], clamps[3])
+        elif res2.shape[0] == 0:
+            # no residual (EfficientNet's expansions: bias then SiLU): the bias added by the
+            # micro-kernel on its way into the output, the activation over the rows in place,
+            # in one call when the item holds whole rows
+            for g in range(G):
+                oc = g * og + c0
+                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
+                           bias[oc:] if bias.shape[0] > 0 else bias, res2, -INF, INF, -INF, INF)
+            if G * n == cout:
+                act_row(out2.reshape(M * cout)[r0 * cout:(r0 + m) * cout], a1)
+            else:
+                for g in range(G):
+                    for i in range(m):
+                        act_row(out2[r0 + i, g * og + c0:g * og + c0 + n], a1)
         else:
             ct = np.empty((m, n), np.float32)
             for g in range(G):

@@ -199,10 +199,18 @@ def im2col(x, cols, r0, r1, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg):
     run = G == 1 and dw == 1
     hw = Ho * Wo
     L = kw * C
+    # the output pixel (n, oh, ow) of row r0, then stepped along (no divisions per row)
+    n = r0 // hw
+    oh = (r0 % hw) // Wo
+    ow = r0 % Wo - 1
     for r in range(r0, r1):
-        n = r // hw
-        oh = (r % hw) // Wo
-        ow = r % Wo
+        ow += 1
+        if ow == Wo:
+            ow = 0
+            oh += 1
+            if oh == Ho:
+                oh = 0
+                n += 1
         cr = cols[r - r0]
         iw0 = ow * sw - pl
         for i in range(kh):

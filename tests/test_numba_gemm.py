@@ -57,12 +57,15 @@ def test_gemm_convolution_paths_match_float64(shape):
     y = np.concatenate([conv64(x[..., g * (cin // G):(g + 1) * (cin // G)], w[g * og:(g + 1) * og], 0, s, p)
                         for g in range(G)], axis=-1) + bias
     rows = N * Ho * Ho
-    cases = (("silu", "relu", True, np.maximum(silu(y) + res, 0)), ("relu", None, False, np.maximum(y, 0) + res))
-    for act1, act2, alias, ref in cases:
+    # (act1, act2, residual: "alias" overwrites the output's buffer, "own" its own buffer, None)
+    cases = (("silu", "relu", "alias", np.maximum(silu(y) + res, 0)), ("relu", None, "own", np.maximum(y, 0) + res),
+             ("silu", None, None, silu(y)), ("relu6", None, None, np.clip(y, 0, 6)))
+    for act1, act2, residual, ref in cases:
+        alias = residual == "alias"
         algorithm = "gemm" if (k, s, p) == (1, 1, 0) else "im2col"  # the cost model may prefer others
         step = Step("conv2d", "c", ["x"], "y", attrs, [(cin, H, H)], (cout, Ho, Ho),
                     params={"weight": "c.weight", "bias": "c.bias"}, act1=act1, algorithm=algorithm)
-        step.residual, step.act2 = "r", act2
+        step.residual, step.act2 = ("r" if residual else None), act2
         # alias: the output overwrites its residual's buffer (a bottleneck's conv3)
         values = {"y": types.SimpleNamespace(slot=0), "r": types.SimpleNamespace(slot=0 if alias else 1)}
         plan = types.SimpleNamespace(weights={"c.weight": w, "c.bias": bias}, values=values)
@@ -70,7 +73,7 @@ def test_gemm_convolution_paths_match_float64(shape):
         fn = nb.build_conv2d(step, plan, rt)
         out = res.copy() if alias else np.full_like(res, np.nan)
         with rt.session():
-            fn([x], out, out if alias else res)
+            fn([x], out, (out if alias else res) if residual else None)
         err = float(np.abs(out - ref).max() / np.abs(ref).max())
         assert err <= 1e-5, f"{shape} ({rows} rows) {act1}/{act2}, alias {alias}: {err:.1e}"
 
