@@ -9,6 +9,10 @@ when the executor is built, in the layout the micro-kernel reads; the activation
 in place (row pointers with a stride, as MLAS does), and each tile's bias, activation and
 residual are applied while the tile is in cache.
 
+Numba's cache checks only the file a cached function lives in: the drivers here inline
+:func:`.numba_kernels.im2col` and ``act_row``, so after editing those in a working copy,
+clear the cache (``~/.cache/cnngraph/numba``); a fresh install is not affected.
+
 The micro-kernel computes an ``MR × NR`` block (8 rows × 32 columns: 16 vector
 accumulators of 16 floats, two vector loads of B and eight broadcasts of A per step of k),
 ``C[i, j] = epilogue(Σ_k A[i, k]·B[k, j])``, A's rows at stride ``lda`` (rows past ``m``
@@ -158,8 +162,8 @@ def _microkernel(nv: int):
             has_bias = builder.icmp_signed("!=", bias_, c64(0))
             has_res = builder.icmp_signed("!=", res_, c64(0))
             bias_p = _ptr(builder, builder.select(has_bias, bias_, b_addr))
-            bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none), zero])
-                    for j in range(nv)]
+            bvec = [builder.call(mload, [vat(bias_p, c64(j * VL)), four, builder.select(has_bias, cmask[j], none),
+                                         zero]) for j in range(nv)]
             res_p = _ptr(builder, builder.select(has_res, res_, b_addr))
             ldr_eff = builder.select(has_res, ldr_, c64(0))
             l1, h1, l2, h2 = splat(lo1), splat(hi1), splat(lo2), splat(hi2)
@@ -361,8 +365,8 @@ def items(M: int, nb: int, mc: int, nbc: int) -> int:
 
 
 @njit(parallel=True, **JIT)
-def conv(n_items, workers, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct, mc,
-         nbc):
+def conv(n_items, workers, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct,
+         mc, nbc):
     """A convolution (or linear layer) as GEMMs, its ``n_items`` work items (:func:`items`:
     tiles of ``mc`` output rows × ``nbc`` packed column blocks, all groups of a row tile in
     one item) in parallel on ``workers`` threads (Numba's thread count: read in Python,

@@ -8,8 +8,9 @@ filter, once at build time) and ``Y = Aᵀ (Σ_c U ⊙ V) A``, the channel sum a
 C_out`` multiply-adds per tile instead of ``9·m²·C_in·C_out`` (2.25× fewer for F(2×2),
 4× fewer for F(4×4)). The transforms below write ``V`` as ``(tiles, α², C_in)`` (each tile's
 values together, in cache) and each position's product is a GEMM on the strided
-``V[:, p, :]``; the products ``(tiles, α², C_out)`` are read back, applying the convolution's fused epilogue (bias, activation, residual, activation)
-to each output pixel. Matrices: Lavin & Gray, "Fast algorithms for convolutional neural
+``V[:, p, :]`` (our GEMM, :mod:`.numba_gemm`); the products ``(tiles, α², C_out)`` are read
+back, applying the convolution's fused epilogue (bias, activation, residual, activation) to
+each output pixel. Matrices: Lavin & Gray, "Fast algorithms for convolutional neural
 networks" (2016), points 0, ±1, ±2 (F(4×4)) and 0, ±1 (F(2×2)).
 
 >>> import numpy as np
