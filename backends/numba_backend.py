@@ -140,11 +140,6 @@ def _codes(step):
     return act_code(step.act1), act_code(step.act2)
 
 
-def _aliases(plan: Plan, step) -> bool:
-    """Does the step's output share its buffer with its residual?"""
-    return step.residual is not None and plan.values[step.residual].slot == plan.values[step.output].slot
-
-
 def _clamps(step) -> np.ndarray:
     """(lo1, hi1, lo2, hi2) when both epilogue activations are clamps (none, ReLU, ReLU6: the
     registry's :attr:`~cnngraph.ir.ops.Activation.clamp`), which the GEMM micro-kernel applies
