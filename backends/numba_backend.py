@@ -196,6 +196,42 @@ def _gemm_builder(step, plan, rt, k, w):
     return run
 
 
+def _implicit_builder(step, plan, rt, k, w):
+    """An ungrouped convolution without horizontal dilation as an implicit GEMM
+    (:func:`.numba_gemm.conv_implicit`): the input read in place by the micro-kernel (a
+    zero-padded copy first when the convolution is padded), no im2col packing; the weights
+    packed once in im2col's order, the epilogue fused."""
+    bp = NG.pack_conv(w, 1)
+    bias = _bias(plan, step)
+    a1, a2 = _codes(step)
+    clamps = _clamps(step)
+    Ho, Wo, cin, cout = k["Ho"], k["Wo"], k["cin"], k["cout"]
+    Hp = max(k["H"] + k["pt"], (Ho - 1) * k["sh"] + (k["kh"] - 1) * k["dh"] + 1)
+    Wp = max(k["W"] + k["pl"], (Wo - 1) * k["sw"] + k["kw"])
+    padded = (Hp, Wp, k["pt"], k["pl"]) != (k["H"], k["W"], 0, 0)
+    rpi = max(1, GEMM_ROWS // Wo)  # output rows per work item: about GEMM_ROWS output pixels
+    nb = bp.shape[1]
+    S = rt.extra["scratch"]
+    geo = (Ho, Wo, k["kh"], k["kw"], k["sh"], k["sw"], k["dh"])
+
+    def run(ins, out, res):
+        x = ins[0]
+        N = x.shape[0]
+        xp = S.one("implicit_pad", (N, Hp, Wp, cin)) if padded else x
+        T = N * Ho
+        nrt = -(-T // rpi)
+        want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
+        nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
+        M = T * Wo
+        out2 = out.reshape(M, cout)
+        res2 = res.reshape(M, cout) if res is not None else EMPTY2
+        n = nrt * -(-nb // nbc)
+        workers = numba.get_num_threads() if M * bp.shape[2] * cout >= GEMM_PARALLEL_MACS else 1
+        NG.conv_implicit(n, workers, x, xp, k["pt"], k["pl"], out2, bp, bias, res2, a1, a2, clamps, *geo, rpi, nbc)
+
+    return run
+
+
 def _winograd_builder(step, plan, rt, k, w, m):
     """3×3 stride-1 convolution by Winograd F(m×m, 3×3) (:mod:`.numba_winograd`), its α²
     products on our GEMM, in one parallel region."""
@@ -290,7 +326,8 @@ def _winograd(m):
 
 
 # The convolution algorithms of cnngraph.algorithms.ALGORITHMS this backend runs.
-CONV_KERNELS = {"gemm": _gemm_builder, "im2col": _gemm_builder, "depthwise": _direct_builder,
+CONV_KERNELS = {"gemm": _gemm_builder, "im2col": _gemm_builder, "implicit": _implicit_builder,
+                "depthwise": _direct_builder,
                 "grouped": _direct_builder, **{a: _winograd(m) for a, m in WINOGRAD_TILE.items()}}
 
 

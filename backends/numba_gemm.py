@@ -82,19 +82,22 @@ def claim(counter, n):
 def _microkernel(nv: int):
     """The micro-kernel intrinsic of ``nv`` vectors per row (see :data:`microkernel`)."""
 
-    def kernel(typingctx, a, lda, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
+    def kernel(typingctx, a, lda, seg, jump, m, b, k, c, ldc, n, bias, res, ldr, lo1, hi1, lo2, hi2):
         """``C[0:m, 0:n] = A[0:m, 0:k] · Bp[0:k, 0:NR]`` (1 ≤ m ≤ MR, 1 ≤ n ≤ NR) on raw float32
         addresses (ints), through the clamp epilogue
         ``min(max(min(max(A·B + bias, lo1), hi1) + R, lo2), hi2)``: ``a`` (rows at stride ``lda``
-        elements; rows past ``m`` repeat the last one, their results are not stored), ``b`` (packed
+        elements; rows past ``m`` repeat the last one, their results are not stored; a row is
+        runs of ``seg`` contiguous values, each run ``jump`` elements after the end of the
+        previous one: a plain matrix has ``seg = k``, an implicit convolution's kernel rows
+        are runs of ``kw·C`` inputs one image row apart), ``b`` (packed
         ``(k, NR)``), ``c`` (rows at stride ``ldc``; masked stores, nothing written past row m or
         column n), ``bias`` (n floats) and ``R`` (rows at stride ``ldr``; may be C itself: each value
         is read before it is written) skipped when their address is 0. The clamps keep NaN (as
         torch.relu does): ReLU is (0, inf), ReLU6 (0, 6), no activation (-inf, inf)."""
-        sig = types.void(*([types.intp] * 11), *([types.float32] * 4))
+        sig = types.void(*([types.intp] * 13), *([types.float32] * 4))
 
         def codegen(context, builder, signature, args):
-            a_addr, lda_, m_, b_addr, k_, c_addr, ldc_, n_, bias_, res_, ldr_, lo1, hi1, lo2, hi2 = args
+            a_addr, lda_, seg_, jump_, m_, b_addr, k_, c_addr, ldc_, n_, bias_, res_, ldr_, lo1, hi1, lo2, hi2 = args
             f32, i64, i32, i1 = ir.FloatType(), ir.IntType(64), ir.IntType(32), ir.IntType(1)
             vec, ivec, mvec = ir.VectorType(f32, VL), ir.VectorType(i32, VL), ir.VectorType(i1, VL)
             vptr = vec.as_pointer()
@@ -129,19 +132,29 @@ def _microkernel(nv: int):
             builder.cbranch(builder.icmp_signed(">", k_, c64(0)), loop, after)
             builder.position_at_end(loop)
             kk = builder.phi(i64)
+            q = builder.phi(i64)  # position in the current run of A's row
+            ak = builder.phi(i64)  # A's offset for this k (kk plus the jumps so far)
             accs = [builder.phi(vec) for _ in range(MR * nv)]
             bk = builder.gep(bptr, [builder.mul(kk, c64(NR))])
             bv = [builder.load(vat(bk, c64(j * VL)), align=4) for j in range(nv)]
             new = []
             for i in range(MR):
-                bc = splat(builder.load(builder.gep(rows[i], [kk]), align=4))
+                bc = splat(builder.load(builder.gep(rows[i], [ak]), align=4))
                 for j in range(nv):
                     new.append(builder.call(fma, [bc, bv[j], accs[i * nv + j]]))
             kn = builder.add(kk, c64(1))
+            qn = builder.add(q, c64(1))
+            wrap = builder.icmp_signed("==", qn, seg_)
+            akn = builder.add(builder.add(ak, c64(1)), builder.select(wrap, jump_, c64(0)))
+            qn = builder.select(wrap, c64(0), qn)
             loop_end = builder.block
             builder.cbranch(builder.icmp_signed("<", kn, k_), loop, after)
             kk.add_incoming(c64(0), pre)
             kk.add_incoming(kn, loop_end)
+            q.add_incoming(c64(0), pre)
+            q.add_incoming(qn, loop_end)
+            ak.add_incoming(c64(0), pre)
+            ak.add_incoming(akn, loop_end)
             for p, v in zip(accs, new):
                 p.add_incoming(zero, pre)
                 p.add_incoming(v, loop_end)
@@ -236,23 +249,15 @@ INF = np.float32(np.inf)
 
 
 @njit(**JIT)
-def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, c, cr0, cc0, n, bias, res, lo1, hi1, lo2, hi2):
-    """``c[cr0:cr0+m, cc0:cc0+n] = a[ar0:ar0+m, ac0:ac0+K] · B`` for the packed column blocks
-    j0:j1 of ``bp`` (``(nb, K, NR)``; ``n`` ≤ (j1 − j0)·NR columns), through the clamp epilogue
-    of :func:`microkernel` (``bias`` indexed from the block's first column, ``res`` at the same
-    rows and columns as ``c``; either may be empty). ``a`` and ``c`` are any row-strided
-    views: read and written in place. Row panels inside, column blocks outside: a column
-    block's packed panel (K × NR) stays in L1/L2 while the tile's row panels pass."""
-    lda = a.strides[0] // 4
-    ldc = c.strides[0] // 4
-    abase = a.ctypes.data + (ar0 * lda + ac0) * 4
+def gemm_runs(abase, lda, seg, jump, K, m, bp, j0, j1, cbase, ldc, n, bias0, rbase, ldr, lo1, hi1, lo2, hi2):
+    """The loop of :func:`gemm_block` on raw addresses: ``m`` rows of A from ``abase`` (row
+    stride ``lda``; each row runs of ``seg`` values ``jump`` apart, :func:`microkernel`) by
+    the packed column blocks j0:j1 of ``bp`` into C at ``cbase`` (row stride ``ldc``, ``n``
+    columns), the bias from ``bias0`` and the residual from ``rbase`` (row stride ``ldr``)
+    when not 0. Row panels inside, column blocks outside: a column block's packed panel
+    (K × NR) stays in L1/L2 while the tile's row panels pass."""
     bbase = bp.ctypes.data
-    cbase = c.ctypes.data + (cr0 * ldc + cc0) * 4
     bstride = bp.strides[0]
-    bias0 = bias.ctypes.data if bias.shape[0] > 0 else 0
-    has_res = res.shape[0] > 0
-    ldr = res.strides[0] // 4 if has_res else 0
-    rbase = res.ctypes.data + (cr0 * ldr + cc0) * 4 if has_res else 0
     for j in range(j0, j1):
         cj = (j - j0) * NR
         nj = min(NR, n - cj)
@@ -262,12 +267,30 @@ def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, c, cr0, cc0, n, bias, res, lo1, hi
         bj = bias0 + cj * 4 if bias0 != 0 else 0
         if nj <= VL:
             for i0 in range(0, m, MR):
-                microkernel16(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
-                              bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
+                microkernel16(abase + i0 * lda * 4, lda, seg, jump, min(MR, m - i0), bk, K,
+                              cbase + (i0 * ldc + cj) * 4, ldc, nj, bj, rbase + (i0 * ldr + cj) * 4 if rbase else 0,
+                              ldr, lo1, hi1, lo2, hi2)
         else:
             for i0 in range(0, m, MR):
-                microkernel(abase + i0 * lda * 4, lda, min(MR, m - i0), bk, K, cbase + (i0 * ldc + cj) * 4, ldc, nj,
-                            bj, rbase + (i0 * ldr + cj) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
+                microkernel(abase + i0 * lda * 4, lda, seg, jump, min(MR, m - i0), bk, K,
+                            cbase + (i0 * ldc + cj) * 4, ldc, nj, bj, rbase + (i0 * ldr + cj) * 4 if rbase else 0,
+                            ldr, lo1, hi1, lo2, hi2)
+
+
+@njit(**JIT)
+def gemm_block(a, ar0, ac0, K, m, bp, j0, j1, c, cr0, cc0, n, bias, res, lo1, hi1, lo2, hi2):
+    """``c[cr0:cr0+m, cc0:cc0+n] = a[ar0:ar0+m, ac0:ac0+K] · B`` for the packed column blocks
+    j0:j1 of ``bp`` (``(nb, K, NR)``; ``n`` ≤ (j1 − j0)·NR columns), through the clamp epilogue
+    of :func:`microkernel` (``bias`` indexed from the block's first column, ``res`` at the same
+    rows and columns as ``c``; either may be empty). ``a`` and ``c`` are any row-strided
+    views: read and written in place."""
+    lda = a.strides[0] // 4
+    ldc = c.strides[0] // 4
+    has_res = res.shape[0] > 0
+    ldr = res.strides[0] // 4 if has_res else 0
+    gemm_runs(a.ctypes.data + (ar0 * lda + ac0) * 4, lda, K, 0, K, m, bp, j0, j1, c.ctypes.data + (cr0 * ldc + cc0) * 4,
+              ldc, n, bias.ctypes.data if bias.shape[0] > 0 else 0,
+              res.ctypes.data + (cr0 * ldr + cc0) * 4 if has_res else 0, ldr, lo1, hi1, lo2, hi2)
 
 
 EMPTY1 = np.empty(0, np.float32)
@@ -306,6 +329,37 @@ def store_tile(ct, cc0, m, n, out, r0, c0, bias, res, a1, a2):
 
 
 @njit(**JIT)
+def product(abase, lda, seg, jump, K, m, bpg, j0, j1, out2, r0, oc, n, bias, res2, a1, a2, clamps):
+    """Output rows r0:r0+m, columns oc:oc+n of a convolution from m rows of its A operand
+    (raw address ``abase``, row stride ``lda``, runs of ``seg`` values ``jump`` apart:
+    :func:`gemm_runs`) by the packed column blocks j0:j1 of one group's weights ``bpg``,
+    through the epilogue ``act2(act1(· + bias) + res)``: in the micro-kernel when both
+    activations are clamps (``clamps`` holds their (lo1, hi1, lo2, hi2)); without a residual,
+    the bias in the micro-kernel and the activation over the rows in place (EfficientNet's
+    expansions: bias then SiLU); else through a tile of the product and :func:`store_tile`."""
+    ldo = out2.strides[0] // 4
+    obase = out2.ctypes.data + (r0 * ldo + oc) * 4
+    b0 = bias.ctypes.data + oc * 4 if bias.shape[0] > 0 else 0
+    if clamps.shape[0] == 4:
+        ldr = res2.strides[0] // 4 if res2.shape[0] > 0 else 0
+        rbase = res2.ctypes.data + (r0 * ldr + oc) * 4 if res2.shape[0] > 0 else 0
+        gemm_runs(abase, lda, seg, jump, K, m, bpg, j0, j1, obase, ldo, n, b0, rbase, ldr,
+                  clamps[0], clamps[1], clamps[2], clamps[3])
+    elif res2.shape[0] == 0:
+        gemm_runs(abase, lda, seg, jump, K, m, bpg, j0, j1, obase, ldo, n, b0, 0, 0, -INF, INF, -INF, INF)
+        cout = out2.shape[1]
+        if n == cout:  # whole rows: one call
+            act_row(out2.reshape(out2.shape[0] * cout)[r0 * cout:(r0 + m) * cout], a1)
+        else:
+            for i in range(m):
+                act_row(out2[r0 + i, oc:oc + n], a1)
+    else:
+        ct = np.empty((m, n), np.float32)
+        gemm_runs(abase, lda, seg, jump, K, m, bpg, j0, j1, ct.ctypes.data, n, n, 0, 0, 0, -INF, INF, -INF, INF)
+        store_tile(ct, 0, m, n, out2, r0, oc, bias, res2, a1, a2)
+
+
+@njit(**JIT)
 def conv_items(i0, i1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, direct,
                mc, nbc):
     """Work items i0:i1 of :func:`conv` (item = row tile × column blocks, row tiles outer)."""
@@ -315,48 +369,93 @@ def conv_items(i0, i1, x, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, 
     Kd = kh * kw * cg
     nb = bp.shape[1]
     nct = -(-nb // nbc)
-    x2 = x.reshape((N * H * W, C))
-    fused = clamps.shape[0] == 4
+    # the im2col tile; used below through its address, so it is allocated outside the loop
+    # (alive until the function returns: Numba frees an array after its last use by name)
+    a = np.empty((0 if direct else mc, G * Kd), np.float32)
     for it in range(i0, i1):
         ri = it // nct
         j0 = (it % nct) * nbc
         j1 = min(nb, j0 + nbc)
         r0 = ri * mc
         m = min(mc, M - r0)
-        if direct:
-            a = x2
-            ar0 = r0
+        if direct:  # the input rows in place
+            lda, step = C, cg
+            abase = x.ctypes.data + r0 * C * 4
         else:
-            a = np.empty((m, G * Kd), np.float32)
             im2col(x, a, r0, r0 + m, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, G, cg)
-            ar0 = 0
+            lda, step = G * Kd, Kd
+            abase = a.ctypes.data
         c0 = j0 * NR
         n = min(og, j1 * NR) - c0
-        if fused:
-            for g in range(G):
-                oc = g * og + c0
-                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
-                           bias[oc:] if bias.shape[0] > 0 else bias, res2, clamps[0], clamps[1], clamps[2], clamps[3])
-        elif res2.shape[0] == 0:
-            # no residual (EfficientNet's expansions: bias then SiLU): the bias added by the
-            # micro-kernel on its way into the output, the activation over the rows in place,
-            # in one call when the item holds whole rows
-            for g in range(G):
-                oc = g * og + c0
-                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, out2, r0, oc, n,
-                           bias[oc:] if bias.shape[0] > 0 else bias, res2, -INF, INF, -INF, INF)
-            if G * n == cout:
-                act_row(out2.reshape(M * cout)[r0 * cout:(r0 + m) * cout], a1)
-            else:
-                for g in range(G):
-                    for i in range(m):
-                        act_row(out2[r0 + i, g * og + c0:g * og + c0 + n], a1)
+        for g in range(G):
+            product(abase + g * step * 4, lda, Kd, 0, Kd, m, bp[g], j0, j1, out2, r0, g * og + c0, n, bias, res2,
+                    a1, a2, clamps)
+
+
+@njit(**JIT)
+def pad_rows(x, xp, t0, t1, pt, pl):
+    """Rows t0:t1 of ``xp`` (``(N, Hp, Wp, C)``, row t = image t // Hp, row t % Hp): ``x``
+    (``(N, H, W, C)``) placed at (pt, pl), zeros around it."""
+    N, H, W, C = x.shape
+    Hp, Wp = xp.shape[1], xp.shape[2]
+    for t in range(t0, t1):
+        n, hp = t // Hp, t % Hp
+        row = xp[n, hp].reshape(Wp * C)
+        h = hp - pt
+        if h < 0 or h >= H:
+            row[:] = 0
         else:
-            ct = np.empty((m, n), np.float32)
-            for g in range(G):
-                gemm_block(a, ar0, g * (cg if direct else Kd), Kd, m, bp[g], j0, j1, ct, 0, 0, n, EMPTY1, EMPTY2,
-                           -INF, INF, -INF, INF)
-                store_tile(ct, 0, m, n, out2, r0, g * og + c0, bias, res2, a1, a2)
+            row[:pl * C] = 0
+            row[pl * C:(pl + W) * C] = x[n, h].reshape(W * C)
+            row[(pl + W) * C:] = 0
+
+
+@njit(**JIT)
+def implicit_items(i0, i1, xp, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, dh, rpi, nbc):
+    """Work items i0:i1 of :func:`conv_implicit` (item = ``rpi`` output rows × column blocks)."""
+    N, Hp, Wp, C = xp.shape
+    nb = bp.shape[1]
+    nct = -(-nb // nbc)
+    T = N * Ho
+    seg = kw * C  # a kernel row: kw pixels' channels, contiguous (no horizontal dilation)
+    jump = dh * Wp * C - seg  # to the next kernel row
+    K = kh * seg
+    cout = out2.shape[1]
+    for it in range(i0, i1):
+        t0 = (it // nct) * rpi
+        j0 = (it % nct) * nbc
+        j1 = min(nb, j0 + nbc)
+        c0 = j0 * NR
+        n = min(cout, j1 * NR) - c0
+        for t in range(t0, min(T, t0 + rpi)):
+            img, oh = t // Ho, t % Ho
+            abase = xp.ctypes.data + ((img * Hp + oh * sh) * Wp) * C * 4
+            product(abase, sw * C, seg, jump, K, Wo, bp[0], j0, j1, out2, t * Wo, c0, n, bias, res2, a1, a2, clamps)
+
+
+@njit(parallel=True, **JIT)
+def conv_implicit(n_items, workers, x, xp, pt, pl, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, dh,
+                  rpi, nbc):
+    """An ungrouped convolution without horizontal dilation as an implicit GEMM: no im2col
+    packing. In channels-last layout a kernel row's taps of one output pixel are ``kw·C``
+    contiguous inputs, and the next output pixel's start ``sw·C`` further on, so the
+    micro-kernel reads the input in place, as row-strided A rows made of ``kh`` runs
+    (:func:`microkernel`). A padded convolution first copies its input zero-padded into
+    ``xp`` (``(N, Hp, Wp, C)``, one pass over the input; ``xp`` is ``x`` itself when no
+    padding is needed). Work items (``rpi`` output rows × ``nbc`` packed column blocks) are
+    claimed dynamically by ``workers`` threads (:func:`claim`); the epilogue is
+    :func:`product`'s."""
+    if xp.ctypes.data != x.ctypes.data:
+        rows = xp.shape[0] * xp.shape[1]
+        parts = min(rows, 4 * workers)
+        for c in prange(parts):
+            pad_rows(x, xp, c * rows // parts, (c + 1) * rows // parts, pt, pl)
+    counter = np.zeros(1, np.int64)
+    for _ in prange(min(n_items, workers)):
+        it = claim(counter, n_items)
+        while it >= 0:
+            implicit_items(it, it + 1, xp, out2, bp, bias, res2, a1, a2, clamps, Ho, Wo, kh, kw, sh, sw, dh, rpi, nbc)
+            it = claim(counter, n_items)
 
 
 def items(M: int, nb: int, mc: int, nbc: int) -> int:

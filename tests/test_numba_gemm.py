@@ -5,6 +5,7 @@ tiles, k in blocks of KC, groups side by side), each with a residual written int
 buffer or overwritten in place and a non-clamp activation."""
 from __future__ import annotations
 
+import itertools
 import types
 
 import numpy as np
@@ -14,16 +15,17 @@ from cnngraph.backends import numba_backend as nb
 from cnngraph.compiler.plan import Step
 
 
-def conv64(x, w, bias, stride, pad):
-    """Direct convolution in float64: x (N, H, W, C_in) channels last, w (C_out, C_in, kh, kw)."""
+def conv64(x, w, bias, stride, pad, dil=1):
+    """Direct convolution in float64: x (N, H, W, C_in) channels last, w (C_out, C_in, kh, kw),
+    vertical dilation ``dil``."""
     kh, kw = w.shape[2:]
     xp = np.pad(x.astype(np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    Ho = (xp.shape[1] - kh) // stride + 1
+    Ho = (xp.shape[1] - (kh - 1) * dil - 1) // stride + 1
     Wo = (xp.shape[2] - kw) // stride + 1
     y = np.zeros((x.shape[0], Ho, Wo, w.shape[0]))
     for i in range(kh):
         for j in range(kw):
-            win = xp[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :]
+            win = xp[:, i * dil:i * dil + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :]
             y += win @ w[:, :, i, j].astype(np.float64).T
     return y + bias
 
@@ -39,31 +41,44 @@ def silu(v):
 SHAPES = [(1, 64, 2, 1, 1, 0, 96, 1), (1, 256, 7, 1, 1, 0, 512, 1), (2, 32, 7, 3, 1, 1, 300, 1),
           (1, 128, 14, 1, 2, 0, 200, 1), (2, 128, 12, 1, 1, 0, 96, 1), (1, 96, 11, 3, 1, 1, 130, 1),
           (4, 16, 16, 3, 1, 1, 64, 1), (2, 24, 32, 1, 1, 0, 40, 1), (1, 300, 9, 3, 1, 1, 33, 1),
-          (2, 64, 9, 1, 1, 0, 96, 4), (1, 48, 10, 3, 2, 1, 72, 3), (3, 3, 21, 7, 2, 3, 64, 1)]
+          (2, 64, 9, 1, 1, 0, 96, 4), (1, 48, 10, 3, 2, 1, 72, 3), (3, 3, 21, 7, 2, 3, 64, 1),
+          # the implicit GEMM's cases: a stem of 3 channels (odd size, Wo = 12), stride 3 with a
+          # 5×5 kernel, wide rows (Wo = 33 > GEMM_ROWS / 2), many channels at stride 2 (few rows:
+          # columns split), vertical dilation (kernel rows two image rows apart), no padding
+          (1, 3, 23, 3, 2, 1, 32, 1), (2, 5, 17, 5, 3, 2, 40, 1), (1, 8, 33, 3, 1, 1, 20, 1),
+          (1, 300, 9, 3, 2, 1, 70, 1), (2, 6, 13, 3, 1, 2, 24, 1, 2), (2, 7, 11, 3, 2, 0, 16, 1)]
+
+
+def _algorithms(k, s, p, G):
+    """The GEMM algorithms that apply (the cost model may prefer another; each is tested)."""
+    if (k, s, p) == (1, 1, 0):
+        return ["gemm"]
+    return ["im2col", "implicit"] if G == 1 else ["im2col"]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_gemm_convolution_paths_match_float64(shape):
-    N, cin, H, k, s, p, cout, G = shape
+    N, cin, H, k, s, p, cout, G = shape[:8]
+    d = shape[8] if len(shape) > 8 else 1  # vertical dilation
     rng = np.random.default_rng(sum(shape))
     x = rng.standard_normal((N, H, H, cin), dtype=np.float32)
     w = (rng.standard_normal((cout, cin // G, k, k)) / np.sqrt(cin * k * k / G)).astype(np.float32)
     bias = rng.standard_normal(cout).astype(np.float32)
-    Ho = (H + 2 * p - k) // s + 1
-    res = rng.standard_normal((N, Ho, Ho, cout), dtype=np.float32)
-    attrs = dict(kernel=(k, k), stride=(s, s), padding=(p, p, p, p), dilation=(1, 1), groups=G, out_channels=cout,
+    Ho = (H + 2 * p - (k - 1) * d - 1) // s + 1
+    Wo = (H + 2 * p - k) // s + 1
+    res = rng.standard_normal((N, Ho, Wo, cout), dtype=np.float32)
+    attrs = dict(kernel=(k, k), stride=(s, s), padding=(p, p, p, p), dilation=(d, 1), groups=G, out_channels=cout,
                  bias=True)
     og = cout // G
-    y = np.concatenate([conv64(x[..., g * (cin // G):(g + 1) * (cin // G)], w[g * og:(g + 1) * og], 0, s, p)
+    y = np.concatenate([conv64(x[..., g * (cin // G):(g + 1) * (cin // G)], w[g * og:(g + 1) * og], 0, s, p, d)
                         for g in range(G)], axis=-1) + bias
-    rows = N * Ho * Ho
+    rows = N * Ho * Wo
     # (act1, act2, residual: "alias" overwrites the output's buffer, "own" its own buffer, None)
     cases = (("silu", "relu", "alias", np.maximum(silu(y) + res, 0)), ("relu", None, "own", np.maximum(y, 0) + res),
              ("silu", None, None, silu(y)), ("relu6", None, None, np.clip(y, 0, 6)))
-    for act1, act2, residual, ref in cases:
+    for (act1, act2, residual, ref), algorithm in itertools.product(cases, _algorithms(k, s, p, G)):
         alias = residual == "alias"
-        algorithm = "gemm" if (k, s, p) == (1, 1, 0) else "im2col"  # the cost model may prefer others
-        step = Step("conv2d", "c", ["x"], "y", attrs, [(cin, H, H)], (cout, Ho, Ho),
+        step = Step("conv2d", "c", ["x"], "y", attrs, [(cin, H, H)], (cout, Ho, Wo),
                     params={"weight": "c.weight", "bias": "c.bias"}, act1=act1, algorithm=algorithm)
         step.residual, step.act2 = ("r" if residual else None), act2
         # alias: the output overwrites its residual's buffer (a bottleneck's conv3)
@@ -75,7 +90,7 @@ def test_gemm_convolution_paths_match_float64(shape):
         with rt.session():
             fn([x], out, (out if alias else res) if residual else None)
         err = float(np.abs(out - ref).max() / np.abs(ref).max())
-        assert err <= 1e-5, f"{shape} ({rows} rows) {act1}/{act2}, alias {alias}: {err:.1e}"
+        assert err <= 1e-5, f"{shape} {algorithm} ({rows} rows) {act1}/{act2}, alias {alias}: {err:.1e}"
 
 
 

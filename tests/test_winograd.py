@@ -139,8 +139,20 @@ def test_cost_model_choices_are_shown_and_valid():
     k = dict(cin=64, cout=64, H=56, W=56, Ho=56, Wo=56, kh=3, kw=3, sh=1, sw=1, pt=1, pl=1, pb=1, pr=1, dh=1, dw=1,
              groups=1)
     c = choose_conv(k, 8)
-    assert set(c.costs) == {"im2col", "winograd2", "winograd4"} and c.costs["winograd4"] < c.costs["im2col"]
+    assert set(c.costs) == {"im2col", "implicit", "winograd2", "winograd4"}
+    assert c.costs["winograd4"] < min(c.costs["im2col"], c.costs["implicit"])
     assert choose_conv({**k, "groups": 64, "cout": 64}, 1).algorithm == "depthwise"
+
+
+def test_implicit_gemm_for_short_kernel_rows_only():
+    """The implicit GEMM where im2col would copy short kernel rows value by value (stems of 3
+    channels: 3×3 at stride 2, 7×7 at stride 2); im2col where its tiles are slice copies of
+    many channels (ResNet-50's stride-2 3×3 and 1×1 convolutions)."""
+    algo = {m: {s.node: s.algorithm for s in compile(zoo.build(m), batch=b).steps}
+            for m, b in (("mobilenet_v2", 1), ("resnet50", 8))}
+    assert algo["mobilenet_v2"]["features.0.0"] == "implicit"
+    assert algo["resnet50"]["conv1"] == "implicit"
+    assert algo["resnet50"]["layer2.0.conv2"] == algo["resnet50"]["layer3.0.downsample.0"] == "im2col"
 
 
 @pytest.mark.parametrize("model", ["resnet18", "vgg11"])

@@ -12,8 +12,8 @@ its rows and columns past the end are computed and not stored; the weights are p
 once, so a call costs nothing more), and each element an algorithm copies or transforms
 outside a GEMM costs :data:`MOVE_COST` (a multiply-add runs at about 90 G/s per core in the
 micro-kernel, a strided copy or an add chain at a few G elements/s). The candidates of a
-3×3 stride-1 convolution are im2col + GEMM and Winograd F(2×2, 3×3) / F(4×4, 3×3); the
-cheapest wins. Winograd's input and output transforms read and write ``α²`` values per
+3×3 stride-1 convolution are im2col + GEMM, the implicit GEMM (the input read in place) and
+Winograd F(2×2, 3×3) / F(4×4, 3×3); the cheapest wins. Winograd's input and output transforms read and write ``α²`` values per
 tile and channel (``α = m + 2``) with about ``α`` adds each, so they weigh
 :data:`TRANSFORM_COST` per element.
 
@@ -21,7 +21,7 @@ tile and channel (``α = m + 2``) with about ``α`` adds each, so they weigh
 >>> from cnngraph.compiler import compile
 >>> p = compile(zoo.build("resnet50"), batch=8)
 >>> [(s.node, s.algorithm) for s in p.steps][:4]
-[('conv1', 'im2col'), ('maxpool', None), ('layer1.0.conv1', 'gemm'), ('layer1.0.conv2', 'winograd4')]
+[('conv1', 'implicit'), ('maxpool', None), ('layer1.0.conv1', 'gemm'), ('layer1.0.conv2', 'winograd4')]
 """
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ ALGORITHMS = {
     "gemm": "1×1 stride-1 unpadded convolution: one GEMM on the (N·H·W, C_in) input",
     "im2col": "tiles of output pixels packed (im2col) and multiplied by the (kh·kw·C_in, C_out) weights "
               "(one GEMM per group)",
+    "implicit": "implicit GEMM: the input read in place (a zero-padded copy first when padded), each output "
+                "pixel's kernel rows being runs of kw·C_in contiguous inputs (channels last); no im2col packing "
+                "(ungrouped, no horizontal dilation)",
     "winograd2": "Winograd F(2×2, 3×3): 4×4 input tiles, 16 GEMMs over channels, 2.25× fewer multiplies",
     "winograd4": "Winograd F(4×4, 3×3): 6×6 input tiles, 36 GEMMs over channels, 4× fewer multiplies",
     "depthwise": "depthwise convolution (one input channel per group): a direct channels-last kernel",
@@ -46,6 +49,16 @@ WINOGRAD_TILE = {"winograd2": 2, "winograd4": 4}
 
 GEMM_BLOCK = (8, 32)  # the rows and columns of the GEMM micro-kernel's block (backends/numba_gemm.py: MR, NR)
 MOVE_COST = 4.0
+# im2col copies a kernel row's kw·C_in inputs as one slice when there are at least
+# IM2COL_SHORT_RUN of them, else value by value: about ten times MOVE_COST per value
+# (MobileNet v2's stem, runs of 3 taps × 3 channels: 4.0 ms to pack 2.7M values, one core).
+IM2COL_SHORT_RUN = 64
+SHORT_RUN_COST = 40.0
+# The implicit GEMM's micro-kernel reads its A rows from the input image (strided, kh runs
+# per row, first touched there) instead of a packed tile in L2: its products measured
+# 1.2-1.4× slower than the same products on im2col tiles (ResNet-50's stride-2 layers, one
+# core), so they weigh IMPLICIT_COST per multiply-add.
+IMPLICIT_COST = 1.3
 TRANSFORM_COST = 6.0
 # The direct grouped kernel (backends/numba_grouped.py): its multiply-adds are counted over
 # the 16-wide vectors it fills (a group's outputs rounded up to whole vectors, except narrow
@@ -128,11 +141,21 @@ def conv_costs(k: dict, batch: int) -> dict:
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
     Kd = k["kh"] * k["kw"] * cg
-    move = MOVE_COST * (max(1.0, GROUP_PACK_WIDTH / cg) if G > 1 else 1.0)
+    if G > 1:
+        move = MOVE_COST * max(1.0, GROUP_PACK_WIDTH / cg)
+    else:
+        move = SHORT_RUN_COST if k["dw"] != 1 or k["kw"] * cg < IM2COL_SHORT_RUN else MOVE_COST
     costs = {"im2col": G * (gemm_cost(rows, Kd, og) + move * rows * Kd)}
+    direct = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
+    if G == 1 and k["dw"] == 1 and not direct:  # (a direct 1×1 is the plain GEMM)
+        # the padded copy: every input row the windows reach, at the padded width
+        Hp = max(k["H"] + k["pt"], (k["Ho"] - 1) * k["sh"] + (k["kh"] - 1) * k["dh"] + 1)
+        Wp = max(k["W"] + k["pl"], (k["Wo"] - 1) * k["sw"] + k["kw"])
+        padded = (Hp, Wp, k["pt"], k["pl"]) != (k["H"], k["W"], 0, 0)
+        costs["implicit"] = IMPLICIT_COST * gemm_cost(rows, Kd, og) + (MOVE_COST * batch * Hp * Wp * k["cin"] if padded else 0)
     if G > 1:
         costs["grouped"] = grouped_cost(k, batch)
-    if (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0):
+    if direct:
         costs["gemm"] = G * gemm_cost(rows, cg, og)
     if winograd_ok(k):
         for name, m in WINOGRAD_TILE.items():
