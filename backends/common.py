@@ -71,6 +71,8 @@ class Runtime:
     asarray: Callable  # host NumPy array -> device array
     extra: dict = field(default_factory=dict)
     session: Callable = contextlib.nullcontext  # context held while a plan runs
+    # (view, x): a host batch ``x`` in PyTorch layout into its channels-last arena ``view``
+    load: Callable | None = None
 
 
 def _numpy_erf():
@@ -762,11 +764,15 @@ class Executor:
         if len(inputs) != len(self.plan.inputs):
             raise CnnGraphError(f"{self.plan.name} takes {len(self.plan.inputs)} input(s), got {len(inputs)}")
         n = int(inputs[0].shape[0])
-        views = self.arena(n)
         for name, x in zip(self.plan.inputs, inputs):
             self._check_input(name, x)
-            views[name][...] = to_nhwc(self.rt.asarray(np.asarray(x, np.float32)))
+        views = self.arena(n)
         with self.rt.session():
+            for name, x in zip(self.plan.inputs, inputs):
+                if self.rt.load is not None:
+                    self.rt.load(views[name], np.asarray(x, np.float32))
+                else:
+                    views[name][...] = to_nhwc(self.rt.asarray(np.asarray(x, np.float32)))
             for i, (step, fn) in enumerate(zip(self.plan.steps, self.fns)):
                 fn([views[v] for v in step.inputs], views[step.output], views[step.residual] if step.residual else None)
                 if progress:

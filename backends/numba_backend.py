@@ -132,7 +132,18 @@ def runtime() -> Runtime:
     rt = Runtime(np, _numpy_erf(), np.asarray)
     rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
     rt.session = session
+    rt.load = _load
     return rt
+
+
+def _load(view, x):
+    """A batch in PyTorch layout into its channels-last arena view, on all threads (inputs
+    of rank 4; others are plain reshapes)."""
+    if x.ndim != 4:
+        view[...] = x.reshape(view.shape)
+        return
+    x = np.ascontiguousarray(x)
+    PAR.to_channels_last(chunks(x.shape[0] * x.shape[2], x.shape[1] * x.shape[3]), x, view)
 
 
 # ---------------------------------------------------------------- helpers

@@ -255,6 +255,20 @@ def test_bad_input_shape_is_a_clear_error():
         ex.run(np.zeros((2, 1, 32, 32), np.float32))
 
 
+def test_inputs_of_any_layout_and_dtype_load_alike():
+    """The parallel NCHW → NHWC input copy takes float64, strided and Fortran-ordered batches
+    as the NumPy backend does (a C-contiguous float32 copy is what both see)."""
+    g = zoo.build("mobilenet_v2", input=(3, 40, 36))
+    ws = init(g, seed=2)
+    plan = compile(g, ws)
+    x = np.random.default_rng(4).standard_normal((3, 3, 80, 36))[:, :, ::2]  # float64, strided
+    (ref,) = Executor(compile(g, ws), numpy_backend()).run(x.astype(np.float32))
+    ex = executor(plan)
+    for batch in (x, np.asfortranarray(x), np.ascontiguousarray(x, np.float32)):
+        (y,) = ex.run(batch)
+        assert rel_err(y, ref) <= 1e-5
+
+
 def test_plan_without_weights_is_a_clear_error():
     with pytest.raises(CnnGraphError, match="no weights"):
         executor(compile(zoo.build("lenet5")))
