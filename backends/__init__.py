@@ -58,7 +58,8 @@ class Backend:
     ``runtime()`` returns a :class:`cnngraph.backends.common.Runtime`; ``executor`` is the
     executor class (:class:`cnngraph.backends.common.Executor` or a subclass);
     ``sgemm_ceiling()`` the GFLOP/s of its float32 matrix product, named ``gemm_name``;
-    ``threads()`` says how its steps use the cores ("" where it has nothing to say).
+    ``threads()`` says how its steps use the cores ("" where it has nothing to say);
+    ``chunked``: it honours the plan's ``chunk`` (:attr:`cnngraph.compiler.plan.Plan.chunk`).
     """
 
     name: str
@@ -70,6 +71,9 @@ class Backend:
     gemm_name: str = "NumPy 2048³"
     threads: Callable[[], str] = str
     extra: dict = field(default_factory=dict)
+    # runs a larger batch in passes of the plan's ``chunk`` images (CPU caches; a GPU wants
+    # the whole batch at once)
+    chunked: bool = False
 
     def make_executor(self, plan, progress=None):
         """An executor of ``plan`` on this backend (kernels built, weights packed once)."""

@@ -760,13 +760,33 @@ class Executor:
                                 f"N×{'×'.join(map(str, want))}")
 
     def run(self, *inputs, progress: Callable | None = None) -> list:
-        """Outputs (host NumPy arrays, PyTorch layout) for inputs given as arrays (N, C, H, W)."""
+        """Outputs (host NumPy arrays, PyTorch layout) for inputs given as arrays (N, C, H, W).
+
+        On a backend that runs batches in chunks (``Backend.chunked``), a batch larger than
+        the plan's ``chunk`` runs in passes of that many images through one arena of that
+        size (the results are the same: every step treats images apart)."""
         if len(inputs) != len(self.plan.inputs):
             raise CnnGraphError(f"{self.plan.name} takes {len(self.plan.inputs)} input(s), got {len(inputs)}")
         n = int(inputs[0].shape[0])
         for name, x in zip(self.plan.inputs, inputs):
             self._check_input(name, x)
-        views = self.arena(n)
+        chunk = int(getattr(self.plan, "chunk", 0) or 0) if getattr(self.backend, "chunked", False) else 0
+        if not chunk or n <= chunk:
+            return self._run(self.arena(n), inputs, progress)
+        views = self.arena(chunk)
+        outs = None
+        for i0 in range(0, n, chunk):
+            i1 = min(n, i0 + chunk)
+            part = views if i1 - i0 == chunk else {k: v[:i1 - i0] for k, v in views.items()}
+            ys = self._run(part, [x[i0:i1] for x in inputs], progress)
+            if outs is None:
+                outs = [np.empty((n,) + y.shape[1:], y.dtype) for y in ys]
+            for o, y in zip(outs, ys):
+                o[i0:i1] = y
+        return outs
+
+    def _run(self, views, inputs, progress) -> list:
+        """One pass: the inputs into ``views`` (an arena's), every step, the outputs out."""
         with self.rt.session():
             for name, x in zip(self.plan.inputs, inputs):
                 if self.rt.load is not None:

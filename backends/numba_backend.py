@@ -615,7 +615,8 @@ def describe_threads() -> str:
     return f"{numba_threads.numba_threads()} threads, Numba's {threading_layer()} layer"
 
 
-BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor, threads=describe_threads)
+BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor, threads=describe_threads,
+                  chunked=True)
 
 
 _TRIM: list = []  # [malloc_trim or None], looked up once

@@ -243,3 +243,19 @@ def test_plan_naive_memory_equals_cost_model_for_a_plain_stack():
     g = net.graph
     p = compile(g)
     assert p.memory.naive * 4 == analyze(g).total.memory_bytes + 3 * 16 * 16 * 4
+
+
+def test_batches_split_into_passes_that_fit_the_cache():
+    """MobileNet v2 at batch 8 runs in passes of 2 images (its largest step, 5.7 MiB per
+    image, within the 16 MiB budget twice); ResNet-50's weights (97 MiB) would be read once
+    more per pass, so it runs whole; batch 1 and symbolic plans are never split; the
+    algorithms are chosen for the pass's size."""
+    from cnngraph.compiler.algorithms import CHUNK_BYTES, step_bytes
+
+    m = compile(zoo.build("mobilenet_v2"), batch=8)
+    assert m.chunk == 2 == CHUNK_BYTES // step_bytes(m) and "4 passes of 2 images" in m.chunk_why
+    assert all("at batch 2" in s.why for s in m.steps if s.algorithm and s.why and "MAC-eq" in s.why)
+    r = compile(zoo.build("resnet50"), batch=8)
+    assert r.chunk == 8 and r.chunk_why.startswith("whole batch")
+    assert compile(zoo.build("mobilenet_v2"), batch=1).chunk == 0
+    assert compile(zoo.build("mobilenet_v2"), batch=8, input=(3, H, W)).chunk == 0

@@ -269,6 +269,25 @@ def test_inputs_of_any_layout_and_dtype_load_alike():
         assert rel_err(y, ref) <= 1e-5
 
 
+def test_a_batch_run_in_passes_equals_the_whole_batch():
+    """A plan with ``chunk`` runs a batch in passes of that many images (the last one
+    shorter) through one arena of that size, with the same outputs as the whole batch."""
+    g = zoo.build("mobilenet_v2", input=(3, 48, 40))
+    ws = init(g, seed=5, random_bn=True)
+    x = np.random.default_rng(6).standard_normal((5, 3, 48, 40)).astype(np.float32)
+    whole = compile(g, ws, batch=2)
+    whole.chunk = 0
+    (ref,) = executor(whole).run(x)
+    passes = compile(g, ws, batch=2)
+    passes.chunk = 2
+    ex = executor(passes)
+    (y,) = ex.run(x)
+    assert y.shape == ref.shape == (5, 1000) and np.array_equal(y, ref)
+    assert set(ex._arenas) == {2}  # three passes (2, 2, 1) in one arena of two images
+    (y1,) = ex.run(x[:1])  # a batch no larger than a pass runs at once
+    assert np.array_equal(y1, ref[:1])
+
+
 def test_plan_without_weights_is_a_clear_error():
     with pytest.raises(CnnGraphError, match="no weights"):
         executor(compile(zoo.build("lenet5")))

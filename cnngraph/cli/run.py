@@ -247,10 +247,13 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
     plan = ex.plan
     times = [[] for _ in plan.steps]
     for _ in range(repeat):
-        stamps = [time.perf_counter()]
-        ex.run(x, progress=lambda i, s: stamps.append(time.perf_counter()))
-        for i in range(len(plan.steps)):
-            times[i].append(stamps[i + 1] - stamps[i])
+        stamps = [(-1, time.perf_counter())]  # (step, when it ended); a batch run in passes repeats the steps
+        ex.run(x, progress=lambda i, s: stamps.append((i, time.perf_counter())))
+        took = [0.0] * len(plan.steps)
+        for (_, t0), (i, t1) in zip(stamps, stamps[1:]):
+            took[i] += t1 - t0
+        for i, t in enumerate(took):
+            times[i].append(t)
     med = [statistics.median(t) for t in times]
     total = sum(med)
     n = x.shape[0]
@@ -294,6 +297,8 @@ def cmd_plan(args):
                   f"slot {plan.values[s.output].slot}{tail}")
             if s.algorithm:
                 print(f"{'':23s}{s.algorithm}: {s.why}")
+    if plan.chunk_why:
+        print(f"batch {args.batch} on the CPU: {plan.chunk_why}")
     return 0
 
 

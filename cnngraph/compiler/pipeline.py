@@ -10,7 +10,7 @@ planning (:mod:`cnngraph.compiler.plan`).
 """
 from __future__ import annotations
 
-from cnngraph.compiler.algorithms import choose_algorithms
+from cnngraph.compiler.algorithms import choose_algorithms, choose_chunk
 from cnngraph.ir.graph import as_graph, check_weights, with_input
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
 from cnngraph.compiler.plan import Plan, lower, plan_memory
@@ -23,8 +23,9 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     ``input`` re-infers the graph for another input shape; ``weights`` (torchvision names)
     are folded with the batch norms and kept in ``plan.weights``; ``fold``/``fuse`` switch
     batch-norm folding and epilogue fusion off (for tests and comparisons); ``batch`` is the
-    batch size each convolution's algorithm is chosen for (:mod:`cnngraph.compiler.algorithms`;
-    the plan runs at any batch size). ``consume_weights`` folds the batch norms into
+    batch size the plan is made for: CPU backends run it in passes of ``plan.chunk`` images
+    (:func:`~cnngraph.compiler.algorithms.choose_chunk`), and each convolution's algorithm is
+    chosen for that many (:mod:`cnngraph.compiler.algorithms`; the plan runs at any batch size). ``consume_weights`` folds the batch norms into
     ``weights`` itself (the caller's dict then holds the plan's folded weights, and an
     original array is freed once folded when nothing else holds it), for callers that need
     the original weights no more: it lowers the peak memory of compiling by about the
@@ -43,4 +44,7 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     plan = lower(g, order, fusions, weights)
     plan.memory = plan_memory(plan)
     plan.batch = batch
-    return choose_algorithms(plan, batch)
+    c = choose_chunk(plan, batch)
+    if c is not None:
+        plan.chunk, plan.chunk_why = int(c.algorithm), c.why
+    return choose_algorithms(plan, plan.chunk or batch)

@@ -116,6 +116,10 @@ class Plan:
     layout: str = "NHWC"
     dtype: str = "float32"
     batch: int = 1  # the batch size the algorithms were chosen for (any batch runs)
+    # CPU backends run a larger batch in passes of at most this many images (0: whole), each
+    # pass's activations staying in the cache (cnngraph.compiler.algorithms.choose_chunk)
+    chunk: int = 0
+    chunk_why: str = ""
 
     @property
     def is_symbolic(self) -> bool:
