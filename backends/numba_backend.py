@@ -440,10 +440,15 @@ def build_avgpool2d(step, plan, rt):
 def _adaptive(is_max):
     def build(step, plan, rt):
         Ho = int(step.out_shape[1])
+        C = int(step.out_shape[0])
 
         def run(ins, out, res):
             T = out.shape[0] * Ho
-            PAR.adaptive_pool(chunks(T, ins[0][0].size // Ho), ins[0], out, T, is_max)
+            work = ins[0][0].size // Ho
+            threads = numba.get_num_threads()
+            # fewer rows than threads (a global pool at batch 1): the channels are split too
+            cs = 1 if T >= threads else max(1, min(-(-threads // T), C // 64))
+            PAR.adaptive_pool(chunks(T * cs, work // cs), ins[0], out, T, is_max, cs)
 
         return run
 
