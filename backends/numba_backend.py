@@ -132,7 +132,25 @@ def runtime() -> Runtime:
     rt = Runtime(np, _numpy_erf(), np.asarray)
     rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
     rt.session = session
+    rt.empty = aligned_empty
     return rt
+
+
+ALIGN = 64  # bytes: a cache line, one 16-float vector
+
+
+def aligned_empty(n: int) -> np.ndarray:
+    """A float32 buffer of ``n`` elements starting on a cache line. NumPy aligns to 16 bytes;
+    a 16-float vector load from a buffer that is not 64-byte aligned spans two cache lines
+    (channel counts are mostly multiples of 16, so every load of a row does): the SE
+    blocks' scale and pool steps ran 15-40% slower on such arena slots.
+
+    >>> aligned_empty(5).ctypes.data % ALIGN, aligned_empty(5).shape
+    (0, (5,))
+    """
+    buf = np.empty(n + ALIGN // 4, np.float32)
+    off = (-buf.ctypes.data % ALIGN) // 4
+    return buf[off:off + n]
 
 
 # ---------------------------------------------------------------- helpers
