@@ -384,10 +384,10 @@ def window_mean(xf, base, h0, h1, w0, w1, W, C, c0, c1, inv, of, obase, acc):
     (lanes past ``c1`` masked: neither read nor written), each input value read once.
 
     At most 64 channels (the SE squeeze of an early, large map): the sums stay in 4 vector
-    registers over the whole window, 4 independent chains of additions. More channels: each
-    pixel's channels added to the sums in ``acc`` (L1; a chain through memory waits for the
-    store to reach the next load, hidden only when the chains, C/16, are many), a loop LLVM
-    vectorises itself."""
+    registers over the whole window, 4 independent chains of additions. More channels: two
+    pixels' channels at a time added to the sums in ``acc`` (L1; a chain through memory
+    waits for the store to reach the next load, hidden only when the chains, C/16, are
+    many), along runs of contiguous pixels (a global pool's window is one run)."""
     n = c1 - c0
     vi = vsplat(inv)
     if n <= 4 * LANES:
@@ -413,16 +413,34 @@ def window_mean(xf, base, h0, h1, w0, w1, W, C, c0, c1, inv, of, obase, acc):
         vstore(of, obase + o2, vmul(a2, vi), m2)
         vstore(of, obase + o3, vmul(a3, vi), m3)
         return
-    av = acc[:n]
-    av[:] = 0
-    for ih in range(h0, h1):
-        for p in range(base + (ih * W + w0) * C + c0, base + (ih * W + w1) * C + c0, C):
-            xv = xf[p:p + n]
-            for c in range(n):
-                av[c] += xv[c]
-    ov = of[obase:obase + n]
-    for c in range(n):
-        ov[c] = av[c] * inv
+    full = n - n % LANES
+    m = n - full
+    zero = vsplat(np.float32(0))
+    for c in range(0, n, LANES):
+        vstore(acc, c, zero, min(LANES, n - c))
+    # runs of contiguous pixels: the whole window when it spans the rows (a global pool)
+    whole = w0 == 0 and w1 == W
+    for ih in range(h0, h1 if not whole else h0 + 1):
+        p0 = base + (ih * W + w0) * C + c0
+        p1 = base + ((h1 - 1 if whole else ih) * W + w1) * C + c0
+        # two pixels a step: half the loads and stores of the sums
+        for p in range(p0, p1 - C, 2 * C):
+            for c in range(0, full, LANES):
+                v = vadd(vload(xf, p + c, LANES), vload(xf, p + C + c, LANES))
+                vstore(acc, c, vadd(vload(acc, c, LANES), v), LANES)
+            if m > 0:
+                v = vadd(vload(xf, p + full, m), vload(xf, p + C + full, m))
+                vstore(acc, full, vadd(vload(acc, full, m), v), m)
+        if (p1 - p0) // C % 2 == 1:
+            p = p1 - C
+            for c in range(0, full, LANES):
+                vstore(acc, c, vadd(vload(acc, c, LANES), vload(xf, p + c, LANES)), LANES)
+            if m > 0:
+                vstore(acc, full, vadd(vload(acc, full, m), vload(xf, p + full, m)), m)
+    for c in range(0, full, LANES):
+        vstore(of, obase + c, vmul(vload(acc, c, LANES), vi), LANES)
+    if m > 0:
+        vstore(of, obase + full, vmul(vload(acc, full, m), vi), m)
 
 
 @njit(**JIT)
