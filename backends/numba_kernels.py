@@ -387,7 +387,14 @@ def window_mean(xf, base, h0, h1, w0, w1, W, C, c0, c1, inv, of, obase, acc):
     registers over the whole window, 4 independent chains of additions. More channels: two
     pixels' channels at a time added to the sums in ``acc`` (L1; a chain through memory
     waits for the store to reach the next load, hidden only when the chains, C/16, are
-    many), along runs of contiguous pixels (a global pool's window is one run)."""
+    many), along runs of contiguous pixels (a global pool's window is one run).
+
+    >>> x = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)  # H 2, W 3, C 5
+    >>> of = np.zeros(5, np.float32)
+    >>> window_mean(x.reshape(-1), 0, 0, 2, 1, 3, 3, 5, 0, 5, np.float32(0.25), of, 0, np.empty(5, np.float32))
+    >>> bool(np.allclose(of, x[:, 1:3].mean(axis=(0, 1))))
+    True
+    """
     n = c1 - c0
     vi = vsplat(inv)
     if n <= 4 * LANES:

@@ -141,7 +141,11 @@ def avgpool(parts, x, out, T, kh, kw, sh, sw, pt, pl, div):
 
 @njit(**JIT)
 def channel_cut(C, j, cs):
-    """Where slice j of ``cs`` slices of C channels starts: a multiple of 16 (a vector)."""
+    """Where slice j of ``cs`` slices of C channels starts: a multiple of 16 (a vector), or C.
+
+    >>> [channel_cut(40, j, 3) for j in range(4)]
+    [0, 16, 32, 40]
+    """
     return C if j >= cs else min(C, (j * C // cs + 15) // 16 * 16)
 
 

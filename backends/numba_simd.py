@@ -130,7 +130,17 @@ vadd = _binary("fadd", "vadd", "``a + b`` lane by lane.")
 
 @intrinsic
 def vsplat(typingctx, s):
-    """A vector of 16 copies of the float32 ``s``."""
+    """A vector of 16 copies of the float32 ``s``.
+
+    >>> import numpy as np
+    >>> from numba import njit
+    >>> @njit
+    ... def scale(x, a):  # x[:16] · a, x[:16] + a
+    ...     v = vload(x, 0, LANES)
+    ...     vstore(x, 0, vadd(vmul(v, vsplat(a)), vsplat(a)), LANES)
+    >>> x = np.ones(16, np.float32); scale(x, np.float32(3)); float(x[15])
+    6.0
+    """
 
     def codegen(context, builder, sig, args):
         i32 = ir.IntType(32)
