@@ -73,6 +73,7 @@ class Runtime:
     session: Callable = contextlib.nullcontext  # context held while a plan runs
     # (view, x): a host batch ``x`` in PyTorch layout into its channels-last arena ``view``
     load: Callable | None = None
+    empty: Callable | None = None  # n -> float32 buffer of n elements for the arena (None: xp.empty)
 
 
 def _numpy_erf():
@@ -746,7 +747,8 @@ class Executor:
         """Views of every value for batch size ``n`` (slots allocated on first use)."""
         if n not in self._arenas:
             xp, mem = self.xp, self.plan.memory
-            bufs = [xp.empty(n * int(s), np.float32) for s in mem.slots]
+            empty = self.rt.empty or (lambda k: xp.empty(k, np.float32))
+            bufs = [empty(n * int(s)) for s in mem.slots]
             views = {}
             for name, v in self.plan.values.items():
                 views[name] = bufs[v.slot][: n * int(v.size)].reshape((n,) + nhwc(v.shape))

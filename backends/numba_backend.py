@@ -133,6 +133,7 @@ def runtime() -> Runtime:
     rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
     rt.session = session
     rt.load = _load
+    rt.empty = aligned_empty
     return rt
 
 
@@ -144,6 +145,23 @@ def _load(view, x):
         return
     x = np.ascontiguousarray(x)
     PAR.to_channels_last(chunks(x.shape[0] * x.shape[2], x.shape[1] * x.shape[3]), x, view)
+
+
+ALIGN = 64  # bytes: a cache line, one 16-float vector
+
+
+def aligned_empty(n: int) -> np.ndarray:
+    """A float32 buffer of ``n`` elements starting on a cache line. NumPy aligns to 16 bytes;
+    a 16-float vector load from a buffer that is not 64-byte aligned spans two cache lines
+    (channel counts are mostly multiples of 16, so every load of a row does): the SE
+    blocks' scale and pool steps ran 15-40% slower on such arena slots.
+
+    >>> aligned_empty(5).ctypes.data % ALIGN, aligned_empty(5).shape
+    (0, (5,))
+    """
+    buf = np.empty(n + ALIGN // 4, np.float32)
+    off = (-buf.ctypes.data % ALIGN) // 4
+    return buf[off:off + n]
 
 
 # ---------------------------------------------------------------- helpers
@@ -488,10 +506,15 @@ def build_avgpool2d(step, plan, rt):
 def _adaptive(is_max):
     def build(step, plan, rt):
         Ho = int(step.out_shape[1])
+        C = int(step.out_shape[0])
 
         def run(ins, out, res):
             T = out.shape[0] * Ho
-            PAR.adaptive_pool(chunks(T, ins[0][0].size // Ho), ins[0], out, T, is_max)
+            work = ins[0][0].size // Ho
+            threads = numba.get_num_threads()
+            # fewer rows than threads (a global pool at batch 1): the channels are split too
+            cs = 1 if T >= threads else max(1, min(-(-threads // T), C // 64))
+            PAR.adaptive_pool(chunks(T * cs, work // cs), ins[0], out, T, is_max, cs)
 
         return run
 

@@ -26,7 +26,7 @@ from numba import njit, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 from . import numba_grouped as G  # noqa: E402
-from .numba_simd import LANES, vfma, vload, vstore  # noqa: E402
+from .numba_simd import LANES, vadd, vfma, vload, vmul, vsplat, vstore  # noqa: E402
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
@@ -40,22 +40,33 @@ for _opt in ("-runtime-memory-check-threshold=256", "-memory-check-merge-thresho
 
 
 # exp for sigmoid and SiLU without a library call, so the loops over channels vectorise
-# (LLVM's expf is scalar: 3 ns a value, 30× slower): 2^f by its Taylor series on
-# |f| ≤ 1/2 (degree 7, relative error 1e-7) times 2^n, a float32 whose exponent bits are
-# n + 127 (a bit cast, no arithmetic); arguments clamped to [-87, 88], where n + 127 stays in
-# [1, 254] and exp a normal float32.
-_LN2 = 0.6931471805599453
-_E1, _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(_LN2 ** i / math.factorial(i)) for i in range(1, 8))
+# (LLVM's expf is scalar: 3 ns a value, 30× slower): exp(x) = 2^y = 2^f · 2^n, y = x·log2 e,
+# n = round(y), f = y − n in [−1/2, 1/2]. n is rounded by adding 1.5·2^23 + 127 (a float32 in
+# [2^23, 2^24) has a spacing of 1, so the sum is rounded to an integer and its low mantissa
+# bits hold n + 127); those bits shifted into the exponent field are 2^n (a bit cast, no
+# conversion). 2^f by a degree-5 polynomial, its coefficients fitted to 2^f's relative error
+# on [−1/2, 1/2] (1.7e-7 with float32 rounding; the degree-7 Taylor series it replaced had
+# 1e-7 and two more multiply-adds: SiLU and sigmoid run over every expanded tensor of an
+# EfficientNet, about 10% of its time). The rounding of x·log2 e adds up to a relative
+# 1e-7·|x| (4e-6 at |x| = 88, where sigmoid and SiLU are within 1e-30 of 0 or x; as before). Arguments clamped to [−87, 88], where n + 127 stays
+# in [1, 254] and exp is a normal float32. No reassociation may be allowed where it is
+# inlined (fastmath ``reassoc`` would fold (y + M) − M into y).
 _LOG2E = np.float32(1.4426950408889634)
+_ROUND = np.float32(1.5 * 2 ** 23 + 127)
+_P1, _P2, _P3, _P4, _P5 = (np.float32(v) for v in (0.6931470036506653, 0.24022242426872253, 0.05550733581185341,
+                                                   0.009671513922512531, 0.001326472731307149))
 
 
 @intrinsic
-def _bits_to_f32(typingctx, bits):
-    """The float32 whose IEEE bits are the int32 ``bits`` (an LLVM bitcast: vectorises)."""
-    sig = types.float32(types.int32)
+def _pow2_of_rounded(typingctx, r):
+    """2^n from ``r`` = n + 127 + 1.5·2^23 (float32): r's bits shifted left by 23 (the
+    mantissa's low bits n + 127 become the exponent field; the rest shifts out)."""
+    sig = types.float32(types.float32)
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        return builder.bitcast(builder.shl(bits, ir.Constant(i32, 23)), ir.FloatType())
 
     return sig, codegen
 
@@ -64,11 +75,11 @@ def _bits_to_f32(typingctx, bits):
 def exp32(x):
     """exp(x) in float32, vectorisable (see above)."""
     x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    y = x * _LOG2E
-    nf = np.floor(y + np.float32(0.5))
-    f = y - nf
-    p = np.float32(1) + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * (_E5 + f * (_E6 + f * _E7))))))
-    return p * _bits_to_f32(np.int32((np.int32(nf) + np.int32(127)) << np.int32(23)))
+    r = x * _LOG2E + _ROUND
+    nf = r - _ROUND  # round(x·log2 e), exactly
+    f = x * _LOG2E - nf
+    p = np.float32(1) + f * (_P1 + f * (_P2 + f * (_P3 + f * (_P4 + f * _P5))))
+    return p * _pow2_of_rounded(r)
 
 
 # The activations act_row computes, by their registry code (the others run the generic kernel).
@@ -339,38 +350,129 @@ def avgpool(x, out, t0, t1, kh, kw, sh, sw, pt, pl, div):
 
 
 @njit(**JIT)
-def adaptive_pool(x, out, t0, t1, is_max):
-    """Adaptive average/max pooling (PyTorch's windows) for output rows t0:t1 of (n, oh)."""
+def adaptive_pool(x, out, t0, t1, is_max, c0, c1):
+    """Adaptive average/max pooling (PyTorch's windows) for output rows t0:t1 of (n, oh),
+    channels c0:c1; averages by :func:`window_mean` (explicit vectors)."""
     N, H, W, C = x.shape
     Ho, Wo = out.shape[1], out.shape[2]
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
     acc = np.empty(C, np.float32)
     for t in range(t0, t1):
         n, oh = t // Ho, t % Ho
         h0, h1 = (oh * H) // Ho, -((-(oh + 1) * H) // Ho)
         for ow in range(Wo):
             w0, w1 = (ow * W) // Wo, -((-(ow + 1) * W) // Wo)
-            acc[:] = -np.inf if is_max else 0
+            if not is_max:
+                inv = np.float32(1) / np.float32((h1 - h0) * (w1 - w0))
+                window_mean(xf, n * H * W * C, h0, h1, w0, w1, W, C, c0, c1, inv, of, (t * Wo + ow) * C + c0, acc)
+                continue
+            acc[c0:c1] = -np.inf
             for ih in range(h0, h1):
                 for iw in range(w0, w1):
-                    if is_max:
-                        for c in range(C):
-                            acc[c] = max(acc[c], x[n, ih, iw, c])
-                    else:
-                        for c in range(C):
-                            acc[c] += x[n, ih, iw, c]
-            inv = np.float32(1) / np.float32((h1 - h0) * (w1 - w0))
-            for c in range(C):
-                out[n, oh, ow, c] = acc[c] if is_max else acc[c] * inv
+                    for c in range(c0, c1):
+                        acc[c] = max(acc[c], x[n, ih, iw, c])
+            for c in range(c0, c1):
+                out[n, oh, ow, c] = acc[c]
+
+
+@njit(**JIT)
+def window_mean(xf, base, h0, h1, w0, w1, W, C, c0, c1, inv, of, obase, acc):
+    """``of[obase + c − c0] = inv · Σ x[ih, iw, c]`` over the window rows h0:h1, columns
+    w0:w1, channels c0:c1 of one sample (``xf`` flat NHWC, the sample at ``base``, W columns
+    of C channels); ``acc`` a scratch of at least c1 − c0 floats. Explicit 16-lane vectors
+    (lanes past ``c1`` masked: neither read nor written), each input value read once.
+
+    At most 64 channels (the SE squeeze of an early, large map): the sums stay in 4 vector
+    registers over the whole window, 4 independent chains of additions. More channels: two
+    pixels' channels at a time added to the sums in ``acc`` (L1; a chain through memory
+    waits for the store to reach the next load, hidden only when the chains, C/16, are
+    many), along runs of contiguous pixels (a global pool's window is one run).
+
+    >>> x = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)  # H 2, W 3, C 5
+    >>> of = np.zeros(5, np.float32)
+    >>> window_mean(x.reshape(-1), 0, 0, 2, 1, 3, 3, 5, 0, 5, np.float32(0.25), of, 0, np.empty(5, np.float32))
+    >>> bool(np.allclose(of, x[:, 1:3].mean(axis=(0, 1))))
+    True
+    """
+    n = c1 - c0
+    vi = vsplat(inv)
+    if n <= 4 * LANES:
+        m0 = min(LANES, n)
+        m1 = min(LANES, max(0, n - LANES))
+        m2 = min(LANES, max(0, n - 2 * LANES))
+        m3 = min(LANES, max(0, n - 3 * LANES))
+        # a block with no lanes reads at the first block's address (inside the array)
+        o1 = LANES if m1 > 0 else 0
+        o2 = 2 * LANES if m2 > 0 else 0
+        o3 = 3 * LANES if m3 > 0 else 0
+        a0 = a1 = a2 = a3 = vsplat(np.float32(0))
+        for ih in range(h0, h1):
+            p = base + (ih * W + w0) * C + c0
+            for iw in range(w0, w1):
+                a0 = vadd(a0, vload(xf, p, m0))
+                a1 = vadd(a1, vload(xf, p + o1, m1))
+                a2 = vadd(a2, vload(xf, p + o2, m2))
+                a3 = vadd(a3, vload(xf, p + o3, m3))
+                p += C
+        vstore(of, obase, vmul(a0, vi), m0)
+        vstore(of, obase + o1, vmul(a1, vi), m1)
+        vstore(of, obase + o2, vmul(a2, vi), m2)
+        vstore(of, obase + o3, vmul(a3, vi), m3)
+        return
+    full = n - n % LANES
+    m = n - full
+    zero = vsplat(np.float32(0))
+    for c in range(0, n, LANES):
+        vstore(acc, c, zero, min(LANES, n - c))
+    # runs of contiguous pixels: the whole window when it spans the rows (a global pool)
+    whole = w0 == 0 and w1 == W
+    for ih in range(h0, h1 if not whole else h0 + 1):
+        p0 = base + (ih * W + w0) * C + c0
+        p1 = base + ((h1 - 1 if whole else ih) * W + w1) * C + c0
+        # two pixels a step: half the loads and stores of the sums
+        for p in range(p0, p1 - C, 2 * C):
+            for c in range(0, full, LANES):
+                v = vadd(vload(xf, p + c, LANES), vload(xf, p + C + c, LANES))
+                vstore(acc, c, vadd(vload(acc, c, LANES), v), LANES)
+            if m > 0:
+                v = vadd(vload(xf, p + full, m), vload(xf, p + C + full, m))
+                vstore(acc, full, vadd(vload(acc, full, m), v), m)
+        if (p1 - p0) // C % 2 == 1:
+            p = p1 - C
+            for c in range(0, full, LANES):
+                vstore(acc, c, vadd(vload(acc, c, LANES), vload(xf, p + c, LANES)), LANES)
+            if m > 0:
+                vstore(acc, full, vadd(vload(acc, full, m), vload(xf, p + full, m)), m)
+    for c in range(0, full, LANES):
+        vstore(of, obase + c, vmul(vload(acc, c, LANES), vi), LANES)
+    if m > 0:
+        vstore(of, obase + full, vmul(vload(acc, full, m), vi), m)
 
 
 @njit(**JIT)
 def mul_bcast(x, s, out, r0, r1, hw):
-    """``out = x · s`` for rows r0:r1 of x (N·H·W, C), s (N, C) per sample and channel (SE)."""
+    """``out = x · s`` for rows r0:r1 of x (N·H·W, C), s (N, C) per sample and channel (SE);
+    ``out`` may be ``x`` itself. Explicit 16-lane vectors: a loop over the channels that
+    writes in place vectorises only behind an overlap check between ``out`` and ``x``, which
+    in place fails (the scalar loop runs, 2-3× slower)."""
     C = x.shape[1]
-    for r in range(r0, r1):
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    sf = s.reshape(s.size)
+    full = C - C % LANES
+    m = C - full
+    r = r0
+    while r < r1:
         n = r // hw
-        for c in range(C):
-            out[r, c] = x[r, c] * s[n, c]
+        e = min(r1, (n + 1) * hw)  # this sample's rows
+        so = n * C
+        for q in range(r * C, e * C, C):
+            for c in range(0, full, LANES):
+                vstore(of, q + c, vmul(vload(xf, q + c, LANES), vload(sf, so + c, LANES)), LANES)
+            if m > 0:
+                vstore(of, q + full, vmul(vload(xf, q + full, m), vload(sf, so + full, m)), m)
+        r = e
 
 
 @njit(**JIT)

@@ -156,14 +156,30 @@ def avgpool(parts, x, out, T, kh, kw, sh, sw, pt, pl, div):
         K.avgpool(x, out, c * T // parts, (c + 1) * T // parts, kh, kw, sh, sw, pt, pl, div)
 
 
+@njit(**JIT)
+def channel_cut(C, j, cs):
+    """Where slice j of ``cs`` slices of C channels starts: a multiple of 16 (a vector), or C.
+
+    >>> [channel_cut(40, j, 3) for j in range(4)]
+    [0, 16, 32, 40]
+    """
+    return C if j >= cs else min(C, (j * C // cs + 15) // 16 * 16)
+
+
 @njit(**PAR)
-def adaptive_pool(parts, x, out, T, is_max):
-    """:func:`.numba_kernels.adaptive_pool` over the T output rows (n, oh)."""
+def adaptive_pool(parts, x, out, T, is_max, cs):
+    """:func:`.numba_kernels.adaptive_pool` over the T output rows (n, oh), each row's channels
+    in ``cs`` slices (:func:`channel_cut`): a global pool at batch 1 has one row, so its
+    threads share the channels."""
+    C = x.shape[3]
     if parts == 1:
-        K.adaptive_pool(x, out, 0, T, is_max)
+        K.adaptive_pool(x, out, 0, T, is_max, 0, C)
         return
+    n = T * cs
     for c in prange(parts):
-        K.adaptive_pool(x, out, c * T // parts, (c + 1) * T // parts, is_max)
+        for i in range(c * n // parts, (c + 1) * n // parts):
+            t, j = i // cs, i % cs
+            K.adaptive_pool(x, out, t, t + 1, is_max, channel_cut(C, j, cs), channel_cut(C, j + 1, cs))
 
 
 @njit(**PAR)

@@ -111,3 +111,41 @@ def vfma(typingctx, a, b, c):
         return builder.call(fn, list(args))
 
     return f32x16(f32x16, f32x16, f32x16), codegen
+
+
+def _binary(op: str, name: str, doc: str):
+    def impl(typingctx, a, b):
+        def codegen(context, builder, sig, args):
+            return getattr(builder, op)(*args)
+
+        return f32x16(f32x16, f32x16), codegen
+
+    impl.__doc__, impl.__name__, impl.__qualname__ = doc, name, name
+    return intrinsic(impl)
+
+
+vmul = _binary("fmul", "vmul", "``a·b`` lane by lane.")
+vadd = _binary("fadd", "vadd", "``a + b`` lane by lane.")
+
+
+@intrinsic
+def vsplat(typingctx, s):
+    """A vector of 16 copies of the float32 ``s``.
+
+    >>> import numpy as np
+    >>> from numba import njit
+    >>> @njit
+    ... def scale(x, a):  # x[:16] · a, x[:16] + a
+    ...     v = vload(x, 0, LANES)
+    ...     vstore(x, 0, vadd(vmul(v, vsplat(a)), vsplat(a)), LANES)
+    >>> x = np.ones(16, np.float32); scale(x, np.float32(3)); float(x[15])
+    6.0
+    """
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        u = ir.Constant(_VEC, ir.Undefined)
+        v = builder.insert_element(u, args[0], ir.Constant(i32, 0))
+        return builder.shuffle_vector(v, u, ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+
+    return f32x16(types.float32), codegen
