@@ -351,14 +351,32 @@ def plan_batch(plan) -> int:
     return int(getattr(plan, "batch", 1))
 
 
+def _sole_refcounts() -> tuple:
+    """``sys.getrefcount`` of an array held by one dict entry only, and of an array held only
+    as another's ``base``, each read as :func:`_consumable` and :func:`_owned` read theirs:
+    the interpreter's own counts (a newer CPython may count a local variable's reference or
+    not), measured once rather than assumed."""
+    if not _SOLE:
+        d = {"k": np.empty(4, np.float32)}
+        a = d.get("k")
+        held = sys.getrefcount(a)
+        v = np.empty(4, np.float32).reshape(2, 2)
+        b = v.base
+        _SOLE.append((held, sys.getrefcount(b)))
+    return _SOLE[0]
+
+
+_SOLE: list = []
+
+
 def _owned(a) -> bool:
-    """Whether nothing but the caller's references can see ``a``'s memory: each array it is a
-    view of (a weight read from a file is a reshaped view of the buffer read into) is held
-    only by its view's ``base``, and the memory is ultimately an array's own (not a file's map
-    or bytes)."""
+    """Whether nothing but ``a`` can see its memory: each array it is a view of (a weight read
+    from a file is a reshaped view of the buffer read into) is held only as its view's
+    ``base``, and the memory is ultimately an array's own (not a file's map or bytes)."""
+    base_only = _sole_refcounts()[1]
     b = a.base
     while b is not None:
-        if not isinstance(b, np.ndarray) or sys.getrefcount(b) > 3:  # the view's base, `b`, the call's argument
+        if not isinstance(b, np.ndarray) or sys.getrefcount(b) > base_only:
             return False
         b = b.base
     return True
@@ -376,7 +394,7 @@ def _consumable(plan, step, rt, role: str):
         return None
     a = plan.weights.get(key)
     ok = (type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
-          and sys.getrefcount(a) <= 3 and _owned(a))  # plan.weights, `a`, the call's argument
+          and sys.getrefcount(a) <= _sole_refcounts()[0] and _owned(a))
     return a if ok else None
 
 
