@@ -701,7 +701,9 @@ def executor(plan: Plan, progress=None, release_weights: bool = False) -> Execut
             if progress:
                 progress(i, step)
 
-    backend = dataclasses.replace(BACKEND, runtime=lambda: runtime(consume_weights=True)) if release_weights else BACKEND
+    backend = BACKEND
+    if release_weights:  # the kernels' builders may then pack a weight into its own memory (build_linear)
+        backend = dataclasses.replace(BACKEND, runtime=lambda: runtime(consume_weights=True))
     ex = Executor(plan, backend, progress=hook)
     release_free_memory()
     return ex
