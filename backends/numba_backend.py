@@ -27,6 +27,8 @@ the second activation are applied to each tile while it is in cache (the epilogu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import sys
 import threading
 
 import numba
@@ -126,11 +128,14 @@ def session():
         yield
 
 
-def runtime() -> Runtime:
+def runtime(consume_weights: bool = False) -> Runtime:
+    """``consume_weights``: kernel builders may overwrite the plan's weight arrays that nothing
+    else holds (:func:`_consumable`; ``executor(..., release_weights=True)``)."""
     from cnngraph.backends.common import _numpy_erf
 
     rt = Runtime(np, _numpy_erf(), np.asarray)
     rt.extra["scratch"] = PAR.Scratch()  # per-thread scratch of the prange drivers (one per executor)
+    rt.extra["consume_weights"] = consume_weights
     rt.session = session
     rt.load = _load
     rt.empty = aligned_empty
@@ -188,11 +193,13 @@ def _rows2(a):
 
 
 # ---------------------------------------------------------------- GEMM-based convolution and linear
-def _gemm_builder(step, plan, rt, k, w):
+def _gemm_builder(step, plan, rt, k, w, bp=None):
     """Convolution (or linear: a 1×1 convolution of a 1×1 image) as our own packed GEMMs
-    (:mod:`.numba_gemm`) in one parallel region, epilogue fused; ``w`` is (C_out, C_in/G, kh, kw)."""
+    (:mod:`.numba_gemm`) in one parallel region, epilogue fused; ``w`` is (C_out, C_in/G, kh, kw),
+    ``bp`` its packing when already made."""
     G = k["groups"]
-    bp = NG.pack_conv(w, G)  # (G, column blocks, kh·kw·C_in/G, NR), packed once
+    if bp is None:
+        bp = NG.pack_conv(w, G)  # (G, column blocks, kh·kw·C_in/G, NR), packed once
     Kd = bp.shape[2]
     bias = _bias(plan, step)
     a1, a2 = _codes(step)
@@ -410,10 +417,65 @@ def plan_batch(plan) -> int:
     return int(getattr(plan, "batch", 1))
 
 
+def _sole_refcounts() -> tuple:
+    """``sys.getrefcount`` of an array held by one dict entry only, and of an array held only
+    as another's ``base``, each read as :func:`_consumable` and :func:`_owned` read theirs:
+    the interpreter's own counts (a newer CPython may count a local variable's reference or
+    not), measured once rather than assumed."""
+    if not _SOLE:
+        d = {"k": np.empty(4, np.float32)}
+        a = d.get("k")
+        held = sys.getrefcount(a)
+        v = np.empty(4, np.float32).reshape(2, 2)
+        b = v.base
+        _SOLE.append((held, sys.getrefcount(b)))
+    return _SOLE[0]
+
+
+_SOLE: list = []
+
+
+def _owned(a) -> bool:
+    """Whether nothing but ``a`` can see its memory: each array it is a view of (a weight read
+    from a file is a reshaped view of the buffer read into) is held only as its view's
+    ``base``, and the memory is ultimately an array's own (not a file's map or bytes)."""
+    base_only = _sole_refcounts()[1]
+    b = a.base
+    while b is not None:
+        if not isinstance(b, np.ndarray) or sys.getrefcount(b) > base_only:
+            return False
+        b = b.base
+    return True
+
+
+def _consumable(plan, step, rt, role: str):
+    """The plan's array of ``step``'s weight ``role`` when the executor may overwrite it with
+    its packing (``executor(..., release_weights=True)``: the plan's weights are not needed
+    again): float32, contiguous, writeable, used by this step alone, and held by nothing but
+    ``plan.weights`` (its reference count), so no one else can see its values change; else None."""
+    if not rt.extra.get("consume_weights"):
+        return None
+    key = step.params[role]
+    if sum(key in s.params.values() for s in plan.steps) != 1:
+        return None
+    a = plan.weights.get(key)
+    ok = (type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
+          and sys.getrefcount(a) <= _sole_refcounts()[0] and _owned(a))
+    return a if ok else None
+
+
 def build_linear(step, plan, rt):
+    """A linear layer: a 1×1 convolution of a 1×1 image on our packed GEMM. When the executor
+    may consume the plan's weights (:func:`_consumable`) and the outputs are a multiple of NR,
+    the weights are packed into their own array's memory (:func:`.numba_gemm.pack_b_inplace`),
+    so building the executor never holds them twice (VGG-16's first linear layer is 411 MB)."""
     fin, fout = int(step.in_shapes[0][0]), int(step.out_shape[0])
     k = dict(cin=fin, cout=fout, H=1, W=1, Ho=1, Wo=1, kh=1, kw=1, sh=1, sw=1, pt=0, pl=0, pb=0, pr=0, dh=1, dw=1,
              groups=1)
+    own = _consumable(plan, step, rt, "weight") if fout % NG.NR == 0 else None
+    if own is not None:
+        bp = NG.pack_b_inplace(own.reshape(fout, fin))[None]  # (1, column blocks, fin, NR)
+        return _gemm_builder(step, plan, rt, k, None, bp)
     return _gemm_builder(step, plan, rt, k, weight(plan, step, "weight").reshape(fout, fin, 1, 1))
 
 
@@ -689,8 +751,10 @@ def executor(plan: Plan, progress=None, release_weights: bool = False) -> Execut
     ``release_weights``: each weight leaves ``plan.weights`` as soon as the last step using
     it has its kernel (which holds it packed, or in place), so the originals of packed
     weights are freed while the others are being packed, and the heap is handed back every
-    :data:`TRIM_BYTES` of them (on ResNet-50 about 35 MB less at the peak of packing); the
-    plan cannot build another executor afterwards.
+    :data:`TRIM_BYTES` of them (on ResNet-50 about 35 MB less at the peak of packing); a
+    linear layer's weight array that nothing else holds is packed into its own memory
+    (:func:`build_linear`: VGG-16's 411 MB layer is never held twice). The plan cannot
+    build another executor afterwards.
     """
     release_free_memory()  # what compiling the plan freed: packing reuses it
     hook = progress
@@ -709,7 +773,10 @@ def executor(plan: Plan, progress=None, release_weights: bool = False) -> Execut
             if progress:
                 progress(i, step)
 
-    ex = Executor(plan, BACKEND, progress=hook)
+    backend = BACKEND
+    if release_weights:  # the kernels' builders may then pack a weight into its own memory (build_linear)
+        backend = dataclasses.replace(BACKEND, runtime=lambda: runtime(consume_weights=True))
+    ex = Executor(plan, backend, progress=hook)
     release_free_memory()
     return ex
 

@@ -231,6 +231,31 @@ def pack_b(w_rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return bp
 
 
+def pack_b_inplace(w_rows: np.ndarray) -> np.ndarray:
+    """:func:`pack_b` of ``w_rows`` ``(N, K)`` into its own memory (N a multiple of NR, C-contiguous
+    and writeable), returned as the ``(N/NR, K, NR)`` view: the rows of block j occupy exactly
+    the memory of packed block j, so each block is copied out (NR·K floats) and written back
+    transposed. No copy as large as the weights ever exists (VGG-16's first linear layer is
+    411 MB); ``w_rows`` holds the packed weights afterwards.
+
+    >>> w = np.arange(2 * NR * 3, dtype=np.float32).reshape(2 * NR, 3)
+    >>> ref = pack_b(w)
+    >>> bp = pack_b_inplace(w)
+    >>> bool(np.array_equal(bp, ref)), np.shares_memory(bp, w)
+    (True, True)
+    """
+    N, K = w_rows.shape
+    if N % NR or not w_rows.flags.c_contiguous or not w_rows.flags.writeable:
+        raise ValueError(f"cannot pack a {N}×{K} array in place (rows a multiple of {NR}, contiguous, writeable)")
+    flat = w_rows.reshape(-1)
+    tmp = np.empty((NR, K), np.float32)
+    for j in range(N // NR):
+        blk = flat[j * NR * K:(j + 1) * NR * K]
+        tmp[...] = blk.reshape(NR, K)
+        blk.reshape(K, NR)[...] = tmp.T
+    return flat.reshape(N // NR, K, NR)
+
+
 def pack_conv(w: np.ndarray, groups: int) -> np.ndarray:
     """A convolution's weights ``(C_out, C_in/G, kh, kw)`` packed per group for :func:`conv`:
     ``(G, ⌈og/NR⌉, kh·kw·C_in/G, NR)``, k in im2col's order (tap, then channel); each group
