@@ -31,7 +31,6 @@ import dataclasses
 import sys
 import threading
 
-import numba
 import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
@@ -220,12 +219,12 @@ def _gemm_builder(step, plan, rt, k, w, bp=None):
         # Few row tiles (batch 1, late layers, linear): split the output columns too, so
         # every thread gets about GEMM_ITEMS_PER_THREAD work items.
         nrt = -(-M // mc)
-        want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
+        want = GEMM_ITEMS_PER_THREAD * numba_threads.threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
         args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
         n = NG.items(M, nb, mc, nbc)
         if M * Kd * cout >= GEMM_PARALLEL_MACS:
-            NG.conv(n, numba.get_num_threads(), *args)
+            NG.conv(n, numba_threads.threads(), *args)
         else:  # too small to wake another thread for (the SE blocks' 1×1 convolutions)
             NG.conv_items(0, n, *args)
 
@@ -256,13 +255,13 @@ def _implicit_builder(step, plan, rt, k, w):
         xp = S.one("implicit_pad", (N, Hp, Wp, cin)) if padded else x
         T = N * Ho
         nrt = -(-T // rpi)
-        want = GEMM_ITEMS_PER_THREAD * numba.get_num_threads()
+        want = GEMM_ITEMS_PER_THREAD * numba_threads.threads()
         nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
         M = T * Wo
         out2 = out.reshape(M, cout)
         res2 = res.reshape(M, cout) if res is not None else EMPTY2
         n = nrt * -(-nb // nbc)
-        workers = numba.get_num_threads() if M * bp.shape[2] * cout >= GEMM_PARALLEL_MACS else 1
+        workers = numba_threads.threads() if M * bp.shape[2] * cout >= GEMM_PARALLEL_MACS else 1
         NG.conv_implicit(n, workers, x, xp, k["pt"], k["pl"], out2, bp, bias, res2, a1, a2, clamps, *geo, rpi, nbc)
 
     return run
@@ -284,7 +283,7 @@ def _winograd_builder(step, plan, rt, k, w, m):
         x = ins[0]
         T = x.shape[0] * th * tw
         r = res if res is not None else EMPTY4
-        threads = numba.get_num_threads()
+        threads = numba_threads.threads()
         if T >= 2 * threads * blk:
             # Enough tiles: each block is transformed, multiplied and transformed back in cache.
             WG.conv_blocks(x, out, Up, bias, r, a1, a2, *geo, min(blk, -(-T // (TILES_PER_THREAD * threads))),
@@ -338,7 +337,7 @@ def _direct_builder(step, plan, rt, k, w):
         split = a2 == 0 and a1 in (0, 1)  # fused epilogue: threads may split the blocks
 
         def kernel(x, out, T, r):
-            threads = numba.get_num_threads()
+            threads = numba_threads.threads()
             few = T * Wo < GROUPED_SPLIT_PIXELS * threads and nblocks >= 2 * threads
             if threads > 1 and split and r.size == 0 and few:
                 # few pixels (a small image at batch 1): each thread takes a share of the
@@ -406,7 +405,7 @@ def build_conv_transpose2d(step, plan, rt):
             n1 = min(N, n0 + nb)
             M = (n1 - n0) * hw
             cols = S.one("transpose_cols", (G, M, T))
-            NG.matmul(numba.get_num_threads(), x[n0:n1].reshape(M, G * cg), bp, cols, GEMM_ROWS)
+            NG.matmul(numba_threads.threads(), x[n0:n1].reshape(M, G * cg), bp, cols, GEMM_ROWS)
             PAR.col2im_transpose(chunks((n1 - n0) * k["Ho"], k["Wo"] * k["cout"] * k["kh"] * k["kw"]), cols, out, n0,
                                  n0 * k["Ho"], n1 * k["Ho"], *geo, bias, r, a1, a2)
 
@@ -573,7 +572,7 @@ def _adaptive(is_max):
         def run(ins, out, res):
             T = out.shape[0] * Ho
             work = ins[0][0].size // Ho
-            threads = numba.get_num_threads()
+            threads = numba_threads.threads()
             # fewer rows than threads (a global pool at batch 1): the channels are split too
             cs = 1 if T >= threads else max(1, min(-(-threads // T), C // 64))
             PAR.adaptive_pool(chunks(T * cs, work // cs), ins[0], out, T, is_max, cs)

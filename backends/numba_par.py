@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import numba_threads  # noqa: F401  - chooses the threading layer before the first launch
+from . import numba_threads  # chooses the threading layer before the first launch
 from . import numba_kernels as K
 from .numba_kernels import JIT
 
@@ -52,7 +52,7 @@ def chunks(total: int, work: int = 1, grain: int = 1) -> int:
     >>> chunks(10, work=100)  # 1,000 operations: one chunk
     1
     """
-    threads = numba.get_num_threads()
+    threads = numba_threads.threads()
     if threads == 1:
         return 1
     grain = max(grain, MIN_CHUNK_WORK // max(work, 1), 1)
@@ -74,7 +74,7 @@ class Scratch:
         self.bufs: dict = {}
 
     def get(self, key: str, shape) -> np.ndarray:
-        return self.one(key, (numba.get_num_threads(),) + tuple(shape))
+        return self.one(key, (numba_threads.threads(),) + tuple(shape))
 
     def one(self, key: str, shape) -> np.ndarray:
         """One float32 array of ``shape`` (not per thread), reused, grown when too small."""

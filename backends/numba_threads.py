@@ -48,6 +48,7 @@ from numba.core import config  # noqa: E402
 GOMP_SPINCOUNT = 10000
 _CORES: dict = {}  # pid -> the cores this process may run on (looked up once per process)
 _RUN_LOCK = threading.RLock()  # serialises runs where the layer (or the caller) needs it
+_LOCAL = threading.local()  # .n: the thread count of the session running on this Python thread
 
 
 def num_threads() -> int:
@@ -115,6 +116,18 @@ def numba_threads() -> int:
     return max(1, min(num_threads(), config.NUMBA_NUM_THREADS))
 
 
+def threads() -> int:
+    """Numba's thread count on this Python thread: the running session's (remembered, as a
+    call of ``numba.get_num_threads`` costs about a microsecond and a step asks two or three
+    times), else Numba's.
+
+    >>> with session() as n:
+    ...     threads() == n
+    True
+    """
+    return getattr(_LOCAL, "n", 0) or numba.get_num_threads()
+
+
 def serialised() -> bool:
     """Must runs be serialised? True on the ``workqueue`` layer (not thread-safe)."""
     return threading_layer() == "workqueue"
@@ -129,12 +142,14 @@ def session(serialise: bool = False):
     lock = _RUN_LOCK if serialise or serialised() else contextlib.nullcontext()
     with lock:
         n = numba_threads()
-        before = numba.get_num_threads()
+        before, outer = numba.get_num_threads(), getattr(_LOCAL, "n", 0)
         numba.set_num_threads(n)
+        _LOCAL.n = n
         try:
             yield n
         finally:
             numba.set_num_threads(before)
+            _LOCAL.n = outer
 
 
 choose_layer()
