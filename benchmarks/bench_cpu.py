@@ -8,7 +8,8 @@ Two measurements, both reported:
   runs, its peak resident memory), the peers' processes alternating A, B, C, A, B, C... so
   slow phases of a shared machine hit every peer; the median over all its processes' runs.
 * **round-robin**: every peer set up in one process and timed one run each per round, so
-  the ratios hold even when the machine's load changes from second to second.
+  the ratios hold even when the machine's load changes from second to second; each run
+  after a pause of :data:`PAUSE_S` (the previous peer's spinning threads gone idle).
 
 Memory, made comparable: the parent writes the model once (the ``.onnx`` file for ONNX
 Runtime, the weights as ``.npz`` for cnngraph and PyTorch, the inputs as ``.npy``) and every
@@ -276,7 +277,13 @@ def own_process(model, batch, peers, procs, runs, warmup, files, tmp) -> dict:
     return summary
 
 
-def round_robin(model, batch, peers, rounds, warmup, files) -> dict:
+# Round-robin: the pause before each peer's run. A runtime's threads spin for a while after
+# a run (ONNX Runtime's pool, OpenMP's workers) and would hold the cores the next peer needs;
+# after this long every pool has gone to sleep, so each run starts on idle cores.
+PAUSE_S = 0.05
+
+
+def round_robin(model, batch, peers, rounds, warmup, files, pause=PAUSE_S) -> dict:
     fns = {p: setup(p, model, batch, files)[0] for p in peers}
     for fn in fns.values():
         for _ in range(warmup):
@@ -284,6 +291,7 @@ def round_robin(model, batch, peers, rounds, warmup, files) -> dict:
     times = {p: [] for p in peers}
     for _ in range(rounds):
         for p, fn in fns.items():
+            time.sleep(pause)
             t = time.perf_counter()
             fn()
             times[p].append(time.perf_counter() - t)
