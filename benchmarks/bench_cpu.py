@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_resnet50 import blas_info, ort_callable, threads, torch_callable  # noqa: E402  (same directory)
+from bench_resnet50 import PAUSE_S, blas_info, ort_callable, threads, torch_callable  # noqa: E402  (same directory)
 
 MODELS = ("resnet50", "mobilenet_v2", "efficientnet_b0", "vgg16", "resnext50_32x4d")
 PEERS = ("cnngraph", "onnxruntime", "pytorch")
@@ -275,12 +275,6 @@ def own_process(model, batch, peers, procs, runs, warmup, files, tmp) -> dict:
                       "phases": res[p]["phases"][worst], "modules": res[p]["modules"][worst],
                       "rel_err": rel_err(outs[p], ref)}
     return summary
-
-
-# Round-robin: the pause before each peer's run. A runtime's threads spin for a while after
-# a run (ONNX Runtime's pool, OpenMP's workers) and would hold the cores the next peer needs;
-# after this long every pool has gone to sleep, so each run starts on idle cores.
-PAUSE_S = 0.05
 
 
 def round_robin(model, batch, peers, rounds, warmup, files, pause=PAUSE_S) -> dict:

@@ -2,8 +2,9 @@
 (CPU, on the model exported by ``cnngraph.onnx``) and PyTorch eager (``cnngraph.interop.torch_ref``,
 which calls ``torch.nn.functional`` node by node as an eager torchvision model does).
 
-The peers are timed in the same process, round-robin (one run of each per round), so the
-ratios hold even on a shared, noisy machine; the medians are reported. Memory is measured
+The peers are timed in the same process, round-robin (one run of each per round, each after
+a pause of ``PAUSE_S`` so the previous peer's spinning threads are idle), so the ratios hold
+even on a shared, noisy machine; the medians are reported. Memory is measured
 per peer in a fresh subprocess: the resident set after set-up, its peak while running
 (sampled every millisecond) and the process's high-water mark (VmHWM). Every peer's process
 pays for the same set-up here (cnngraph imported, the graph built, its weights created, then
@@ -38,6 +39,12 @@ import numpy as np
 PEERS = ["cnngraph-numba", "onnxruntime", "pytorch-eager"]
 if importlib.util.find_spec("torch") is None:  # PyTorch is optional: compare with ONNX Runtime alone
     PEERS.remove("pytorch-eager")  # (found without importing it: importing torch would weigh on every peer's memory)
+
+
+# Round-robin: the pause before each peer's run. A runtime's threads spin for a while after
+# a run (ONNX Runtime's pool, OpenMP's workers) and would hold the cores the next peer needs;
+# after this long every pool has gone to sleep, so each run starts on idle cores.
+PAUSE_S = 0.05
 
 
 def threads() -> int:
@@ -123,6 +130,7 @@ def time_peers(batch: int, size: int, rounds: int, warmup: int):
     times = {p: [] for p in PEERS}
     for _ in range(rounds):
         for p, fn in fns.items():
+            time.sleep(PAUSE_S)
             t = time.perf_counter()
             fn()
             times[p].append(time.perf_counter() - t)
