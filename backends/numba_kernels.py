@@ -559,9 +559,11 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
 # in registers, each input vector loaded once per block (stride 1: the 4 pixels of a 3-tap
 # kernel row read 6 columns, not 12); the last channel block is masked.
 DW_BLOCK = 4  # output pixels per register block
-# Inputs larger than an L2 cache (batch 8: tens of MB, read from memory) have the next
-# output row's new input rows prefetched while a row is computed (see _dw_row)
-DW_PREFETCH_BYTES = 1 << 20
+# Inputs larger than this (batch 8: up to tens of MB, read from L3 or memory) have the next
+# output row's new input rows prefetched while a row is computed (see _dw_row); smaller
+# ones (the late 7×7 and 14×14 layers, 1.5-3.6 MB at batch 8) sit in cache: no gain there,
+# and one measurement had them slower with it
+DW_PREFETCH_BYTES = 4 << 20
 
 
 @njit(inline="always", **JIT)
@@ -780,7 +782,7 @@ def depthwise_rows(x, w, wrow, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a
     masked): the kh·kw weight vectors are loaded once, each block of 4 interior output
     pixels sums all its taps in registers (:func:`_block3`, :func:`_block5`), kernel rows
     outside the image read a row of zeros, the pixels at the left and right edges skip the
-    taps in the padding (:func:`_edge`). Inputs larger than an L2 cache have the next
+    taps in the padding (:func:`_edge`). Inputs larger than DW_PREFETCH_BYTES have the next
     output row's new input rows prefetched while a row is computed. Rows with more edge pixels than half the interior
     ones (5×5 kernels on 7×7 maps) read zero-padded copies of their input rows instead (a
     ring of kh rows, each input row copied once), so every pixel is in a block. Then the epilogue over the row (act1, or act1, residual, act2 through ``acc``).
