@@ -559,11 +559,12 @@ def grouped_rows(x, wp, bias, out, t0, t1, sh, sw, pt, pl, dh, dw, res, a1, a2, 
 # in registers, each input vector loaded once per block (stride 1: the 4 pixels of a 3-tap
 # kernel row read 6 columns, not 12); the last channel block is masked.
 DW_BLOCK = 4  # output pixels per register block
-# Inputs larger than this (batch 8: up to tens of MB, read from L3 or memory) have the next
-# output row's new input rows prefetched while a row is computed (see _dw_row); smaller
-# ones (the late 7×7 and 14×14 layers, 1.5-3.6 MB at batch 8) sit in cache: no gain there,
-# and one measurement had them slower with it
-DW_PREFETCH_BYTES = 4 << 20
+# Inputs larger than this (the first layers at batch 8: 13-38 MB, streamed from memory)
+# have the next output row's new input rows prefetched while a row is computed (see
+# _dw_row). Smaller ones are mostly in cache, just written by the previous layer: the late
+# 7×7 and 14×14 layers at batch 8 gained nothing, and the 4.8 MB input of MobileNet v2's
+# features.2 at batch 1 (in L3) measured slower with it once.
+DW_PREFETCH_BYTES = 12 << 20
 
 
 @njit(inline="always", **JIT)

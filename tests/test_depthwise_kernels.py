@@ -151,7 +151,7 @@ def test_blocked_kernels_large_input_prefetch(k, s):
     """Inputs above K.DW_PREFETCH_BYTES take the path that prefetches the next output row's
     input rows (72 channels: a masked last block; row ranges ending inside a sample and
     crossing into the next one; a residual)."""
-    C, H, W = 72, 80, 96
+    C, H, W = 72, 150, 150
     assert 2 * H * W * C * 4 > K.DW_PREFETCH_BYTES
     p = k // 2
     Ho = (H + 2 * p - k) // s + 1
