@@ -44,18 +44,57 @@ def ours(model: str, batch: int, runs: int) -> dict:
         import time
 
         t0 = time.perf_counter()
-        ex.run(x, progress=lambda i, s: stamps.append(time.perf_counter()))
+        ex.run(x, progress=lambda i, s: stamps.append((i, time.perf_counter())))
+        # a batch run in passes (plan.chunk) repeats the steps: each step's time summed over them
+        took = collections.defaultdict(float)
         prev = t0
-        for s, t in zip(ex.plan.steps, stamps):
-            times[s.node].append(t - prev)
+        for i, t in stamps:
+            took[ex.plan.steps[i].node] += t - prev
             prev = t
+        for n, t in took.items():
+            times[n].append(t)
     kinds = {s.node: s.op + (f" {s.algorithm}" if s.algorithm else "") for s in ex.plan.steps}
     outs = {s.node: s.output for s in ex.plan.steps}
     return {n: (kinds[n], statistics.median(t), outs[n]) for n, t in times.items()}
 
 
+def _covered(onnx_path: str, names) -> dict:
+    """{ONNX Runtime node name: the exported model's nodes it computes}: the node of its name
+    (ORT's suffixes dropped: ``_nchwc``, ``/QuickGeluFusion/``) and, walking back from it,
+    every producer no ONNX Runtime node is named after (the convolution under a fused batch
+    norm, SiLU's Sigmoid under the Mul)."""
+    import onnx
+
+    nodes = {n.name: n for n in onnx.load(onnx_path, load_external_data=False).graph.node}
+    producer = {o: n.name for n in nodes.values() for o in n.output}
+
+    def base(name):
+        name = name.removesuffix("_nchwc")
+        while name not in nodes and "/" in name.rstrip("/"):
+            name = name.rstrip("/").rsplit("/", 1)[0]
+        return name
+
+    bases = {n: base(n) for n in names}
+    own = set(bases.values())
+    out = {}
+    for n, b in bases.items():
+        if b not in nodes:
+            out[n] = []  # a node ORT made (a layout reorder)
+            continue
+        seen, todo = {b}, [b]
+        while todo:
+            for i in nodes[todo.pop()].input:
+                p = producer.get(i)
+                if p is not None and p not in own and p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        out[n] = sorted(seen)
+    return out
+
+
 def onnxruntime(model: str, batch: int, runs: int) -> dict:
-    """{node name: (op, median seconds)} from ONNX Runtime's profiler."""
+    """{node name: (op, median seconds, the exported model's nodes it covers)} from ONNX
+    Runtime's profiler."""
     import onnxruntime as ort
 
     from cnngraph.onnx import export
@@ -76,13 +115,20 @@ def onnxruntime(model: str, batch: int, runs: int) -> dict:
         for _ in range(runs):
             s.run(None, {name: x})
         events = json.load(open(s.end_profiling()))
+        times, kinds = _node_times(events, runs)
+        cover = _covered(path, times)
+    return {n: (kinds[n], statistics.median(t[-runs:]), cover[n]) for n, t in times.items()}
+
+
+def _node_times(events, runs):
+    """({node: its kernel times}, {node: op}) from ONNX Runtime's profile."""
     times, kinds = collections.defaultdict(list), {}
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            n = e["name"][: -len("_kernel_time")].removesuffix("_nchwc")
+            n = e["name"][: -len("_kernel_time")]
             times[n].append(e["dur"] * 1e-6)
             kinds[n] = e.get("args", {}).get("op_name", "?")
-    return {n: (kinds[n], statistics.median(t[-runs:])) for n, t in times.items()}
+    return times, kinds
 
 
 def child(peer: str, model: str, batch: int, runs: int, out: str) -> None:
@@ -96,6 +142,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--top", type=int, default=0, help="only the N steps where we lose most")
+    p.add_argument("--only", help="only the steps whose op / algorithm contains this (e.g. depthwise), "
+                                  "with their sum")
+    p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -110,27 +159,35 @@ def main(argv=None) -> int:
                             "--child", peer, "--out", out], check=True)
             res[peer] = json.load(open(out))
     us, them = res["cnngraph"], res["onnxruntime"]
-    # ONNX Runtime names a fused node after its last node (the activation, the add): our
-    # step's output value; unfused nodes keep their own name
+    # each ORT node goes to the first of our steps whose node or output value it covers
+    # (the conv under a fused batch norm, SiLU's QuickGelu after its conv: see the docstring)
     rows, matched = [], set()
     for n, (k, t, out) in us.items():
-        key = out if out in them else n
-        rows.append((n, k, t, them.get(key, (None, None))[1]))
-        matched.add(key)
+        mine = [m for m, (_, _, cov) in them.items() if m not in matched and (n in cov or out in cov)]
+        matched.update(mine)
+        rows.append((n, k, t, sum(them[m][1] for m in mine) if mine else None))
     other = collections.Counter()
-    for n, (k, t) in them.items():
+    for n, (k, t, _) in them.items():
         if n not in matched:
             other[k] += t
-    tot_us, tot_them = sum(r[2] for r in rows), sum(t for _, t in them.values())
-    print(f"{a.model}, batch {a.batch}, {threads()} threads, median of {a.runs} runs; ms")
+    tot_us, tot_them = sum(r[2] for r in rows), sum(t for _, t, _ in them.values())
+    print(f"{a.model}, batch {a.batch}, {threads()} threads, median of {a.runs} runs; ms; ORT: every node "
+          "covering the step's node or output (a fused BN's conv, SiLU's separate QuickGelu)")
     print(f"{'step':40s} {'ours: op / algorithm':28s} {'ours':>8} {'ORT':>8} {'ratio':>6}")
-    show = sorted(rows, key=lambda r: -(r[2] - (r[3] or 0)))[: a.top] if a.top else rows
+    show = [r for r in rows if a.only in r[1]] if a.only else rows
+    show = sorted(show, key=lambda r: -(r[2] - (r[3] or 0)))[: a.top] if a.top else show
     for n, k, t, o in show:
         print(f"{n[:40]:40s} {k[:28]:28s} {t * 1e3:8.3f} {(o or 0) * 1e3:8.3f} "
               f"{(f'{t / o:6.2f}' if o else '     -')}")
     for k, t in other.most_common():
         print(f"{'(ORT only) ' + k:40s} {'':28s} {'':8s} {t * 1e3:8.3f}")
+    if a.only:
+        su, st = sum(r[2] for r in show), sum(r[3] or 0 for r in show)
+        print(f"{'sum of ' + a.only:40s} {'':28s} {su * 1e3:8.2f} {st * 1e3:8.2f} {su / st if st else 0:6.2f}")
     print(f"{'sum':40s} {'':28s} {tot_us * 1e3:8.2f} {tot_them * 1e3:8.2f} {tot_us / tot_them:6.2f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"model": a.model, "batch": a.batch, "threads": threads(), "rows": rows}, f, indent=1)
     return 0
 
 

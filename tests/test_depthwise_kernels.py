@@ -144,3 +144,16 @@ def test_blocked_kernels_outputs_every_value():
         a = run(x, w, E1, 3, 1, (1, 1, 1, 1))
         b = run(big[:, 1:7, 1:W + 1].copy(), w, E1, 3, 1, (1, 1, 1, 1))
         assert np.isfinite(a).all() and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_blocked_kernels_large_input_prefetch(k, s):
+    """Inputs above K.DW_PREFETCH_BYTES take the path that prefetches the next output row's
+    input rows (72 channels: a masked last block; row ranges ending inside a sample and
+    crossing into the next one; a residual)."""
+    C, H, W = 72, 150, 150
+    assert 2 * H * W * C * 4 > K.DW_PREFETCH_BYTES
+    p = k // 2
+    Ho = (H + 2 * p - k) // s + 1
+    check(C, H, W, k, s, (p, p, p, p), split=Ho + 3, seed=k * 10 + s)
+    check(C, H, W, k, s, (p, p, p, p), act1="silu", residual=True, act2="relu", split=Ho - 1)
