@@ -33,7 +33,7 @@ import threading
 
 import numpy as np
 
-from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv
+from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv, padded_extent
 from cnngraph.compiler.passes import bn_scale_shift
 from cnngraph.ir.ops import act_clamp, act_code, act_param
 from cnngraph.backends import Backend
@@ -192,6 +192,14 @@ def _rows2(a):
 
 
 # ---------------------------------------------------------------- GEMM-based convolution and linear
+def _column_chunk(row_tiles: int, nb: int) -> int:
+    """Packed column blocks per work item: all ``nb``, unless there are few row tiles (batch 1,
+    late layers, linear), when the output columns are split too so that every thread gets
+    about GEMM_ITEMS_PER_THREAD work items."""
+    want = GEMM_ITEMS_PER_THREAD * numba_threads.threads()
+    return nb if row_tiles >= want else max(1, -(-nb // -(-want // row_tiles)))
+
+
 def _gemm_builder(step, plan, rt, k, w, bp=None):
     """Convolution (or linear: a 1×1 convolution of a 1×1 image) as our own packed GEMMs
     (:mod:`.numba_gemm`) in one parallel region, epilogue fused; ``w`` is (C_out, C_in/G, kh, kw),
@@ -216,11 +224,7 @@ def _gemm_builder(step, plan, rt, k, w, bp=None):
         M = x.shape[0] * k["Ho"] * k["Wo"]
         out2 = out.reshape(M, cout)
         res2 = res.reshape(M, cout) if res is not None else EMPTY2
-        # Few row tiles (batch 1, late layers, linear): split the output columns too, so
-        # every thread gets about GEMM_ITEMS_PER_THREAD work items.
-        nrt = -(-M // mc)
-        want = GEMM_ITEMS_PER_THREAD * numba_threads.threads()
-        nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
+        nbc = _column_chunk(-(-M // mc), nb)
         args = (x, out2, bp, bias, res2, a1, a2, clamps, *geo, direct, mc, nbc)
         n = NG.items(M, nb, mc, nbc)
         if M * Kd * cout >= GEMM_PARALLEL_MACS:
@@ -241,8 +245,7 @@ def _implicit_builder(step, plan, rt, k, w):
     a1, a2 = _codes(step)
     clamps = _clamps(step)
     Ho, Wo, cin, cout = k["Ho"], k["Wo"], k["cin"], k["cout"]
-    Hp = max(k["H"] + k["pt"], (Ho - 1) * k["sh"] + (k["kh"] - 1) * k["dh"] + 1)
-    Wp = max(k["W"] + k["pl"], (Wo - 1) * k["sw"] + k["kw"])
+    Hp, Wp = padded_extent(k)
     padded = (Hp, Wp, k["pt"], k["pl"]) != (k["H"], k["W"], 0, 0)
     rpi = max(1, GEMM_ROWS // Wo)  # output rows per work item: about GEMM_ROWS output pixels
     nb = bp.shape[1]
@@ -255,8 +258,7 @@ def _implicit_builder(step, plan, rt, k, w):
         xp = S.one("implicit_pad", (N, Hp, Wp, cin)) if padded else x
         T = N * Ho
         nrt = -(-T // rpi)
-        want = GEMM_ITEMS_PER_THREAD * numba_threads.threads()
-        nbc = nb if nrt >= want else max(1, -(-nb // -(-want // nrt)))
+        nbc = _column_chunk(nrt, nb)
         M = T * Wo
         out2 = out.reshape(M, cout)
         res2 = res.reshape(M, cout) if res is not None else EMPTY2
@@ -324,7 +326,7 @@ def _direct_builder(step, plan, rt, k, w):
     else:
         # Packed once per group block in the order the micro-kernels read (numba_grouped);
         # input rows are copied zero-padded, GROUPED_SLAB floats of them at a time.
-        Wp = max(k["W"] + k["pl"], (Wo - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1)
+        Wp = padded_extent(k)[1]
         ps = GP.pixel_stride(k["cin"])
         rowlen = Wp * ps
         pk = GP.pack(w, G, k["kh"], k["kw"], k["dh"], k["dw"], rowlen, bias, pixel=ps)

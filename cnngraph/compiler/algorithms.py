@@ -111,6 +111,19 @@ def winograd_ok(k: dict) -> bool:
     return (k["kh"], k["kw"], k["sh"], k["sw"], k["dh"], k["dw"], k["groups"]) == (3, 3, 1, 1, 1, 1, 1)
 
 
+def padded_extent(k: dict) -> tuple:
+    """``(Hp, Wp)``: the rows and columns of a zero-padded copy of the input that holds every
+    window of geometry ``k`` (:func:`conv_geometry`'s keys): the input placed at (pt, pl), as
+    far as the last window reaches. The copy is needed when this differs from ``(H, W)`` or the
+    top/left padding is not 0.
+
+    >>> padded_extent(dict(H=224, W=224, Ho=112, Wo=112, kh=3, kw=3, sh=2, sw=2, pt=1, pl=1, dh=1, dw=1))
+    (225, 225)
+    """
+    return (max(k["H"] + k["pt"], (k["Ho"] - 1) * k["sh"] + (k["kh"] - 1) * k["dh"] + 1),
+            max(k["W"] + k["pl"], (k["Wo"] - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1))
+
+
 def grouped_lanes(cg: int, og: int) -> int:
     """Vector lanes the direct grouped kernel computes per group (output channels rounded
     up to whole 16-wide vectors; narrow groups with cg = og dividing 16 share vectors).
@@ -129,7 +142,7 @@ def grouped_cost(k: dict, batch: int) -> float:
     G = k["groups"]
     cg, og = k["cin"] // G, k["cout"] // G
     lanes = G * grouped_lanes(cg, og)
-    Wp = max(k["W"] + k["pl"], (k["Wo"] - 1) * k["sw"] + (k["kw"] - 1) * k["dw"] + 1)
+    Wp = padded_extent(k)[1]
     copied = batch * k["Ho"] * k["sh"] * Wp * k["cin"]
     return GROUPED_MAC_COST * batch * k["Ho"] * k["Wo"] * k["kh"] * k["kw"] * cg * lanes + MOVE_COST * copied
 
@@ -149,8 +162,7 @@ def conv_costs(k: dict, batch: int) -> dict:
     direct = (k["kh"], k["kw"], k["sh"], k["sw"], k["pt"], k["pl"], k["pb"], k["pr"]) == (1, 1, 1, 1, 0, 0, 0, 0)
     if G == 1 and k["dw"] == 1 and not direct:  # (a direct 1×1 is the plain GEMM)
         # the padded copy: every input row the windows reach, at the padded width
-        Hp = max(k["H"] + k["pt"], (k["Ho"] - 1) * k["sh"] + (k["kh"] - 1) * k["dh"] + 1)
-        Wp = max(k["W"] + k["pl"], (k["Wo"] - 1) * k["sw"] + k["kw"])
+        Hp, Wp = padded_extent(k)
         padded = (Hp, Wp, k["pt"], k["pl"]) != (k["H"], k["W"], 0, 0)
         costs["implicit"] = IMPLICIT_COST * gemm_cost(rows, Kd, og) + (MOVE_COST * batch * Hp * Wp * k["cin"] if padded else 0)
     if G > 1:
