@@ -39,13 +39,18 @@ from . import numba_cache  # noqa: F401  - before numba: kernels cache in the us
 import numba  # noqa: E402
 from numba.core import config  # noqa: E402
 
-# GNU OpenMP's workers spin this many times (a ``pause`` each, tens of nanoseconds) after a
-# region before they sleep, unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY: long
-# enough to bridge the few microseconds between two parallel steps, short enough not to hold
-# a core another process needs while Python runs between steps. libgomp's own default, 300,000 spins
-# (about 10 ms), made MobileNet v2 at batch 1 ten times slower on a loaded machine; it is
-# read when the library loads, so it has no effect if another module (PyTorch) loaded it first.
-GOMP_SPINCOUNT = 10000
+# GNU OpenMP's workers spin this many times (a ``pause`` each) after a region before they
+# sleep, unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY; read when libgomp loads, so
+# it has no effect if another module (PyTorch) loaded it first. 100,000 spins is about 2.5 ms
+# on the 2-core AMD EPYC machines here: a run's regions follow each other within
+# microseconds, so the workers stay awake through a run and sleep soon after it. With
+# 10,000 (0.3 ms) a run that starts after the machine was idle for 50 ms had 8-13 sleeps
+# and wake-ups per thread (EfficientNet-B0 at batch 1: 15-17 ms against 8.5 back to back;
+# MobileNet v2 round-robin beside ONNX Runtime 2.6x its time, 1.3x with 100,000). libgomp's
+# own default, 300,000 (4-8 ms), held a core from other processes on a loaded machine;
+# with one busy process beside MobileNet v2 at batch 1, 100,000 measured 13.2-13.3 ms
+# median against 13.9-21.1 with 10,000 and 17.6 with 300,000.
+GOMP_SPINCOUNT = 100000
 _CORES: dict = {}  # pid -> the cores this process may run on (looked up once per process)
 _RUN_LOCK = threading.RLock()  # serialises runs where the layer (or the caller) needs it
 _LOCAL = threading.local()  # .n: the thread count of the session running on this Python thread
