@@ -59,7 +59,8 @@ class Backend:
     executor class (:class:`cnngraph.backends.common.Executor` or a subclass);
     ``sgemm_ceiling()`` the GFLOP/s of its float32 matrix product, named ``gemm_name``;
     ``threads()`` says how its steps use the cores ("" where it has nothing to say);
-    ``chunked``: it honours the plan's ``chunk`` (:attr:`cnngraph.compiler.plan.Plan.chunk`).
+    ``chunked``: it honours the plan's ``chunk`` (:attr:`cnngraph.compiler.plan.Plan.chunk`);
+    ``gates``: its own builders of steps with a squeeze-and-excitation gate (``Step.gate``).
     """
 
     name: str
@@ -74,6 +75,9 @@ class Backend:
     # runs a larger batch in passes of the plan's ``chunk`` images (CPU caches; a GPU wants
     # the whole batch at once)
     chunked: bool = False
+    # {op: builder(step, plan, rt, table)} for steps with a gate (Step.gate) that the backend
+    # runs its own way; other gated steps run each part's kernel from KERNELS in turn
+    gates: dict = field(default_factory=dict)
 
     def make_executor(self, plan, progress=None):
         """An executor of ``plan`` on this backend (kernels built, weights packed once)."""

@@ -701,6 +701,22 @@ def build_copy(step, plan, rt):
     return run
 
 
+def build_gated(step, plan, rt, table):
+    """A step with a gate (:attr:`cnngraph.compiler.plan.Step.gate`): each part's kernel from
+    ``table`` in turn, each reading and writing its own values. The call's ``ins`` are the
+    step's :attr:`~cnngraph.compiler.plan.Step.operands`."""
+    fns = [table[p.op](p, plan, rt) for p in step.parts]
+    where = {v: i for i, v in enumerate(step.operands)}
+    io = [([where[v] for v in p.inputs], where.get(p.output)) for p in step.gate]
+
+    def run(ins, out, res):
+        for fn, (src, dst) in zip(fns, io):
+            fn([ins[i] for i in src], ins[dst], None)
+        fns[-1](ins[:len(step.inputs)], out, res)
+
+    return run
+
+
 GENERIC: dict = {
     "conv2d": build_conv2d, "conv_transpose2d": build_conv_transpose2d, "linear": build_linear, "maxpool2d": build_maxpool2d, "avgpool2d": build_avgpool2d,
     "adaptive_avgpool2d": _build_adaptive("mean"), "adaptive_maxpool2d": _build_adaptive("max"),
@@ -736,9 +752,14 @@ class Executor:
         table = {**GENERIC, **backend.KERNELS}
         self.fns = []
         for i, step in enumerate(plan.steps):
-            if step.op not in table:
-                raise CnnGraphError(f"{step.node}: op {step.op!r} has no kernel on the {backend.name} backend")
-            self.fns.append(table[step.op](step, plan, self.rt))
+            for part in step.parts:
+                if part.op not in table:
+                    raise CnnGraphError(f"{part.node}: op {part.op!r} has no kernel on the {backend.name} backend")
+            if step.gate:
+                build = backend.gates.get(step.op, build_gated)
+                self.fns.append(build(step, plan, self.rt, table))
+            else:
+                self.fns.append(table[step.op](step, plan, self.rt))
             if progress:
                 progress(i, step)
         self._arenas: dict = {}
@@ -796,7 +817,7 @@ class Executor:
                 else:
                     views[name][...] = to_nhwc(self.rt.asarray(np.asarray(x, np.float32)))
             for i, (step, fn) in enumerate(zip(self.plan.steps, self.fns)):
-                fn([views[v] for v in step.inputs], views[step.output], views[step.residual] if step.residual else None)
+                fn([views[v] for v in step.operands], views[step.output], views[step.residual] if step.residual else None)
                 if progress:
                     progress(i, step)
         outs = []

@@ -344,7 +344,7 @@ class CupyExecutor(Executor):
             views[name][...] = common.to_nhwc(x.astype(np.float32, copy=False))
         with self.rt.session():
             for step, fn in zip(self.plan.steps, self.fns):
-                fn([views[v] for v in step.inputs], views[step.output], views[step.residual] if step.residual else None)
+                fn([views[v] for v in step.operands], views[step.output], views[step.residual] if step.residual else None)
         return [self.xp.ascontiguousarray(common.from_nhwc(views[o], self.plan.values[o].shape))
                 for o in self.plan.outputs]
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv, padded_extent
 from cnngraph.compiler.passes import bn_scale_shift
+from cnngraph.ir import ops
 from cnngraph.ir.ops import act_clamp, act_code, act_param
 from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
@@ -457,7 +458,7 @@ def _consumable(plan, step, rt, role: str):
     if not rt.extra.get("consume_weights"):
         return None
     key = step.params[role]
-    if sum(key in s.params.values() for s in plan.steps) != 1:
+    if sum(key in p.params.values() for s in plan.steps for p in s.parts) != 1:
         return None
     a = plan.weights.get(key)
     ok = (type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
@@ -536,6 +537,36 @@ def build_mul(step, plan, rt):
         s2 = ins[1].reshape(ins[1].shape[0], -1)
         R, C = x2.shape
         PAR.mul_bcast(chunks(R, C), x2, s2, o2, R, hw)
+
+    return run
+
+
+def build_gated_mul(step, plan, rt, table):
+    """A squeeze-and-excitation block's product with its gate (``Step.gate``: global average
+    pool, two 1×1 convolutions): the pool's kernel, both convolutions in one serial call
+    (:func:`.numba_kernels.gate_fc`) instead of two GEMM steps, then the broadcast product.
+    Activations outside :data:`.numba_kernels.ACT_ROW_CODES` (or with a parameter) run each
+    part's own kernel (:func:`.common.build_gated`)."""
+    from cnngraph.backends.common import build_gated
+
+    pool, fc1, fc2 = step.gate
+    acts = (fc1.act1, fc2.act1)
+    if any(a is not None and (a not in K.ACT_ROW_CODES or ops.get(a).activation.param is not None) for a in acts):
+        return build_gated(step, plan, rt, table)
+    pool_fn, mul_fn = table[pool.op](pool, plan, rt), table[step.op](step, plan, rt)
+    C, r = int(fc1.in_shapes[0][0]), int(fc1.out_shape[0])
+    w1t = np.ascontiguousarray(weight(plan, fc1, "weight").reshape(r, C).T, np.float32)
+    w2t = np.ascontiguousarray(weight(plan, fc2, "weight").reshape(C, r).T, np.float32)
+    b1 = np.ascontiguousarray(weight(plan, fc1, "bias"), np.float32) if "bias" in fc1.params else np.zeros(r, np.float32)
+    b2 = np.ascontiguousarray(weight(plan, fc2, "bias"), np.float32) if "bias" in fc2.params else np.zeros(C, np.float32)
+    a1, a2 = act_code(acts[0]), act_code(acts[1])
+
+    def run(ins, out, res):
+        x, s, pooled, h = ins
+        pool_fn([x], pooled, None)
+        K.gate_fc(pooled.reshape(pooled.shape[0], C), w1t, b1, a1, w2t, b2, a2, h.reshape(h.shape[0], r),
+                  s.reshape(s.shape[0], C))
+        mul_fn([x, s], out, res)
 
     return run
 
@@ -702,7 +733,7 @@ def describe_threads() -> str:
 
 
 BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor, threads=describe_threads,
-                  chunked=True)
+                  chunked=True, gates={"mul": build_gated_mul})
 
 
 _TRIM: list = []  # [malloc_trim or None], looked up once
@@ -760,11 +791,11 @@ def executor(plan: Plan, progress=None, release_weights: bool = False) -> Execut
     release_free_memory()  # what compiling the plan freed: packing reuses it
     hook = progress
     if release_weights and plan.weights is not None:
-        last = {key: i for i, step in enumerate(plan.steps) for key in step.params.values()}
+        last = {key: i for i, step in enumerate(plan.steps) for p in step.parts for key in p.params.values()}
         released = [0]
 
         def hook(i, step):
-            for key in step.params.values():
+            for key in (key for p in step.parts for key in p.params.values()):
                 if last.get(key) == i:
                     a = plan.weights.pop(key, None)
                     released[0] += getattr(a, "nbytes", 0)

@@ -29,7 +29,8 @@ from bench_cpu import make_input, model_and_weights, threads  # noqa: E402  (sam
 
 
 def ours(model: str, batch: int, runs: int) -> dict:
-    """{step name: (op/algorithm, median seconds)} of the Numba backend."""
+    """{step name: (op/algorithm, median seconds, the graph nodes and value it computes)} of
+    the Numba backend."""
     from cnngraph.backends.numba_backend import executor
     from cnngraph.compiler import compile
 
@@ -53,9 +54,12 @@ def ours(model: str, batch: int, runs: int) -> dict:
             prev = t
         for n, t in took.items():
             times[n].append(t)
-    kinds = {s.node: s.op + (f" {s.algorithm}" if s.algorithm else "") for s in ex.plan.steps}
-    outs = {s.node: s.output for s in ex.plan.steps}
-    return {n: (kinds[n], statistics.median(t), outs[n]) for n, t in times.items()}
+    kinds = {s.node: s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "")
+             for s in ex.plan.steps}
+    # the graph nodes a step computes (a squeeze-and-excitation gate's pool and convolutions
+    # with the product) and its output value
+    covers = {s.node: sorted({*s.nodes, s.output}) for s in ex.plan.steps}
+    return {n: (kinds[n], statistics.median(t), covers[n]) for n, t in times.items()}
 
 
 def _covered(onnx_path: str, names) -> dict:
@@ -162,8 +166,8 @@ def main(argv=None) -> int:
     # each ORT node goes to the first of our steps whose node or output value it covers
     # (the conv under a fused batch norm, SiLU's QuickGelu after its conv: see the docstring)
     rows, matched = [], set()
-    for n, (k, t, out) in us.items():
-        mine = [m for m, (_, _, cov) in them.items() if m not in matched and (n in cov or out in cov)]
+    for n, (k, t, names) in us.items():
+        mine = [m for m, (_, _, cov) in them.items() if m not in matched and any(v in cov for v in names)]
         matched.update(mine)
         rows.append((n, k, t, sum(them[m][1] for m in mine) if mine else None))
     other = collections.Counter()

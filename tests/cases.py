@@ -197,16 +197,33 @@ def small_input(name):
 
 def check_no_overlap(plan):
     """Two values share a slot only when one is dead before the other is written, or the
-    step writing the second may overwrite the first in place (it reads it there last)."""
+    kernel call writing the second may overwrite the first in place (it reads it there
+    last). Lifetimes are counted in kernel calls (a step's gate's steps are calls of their
+    own), recomputed here from the reads and writes; the plan's step-level lifetimes must
+    agree with them."""
+    calls = [(j, part) for j, step in enumerate(plan.steps) for part in step.parts]
+    first = {n: -1 for n in plan.inputs}
+    last = {}
+    for c, (j, part) in enumerate(calls):
+        first.setdefault(part.output, c)
+        for r in part.reads:
+            last[r] = max(last.get(r, -1), c)
+    for o in plan.outputs:
+        last[o] = len(calls)
+    step_of = [j for j, _ in calls] + [len(plan.steps)]
+    for v in plan.values.values():
+        assert v.first == (-1 if first[v.name] == -1 else step_of[first[v.name]]), v
+        assert v.last == (step_of[last[v.name]] if v.name in last else -1), v
     by_slot = {}
     for v in plan.values.values():
         by_slot.setdefault(v.slot, []).append(v)
     for vs in by_slot.values():
-        vs.sort(key=lambda v: v.first)
+        vs.sort(key=lambda v: first[v.name])
         for a, b in zip(vs, vs[1:]):
-            assert a.last <= b.first, (a, b)
-            if a.last == b.first:
-                step = plan.steps[b.first]
+            a_last, b_first = last.get(a.name, first[a.name]), first[b.name]
+            assert a_last <= b_first, (a, b)
+            if a_last == b_first:
+                step = calls[b_first][1]
                 ports = ops.get(step.op).inplace_ports
                 allowed = [step.inputs[p] for p in ports if p < len(step.inputs)] + [step.residual]
                 assert a.name in allowed, (a.name, step)

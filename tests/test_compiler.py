@@ -6,7 +6,8 @@ import sympy
 from cnngraph import analyze, zoo
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.compiler import compile
-from cnngraph.dsl import Net, add, batchnorm, concat, conv2d, dropout, flatten, identity, linear, maxpool2d, relu
+from cnngraph.dsl import (Net, add, batchnorm, concat, conv2d, dropout, flatten, global_avgpool, identity, linear, maxpool2d,
+                          mul, relu, sigmoid)
 from cases import check_no_overlap
 from cnngraph.ir.graph import infer_shapes, outputs
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
@@ -163,6 +164,62 @@ def test_standalone_add_takes_its_activation():
     net.output(z)
     f = fuse_epilogues(net.graph)
     assert f["s1"].residual == "input" and f["s1"].act2 == "relu" and f["s1"].output == "r1"
+
+
+# ---------------------------------------------------------------- squeeze-and-excitation gates
+def _se_net(shared_h=False, conv_gate=True):
+    """conv → SE (global pool, 1×1 conv + ReLU, 1×1 conv + sigmoid, product) → conv."""
+    net = Net("se")
+    x = net.input(3, 8, 8)
+    y = relu(conv2d(x, 16, 3, padding=1, name="c1"), name="r1")
+    p = global_avgpool(y, name="pool")
+    h = relu(conv2d(p, 4, 1, name="fc1"), name="act1")
+    s = sigmoid(conv2d(h, 16, 1, name="fc2") if conv_gate else conv2d(h, 16, 1, groups=2, name="fc2"), name="gate")
+    z = conv2d(mul(y, s, name="scale"), 8, 1, name="c2")
+    net.output(z, h) if shared_h else net.output(z)
+    return net.graph
+
+
+def test_efficientnet_b0_nests_its_16_gates(monkeypatch):
+    """EfficientNet-B0's 16 MBConv blocks each have one SE gate: 116 steps become 68, the
+    memory plan is the same, and every gate is pool → conv + SiLU → conv + sigmoid."""
+    import cnngraph.compiler.pipeline as PL
+
+    g = zoo.build("efficientnet_b0")
+    p = compile(g)
+    monkeypatch.setattr(PL, "group_gates", lambda plan: plan)
+    flat = compile(g)
+    gated = [s for s in p.steps if s.gate]
+    assert len(flat.steps) == 116 and len(p.steps) == 68 and len(gated) == 16
+    for s in gated:
+        assert s.op == "mul" and [q.op for q in s.gate] == ["adaptive_avgpool2d", "conv2d", "conv2d"]
+        assert (s.gate[1].act1, s.gate[2].act1) == ("silu", "sigmoid")
+        assert s.inputs == [s.gate[0].inputs[0], s.gate[2].output]
+        assert s.operands == s.inputs + [s.gate[0].output, s.gate[1].output]
+    assert p.memory.slots == flat.memory.slots
+    assert {n: v.slot for n, v in p.values.items()} == {n: v.slot for n, v in flat.values.items()}
+    check_no_overlap(p)
+    assert not any(s.gate for s in compile(g, fuse=False).steps)
+
+
+def test_gate_nesting_needs_each_value_used_once_and_a_dense_1x1():
+    assert [s.op for s in compile(_se_net()).steps] == ["conv2d", "mul", "conv2d"]
+    # the first convolution's output is also a graph output: the gate stays four steps
+    assert [s.op for s in compile(_se_net(shared_h=True)).steps] == [
+        "conv2d", "adaptive_avgpool2d", "conv2d", "conv2d", "mul", "conv2d"]
+    # a grouped 1×1 convolution is not a matrix-vector product
+    assert not any(s.gate for s in compile(_se_net(conv_gate=False)).steps)
+
+
+@pytest.mark.parametrize("variant", [{}, {"shared_h": True}, {"conv_gate": False}])
+def test_gated_plan_computes_the_same(variant):
+    g = _se_net(**variant)
+    ws = init(g, seed=4)
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    outs = Executor(compile(g, ws), numpy_backend()).run(x)
+    refs = _reference(g, ws, x)
+    for a, b in zip(outs, refs):
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
 
 
 # ---------------------------------------------------------------- memory planning

@@ -299,3 +299,33 @@ def test_symbolic_plan_cannot_run():
     g = zoo.build("resnet18", input=(3, H, W))
     with pytest.raises(CnnGraphError, match="symbolic"):
         executor(compile(g))
+
+
+@pytest.mark.parametrize("acts", [("relu", "sigmoid"), ("silu", "hardsigmoid"), ("gelu", "tanh"), ("relu", "fallback")])
+def test_squeeze_excitation_gate_in_one_step_matches_numpy(acts, monkeypatch):
+    """A gated product (``Step.gate``) on the Numba backend: both 1×1 convolutions in one
+    serial call (gate_fc), or, for an activation gate_fc lacks (here: sigmoid taken out of
+    its table), each part's own kernel; against the unfused plan on the generic NumPy
+    kernels, batch 3 with channel counts that are not multiples of 16."""
+    from cnngraph import dsl
+    from cnngraph.backends import numba_kernels as K
+
+    if acts[1] == "fallback":
+        monkeypatch.delitem(K.ACT_ROW_CODES, "sigmoid")
+        acts = ("relu", "sigmoid")
+
+    net = dsl.Net("se")
+    x = net.input(3, 9, 7)
+    y = dsl.silu(dsl.conv2d(x, 40, 3, padding=1, name="c1"), name="a")
+    p = dsl.global_avgpool(y, name="pool")
+    h = getattr(dsl, acts[0])(dsl.conv2d(p, 10, 1, name="fc1"), name="act1")
+    s = getattr(dsl, acts[1])(dsl.conv2d(h, 40, 1, name="fc2"), name="gate")
+    net.output(dsl.conv2d(dsl.mul(y, s, name="scale"), 24, 1, name="c2"))
+    g = net.graph
+    ws = init(g, seed=7)
+    xb = np.random.default_rng(2).standard_normal((3, 3, 9, 7)).astype(np.float32)
+    plan = compile(g, ws, batch=3)
+    assert [q.op for q in plan.steps[1].gate] == ["adaptive_avgpool2d", "conv2d", "conv2d"]
+    (ours,) = executor(plan).run(xb)
+    (ref,) = Executor(compile(g, ws, fold=False, fuse=False), numpy_backend()).run(xb)
+    assert rel_err(ours, ref) <= 2e-6

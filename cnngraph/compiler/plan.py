@@ -68,10 +68,24 @@ class Step:
     nodes: list = field(default_factory=list)  # every graph node the step computes
     algorithm: str | None = None  # conv2d: a name of cnngraph.algorithms.ALGORITHMS
     why: str = ""  # the cost model's reason for that algorithm
+    # steps computing this step's second input from its first, run as part of it (a
+    # squeeze-and-excitation gate: global average pool, two 1×1 convolutions; group_gates)
+    gate: list = field(default_factory=list)
 
     @property
     def reads(self) -> list:
         return self.inputs + ([self.residual] if self.residual else [])
+
+    @property
+    def parts(self) -> list:
+        """The kernel calls this step makes, in order: its gate's steps, then itself."""
+        return [*self.gate, self]
+
+    @property
+    def operands(self) -> list:
+        """The values an executor hands the step's kernel: its inputs, then the values its
+        gate's steps pass to each other (the last one's output is the step's second input)."""
+        return self.inputs + [g.output for g in self.gate[:-1]]
 
 
 @dataclass
@@ -176,6 +190,73 @@ def lower(g, order, fusions: dict, weights=None) -> Plan:
     for o in outs:
         values[o].last = len(steps)
     return Plan(g.graph.get("name", ""), list(g.graph["inputs"]), outs, values, steps, weights, graph=g)
+
+
+# ---------------------------------------------------------------- gates (squeeze-and-excitation)
+def _is_squeeze(step) -> bool:
+    """A global average pool (an average to a 1×1 map) with no epilogue."""
+    return (ops.get(step.op).reduce == "avg" and len(step.out_shape) == 3 and tuple(step.out_shape[1:]) == (1, 1)
+            and step.residual is None and step.act1 is None and step.act2 is None)
+
+
+def _is_gate_fc(step) -> bool:
+    """A dense 1×1 convolution of a 1×1 map (a matrix-vector product) with at most one
+    activation after it."""
+    role = ops.get(step.op)
+    if role.fusion != "anchor" or role.window is None or step.residual is not None or step.act2 is not None:
+        return False
+    w = role.window(step.attrs)
+    return (w.kernel == (1, 1) and w.stride == (1, 1) and not any(w.padding) and step.attrs.get("groups", 1) == 1
+            and len(step.in_shapes) == 1 and tuple(step.in_shapes[0][1:]) == (1, 1))
+
+
+def group_gates(plan: Plan) -> Plan:
+    """Nest every squeeze-and-excitation gate into the product it feeds: a step whose op
+    :attr:`~cnngraph.ir.ops.Op.gates` (``mul``), right after the three steps computing its
+    second input from its first (a global average pool, then two dense 1×1 convolutions
+    with their activations), each value read by the next step only, takes those steps as
+    its :attr:`Step.gate`. Backends run a gate's steps as part of the step (the Numba
+    backend in one call for both convolutions); values, slots and the order of the kernel
+    calls are unchanged, so the memory plan stays valid. EfficientNet-B0: 116 steps → 68.
+
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import compile
+    >>> p = compile(zoo.build("efficientnet_b0"))
+    >>> se = p.steps[2]
+    >>> se.op, [g.op for g in se.gate], se.gate[1].act1, se.gate[2].act1
+    ('mul', ['adaptive_avgpool2d', 'conv2d', 'conv2d'], 'silu', 'sigmoid')
+    """
+    steps, vals = plan.steps, plan.values
+    out, i = [], 0
+    while i < len(steps):
+        if i + 3 < len(steps) and not any(s.gate for s in steps[i:i + 4]):
+            pool, fc1, fc2, m = steps[i:i + 4]
+            x = pool.inputs[0] if pool.inputs else None
+            chain = [(pool, fc1), (fc1, fc2), (fc2, m)]
+            if (ops.get(m.op).gates and len(m.inputs) == 2 and m.residual is None and m.inputs == [x, fc2.output]
+                    and _is_squeeze(pool) and _is_gate_fc(fc1) and _is_gate_fc(fc2)
+                    and all(b.reads.count(a.output) == 1 and vals[a.output].last == i + k + 1
+                            and a.output not in plan.outputs and b.inputs[-1] == a.output
+                            for k, (a, b) in enumerate(chain))):
+                m.gate = [pool, fc1, fc2]
+                m.nodes = pool.nodes + fc1.nodes + fc2.nodes + m.nodes
+                out.append(m)
+                i += 4
+                continue
+        out.append(steps[i])
+        i += 1
+    if len(out) != len(steps):
+        plan.steps = out
+        for v in vals.values():  # value lifetimes in the new step numbering
+            v.first, v.last = -1, (-1 if v.last != len(steps) else len(out))
+        for j, s in enumerate(out):
+            for part in s.parts:
+                vals[part.output].first = j if vals[part.output].first == -1 else vals[part.output].first
+                for r in part.reads:
+                    vals[r].last = max(vals[r].last, j)
+        for o in plan.outputs:
+            vals[o].last = len(out)
+    return plan
 
 
 # ---------------------------------------------------------------- memory planning

@@ -127,9 +127,12 @@ class LatencyTable:
 # ---------------------------------------------------------------- layers of a design point
 def layer_key(step) -> str:
     """A step's identity for the table: what the kernel call depends on."""
-    return json.dumps([step.op, sorted(step.attrs.items()), [list(map(int, s)) for s in step.in_shapes],
-                       list(map(int, step.out_shape)), step.act1, step.residual is not None, step.act2],
-                      default=str, separators=(",", ":"))
+    def key(p):
+        return [p.op, sorted(p.attrs.items()), [list(map(int, s)) for s in p.in_shapes], list(map(int, p.out_shape)),
+                p.act1, p.residual is not None, p.act2]
+
+    # a step with a gate (squeeze-and-excitation) is keyed by all its parts; others as before
+    return json.dumps([key(p) for p in step.parts] if step.gate else key(step), default=str, separators=(",", ":"))
 
 
 def plan_of(g):
@@ -198,7 +201,7 @@ def _runner(h, backend: str = "numba", batch: int = 1, per_step: list | None = N
     rng = np.random.default_rng(0)
     for name in plan.inputs:
         views[name][...] = ex.rt.asarray(rng.standard_normal(views[name].shape).astype(np.float32))
-    calls = [(fn, [views[v] for v in s.inputs], views[s.output], views[s.residual] if s.residual else None)
+    calls = [(fn, [views[v] for v in s.operands], views[s.output], views[s.residual] if s.residual else None)
              for s, fn in zip(plan.steps, ex.fns)]
     sync = getattr(ex.rt, "synchronize", None)
 

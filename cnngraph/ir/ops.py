@@ -338,6 +338,7 @@ class Op:
     activation: Activation = None
     is_input: bool = False  # a graph input: no inputs, its shape is given (not computed), no kernel
     chooses_algorithm: bool = False  # the compiler picks its algorithm by cost (direct, im2col, Winograd, FFT)
+    gates: bool = False  # multiplies its first input by a per-channel gate: a squeeze-and-excitation gate computing it may run inside the step
 
     def weight_specs(self, attrs: dict, in_shapes) -> list:
         """The :class:`Weight` list of a node (empty for ops without weights)."""
@@ -1089,7 +1090,7 @@ def _mul_shape(a, ins, ctx):
 
 
 register(Op("mul", "merge", (2, 2), _mul_shape, ops=lambda a, ins, out: numel(out), inplace_ports=(0,), elementwise=True,
-            label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
+            gates=True, label=lambda a, ins, out: "×", doc="element-wise product, broadcasting a C×1×1 or C scale (squeeze-and-excitation)"))
 def _scale_label(a, ins, out):
     f, s = a["factor"], a["shift"]
     text = "" if f == 1 else f"×{f:g}" if isinstance(f, float) else f"×{f}"
