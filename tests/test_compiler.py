@@ -304,8 +304,8 @@ def test_plan_naive_memory_equals_cost_model_for_a_plain_stack():
 
 def test_batches_split_into_passes_that_fit_the_cache():
     """MobileNet v2 at batch 8 runs in passes of 2 images (its largest step, 5.7 MiB per
-    image, within the 16 MiB budget twice); ResNet-50's weights (97 MiB) would be read once
-    more per pass, so it runs whole; batch 1 and symbolic plans are never split; the
+    image, within the 16 MiB budget twice); ResNet-50's weights (97 MiB) and
+    EfficientNet-B0's (20 MiB) would be read once more per pass, so they run whole; batch 1 and symbolic plans are never split; the
     algorithms are chosen for the pass's size."""
     from cnngraph.compiler.algorithms import CHUNK_BYTES, step_bytes
 
@@ -314,5 +314,8 @@ def test_batches_split_into_passes_that_fit_the_cache():
     assert all("at batch 2" in s.why for s in m.steps if s.algorithm and s.why and "MAC-eq" in s.why)
     r = compile(zoo.build("resnet50"), batch=8)
     assert r.chunk == 8 and r.chunk_why.startswith("whole batch")
+    # EfficientNet-B0: the same largest step, but 20 MiB of weights, more than 3× its 5.7 MiB
+    e = compile(zoo.build("efficientnet_b0"), batch=8)
+    assert e.chunk == 8 and e.chunk_why.endswith("> 3× one image's")
     assert compile(zoo.build("mobilenet_v2"), batch=1).chunk == 0
     assert compile(zoo.build("mobilenet_v2"), batch=8, input=(3, H, W)).chunk == 0
