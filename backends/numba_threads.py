@@ -41,16 +41,17 @@ from numba.core import config  # noqa: E402
 
 # GNU OpenMP's workers spin this many times (a ``pause`` each) after a region before they
 # sleep, unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY; read when libgomp loads, so
-# it has no effect if another module (PyTorch) loaded it first. 100,000 spins is about 2.5 ms
-# on the 2-core AMD EPYC machines here: a run's regions follow each other within
-# microseconds, so the workers stay awake through a run and sleep soon after it. With
-# 10,000 (0.3 ms) a run that starts after the machine was idle for 50 ms had 8-13 sleeps
-# and wake-ups per thread (EfficientNet-B0 at batch 1: 15-17 ms against 8.5 back to back;
-# MobileNet v2 round-robin beside ONNX Runtime 2.6x its time, 1.3x with 100,000). libgomp's
-# own default, 300,000 (4-8 ms), held a core from other processes on a loaded machine;
-# with one busy process beside MobileNet v2 at batch 1, 100,000 measured 13.2-13.3 ms
-# median against 13.9-21.1 with 10,000 and 17.6 with 300,000.
-GOMP_SPINCOUNT = 100000
+# it has no effect if another module (PyTorch) loaded it first. 1,000,000 spins is about
+# 25 ms on the 2-core AMD EPYC machines here (ONNX Runtime's worker spins 42-48 ms after a
+# run). A worker that sleeps between runs is slow to wake on a virtual machine (its idle
+# core is descheduled): MobileNet v2 at batch 1 took 10-11.4 ms after 50 ms of idleness with
+# 100,000 spins (2.5 ms) against 5.6-7 back to back, and 7-8 with 1,000,000; beside ONNX
+# Runtime in one process, 11.4-11.7 ms (ORT 5.7-10.1) against 7.0-8.7 (ORT 5.6-6.5); with one
+# busy process beside it, 123-135 ms against 21-23 (ORT 10-18). With three busy processes
+# on the two cores it costs: 49-57 ms against 25-27 with 100,000 (ORT 18-24); set
+# GOMP_SPINCOUNT lower (or OMP_WAIT_POLICY=passive) on such a machine. Earlier values:
+# 10,000 (0.3 ms), 100,000.
+GOMP_SPINCOUNT = 1000000
 _CORES: dict = {}  # pid -> the cores this process may run on (looked up once per process)
 _RUN_LOCK = threading.RLock()  # serialises runs where the layer (or the caller) needs it
 _LOCAL = threading.local()  # .n: the thread count of the session running on this Python thread

@@ -42,9 +42,11 @@ if importlib.util.find_spec("torch") is None:  # PyTorch is optional: compare wi
 
 
 # Round-robin: the pause before each peer's run. A runtime's threads spin for a while after
-# a run (ONNX Runtime's pool, OpenMP's workers) and would hold the cores the next peer needs;
-# after this long every pool has gone to sleep, so each run starts on idle cores.
-PAUSE_S = 0.05
+# a run and would hold the cores the next peer needs: ONNX Runtime's worker measured 42-48 ms
+# of CPU after each run of EfficientNet-B0 (2 threads), cnngraph's OpenMP workers about 25 ms
+# (numba_threads.GOMP_SPINCOUNT). After this long every pool has gone to sleep, so each run
+# starts on idle cores (it was 50 ms, within a few ms of ONNX Runtime's spinning).
+PAUSE_S = 0.1
 
 
 def threads() -> int:
