@@ -9,7 +9,9 @@ Two measurements, both reported:
   slow phases of a shared machine hit every peer; the median over all its processes' runs.
 * **round-robin**: every peer set up in one process and timed one run each per round, so
   the ratios hold even when the machine's load changes from second to second; each run
-  after a pause of :data:`PAUSE_S` (the previous peer's spinning threads gone idle).
+  after a pause of :data:`PAUSE_S` (the previous peer's spinning threads gone idle). It
+  runs in ``--rr-procs`` fresh processes one after the other (default 2), the medians over
+  all their rounds.
 
 Memory, made comparable: the parent writes the model once (the ``.onnx`` file for ONNX
 Runtime, the weights as ``.npz`` for cnngraph and PyTorch, the inputs as ``.npy``) and every
@@ -277,7 +279,9 @@ def own_process(model, batch, peers, procs, runs, warmup, files, tmp) -> dict:
     return summary
 
 
-def round_robin(model, batch, peers, rounds, warmup, files, pause=PAUSE_S) -> dict:
+def round_robin_times(model, batch, peers, rounds, warmup, files, pause=PAUSE_S) -> dict:
+    """Every peer set up in this process, then ``rounds`` rounds of one run each (after a
+    pause of :data:`PAUSE_S`): ``{peer: [seconds]}``."""
     fns = {p: setup(p, model, batch, files)[0] for p in peers}
     for fn in fns.values():
         for _ in range(warmup):
@@ -289,6 +293,24 @@ def round_robin(model, batch, peers, rounds, warmup, files, pause=PAUSE_S) -> di
             t = time.perf_counter()
             fn()
             times[p].append(time.perf_counter() - t)
+    return times
+
+
+def round_robin(model, batch, peers, rounds, warmup, files, procs=1) -> dict:
+    """Round-robin in ``procs`` fresh processes, one after the other (each holds every peer
+    and times them in turn); medians over all their runs. A process's speed can differ from
+    the next one's on a virtual machine (the same runs took 6 or 11 ms in two processes of
+    one minute), so one process alone can misreport the ratio."""
+    times = {p: [] for p in peers}
+    for _ in range(procs):
+        cmd = [sys.executable, __file__, "--child", "round-robin", "--model", model, "--batch", str(batch),
+               "--rounds", str(rounds), "--warmup", str(warmup), "--files", json.dumps(files),
+               "--peers", ",".join(peers)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"round-robin on {model}: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+        for p, t in json.loads(r.stdout.strip().splitlines()[-1]).items():
+            times[p] += t
     return {p: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3} for p, t in times.items()}
 
 
@@ -348,7 +370,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, action="append", help="batch sizes (default 1 and 8)")
     ap.add_argument("--procs", type=int, default=2, help="processes per peer in the own-process runs (default 2)")
     ap.add_argument("--runs", type=int, default=8, help="timed runs per process (default 8)")
-    ap.add_argument("--rounds", type=int, default=8, help="round-robin rounds (default 8)")
+    ap.add_argument("--rounds", type=int, default=8, help="round-robin rounds per process (default 8)")
+    ap.add_argument("--rr-procs", type=int, default=2,
+                    help="processes the round-robin runs in, one after the other (default 2)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="ResNet-50 only, 1 process per peer, 4 runs and rounds")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
@@ -359,7 +383,12 @@ def main(argv=None):
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--files", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--peers", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child == "round-robin":
+        print(json.dumps(round_robin_times(args.model[0], args.batch[0], args.peers.split(","), args.rounds,
+                                           args.warmup, json.loads(args.files))))
+        return 0
     if args.child:
         print(json.dumps(child(args.child, args.model[0], args.batch[0], args.runs, args.warmup,
                                json.loads(args.files), args.out)))
@@ -367,7 +396,7 @@ def main(argv=None):
     models = args.model or (["resnet50"] if args.quick else list(MODELS))
     batches = args.batch or [1, 8]
     if args.quick:
-        args.procs, args.runs, args.rounds = 1, 4, 4
+        args.procs, args.runs, args.rounds, args.rr_procs = 1, 4, 4, 1
     peers = list(PEERS)
     if args.no_torch or not have_torch():
         peers.remove("pytorch")
@@ -388,7 +417,7 @@ def main(argv=None):
                 gf = gflop(model, batch)
                 warm = warm_cache(model, batch, files, tmp)
                 own = own_process(model, batch, peers, args.procs, args.runs, args.warmup, files, tmp)
-                rr = round_robin(model, batch, peers, args.rounds, args.warmup, files)
+                rr = round_robin(model, batch, peers, args.rounds, args.warmup, files, args.rr_procs)
                 row = {"model": model, "batch": batch, "gflop": gf, "own": own, "round_robin": rr,
                        "cache_warming_peak_mb": warm["peak_mb"], "load": os.getloadavg()[0]}
                 results["rows"].append(row)
