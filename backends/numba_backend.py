@@ -553,10 +553,13 @@ def build_gated_mul(step, plan, rt, table):
     acts = (fc1.act1, fc2.act1)
     if any(a is not None and (a not in K.ACT_ROW_CODES or ops.get(a).activation.param is not None) for a in acts):
         return build_gated(step, plan, rt, table)
-    pool_fn, mul_fn = table[pool.op](pool, plan, rt), table[step.op](step, plan, rt)
     C, r = int(fc1.in_shapes[0][0]), int(fc1.out_shape[0])
-    w1t = np.ascontiguousarray(weight(plan, fc1, "weight").reshape(r, C).T, np.float32)
-    w2t = np.ascontiguousarray(weight(plan, fc2, "weight").reshape(C, r).T, np.float32)
+    w1, w2 = weight(plan, fc1, "weight"), weight(plan, fc2, "weight")
+    if w1.shape != (r, C, 1, 1) or w2.shape != (C, r, 1, 1):  # not two dense 1×1 convolutions' weights
+        return build_gated(step, plan, rt, table)
+    pool_fn, mul_fn = table[pool.op](pool, plan, rt), table[step.op](step, plan, rt)
+    w1t = np.ascontiguousarray(w1.reshape(r, C).T, np.float32)
+    w2t = np.ascontiguousarray(w2.reshape(C, r).T, np.float32)
     b1 = np.ascontiguousarray(weight(plan, fc1, "bias"), np.float32) if "bias" in fc1.params else np.zeros(r, np.float32)
     b2 = np.ascontiguousarray(weight(plan, fc2, "bias"), np.float32) if "bias" in fc2.params else np.zeros(C, np.float32)
     a1, a2 = act_code(acts[0]), act_code(acts[1])

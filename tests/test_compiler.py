@@ -6,8 +6,8 @@ import sympy
 from cnngraph import analyze, zoo
 from cnngraph.backends.common import Executor, numpy_backend
 from cnngraph.compiler import compile
-from cnngraph.dsl import (Net, add, batchnorm, concat, conv2d, dropout, flatten, global_avgpool, identity, linear, maxpool2d,
-                          mul, relu, sigmoid)
+from cnngraph.dsl import (Net, add, batchnorm, concat, conv2d, conv_transpose2d, dropout, flatten, global_avgpool,
+                          identity, linear, maxpool2d, mul, relu, sigmoid)
 from cases import check_no_overlap
 from cnngraph.ir.graph import infer_shapes, outputs
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
@@ -167,13 +167,14 @@ def test_standalone_add_takes_its_activation():
 
 
 # ---------------------------------------------------------------- squeeze-and-excitation gates
-def _se_net(shared_h=False, conv_gate=True):
+def _se_net(shared_h=False, conv_gate=True, transposed=False):
     """conv → SE (global pool, 1×1 conv + ReLU, 1×1 conv + sigmoid, product) → conv."""
     net = Net("se")
     x = net.input(3, 8, 8)
     y = relu(conv2d(x, 16, 3, padding=1, name="c1"), name="r1")
     p = global_avgpool(y, name="pool")
-    h = relu(conv2d(p, 4, 1, name="fc1"), name="act1")
+    fc1 = conv_transpose2d(p, 4, 1, name="fc1") if transposed else conv2d(p, 4, 1, name="fc1")
+    h = relu(fc1, name="act1")
     s = sigmoid(conv2d(h, 16, 1, name="fc2") if conv_gate else conv2d(h, 16, 1, groups=2, name="fc2"), name="gate")
     z = conv2d(mul(y, s, name="scale"), 8, 1, name="c2")
     net.output(z, h) if shared_h else net.output(z)
@@ -207,11 +208,13 @@ def test_gate_nesting_needs_each_value_used_once_and_a_dense_1x1():
     # the first convolution's output is also a graph output: the gate stays four steps
     assert [s.op for s in compile(_se_net(shared_h=True)).steps] == [
         "conv2d", "adaptive_avgpool2d", "conv2d", "conv2d", "mul", "conv2d"]
-    # a grouped 1×1 convolution is not a matrix-vector product
+    # a grouped 1×1 convolution is not a matrix-vector product, nor is a transposed one
+    # (its weights are laid out (C_in, C_out))
     assert not any(s.gate for s in compile(_se_net(conv_gate=False)).steps)
+    assert not any(s.gate for s in compile(_se_net(transposed=True)).steps)
 
 
-@pytest.mark.parametrize("variant", [{}, {"shared_h": True}, {"conv_gate": False}])
+@pytest.mark.parametrize("variant", [{}, {"shared_h": True}, {"conv_gate": False}, {"transposed": True}])
 def test_gated_plan_computes_the_same(variant):
     g = _se_net(**variant)
     ws = init(g, seed=4)

@@ -203,7 +203,8 @@ def _is_gate_fc(step) -> bool:
     """A dense 1×1 convolution of a 1×1 map (a matrix-vector product) with at most one
     activation after it."""
     role = ops.get(step.op)
-    if role.fusion != "anchor" or role.window is None or step.residual is not None or step.act2 is not None:
+    if (role.fusion != "anchor" or role.spatial != "window" or role.window is None or step.residual is not None
+            or step.act2 is not None):  # "window": a convolution's own layout, not a transposed one's
         return False
     w = role.window(step.attrs)
     return (w.kernel == (1, 1) and w.stride == (1, 1) and not any(w.padding) and step.attrs.get("groups", 1) == 1
