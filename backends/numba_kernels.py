@@ -1176,39 +1176,34 @@ def resize_rows(x, out, t0, t1, ih, wh, iw, ww, nearest):
                     ov[c] = a * (p * x00[c] + q * x01[c]) + b * (p * x10[c] + q * x11[c])
 
 
+@njit(inline="always", **JIT)
+def _affine(x, wt, b, acc, y):
+    """``y = x · wt + b`` for one vector ``x``: ``wt`` is (len(x), len(y)), read a row at a
+    time so the inner loop runs along contiguous memory (vectorised, no reduction); the sums
+    in float64 (``acc``, as long as ``y``)."""
+    for j in range(y.shape[0]):
+        acc[j] = b[j]
+    for k in range(x.shape[0]):
+        xk = np.float64(x[k])
+        w = wt[k]
+        for j in range(y.shape[0]):
+            acc[j] += xk * w[j]
+    for j in range(y.shape[0]):
+        y[j] = np.float32(acc[j])
+
+
 @njit(**JIT)
 def gate_fc(pooled, w1t, b1, a1, w2t, b2, a2, h, s):
     """A squeeze-and-excitation gate's two 1×1 convolutions on the pooled vectors, serially
     (a few thousand to 110 thousand multiply-adds an image: waking other threads costs
-    more): ``h = act1(pooled · w1t + b1)``, ``s = act2(h · w2t + b2)`` per image, ``w1t`` the
-    first layer's weights as (C, r), ``w2t`` the second's as (r, C), both read a row at a
-    time so the inner loops run along contiguous memory (vectorised, no reduction). The sums
-    are kept in float64 (as cheap here): the EfficientNets' gates feed every channel of a
+    more): ``h = act1(pooled · w1t + b1)``, ``s = act2(h · w2t + b2)`` per image (:func:`_affine`),
+    ``w1t`` the first layer's weights as (C, r), ``w2t`` the second's as (r, C). The sums are
+    kept in float64 (as cheap here): the EfficientNets' gates feed every channel of a
     block, and float32 sums in this order moved EfficientNet-B5's output past the zoo's
     accuracy bound against PyTorch float64."""
-    N, C = pooled.shape
-    r = w1t.shape[1]
-    acc_h = np.empty(r, np.float64)
-    acc_s = np.empty(C, np.float64)
-    for n in range(N):
-        hv, sv, m = h[n], s[n], pooled[n]
-        for j in range(r):
-            acc_h[j] = b1[j]
-        for c in range(C):
-            mc = np.float64(m[c])
-            w = w1t[c]
-            for j in range(r):
-                acc_h[j] += mc * w[j]
-        for j in range(r):
-            hv[j] = np.float32(acc_h[j])
-        act_row(hv, a1)
-        for c in range(C):
-            acc_s[c] = b2[c]
-        for j in range(r):
-            hj = np.float64(hv[j])
-            w = w2t[j]
-            for c in range(C):
-                acc_s[c] += hj * w[c]
-        for c in range(C):
-            sv[c] = np.float32(acc_s[c])
-        act_row(sv, a2)
+    acc = np.empty(max(w1t.shape[0], w1t.shape[1]), np.float64)
+    for n in range(pooled.shape[0]):
+        _affine(pooled[n], w1t, b1, acc, h[n])
+        act_row(h[n], a1)
+        _affine(h[n], w2t, b2, acc, s[n])
+        act_row(s[n], a2)

@@ -181,15 +181,27 @@ def lower(g, order, fusions: dict, weights=None) -> Plan:
     values = {}
     for n in g.graph["inputs"]:
         values[n] = Value(n, g.nodes[n]["shape"], ops.numel(g.nodes[n]["shape"]), first=-1)
-    for i, s in enumerate(steps):
-        values[s.output] = Value(s.output, g.nodes[s.output]["shape"], ops.numel(g.nodes[s.output]["shape"]), first=i)
-    for i, s in enumerate(steps):
-        for r in s.reads:
-            values[r].last = max(values[r].last, i)
+    for s in steps:
+        values[s.output] = Value(s.output, g.nodes[s.output]["shape"], ops.numel(g.nodes[s.output]["shape"]))
     outs = [o for o in g.graph["outputs"]]
-    for o in outs:
-        values[o].last = len(steps)
+    _set_lifetimes(values, steps, outs)
     return Plan(g.graph.get("name", ""), list(g.graph["inputs"]), outs, values, steps, weights, graph=g)
+
+
+def _set_lifetimes(values: dict, steps: list, outputs: list) -> None:
+    """Each value's ``first`` (the step writing it, -1 for a graph input) and ``last`` (the
+    last step reading it, ``len(steps)`` for a graph output, -1 when never read); a step's
+    gate's steps count as the step itself."""
+    for v in values.values():
+        v.first = v.last = -1
+    for j, s in enumerate(steps):
+        for part in s.parts:
+            if values[part.output].first == -1:
+                values[part.output].first = j
+            for r in part.reads:
+                values[r].last = max(values[r].last, j)
+    for o in outputs:
+        values[o].last = len(steps)
 
 
 # ---------------------------------------------------------------- gates (squeeze-and-excitation)
@@ -248,15 +260,7 @@ def group_gates(plan: Plan) -> Plan:
         i += 1
     if len(out) != len(steps):
         plan.steps = out
-        for v in vals.values():  # value lifetimes in the new step numbering
-            v.first, v.last = -1, (-1 if v.last != len(steps) else len(out))
-        for j, s in enumerate(out):
-            for part in s.parts:
-                vals[part.output].first = j if vals[part.output].first == -1 else vals[part.output].first
-                for r in part.reads:
-                    vals[r].last = max(vals[r].last, j)
-        for o in plan.outputs:
-            vals[o].last = len(out)
+        _set_lifetimes(vals, out, plan.outputs)  # in the new step numbering
     return plan
 
 
