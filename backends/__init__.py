@@ -60,7 +60,8 @@ class Backend:
     ``sgemm_ceiling()`` the GFLOP/s of its float32 matrix product, named ``gemm_name``;
     ``threads()`` says how its steps use the cores ("" where it has nothing to say);
     ``chunked``: it honours the plan's ``chunk`` (:attr:`cnngraph.compiler.plan.Plan.chunk`);
-    ``gates``: its own builders of steps with a squeeze-and-excitation gate (``Step.gate``).
+    ``gates``: its own builders of steps with a squeeze-and-excitation gate (``Step.gate``),
+    ``expansions`` of steps with an expansion (``Step.pre``).
     """
 
     name: str
@@ -78,6 +79,8 @@ class Backend:
     # {op: builder(step, plan, rt, table)} for steps with a gate (Step.gate) that the backend
     # runs its own way; other gated steps run each part's kernel from KERNELS in turn
     gates: dict = field(default_factory=dict)
+    # the same for steps with an expansion (Step.pre)
+    expansions: dict = field(default_factory=dict)
 
     def make_executor(self, plan, progress=None):
         """An executor of ``plan`` on this backend (kernels built, weights packed once)."""

@@ -701,18 +701,19 @@ def build_copy(step, plan, rt):
     return run
 
 
-def build_gated(step, plan, rt, table):
-    """A step with a gate (:attr:`cnngraph.compiler.plan.Step.gate`): each part's kernel from
-    ``table`` in turn, each reading and writing its own values. The call's ``ins`` are the
-    step's :attr:`~cnngraph.compiler.plan.Step.operands`."""
+def build_nested(step, plan, rt, table):
+    """A step with nested steps (its gate, :attr:`cnngraph.compiler.plan.Step.gate`, or its
+    expansion, :attr:`~cnngraph.compiler.plan.Step.pre`): each part's kernel from ``table``
+    in turn, each reading and writing its own values. The call's ``ins`` are the step's
+    :attr:`~cnngraph.compiler.plan.Step.operands`."""
     fns = [table[p.op](p, plan, rt) for p in step.parts]
     where = {v: i for i, v in enumerate(step.operands)}
-    io = [([where[v] for v in p.inputs], where.get(p.output)) for p in step.gate]
+    io = [([where[v] for v in p.inputs], where.get(p.output)) for p in step.parts]
 
     def run(ins, out, res):
-        for fn, (src, dst) in zip(fns, io):
+        for fn, (src, dst) in zip(fns[:-1], io[:-1]):
             fn([ins[i] for i in src], ins[dst], None)
-        fns[-1](ins[:len(step.inputs)], out, res)
+        fns[-1]([ins[i] for i in io[-1][0]], out, res)
 
     return run
 
@@ -755,8 +756,8 @@ class Executor:
             for part in step.parts:
                 if part.op not in table:
                     raise CnnGraphError(f"{part.node}: op {part.op!r} has no kernel on the {backend.name} backend")
-            if step.gate:
-                build = backend.gates.get(step.op, build_gated)
+            if step.gate or step.pre:
+                build = (backend.gates if step.gate else backend.expansions).get(step.op, build_nested)
                 self.fns.append(build(step, plan, self.rt, table))
             else:
                 self.fns.append(table[step.op](step, plan, self.rt))

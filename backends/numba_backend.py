@@ -46,6 +46,7 @@ from cnngraph.backends import numba_par as PAR
 from cnngraph.backends import numba_threads
 from cnngraph.backends import numba_winograd as WG
 from cnngraph.backends import numba_grouped as GP
+from cnngraph.backends import numba_fused as FU
 from cnngraph.backends.numba_par import chunks
 from cnngraph.backends.numba_threads import num_threads, threading_layer  # noqa: F401  - re-exported
 from cnngraph.backends.common import (Executor, Runtime, avgpool_divisor, conv_geometry, pack_transpose_weight,
@@ -79,6 +80,12 @@ GROUPED_SLAB = 1 << 18
 # Below this many output pixels per thread, a grouped convolution's threads split its output
 # channels (each reads only its share of the weights) instead of its rows.
 GROUPED_SPLIT_PIXELS = 256
+# An expansion nested in its depthwise convolution (Step.pre) runs with it a band of rows at
+# a time when its output for one pass is larger than EXPAND_MIN_BYTES (else both steps run
+# apart: the map stays in the cache anyway); a band's expanded rows take at most about
+# EXPAND_BAND_BYTES (half the core's L2: the rows and their depthwise output stay in it).
+EXPAND_MIN_BYTES = 1 << 20
+EXPAND_BAND_BYTES = 512 << 10
 
 _BLAS = None
 _BLAS_STATE = {"depth": 0, "before": []}  # plans running now; BLAS's thread counts before the first
@@ -546,17 +553,17 @@ def build_gated_mul(step, plan, rt, table):
     pool, two 1×1 convolutions): the pool's kernel, both convolutions in one serial call
     (:func:`.numba_kernels.gate_fc`) instead of two GEMM steps, then the broadcast product.
     Activations outside :data:`.numba_kernels.ACT_ROW_CODES` (or with a parameter) run each
-    part's own kernel (:func:`.common.build_gated`)."""
-    from cnngraph.backends.common import build_gated
+    part's own kernel (:func:`.common.build_nested`)."""
+    from cnngraph.backends.common import build_nested
 
     pool, fc1, fc2 = step.gate
     acts = (fc1.act1, fc2.act1)
     if any(a is not None and (a not in K.ACT_ROW_CODES or ops.get(a).activation.param is not None) for a in acts):
-        return build_gated(step, plan, rt, table)
+        return build_nested(step, plan, rt, table)
     C, r = int(fc1.in_shapes[0][0]), int(fc1.out_shape[0])
     w1, w2 = weight(plan, fc1, "weight"), weight(plan, fc2, "weight")
     if w1.shape != (r, C, 1, 1) or w2.shape != (C, r, 1, 1):  # not two dense 1×1 convolutions' weights
-        return build_gated(step, plan, rt, table)
+        return build_nested(step, plan, rt, table)
     pool_fn, mul_fn = table[pool.op](pool, plan, rt), table[step.op](step, plan, rt)
     w1t = np.ascontiguousarray(w1.reshape(r, C).T, np.float32)
     w2t = np.ascontiguousarray(w2.reshape(C, r).T, np.float32)
@@ -570,6 +577,47 @@ def build_gated_mul(step, plan, rt, table):
         K.gate_fc(pooled.reshape(pooled.shape[0], C), w1t, b1, a1, w2t, b2, a2, h.reshape(h.shape[0], r),
                   s.reshape(s.shape[0], C))
         mul_fn([x, s], out, res)
+
+    return run
+
+
+def build_expanded(step, plan, rt, table):
+    """A depthwise convolution with its expansion (``Step.pre``, an inverted residual's 1×1
+    convolution) in one parallel region, a band of rows at a time (:mod:`.numba_fused`):
+    the expanded rows stay in the core's cache. Each step alone (:func:`.common.build_nested`)
+    when the expanded map of a pass is small enough to stay in the cache anyway (at most
+    EXPAND_MIN_BYTES: the bands' shared rows would cost more than they save), or the
+    depthwise kernel is not a blocked one."""
+    from cnngraph.backends.common import build_nested
+
+    (pre,) = step.pre
+    ke, kd = conv_geometry(pre), conv_geometry(step)
+    C, W = ke["cout"], ke["Wo"]
+    geo = (kd["kh"], kd["sh"], kd["sw"], kd["pt"], kd["pl"], kd["dh"], kd["dw"])
+    expanded = 4 * ke["Ho"] * W * C * max(1, plan.chunk or plan_batch(plan))
+    if expanded <= EXPAND_MIN_BYTES or not K.depthwise_blocked(kd["kh"], kd["kw"], *geo[1:]):
+        return build_nested(step, plan, rt, table)
+    bp = NG.pack_conv(weight(plan, pre, "weight"), 1)
+    bias_e, clamps_e, a1e = _bias(plan, pre), _clamps(pre), act_code(pre.act1)
+    wd = np.ascontiguousarray(weight(plan, step, "weight").reshape(C, kd["kh"], kd["kw"]).transpose(1, 2, 0))
+    bias_d = _bias(plan, step)
+    a1d, a2d = _codes(step)
+    Ho, Wo = kd["Ho"], kd["Wo"]
+    # output rows per band: the band's expanded rows within EXPAND_BAND_BYTES
+    R = 1
+    while R < Ho and 4 * FU.band_rows(R + 1, kd["kh"], kd["sh"], kd["dh"]) * W * C <= EXPAND_BAND_BYTES:
+        R += 1
+    S = rt.extra["scratch"]
+
+    def run(ins, out, res):
+        x = ins[0]
+        N = x.shape[0]
+        workers = numba_threads.threads()
+        r = min(R, max(1, -(-Ho * N // (2 * workers))))  # at least two bands per thread when the rows allow
+        bands = -(-Ho // r)
+        buf = S.get("expanded", (FU.band_rows(r, kd["kh"], kd["sh"], kd["dh"]) * W, C))
+        FU.expand_depthwise(N * bands, workers, bands, r, x, bp, bias_e, a1e, clamps_e, wd, EMPTY3, bias_d, out,
+                            res if res is not None else EMPTY4, *geo, a1d, a2d, buf, S.get("acc", (Wo * C,)))
 
     return run
 
@@ -736,7 +784,8 @@ def describe_threads() -> str:
 
 
 BACKEND = Backend(name=NAME, xp=np, KERNELS=KERNELS, runtime=runtime, executor=Executor, threads=describe_threads,
-                  chunked=True, gates={"mul": build_gated_mul})
+                  chunked=True, gates={"mul": build_gated_mul},
+                  expansions={"conv2d": build_expanded})
 
 
 _TRIM: list = []  # [malloc_trim or None], looked up once

@@ -182,25 +182,65 @@ def _se_net(shared_h=False, conv_gate=True, transposed=False):
 
 
 def test_efficientnet_b0_nests_its_16_gates(monkeypatch):
-    """EfficientNet-B0's 16 MBConv blocks each have one SE gate: 116 steps become 68, the
-    memory plan is the same, and every gate is pool → conv + SiLU → conv + sigmoid."""
+    """EfficientNet-B0's 16 MBConv blocks each have one SE gate: 116 steps become 68 (53
+    with the 15 expansions nested too), every gate is pool → conv + SiLU → conv + sigmoid,
+    and the memory plan made after nesting is valid call by call."""
     import cnngraph.compiler.pipeline as PL
 
     g = zoo.build("efficientnet_b0")
     p = compile(g)
+    monkeypatch.setattr(PL, "group_expansions", lambda plan: plan)
+    only_gates = compile(g)
     monkeypatch.setattr(PL, "group_gates", lambda plan: plan)
     flat = compile(g)
     gated = [s for s in p.steps if s.gate]
-    assert len(flat.steps) == 116 and len(p.steps) == 68 and len(gated) == 16
+    assert len(flat.steps) == 116 and len(only_gates.steps) == 68 and len(p.steps) == 53 and len(gated) == 16
     for s in gated:
         assert s.op == "mul" and [q.op for q in s.gate] == ["adaptive_avgpool2d", "conv2d", "conv2d"]
         assert (s.gate[1].act1, s.gate[2].act1) == ("silu", "sigmoid")
         assert s.inputs == [s.gate[0].inputs[0], s.gate[2].output]
         assert s.operands == s.inputs + [s.gate[0].output, s.gate[1].output]
-    assert p.memory.slots == flat.memory.slots
-    assert {n: v.slot for n, v in p.values.items()} == {n: v.slot for n, v in flat.values.items()}
-    check_no_overlap(p)
+    for q in (p, only_gates):
+        check_no_overlap(q)
     assert not any(s.gate for s in compile(g, fuse=False).steps)
+
+
+def test_mobilenet_v2_nests_its_16_expansions():
+    """Each inverted residual with an expansion (features.2 to .17) runs its 1×1 expansion
+    inside its depthwise step; the expansion's input, output and the step's output each
+    keep a slot of their own through the step (the Numba kernel reads the input while it
+    writes the output), and the plan is valid call by call."""
+    for batch in (1, 8):
+        p = compile(zoo.build("mobilenet_v2"), batch=batch)
+        nested = [s for s in p.steps if s.pre]
+        assert len(p.steps) == 39 and len(nested) == 16
+        assert [s.node for s in nested] == [f"features.{i}.conv.1.0" for i in range(2, 18)]
+        for s in nested:
+            (e,) = s.pre
+            assert e.node == s.node.replace("conv.1.0", "conv.0.0") and (e.act1, s.act1) == ("relu6", "relu6")
+            assert s.inputs == [e.output] and s.operands == [e.inputs[0], e.output]
+            slots = {p.values[v].slot for v in (e.inputs[0], e.output, s.output)}
+            assert len(slots) == 3
+        check_no_overlap(p)
+    assert not any(s.pre for s in compile(zoo.build("mobilenet_v2"), fuse=False).steps)
+    # ResNet-50's 1×1 convolutions feed 3×3 dense ones: nothing to nest
+    assert not any(s.pre for s in compile(zoo.build("resnet50")).steps)
+
+
+def test_expansion_nesting_needs_a_sole_reader_and_multiplier_1():
+    from cnngraph import dsl
+
+    def net(shared=False, multiplier=1):
+        n = dsl.Net("ir")
+        x = n.input(8, 10, 10)
+        e = dsl.relu6(dsl.conv2d(x, 24, 1, name="expand"), name="a")
+        d = dsl.conv2d(e, 24 * multiplier, 3, padding=1, groups=24, name="dw")
+        n.output(*([d, e] if shared else [d]))
+        return n.graph
+
+    assert [len(s.pre) for s in compile(net()).steps] == [1]
+    assert not any(s.pre for s in compile(net(shared=True)).steps)
+    assert not any(s.pre for s in compile(net(multiplier=2)).steps)
 
 
 def test_gate_nesting_needs_each_value_used_once_and_a_dense_1x1():

@@ -301,6 +301,39 @@ def test_symbolic_plan_cannot_run():
         executor(compile(g))
 
 
+@pytest.mark.parametrize("case", [("relu6", 3, 1, 1), ("relu6", 3, 2, 3), ("silu", 5, 1, 2), ("silu", 5, 2, 1),
+                                  ("hardswish", 3, 1, 3)])
+def test_expansion_with_its_depthwise_in_one_step_matches_numpy(case, monkeypatch):
+    """An expansion nested in its depthwise convolution (``Step.pre``) on the Numba backend,
+    a band of rows at a time (every band size from one row up, so bands share rows and
+    threads share images), against the unfused plan on the generic NumPy kernels: 3×3 and
+    5×5, stride 1 and 2, three activations, channel counts that are not multiples of 16,
+    images of odd sizes; and the nested step run part by part."""
+    from cnngraph import dsl
+    import cnngraph.backends.numba_backend as NB
+
+    act, k, stride, batch = case
+    net = dsl.Net("ir")
+    x = net.input(6, 13, 11)
+    e = getattr(dsl, act)(dsl.conv2d(x, 40, 1, name="expand"), name="a")
+    d = getattr(dsl, act)(dsl.conv2d(e, 40, k, stride=stride, padding=k // 2, groups=40, name="dw"), name="b")
+    net.output(dsl.conv2d(d, 8, 1, name="project"))
+    g = net.graph
+    ws = init(g, seed=3)
+    xb = np.random.default_rng(5).standard_normal((batch, 6, 13, 11)).astype(np.float32)
+    (ref,) = Executor(compile(g, ws, fold=False, fuse=False), numpy_backend()).run(xb)
+    plan = compile(g, ws, batch=batch)
+    assert [s.node for s in plan.steps if s.pre] == ["dw"]
+    monkeypatch.setattr(NB, "EXPAND_MIN_BYTES", 0)
+    for band in (1 << 10, 4 << 10, 1 << 20):  # one output row per band, a few, the whole image
+        monkeypatch.setattr(NB, "EXPAND_BAND_BYTES", band)
+        (ours,) = executor(plan).run(xb)
+        assert rel_err(ours, ref) <= 2e-6, band
+    monkeypatch.setattr(NB, "EXPAND_MIN_BYTES", 1 << 60)  # each part's own kernel
+    (ours,) = executor(plan).run(xb)
+    assert rel_err(ours, ref) <= 2e-6
+
+
 @pytest.mark.parametrize("acts", [("relu", "sigmoid"), ("silu", "hardsigmoid"), ("gelu", "tanh"), ("relu", "fallback")])
 def test_squeeze_excitation_gate_in_one_step_matches_numpy(acts, monkeypatch):
     """A gated product (``Step.gate``) on the Numba backend: both 1×1 convolutions in one

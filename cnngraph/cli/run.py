@@ -228,7 +228,7 @@ def cmd_bench(args):
 
 
 def step_macs(step, n: int) -> int:
-    """Multiply-adds of a step's own op (and of its gate's steps) for a batch of n, as the
+    """Multiply-adds of a step's own op (and of its nested steps) for a batch of n, as the
     registry counts them (0 for ops without any).
 
     >>> from cnngraph import zoo
@@ -262,7 +262,7 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
     print(f"  {'#':>3} {'step':34s} {'op / algorithm':22s} {'ms':>8} {'GFLOP/s':>8} {'ceiling':>7} {'share':>6}")
     for i, (s, t) in enumerate(zip(plan.steps, med)):
         f = 2 * step_macs(s, n) / t / 1e9 if t > 0 else 0.0
-        alg = s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "")
+        alg = s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "") + (" + expansion" if s.pre else "")
         print(f"  {i:3d} {s.node[:34]:34s} {alg[:22]:22s} {t * 1e3:8.2f} {f:8.1f} "
               f"{(f'{f / ceiling:.0%}' if f else ''):>7} {t / total:6.1%}")
     print(f"  sum {total * 1e3:.1f} ms")
@@ -300,6 +300,9 @@ def cmd_plan(args):
             if s.gate:
                 print(f"{'':23s}its gate (squeeze-and-excitation), run inside the step: " + " → ".join(
                     p.node + "".join(f" +{a}" for a in (p.act1, p.act2) if a) for p in s.gate))
+            for p in s.pre:
+                print(f"{'':23s}its input's 1×1 expansion, run inside the step a band of rows at a time: {p.node}"
+                      + "".join(f" +{a}" for a in (p.act1,) if a))
     if plan.chunk_why:
         print(f"batch {args.batch} on the CPU: {plan.chunk_why}")
     return 0

@@ -212,17 +212,25 @@ CHUNK_WEIGHTS = 3
 
 
 def step_bytes(plan) -> int:
-    """Bytes per image of the plan's largest step: its inputs, residual and output (float32).
+    """Bytes per image of the plan's largest step: its inputs, residual and output (float32);
+    the values a step's nested steps pass to each other (an expansion's output, a gate's)
+    stay inside the step and do not count.
 
     >>> from cnngraph import zoo
     >>> from cnngraph.compiler import compile
-    >>> step_bytes(compile(zoo.build("mobilenet_v2")))   # features.2.conv.1.0: 96 channels, 112² in, 56² out
+    >>> step_bytes(compile(zoo.build("mobilenet_v2"), fuse=False))  # features.2.conv.1.0: 96 channels, 112² in, 56² out
     6021120
+    >>> step_bytes(compile(zoo.build("mobilenet_v2")))   # features.1.conv.0.0: 32 channels, 112² in and out
+    3211264
     """
     def size(v):
         return int(plan.values[v].size)
 
-    return 4 * max(sum(size(v) for v in s.reads) + size(s.output) for s in plan.steps)
+    def touched(s):
+        inner = {p.output for p in s.parts[:-1]}
+        return {v for p in s.parts for v in p.reads + [p.output]} - inner
+
+    return 4 * max(sum(size(v) for v in touched(s)) for s in plan.steps)
 
 
 def choose_chunk(plan, batch: int):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from cnngraph.compiler.algorithms import choose_algorithms, choose_chunk
 from cnngraph.ir.graph import as_graph, check_weights, with_input
 from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
-from cnngraph.compiler.plan import Plan, group_gates, lower, plan_memory
+from cnngraph.compiler.plan import Plan, group_expansions, group_gates, lower, plan_memory
 
 
 def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True,
@@ -23,7 +23,8 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     ``input`` re-infers the graph for another input shape; ``weights`` (torchvision names)
     are folded with the batch norms and kept in ``plan.weights``; ``fold``/``fuse`` switch
     batch-norm folding and epilogue fusion (and the nesting of squeeze-and-excitation gates
-    into their product, :func:`~cnngraph.compiler.plan.group_gates`) off (for tests and comparisons); ``batch`` is the
+    into their product, :func:`~cnngraph.compiler.plan.group_gates`, and of expansions into
+    their depthwise convolution, :func:`~cnngraph.compiler.plan.group_expansions`) off (for tests and comparisons); ``batch`` is the
     batch size the plan is made for: CPU backends run it in passes of ``plan.chunk`` images
     (:func:`~cnngraph.compiler.algorithms.choose_chunk`), and each convolution's algorithm is
     chosen for that many (:mod:`cnngraph.compiler.algorithms`; the plan runs at any batch size). ``consume_weights`` folds the batch norms into
@@ -43,10 +44,14 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     order = schedule(g)
     fusions = fuse_epilogues(g, order) if fuse else {}
     plan = lower(g, order, fusions, weights)
-    plan.memory = plan_memory(plan)
     plan.batch = batch
+    plan = choose_algorithms(plan, batch)
+    if fuse:  # nesting reads the algorithms; the pass size reads the nesting (values inside a step)
+        plan = group_gates(group_expansions(plan))
     c = choose_chunk(plan, batch)
     if c is not None:
         plan.chunk, plan.chunk_why = int(c.algorithm), c.why
-    plan = choose_algorithms(plan, plan.chunk or batch)
-    return group_gates(plan) if fuse else plan
+        if plan.chunk != batch:  # each convolution's algorithm for the pass's images
+            plan = choose_algorithms(plan, plan.chunk)
+    plan.memory = plan_memory(plan)  # after nesting: a step's nested values live through the whole step
+    return plan

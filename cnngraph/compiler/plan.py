@@ -71,6 +71,9 @@ class Step:
     # steps computing this step's second input from its first, run as part of it (a
     # squeeze-and-excitation gate: global average pool, two 1×1 convolutions; group_gates)
     gate: list = field(default_factory=list)
+    # the step computing this step's input, run as part of it (an inverted residual's 1×1
+    # expansion before its depthwise convolution; group_expansions)
+    pre: list = field(default_factory=list)
 
     @property
     def reads(self) -> list:
@@ -78,13 +81,18 @@ class Step:
 
     @property
     def parts(self) -> list:
-        """The kernel calls this step makes, in order: its gate's steps, then itself."""
-        return [*self.gate, self]
+        """The kernel calls this step makes, in order: its expansion or its gate's steps,
+        then itself."""
+        return [*self.pre, *self.gate, self]
 
     @property
     def operands(self) -> list:
         """The values an executor hands the step's kernel: its inputs, then the values its
-        gate's steps pass to each other (the last one's output is the step's second input)."""
+        gate's steps pass to each other (the last one's output is the step's second input);
+        with an expansion, the expansion's input, then the step's input (the expansion's
+        output)."""
+        if self.pre:
+            return self.pre[0].inputs + self.inputs
         return self.inputs + [g.output for g in self.gate[:-1]]
 
 
@@ -190,8 +198,8 @@ def lower(g, order, fusions: dict, weights=None) -> Plan:
 
 def _set_lifetimes(values: dict, steps: list, outputs: list) -> None:
     """Each value's ``first`` (the step writing it, -1 for a graph input) and ``last`` (the
-    last step reading it, ``len(steps)`` for a graph output, -1 when never read); a step's
-    gate's steps count as the step itself."""
+    last step reading it, ``len(steps)`` for a graph output, -1 when never read); the steps
+    nested in a step (its gate, its expansion) count as the step itself."""
     for v in values.values():
         v.first = v.last = -1
     for j, s in enumerate(steps):
@@ -255,6 +263,65 @@ def group_gates(plan: Plan) -> Plan:
                 m.nodes = pool.nodes + fc1.nodes + fc2.nodes + m.nodes
                 out.append(m)
                 i += 4
+                continue
+        out.append(steps[i])
+        i += 1
+    if len(out) != len(steps):
+        plan.steps = out
+        _set_lifetimes(vals, out, plan.outputs)  # in the new step numbering
+    return plan
+
+
+# ---------------------------------------------------------------- expansions (inverted residuals)
+def _is_expansion(step) -> bool:
+    """A dense 1×1 stride-1 convolution in its own layout, unpadded, with at most one
+    activation after it (no residual)."""
+    role = ops.get(step.op)
+    if (role.fusion != "anchor" or role.spatial != "window" or role.window is None or step.residual is not None
+            or step.act2 is not None or len(step.inputs) != 1 or step.algorithm != "gemm"):
+        return False
+    w = role.window(step.attrs)
+    return (w.kernel == (1, 1) and w.stride == (1, 1) and not any(w.padding) and w.dilation == (1, 1)
+            and step.attrs.get("groups", 1) == 1)
+
+
+def _is_depthwise(step) -> bool:
+    """A depthwise convolution (the compiler's ``depthwise`` algorithm) of channel multiplier
+    1: as many output channels as input channels and groups."""
+    return (step.algorithm == "depthwise" and len(step.inputs) == 1
+            and step.attrs.get("groups", 1) == step.in_shapes[0][0] == step.out_shape[0])
+
+
+def group_expansions(plan: Plan) -> Plan:
+    """Nest every inverted residual's expansion into its depthwise convolution: a depthwise
+    convolution of multiplier 1 (:func:`_is_depthwise`, no residual) whose input is the output of the
+    step right before it, a dense 1×1 convolution (:func:`_is_expansion`) read by nothing
+    else, takes that step as its :attr:`Step.pre`. The Numba backend then computes the
+    expansion a band of rows at a time into a buffer that stays in the core's cache, and
+    the depthwise convolution from there: the expanded map (6× the block's channels in
+    MobileNet v2) is never written to memory nor read back. Other backends run both parts
+    in turn. Values, slots and the order of the kernel calls are unchanged, so the memory
+    plan stays valid. MobileNet v2: 16 expansions nested, 55 steps → 39.
+
+    >>> from cnngraph import zoo
+    >>> from cnngraph.compiler import compile
+    >>> p = compile(zoo.build("mobilenet_v2"))
+    >>> dw = p.steps[3]
+    >>> dw.node, [q.node for q in dw.pre], dw.pre[0].act1, dw.act1
+    ('features.2.conv.1.0', ['features.2.conv.0.0'], 'relu6', 'relu6')
+    """
+    steps, vals = plan.steps, plan.values
+    out, i = [], 0
+    while i < len(steps):
+        if i + 1 < len(steps):
+            a, d = steps[i:i + 2]
+            if (not a.pre and not a.gate and not d.pre and not d.gate and _is_expansion(a) and _is_depthwise(d)
+                    and d.inputs == [a.output] and d.residual is None and vals[a.output].last == i + 1
+                    and a.output not in plan.outputs):
+                d.pre = [a]
+                d.nodes = a.nodes + d.nodes
+                out.append(d)
+                i += 2
                 continue
         out.append(steps[i])
         i += 1
@@ -330,6 +397,10 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
     for n in plan.inputs:
         vals[n].slot = take(vals[n])
     for i, step in enumerate(plan.steps):
+        # values a step's nested steps pass to each other (an expansion's output, a gate's)
+        # are alive during the whole step, as its inputs and output are: slots of their own
+        for part in step.parts[:-1]:
+            vals[part.output].slot = take(vals[part.output])
         out = vals[step.output]
         # ports whose value the output may overwrite (the kernel reads each element before
         # writing it); any step may also reuse its residual's buffer (the epilogue reads a
@@ -346,7 +417,7 @@ def plan_memory(plan: Plan, bytes_per_element: int = 4) -> MemoryPlan:
             alias[step.output] = alias.get(reuse, reuse)
         else:
             out.slot = take(out)
-        for r in dict.fromkeys(step.reads):
+        for r in dict.fromkeys(r for part in step.parts for r in part.reads):
             if vals[r].last == i and r != reuse and vals[r].slot not in free:
                 free.append(vals[r].slot)
         if out.last == -1:  # produced but never read and not an output (not after eliminate_dead)

@@ -131,8 +131,9 @@ def layer_key(step) -> str:
         return [p.op, sorted(p.attrs.items()), [list(map(int, s)) for s in p.in_shapes], list(map(int, p.out_shape)),
                 p.act1, p.residual is not None, p.act2]
 
-    # a step with a gate (squeeze-and-excitation) is keyed by all its parts; others as before
-    return json.dumps([key(p) for p in step.parts] if step.gate else key(step), default=str, separators=(",", ":"))
+    # a step with nested steps (a gate, an expansion) is keyed by all its parts; others as before
+    return json.dumps([key(p) for p in step.parts] if len(step.parts) > 1 else key(step), default=str,
+                      separators=(",", ":"))
 
 
 def plan_of(g):
