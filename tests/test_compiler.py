@@ -296,9 +296,16 @@ def test_mobilenet_v2_memory_packed_by_size(monkeypatch):
     at 56² its input (24×56²), the expansion and the depthwise output (144×56² each) are alive
     at once. So any plan needs at least 3 buffers of at least 96·112², 144·56² and 24·56²
     elements: packing by size reaches exactly that, where step order (which gives the block's
-    24-channel output the big free buffer) needs 96·112² + 2·144·56²."""
+    24-channel output the big free buffer) needs 96·112² + 2·144·56². With the expansions
+    nested in their depthwise steps, the first one's input (16×112²) is alive through the
+    step too: a fourth buffer."""
+    import cnngraph.compiler.pipeline as PL
     from cnngraph.compiler import plan as P
 
+    p = compile(zoo.build("mobilenet_v2"))
+    check_no_overlap(p)
+    assert sorted(p.memory.slots, reverse=True) == [96 * 112 * 112, 144 * 56 * 56, 16 * 112 * 112, 24 * 56 * 56]
+    monkeypatch.setattr(PL, "group_expansions", lambda plan: plan)
     p = compile(zoo.build("mobilenet_v2"))
     check_no_overlap(p)
     assert sorted(p.memory.slots, reverse=True) == [96 * 112 * 112, 144 * 56 * 56, 24 * 56 * 56]
@@ -346,18 +353,23 @@ def test_plan_naive_memory_equals_cost_model_for_a_plain_stack():
 
 
 def test_batches_split_into_passes_that_fit_the_cache():
-    """MobileNet v2 at batch 8 runs in passes of 2 images (its largest step, 5.7 MiB per
-    image, within the 16 MiB budget twice); ResNet-50's weights (97 MiB) and
-    EfficientNet-B0's (20 MiB) would be read once more per pass, so they run whole; batch 1 and symbolic plans are never split; the
-    algorithms are chosen for the pass's size."""
+    """MobileNet v2 at 320² and batch 8 runs in passes of 2 images (its largest step in
+    memory, 6.25 MiB per image, within the 16 MiB budget twice; an expansion's output stays
+    inside its depthwise step and does not count); at 224² (3.06 MiB per image) its 13.3 MiB
+    of weights are more than 3× one image's step, so it runs whole, as do ResNet-50 (97 MiB
+    of weights) and EfficientNet-B0 (20 MiB); batch 1 and symbolic plans are never split;
+    the algorithms are chosen for the pass's size."""
+    import cnngraph.compiler.pipeline as PL
     from cnngraph.compiler.algorithms import CHUNK_BYTES, step_bytes
 
-    m = compile(zoo.build("mobilenet_v2"), batch=8)
+    m = compile(zoo.build("mobilenet_v2", input=(3, 320, 320)), batch=8)
+    assert step_bytes(m) == 4 * 2 * 32 * 160 * 160  # features.1's depthwise convolution, in and out
     assert m.chunk == 2 == CHUNK_BYTES // step_bytes(m) and "4 passes of 2 images" in m.chunk_why
     assert all("at batch 2" in s.why for s in m.steps if s.algorithm and s.why and "MAC-eq" in s.why)
+    m = compile(zoo.build("mobilenet_v2"), batch=8)
+    assert step_bytes(m) == 4 * 2 * 32 * 112 * 112 and m.chunk == 8 and m.chunk_why.endswith("> 3× one image's")
     r = compile(zoo.build("resnet50"), batch=8)
     assert r.chunk == 8 and r.chunk_why.startswith("whole batch")
-    # EfficientNet-B0: the same largest step, but 20 MiB of weights, more than 3× its 5.7 MiB
     e = compile(zoo.build("efficientnet_b0"), batch=8)
     assert e.chunk == 8 and e.chunk_why.endswith("> 3× one image's")
     assert compile(zoo.build("mobilenet_v2"), batch=1).chunk == 0

@@ -237,8 +237,9 @@ def group_gates(plan: Plan) -> Plan:
     second input from its first (a global average pool, then two dense 1×1 convolutions
     with their activations), each value read by the next step only, takes those steps as
     its :attr:`Step.gate`. Backends run a gate's steps as part of the step (the Numba
-    backend in one call for both convolutions); values, slots and the order of the kernel
-    calls are unchanged, so the memory plan stays valid. EfficientNet-B0: 116 steps → 68.
+    backend in one call for both convolutions); the values and the order of the kernel
+    calls are unchanged, and the memory plan is made afterwards (a gate's values live
+    through its step). EfficientNet-B0: 116 steps → 68.
 
     >>> from cnngraph import zoo
     >>> from cnngraph.compiler import compile
@@ -300,8 +301,9 @@ def group_expansions(plan: Plan) -> Plan:
     expansion a band of rows at a time into a buffer that stays in the core's cache, and
     the depthwise convolution from there: the expanded map (6× the block's channels in
     MobileNet v2) is never written to memory nor read back. Other backends run both parts
-    in turn. Values, slots and the order of the kernel calls are unchanged, so the memory
-    plan stays valid. MobileNet v2: 16 expansions nested, 55 steps → 39.
+    in turn. The memory plan is made afterwards: the expansion's input, its output and the
+    step's output each keep a slot through the step (the Numba kernel reads the input while
+    it writes the output). MobileNet v2: 16 expansions nested, 55 steps → 39.
 
     >>> from cnngraph import zoo
     >>> from cnngraph.compiler import compile
