@@ -197,15 +197,20 @@ def _compare(g, ws, x):
 
 @needs_torch
 @pytest.mark.parametrize("name", zoo.names())
-def test_zoo_model_matches_torch_and_ort(name):
+def test_zoo_model_matches_torch_and_ort(name, monkeypatch):
     """Every zoo model at its smallest input, against PyTorch in float64 (and float32 ONNX
     Runtime for one model per family). The bound is TOL, unless PyTorch's own float32 result
     is further than TOL from its float64 one (some 100-layer nets at 32×32 with random
-    weights are that ill-conditioned): then twice PyTorch's own error.
+    weights are that ill-conditioned): then twice PyTorch's own error. Every expansion nested
+    in its depthwise step runs the fused kernel, however small its map (at these inputs the
+    backend would run most of them apart).
 
     Batch norms are calibrated on 8 other samples; when that leaves the comparison
     ill-conditioned, on 30 samples including the test batch (which suits the EfficientNets,
     whose 1×1 late stages normalise over very few values), keeping the better of the two."""
+    import cnngraph.backends.numba_backend as NB
+
+    monkeypatch.setattr(NB, "EXPAND_MIN_BYTES", 0)
     g = zoo.build(name, input=small_input(name))
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2,) + tuple(int(s) for s in g.nodes["input"]["shape"])).astype(np.float32)
