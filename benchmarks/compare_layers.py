@@ -54,8 +54,8 @@ def ours(model: str, batch: int, runs: int) -> dict:
             prev = t
         for n, t in took.items():
             times[n].append(t)
-    kinds = {s.node: s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "") + (" + expansion" if s.pre else "")
-             for s in ex.plan.steps}
+    kinds = {s.node: s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "")
+             + (" + expansion" if s.pre else "") for s in ex.plan.steps}
     # the graph nodes a step computes (a squeeze-and-excitation gate's pool and convolutions
     # with the product) and its output value
     covers = {s.node: sorted({*s.nodes, s.output}) for s in ex.plan.steps}

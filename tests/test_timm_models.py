@@ -119,6 +119,19 @@ def test_timm_model_through_onnx(name):
         pytest.xfail(f"recorded: {want} | now: {got}")
 
 
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "efficientnet_b0"])
+def test_timm_model_through_from_torch(name):
+    """timm's MobileNet v3 and EfficientNet through from_torch: their BatchNormAct2d and
+    Linear call F.batch_norm and F.linear from their own forward (fx traces into them), so
+    these need the function converters; parameters and multiply-adds exact, the Numba
+    backend (expansions nested in their depthwise steps) within 1e-4 of PyTorch."""
+    from torch_models import check_from_torch
+
+    m = build(name)
+    g = check_from_torch(m, (64, 96))
+    assert g.nodes["bn1"]["op"] == "batchnorm" and "bn1.running_var" in g.graph["weights"]
+
+
 @pytest.mark.models
 def test_the_choice_is_the_rule():
     """The record lists exactly the models the rule chooses: at least 100, from at least 25 families."""

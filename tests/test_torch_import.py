@@ -135,6 +135,57 @@ def test_untraceable_module_is_named_with_its_reason():
         from_torch(_DataDependent())
 
 
+class _BatchNormAct(nn.BatchNorm2d):
+    """timm's BatchNormAct2d: its own forward checks the rank with torch._assert, calls
+    F.batch_norm with its buffers, then its activation."""
+
+    def __init__(self, c):
+        super().__init__(c)
+        self.act = nn.ReLU6()
+
+    def forward(self, x):
+        torch._assert(x.ndim == 4, f"expected 4D input (got {x.ndim}D input)")
+        x = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.1,
+                                     self.eps)
+        return self.act(x)
+
+
+class _Linear(nn.Linear):
+    """timm's Linear: nn.Linear whose forward calls F.linear itself."""
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+class _TimmStyle(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = _BatchNormAct(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = _Linear(8, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.bn(self.conv(x))), 1))
+
+
+def test_modules_computing_through_functions_of_their_own_buffers():
+    """timm's BatchNormAct2d and Linear run F.batch_norm / F.linear on their own parameters
+    inside their forward (fx traces into them): a batchnorm and a linear node named after
+    the module, its state_dict's names, exact parameters and multiply-adds, and the Numba
+    backend within 1e-4 of PyTorch (check_from_torch)."""
+    torch.manual_seed(0)
+    m = _TimmStyle().eval()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-1, 1)
+        m.bn.running_var.uniform_(0.5, 2)
+        m.bn.weight.uniform_(0.5, 1.5)
+        m.bn.bias.uniform_(-0.5, 0.5)
+    g = check_from_torch(m, (16, 24))
+    assert (g.nodes["bn"]["op"], g.nodes["fc"]["op"]) == ("batchnorm", "linear")
+    assert {"bn.running_mean", "bn.running_var", "bn.weight", "bn.bias", "fc.weight", "fc.bias"} <= set(g.graph["weights"])
+
+
 def test_unsupported_modules_are_listed_by_name():
     m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU())
     with pytest.raises(TraceError) as e:

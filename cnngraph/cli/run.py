@@ -262,7 +262,8 @@ def per_layer(ex, x, repeat: int, ceiling: float) -> None:
     print(f"  {'#':>3} {'step':34s} {'op / algorithm':22s} {'ms':>8} {'GFLOP/s':>8} {'ceiling':>7} {'share':>6}")
     for i, (s, t) in enumerate(zip(plan.steps, med)):
         f = 2 * step_macs(s, n) / t / 1e9 if t > 0 else 0.0
-        alg = s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "") + (" + expansion" if s.pre else "")
+        alg = s.op + (f" {s.algorithm}" if s.algorithm else "") + (" + SE gate" if s.gate else "") + (
+            " + expansion" if s.pre else "")
         print(f"  {i:3d} {s.node[:34]:34s} {alg[:22]:22s} {t * 1e3:8.2f} {f:8.1f} "
               f"{(f'{f / ceiling:.0%}' if f else ''):>7} {t / total:6.1%}")
     print(f"  sum {total * 1e3:.1f} ms")

@@ -504,6 +504,72 @@ def m_batchnorm(cv, m, qual, x):
     return t
 
 
+def f_batch_norm(cv, *args, **kwargs):
+    """``F.batch_norm`` at inference with one module's running statistics, weight and bias
+    (timm's ``BatchNormAct2d`` calls it from its own ``forward``, then its activation): a
+    batchnorm node named after that module, whose state_dict names its weights."""
+    a = _bind(("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+              dict(weight=None, bias=None, training=False, momentum=0.1, eps=1e-5), args, kwargs, cv.where())
+    x = cv.tensor(a["input"])
+    if a["training"] is not False:
+        cv.fail("batch_norm with training=True normalizes with batch statistics at inference")
+    stats = [a[k] for k in ("running_mean", "running_var", "weight", "bias") if a[k] is not None]
+    if len(stats) < 2 or not all(isinstance(p, Param) for p in stats) or len({p.owner for p in stats}) != 1:
+        cv.fail("batch_norm whose running statistics (and weight, bias) are not one module's buffers")
+    if x.layout == "hwc":
+        cv.fail("batch norm on a channels-last tensor")
+    C = cv.shape(x)[0]
+    affine = a["weight"] is not None and a["bias"] is not None
+    t = cv.add("batchnorm", [x], dict(num_features=C, eps=float(a["eps"]), affine=affine),
+               name=cv.fresh_module(stats[0].owner))
+    for p in stats:
+        cv.weights[f"{t.node}.{p.field}"] = np.ascontiguousarray(p.value.reshape(C), np.float32)
+    return t
+
+
+def f_linear(cv, *args, **kwargs):
+    """``F.linear`` with one module's own weight (and bias), as timm's ``Linear`` calls it
+    from its ``forward``: a linear node (a 1×1 convolution over the channels of a
+    channels-last map) named after that module."""
+    a = _bind(("input", "weight", "bias"), dict(bias=None), args, kwargs, cv.where())
+    x = cv.tensor(a["input"])
+    w, b = a["weight"], a["bias"]
+    if not isinstance(w, Param) or w.value.ndim != 2 or (b is not None and (not isinstance(b, Param) or b.owner != w.owner)):
+        cv.fail("linear whose weight (and bias) are not one module's parameters")
+    out_f, in_f = w.value.shape
+    if x.layout == "hwc":
+        attrs = dict(out_channels=out_f, kernel=(1, 1), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                     groups=1, bias=b is not None)
+        t = cv.add("conv2d", [T(x.node, "chw")], attrs, name=cv.fresh_module(w.owner), layout="hwc")
+        cv.weights[f"{t.node}.weight"] = np.ascontiguousarray(w.value.reshape(out_f, in_f, 1, 1), np.float32)
+    elif x.layout == "vec":
+        t = cv.add("linear", [x], dict(out_features=out_f, bias=b is not None), name=cv.fresh_module(w.owner))
+        cv.weights[f"{t.node}.weight"] = np.ascontiguousarray(w.value, np.float32)
+    else:
+        cv.fail("linear on an N×C×H×W tensor (over its width) has no cnngraph equivalent")
+    if b is not None:
+        cv.weights[f"{t.node}.bias"] = np.ascontiguousarray(b.value.reshape(out_f), np.float32)
+    return t
+
+
+def _compare(op):
+    """A comparison of sizes (``x.ndim == 4``), evaluated while converting; of tensors, not supported."""
+    def conv(cv, a, b):
+        if isinstance(a, T) or isinstance(b, T):
+            cv.fail(f"comparing tensors ({op.__name__})")
+        return op(a, b)
+
+    conv.__name__ = op.__name__
+    return conv
+
+
+def f_assert(cv, condition, message=""):
+    """``torch._assert`` (timm checks a tensor's rank with it): nothing in the graph; a
+    condition that is already false when traced is reported."""
+    if condition is False:
+        cv.fail(f"assertion failed: {message}")
+
+
 def m_prelu(cv, m, qual, x):
     t = cv.add("prelu", [cv.tensor(x)], dict(num_parameters=m.num_parameters), module=qual)
     cv.weights_of(qual, t.node)
@@ -985,6 +1051,8 @@ def _slice(cv, x, k):
 def f_getattr(cv, x, attr):
     if isinstance(x, T) and attr == "shape":
         return cv.dims(x)
+    if isinstance(x, T) and attr == "ndim":
+        return len(cv.dims(x))
     if isinstance(x, T):
         cv.fail(f"tensor attribute .{attr}")
     return getattr(x, attr)
@@ -1240,7 +1308,9 @@ FUNCTIONS = {
     F.pixel_unshuffle: _known(f_pixel_unshuffle), torch.pixel_shuffle: _known(f_pixel_shuffle),
     torch.pixel_unshuffle: _known(f_pixel_unshuffle), torch.squeeze: _known(f_squeeze), torch.mean: _known(f_mean),
     F.pad: _known(f_pad), F.log_softmax: _known(f_log_softmax), torch.log_softmax: _known(f_log_softmax),
-    getattr: _known(f_getattr),
+    getattr: _known(f_getattr), F.batch_norm: _known(f_batch_norm), torch.batch_norm: _known(f_batch_norm),
+    torch._assert: _known(f_assert), F.linear: _known(f_linear),
+    **{op: _known(_compare(op)) for op in (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge)},
     **{f: _known(c) for f, c in _ACT_FUNCTIONS.items()},
     F.softplus: _known(f_softplus),  # after the derived table: it checks PyTorch's threshold
 }
