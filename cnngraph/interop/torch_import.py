@@ -33,7 +33,6 @@ converter. Element-wise activations are derived from the registry's activation t
 """
 from __future__ import annotations
 
-import inspect
 import operator
 from dataclasses import dataclass
 
