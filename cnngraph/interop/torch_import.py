@@ -513,12 +513,14 @@ def f_batch_norm(cv, *args, **kwargs):
     if a["training"] is not False:
         cv.fail("batch_norm with training=True normalizes with batch statistics at inference")
     stats = [a[k] for k in ("running_mean", "running_var", "weight", "bias") if a[k] is not None]
-    if len(stats) < 2 or not all(isinstance(p, Param) for p in stats) or len({p.owner for p in stats}) != 1:
+    fields = {p.field: p for p in stats if isinstance(p, Param)}
+    if (len(fields) != len(stats) or len({p.owner for p in stats}) != 1
+            or not {"running_mean", "running_var"} <= set(fields) <= {"running_mean", "running_var", "weight", "bias"}):
         cv.fail("batch_norm whose running statistics (and weight, bias) are not one module's buffers")
     if x.layout == "hwc":
         cv.fail("batch norm on a channels-last tensor")
     C = cv.shape(x)[0]
-    affine = a["weight"] is not None and a["bias"] is not None
+    affine = {"weight", "bias"} <= set(fields)
     t = cv.add("batchnorm", [x], dict(num_features=C, eps=float(a["eps"]), affine=affine),
                name=cv.fresh_module(stats[0].owner))
     for p in stats:
@@ -1307,7 +1309,7 @@ FUNCTIONS = {
     F.pixel_unshuffle: _known(f_pixel_unshuffle), torch.pixel_shuffle: _known(f_pixel_shuffle),
     torch.pixel_unshuffle: _known(f_pixel_unshuffle), torch.squeeze: _known(f_squeeze), torch.mean: _known(f_mean),
     F.pad: _known(f_pad), F.log_softmax: _known(f_log_softmax), torch.log_softmax: _known(f_log_softmax),
-    getattr: _known(f_getattr), F.batch_norm: _known(f_batch_norm), torch.batch_norm: _known(f_batch_norm),
+    getattr: _known(f_getattr), F.batch_norm: _known(f_batch_norm),
     torch._assert: _known(f_assert), F.linear: _known(f_linear),
     **{op: _known(_compare(op)) for op in (operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge)},
     **{f: _known(c) for f, c in _ACT_FUNCTIONS.items()},
