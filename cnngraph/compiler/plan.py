@@ -248,29 +248,19 @@ def group_gates(plan: Plan) -> Plan:
     >>> se.op, [g.op for g in se.gate], se.gate[1].act1, se.gate[2].act1
     ('mul', ['adaptive_avgpool2d', 'conv2d', 'conv2d'], 'silu', 'sigmoid')
     """
-    steps, vals = plan.steps, plan.values
-    out, i = [], 0
-    while i < len(steps):
-        if i + 3 < len(steps) and not any(s.gate for s in steps[i:i + 4]):
-            pool, fc1, fc2, m = steps[i:i + 4]
-            x = pool.inputs[0] if pool.inputs else None
-            chain = [(pool, fc1), (fc1, fc2), (fc2, m)]
-            if (ops.get(m.op).gates and len(m.inputs) == 2 and m.residual is None and m.inputs == [x, fc2.output]
-                    and _is_squeeze(pool) and _is_gate_fc(fc1) and _is_gate_fc(fc2)
-                    and all(b.reads.count(a.output) == 1 and vals[a.output].last == i + k + 1
-                            and a.output not in plan.outputs and b.inputs[-1] == a.output
-                            for k, (a, b) in enumerate(chain))):
-                m.gate = [pool, fc1, fc2]
-                m.nodes = pool.nodes + fc1.nodes + fc2.nodes + m.nodes
-                out.append(m)
-                i += 4
-                continue
-        out.append(steps[i])
-        i += 1
-    if len(out) != len(steps):
-        plan.steps = out
-        _set_lifetimes(vals, out, plan.outputs)  # in the new step numbering
-    return plan
+    vals = plan.values
+
+    def fits(window, i):
+        pool, fc1, fc2, m = window
+        x = pool.inputs[0] if pool.inputs else None
+        chain = [(pool, fc1), (fc1, fc2), (fc2, m)]
+        return (ops.get(m.op).gates and len(m.inputs) == 2 and m.residual is None and m.inputs == [x, fc2.output]
+                and _is_squeeze(pool) and _is_gate_fc(fc1) and _is_gate_fc(fc2)
+                and all(b.reads.count(a.output) == 1 and vals[a.output].last == i + k + 1
+                        and a.output not in plan.outputs and b.inputs[-1] == a.output
+                        for k, (a, b) in enumerate(chain)))
+
+    return _nest(plan, 4, "gate", fits)
 
 
 # ---------------------------------------------------------------- expansions (inverted residuals)
@@ -312,24 +302,37 @@ def group_expansions(plan: Plan) -> Plan:
     >>> dw.node, [q.node for q in dw.pre], dw.pre[0].act1, dw.act1
     ('features.2.conv.1.0', ['features.2.conv.0.0'], 'relu6', 'relu6')
     """
-    steps, vals = plan.steps, plan.values
+    vals = plan.values
+
+    def fits(window, i):
+        a, d = window
+        return (_is_expansion(a) and _is_depthwise(d) and d.inputs == [a.output] and d.residual is None
+                and vals[a.output].last == i + 1 and a.output not in plan.outputs)
+
+    return _nest(plan, 2, "pre", fits)
+
+
+def _nest(plan: Plan, width: int, field: str, fits) -> Plan:
+    """Nest runs of ``width`` consecutive steps, none nesting others yet, for which
+    ``fits(window, i)`` holds (``i``: the window's first step): the last step of the window
+    takes the others as its ``field`` (``gate`` or ``pre``) and their graph nodes; value
+    lifetimes are then counted in the new step numbering."""
+    steps = plan.steps
     out, i = [], 0
     while i < len(steps):
-        if i + 1 < len(steps):
-            a, d = steps[i:i + 2]
-            if (not a.pre and not a.gate and not d.pre and not d.gate and _is_expansion(a) and _is_depthwise(d)
-                    and d.inputs == [a.output] and d.residual is None and vals[a.output].last == i + 1
-                    and a.output not in plan.outputs):
-                d.pre = [a]
-                d.nodes = a.nodes + d.nodes
-                out.append(d)
-                i += 2
-                continue
+        window = steps[i:i + width]
+        if len(window) == width and not any(s.gate or s.pre for s in window) and fits(window, i):
+            last = window[-1]
+            setattr(last, field, window[:-1])
+            last.nodes = [n for s in window for n in s.nodes]
+            out.append(last)
+            i += width
+            continue
         out.append(steps[i])
         i += 1
     if len(out) != len(steps):
         plan.steps = out
-        _set_lifetimes(vals, out, plan.outputs)  # in the new step numbering
+        _set_lifetimes(plan.values, out, plan.outputs)
     return plan
 
 
