@@ -39,7 +39,7 @@ from cnngraph.backends import Backend
 from cnngraph.compiler.algorithms import conv_geometry  # noqa: F401  (backends import it from here)
 from cnngraph.ir import ops
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.compiler.passes import bn_scale_shift
+from cnngraph.ir.ops import bn_scale_shift
 from cnngraph.compiler.plan import Plan, check_numeric
 
 

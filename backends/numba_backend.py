@@ -34,7 +34,7 @@ import threading
 import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv, padded_extent
-from cnngraph.compiler.passes import bn_scale_shift
+from cnngraph.ir.ops import bn_scale_shift
 from cnngraph.ir import ops
 from cnngraph.ir.ops import act_clamp, act_code, act_param
 from cnngraph.backends import Backend

@@ -99,19 +99,6 @@ def eliminate_dead(g):
 
 
 # ---------------------------------------------------------------- batch-norm folding
-def bn_scale_shift(weights: dict, bn: str, attrs: dict, channels: int):
-    """Per-channel (scale, shift) of an inference-time batch norm, in float64."""
-    eps = float(attrs["eps"])
-    var = weights[f"{bn}.running_var"].astype(np.float64)
-    mean = weights[f"{bn}.running_mean"].astype(np.float64)
-    if attrs["affine"]:
-        gamma, beta = weights[f"{bn}.weight"].astype(np.float64), weights[f"{bn}.bias"].astype(np.float64)
-    else:
-        gamma, beta = np.ones(channels), np.zeros(channels)
-    scale = gamma / np.sqrt(var + eps)
-    return scale, beta - mean * scale
-
-
 def fold_batchnorm(g, weights: dict | None = None, in_place: bool = False):
     """Fold every batch norm that directly follows a conv or linear layer into it.
 
@@ -135,7 +122,7 @@ def fold_batchnorm(g, weights: dict | None = None, in_place: bool = False):
             continue
         if ws is not None:
             cout = int(pd["shape"][0])
-            scale, shift = bn_scale_shift(ws, n, d["attrs"], cout)
+            scale, shift = ops.bn_scale_shift(ws, n, d["attrs"], cout)
             w = ws[f"{p}.weight"]
             b = ws[f"{p}.bias"].astype(np.float64) if pd["attrs"]["bias"] else np.zeros(cout)
             # scale and shift are computed in float64; the product rounds once to the weights' type

@@ -11,9 +11,7 @@ planning (:mod:`cnngraph.compiler.plan`).
 from __future__ import annotations
 
 from cnngraph.compiler.algorithms import choose_algorithms, choose_chunk
-from cnngraph.ir.graph import as_graph, check_weights, with_input
-from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
-from cnngraph.compiler.plan import Plan, group_expansions, group_gates, lower, plan_memory
+from cnngraph.compiler.plan import Plan, group_expansions, group_gates, plan_memory
 
 
 def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse: bool = True,
@@ -33,6 +31,10 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
     the original weights no more: it lowers the peak memory of compiling by about the
     weights' size.
     """
+    from cnngraph.compiler.passes import eliminate_dead, fold_batchnorm, fuse_epilogues, schedule
+    from cnngraph.compiler.plan import lower
+    from cnngraph.ir.graph import as_graph, check_weights, with_input
+
     g = as_graph(g)
     if input is not None:
         g = with_input(g, input)
@@ -43,10 +45,19 @@ def compile(g, weights: dict | None = None, input=None, fold: bool = True, fuse:
         g, weights = fold_batchnorm(g, weights, in_place=consume_weights)
     order = schedule(g)
     fusions = fuse_epilogues(g, order) if fuse else {}
-    plan = lower(g, order, fusions, weights)
+    return finish(lower(g, order, fusions, weights), batch, fuse)
+
+
+def finish(plan: Plan, batch: int = 1, nest: bool = True) -> Plan:
+    """The plan-level passes after lowering (in place; returns the plan): each convolution's
+    algorithm for ``batch``, the nesting of gates and expansions (``nest``), the CPU pass
+    size, the algorithms again for a pass's images when the batch is split, and the memory
+    plan. They read the steps alone, not the graph: :func:`cnngraph.compiler.plan_file.load`
+    runs them on a saved plan's steps, in a process without networkx.
+    """
     plan.batch = batch
     plan = choose_algorithms(plan, batch)
-    if fuse:  # nesting reads the algorithms; the pass size reads the nesting (values inside a step)
+    if nest:  # nesting reads the algorithms; the pass size reads the nesting (values inside a step)
         plan = group_gates(group_expansions(plan))
     c = choose_chunk(plan, batch)
     if c is not None:

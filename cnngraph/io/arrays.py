@@ -108,7 +108,8 @@ def headers(path, what: str = "file") -> dict:
     raise InputError(f"{what} {p.name}: must be .npy, .npz or .safetensors")
 
 
-def _npz_headers(p: Path) -> dict:
+def _npz_headers(p: Path, only_npy: bool = False) -> dict:
+    """Every member's header (``only_npy``: the ``.npy`` members only, the others left unread)."""
     try:
         z = zipfile.ZipFile(p)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
@@ -116,6 +117,8 @@ def _npz_headers(p: Path) -> dict:
     out = {}
     with z:
         for info in z.infolist():
+            if only_npy and not info.filename.endswith(".npy"):
+                continue
             name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             label = f"{p}: array {name!r}"
             try:
@@ -221,12 +224,21 @@ def nonfinite(a: np.ndarray, block: int = 1 << 20) -> int:
                for i in range(0, flat.size, block))
 
 
+def zip_headers(path, what: str = "file") -> dict:
+    """``{name: Header}`` of the ``.npy`` members of a zip archive of any suffix (a saved plan,
+    :mod:`cnngraph.compiler.plan_file`), reading headers only; :func:`read` reads them."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such {what}: {p}" if not p.exists() else f"{what} {p}: not a file")
+    return _npz_headers(p, only_npy=True)
+
+
 def read(path, heads: dict, allow_nonfinite: bool = False) -> dict:
     """The arrays described by ``heads`` (from :func:`headers`, already checked), as float32."""
     p = Path(path)
     check_dtypes(heads, str(p))
     out, converted = {}, {}
-    z = zipfile.ZipFile(p) if p.suffix.lower() == ".npz" else None
+    z = zipfile.ZipFile(p) if any(h.where[0] == "npz" for h in heads.values()) else None
     try:
         for name, h in heads.items():
             kind = h.where[0]

@@ -1002,6 +1002,30 @@ def _bn_weights(a, ins):
                                            Weight("running_var", c, "buffer", "var")]
 
 
+def bn_scale_shift(weights: dict, bn: str, attrs: dict, channels: int):
+    """Per-channel ``(scale, shift)`` of batch norm ``bn`` at inference, in float64: ``y = x·scale + shift``
+    with ``scale = γ/√(σ² + ε)``, ``shift = β − μ·scale`` (γ = 1, β = 0 when not affine). What
+    folding a batch norm into the layer before it and every backend's batch-norm kernel compute.
+
+    >>> import numpy as np
+    >>> ws = {"bn.running_mean": np.array([1.0]), "bn.running_var": np.array([3.0]),
+    ...       "bn.weight": np.array([2.0]), "bn.bias": np.array([0.5])}
+    >>> [v.tolist() for v in bn_scale_shift(ws, "bn", dict(eps=1.0, affine=True), 1)]
+    [[1.0], [-0.5]]
+    """
+    import numpy as np
+
+    eps = float(attrs["eps"])
+    var = weights[f"{bn}.running_var"].astype(np.float64)
+    mean = weights[f"{bn}.running_mean"].astype(np.float64)
+    if attrs["affine"]:
+        gamma, beta = weights[f"{bn}.weight"].astype(np.float64), weights[f"{bn}.bias"].astype(np.float64)
+    else:
+        gamma, beta = np.ones(channels), np.zeros(channels)
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
+
+
 _NORM = dict(eps=1e-5, affine=True)
 register(Op("batchnorm", "norm", (1, 1), _bn_shape,
             ops=lambda a, ins, out: numel(out),
