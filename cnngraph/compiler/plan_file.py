@@ -65,22 +65,25 @@ def _flat_steps(plan: Plan) -> list:
     return out
 
 
+def _encode(v, where: str):
+    """An attribute value as JSON: tuples as lists, an exact rational (a resize's 3/2) as
+    ``{"rational": [3, 2]}``; anything symbolic refused."""
+    if isinstance(v, (tuple, list)):
+        return [_encode(x, where) for x in v]
+    if v is None or type(v) in (int, float, str, bool):
+        return v
+    if getattr(v, "is_Integer", False):
+        return int(v)
+    if getattr(v, "is_Rational", False):
+        return {"rational": [int(v.p), int(v.q)]}
+    raise CnnGraphError(f"{where}={v} is symbolic; save a plan compiled for numeric sizes")
+
+
 def _step_json(s: Step, nodes: list) -> dict:
-    for k, v in s.attrs.items():
-        if not _plain(v):
-            raise CnnGraphError(f"{s.node}: attribute {k}={v} is symbolic; save a plan compiled for numeric sizes")
-    return {"op": s.op, "node": s.node, "inputs": list(s.inputs), "output": s.output, "attrs": s.attrs,
+    return {"op": s.op, "node": s.node, "inputs": list(s.inputs), "output": s.output,
+            "attrs": {k: _encode(v, f"{s.node}: attribute {k}") for k, v in s.attrs.items()},
             "in_shapes": [[int(d) for d in sh] for sh in s.in_shapes], "out_shape": [int(d) for d in s.out_shape],
             "params": dict(s.params), "act1": s.act1, "residual": s.residual, "act2": s.act2, "nodes": list(nodes)}
-
-
-def _plain(v) -> bool:
-    """Only JSON's own values (numbers, strings, booleans, None) inside tuples and dicts."""
-    if isinstance(v, (tuple, list)):
-        return all(_plain(x) for x in v)
-    if isinstance(v, dict):
-        return all(isinstance(k, str) and _plain(x) for k, x in v.items())
-    return v is None or type(v) in (int, float, str, bool)
 
 
 def save(plan: Plan, path) -> Path:
@@ -90,10 +93,10 @@ def save(plan: Plan, path) -> Path:
     from cnngraph.io.files import atomic_open, check_output
 
     p = check_output(path, (SUFFIX,), "plan file")
+    check_numeric(plan)
     if plan.weights is None:
         raise CnnGraphError(f"{plan.name or 'the plan'}: has no weights (compile it with weights, or run it before "
                             "its executor released them)")
-    check_numeric(plan)
     flat = _flat_steps(plan)
     doc = {"format": FORMAT, "version": VERSION, "name": plan.name, "batch": int(plan.batch),
            "nest": any(s.pre or s.gate for s in plan.steps), "layout": plan.layout, "dtype": plan.dtype,
@@ -148,13 +151,22 @@ class _Checker:
         return v
 
 
-def _tuples(v):
-    """JSON's lists back to the tuples attributes hold."""
+def _decode(v, c: "_Checker", where: str):
+    """An attribute value from JSON (:func:`_encode`'s inverse): lists back to tuples,
+    ``{"rational": [p, q]}`` to an exact rational; only numbers, strings, booleans and None."""
     if isinstance(v, list):
-        return tuple(_tuples(x) for x in v)
+        return tuple(_decode(x, c, where) for x in v)
     if isinstance(v, dict):
-        return {k: _tuples(x) for k, x in v.items()}
-    return v
+        pq = v.get("rational")
+        if set(v) != {"rational"} or not isinstance(pq, list) or len(pq) != 2 or \
+                not all(type(x) is int and abs(x) < 1 << 62 for x in pq) or pq[1] <= 0:
+            c.fail(where, "an attribute's object must be {\"rational\": [p, q]} with integers p and q > 0")
+        from cnngraph.ir.lazy import sympy
+
+        return sympy.Rational(pq[0], pq[1])
+    if v is None or type(v) in (int, float, str, bool):
+        return v
+    c.fail(where, f"unreadable value {str(v)[:40]!r}")
 
 
 def _read_json(path: Path, c: _Checker) -> dict:
@@ -198,9 +210,8 @@ def _step(c: _Checker, i: int, d, shapes: dict) -> Step:
     spec = ops.get(op)
     inputs = c.names(f"{where} inputs", d["inputs"])
     output = c.name(f"{where} output", d["output"])
-    attrs = _tuples(c.typed(f"{where} attrs", d["attrs"], dict, "an object"))
-    if not all(_plain(v) for v in attrs.values()):
-        c.fail(f"{where} attrs", "values must be numbers, strings, booleans or lists of them")
+    attrs = {k: _decode(v, c, f"{where} attrs {k[:40]}")
+             for k, v in c.typed(f"{where} attrs", d["attrs"], dict, "an object").items()}
     try:
         attrs = ops.check_attrs(node, ops.with_defaults(op, attrs))
     except CnnGraphError as e:
