@@ -14,10 +14,12 @@ Two measurements, both reported:
   all their rounds.
 
 Memory, made comparable: the parent writes the model once (the ``.onnx`` file for ONNX
-Runtime, the weights as ``.npz`` for cnngraph and PyTorch, the inputs as ``.npy``) and every
-peer's process starts from those files, so each pays for importing its runtime, building its
-model and loading its weights from disk, and none for creating the weights or exporting the
-ONNX model. A peer's peak is its own process's high-water mark (VmHWM, reset by exec, never
+Runtime, a saved plan per batch, ``.cgplan``, for cnngraph, the weights as ``.npz`` for
+PyTorch, the inputs as ``.npy``) and every peer's process starts from those files, so each
+pays for importing its runtime, loading its model and its weights from disk, and none for
+creating the weights or exporting the model: ONNX Runtime parses the ``.onnx`` file and
+optimises it, cnngraph loads the plan and packs its weights (``--compile``: it builds the
+zoo's graph and compiles it in its own process instead, which imports networkx too). A peer's peak is its own process's high-water mark (VmHWM, reset by exec, never
 the parent's); each phase of the set-up is reported with its resident memory at the end and
 its peak within (the mark reset between phases), and the heavy libraries the process loaded.
 Before the measured cnngraph processes one untimed process fills Numba's kernel cache, so the
@@ -76,22 +78,28 @@ def make_input(g, batch: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch,) + shape).astype(np.float32)
 
 
-def write_files(model: str, batches, folder) -> dict:
+def write_files(model: str, batches, folder, compile_in_child: bool = False) -> dict:
     """What every peer loads, written once by the parent: ``{model}.onnx`` (ONNX Runtime),
-    ``{model}.npz`` (the weights: cnngraph and PyTorch), ``{model}_b{batch}.npy`` (inputs).
+    ``{model}_b{batch}.cgplan`` (cnngraph's saved plans), ``{model}.npz`` (the weights:
+    PyTorch, and cnngraph when ``compile_in_child``), ``{model}_b{batch}.npy`` (inputs).
     So no peer's process pays for building the weights or exporting the model, and each
     pays for loading its own from disk."""
     from cnngraph.compiler.weights import save
     from cnngraph.onnx import export
 
+    from cnngraph.compiler import compile, plan_file
+
     g, ws = model_and_weights(model)
-    files = {"onnx": str(Path(folder) / f"{model}.onnx"), "weights": str(Path(folder) / f"{model}.npz")}
+    files = {"onnx": str(Path(folder) / f"{model}.onnx"), "weights": str(Path(folder) / f"{model}.npz"),
+             "compile": compile_in_child}
     with open(files["onnx"], "wb") as f:
         f.write(export(g, ws).SerializeToString())
     save(ws, files["weights"])
     for b in batches:
         files[f"input{b}"] = str(Path(folder) / f"{model}_b{b}.npy")
         np.save(files[f"input{b}"], make_input(g, b))
+        files[f"plan{b}"] = str(Path(folder) / f"{model}_b{b}.cgplan")
+        plan_file.save(compile(g, ws, batch=b), files[f"plan{b}"])
     return files
 
 
@@ -105,6 +113,18 @@ def setup(peer: str, model: str, batch: int, files: dict, mark=lambda phase: Non
     (:class:`Phases` records the memory there).
     """
     x = np.load(files[f"input{batch}"])
+    if peer == "cnngraph" and not files.get("compile"):
+        from cnngraph.backends.numba_backend import executor, release_free_memory
+        from cnngraph.compiler import plan_file
+
+        mark("imports")
+        plan = plan_file.load(files[f"plan{batch}"])
+        mark("plan")
+        ex = executor(plan, release_weights=True)
+        plan.weights = None  # packed into the kernels
+        release_free_memory()
+        mark("executor")
+        return (lambda: ex.run(x)[0]), x
     if peer == "cnngraph":
         from cnngraph import zoo
         from cnngraph.backends.numba_backend import executor, release_free_memory
@@ -328,7 +348,7 @@ def gflop(model: str, batch: int) -> float:
     return 2 * analyze(zoo.build(model)).total.macs * batch / 1e9
 
 
-def memory_table(models, batches, peers, json_path=None) -> int:
+def memory_table(models, batches, peers, json_path=None, compile_in_child=False) -> int:
     """``--memory``: each peer's peak and where it is reached, one process per peer (after the
     cache-warming cnngraph process), printed as a markdown table: RSS at the end of each phase
     (MB), the phase's own peak in parentheses when higher, and how much of the final RSS is
@@ -336,12 +356,12 @@ def memory_table(models, batches, peers, json_path=None) -> int:
     rows = []
     print("Memory of each peer's own process (MB): RSS at the end of each phase (its peak within, when higher); "
           "every peer loads the same files written by the parent")
-    print("| model | batch | peer | python, numpy | imports | model | weights | compile | executor / session | "
+    print("| model | batch | peer | python, numpy | imports | model / plan | weights | compile | executor / session | "
           "first run | runs | peak | of which files | libraries |")
     print("|" + " --- |" * 14)
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            files = write_files(model, batches, tmp)
+            files = write_files(model, batches, tmp, compile_in_child)
             for batch in batches:
                 warm_cache(model, batch, files, tmp)
                 for p in peers:
@@ -349,7 +369,7 @@ def memory_table(models, batches, peers, json_path=None) -> int:
                     rows.append({"model": model, "batch": batch, "peer": p, **d})
                     by = {r["phase"]: r for r in d["phases"]}
                     cells = []
-                    for ph in ("python, numpy", "imports", "model", "weights", "compile", "executor|session",
+                    for ph in ("python, numpy", "imports", "model|plan", "weights", "compile", "executor|session",
                                "first run", "runs"):
                         r = next((by[k] for k in ph.split("|") if k in by), None)
                         cells.append("" if r is None else f"{r['rss_mb']:.0f}" + (
@@ -379,6 +399,9 @@ def main(argv=None):
     ap.add_argument("--memory", action="store_true",
                     help="memory only: one process per peer (a warm-up run and one run), the phases of each peer's "
                          "peak as a table; no timing, no round-robin")
+    ap.add_argument("--compile", action="store_true",
+                    help="cnngraph's process builds the zoo's graph and compiles it (default: loads a saved plan the "
+                         "parent wrote, as ONNX Runtime loads the .onnx file)")
     ap.add_argument("--json", help="write every figure to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--files", help=argparse.SUPPRESS)
@@ -402,17 +425,19 @@ def main(argv=None):
         peers.remove("pytorch")
         print("PyTorch/torchvision not installed (or --no-torch): the PyTorch eager peer is skipped")
     if args.memory:
-        return memory_table(args.model or list(MODELS), batches, peers, args.json)
+        return memory_table(args.model or list(MODELS), batches, peers, args.json, args.compile)
     print(f"{threads()} threads; BLAS: {blas_info()}; load average {os.getloadavg()[0]:.1f}")
-    print("Memory: every peer's process loads the same files (ONNX Runtime the .onnx model; cnngraph and PyTorch "
-          "the .npz weights and their own model code), written by this parent process; peak RSS is each child's "
+    print("Memory: every peer's process loads files written by this parent process (ONNX Runtime the .onnx model; "
+          + ("cnngraph and PyTorch the .npz weights and their own model code, cnngraph compiling it"
+             if args.compile else "cnngraph a saved plan, .cgplan; PyTorch the .npz weights and torchvision's code")
+          + "); peak RSS is each child's "
           "VmHWM (its own, not inherited), phases list its RSS at the end of each set-up phase (peak within)")
     ceil0 = sgemm_gflops()
     print(f"SGEMM ceiling (NumPy 2048³ float32, all threads) before: {ceil0:.0f} GFLOP/s", flush=True)
     results = {"threads": threads(), "blas": blas_info(), "sgemm_before": ceil0, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            files = write_files(model, batches, tmp)
+            files = write_files(model, batches, tmp, args.compile)
             for batch in batches:
                 gf = gflop(model, batch)
                 warm = warm_cache(model, batch, files, tmp)

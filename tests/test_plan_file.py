@@ -193,3 +193,18 @@ def test_not_a_zip_and_missing_file(tmp_path):
         plan_file.load(bad)
     with pytest.raises(InputError, match="no such plan file"):
         plan_file.load(tmp_path / "none.cgplan")
+
+
+def test_cli_saves_and_runs_a_plan(tmp_path, capsys):
+    """``plan --save`` then ``run FILE.cgplan``: the output of running the model itself."""
+    from cnngraph.cli import main
+
+    path, a, b = tmp_path / "m.cgplan", tmp_path / "a.npy", tmp_path / "b.npy"
+    assert main(["plan", "mobilenet_v2", "--input", "3,64,64", "--batch", "4", "--seed", "3", "--save", str(path)]) == 0
+    assert f"wrote {path}: 39 steps, 106 weight tensors" in capsys.readouterr().out
+    assert main(["run", "mobilenet_v2", "--input", "3,64,64", "--batch", "2", "--seed", "3", "--output", str(a)]) == 0
+    assert main(["run", str(path), "--batch", "2", "--seed", "3", "--output", str(b)]) == 0
+    assert np.array_equal(np.load(a), np.load(b))
+    assert main(["run", str(path), "--weights", str(a)]) == 2
+    assert "is a saved plan; it holds its weights" in capsys.readouterr().err
+    assert main(["plan", "lenet5", "--save", str(tmp_path / "x.npz")]) == 2

@@ -14,6 +14,7 @@ lenet5: 7 steps over 8 values in 2 slots; ...
 """
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import time
@@ -38,8 +39,6 @@ def _progress():
 def prepare(args):
     """Graph, weights, plan and executor from the command-line arguments, with progress bars."""
     from cnngraph import backends
-    from cnngraph.compiler import compile
-    from cnngraph.compiler.weights import init, load
 
     if args.batch < 1:
         raise CnnGraphError(f"--batch {args.batch}: must be a positive integer")
@@ -47,7 +46,58 @@ def prepare(args):
         raise CnnGraphError(f"--repeat {args.repeat}: must be a positive integer")
     if getattr(args, "warmup", 0) < 0:
         raise CnnGraphError(f"--warmup {args.warmup}: must not be negative")
+    from cnngraph.compiler.plan_file import is_plan_file
+
     output = _check_output(args) if getattr(args, "output", None) else None
+    if is_plan_file(args.model):
+        plan = _saved_plan(args)
+        g = None
+    else:
+        g, plan = _compiled_plan(args)
+    if output is not None and output.suffix.lower() == ".npy" and len(plan.outputs) > 1:
+        raise CnnGraphError(f"--output {output}: the model has {len(plan.outputs)} outputs "
+                            f"({', '.join(plan.outputs)}); give a .npz file to save them all")
+    args._output = output
+    backend = backends.get(args.backend)
+    with _progress() as bar:
+        task = bar.add_task("packing weights", total=len(plan.steps), step="")
+        ex = backend.make_executor(plan, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
+    return g, plan, ex
+
+
+def _saved_plan(args):
+    """A saved plan (``cnngraph plan MODEL --save FILE.cgplan``), made for ``--batch`` (or
+    the --input-file's batch); it holds its weights and its input size."""
+    from cnngraph.compiler import plan_file
+    from cnngraph.io import arrays
+    from cnngraph.ir.printer import fmt_bytes
+
+    for flag, given in (("--weights", args.weights), ("--input", args.input), ("-O", args.option)):
+        if given:
+            raise CnnGraphError(f"{flag}: {args.model} is a saved plan; it holds its weights, input size and options")
+    batch, args._input_head = args.batch, None
+    if args.input_file:
+        args._input_head = _input_header(args.input_file)
+        shape = args._input_head.shape
+        batch = shape[0] if len(shape) == 4 else 1
+    plan = plan_file.load(args.model, batch=batch, allow_nonfinite=args.allow_nonfinite)
+    want = tuple(int(s) for s in plan.values[plan.inputs[0]].shape)
+    if args.input_file and tuple(shape[-len(want):]) != want or args.input_file and len(shape) not in (3, 4):
+        raise CnnGraphError(f"{args.input_file}: array of shape {'×'.join(map(str, shape))} does not fit the plan's "
+                            f"N×{'×'.join(map(str, want))}")
+    need = int(plan.memory.planned_bytes) * batch // max(int(plan.memory.batch), 1) + 4 * batch * math.prod(want)
+    free = arrays.memory_available()
+    if free is not None and need > free:
+        raise CnnGraphError(f"{args.model} at batch {batch} needs {fmt_bytes(need)} for its activations and input "
+                            f"beyond the weights; {fmt_bytes(free)} of memory are available")
+    return plan
+
+
+def _compiled_plan(args):
+    """Graph and plan of a zoo model, ONNX file or user function, compiled for --batch."""
+    from cnngraph.compiler import compile
+    from cnngraph.compiler.weights import init, load
+
     shape = parse_input(args.input)
     g = load_model(args.model, shape, parse_options(args.option))
     batch, input_head = args.batch, None
@@ -59,16 +109,8 @@ def prepare(args):
     # An ONNX file brings its own weights; zoo models get seeded ones unless a file is given.
     ws = load(args.weights, g, allow_nonfinite=args.allow_nonfinite) if args.weights else \
         (g.graph.get("weights") or init(g, seed=args.seed))
-    plan = compile(g, ws, batch=args.batch)
-    if output is not None and output.suffix.lower() == ".npy" and len(plan.outputs) > 1:
-        raise CnnGraphError(f"--output {output}: the model has {len(plan.outputs)} outputs "
-                            f"({', '.join(plan.outputs)}); give a .npz file to save them all")
-    args._input_head, args._output = input_head, output
-    backend = backends.get(args.backend)
-    with _progress() as bar:
-        task = bar.add_task("packing weights", total=len(plan.steps), step="")
-        ex = backend.make_executor(plan, progress=lambda i, s: bar.update(task, advance=1, step=s.node))
-    return g, plan, ex
+    args._input_head = input_head
+    return g, compile(g, ws, batch=args.batch)
 
 
 def first_run(ex, x, label="first run (compiles kernels not yet cached)"):
@@ -205,7 +247,8 @@ def cmd_bench(args):
             bar.update(task, advance=1, step=f"{times[-1] * 1e3:.1f} ms")
     ceiling = ex.backend.sgemm_ceiling()  # the GPU's own for cupy
     n = x.shape[0]
-    macs = analyze(g).total.macs
+    # a saved plan has no graph: the same registry counts, summed over its steps
+    macs = analyze(g).total.macs if g is not None else sum(step_macs(s, 1) for s in plan.steps)
     med, best = statistics.median(times), min(times)
     gflops = 2 * macs * n / med / 1e9
     mem = plan.memory.at(n)
@@ -274,6 +317,8 @@ def cmd_plan(args):
     from cnngraph.ir.printer import fmt_bytes
 
     g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+    if args.save:
+        return _save_plan(args, g)
     plan = compile(g, batch=args.batch)
     print(plan.summary())
     m = plan.memory
@@ -306,6 +351,28 @@ def cmd_plan(args):
                       + "".join(f" +{a}" for a in (p.act1,) if a))
     if plan.chunk_why:
         print(f"batch {args.batch} on the CPU: {plan.chunk_why}")
+    return 0
+
+
+def _save_plan(args, g):
+    """``cnngraph plan MODEL --save FILE.cgplan``: compiled with its weights (the file's, or
+    seeded ones) for --batch, written atomically."""
+    from cnngraph.compiler import compile, plan_file
+    from cnngraph.compiler.weights import init, load
+    from cnngraph.io.files import check_output
+    from cnngraph.ir.printer import fmt_bytes
+
+    if args.batch < 1:
+        raise CnnGraphError(f"--batch {args.batch}: must be a positive integer")
+    check_output(args.save, (plan_file.SUFFIX,), "--save")
+    _numeric_input(g)
+    ws = load(args.weights, g, allow_nonfinite=args.allow_nonfinite) if args.weights else \
+        (g.graph.get("weights") or init(g, seed=args.seed))
+    plan = compile(g, ws, batch=args.batch, consume_weights=True)
+    path = plan_file.save(plan, args.save)
+    size = sum(int(v.size) for v in plan.weights.values()) * 4
+    print(f"wrote {path}: {len(plan.steps)} steps, {len(plan.weights)} weight tensors ({fmt_bytes(size)}, batch norms "
+          f"folded), made for batch {args.batch}; `cnngraph run {path}` runs it without the model's source")
     return 0
 
 
@@ -355,6 +422,11 @@ def add_plan(p):
     p.add_argument("--steps", action="store_true",
                    help="list the steps with their slots, epilogues and each convolution's algorithm and why")
     p.add_argument("--batch", type=int, default=1, help="batch size the algorithms are chosen for (default 1)")
+    p.add_argument("--save", metavar="FILE.cgplan",
+                   help="write the compiled plan with its folded weights; run, bench take the file as MODEL")
+    p.add_argument("--weights", help="with --save: weights file (.npz or .safetensors); seeded random otherwise")
+    p.add_argument("--seed", type=int, default=0, help="with --save: seed of the random weights (default 0)")
+    p.add_argument("--allow-nonfinite", action="store_true", help="with --save: accept NaN or infinity in the weights")
     p.set_defaults(func=cmd_plan)
 
 
