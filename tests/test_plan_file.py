@@ -208,3 +208,21 @@ def test_cli_saves_and_runs_a_plan(tmp_path, capsys):
     assert main(["run", str(path), "--weights", str(a)]) == 2
     assert "is a saved plan; it holds its weights" in capsys.readouterr().err
     assert main(["plan", "lenet5", "--save", str(tmp_path / "x.npz")]) == 2
+
+
+def test_onnx_imported_model_runs_the_same_from_a_plan_file(tmp_path):
+    """A model brought as an ONNX file (every op of the registry, through export and import)."""
+    pytest.importorskip("onnx")
+    from cnngraph import onnx as cg_onnx
+
+    from onnx_cases import all_ops_net, quick_weights, random_input
+
+    g = all_ops_net()
+    cg_onnx.export(g, quick_weights(g), path=tmp_path / "m.onnx")
+    h = cg_onnx.load(str(tmp_path / "m.onnx"))
+    p = compile(h, h.graph["weights"])
+    q = _round_trip(p, tmp_path)
+    assert _key(q) == _key(p)
+    x = random_input(h)
+    for a, b in zip(Executor(p, numpy_backend()).run(*x.values()), Executor(q, numpy_backend()).run(*x.values())):
+        assert np.array_equal(a, b)
