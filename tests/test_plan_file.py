@@ -226,3 +226,20 @@ def test_onnx_imported_model_runs_the_same_from_a_plan_file(tmp_path):
     x = random_input(h)
     for a, b in zip(Executor(p, numpy_backend()).run(*x.values()), Executor(q, numpy_backend()).run(*x.values())):
         assert np.array_equal(a, b)
+
+
+def test_cli_plan_shows_a_saved_plan(tmp_path, capsys):
+    """``plan FILE.cgplan --steps --batch 8``: the loaded plan's steps, chosen for that batch."""
+    from cnngraph.cli import main
+
+    path = tmp_path / "m.cgplan"
+    assert main(["plan", "resnet18", "--save", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["plan", str(path), "--steps", "--batch", "8"]) == 0
+    shown = capsys.readouterr().out
+    assert main(["plan", "resnet18", "--steps", "--batch", "8"]) == 0
+    direct = capsys.readouterr().out.splitlines()
+    assert len(shown.splitlines()) > 40 and all(ln in direct for ln in shown.splitlines())  # same steps, same whys
+    assert "at batch 8" in shown
+    assert main(["plan", "resnet18", "--weights", str(path)]) == 2
+    assert "only with --save" in capsys.readouterr().err

@@ -82,10 +82,10 @@ def _saved_plan(args):
         batch = shape[0] if len(shape) == 4 else 1
     plan = plan_file.load(args.model, batch=batch, allow_nonfinite=args.allow_nonfinite)
     want = tuple(int(s) for s in plan.values[plan.inputs[0]].shape)
-    if args.input_file and tuple(shape[-len(want):]) != want or args.input_file and len(shape) not in (3, 4):
+    if args.input_file and (len(shape) not in (len(want), len(want) + 1) or tuple(shape[-len(want):]) != want):
         raise CnnGraphError(f"{args.input_file}: array of shape {'×'.join(map(str, shape))} does not fit the plan's "
                             f"N×{'×'.join(map(str, want))}")
-    need = int(plan.memory.planned_bytes) * batch // max(int(plan.memory.batch), 1) + 4 * batch * math.prod(want)
+    need = int(plan.memory.at(batch).planned_bytes) + 4 * batch * math.prod(want)
     free = arrays.memory_available()
     if free is not None and need > free:
         raise CnnGraphError(f"{args.model} at batch {batch} needs {fmt_bytes(need)} for its activations and input "
@@ -316,10 +316,20 @@ def cmd_plan(args):
     from cnngraph.compiler import compile
     from cnngraph.ir.printer import fmt_bytes
 
-    g = load_model(args.model, parse_input(args.input), parse_options(args.option))
-    if args.save:
-        return _save_plan(args, g)
-    plan = compile(g, batch=args.batch)
+    from cnngraph.compiler import plan_file
+
+    for flag, given in (("--weights", args.weights), ("--allow-nonfinite", args.allow_nonfinite)):
+        if given and not args.save:
+            raise CnnGraphError(f"{flag}: only with --save (the plan itself does not read weights)")
+    if plan_file.is_plan_file(args.model):  # a saved plan: its steps as loaded, for --batch
+        if args.save or args.input or args.option:
+            raise CnnGraphError(f"{args.model} is a saved plan: --save, --input and -O do not apply")
+        g, plan = None, plan_file.load(args.model, batch=args.batch)
+    else:
+        g = load_model(args.model, parse_input(args.input), parse_options(args.option))
+        if args.save:
+            return _save_plan(args, g)
+        plan = compile(g, batch=args.batch)
     print(plan.summary())
     m = plan.memory
     if isinstance(m.planned_bytes, int) or getattr(m.planned_bytes, "is_Integer", False):
@@ -333,8 +343,9 @@ def cmd_plan(args):
     from cnngraph.analysis.cost import analyze
     from cnngraph.ir.printer import memory_note
 
-    print(f"table's activation memory: {fmt_bytes(analyze(g).total.memory_bytes)}  (every layer output written once)")
-    print(memory_note("arena", "naive", "activations"))
+    if g is not None:
+        print(f"table's activation memory: {fmt_bytes(analyze(g).total.memory_bytes)}  (every layer output written once)")
+        print(memory_note("arena", "naive", "activations"))
     if args.steps:
         for i, s in enumerate(plan.steps):
             tail = "".join(f" +{a}" for a in (s.act1,) if a) + (f" +res({s.residual})" if s.residual else "") + \
@@ -370,8 +381,9 @@ def _save_plan(args, g):
         (g.graph.get("weights") or init(g, seed=args.seed))
     plan = compile(g, ws, batch=args.batch, consume_weights=True)
     path = plan_file.save(plan, args.save)
-    size = sum(int(v.size) for v in plan.weights.values()) * 4
-    print(f"wrote {path}: {len(plan.steps)} steps, {len(plan.weights)} weight tensors ({fmt_bytes(size)}, batch norms "
+    keys = {k for s in plan.steps for part in s.parts for k in part.params.values()}  # what the file holds
+    size = sum(int(plan.weights[k].size) for k in keys) * 4
+    print(f"wrote {path}: {len(plan.steps)} steps, {len(keys)} weight tensors ({fmt_bytes(size)}, batch norms "
           f"folded), made for batch {args.batch}; `cnngraph run {path}` runs it without the model's source")
     return 0
 
