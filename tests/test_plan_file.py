@@ -152,6 +152,18 @@ def _set(path_in_doc, value):
     return change
 
 
+def _huge_lenet(doc):
+    """LeNet-5's first layers on a 2²⁴ × 2¹² input: every shape consistent, the arena 2⁴⁰ bytes
+    and more; the later layers dropped (their shapes would no longer follow)."""
+    h, w = 1 << 24, 1 << 12
+    doc["inputs"][0]["shape"] = [1, h, w]
+    s0 = doc["steps"][0]
+    s0["in_shapes"] = [[1, h, w]]
+    s0["out_shape"] = [s0["out_shape"][0], h, w]  # 5×5, padding 2
+    doc["steps"] = [s0]
+    doc["outputs"] = [s0["output"]]
+
+
 HOSTILE = {
     "not json": (dict(raw_json=b"{'steps': __import__('os')}"), "not valid JSON"),
     "other format": (dict(change_doc=_set(["format"], "x")), "format 'x'"),
@@ -162,6 +174,9 @@ HOSTILE = {
     "reads nothing": (dict(change_doc=_set(["steps", 1, "inputs"], ["ghost"])), "reads 'ghost', which no earlier"),
     "negative kernel": (dict(change_doc=_set(["steps", 0, "attrs", "kernel"], [-3, 5])), "kernel"),
     "huge shape": (dict(change_doc=_set(["inputs", 0, "shape"], [1, 1 << 41, 28])), "positive integers"),
+    "huge arena": (dict(change_doc=_huge_lenet, drop=tuple(f"{n}.{f}.npy" for n in ("conv2", "fc1", "fc2")
+                                                          for f in ("weight", "bias"))),
+                   "planned arena at batch 1 is"),
     "string size": (dict(change_doc=_set(["steps", 0, "attrs", "out_channels"], "__import__('os')")),
                     "out_channels"),
     "bad activation": (dict(change_doc=_set(["steps", 0, "act1"], "exec")), "unknown activation 'exec'"),

@@ -14,8 +14,9 @@ resident memory than compiling the zoo's graph in that process).
 A plan file may come from anyone, so :func:`load` trusts nothing in it: the JSON is parsed
 (never evaluated) and checked field by field; every step's output shape is recomputed by
 its op's registry rule from its attributes and input shapes, and every weight's shape from
-its registry spec, before any weight data is read; the weights' total is checked against
-the memory available; a bad field is one line naming the step and the rule.
+its registry spec, before any weight data is read; the weights' total and the planned
+arena at the batch asked for are checked against the memory available; a bad field is one
+line naming the step and the rule.
 
 >>> import os, tempfile
 >>> import numpy as np
@@ -327,6 +328,10 @@ def load(path, batch: int | None = None, allow_nonfinite: bool = False) -> Plan:
     plan = Plan(name, [d["name"] for d in inputs], outputs, values, steps, None)
     nest = doc.get("nest", True)
     finish(plan, batch, nest is True)
+    arena, free = int(plan.memory.at(batch).planned_bytes), arrays.memory_available()
+    if free is not None and arena > free:  # before the weights are read; a run allocates it
+        c.fail("activations", f"the planned arena at batch {batch} is {arena / 2**20:,.0f} MiB; {free / 2**20:,.0f} MiB "
+                              "of memory are available")
     plan.weights = arrays.read(p, heads, allow_nonfinite)
     return plan
 
