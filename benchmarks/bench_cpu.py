@@ -230,8 +230,16 @@ class Phases:
         return max(r["peak_mb"] for r in self.rows)
 
 
-def child(peer, model, batch, runs, warmup, files, out_path) -> dict:
-    """One peer in this (fresh) process: times and memory, the output saved for comparison."""
+# A process times at least this many seconds of runs (``--min-time``), so a fast model's
+# median is not ten runs of one moment: the machine has slow phases seconds long, and 8 runs
+# of MobileNet v2 at batch 1 are 45 ms of it.
+MIN_TIMED_S = 1.0
+MAX_RUNS = 1000
+
+
+def child(peer, model, batch, runs, warmup, files, out_path, min_time=MIN_TIMED_S) -> dict:
+    """One peer in this (fresh) process: times and memory, the output saved for comparison.
+    At least ``runs`` timed runs, and more until ``min_time`` seconds have been timed."""
     ph = Phases()
     ph.mark("python, numpy")
     t = time.perf_counter()
@@ -243,7 +251,7 @@ def child(peer, model, batch, runs, warmup, files, out_path) -> dict:
     for _ in range(warmup - 1):
         y = fn()
     times = []
-    for _ in range(runs):
+    while len(times) < runs or (sum(times) < min_time and len(times) < MAX_RUNS):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -261,8 +269,9 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def _child(peer, model, batch, runs, warmup, files, out) -> dict:
+def _child(peer, model, batch, runs, warmup, files, out, min_time=MIN_TIMED_S) -> dict:
     cmd = [sys.executable, __file__, "--child", peer, "--model", model, "--batch", str(batch), "--runs", str(runs),
+           "--min-time", str(min_time),
            "--warmup", str(warmup), "--files", json.dumps(files), "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -275,15 +284,15 @@ def warm_cache(model, batch, files, tmp) -> dict:
     kernel specialisation is not there yet, so every measured process loads them (a user's
     second run) instead of the first one compiling (which costs seconds and, on ResNet-50,
     about 70 MB more at the peak). Its figures are reported apart."""
-    return _child("cnngraph", model, batch, 0, 1, files, Path(tmp) / "warm.npy")
+    return _child("cnngraph", model, batch, 0, 1, files, Path(tmp) / "warm.npy", min_time=0)
 
 
-def own_process(model, batch, peers, procs, runs, warmup, files, tmp) -> dict:
+def own_process(model, batch, peers, procs, runs, warmup, files, tmp, min_time=MIN_TIMED_S) -> dict:
     """Each peer in processes of its own, alternating; medians over every run."""
     res = {p: {"times": [], "peak_mb": [], "after_setup_mb": [], "phases": [], "modules": []} for p in peers}
     for _ in range(procs):
         for p in peers:
-            d = _child(p, model, batch, runs, warmup, files, Path(tmp) / f"{p}.npy")
+            d = _child(p, model, batch, runs, warmup, files, Path(tmp) / f"{p}.npy", min_time)
             res[p]["times"] += d["times"]
             for k in ("peak_mb", "after_setup_mb", "phases", "modules"):
                 res[p][k].append(d[k])
@@ -365,7 +374,7 @@ def memory_table(models, batches, peers, json_path=None, compile_in_child=False)
             for batch in batches:
                 warm_cache(model, batch, files, tmp)
                 for p in peers:
-                    d = _child(p, model, batch, 1, 1, files, Path(tmp) / f"{p}.npy")
+                    d = _child(p, model, batch, 1, 1, files, Path(tmp) / f"{p}.npy", min_time=0)
                     rows.append({"model": model, "batch": batch, "peer": p, **d})
                     by = {r["phase"]: r for r in d["phases"]}
                     cells = []
@@ -390,6 +399,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, action="append", help="batch sizes (default 1 and 8)")
     ap.add_argument("--procs", type=int, default=2, help="processes per peer in the own-process runs (default 2)")
     ap.add_argument("--runs", type=int, default=8, help="timed runs per process (default 8)")
+    ap.add_argument("--min-time", type=float, default=MIN_TIMED_S,
+                    help=f"own process: time runs until this many seconds are timed, at most {MAX_RUNS} "
+                         f"(default {MIN_TIMED_S:g}; at least --runs)")
     ap.add_argument("--rounds", type=int, default=8, help="round-robin rounds per process (default 8)")
     ap.add_argument("--rr-procs", type=int, default=2,
                     help="processes the round-robin runs in, one after the other (default 2)")
@@ -414,7 +426,7 @@ def main(argv=None):
         return 0
     if args.child:
         print(json.dumps(child(args.child, args.model[0], args.batch[0], args.runs, args.warmup,
-                               json.loads(args.files), args.out)))
+                               json.loads(args.files), args.out, args.min_time)))
         return 0
     models = args.model or (["resnet50"] if args.quick else list(MODELS))
     batches = args.batch or [1, 8]
@@ -441,7 +453,7 @@ def main(argv=None):
             for batch in batches:
                 gf = gflop(model, batch)
                 warm = warm_cache(model, batch, files, tmp)
-                own = own_process(model, batch, peers, args.procs, args.runs, args.warmup, files, tmp)
+                own = own_process(model, batch, peers, args.procs, args.runs, args.warmup, files, tmp, args.min_time)
                 rr = round_robin(model, batch, peers, args.rounds, args.warmup, files, args.rr_procs)
                 row = {"model": model, "batch": batch, "gflop": gf, "own": own, "round_robin": rr,
                        "cache_warming_peak_mb": warm["peak_mb"], "load": os.getloadavg()[0]}

@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 BENCH = pathlib.Path(__file__).parents[1] / "benchmarks"
 
 
@@ -24,13 +26,17 @@ def _run(args, env):
     return r.stdout
 
 
-def test_bench_cpu_without_torch(tmp_path):
+@pytest.mark.parametrize("compile_in_child", [False, True])
+def test_bench_cpu_without_torch(tmp_path, compile_in_child):
+    """cnngraph's process loads the saved plan the parent wrote (networkx never imported), or
+    with --compile builds and compiles the graph itself."""
     env = _without_torch(tmp_path)
     out = _run(["-c", "import importlib.util as u; print(u.find_spec('torch'))"], env)
     assert out.strip() == "None"  # the stand-in: as if PyTorch were not installed
     js = tmp_path / "cpu.json"
-    out = _run([BENCH / "bench_cpu.py", "--model", "lenet5", "--batch", "2", "--procs", "1", "--runs", "1",
-                "--rounds", "1", "--warmup", "1", "--json", js], env)
+    out = _run([BENCH / "bench_cpu.py", "--model", "lenet5", "--batch", "2", "--procs", "1", "--runs", "3",
+                "--min-time", "0", "--rounds", "1", "--warmup", "1", "--json", js] + ["--compile"] * compile_in_child,
+               env)
     assert "PyTorch/torchvision not installed" in out and "the PyTorch eager peer is skipped" in out
     (row,) = json.loads(js.read_text())["rows"]
     assert set(row["own"]) == {"cnngraph", "onnxruntime"} == set(row["round_robin"])
@@ -40,8 +46,10 @@ def test_bench_cpu_without_torch(tmp_path):
     # cnngraph's libraries, ours neither ONNX Runtime nor sympy
     assert "onnxruntime" in ort["modules"] and not {"numba", "networkx", "sympy"} & set(ort["modules"])
     assert "numba" in ours["modules"] and not {"onnxruntime", "onnx", "sympy", "torch"} & set(ours["modules"])
+    assert ("networkx" in ours["modules"]) == compile_in_child
     phases = [r["phase"] for r in ours["phases"]]
-    assert phases == ["python, numpy", "imports", "model", "weights", "compile", "executor", "first run", "runs"]
+    assert phases == ["python, numpy", "imports", *(("model", "weights", "compile") if compile_in_child else ("plan",)),
+                      "executor", "first run", "runs"]
     assert [r["phase"] for r in ort["phases"]] == ["python, numpy", "imports", "session", "first run", "runs"]
     for p in (ours, ort):  # the peak is the largest phase peak, and at least every phase's end
         assert p["peak_mb"] == max(r["peak_mb"] for r in p["phases"]) >= max(r["rss_mb"] for r in p["phases"]) - 1
