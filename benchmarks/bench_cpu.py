@@ -5,7 +5,7 @@ the model exported by ``cnngraph.onnx``) and PyTorch eager (torchvision's real
 Two measurements, both reported:
 
 * **own process**: each peer runs in a fresh process of its own (set-up, warm-up, timed
-  runs, its peak resident memory), the peers' processes alternating A, B, C, A, B, C... so
+  runs, at least ``--min-time`` seconds of them, its peak resident memory), the peers' processes alternating A, B, C, A, B, C... so
   slow phases of a shared machine hit every peer; the median over all its processes' runs.
 * **round-robin**: every peer set up in one process and timed one run each per round, so
   the ratios hold even when the machine's load changes from second to second; each run
