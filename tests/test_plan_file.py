@@ -179,6 +179,7 @@ HOSTILE = {
                    "planned arena at batch 1 is"),
     "string size": (dict(change_doc=_set(["steps", 0, "attrs", "out_channels"], "__import__('os')")),
                     "out_channels"),
+    "attribute missing": (dict(change_doc=lambda doc: doc["steps"][0]["attrs"].pop("kernel")), "rule fails"),
     "bad activation": (dict(change_doc=_set(["steps", 0, "act1"], "exec")), "unknown activation 'exec'"),
     "params lie": (dict(change_doc=_set(["steps", 0, "params"], {"weight": "conv1.weight"})), "params"),
     "bad batch": (dict(change_doc=_set(["batch"], 0)), "batch: must be a positive integer"),
@@ -258,3 +259,55 @@ def test_cli_plan_shows_a_saved_plan(tmp_path, capsys):
     assert "at batch 8" in shown
     assert main(["plan", "resnet18", "--weights", str(path)]) == 2
     assert "only with --save" in capsys.readouterr().err
+
+
+def test_fuzzed_plan_files_fail_with_one_line(tmp_path):
+    """200 plan files with one or two fields of plan.json replaced by values of other kinds
+    (None, negative, huge, strings, lists, objects, NaN, op and activation names): each
+    loads or is refused with a one-line CnnGraphError, never another exception."""
+    import random
+
+    g = zoo.build("mobilenet_v2", input=(3, 32, 32))
+    path = tmp_path / "m.cgplan"
+    plan_file.save(compile(g, init(g, seed=0)), path)
+    with zipfile.ZipFile(path) as z:
+        doc0 = json.loads(z.read("plan.json"))
+        members = {i.filename: z.read(i) for i in z.infolist() if i.filename != "plan.json"}
+
+    def leaves(o, pre=()):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                yield from leaves(v, pre + (k,))
+        elif isinstance(o, list):
+            for i, v in enumerate(o):
+                yield from leaves(v, pre + (i,))
+        if pre:
+            yield pre
+
+    paths = list(leaves(doc0))
+    values = [None, -1, 0, 1, 3, 2**63, 1e308, float("nan"), "x", "", "2*C", [], {}, [1], [1, 2, 3, 4, 5],
+              {"rational": [1, 0]}, True, "relu", "conv2d", "input"]
+    rng = random.Random(0)
+    out = tmp_path / "f.cgplan"
+    refused = 0
+    for _ in range(200):
+        doc = json.loads(json.dumps(doc0))
+        for _ in range(rng.randint(1, 2)):
+            *head, last = rng.choice(paths)
+            o = doc
+            try:
+                for k in head:
+                    o = o[k]
+                o[last] = rng.choice(values)
+            except (KeyError, IndexError, TypeError):
+                pass  # the first change removed this path
+        with zipfile.ZipFile(out, "w") as w:
+            w.writestr("plan.json", json.dumps(doc))
+            for name, data in members.items():
+                w.writestr(name, data)
+        try:
+            plan_file.load(out)
+        except CnnGraphError as e:
+            assert "\n" not in str(e)
+            refused += 1
+    assert refused > 150  # most changes break a rule (a changed name or `why` may not)

@@ -147,7 +147,7 @@ class _Checker:
         return tuple(v)
 
     def act(self, where: str, v):
-        if v is not None and v not in ops.ACTIVATIONS:
+        if v is not None and (not isinstance(v, str) or v not in ops.ACTIVATIONS):
             self.fail(where, f"unknown activation {str(v)[:40]!r}")
         return v
 
@@ -217,6 +217,11 @@ def _step(c: _Checker, i: int, d, shapes: dict) -> Step:
         attrs = ops.check_attrs(node, ops.with_defaults(op, attrs))
     except CnnGraphError as e:
         c.fail(where, str(e))
+    for k in (ops.SIZE_ATTRS | ops.OFFSET_ATTRS) & set(attrs):  # numbers only: a plan is numeric
+        items = attrs[k] if isinstance(attrs[k], tuple) else (attrs[k],)
+        if not all(ops.is_int(x) for x in items):
+            c.fail(f"{where} attrs {k}", f"must be integers, got {str(attrs[k])[:40]}")
+        attrs[k] = tuple(int(x) for x in items) if isinstance(attrs[k], tuple) else int(attrs[k])
     in_shapes = [c.shape(f"{where} in_shapes[{j}]", s) for j, s in enumerate(
         c.typed(f"{where} in_shapes", d["in_shapes"], list, "a list"))]
     out_shape = c.shape(f"{where} out_shape", d["out_shape"])
@@ -239,14 +244,17 @@ def _step(c: _Checker, i: int, d, shapes: dict) -> Step:
                       f"{'×'.join(map(str, out_shape))}")
     try:
         want = tuple(int(x) for x in spec.shape(attrs, [tuple(s) for s in in_shapes], ops.Ctx(node)))
-    except (CnnGraphError, TypeError, ValueError, ZeroDivisionError) as e:
-        c.fail(where, f"its shape rule fails: {e}")
+    except (CnnGraphError, TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, AttributeError) as e:
+        c.fail(where, f"its shape rule fails: {type(e).__name__} {e}")
     if want != out_shape:
         c.fail(where, f"out_shape {'×'.join(map(str, out_shape))}, but {op} gives {'×'.join(map(str, want))}")
     if output in shapes:
         c.fail(where, f"writes {output[:60]!r}, which an earlier step or input already holds")
     params = c.typed(f"{where} params", d["params"], dict, "an object")
-    roles = {w.name for w in spec.weight_specs(attrs, in_shapes)}
+    try:
+        roles = {w.name for w in spec.weight_specs(attrs, in_shapes)}
+    except (CnnGraphError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        c.fail(where, f"its weights' rule fails: {type(e).__name__} {e}")
     if set(params) != roles or not all(isinstance(k, str) and k for k in params.values()):
         c.fail(where, f"params {sorted(params)} but {op} with these attributes has {sorted(roles)}")
     nodes = c.names(f"{where} nodes", d["nodes"])
