@@ -42,8 +42,7 @@ import threading
 import numpy as np
 
 from cnngraph.ir.errors import CnnGraphError
-from cnngraph.ir.ops import bn_scale_shift
-from cnngraph.ir.ops import act_code, act_param
+from cnngraph.ir.ops import act_code, act_param, bn_scale_shift
 from cnngraph.backends import Backend, sgemm_ceiling
 from cnngraph.compiler.plan import Plan
 

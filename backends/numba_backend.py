@@ -34,9 +34,8 @@ import threading
 import numpy as np
 
 from cnngraph.compiler.algorithms import WINOGRAD_TILE, choose_conv, padded_extent
-from cnngraph.ir.ops import bn_scale_shift
 from cnngraph.ir import ops
-from cnngraph.ir.ops import act_clamp, act_code, act_param
+from cnngraph.ir.ops import act_clamp, act_code, act_param, bn_scale_shift
 from cnngraph.backends import Backend
 from cnngraph.compiler.plan import Plan
 
