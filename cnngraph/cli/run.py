@@ -14,7 +14,6 @@ lenet5: 7 steps over 8 values in 2 slots; ...
 """
 from __future__ import annotations
 
-import math
 import resource
 import statistics
 import time
@@ -69,8 +68,6 @@ def _saved_plan(args):
     """A saved plan (``cnngraph plan MODEL --save FILE.cgplan``), made for ``--batch`` (or
     the --input-file's batch); it holds its weights and its input size."""
     from cnngraph.compiler import plan_file
-    from cnngraph.io import arrays
-    from cnngraph.ir.printer import fmt_bytes
 
     for flag, given in (("--weights", args.weights), ("--input", args.input), ("-O", args.option)):
         if given:
@@ -85,12 +82,7 @@ def _saved_plan(args):
     if args.input_file and (len(shape) not in (len(want), len(want) + 1) or tuple(shape[-len(want):]) != want):
         raise CnnGraphError(f"{args.input_file}: array of shape {'×'.join(map(str, shape))} does not fit the plan's "
                             f"N×{'×'.join(map(str, want))}")
-    need = int(plan.memory.at(batch).planned_bytes) + 4 * batch * math.prod(want)
-    free = arrays.memory_available()
-    if free is not None and need > free:
-        raise CnnGraphError(f"{args.model} at batch {batch} needs {fmt_bytes(need)} for its activations and input "
-                            f"beyond the weights; {fmt_bytes(free)} of memory are available")
-    return plan
+    return plan  # (load checked the weights and the planned arena against the memory available)
 
 
 def _compiled_plan(args):
